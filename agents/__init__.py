@@ -1,0 +1,1 @@
+"""Batched PPO, the stable-baselines3 adapter, evaluation and policy export."""

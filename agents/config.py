@@ -1,0 +1,69 @@
+"""Agent configs: frozen dataclasses with a docstring per field, validated at load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Batched PPO (rsl_rl-style) hyper-parameters."""
+
+    num_steps: int = 32
+    """Control steps collected per world before each update (rollout length)."""
+    num_epochs: int = 5
+    """Passes over the rollout per update."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; minibatch size = num_envs * num_steps / num_minibatches."""
+    gamma: float = 0.99
+    """Discount factor."""
+    lam: float = 0.95
+    """GAE lambda."""
+    clip_ratio: float = 0.2
+    """PPO clipping of the probability ratio."""
+    clip_value: bool = True
+    """Clip the value update around the old value estimate by ``clip_ratio``."""
+    value_coef: float = 1.0
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    learning_rate: float = 1e-3
+    """Initial Adam learning rate."""
+    schedule: str = "adaptive"
+    """``adaptive`` (KL-targeted, rsl_rl), ``linear`` (anneal to 0) or ``fixed``."""
+    desired_kl: float = 0.01
+    """KL target of the adaptive schedule."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    actor_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the policy MLP."""
+    critic_hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of the value MLP."""
+    activation: str = "elu"
+    """Hidden activation: ``elu``, ``tanh`` or ``relu``."""
+    init_noise_std: float = 1.0
+    """Initial standard deviation of the Gaussian policy (state-independent, learned)."""
+    normalize_obs: bool = True
+    """Running mean/std observation normalization (exported with the policy)."""
+    normalize_advantages: bool = True
+    """Normalize advantages per minibatch."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        checks = [
+            ("num_steps", self.num_steps >= 1, ">= 1"),
+            ("num_epochs", self.num_epochs >= 1, ">= 1"),
+            ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
+            ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
+            ("lam", 0.0 <= self.lam <= 1.0, "in [0, 1]"),
+            ("clip_ratio", self.clip_ratio > 0.0, "> 0"),
+            ("learning_rate", self.learning_rate > 0.0, "> 0"),
+            ("schedule", self.schedule in ("adaptive", "linear", "fixed"), "one of adaptive, linear, fixed"),
+            ("desired_kl", self.desired_kl > 0.0, "> 0"),
+            ("max_grad_norm", self.max_grad_norm > 0.0, "> 0"),
+            ("activation", self.activation in ("elu", "tanh", "relu"), "one of elu, tanh, relu"),
+            ("init_noise_std", self.init_noise_std > 0.0, "> 0"),
+        ]  # fmt: skip
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"ppo.{name}: got {getattr(self, name)!r}, expected {allowed}")

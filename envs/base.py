@@ -1,0 +1,114 @@
+"""The batched environment contract every backend implements.
+
+One API for every simulator and for the real robot: torch tensors in and out, shaped
+``[num_envs, ...]``, on ``env.device`` (after rsl_rl's ``VecEnv`` and Isaac Lab's ``DirectRLEnv``).
+Finished worlds reset themselves inside :meth:`BatchedEnv.step`; the observation a finished world
+ended on is kept in ``info["final_obs"]`` so that a learner can bootstrap on truncation.
+Gymnasium's split is kept: ``terminated`` means the task ended (a fall, a goal state whose value
+is zero), ``truncated`` means the time limit cut the episode short.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class StateField:
+    """One named physical quantity of a task's state, as reward functions read it."""
+
+    shape: tuple[int, ...]
+    """Per-world shape; the batched tensor is ``[num_envs, *shape]``. ``()`` for a scalar."""
+    unit: str
+    """Physical unit, e.g. ``"m"``, ``"rad/s"``, ``"1"`` for dimensionless."""
+    frame: str
+    """Frame the quantity is expressed in, e.g. ``"world"``, ``"joint"``, ``"torso"``."""
+    doc: str
+    """What the quantity is, in one sentence an LLM can use to write a reward."""
+
+    def describe(self, name: str) -> str:
+        shape = "[N]" if not self.shape else "[N, " + ", ".join(map(str, self.shape)) + "]"
+        return f"{name}: {shape} {self.unit}, {self.frame} frame. {self.doc}"
+
+
+class BatchedEnv(abc.ABC):
+    """A batch of ``num_envs`` worlds stepped together.
+
+    Attributes:
+        num_envs: number of worlds ``N``.
+        obs_dim: length of one world's observation vector.
+        action_dim: length of one world's action vector; actions are in ``[-1, 1]``.
+        device: torch device of every tensor this env returns.
+        max_episode_steps: the time limit, in control steps.
+        control_dt: seconds of simulated time per control step.
+    """
+
+    num_envs: int
+    obs_dim: int
+    action_dim: int
+    device: torch.device
+    max_episode_steps: int
+    control_dt: float
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset every world.
+
+        Args:
+            seed: reseeds the reset distribution (and so the whole run) when given.
+
+        Returns:
+            Observations ``[N, obs_dim]`` float32.
+        """
+
+    @abc.abstractmethod
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Apply ``actions`` ``[N, action_dim]`` (clipped to ``[-1, 1]``) for one control step.
+
+        Returns:
+            ``(obs [N, obs_dim] float32, reward [N] float32, terminated [N] bool,
+            truncated [N] bool, info)``. Worlds with ``terminated | truncated`` have already been
+            reset: ``obs`` is their first observation of the next episode and
+            ``info["final_obs"]`` ``[N, obs_dim]`` holds the last observation of the finished one
+            (rows of unfinished worlds equal ``obs``). ``info["episode"]`` holds, for the worlds
+            that finished, ``{"return": [M], "length": [M], "success": [M] bool, "env_ids": [M]}``
+            plus ``"reward/<term>"`` episode sums. ``info["log"]`` maps metric names
+            (``reward/<term>``, ...) to scalar means over the batch for this step.
+        """
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, torch.Tensor]:
+        """Named physical quantities of the task, each ``[N, *StateField.shape]`` float32.
+
+        This is what reward functions read; see :meth:`state_spec` for shapes, frames and units.
+        """
+
+    @abc.abstractmethod
+    def state_spec(self) -> dict[str, StateField]:
+        """Schema of :meth:`state`: the same names for every backend of a task."""
+
+    @abc.abstractmethod
+    def success(self) -> torch.Tensor:
+        """The task's own measure of done-right for the current state of every world, ``[N]`` bool."""
+
+    @abc.abstractmethod
+    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        """Render worlds offscreen (``MUJOCO_GL=egl`` on Linux).
+
+        Returns:
+            ``uint8 [n, H, W, 3]`` on the CPU, one frame per requested world (all when ``None``).
+        """
+
+    def describe(self) -> str:
+        """The state schema as compact text, for an LLM prompt."""
+        lines = [f"- {line}" for line in (f.describe(n) for n, f in self.state_spec().items())]
+        return "\n".join(lines)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release native resources (renderers, threads)."""

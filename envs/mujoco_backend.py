@@ -1,0 +1,244 @@
+"""The ``mujoco`` backend: N worlds of one MJCF model stepped by native threads on the CPU.
+
+Physics runs in MuJoCo 4's :class:`mujoco.batch.Batch`: every world's state is a row of one
+array, stepped on a C++ thread pool with the GIL released, bit-identical at any thread count.
+The bound arrays are live numpy views; we wrap them once with ``torch.from_numpy`` so that the
+task reads and writes them without copies. Everything per step (observation, state, reward,
+termination, auto-reset) is batched torch over all worlds.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+from mujoco.batch import Batch
+from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
+from rewardlab.rewards.terms import RewardFn, compose
+
+
+class MujocoEnv(BatchedEnv):
+    """A :class:`BatchedEnv` on native MuJoCo.
+
+    Args:
+        task_cls: the task class (see ``rewardlab.envs.tasks``).
+        cfg: the task config; ``task_cls.default_config()`` when ``None``.
+        num_envs: number of worlds.
+        seed: seeds the reset distribution; the same seed gives the same run.
+        nthread: physics threads; 0 uses every CPU core.
+        device: device of the returned tensors (physics stays on the CPU).
+        reward_fn: ``compute_reward(state, action) -> (total, components)``; the task's default
+            weighted terms when ``None``.
+        render_size: ``(height, width)`` of :meth:`render` frames.
+    """
+
+    def __init__(
+        self,
+        task_cls: type[Task],
+        cfg: TaskConfig | None = None,
+        num_envs: int = 64,
+        seed: int = 0,
+        nthread: int = 0,
+        device: str | torch.device = "cpu",
+        reward_fn: RewardFn | None = None,
+        render_size: tuple[int, int] = (240, 320),
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.model = task_cls.load_model()
+        self.task = task_cls(cfg if cfg is not None else task_cls.default_config(), self.model)
+        self.cfg = self.task.cfg
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.max_episode_steps = self.cfg.episode_steps
+        self.control_dt = float(self.model.opt.timestep) * self.cfg.frame_skip
+        self.action_dim = self.model.nu
+        nthread = nthread or (os.cpu_count() or 1)
+        self._batch = Batch(self.model, num_envs, nthread=min(nthread, num_envs))
+        with warnings.catch_warnings():
+            # Derived fields are read-only numpy views, refreshed in place by every step;
+            # torch warns that it cannot mark them read-only. Tasks never write them.
+            warnings.simplefilter("ignore", UserWarning)
+            self.sim = SimView(
+                qpos=torch.from_numpy(self._batch.bind("qpos")),
+                qvel=torch.from_numpy(self._batch.bind("qvel")),
+                ctrl=torch.from_numpy(self._batch.bind("ctrl")),
+                derived={f: torch.from_numpy(self._batch.bind(f)) for f in self.task.sim_fields},
+            )
+        lo, hi = self.model.actuator_ctrlrange.T.copy()
+        limited = self.model.actuator_ctrllimited.astype(bool)
+        lo[~limited], hi[~limited] = -1.0, 1.0
+        self._ctrl_mid = torch.as_tensor((hi + lo) / 2, dtype=torch.float64)
+        self._ctrl_half = torch.as_tensor((hi - lo) / 2, dtype=torch.float64)
+        self.reward_fn: RewardFn = reward_fn or compose(self.task.reward_terms())
+
+        self._gen = torch.Generator(device="cpu")
+        self._gen.manual_seed(seed)
+        self._last_action = torch.zeros(num_envs, self.action_dim)
+        self._ep_len = torch.zeros(num_envs, dtype=torch.long)
+        self._ep_return = torch.zeros(num_envs)
+        self._ep_terms: dict[str, torch.Tensor] = {}
+        self._state: dict[str, torch.Tensor] | None = None
+        self._renderer: mujoco.Renderer | None = None
+        self._render_size = render_size
+        self._render_data: mujoco.MjData | None = None
+        self.obs_dim = int(self._compute_obs_dim())
+
+    # -- BatchedEnv ------------------------------------------------------------------------------
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        if seed is not None:
+            self._gen.manual_seed(seed)
+        self._reset_worlds(torch.arange(self.num_envs))
+        self._state = self.task.state(self.sim, self._last_action)
+        return self._to_device(self.task.observation(self._state))
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        action = self._check_action(actions)
+        self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * action.double())
+        self._batch.step(nstep=self.cfg.frame_skip, stage=mujoco.mjtStage.mjSTAGE_VEL)
+
+        state = self.task.state(self.sim, self._last_action)
+        reward, terms = self.reward_fn(state, action)
+        diverged = ~torch.isfinite(self.sim.qpos).all(-1) | ~torch.isfinite(self.sim.qvel).all(-1)
+        terminated = self.task.terminated(state) | diverged
+        self._ep_len += 1
+        truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
+        success = self.task.success(state) & ~terminated
+        reward = torch.where(diverged, torch.zeros_like(reward), reward)
+        self._ep_return += reward
+        for name, value in terms.items():
+            self._ep_terms.setdefault(name, torch.zeros(self.num_envs)).add_(value)
+        obs = self.task.observation(state)
+        info: dict[str, Any] = {
+            "log": {f"reward/{k}": v.mean().item() for k, v in terms.items()},
+            "success": success,
+        }
+
+        done = terminated | truncated
+        self._last_action = action.clone()
+        if done.any():
+            ids = done.nonzero().squeeze(-1)
+            info["final_obs"] = obs.clone()
+            info["episode"] = {
+                "env_ids": ids,
+                "return": self._ep_return[ids].clone(),
+                "length": self._ep_len[ids].clone(),
+                "success": success[ids],
+                **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
+            }
+            self._last_action[ids] = 0.0
+            self._reset_worlds(ids)
+            state = self.task.state(self.sim, self._last_action)
+            fresh = self.task.observation(state)
+            obs = torch.where(done[:, None], fresh, obs)
+        else:
+            info["final_obs"] = obs
+        self._state = state
+        return (
+            self._to_device(obs),
+            self._to_device(reward.float()),
+            self._to_device(terminated),
+            self._to_device(truncated),
+            self._info_to_device(info),
+        )
+
+    def state(self) -> dict[str, torch.Tensor]:
+        if self._state is None:
+            raise RuntimeError("call reset() before state()")
+        return {k: self._to_device(v) for k, v in self._state.items()}
+
+    def state_spec(self) -> dict[str, StateField]:
+        return self.task.state_spec()
+
+    def success(self) -> torch.Tensor:
+        if self._state is None:
+            raise RuntimeError("call reset() before success()")
+        return self._to_device(self.task.success(self._state))
+
+    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        ids = range(self.num_envs) if env_ids is None else [int(i) for i in env_ids]
+        if self._renderer is None:
+            h, w = self._render_size
+            self._renderer = mujoco.Renderer(self.model, height=h, width=w)
+            self._render_data = mujoco.MjData(self.model)
+        frames = []
+        camera = 0 if self.model.ncam > 0 else -1
+        for i in ids:
+            data = self._batch.get_data(i, self._render_data)
+            mujoco.mj_forward(self.model, data)
+            self._renderer.update_scene(data, camera=camera)
+            frames.append(self._renderer.render().copy())
+        if not frames:
+            h, w = self._render_size
+            return torch.zeros((0, h, w, 3), dtype=torch.uint8)
+        return torch.from_numpy(np.stack(frames))
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def set_reward(self, reward_fn: RewardFn) -> None:
+        """Replace the reward (an LLM-written or VLM reward under the same contract)."""
+        self.reward_fn = reward_fn
+        self._ep_terms = {}
+
+    def _reset_worlds(self, ids: torch.Tensor) -> None:
+        ids_np = ids.numpy().astype(np.int32)
+        self._batch.reset(ids_np, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        self.task.reset(self.sim, ids, self._gen)
+        self.sim.ctrl[ids] = 0.0
+        self._batch.forward(ids_np, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._ep_len[ids] = 0
+        self._ep_return[ids] = 0.0
+        for v in self._ep_terms.values():
+            v[ids] = 0.0
+
+    def _check_action(self, actions: torch.Tensor) -> torch.Tensor:
+        actions = torch.as_tensor(actions)
+        expected = (self.num_envs, self.action_dim)
+        if tuple(actions.shape) != expected:
+            raise ValueError(
+                f"{self.task.name}: actions must have shape {list(expected)} "
+                f"[num_envs, action_dim], got {list(actions.shape)}"
+            )
+        actions = actions.detach().to("cpu", torch.float32)
+        if not torch.isfinite(actions).all():
+            bad = (~torch.isfinite(actions).all(-1)).nonzero().squeeze(-1)[:8].tolist()
+            raise ValueError(
+                f"{self.task.name}: actions contain NaN or Inf (worlds {bad}); "
+                "expected finite values in [-1, 1]"
+            )
+        return actions.clamp(-1.0, 1.0)
+
+    def _compute_obs_dim(self) -> int:
+        self._reset_worlds(torch.arange(self.num_envs))
+        state = self.task.state(self.sim, self._last_action)
+        return self.task.observation(state).shape[-1]
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.device.type == "cpu" else x.to(self.device, non_blocking=True)
+
+    def _info_to_device(self, info: dict[str, Any]) -> dict[str, Any]:
+        if self.device.type == "cpu":
+            return info
+        move: Callable[[Any], Any] = lambda v: (
+            v.to(self.device) if isinstance(v, torch.Tensor) else v
+        )  # noqa: E731
+        info = {k: move(v) for k, v in info.items()}
+        if "episode" in info:
+            info["episode"] = {k: move(v) for k, v in info["episode"].items()}
+        return info

@@ -1,0 +1,215 @@
+"""What a task is: its MJCF model, state, observation, success, resets, termination and reward.
+
+A task is defined once, in torch, over a :class:`SimView` of the physics (tensors
+``[N, ...]`` over qpos, qvel, body positions, ...), so that the same task code runs on every
+backend that can fill a :class:`SimView` (native MuJoCo on the CPU, MuJoCo Warp on a GPU).
+Tasks register themselves by name with :func:`register_task` (MuJoCo Playground's registry).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import mujoco
+import torch
+from rewardlab.envs.base import StateField
+from rewardlab.rewards.terms import RewardTerm
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Settings every task has. Tasks subclass this with their own fields."""
+
+    frame_skip: int = 2
+    """Physics steps per control step (decimation); control rate = 1 / (timestep * frame_skip)."""
+    episode_steps: int = 500
+    """Time limit in control steps; reaching it truncates (not terminates) the episode."""
+    reset_noise: float = 0.1
+    """Scale of the uniform noise added to the initial joint positions and velocities."""
+    reward_weights: Mapping[str, float] = field(default_factory=dict)
+    """Weight of each default reward term by name; a name left out keeps the task's default."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field when a value is out of range."""
+        if self.frame_skip < 1:
+            raise ValueError(f"frame_skip must be >= 1, got {self.frame_skip}")
+        if self.episode_steps < 1:
+            raise ValueError(f"episode_steps must be >= 1, got {self.episode_steps}")
+        if self.reset_noise < 0:
+            raise ValueError(f"reset_noise must be >= 0, got {self.reset_noise}")
+        for k, v in self.reward_weights.items():
+            if not isinstance(v, int | float) or not math.isfinite(v):
+                raise ValueError(f"reward_weights.{k} must be a finite number, got {v!r}")
+
+
+@dataclass
+class SimView:
+    """Batched tensors over the physics state of ``N`` worlds, float64, on the backend's device.
+
+    ``qpos``, ``qvel`` and ``ctrl`` are live state: writing them changes the simulation.
+    The derived fields (``xpos``, ``xquat``, ``site_xpos``, ``sensordata``, ...) are read-only
+    and current after every step and reset. Only the fields named in ``Task.sim_fields`` are
+    present in ``derived``.
+    """
+
+    qpos: torch.Tensor
+    """``[N, nq]`` generalized positions."""
+    qvel: torch.Tensor
+    """``[N, nv]`` generalized velocities."""
+    ctrl: torch.Tensor
+    """``[N, nu]`` actuator controls."""
+    derived: dict[str, torch.Tensor]
+    """MjData field name -> ``[N, ...]`` tensor, e.g. ``"xpos"`` -> ``[N, nbody, 3]``."""
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        try:
+            return self.__dict__["derived"][name]
+        except KeyError:
+            raise AttributeError(
+                f"SimView has no field {name!r}; add it to the task's sim_fields"
+            ) from None
+
+
+class Task:
+    """Base of every task. Subclasses set the class attributes and override the methods.
+
+    The backend calls, in order: ``__init__(cfg, model)`` once; then per reset of some worlds
+    ``reset(sim, env_ids, generator)``; per control step ``state(sim, last_action)``, then
+    ``observation``, ``success`` and ``terminated`` on that state; the reward is
+    ``reward_fn()(state, action)``.
+    """
+
+    name: ClassVar[str]
+    """Registry name, e.g. ``"cartpole_balance"``."""
+    model_file: ClassVar[str]
+    """MJCF file under ``envs/assets/`` (or an absolute path)."""
+    sim_fields: ClassVar[tuple[str, ...]] = ()
+    """Derived MjData fields the task reads (bound, so copied out after every step)."""
+    success_threshold: ClassVar[float] = 0.9
+    """Episode success rate at which the task counts as solved (used by tests and searches)."""
+
+    def __init__(self, cfg: TaskConfig, model: mujoco.MjModel) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.model = model
+
+    @classmethod
+    def default_config(cls) -> TaskConfig:
+        raise NotImplementedError
+
+    @classmethod
+    def load_model(cls) -> mujoco.MjModel:
+        path = Path(cls.model_file)
+        if not path.is_absolute():
+            path = ASSETS / path
+        return mujoco.MjModel.from_xml_path(str(path))
+
+    # -- per-task physics ----------------------------------------------------------------------
+
+    def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
+        """Write initial ``qpos``/``qvel`` for ``env_ids``; default: keyframe 0 (or qpos0) plus noise."""
+        n = len(env_ids)
+        qpos0 = torch.as_tensor(self.model.qpos0, dtype=sim.qpos.dtype, device=sim.qpos.device)
+        s = self.cfg.reset_noise
+        sim.qpos[env_ids] = qpos0 + s * _uniform(gen, (n, self.model.nq), sim.qpos)
+        sim.qvel[env_ids] = s * _uniform(gen, (n, self.model.nv), sim.qvel)
+
+    def state_spec(self) -> dict[str, StateField]:
+        raise NotImplementedError
+
+    def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named quantities ``[N, ...]`` float32; must match :meth:`state_spec` exactly."""
+        raise NotImplementedError
+
+    def observation(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Policy observation ``[N, obs_dim]`` float32 built from the state."""
+        raise NotImplementedError
+
+    def obs_layout(self) -> list[tuple[str, int]]:
+        """``(state name, width)`` of each slice of the observation, in order (for export)."""
+        raise NotImplementedError
+
+    def success(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``[N]`` bool; an episode succeeds if this holds on its last state and it did not terminate."""
+        raise NotImplementedError
+
+    def terminated(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``[N]`` bool: the episode ended early (fell over, left the rail). Default: never."""
+        ref = next(iter(state.values()))
+        return torch.zeros(ref.shape[0], dtype=torch.bool, device=ref.device)
+
+    def reward_terms(self) -> dict[str, RewardTerm]:
+        """The default human-written reward, as named terms with weights from ``cfg.reward_weights``."""
+        raise NotImplementedError
+
+    def _weighted(self, defaults: Mapping[str, tuple[Callable, float]]) -> dict[str, RewardTerm]:
+        """Helper: ``{name: (func, default weight)}`` -> terms, applying ``cfg.reward_weights``."""
+        unknown = set(self.cfg.reward_weights) - set(defaults)
+        if unknown:
+            raise ValueError(
+                f"reward_weights: unknown term(s) {sorted(unknown)} for task {self.name!r}; "
+                f"known terms: {sorted(defaults)}"
+            )
+        return {
+            name: RewardTerm(func, float(self.cfg.reward_weights.get(name, w)))
+            for name, (func, w) in defaults.items()
+        }
+
+
+def _uniform(gen: torch.Generator, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """Uniform in [-1, 1], drawn on the generator's device, returned like ``like``."""
+    u = torch.rand(shape, generator=gen, device=gen.device, dtype=torch.float64)
+    return (2.0 * u - 1.0).to(device=like.device, dtype=like.dtype)
+
+
+uniform = _uniform
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+_REGISTRY: dict[str, type[Task]] = {}
+_FACTORIES: dict[str, Callable[[], type[Task]]] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make ``cls`` available as ``make_env(cls.name)``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"task {cls.name!r} is registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def register_task_factory(name: str, factory: Callable[[], type[Task]]) -> None:
+    """Register a task built lazily (e.g. from a YAML file) under ``name``."""
+    _FACTORIES[name] = factory
+
+
+def task_names() -> list[str]:
+    return sorted(set(_REGISTRY) | set(_FACTORIES))
+
+
+def get_task(name: str) -> type[Task]:
+    if name not in _REGISTRY and name in _FACTORIES:
+        _REGISTRY[name] = _FACTORIES[name]()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}") from None
+
+
+def replace_config(cfg: TaskConfig, **changes: object) -> TaskConfig:
+    """``dataclasses.replace`` that names the task config class in its error."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    bad = set(changes) - fields
+    if bad:
+        raise ValueError(
+            f"{type(cfg).__name__}: unknown key(s) {sorted(bad)}; allowed: {sorted(fields)}"
+        )
+    return dataclasses.replace(cfg, **changes)

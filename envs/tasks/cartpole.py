@@ -1,0 +1,160 @@
+"""Cart-pole: keep a hinged pole upright on a cart moving along a rail (dm_control's cartpole).
+
+``cartpole_balance`` starts near upright and terminates when the pole tips past
+``fall_angle`` or the cart leaves the rail; an episode succeeds if it lasts to the time limit.
+``cartpole_swingup`` starts hanging down and never terminates; an episode succeeds if the pole
+is upright (within ``success_angle``) at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import mujoco
+import torch
+from rewardlab.envs.base import StateField
+from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
+from rewardlab.rewards.terms import RewardTerm, action_l2
+
+State = Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CartpoleConfig(TaskConfig):
+    """Cart-pole settings (timestep 0.01 s in the MJCF; 50 Hz control at frame_skip 2)."""
+
+    frame_skip: int = 2
+    """Physics steps per control step."""
+    episode_steps: int = 500
+    """Time limit in control steps (10 s at 50 Hz)."""
+    reset_noise: float = 0.05
+    """Half-width of the uniform noise on the initial cart position, pole angle and velocities."""
+    initial_angle: float = 0.0
+    """Mean initial pole angle in rad (0 upright, pi hanging down)."""
+    fall_angle: float = 0.0
+    """Terminate when |pole_angle| exceeds this (rad); 0 disables termination on angle."""
+    rail_limit: float = 1.7
+    """Terminate (balance) / count as failure when |cart_pos| exceeds this (m)."""
+    success_angle: float = 0.25
+    """An episode succeeds if |pole_angle| is below this (rad) on its last step."""
+    reward_weights: Mapping[str, float] = field(default_factory=dict)
+    """Overrides of the default term weights: upright, centered, effort, pole_velocity."""
+
+
+# -- reward terms ------------------------------------------------------------------------------
+
+
+def upright(state: State, action: torch.Tensor) -> torch.Tensor:
+    """(1 + cos(pole_angle)) / 2: 1 upright, 0 hanging down."""
+    return 0.5 * (1.0 + torch.cos(state["pole_angle"]))
+
+
+def centered(state: State, action: torch.Tensor) -> torch.Tensor:
+    """exp(-cart_pos^2): 1 at the middle of the rail."""
+    return torch.exp(-(state["cart_pos"] ** 2))
+
+
+def pole_velocity(state: State, action: torch.Tensor) -> torch.Tensor:
+    """Squared pole angular velocity (penalize with a negative weight)."""
+    return state["pole_angvel"] ** 2
+
+
+class _Cartpole(Task):
+    model_file = "cartpole.xml"
+    sim_fields = ("site_xpos",)
+    success_threshold = 0.95
+
+    def __init__(self, cfg: CartpoleConfig, model: mujoco.MjModel) -> None:
+        super().__init__(cfg, model)
+        self.cfg: CartpoleConfig = cfg
+        self._tip = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "tip")
+
+    def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
+        n, s = len(env_ids), self.cfg.reset_noise
+        qpos = s * uniform(gen, (n, 2), sim.qpos)
+        qpos[:, 1] += self.cfg.initial_angle
+        sim.qpos[env_ids] = qpos
+        sim.qvel[env_ids] = s * uniform(gen, (n, 2), sim.qvel)
+
+    def state_spec(self) -> dict[str, StateField]:
+        return {
+            "cart_pos": StateField((), "m", "rail", "Cart position along the rail, 0 at the middle, rail ends near +-1.8."),
+            "cart_vel": StateField((), "m/s", "rail", "Cart velocity along the rail."),
+            "pole_angle": StateField((), "rad", "joint", "Pole angle from upright, wrapped to [-pi, pi]; 0 is upright, +-pi hanging down."),
+            "pole_angvel": StateField((), "rad/s", "joint", "Pole angular velocity."),
+            "pole_tip_pos": StateField((3,), "m", "world", "Position of the pole's tip; z is 2.0 when upright, 0.0 when hanging down."),
+            "last_action": StateField((1,), "1", "actuator", "Action of the previous control step, in [-1, 1]."),
+        }  # fmt: skip
+
+    def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        angle = torch.remainder(sim.qpos[:, 1] + math.pi, 2 * math.pi) - math.pi
+        return {
+            "cart_pos": sim.qpos[:, 0].float(),
+            "cart_vel": sim.qvel[:, 0].float(),
+            "pole_angle": angle.float(),
+            "pole_angvel": sim.qvel[:, 1].float(),
+            "pole_tip_pos": sim.site_xpos[:, self._tip].float(),
+            "last_action": last_action,
+        }
+
+    def observation(self, state: State) -> torch.Tensor:
+        a = state["pole_angle"]
+        return torch.stack(
+            [
+                state["cart_pos"],
+                torch.cos(a),
+                torch.sin(a),
+                state["cart_vel"],
+                state["pole_angvel"],
+            ],
+            -1,
+        )
+
+    def obs_layout(self) -> list[tuple[str, int]]:
+        return [("cart_pos", 1), ("cos(pole_angle)", 1), ("sin(pole_angle)", 1), ("cart_vel", 1), ("pole_angvel", 1)]  # fmt: skip
+
+    def success(self, state: State) -> torch.Tensor:
+        return (state["pole_angle"].abs() < self.cfg.success_angle) & (
+            state["cart_pos"].abs() < self.cfg.rail_limit
+        )
+
+    def terminated(self, state: State) -> torch.Tensor:
+        out = state["cart_pos"].abs() > self.cfg.rail_limit
+        if self.cfg.fall_angle > 0:
+            out |= state["pole_angle"].abs() > self.cfg.fall_angle
+        return out
+
+    def reward_terms(self) -> dict[str, RewardTerm]:
+        return self._weighted(
+            {
+                "upright": (upright, 1.0),
+                "centered": (centered, 0.1),
+                "effort": (action_l2, -0.01),
+                "pole_velocity": (pole_velocity, -0.005),
+            }
+        )
+
+
+@register_task
+class CartpoleBalance(_Cartpole):
+    """Keep the pole upright from a near-upright start; falling past ``fall_angle`` terminates."""
+
+    name = "cartpole_balance"
+
+    @classmethod
+    def default_config(cls) -> CartpoleConfig:
+        return CartpoleConfig(fall_angle=0.25, rail_limit=1.7)
+
+
+@register_task
+class CartpoleSwingup(_Cartpole):
+    """Swing the pole up from hanging down and keep it upright; only the rail ends terminate."""
+
+    name = "cartpole_swingup"
+    success_threshold = 0.8
+
+    @classmethod
+    def default_config(cls) -> CartpoleConfig:
+        return CartpoleConfig(initial_angle=math.pi, fall_angle=0.0, reset_noise=0.1)

@@ -1,0 +1,78 @@
+"""Rewards as weighted terms (Isaac Lab's ``RewardTermCfg(func, weight, params)``).
+
+A term is a plain function ``func(state, action, **params) -> Tensor [N]`` of the task's state
+batch (see ``BatchedEnv.state_spec``) and the action ``[N, action_dim]`` in ``[-1, 1]``. Weights
+live in config, never in the function. :func:`compose` turns named terms into a reward with the
+contract of shared/DESIGN.md::
+
+    compute_reward(state, action) -> (total [N], {name: weighted term [N]})
+
+The components returned are the weighted contributions, so they add up to the total and are
+logged as ``reward/<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+State = Mapping[str, torch.Tensor]
+RewardFn = Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """One weighted reward term."""
+
+    func: Callable[..., torch.Tensor]
+    """``func(state, action, **params) -> [N]``; pure, batched, no side effects."""
+    weight: float = 1.0
+    """Multiplies the term; negative for penalties. A zero weight skips the term."""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments bound to ``func``."""
+
+
+def compose(terms: Mapping[str, RewardTerm]) -> RewardFn:
+    """Build ``compute_reward(state, action) -> (total, components)`` from named terms.
+
+    Terms with weight 0 are not evaluated. Each component is ``weight * func(...)``.
+    """
+    active = {name: t for name, t in terms.items() if t.weight != 0.0}
+
+    def compute_reward(
+        state: State, action: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        components = {
+            name: t.weight * t.func(state, action, **t.params) for name, t in active.items()
+        }
+        if components:
+            total = torch.stack(list(components.values())).sum(0)
+        else:
+            total = torch.zeros(action.shape[0], device=action.device)
+        return total, components
+
+    compute_reward.terms = dict(active)  # type: ignore[attr-defined]
+    return compute_reward
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic terms shared by tasks. Task-specific terms live next to their task.
+
+
+def action_l2(state: State, action: torch.Tensor) -> torch.Tensor:
+    """Squared norm of the action, ``[N]`` (penalize with a negative weight)."""
+    return (action * action).sum(-1)
+
+
+def action_rate_l2(state: State, action: torch.Tensor) -> torch.Tensor:
+    """Squared change of the action since the previous control step, ``[N]``."""
+    delta = action - state["last_action"]
+    return (delta * delta).sum(-1)
+
+
+def alive(state: State, action: torch.Tensor) -> torch.Tensor:
+    """Constant 1 per step: pays for not having terminated."""
+    return torch.ones(action.shape[0], device=action.device)

@@ -1,0 +1,1 @@
+"""Vision-language rewards (not yet implemented; see the VLM rewards issue)."""
