@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import mujoco
@@ -235,9 +234,10 @@ class MujocoEnv(BatchedEnv):
     def _info_to_device(self, info: dict[str, Any]) -> dict[str, Any]:
         if self.device.type == "cpu":
             return info
-        move: Callable[[Any], Any] = lambda v: (
-            v.to(self.device) if isinstance(v, torch.Tensor) else v
-        )  # noqa: E731
+
+        def move(v: Any) -> Any:
+            return v.to(self.device) if isinstance(v, torch.Tensor) else v
+
         info = {k: move(v) for k, v in info.items()}
         if "episode" in info:
             info["episode"] = {k: move(v) for k, v in info["episode"].items()}
