@@ -110,5 +110,17 @@ class BatchedEnv(abc.ABC):
         lines = [f"- {line}" for line in (f.describe(n) for n, f in self.state_spec().items())]
         return "\n".join(lines)
 
+    def get_state_dict(self) -> dict[str, Any]:
+        """Full simulator and episode state, for checkpoints that resume exactly.
+
+        Backends that cannot snapshot themselves (a real robot) raise ``NotImplementedError``;
+        a resumed run then starts new episodes.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot snapshot its state")
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state_dict` returned."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore a snapshot")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources (renderers, threads)."""

@@ -17,9 +17,17 @@ import mujoco
 import numpy as np
 import torch
 from mujoco.batch import Batch
+
 from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.rewards.terms import RewardFn, compose
+
+# The mjSTATE_INTEGRATION components, as Batch binds them: restoring these (plus a forward pass)
+# reproduces a world exactly.
+_INTEGRATION_FIELDS = (
+    "time", "qpos", "qvel", "act", "qacc_warmstart", "ctrl", "qfrc_applied", "xfrc_applied",
+    "mocap_pos", "mocap_quat", "userdata", "plugin_state", "eq_active", "history",
+)  # fmt: skip
 
 
 class MujocoEnv(BatchedEnv):
@@ -187,6 +195,40 @@ class MujocoEnv(BatchedEnv):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+    def get_state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: physics rows, episode counters, RNG.
+
+        Checkpoints store this so that a resumed run continues exactly where it stopped.
+        """
+        if self._state is None:
+            raise RuntimeError("call reset() before get_state_dict()")
+        return {
+            "physics": {f: self._batch.bind(f).copy() for f in _INTEGRATION_FIELDS},
+            "ep_len": self._ep_len.clone(),
+            "ep_return": self._ep_return.clone(),
+            "ep_terms": {k: v.clone() for k, v in self._ep_terms.items()},
+            "last_action": self._last_action.clone(),
+            "generator": self._gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state_dict` returned (same task and num_envs)."""
+        for f, value in state["physics"].items():
+            target = self._batch.bind(f)
+            if target.shape != value.shape:
+                raise ValueError(
+                    f"{self.task.name}: saved physics field {f!r} has shape {value.shape}, "
+                    f"this env has {target.shape} (different num_envs or model?)"
+                )
+            target[...] = value
+        self._batch.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._ep_len.copy_(state["ep_len"])
+        self._ep_return.copy_(state["ep_return"])
+        self._ep_terms = {k: v.clone() for k, v in state["ep_terms"].items()}
+        self._last_action = state["last_action"].clone()
+        self._gen.set_state(state["generator"])
+        self._state = self.task.state(self.sim, self._last_action)
 
     # -- helpers -----------------------------------------------------------------------------------
 

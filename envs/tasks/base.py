@@ -17,6 +17,7 @@ from typing import ClassVar
 
 import mujoco
 import torch
+
 from rewardlab.envs.base import StateField
 from rewardlab.rewards.terms import RewardTerm
 

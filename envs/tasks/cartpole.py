@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import mujoco
 import torch
+
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
 from rewardlab.rewards.terms import RewardTerm, action_l2
