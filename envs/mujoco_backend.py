@@ -68,6 +68,13 @@ class MujocoEnv(BatchedEnv):
         self.action_dim = self.model.nu
         nthread = nthread or (os.cpu_count() or 1)
         self._batch = Batch(self.model, num_envs, nthread=min(nthread, num_envs))
+        self._batch.reset()
+        # Live views of every non-empty integration-state field, and one freshly reset row of
+        # each: resetting worlds is then a few numpy row writes (as mj_resetData does) instead
+        # of a round trip through the thread pool.
+        self._rows = {f: self._batch.bind(f) for f in _INTEGRATION_FIELDS}
+        self._rows = {f: v for f, v in self._rows.items() if v.size}
+        self._initial_row = {f: v[0].copy() for f, v in self._rows.items()}
         with warnings.catch_warnings():
             # Derived fields are read-only numpy views, refreshed in place by every step;
             # torch warns that it cannot mark them read-only. Tasks never write them.
@@ -204,7 +211,7 @@ class MujocoEnv(BatchedEnv):
         if self._state is None:
             raise RuntimeError("call reset() before get_state_dict()")
         return {
-            "physics": {f: self._batch.bind(f).copy() for f in _INTEGRATION_FIELDS},
+            "physics": {f: rows.copy() for f, rows in self._rows.items()},
             "ep_len": self._ep_len.clone(),
             "ep_return": self._ep_return.clone(),
             "ep_terms": {k: v.clone() for k, v in self._ep_terms.items()},
@@ -215,11 +222,12 @@ class MujocoEnv(BatchedEnv):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state_dict` returned (same task and num_envs)."""
         for f, value in state["physics"].items():
-            target = self._batch.bind(f)
-            if target.shape != value.shape:
+            target = self._rows.get(f)
+            if target is None or target.shape != value.shape:
                 raise ValueError(
                     f"{self.task.name}: saved physics field {f!r} has shape {value.shape}, "
-                    f"this env has {target.shape} (different num_envs or model?)"
+                    f"this env has {None if target is None else target.shape} "
+                    "(different num_envs or model?)"
                 )
             target[...] = value
         self._batch.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
@@ -239,9 +247,9 @@ class MujocoEnv(BatchedEnv):
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         ids_np = ids.numpy().astype(np.int32)
-        self._batch.reset(ids_np, stage=mujoco.mjtStage.mjSTAGE_NONE)
+        for f, rows in self._rows.items():
+            rows[ids_np] = self._initial_row[f]
         self.task.reset(self.sim, ids, self._gen)
-        self.sim.ctrl[ids] = 0.0
         self._batch.forward(ids_np, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self._ep_len[ids] = 0
         self._ep_return[ids] = 0.0
