@@ -1,0 +1,223 @@
+"""Run directories: where one training run keeps everything it produced.
+
+::
+
+    runs/<task>-<YYYYmmdd-HHMMSS>/      (or the config's run_dir)
+        config.yaml          the fully resolved TrainConfig (load it back with --config)
+        git.json             git revision and dirty flag of the RewardLab checkout
+        metrics.jsonl        one JSON object per learner iteration (the runner writes it)
+        events.out.tfevents.*  TensorBoard scalars (the runner writes them): tensorboard --logdir runs
+        checkpoints/         model_<iteration>.pt and latest.pt (SB3: model.zip)
+        export/              policy.pt, policy.onnx, policy.json (see rewardlab.agents.export)
+        videos/              eval.mp4, play.mp4
+        plots/               learning_curve.png
+        eval.json            the last evaluation's results
+
+Training into a directory that already has a checkpoint resumes from it (``resume: true``);
+with ``resume: false`` the earlier outputs are moved into ``previous-<timestamp>/`` first, so a
+fresh run never mixes with an old one and nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewardlab.config import ConfigError, TrainConfig, load_train_config, resolved_config_yaml
+
+SUBDIRS = ("checkpoints", "export", "videos", "plots")
+"""Folders every run directory has."""
+
+_OUTPUTS = (
+    "checkpoints", "export", "videos", "plots", "metrics.jsonl", "eval.json", "config.yaml", "git.json",
+)  # fmt: skip
+"""What a fresh (``resume: false``) run moves aside; TensorBoard event files move too."""
+
+
+def default_run_dir(task: str, root: str | Path = "runs") -> Path:
+    """``runs/<task>-<YYYYmmdd-HHMMSS>`` (a ``-2``, ``-3``, ... suffix when it exists)."""
+    base = Path(root) / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while path.exists():
+        i += 1
+        path = base.with_name(f"{base.name}-{i}")
+    return path
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory."""
+
+    root: Path
+    """The run directory itself."""
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def git(self) -> Path:
+        return self.root / "git.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def export(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def videos(self) -> Path:
+        return self.root / "videos"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def eval_json(self) -> Path:
+        return self.root / "eval.json"
+
+    def latest_checkpoint(self) -> Path | None:
+        """``checkpoints/latest.pt``, else the ``model_<it>.pt`` with the highest iteration, else
+        an SB3 ``model.zip``; ``None`` when the run has no checkpoint."""
+        latest = self.checkpoints / "latest.pt"
+        if latest.is_file():
+            return latest
+        numbered = [
+            (int(m.group(1)), p)
+            for p in self.checkpoints.glob("model_*.pt")
+            if (m := re.fullmatch(r"model_(\d+)\.pt", p.name))
+        ]
+        if numbered:
+            return max(numbered)[1]
+        sb3 = self.checkpoints / "model.zip"
+        return sb3 if sb3.is_file() else None
+
+    def create(self) -> RunDir:
+        """Make the directory and its :data:`SUBDIRS`."""
+        for sub in SUBDIRS:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def archive_outputs(self) -> Path | None:
+        """Move earlier outputs into ``previous-<timestamp>/``; returns it (``None`` if nothing)."""
+        moving = [self.root / name for name in _OUTPUTS if (self.root / name).exists()]
+        moving += sorted(self.root.glob("events.out.tfevents.*"))
+        if not moving:
+            return None
+        dest = self.root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        i = 1
+        while dest.exists():
+            i += 1
+            dest = self.root / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{i}"
+        dest.mkdir()
+        for p in moving:
+            shutil.move(str(p), str(dest / p.name))
+        return dest
+
+
+def git_info(path: str | Path | None = None) -> dict[str, Any]:
+    """Revision, branch and dirty flag of the git checkout holding ``path`` (default: the
+    RewardLab sources); ``{"revision": "unknown", "dirty": "unknown"}`` outside a checkout or
+    without git."""
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20, check=True
+        )
+        return out.stdout.rstrip("\n")
+
+    try:
+        revision = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": "unknown", "dirty": "unknown"}
+    info: dict[str, Any] = {"revision": revision, "dirty": "unknown"}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        status = git("status", "--porcelain", "--untracked-files=no")
+        info["dirty"] = bool(status)
+        info["changed_files"] = [line[3:] for line in status.splitlines() if line][:200]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        info["branch"] = git("rev-parse", "--abbrev-ref", "HEAD")
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        info["repo"] = git("rev-parse", "--show-toplevel")
+    return info
+
+
+def write_run_files(run: RunDir, cfg: TrainConfig) -> None:
+    """Write ``config.yaml`` (the resolved config) and ``git.json`` into the run directory."""
+    run.create()
+    run.config.write_text(resolved_config_yaml(cfg))
+    info = git_info()
+    info["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    run.git.write_text(json.dumps(info, indent=2) + "\n")
+
+
+_MUST_MATCH = ("task", "backend", "agent", "num_envs")
+"""Settings a resumed run must share with the run it continues (the checkpoint depends on them)."""
+
+
+def check_resumable(run: RunDir, cfg: TrainConfig) -> None:
+    """Raise :class:`ConfigError` if ``cfg`` cannot continue the run saved in ``run``.
+
+    Compares :data:`_MUST_MATCH` and the PPO network shape with the run's ``config.yaml``.
+    """
+    if not run.config.is_file():
+        return
+    import yaml
+
+    saved = yaml.safe_load(run.config.read_text()) or {}
+    keys = list(_MUST_MATCH)
+    if cfg.agent == "ppo":
+        keys += ["ppo.actor_hidden", "ppo.critic_hidden", "ppo.activation", "ppo.normalize_obs"]
+    for key in keys:
+        old: Any = saved
+        for part in key.split("."):
+            old = old.get(part) if isinstance(old, dict) else None
+        new: Any = cfg
+        for part in key.split("."):
+            new = getattr(new, part)
+        if isinstance(new, tuple):
+            new = list(new)
+        if old is not None and old != new:
+            raise ConfigError(
+                "command line",
+                key,
+                f"got {new!r}, but {run.config} (the run being resumed) has {old!r}; "
+                "use the same value, another run_dir, or resume=false",
+            )
+
+
+def load_run_config(run_dir: str | Path, overrides: Any = ()) -> TrainConfig:
+    """The :class:`TrainConfig` of an existing run (its ``config.yaml``, plus ``overrides``).
+
+    Raises:
+        ConfigError: the directory or its ``config.yaml`` is missing, or a value is invalid.
+    """
+    run = RunDir(Path(run_dir))
+    if not run.root.is_dir():
+        raise ConfigError(
+            "command line", "run_dir", f"got {str(run_dir)!r}, expected an existing run directory"
+        )
+    if not run.config.is_file():
+        raise ConfigError(
+            "command line",
+            "run_dir",
+            f"{str(run_dir)!r} has no config.yaml (not a RewardLab run directory)",
+        )
+    cfg = load_train_config(overrides, run_config=run.config)
+    return dataclasses.replace(cfg, run_dir=str(run.root))
