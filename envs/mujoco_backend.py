@@ -19,6 +19,7 @@ import torch
 from mujoco.batch import Batch
 
 from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.rendering import make_renderer
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.rewards.terms import RewardFn, compose
 
@@ -151,7 +152,6 @@ class MujocoEnv(BatchedEnv):
                 "success": success[ids],
                 **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
             }
-            self._last_action[ids] = 0.0
             self._reset_worlds(ids)
             state = self.task.state(self.sim, self._last_action)
             fresh = self.task.observation(state)
@@ -184,7 +184,7 @@ class MujocoEnv(BatchedEnv):
         ids = range(self.num_envs) if env_ids is None else [int(i) for i in env_ids]
         if self._renderer is None:
             h, w = self._render_size
-            self._renderer = mujoco.Renderer(self.model, height=h, width=w)
+            self._renderer = make_renderer(self.model, height=h, width=w)
             self._render_data = mujoco.MjData(self.model)
         frames = []
         camera = 0 if self.model.ncam > 0 else -1
@@ -250,6 +250,7 @@ class MujocoEnv(BatchedEnv):
         for f, rows in self._rows.items():
             rows[ids_np] = self._initial_row[f]
         self.task.reset(self.sim, ids, self._gen)
+        self._last_action[ids] = 0.0
         self._batch.forward(ids_np, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self._ep_len[ids] = 0
         self._ep_return[ids] = 0.0

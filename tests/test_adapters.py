@@ -2,39 +2,29 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: offscreen rendering
-
 import contextlib
+import dataclasses
+import warnings
 
-with contextlib.suppress(ImportError):
-    # Mesa's EGL (llvmpipe) loads the system LLVM; loading triton's LLVM after it segfaults
-    # (torch imports triton lazily, e.g. when an optimizer is built). Load triton first.
-    import triton._C.libtriton  # noqa: F401
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import VecCheckNan, VecNormalize
 
-import dataclasses  # noqa: E402
-import warnings  # noqa: E402
-
-import gymnasium  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from gymnasium.utils.env_checker import check_env as gym_check_env  # noqa: E402
-from stable_baselines3 import PPO  # noqa: E402
-from stable_baselines3.common.env_checker import check_env as sb3_check_env  # noqa: E402
-from stable_baselines3.common.monitor import Monitor  # noqa: E402
-from stable_baselines3.common.vec_env import VecCheckNan, VecNormalize  # noqa: E402
-
-from rewardlab.envs import make_env, task_names  # noqa: E402
-from rewardlab.envs.adapters.gymnasium import (  # noqa: E402
+from rewardlab.envs import make_env, task_names
+from rewardlab.envs.adapters.gymnasium import (
     GymnasiumEnv,
     gym_id,
     register_gymnasium_envs,
 )
-from rewardlab.envs.adapters.sb3 import Sb3VecEnv  # noqa: E402
-from rewardlab.envs.tasks import get_task  # noqa: E402
-from rewardlab.rewards.terms import RewardTerm, action_rate_l2, compose  # noqa: E402
+from rewardlab.envs.adapters.sb3 import Sb3VecEnv
+from rewardlab.envs.tasks import get_task
+from rewardlab.rewards.terms import RewardTerm, action_rate_l2, compose
 
 TASKS = task_names()
 # The only warning the checkers may raise: observations are honestly unbounded.
@@ -77,12 +67,6 @@ def test_sb3_check_env_on_gymnasium_view(task):
     env.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MujocoEnv.reset() keeps _last_action from before the reset (envs/mujoco_backend.py "
-    "_reset_worlds should zero it), so a reward or observation reading last_action is not "
-    "reproducible after reset(seed). Remove this xfail once the backend is fixed.",
-)
 @pytest.mark.smoke
 def test_gymnasium_check_env_with_last_action_reward():
     register_gymnasium_envs()

@@ -161,3 +161,29 @@ def test_describe_names_every_state_entry(task):
     for name, field in env.state_spec().items():
         assert f"{name}:" in text
         assert field.unit in text
+
+
+def test_reset_forgets_the_last_action():
+    env = make_env("cartpole_balance", num_envs=2)
+    env.reset(seed=0)
+    env.step(torch.ones(2, 1))
+    env.reset(seed=0)
+    assert torch.equal(env.state()["last_action"], torch.zeros(2, 1))
+
+
+@pytest.mark.smoke
+def test_render_then_train_in_one_process(tmp_path):
+    """Rendering with Mesa's EGL before torch loads triton must not crash (envs/rendering.py)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from rewardlab.envs import make_env\n"
+        "env = make_env('cartpole_balance', num_envs=1); env.reset()\n"
+        "frame = env.render([0])\n"
+        "torch.optim.Adam(torch.nn.Linear(2, 2).parameters())\n"
+        "assert frame.shape == (1, 240, 320, 3) and frame.float().std() > 1\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import importlib.util
+import warnings
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported: offscreen rendering
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.vec_env import VecNormalize
 
-import contextlib
-
-with contextlib.suppress(ImportError):
-    # Mesa's EGL (llvmpipe) loads the system LLVM; loading triton's LLVM after it segfaults
-    # (torch imports triton lazily, e.g. when an optimizer is built). Load triton first.
-    import triton._C.libtriton  # noqa: F401
-
-import importlib.util  # noqa: E402
-import warnings  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from stable_baselines3 import PPO, SAC  # noqa: E402
-from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
-
-from rewardlab.agents.sb3 import (  # noqa: E402
+from rewardlab.agents.sb3 import (
     ObsNormalizer,
     checkpoint_path,
     load_sb3,
@@ -30,8 +19,8 @@ from rewardlab.agents.sb3 import (  # noqa: E402
     sb3_inference_policy,
     train_sb3,
 )
-from rewardlab.envs import make_env  # noqa: E402
-from rewardlab.envs.adapters.sb3 import Sb3VecEnv  # noqa: E402
+from rewardlab.envs import make_env
+from rewardlab.envs.adapters.sb3 import Sb3VecEnv
 
 
 def _obs(model, n=64, scale=2.0, seed=0):
