@@ -31,6 +31,7 @@ from typing import Any
 
 from rewardlab.config import (
     COMMAND_LINE,
+    SB3_WRAPPER_KEYS,
     ConfigError,
     TrainConfig,
     build,
@@ -211,7 +212,8 @@ class _SB3Policy:
     def sample(self, obs: Any) -> Any:
         import torch
 
-        action, _ = self.model.predict(obs.cpu().numpy(), deterministic=False)
+        normalized = self.inference.normalizer(obs.cpu())  # what VecNormalize fed the model
+        action, _ = self.model.predict(normalized.numpy(), deterministic=False)
         return torch.as_tensor(action, dtype=torch.float32).clamp(-1.0, 1.0)
 
 
@@ -360,17 +362,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         from rewardlab.agents.sb3 import train_sb3
 
+        hp = dict(cfg.sb3)
+        wrapper = {k: bool(hp.pop(k)) for k in SB3_WRAPPER_KEYS if k in hp}
         model = train_sb3(
-            cfg.agent.removeprefix("sb3_"),
-            env,
-            cfg.total_steps,
-            str(run.root),
-            cfg.seed,
-            dict(cfg.sb3),
+            cfg.agent.removeprefix("sb3_"), env, cfg.total_steps, run.root, cfg.seed, hp, **wrapper
         )
-        model.save(str(run.checkpoints / "model.zip"))
-        global_step = int(getattr(model, "num_timesteps", cfg.total_steps))
+        global_step = int(model.num_timesteps)
         policy = _SB3Policy(model)
+        if not run.metrics.is_file():  # SB3 logs to TensorBoard only
+            from rewardlab.plots import metrics_from_tensorboard, write_metrics
+
+            write_metrics(metrics_from_tensorboard(run.root), run.metrics)
     train_s = time.perf_counter() - t0
     env.close()
 

@@ -45,6 +45,9 @@ from rewardlab.agents.config import PPOConfig
 AGENTS = ("ppo", "sb3_ppo", "sb3_sac")
 """Learners ``TrainConfig.agent`` may name."""
 
+SB3_WRAPPER_KEYS = ("normalize_obs", "normalize_reward")
+"""Keys of ``TrainConfig.sb3`` that configure the env wrapper rather than the SB3 algorithm."""
+
 COMMAND_LINE = "command line"
 """Source name of ``key=value`` overrides in error messages."""
 
@@ -138,7 +141,8 @@ class TrainConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """Hyper-parameters of the ``ppo`` agent."""
     sb3: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the stable-baselines3 algorithm (``sb3_ppo`` / ``sb3_sac``)."""
+    """Keyword arguments of the stable-baselines3 algorithm (``sb3_ppo`` / ``sb3_sac``), plus
+    ``normalize_obs`` / ``normalize_reward`` (SB3 ``VecNormalize``, default false)."""
     task_cfg: dict[str, Any] = field(default_factory=dict)
     """Overrides of fields of the task's config dataclass (e.g. ``episode_steps``)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -343,6 +347,10 @@ def _display(path: str | Path) -> str:
         return str(p)
 
 
+def _plural(words: str) -> str:
+    return words.removeprefix("an ").removeprefix("a ") + "s"
+
+
 def describe_type(tp: Any) -> str:
     """Plain-words name of a field type, as errors and ``--help`` show it."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -358,11 +366,11 @@ def describe_type(tp: Any) -> str:
     if tp is str:
         return "a string"
     if origin in (tuple, list):
-        return (
-            f"a list of {describe_type(args[0]).removeprefix('an ').removeprefix('a ')}s"
-            if args
-            else "a list"
-        )
+        if not args:
+            return "a list"
+        if origin is tuple and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} {_plural(describe_type(args[0]))}"
+        return f"a list of {_plural(describe_type(args[0]))}"
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         return "a mapping"
     if dataclasses.is_dataclass(tp):
@@ -415,8 +423,18 @@ def convert(value: Any, tp: Any, key: str, sources: Sources) -> Any:
     if origin in (tuple, list):
         if not isinstance(value, list | tuple):
             raise _type_error(value, tp, key, sources)
-        item = args[0] if args else Any
-        items = [convert(v, item, f"{key}[{i}]", sources) for i, v in enumerate(value)]
+        if (
+            origin is tuple and args and args[-1] is not Ellipsis
+        ):  # fixed length: tuple[float, float]
+            if len(value) != len(args):
+                raise _type_error(value, tp, key, sources)
+            items = [
+                convert(v, a, f"{key}[{i}]", sources)
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            ]
+        else:
+            item = args[0] if args else Any
+            items = [convert(v, item, f"{key}[{i}]", sources) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
@@ -540,8 +558,8 @@ def _sb3_hyperparams(agent: str, params: Mapping[str, Any], sources: Sources) ->
     algo = sb3.PPO if agent == "sb3_ppo" else sb3.SAC
     allowed = [
         p for p in inspect.signature(algo.__init__).parameters
-        if p not in ("self", "policy", "env", "seed", "device", "tensorboard_log", "_init_setup_model")
-    ]  # fmt: skip
+        if p not in ("self", "env", "seed", "tensorboard_log", "_init_setup_model")
+    ] + list(SB3_WRAPPER_KEYS)  # fmt: skip
     for k in params:
         if k not in allowed:
             raise _unknown_key(f"sb3.{k}", str(k), allowed, sources)

@@ -164,6 +164,45 @@ def plot_learning_curves(
     return out
 
 
+TENSORBOARD_TAGS = {
+    "rollout/ep_rew_mean": "charts/episode_return",
+    "rollout/ep_len_mean": "charts/episode_length",
+    "rollout/success_rate": "charts/success_rate",
+}
+"""SB3 TensorBoard tags -> the metric names of ``metrics.jsonl`` (other tags keep their names)."""
+
+
+def metrics_from_tensorboard(
+    log_dir: PathLike, tags: Mapping[str, str] = TENSORBOARD_TAGS
+) -> list[dict[str, float]]:
+    """Rows like ``metrics.jsonl``'s from the TensorBoard scalars in ``log_dir`` (not recursive).
+
+    For learners that log to TensorBoard only (stable-baselines3): one row per logged step with
+    ``global_step`` and every scalar at that step, SB3's tags renamed by ``tags``. Note that
+    SB3's ``rollout/*`` values are means over its last 100 episodes, smoother than the
+    per-iteration means of our PPO runner.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows: dict[int, dict[str, float]] = {}
+    for events in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            for ev in acc.Scalars(tag):
+                row = rows.setdefault(int(ev.step), {"global_step": float(ev.step)})
+                row[tags.get(tag, tag)] = float(ev.value)
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_metrics(rows: Sequence[Mapping[str, Any]], path: PathLike) -> Path:
+    """Write rows as a ``metrics.jsonl`` (one JSON object per line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(dict(r)) + "\n" for r in rows))
+    return path
+
+
 def _label(path: PathLike) -> str:
     p = Path(path)
     return (p if p.is_dir() else p.parent).name or str(p)

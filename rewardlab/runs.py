@@ -5,9 +5,10 @@
     runs/<task>-<YYYYmmdd-HHMMSS>/      (or the config's run_dir)
         config.yaml          the fully resolved TrainConfig (load it back with --config)
         git.json             git revision and dirty flag of the RewardLab checkout
-        metrics.jsonl        one JSON object per learner iteration (the runner writes it)
+        metrics.jsonl        one JSON object per learner iteration (PPO's runner; for SB3 converted
+                             from its TensorBoard scalars after training)
         events.out.tfevents.*  TensorBoard scalars (the runner writes them): tensorboard --logdir runs
-        checkpoints/         model_<iteration>.pt and latest.pt (SB3: model.zip)
+        checkpoints/         model_<iteration>.pt and latest.pt (SB3: sb3_<algo>.zip)
         export/              policy.pt, policy.onnx, policy.json (see rewardlab.agents.export)
         videos/              eval.mp4, play.mp4
         plots/               learning_curve.png
@@ -93,7 +94,7 @@ class RunDir:
 
     def latest_checkpoint(self) -> Path | None:
         """``checkpoints/latest.pt``, else the ``model_<it>.pt`` with the highest iteration, else
-        an SB3 ``model.zip``; ``None`` when the run has no checkpoint."""
+        the newest SB3 ``sb3_<algo>.zip``; ``None`` when the run has no checkpoint."""
         latest = self.checkpoints / "latest.pt"
         if latest.is_file():
             return latest
@@ -104,8 +105,8 @@ class RunDir:
         ]
         if numbered:
             return max(numbered)[1]
-        sb3 = self.checkpoints / "model.zip"
-        return sb3 if sb3.is_file() else None
+        sb3 = sorted(self.checkpoints.glob("sb3_*.zip"), key=lambda p: p.stat().st_mtime)
+        return sb3[-1] if sb3 else None
 
     def create(self) -> RunDir:
         """Make the directory and its :data:`SUBDIRS`."""

@@ -148,6 +148,23 @@ def test_play_and_export(run: dict[str, Any], tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.smoke
+def test_train_with_sb3(tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    d = tmp_path / "sb3"
+    argv = [*TINY, "agent=sb3_ppo", "sb3.n_steps=32", "sb3.batch_size=128", "eval.video=false"]
+    code, out, err = run_cli("train", *argv, f"run_dir={d}")
+    assert code == 0, err
+    assert (d / "checkpoints" / "sb3_ppo.zip").is_file() and (
+        d / "export" / "policy.onnx"
+    ).is_file()
+    rows = read_metrics(d / "metrics.jsonl")  # converted from SB3's TensorBoard scalars
+    assert rows and rows[-1]["global_step"] == 1024 and "charts/episode_return" in rows[-1]
+    assert (d / "plots" / "learning_curve.png").is_file()
+    code, out, _ = run_cli("eval", str(d), "episodes=2", "deterministic=false")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("success_rate: ")
+
+
 # -- errors and help ----------------------------------------------------------------------------------
 
 

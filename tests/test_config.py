@@ -182,6 +182,8 @@ ERRORS = [
     ([TASK, "task_cfg.reward_weights.upright=x"], ["command line", "task_cfg.reward_weights.upright", "'x'", "a number"]),
     ([TASK, "task_cfg=5"], ["command line", "task_cfg", "5", "a mapping"]),
     ([TASK, "agent=sb3_ppo", "sb3.n_step=8"], ["command line", "sb3.n_step", "did you mean 'n_steps'"]),
+    ([TASK, "ppo.actor_hidden=64"], ["command line", "ppo.actor_hidden", "64", "a list of integers"]),
+    (["task=ant_run", "task_cfg.healthy_z_range=[0.3]"], ["task_cfg.healthy_z_range", "[0.3]", "a list of 2 numbers"]),
     ([TASK, "oops"], ["command line", "oops", "key=value"]),
     ([TASK, "ppo..gamma=1"], ["command line", "ppo..gamma", "empty segment"]),
 ]  # fmt: skip
@@ -189,6 +191,9 @@ ERRORS = [
 
 @pytest.mark.parametrize(("overrides", "expected"), ERRORS, ids=[" ".join(o) for o, _ in ERRORS])
 def test_command_line_errors(overrides: list[str], expected: list[str]) -> None:
+    task = next((o.split("=", 1)[1] for o in overrides if o.startswith("task=")), None)
+    if task and task not in task_names() and task != "cartpol":
+        pytest.skip(f"task {task} is not registered")
     with pytest.raises(ConfigError) as info:
         load_train_config(overrides)
     msg = str(info.value)
