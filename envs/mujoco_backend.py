@@ -217,6 +217,7 @@ class MujocoEnv(BatchedEnv):
             "ep_terms": {k: v.clone() for k, v in self._ep_terms.items()},
             "last_action": self._last_action.clone(),
             "generator": self._gen.get_state(),
+            "task": self.task.get_state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -236,6 +237,7 @@ class MujocoEnv(BatchedEnv):
         self._ep_terms = {k: v.clone() for k, v in state["ep_terms"].items()}
         self._last_action = state["last_action"].clone()
         self._gen.set_state(state["generator"])
+        self.task.load_state_dict(state["task"])
         self._state = self.task.state(self.sim, self._last_action)
 
     # -- helpers -----------------------------------------------------------------------------------

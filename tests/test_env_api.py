@@ -138,20 +138,23 @@ def test_seeding_and_thread_count_reproducible():
     assert not torch.equal(a, rollout(2, nthread=1))
 
 
-def test_snapshot_resumes_bit_identically():
-    env = make_env("cartpole_swingup", num_envs=8, seed=3)
+@pytest.mark.parametrize("task", ["cartpole_swingup", "arm_reach"])
+def test_snapshot_resumes_bit_identically(task):
+    env = make_env(task, num_envs=8, seed=3)
     env.reset()
+    act = torch.full((8, env.action_dim), 0.3)
     for _ in range(10):
-        env.step(torch.full((8, 1), 0.3))
+        env.step(act)
     snap = env.get_state_dict()
-    a = [env.step(torch.full((8, 1), -0.5))[0] for _ in range(600)]  # crosses a time limit
-    env2 = make_env("cartpole_swingup", num_envs=8, seed=99)
+    steps = env.max_episode_steps + 20  # crosses a time limit: resets draw from the generator
+    a = [env.step(-act)[0] for _ in range(steps)]
+    env2 = make_env(task, num_envs=8, seed=99)
     env2.reset()
     env2.load_state_dict(snap)
-    b = [env2.step(torch.full((8, 1), -0.5))[0] for _ in range(600)]
+    b = [env2.step(-act)[0] for _ in range(steps)]
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     with pytest.raises(ValueError, match="different num_envs"):
-        make_env("cartpole_swingup", num_envs=4).load_state_dict(snap)
+        make_env(task, num_envs=4).load_state_dict(snap)
 
 
 @pytest.mark.parametrize("task", task_names())

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import mujoco
 import torch
@@ -145,6 +145,13 @@ class Task:
         """``[N]`` bool: the episode ended early (fell over, left the rail). Default: never."""
         ref = next(iter(state.values()))
         return torch.zeros(ref.shape[0], dtype=torch.bool, device=ref.device)
+
+    def get_state_dict(self) -> dict[str, Any]:
+        """Per-world task buffers (targets, episode-start values) for exact resume; none by default."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`get_state_dict` returned."""
 
     def reward_terms(self) -> dict[str, RewardTerm]:
         """The default human-written reward, as named terms with weights from ``cfg.reward_weights``."""
