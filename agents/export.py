@@ -101,7 +101,7 @@ def export_policy(
     meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta.update(extra or {})
     paths["json"] = out / "policy.json"
-    paths["json"].write_text(json.dumps(meta, indent=2) + "\n")
+    paths["json"].write_text(_json_text(meta))
     return paths
 
 
@@ -202,6 +202,21 @@ def find_normalization(policy: nn.Module, obs_dim: int) -> dict[str, list[float]
                 "formula": "obs_normalized = (obs - mean) / std",
             }
     return None
+
+
+def _json_text(data: Any, level: int = 0) -> str:
+    """Indented JSON with every list of plain values on one line (readable sidecars)."""
+    pad, inner = "  " * level, "  " * (level + 1)
+    if isinstance(data, dict) and data:
+        items = [
+            f"{inner}{json.dumps(str(k))}: {_json_text(v, level + 1)}" for k, v in data.items()
+        ]
+        text = "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    elif isinstance(data, list | tuple) and any(isinstance(v, dict | list | tuple) for v in data):
+        text = "[\n" + ",\n".join(f"{inner}{_json_text(v, level + 1)}" for v in data) + f"\n{pad}]"
+    else:
+        text = json.dumps(data)
+    return text + "\n" if level == 0 else text
 
 
 def sha256(path: str | Path) -> str:

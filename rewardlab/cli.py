@@ -330,10 +330,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"{run.root} has a checkpoint but agent {cfg.agent} cannot resume; "
                 "pass resume=false (earlier outputs are kept in previous-*/) or another run_dir",
             )  # fmt: skip
-    elif checkpoint is not None:
-        moved = run.archive_outputs()
-        print(f"[rewardlab] resume=false: moved the earlier outputs of {run.root} to {moved}")
+    else:  # a fresh run never appends to an earlier one's metrics or checkpoints
         checkpoint = None
+        moved = run.archive_outputs() if run.root.is_dir() else None
+        if moved is not None:
+            print(f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {moved}")
     cfg = dataclasses.replace(cfg, run_dir=str(run.root))
     write_run_files(run, cfg)
     print(f"[rewardlab] run directory: {run.root}")
@@ -356,7 +357,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(
                     f"[rewardlab] already trained {runner.global_step:,} >= total_steps={cfg.total_steps:,} steps; raise total_steps to train more"
                 )
-        runner.learn(cfg.total_steps, progress=True)
+        try:
+            runner.learn(cfg.total_steps, progress=True)
+        except KeyboardInterrupt:
+            print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
+            raise
         global_step = runner.global_step
         policy: Any = _PPOPolicy(runner, seed=cfg.eval_seed())
     else:

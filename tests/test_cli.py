@@ -124,7 +124,7 @@ def test_resume_continues_from_the_checkpoint(run: dict[str, Any], tmp_path: Pat
         "train", *TINY, "total_steps=512", f"run_dir={d}", "resume=false", "eval.video=false"
     )
     assert code == 0, err
-    assert "moved the earlier outputs" in out and "resuming" not in out
+    assert "starting over: moved the earlier outputs" in out and "resuming" not in out
     assert len(read_metrics(d / "metrics.jsonl")) == 1
     (previous,) = d.glob("previous-*")
     assert len(read_metrics(previous / "metrics.jsonl")) == 3
