@@ -18,6 +18,7 @@ status 2 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -183,7 +184,7 @@ class _PPOPolicy:
         import torch
 
         self.inference = runner.inference_policy()
-        self.actor_critic = runner.policy.cpu().eval()
+        self.actor_critic = copy.deepcopy(runner.policy).cpu().eval()  # the runner's stays as is
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, obs: Any) -> Any:
@@ -430,16 +431,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     a: EvalArgs = _command_args(EvalArgs, args.overrides)
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
-    episodes = a.episodes or cfg.eval.episodes
-    num_envs = a.num_envs or (cfg.eval.num_envs or min(episodes, 32))
-    seed = a.seed if a.seed is not None else cfg.eval_seed()
-    deterministic = a.deterministic if a.deterministic is not None else cfg.eval.deterministic
+    given = {
+        k: getattr(a, k)
+        for k in ("episodes", "video_episodes", "deterministic", "num_envs", "seed")
+    }
+    ev = dataclasses.replace(cfg.eval, **{k: v for k, v in given.items() if v is not None})
+    cfg = dataclasses.replace(cfg, eval=ev)
+    num_envs, seed = ev.resolved_num_envs(), cfg.eval_seed()
     env = _make_env(cfg, num_envs, seed)
-    source = "checkpoint" if a.checkpoint else a.source
-    policy, path = _load_policy(run, cfg, env, source, a.checkpoint)
-    mode = "deterministic" if deterministic else "sampled"
+    policy, path = _load_policy(run, cfg, env, a.source, a.checkpoint)
+    mode = "deterministic" if ev.deterministic else "sampled"
     print(
-        f"[rewardlab] evaluating {path} on {cfg.task}: {episodes} episodes, {num_envs} worlds, seed {seed}, {mode} actions"
+        f"[rewardlab] evaluating {path} on {cfg.task}: {ev.episodes} episodes, {num_envs} worlds, seed {seed}, {mode} actions"
     )
     from rewardlab.agents.evaluate import evaluate
 
@@ -447,17 +450,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(
         policy,
         env,
-        episodes,
-        deterministic=deterministic,
+        ev.episodes,
+        deterministic=ev.deterministic,
         video_path=video if a.video else None,
-        video_episodes=a.video_episodes
-        if a.video_episodes is not None
-        else cfg.eval.video_episodes,
+        video_episodes=ev.video_episodes,
         seed=seed,
     )
     env.close()
     _write_eval_json(
-        run.eval_json, result, source=str(path), seed=seed, deterministic=deterministic
+        run.eval_json, result, source=str(path), seed=seed, deterministic=ev.deterministic
     )
     _print_eval(result)
     return 0
@@ -470,9 +471,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     run = RunDir(Path(a.run_dir))
     seed = a.seed if a.seed is not None else cfg.eval_seed()
     env = _make_env(cfg, 1, seed)
-    policy, path = _load_policy(
-        run, cfg, env, "checkpoint" if a.checkpoint else a.source, a.checkpoint
-    )
+    policy, path = _load_policy(run, cfg, env, a.source, a.checkpoint)
     out = Path(a.out) if a.out else run.videos / "play.mp4"
     from rewardlab.agents.evaluate import evaluate
 

@@ -493,22 +493,38 @@ def build(cls: type, data: Any, prefix: str = "", sources: Sources | None = None
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(sources.of(prefix), prefix, f"got {_show(data)}, expected a mapping")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
-    for k, v in data.items():
-        key = _join(prefix, str(k))
-        if k not in names:
-            raise _unknown_key(key, str(k), names, sources)
-        kwargs[k] = convert(v, hints[k], key, sources)
-    obj = cls(**kwargs)
+    obj = cls(**convert_fields(cls, data, prefix, sources))
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
             validate()
         except ValueError as e:
-            _raise_validation(e, prefix, names, sources)
+            _raise_validation(e, prefix, _field_names(cls), sources)
     return obj
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.init]
+
+
+def convert_fields(
+    cls: type, data: Mapping[str, Any], prefix: str, sources: Sources
+) -> dict[str, Any]:
+    """Check the keys of ``data`` against the fields of dataclass ``cls`` and :func:`convert`
+    each value to its field's type.
+
+    Raises:
+        ConfigError: unknown key (with the closest known one) or wrong type.
+    """
+    hints = typing.get_type_hints(cls)
+    names = _field_names(cls)
+    out = {}
+    for k, v in data.items():
+        key = _join(prefix, str(k))
+        if k not in names:
+            raise _unknown_key(key, str(k), names, sources)
+        out[k] = convert(v, hints[k], key, sources)
+    return out
 
 
 def to_plain(obj: Any) -> Any:
@@ -531,19 +547,11 @@ def _task_config(task: str, overrides: Mapping[str, Any], sources: Sources) -> d
     from rewardlab.envs import get_task
 
     default = get_task(task).default_config()
-    cls = type(default)
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    converted = {}
-    for k, v in overrides.items():
-        key = f"task_cfg.{k}"
-        if k not in names:
-            raise _unknown_key(key, str(k), names, sources)
-        converted[k] = convert(v, hints[k], key, sources)
+    converted = convert_fields(type(default), overrides, "task_cfg", sources)
     try:
         dataclasses.replace(default, **converted).validate()
     except ValueError as e:
-        _raise_validation(e, "task_cfg", names, sources)
+        _raise_validation(e, "task_cfg", _field_names(type(default)), sources)
     return converted
 
 
