@@ -9,8 +9,10 @@ termination, auto-reset) is batched torch over all worlds.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import mujoco
@@ -29,6 +31,22 @@ _INTEGRATION_FIELDS = (
     "time", "qpos", "qvel", "act", "qacc_warmstart", "ctrl", "qfrc_applied", "xfrc_applied",
     "mocap_pos", "mocap_quat", "userdata", "plugin_state", "eq_active", "history",
 )  # fmt: skip
+
+
+def _env_tensors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an env method with autograd off and inference mode off.
+
+    The env's own buffers (episode sums, counters) persist across calls; created or updated
+    inside a caller's ``torch.inference_mode()`` they would become inference tensors that a later
+    call outside it may not update in place. The returned tensors are plain, grad-free tensors.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.inference_mode(False), torch.no_grad():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class MujocoEnv(BatchedEnv):
@@ -107,6 +125,7 @@ class MujocoEnv(BatchedEnv):
 
     # -- BatchedEnv ------------------------------------------------------------------------------
 
+    @_env_tensors
     def reset(self, seed: int | None = None) -> torch.Tensor:
         if seed is not None:
             self._gen.manual_seed(seed)
@@ -114,6 +133,7 @@ class MujocoEnv(BatchedEnv):
         self._state = self.task.state(self.sim, self._last_action)
         return self._to_device(self.task.observation(self._state))
 
+    @_env_tensors
     def step(
         self, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -184,6 +204,10 @@ class MujocoEnv(BatchedEnv):
         ids = range(self.num_envs) if env_ids is None else [int(i) for i in env_ids]
         if self._renderer is None:
             h, w = self._render_size
+            # Software EGL (no GPU) spends most of a frame on multisampling and the 4096^2 shadow
+            # map; these settings make it several times faster at little visual cost.
+            self.model.vis.quality.offsamples = 0
+            self.model.vis.quality.shadowsize = min(int(self.model.vis.quality.shadowsize), 1024)
             self._renderer = make_renderer(self.model, height=h, width=w)
             self._render_data = mujoco.MjData(self.model)
         frames = []
@@ -220,6 +244,7 @@ class MujocoEnv(BatchedEnv):
             "task": self.task.get_state_dict(),
         }
 
+    @_env_tensors
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state_dict` returned (same task and num_envs)."""
         for f, value in state["physics"].items():

@@ -190,3 +190,14 @@ def test_render_then_train_in_one_process(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_env_usable_inside_and_outside_inference_mode():
+    env = make_env("cartpole_balance", num_envs=2, cfg=_cfg("cartpole_balance", episode_steps=3))
+    with torch.inference_mode():
+        env.reset(seed=0)
+        for _ in range(4):  # an episode ends: episode sums are created and reset
+            env.step(torch.zeros(2, 1))
+    env.reset(seed=0)
+    obs = env.step(torch.zeros(2, 1))[0]
+    assert not obs.is_inference() and not obs.requires_grad
