@@ -62,6 +62,10 @@ class MujocoEnv(BatchedEnv):
         reward_fn: ``compute_reward(state, action) -> (total, components)``; the task's default
             weighted terms when ``None``.
         render_size: ``(height, width)`` of :meth:`render` frames.
+        torch_threads: sets ``torch.set_num_threads`` (process-wide) when not ``None``. The
+            default 1 keeps torch's OpenMP workers, which spin after every op, off the cores the
+            physics threads need: at 1024 worlds the env steps 1.7x (Ant) to 3.7x (cartpole)
+            faster than with torch's default. ``None`` leaves torch as it is.
     """
 
     def __init__(
@@ -74,9 +78,12 @@ class MujocoEnv(BatchedEnv):
         device: str | torch.device = "cpu",
         reward_fn: RewardFn | None = None,
         render_size: tuple[int, int] = (240, 320),
+        torch_threads: int | None = 1,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if torch_threads is not None and torch.device(device).type == "cpu":
+            torch.set_num_threads(torch_threads)
         self.model = task_cls.load_model()
         self.task = task_cls(cfg if cfg is not None else task_cls.default_config(), self.model)
         self.cfg = self.task.cfg
@@ -114,6 +121,7 @@ class MujocoEnv(BatchedEnv):
         self._gen = torch.Generator(device="cpu")
         self._gen.manual_seed(seed)
         self._last_action = torch.zeros(num_envs, self.action_dim)
+        self._prev_action = torch.zeros(num_envs, self.action_dim)
         self._ep_len = torch.zeros(num_envs, dtype=torch.long)
         self._ep_return = torch.zeros(num_envs)
         self._ep_terms: dict[str, torch.Tensor] = {}
@@ -130,7 +138,7 @@ class MujocoEnv(BatchedEnv):
         if seed is not None:
             self._gen.manual_seed(seed)
         self._reset_worlds(torch.arange(self.num_envs))
-        self._state = self.task.state(self.sim, self._last_action)
+        self._state = self._full_state()
         return self._to_device(self.task.observation(self._state))
 
     @_env_tensors
@@ -142,26 +150,31 @@ class MujocoEnv(BatchedEnv):
         action = self._check_action(actions)
         self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * action.double())
         self._batch.step(nstep=self.cfg.frame_skip, stage=mujoco.mjtStage.mjSTAGE_VEL)
+        self._prev_action, self._last_action = self._last_action, action
 
-        state = self.task.state(self.sim, self._last_action)
+        state = self._full_state()
         reward, terms = self.reward_fn(state, action)
-        diverged = ~torch.isfinite(self.sim.qpos).all(-1) | ~torch.isfinite(self.sim.qvel).all(-1)
+        # A world whose physics blew up (NaN/Inf) ends as terminated with zero reward.
+        diverged = ~torch.isfinite(self.sim.qpos.sum(-1) + self.sim.qvel.sum(-1))
         terminated = self.task.terminated(state) | diverged
         self._ep_len += 1
         truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
         success = self.task.success(state) & ~terminated
-        reward = torch.where(diverged, torch.zeros_like(reward), reward)
+        reward = reward.masked_fill(diverged, 0.0)
         self._ep_return += reward
         for name, value in terms.items():
-            self._ep_terms.setdefault(name, torch.zeros(self.num_envs)).add_(value)
+            acc = self._ep_terms.get(name)
+            if acc is None:
+                acc = self._ep_terms[name] = torch.zeros(self.num_envs)
+            acc += value
         obs = self.task.observation(state)
+        means = torch.stack(list(terms.values())).mean(-1).tolist() if terms else []
         info: dict[str, Any] = {
-            "log": {f"reward/{k}": v.mean().item() for k, v in terms.items()},
+            "log": {f"reward/{k}": m for k, m in zip(terms, means, strict=True)},
             "success": success,
         }
 
         done = terminated | truncated
-        self._last_action = action.clone()
         if done.any():
             ids = done.nonzero().squeeze(-1)
             info["final_obs"] = obs.clone()
@@ -173,7 +186,7 @@ class MujocoEnv(BatchedEnv):
                 **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
             }
             self._reset_worlds(ids)
-            state = self.task.state(self.sim, self._last_action)
+            state = self._full_state()
             fresh = self.task.observation(state)
             obs = torch.where(done[:, None], fresh, obs)
         else:
@@ -193,7 +206,7 @@ class MujocoEnv(BatchedEnv):
         return {k: self._to_device(v) for k, v in self._state.items()}
 
     def state_spec(self) -> dict[str, StateField]:
-        return self.task.state_spec()
+        return self.task.full_state_spec()
 
     def success(self) -> torch.Tensor:
         if self._state is None:
@@ -240,6 +253,7 @@ class MujocoEnv(BatchedEnv):
             "ep_return": self._ep_return.clone(),
             "ep_terms": {k: v.clone() for k, v in self._ep_terms.items()},
             "last_action": self._last_action.clone(),
+            "prev_action": self._prev_action.clone(),
             "generator": self._gen.get_state(),
             "task": self.task.get_state_dict(),
         }
@@ -261,9 +275,10 @@ class MujocoEnv(BatchedEnv):
         self._ep_return.copy_(state["ep_return"])
         self._ep_terms = {k: v.clone() for k, v in state["ep_terms"].items()}
         self._last_action = state["last_action"].clone()
+        self._prev_action = state["prev_action"].clone()
         self._gen.set_state(state["generator"])
         self.task.load_state_dict(state["task"])
-        self._state = self.task.state(self.sim, self._last_action)
+        self._state = self._full_state()
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -278,6 +293,7 @@ class MujocoEnv(BatchedEnv):
             rows[ids_np] = self._initial_row[f]
         self.task.reset(self.sim, ids, self._gen)
         self._last_action[ids] = 0.0
+        self._prev_action[ids] = 0.0
         self._batch.forward(ids_np, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self._ep_len[ids] = 0
         self._ep_return[ids] = 0.0
@@ -303,8 +319,10 @@ class MujocoEnv(BatchedEnv):
 
     def _compute_obs_dim(self) -> int:
         self._reset_worlds(torch.arange(self.num_envs))
-        state = self.task.state(self.sim, self._last_action)
-        return self.task.observation(state).shape[-1]
+        return self.task.observation(self._full_state()).shape[-1]
+
+    def _full_state(self) -> dict[str, torch.Tensor]:
+        return self.task.full_state(self.sim, self._last_action, self._prev_action)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.device.type == "cpu" else x.to(self.device, non_blocking=True)

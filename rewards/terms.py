@@ -69,7 +69,7 @@ def action_l2(state: State, action: torch.Tensor) -> torch.Tensor:
 
 def action_rate_l2(state: State, action: torch.Tensor) -> torch.Tensor:
     """Squared change of the action since the previous control step, ``[N]``."""
-    delta = action - state["last_action"]
+    delta = action - state["prev_action"]
     return (delta * delta).sum(-1)
 
 

@@ -201,3 +201,38 @@ def test_env_usable_inside_and_outside_inference_mode():
     env.reset(seed=0)
     obs = env.step(torch.zeros(2, 1))[0]
     assert not obs.is_inference() and not obs.requires_grad
+
+
+def test_last_and_prev_action_semantics_do_not_depend_on_resets():
+    """After step t: last_action = a_t, prev_action = a_{t-1}; a finished world restarts at 0."""
+    env = make_env("cartpole_swingup", num_envs=2, cfg=_cfg("cartpole_swingup", episode_steps=3))
+    env.reset(seed=0)
+    a1, a2, a3 = (torch.tensor([[0.1], [0.2]]) * k for k in (1, 2, 3))
+    env.step(a1)
+    s = env.state()
+    torch.testing.assert_close(s["last_action"], a1)
+    torch.testing.assert_close(s["prev_action"], torch.zeros(2, 1))
+    env.step(a2)
+    s = env.state()
+    torch.testing.assert_close(s["last_action"], a2)
+    torch.testing.assert_close(s["prev_action"], a1)
+    _, _, _, trunc, _ = env.step(a3)  # both worlds hit the time limit and reset
+    assert trunc.all()
+    s = env.state()
+    assert torch.equal(s["last_action"], torch.zeros(2, 1))
+    assert torch.equal(s["prev_action"], torch.zeros(2, 1))
+
+
+def test_action_rate_term_sees_the_previous_action():
+    from rewardlab.rewards import RewardTerm, action_rate_l2, compose
+
+    env = make_env(
+        "cartpole_swingup",
+        num_envs=1,
+        reward_fn=compose({"rate": RewardTerm(action_rate_l2, weight=-1.0)}),
+    )
+    env.reset(seed=0)
+    r1 = env.step(torch.tensor([[0.5]]))[1]
+    r2 = env.step(torch.tensor([[-0.25]]))[1]
+    assert r1.item() == pytest.approx(-0.25)  # (0.5 - 0)^2
+    assert r2.item() == pytest.approx(-0.5625)  # (-0.25 - 0.5)^2

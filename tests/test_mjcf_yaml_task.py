@@ -75,7 +75,15 @@ def test_example_is_registered_and_runs() -> None:
     env = make_env("pendulum_swingup", num_envs=4, seed=0, nthread=1)
     env.reset()
     s = env.state()
-    assert list(s) == ["angle", "angvel", "tip_pos", "tip_height", "tip_to_top", "last_action"]
+    assert list(s) == [
+        "angle",
+        "angvel",
+        "tip_pos",
+        "tip_height",
+        "tip_to_top",
+        "last_action",
+        "prev_action",
+    ]
     # starts hanging down (keyframe "down")
     assert (s["angle"].abs() > 3.0).all() and (s["tip_height"] < 0.55).all()
     assert env.task.obs_layout() == [("cos(angle)", 1), ("sin(angle)", 1), ("0.1 * angvel", 1)]

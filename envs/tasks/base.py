@@ -129,6 +129,30 @@ class Task:
         """Named quantities ``[N, ...]`` float32; must match :meth:`state_spec` exactly."""
         raise NotImplementedError
 
+    def full_state(
+        self, sim: SimView, last_action: torch.Tensor, prev_action: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`state` plus ``prev_action``, as backends hand it to rewards.
+
+        After control step ``t``, ``last_action`` is ``a_t`` (the action just applied, what the
+        policy observes) and ``prev_action`` is ``a_{t-1}``; both are zero right after a reset.
+        """
+        out = self.state(sim, last_action)
+        out["prev_action"] = prev_action
+        return out
+
+    def full_state_spec(self) -> dict[str, StateField]:
+        """:meth:`state_spec` plus ``prev_action``: the schema of :meth:`full_state`."""
+        spec = dict(self.state_spec())
+        spec["prev_action"] = StateField(
+            (self.model.nu,),
+            "1",
+            "actuator",
+            "Action applied one control step before last_action, in [-1, 1]; "
+            "last_action - prev_action is the action rate.",
+        )
+        return spec
+
     def observation(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Policy observation ``[N, obs_dim]`` float32 built from the state."""
         raise NotImplementedError
