@@ -125,29 +125,22 @@ def arm_forward_kinematics(q: np.ndarray) -> np.ndarray:
 _ANT_HIP = (-math.radians(30), math.radians(30))
 _ANT_ANKLE = (math.radians(30), math.radians(70))
 
+_ANT_JOINTS = (
+    "hip_fl",
+    "ankle_fl",
+    "hip_fr",
+    "ankle_fr",
+    "hip_bl",
+    "ankle_bl",
+    "hip_br",
+    "ankle_br",
+)
+
 ANT = RobotSpec(
     name="ant",
     model_file="ant.xml",
-    joint_names=(
-        "hip_fl",
-        "ankle_fl",
-        "hip_fr",
-        "ankle_fr",
-        "hip_bl",
-        "ankle_bl",
-        "hip_br",
-        "ankle_br",
-    ),  # fmt: skip
-    actuator_names=(
-        "hip_fl",
-        "ankle_fl",
-        "hip_fr",
-        "ankle_fr",
-        "hip_bl",
-        "ankle_bl",
-        "hip_br",
-        "ankle_br",
-    ),  # fmt: skip
+    joint_names=_ANT_JOINTS,
+    actuator_names=_ANT_JOINTS,  # one motor per joint, named after it
     actuator_type="torque",
     default_pose=(0.0, 1.0) * 4,
     joint_limits=(_ANT_HIP, _ANT_ANKLE) * 4,
