@@ -21,8 +21,9 @@ class PPOConfig:
     """GAE lambda."""
     clip_ratio: float = 0.2
     """PPO clipping of the probability ratio."""
-    clip_value: bool = True
-    """Clip the value update around the old value estimate by ``clip_ratio``."""
+    clip_value: bool = False
+    """Clip the value update around the old value estimate by ``clip_ratio`` (rsl_rl's default is
+    on; off here because the clip is absolute, so it stalls the critic when returns are large)."""
     value_coef: float = 1.0
     """Weight of the value loss."""
     entropy_coef: float = 0.0
@@ -33,6 +34,11 @@ class PPOConfig:
     """``adaptive`` (KL-targeted, rsl_rl), ``linear`` (anneal to 0) or ``fixed``."""
     desired_kl: float = 0.01
     """KL target of the adaptive schedule."""
+    min_learning_rate: float = 1e-5
+    """Lower bound of the adaptive schedule's learning rate."""
+    max_learning_rate: float = 3e-3
+    """Upper bound of the adaptive schedule's learning rate (rsl_rl: 1e-2, which made small
+    policies collapse after they had learned, on cart-pole)."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
     actor_hidden: tuple[int, ...] = (64, 64)
@@ -44,7 +50,11 @@ class PPOConfig:
     init_noise_std: float = 1.0
     """Initial standard deviation of the Gaussian policy (state-independent, learned)."""
     normalize_obs: bool = True
-    """Running mean/std observation normalization (exported with the policy)."""
+    """Running mean/std observation normalization (exported with the policy). The std is floored
+    at 0.1, so that nearly constant features (cos of an angle kept near 0) are not amplified."""
+    normalize_rewards: bool = True
+    """Divide rewards by the running std of the discounted return, so that learning does not
+    depend on the reward's scale (useful for generated rewards); rewards are not centered."""
     normalize_advantages: bool = True
     """Normalize advantages per minibatch."""
 
@@ -60,7 +70,13 @@ class PPOConfig:
             ("learning_rate", self.learning_rate > 0.0, "> 0"),
             ("schedule", self.schedule in ("adaptive", "linear", "fixed"), "one of adaptive, linear, fixed"),
             ("desired_kl", self.desired_kl > 0.0, "> 0"),
+            ("min_learning_rate", self.min_learning_rate > 0.0, "> 0"),
+            ("max_learning_rate", self.max_learning_rate >= self.min_learning_rate, ">= min_learning_rate"),
             ("max_grad_norm", self.max_grad_norm > 0.0, "> 0"),
+            ("value_coef", self.value_coef >= 0.0, ">= 0"),
+            ("entropy_coef", self.entropy_coef >= 0.0, ">= 0"),
+            ("actor_hidden", all(int(h) >= 1 for h in self.actor_hidden), "widths >= 1"),
+            ("critic_hidden", all(int(h) >= 1 for h in self.critic_hidden), "widths >= 1"),
             ("activation", self.activation in ("elu", "tanh", "relu"), "one of elu, tanh, relu"),
             ("init_noise_std", self.init_noise_std > 0.0, "> 0"),
         ]  # fmt: skip

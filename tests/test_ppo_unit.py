@@ -1,0 +1,406 @@
+"""Unit tests of the batched PPO: GAE, normalizers, the loss, checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rewardlab.agents import runner as runner_module
+from rewardlab.agents.config import PPOConfig
+from rewardlab.agents.networks import EmpiricalNormalization
+from rewardlab.agents.ppo import RewardNormalizer, gaussian_kl, ppo_losses
+from rewardlab.agents.runner import OnPolicyRunner
+from rewardlab.agents.storage import RolloutStorage
+from rewardlab.envs import make_env
+from rewardlab.envs.tasks.base import get_task, replace_config
+
+pytestmark = pytest.mark.unit
+
+# Short episodes so that a few iterations see both terminations (falls) and truncations.
+SMALL_CFG = PPOConfig(
+    num_steps=16, num_epochs=2, num_minibatches=2, actor_hidden=(16,), critic_hidden=(16,)
+)
+
+
+def small_env(num_envs: int = 8, seed: int = 0):
+    cfg = replace_config(get_task("cartpole_balance").default_config(), episode_steps=20)
+    return make_env("cartpole_balance", num_envs=num_envs, cfg=cfg, seed=seed, nthread=1)
+
+
+# -- GAE -----------------------------------------------------------------------------------------
+
+
+def test_gae_matches_hand_computed_values() -> None:
+    """Two worlds, three steps, gamma = lam = 0.5.
+
+    World 0 never ends; last value 4:
+      t2: delta = 1 + .5*4 - 3 = 0                  adv 0
+      t1: delta = 1 + .5*3 - 2 = .5                 adv .5 + .25*0 = .5
+      t0: delta = 1 + .5*2 - 1 = 1                  adv 1 + .25*.5 = 1.125
+    World 1 is truncated at t1 (V(final_obs) = 6, so its reward becomes 2 + .5*6 = 5) and
+    terminated at t2 (the last value 10 is ignored):
+      t2: delta = 0 - 2 = -2                        adv -2
+      t1: delta = 5 - 1 = 4 (episode end)           adv 4
+      t0: delta = 1 + .5*1 - .5 = 1                 adv 1 + .25*4 = 2
+    """
+    s = RolloutStorage(num_envs=2, num_steps=3, obs_dim=1, action_dim=1, gamma=0.5, lam=0.5)
+    rewards = [[1.0, 1.0], [1.0, 2.0], [1.0, 0.0]]
+    values = [[1.0, 0.5], [2.0, 1.0], [3.0, 2.0]]
+    terminated = [[False, False], [False, False], [False, True]]
+    truncated = [[False, False], [False, True], [False, False]]
+    final_values = [None, torch.tensor([999.0, 6.0]), None]  # row 0 not truncated: unused
+    for t in range(3):
+        s.add(
+            obs=torch.zeros(2, 1),
+            actions=torch.zeros(2, 1),
+            log_prob=torch.zeros(2),
+            mean=torch.zeros(2, 1),
+            std=torch.ones(1),
+            value=torch.tensor(values[t]),
+            reward=torch.tensor(rewards[t]),
+            terminated=torch.tensor(terminated[t]),
+            truncated=torch.tensor(truncated[t]),
+            final_value=final_values[t],
+        )
+    s.compute_returns(last_value=torch.tensor([4.0, 10.0]))
+    expected_adv = torch.tensor([[1.125, 2.0], [0.5, 4.0], [0.0, -2.0]])
+    torch.testing.assert_close(s.advantages, expected_adv)
+    torch.testing.assert_close(s.returns, expected_adv + torch.tensor(values))
+    torch.testing.assert_close(s.rewards[1], torch.tensor([1.0, 5.0]))
+    torch.testing.assert_close(s.dones, torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    with pytest.raises(OverflowError):
+        s.add(*(torch.zeros(2, 1),) * 2, torch.zeros(2), torch.zeros(2, 1), torch.ones(1),
+              torch.zeros(2), torch.zeros(2), torch.zeros(2, dtype=torch.bool),
+              torch.zeros(2, dtype=torch.bool))  # fmt: skip
+
+
+def test_minibatches_cover_the_rollout_once_per_epoch() -> None:
+    s = RolloutStorage(num_envs=4, num_steps=3, obs_dim=2, action_dim=1, gamma=0.9, lam=0.9)
+    for t in range(3):
+        ids = torch.arange(4, dtype=torch.float32) + 10 * t
+        s.add(ids[:, None].repeat(1, 2), ids[:, None], ids, ids[:, None], torch.ones(1), ids,
+              torch.zeros(4), torch.zeros(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool))  # fmt: skip
+    s.compute_returns(torch.zeros(4))
+    gen = torch.Generator().manual_seed(0)
+    batches = list(s.minibatches(num_minibatches=3, num_epochs=2, generator=gen))
+    assert len(batches) == 6
+    for epoch in (batches[:3], batches[3:]):
+        seen = torch.cat([b.actions[:, 0] for b in epoch]).sort().values
+        torch.testing.assert_close(seen, s.actions.flatten().sort().values)
+        for b in epoch:  # fields of one sample stay together
+            torch.testing.assert_close(b.obs[:, 0], b.actions[:, 0])
+            torch.testing.assert_close(b.old_values, b.actions[:, 0])
+
+
+# -- normalizers -----------------------------------------------------------------------------------
+
+
+def test_empirical_normalization_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(loc, scale, size=(n, 3)) for loc, scale, n in
+              [(0.0, 1.0, 7), (5.0, 2.0, 50), (-3.0, 0.5, 1), (1.0, 3.0, 200)]]  # fmt: skip
+    norm = EmpiricalNormalization(3, eps=1e-2)
+    for c in chunks:
+        norm.update(torch.tensor(c, dtype=torch.float32))
+    data = np.concatenate(chunks)
+    np.testing.assert_allclose(norm.mean.numpy(), data.mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(norm.var.numpy(), data.var(0), rtol=1e-5)
+    np.testing.assert_allclose(norm.std.numpy(), np.sqrt(data.var(0) + 1e-2), rtol=1e-5)
+    assert int(norm.count) == len(data)
+    x = torch.tensor(data[:5], dtype=torch.float32)
+    expected = (data[:5] - data.mean(0)) / np.sqrt(data.var(0) + 1e-2)
+    np.testing.assert_allclose(norm(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+    # eval mode freezes the statistics
+    norm.eval()
+    before = norm.state_dict()
+    norm.update(torch.full((10, 3), 100.0))
+    for k, v in norm.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_observation_std_floor_keeps_constant_features_bounded() -> None:
+    norm = EmpiricalNormalization(1)  # default eps floors the std at 0.1
+    norm.update(torch.full((100, 1), 0.999))
+    assert float(norm.std) == pytest.approx(0.1, rel=1e-6)
+    assert float(norm(torch.tensor([[0.97]]))) == pytest.approx(-0.29, abs=1e-3)
+
+
+def test_reward_normalizer_makes_learning_scale_free() -> None:
+    """Rewards scaled by 1000 come out the same; signs are kept; episode ends reset returns."""
+    outs = []
+    for scale in (1.0, 1000.0):
+        rn = RewardNormalizer(num_envs=4, gamma=0.9)
+        out = []
+        g = torch.Generator().manual_seed(1)
+        for t in range(50):
+            r = torch.randn(4, generator=g) + 0.5
+            done = torch.tensor([t % 7 == 6, False, t % 5 == 4, False])
+            out.append(rn(r * scale, done))
+        outs.append(torch.stack(out))
+        assert torch.isfinite(rn.ret).all()
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
+    assert outs[0].abs().max() > 0.05
+    assert (outs[0].sign() == outs[1].sign()).all()
+
+
+# -- the loss --------------------------------------------------------------------------------------
+
+
+def test_ppo_loss_clipping_on_a_hand_made_batch() -> None:
+    """ratios r = [.5, 1, 1.5, 1.5, .5], advantages A = [1, -1, 1, -1, -1], clip .2.
+
+    max(-A r, -A clip(r)) per sample: [-.5, 1, -1.2, 1.5, .8] -> mean .32; the clipped samples
+    whose clip is the pessimistic one (r=1.5 with A=1, r=.5 with A=-1) carry no gradient.
+    """
+    ratio = torch.tensor([0.5, 1.0, 1.5, 1.5, 0.5])
+    old_log_prob = torch.tensor([-1.0, -2.0, -0.5, 0.3, -3.0])
+    log_prob = (old_log_prob + ratio.log()).requires_grad_()
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0])
+    values = torch.tensor([2.0, 0.0, 0.0, 0.0, 0.0], requires_grad=True)
+    old_values = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    returns = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0])
+    entropy = torch.tensor(1.5)
+    with torch.no_grad():
+        ref = ppo_losses(log_prob, old_log_prob, adv, values, old_values, returns, entropy,
+                         clip_ratio=0.2, clip_value=True, value_coef=0.5, entropy_coef=0.1)  # fmt: skip
+    out = ppo_losses(log_prob, old_log_prob, adv, values, old_values, returns, entropy,
+                     clip_ratio=0.2, clip_value=True, value_coef=0.5, entropy_coef=0.1)  # fmt: skip
+    assert float(ref.policy) == pytest.approx(0.32, abs=1e-6)
+    # value: unclipped (2-3)^2 = 1, clipped (1.2-3)^2 = 3.24 -> max 3.24 on sample 0, mean /5
+    assert float(ref.value) == pytest.approx(3.24 / 5, abs=1e-6)
+    assert float(ref.total) == pytest.approx(0.32 + 0.5 * 3.24 / 5 - 0.1 * 1.5, abs=1e-6)
+    assert float(ref.clip_fraction) == pytest.approx(4 / 5)
+    out.total.backward()
+    grad = log_prob.grad
+    assert grad is not None
+    # d/dlogp of -A r is -A r where unclipped; zero where the clipped term was taken
+    torch.testing.assert_close(grad, torch.tensor([-0.5, 1.0, 0.0, 1.5, 0.0]) / 5)
+    assert values.grad is not None and float(values.grad[0]) == 0.0  # clipped value: no gradient
+
+    unclipped = ppo_losses(log_prob, old_log_prob, adv, values, old_values, returns, entropy,
+                           clip_ratio=0.2, clip_value=False, value_coef=0.5, entropy_coef=0.0)  # fmt: skip
+    assert float(unclipped.value.detach()) == pytest.approx(1.0 / 5, abs=1e-6)
+
+
+def test_gaussian_kl_matches_torch_distributions() -> None:
+    g = torch.Generator().manual_seed(0)
+    m0, m1 = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
+    s0, s1 = torch.rand(6, 3, generator=g) + 0.2, torch.rand(6, 3, generator=g) + 0.2
+    ref = torch.distributions.kl_divergence(
+        torch.distributions.Normal(m0, s0), torch.distributions.Normal(m1, s1)
+    ).sum(-1)
+    torch.testing.assert_close(gaussian_kl(m0, s0, m1, s1), ref)
+
+
+def test_config_validation_names_the_field() -> None:
+    with pytest.raises(ValueError, match="ppo.schedule"):
+        PPOConfig(schedule="cosine").validate()
+    with pytest.raises(ValueError, match="ppo.max_learning_rate"):
+        PPOConfig(min_learning_rate=1e-2, max_learning_rate=1e-3).validate()
+
+
+# -- runner: checkpoints, resume, logs, export -------------------------------------------------------
+
+
+def _params(runner: OnPolicyRunner) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in runner.policy.state_dict().items()}
+
+
+def test_exact_resume_matches_a_straight_run(tmp_path: Path) -> None:
+    iters = 6
+    steps = iters * 8 * SMALL_CFG.num_steps
+
+    straight = OnPolicyRunner(small_env(), SMALL_CFG, seed=3, num_threads=1)
+    hist_a = straight.learn(steps, progress=False)
+    assert any("charts/episode_return" in h for h in hist_a), "no episode finished: weak test"
+
+    first = OnPolicyRunner(small_env(), SMALL_CFG, log_dir=tmp_path, seed=3, num_threads=1)
+    first.learn(steps // 2, progress=False)
+    ckpt = tmp_path / "checkpoints" / "latest.pt"
+    assert ckpt.is_file() and (tmp_path / "checkpoints" / f"model_{iters // 2}.pt").is_file()
+
+    resumed = OnPolicyRunner(small_env(), SMALL_CFG, seed=12345, num_threads=1)  # seed overwritten
+    assert resumed.resume_if_possible(tmp_path)
+    assert resumed.global_step == steps // 2 and resumed.iteration == iters // 2
+    hist_b = resumed.learn(steps, progress=False)
+    assert len(hist_b) == iters - iters // 2
+
+    a, b = _params(straight), _params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    for ha, hb in zip(hist_a[iters // 2 :], hist_b, strict=True):
+        assert ha["losses/value"] == hb["losses/value"]
+        assert ha.get("charts/episode_return") == hb.get("charts/episode_return")
+    # and a differently seeded run really differs (the comparison above can fail)
+    other = OnPolicyRunner(small_env(), SMALL_CFG, seed=4, num_threads=1)
+    other.learn(steps, progress=False)
+    assert not torch.equal(_params(other)["actor.0.weight"], a["actor.0.weight"])
+
+
+def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = OnPolicyRunner(small_env(), SMALL_CFG, log_dir=tmp_path, seed=0)
+    path = tmp_path / "ckpt.pt"
+    replaced: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def spy_replace(src: str, dst: str) -> None:
+        replaced.append((str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(runner_module.os, "replace", spy_replace)
+    r.save(path)
+    assert len(replaced) == 1
+    src, dst = replaced[0]
+    assert Path(src).parent == path.parent and Path(dst) == path and src != dst
+    good = path.read_bytes()
+
+    def crash(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        f.write(b"partial garbage")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    r.learn(SMALL_CFG.num_steps * 8, progress=False)  # changes the state
+    monkeypatch.setattr(runner_module.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        r.save(path)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+    monkeypatch.undo()
+    fresh = OnPolicyRunner(small_env(), SMALL_CFG, seed=0)
+    fresh.load(path)  # still a valid checkpoint
+    assert fresh.iteration == 0
+
+
+def test_keyboard_interrupt_saves_a_checkpoint(tmp_path: Path) -> None:
+    env = small_env()
+    r = OnPolicyRunner(env, SMALL_CFG, log_dir=tmp_path, seed=0, checkpoint_every=1)
+    real_step, calls = env.step, {"n": 0}
+
+    def step(actions: torch.Tensor):
+        calls["n"] += 1
+        if calls["n"] == SMALL_CFG.num_steps * 2 + 5:  # inside the third rollout
+            raise KeyboardInterrupt
+        return real_step(actions)
+
+    env.step = step  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        r.learn(10 * 8 * SMALL_CFG.num_steps, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["iteration"] == 2
+    assert ckpt["env"] is None  # interrupted inside env.step: no inconsistent snapshot
+    env.step = real_step  # type: ignore[method-assign]
+    again = OnPolicyRunner(small_env(), SMALL_CFG, log_dir=tmp_path, seed=0)
+    assert again.resume_if_possible()
+    hist = again.learn(3 * 8 * SMALL_CFG.num_steps, progress=False)
+    assert [int(h["iteration"]) for h in hist] == [3]
+
+
+def test_metrics_file_tensorboard_and_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    r = OnPolicyRunner(small_env(), SMALL_CFG, log_dir=tmp_path, seed=0, log_every=2)
+    hist = r.learn(5 * 8 * SMALL_CFG.num_steps, progress=True)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(hist) == 5
+    rows = [json.loads(x) for x in lines]
+    assert [row["global_step"] for row in rows] == [128.0 * (i + 1) for i in range(5)]
+    for key in ("losses/value", "losses/policy", "losses/entropy", "losses/approx_kl",
+                "charts/learning_rate", "charts/action_std", "perf/steps_per_s",
+                "perf/collect_s", "perf/learn_s"):  # fmt: skip
+        assert all(math.isfinite(row[key]) for row in rows), key
+    with_eps = [row for row in rows if "charts/episode_return" in row]
+    assert with_eps, "episodes of 20 steps must finish within 80 steps"
+    for row in with_eps:
+        assert 0.0 <= row["charts/success_rate"] <= 1.0
+        assert 1 <= row["charts/episode_length"] <= 20
+        terms = [k for k in row if k.startswith("reward/")]
+        assert "reward/upright" in terms
+        assert sum(row[k] for k in terms) == pytest.approx(row["charts/episode_return"], rel=1e-4)
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and all(line.startswith("[ppo] it ") for line in out)  # it 2, 4, 5
+    assert "ETA" in out[-1] and "steps/s" in out[-1]
+
+
+def test_nan_reward_raises_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    def bad_reward(state, action):
+        r = torch.full((action.shape[0],), float("nan"))
+        return r, {"bad": r}
+
+    env = small_env()
+    env.set_reward(bad_reward)
+    r = OnPolicyRunner(env, SMALL_CFG, log_dir=tmp_path, seed=0)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        r.learn(4 * 8 * SMALL_CFG.num_steps, progress=False)
+
+
+def test_linear_schedule_anneals_the_learning_rate() -> None:
+    cfg = PPOConfig(**{**SMALL_CFG.__dict__, "schedule": "linear", "learning_rate": 1e-3})
+    r = OnPolicyRunner(small_env(), cfg, seed=0)
+    hist = r.learn(4 * 8 * cfg.num_steps, progress=False)
+    lrs = [h["charts/learning_rate"] for h in hist]
+    assert lrs == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+
+
+def test_inference_policy_is_deterministic_scriptable_and_exportable(tmp_path: Path) -> None:
+    r = OnPolicyRunner(small_env(), SMALL_CFG, seed=0)
+    r.learn(2 * 8 * SMALL_CFG.num_steps, progress=False)
+    pol = r.inference_policy()
+    assert not pol.training and all(not p.requires_grad for p in pol.parameters())
+    assert all(t.device.type == "cpu" for t in [*pol.parameters(), *pol.buffers()])
+    obs = torch.randn(7, r.env.obs_dim) * 3
+    with torch.no_grad():
+        out = pol(obs)
+        expected = r.policy.actor(r.policy.normalize(obs)).clamp(-1, 1)
+    assert out.shape == (7, r.env.action_dim)
+    torch.testing.assert_close(out, expected)
+    with torch.no_grad():
+        torch.testing.assert_close(pol(obs * 100).abs().max(), torch.tensor(1.0))  # clamped
+    # later training does not change the returned module
+    r.learn(4 * 8 * SMALL_CFG.num_steps, progress=False)
+    with torch.no_grad():
+        torch.testing.assert_close(pol(obs), out)
+
+    scripted = torch.jit.script(pol)
+    traced = torch.jit.trace(pol, obs)
+    torch.testing.assert_close(scripted(obs), out)
+    torch.testing.assert_close(traced(obs), out)
+    scripted.save(str(tmp_path / "policy.pt"))
+    torch.testing.assert_close(torch.jit.load(str(tmp_path / "policy.pt"))(obs), out)
+
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "policy.onnx"
+    torch.onnx.export(pol, (obs,), str(path), input_names=["obs"], output_names=["actions"],
+                      dynamic_axes={"obs": {0: "batch"}, "actions": {0: "batch"}}, dynamo=False)  # fmt: skip
+    onnx.checker.check_model(onnx.load(str(path)))
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (res,) = sess.run(None, {"obs": obs.numpy()})
+    np.testing.assert_allclose(res, out.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_env_stays_usable_after_learn() -> None:
+    """The env is stepped outside inference mode, so it can be reset and stepped afterwards."""
+    env = small_env()
+    r = OnPolicyRunner(env, SMALL_CFG, seed=0)
+    r.learn(2 * 8 * SMALL_CFG.num_steps, progress=False)
+    obs = env.reset(seed=1)
+    for _ in range(25):
+        obs, *_ = env.step(r.inference_policy()(obs))
+    assert torch.isfinite(obs).all()
+
+
+def test_load_rejects_a_checkpoint_of_another_task(tmp_path: Path) -> None:
+    r = OnPolicyRunner(small_env(), SMALL_CFG, seed=0)
+    path = r.save(tmp_path / "c.pt")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["obs_dim"] = 99
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="obs_dim"):
+        OnPolicyRunner(small_env(), SMALL_CFG, seed=0).load(path)
