@@ -11,6 +11,7 @@ What it cannot do: recurrent policies, asymmetric critics, multi-GPU, or discret
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -77,17 +78,20 @@ def gaussian_kl(
 
 
 class RewardNormalizer(nn.Module):
-    """Divides rewards by the running std of each world's discounted return (SB3's VecNormalize).
+    """Scales rewards by the inverse running std of each world's discounted return (SB3's
+    ``VecNormalize``), so that PPO does not depend on the reward's scale (an LLM-written reward
+    may be in any units): values and advantages then live around unit scale. Rewards are not
+    centered, so their signs are kept.
 
-    Makes PPO insensitive to the scale of the reward (an LLM-written reward may be in any units):
-    values and advantages then live around unit scale. Rewards are not centered, so the sign of
-    every reward is kept. Its buffers (the per-world running return and the statistics) are part
-    of a checkpoint, so a resumed run scales rewards exactly as a straight run.
+    Per step, :meth:`track` advances the per-world running return; once per rollout,
+    :meth:`update` merges the returns seen into the statistics, and :meth:`scale` is the factor
+    for that rollout's rewards. Its buffers (running returns, statistics) are checkpointed, so a
+    resumed run scales rewards exactly as a straight run does.
 
     Args:
         num_envs: worlds.
         gamma: discount of the running return.
-        clip: scaled rewards are clamped to ``[-clip, clip]``.
+        clip: bound of the scaled rewards (SB3: 10).
     """
 
     def __init__(self, num_envs: int, gamma: float, clip: float = 10.0) -> None:
@@ -98,12 +102,20 @@ class RewardNormalizer(nn.Module):
         self.register_buffer("ret", torch.zeros(num_envs))
 
     @torch.no_grad()
-    def forward(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
-        """Update the statistics with this step and return the scaled rewards ``[N]``."""
+    def track(self, reward: torch.Tensor, done: torch.Tensor) -> torch.Tensor:
+        """Advance the running returns by one step; returns them ``[N]`` (before done resets)."""
         self.ret.mul_(self.gamma).add_(reward)
-        self.stats.update(self.ret)
+        out = self.ret.clone()
         self.ret.masked_fill_(done, 0.0)
-        return (reward / self.stats.std).clamp(-self.clip, self.clip)
+        return out
+
+    def update(self, returns: torch.Tensor) -> None:
+        """Merge running returns (any shape) into the statistics."""
+        self.stats.update(returns)
+
+    def scale(self) -> torch.Tensor:
+        """The factor rewards are multiplied by, a scalar tensor: ``1 / std(return)``."""
+        return 1.0 / self.stats.std
 
 
 def _adam(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -147,17 +159,22 @@ class PPO:
         self.storage = RolloutStorage(
             num_envs, cfg.num_steps, policy.obs_dim, policy.action_dim, cfg.gamma, cfg.lam, device
         )
+        # What the normalizers learn from, merged once per rollout in compute_returns().
+        t, n = cfg.num_steps, num_envs
+        self._raw_obs = torch.zeros(t, n, policy.obs_dim, device=self.device)
+        self._returns = torch.zeros(t, n, device=self.device)
         self._pending: tuple[torch.Tensor, ...] | None = None
 
     # -- rollout ---------------------------------------------------------------------------------
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """Sample actions ``[N, A]`` for raw observations ``[N, obs_dim]`` (updates the normalizer).
+        """Sample actions ``[N, A]`` for raw observations ``[N, obs_dim]``.
 
-        The transition is completed by :meth:`process_env_step` after the env step.
+        The transition is completed by :meth:`process_env_step` after the env step. The
+        observation statistics stay fixed during a rollout (updated in :meth:`compute_returns`).
         """
-        self.policy.update_normalizer(obs)
+        self._raw_obs[self.storage.step].copy_(obs)
         nobs = self.policy.normalize(obs)
         mean, value = self.policy(nobs)
         std = self.policy.action_std.expand_as(mean)
@@ -183,7 +200,9 @@ class PPO:
         if self._pending is None:
             raise RuntimeError("process_env_step() without a preceding act()")
         if self.cfg.normalize_rewards:
-            reward = self.reward_normalizer(reward, terminated | truncated)
+            self._returns[self.storage.step] = self.reward_normalizer.track(
+                reward, terminated | truncated
+            )
         final_value = None
         if final_obs is not None and bool(truncated.any()):
             final_value = self.policy.value(self.policy.normalize(final_obs))
@@ -192,8 +211,21 @@ class PPO:
 
     @torch.no_grad()
     def compute_returns(self, last_obs: torch.Tensor) -> None:
-        """GAE with ``V(last_obs)`` (raw observations after the rollout) as bootstrap."""
-        self.storage.compute_returns(self.policy.value(self.policy.normalize(last_obs)))
+        """End the rollout: update the normalizers with it, then GAE with ``V(last_obs)``.
+
+        ``last_obs`` are the raw observations after the rollout. The reward statistics include
+        this rollout before its rewards are scaled; the observation statistics change after
+        (the stored observations keep the normalization they were acted on).
+        """
+        steps = self.storage.step
+        last_value = self.policy.value(self.policy.normalize(last_obs))
+        scale: float | torch.Tensor = 1.0
+        clip = math.inf
+        if self.cfg.normalize_rewards:
+            self.reward_normalizer.update(self._returns[:steps])
+            scale, clip = self.reward_normalizer.scale(), self.reward_normalizer.clip
+        self.storage.compute_returns(last_value, scale, clip)
+        self.policy.update_normalizer(self._raw_obs[:steps].flatten(0, 1))
 
     # -- update ----------------------------------------------------------------------------------
 

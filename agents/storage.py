@@ -3,11 +3,15 @@
 Time limits are handled the rsl_rl way: on a ``truncated`` step the value of the observation the
 episode ended on, ``V(final_obs)``, is added to that step's reward times ``gamma``; then
 ``terminated | truncated`` ends the episode for GAE, so nothing is bootstrapped across the reset.
+Rewards are kept raw and the bootstrap term apart, so that a reward scale known only at the end
+of the rollout (:class:`~rewardlab.agents.ppo.RewardNormalizer`) can be applied in
+:meth:`RolloutStorage.compute_returns`.
 What it cannot do: recurrent (sequence) minibatches, or more than one critic.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -74,6 +78,7 @@ class RolloutStorage:
         self.stds = z(action_dim)
         self.values = z()
         self.rewards = z()
+        self.bootstraps = z()
         self.dones = z()
         self.advantages = z()
         self.returns = z()
@@ -119,20 +124,37 @@ class RolloutStorage:
         self.means[i].copy_(mean)
         self.stds[i].copy_(std.expand_as(mean))
         self.values[i].copy_(value)
-        r = reward.to(self.rewards.dtype)
+        self.rewards[i].copy_(reward)
         if final_value is not None:
-            r = r + self.gamma * final_value * truncated.to(r.dtype)
-        self.rewards[i].copy_(r)
+            self.bootstraps[i].copy_(self.gamma * final_value * truncated.to(final_value.dtype))
+        else:
+            self.bootstraps[i].zero_()
         self.dones[i].copy_((terminated | truncated).to(self.dones.dtype))
         self.step += 1
 
-    def compute_returns(self, last_value: torch.Tensor) -> None:
-        """GAE over the filled rollout; ``last_value`` is ``V`` of the observation after it ``[N]``."""
+    def compute_returns(
+        self,
+        last_value: torch.Tensor,
+        reward_scale: float | torch.Tensor = 1.0,
+        reward_clip: float = math.inf,
+    ) -> None:
+        """GAE over the filled rollout.
+
+        Args:
+            last_value: ``V`` of the observation after the rollout ``[N]``.
+            reward_scale: rewards are multiplied by this (then clipped to ``+-reward_clip``)
+                before the truncation bootstrap ``gamma * V(final_obs)`` is added.
+            reward_clip: bound of the scaled rewards.
+        """
         adv = torch.zeros_like(last_value)
         next_value = last_value
+        rewards = self.rewards[: self.step] * reward_scale
+        if math.isfinite(reward_clip):
+            rewards = rewards.clamp(-reward_clip, reward_clip)
+        rewards = rewards + self.bootstraps[: self.step]
         for t in reversed(range(self.step)):
             not_done = 1.0 - self.dones[t]
-            delta = self.rewards[t] + self.gamma * next_value * not_done - self.values[t]
+            delta = rewards[t] + self.gamma * next_value * not_done - self.values[t]
             adv = delta + self.gamma * self.lam * not_done * adv
             self.advantages[t] = adv
             next_value = self.values[t]

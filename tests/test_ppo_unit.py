@@ -72,7 +72,7 @@ def test_gae_matches_hand_computed_values() -> None:
     expected_adv = torch.tensor([[1.125, 2.0], [0.5, 4.0], [0.0, -2.0]])
     torch.testing.assert_close(s.advantages, expected_adv)
     torch.testing.assert_close(s.returns, expected_adv + torch.tensor(values))
-    torch.testing.assert_close(s.rewards[1], torch.tensor([1.0, 5.0]))
+    torch.testing.assert_close(s.bootstraps[1], torch.tensor([0.0, 3.0]))  # gamma * V(final)
     torch.testing.assert_close(s.dones, torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
     with pytest.raises(OverflowError):
         s.add(*(torch.zeros(2, 1),) * 2, torch.zeros(2), torch.zeros(2, 1), torch.ones(1),
@@ -131,22 +131,40 @@ def test_observation_std_floor_keeps_constant_features_bounded() -> None:
     assert float(norm(torch.tensor([[0.97]]))) == pytest.approx(-0.29, abs=1e-3)
 
 
-def test_reward_normalizer_makes_learning_scale_free() -> None:
-    """Rewards scaled by 1000 come out the same; signs are kept; episode ends reset returns."""
-    outs = []
-    for scale in (1.0, 1000.0):
+def test_gae_applies_the_reward_scale_before_the_bootstrap() -> None:
+    """One world, one truncated step: A = scale * r + gamma * V(final) - V = .5*4 + .5*6 - 1 = 4."""
+    s = RolloutStorage(num_envs=1, num_steps=1, obs_dim=1, action_dim=1, gamma=0.5, lam=0.5)
+    s.add(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, 1), torch.ones(1),
+          torch.tensor([1.0]), torch.tensor([4.0]), torch.tensor([False]), torch.tensor([True]),
+          final_value=torch.tensor([6.0]))  # fmt: skip
+    s.compute_returns(torch.tensor([100.0]), reward_scale=0.5)
+    torch.testing.assert_close(s.advantages[0], torch.tensor([4.0]))
+    s.compute_returns(torch.tensor([100.0]), reward_scale=0.5, reward_clip=1.0)
+    torch.testing.assert_close(s.advantages[0], torch.tensor([3.0]))  # .5*4 clipped to 1
+
+
+def test_reward_normalizer_tracks_discounted_returns_and_is_scale_free() -> None:
+    """Running return ret = gamma * ret + r per world, reset after done; scale = 1/std(ret)."""
+    rn = RewardNormalizer(num_envs=2, gamma=0.5)
+    r = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
+    done = torch.tensor([[False, False], [False, True], [False, False]])
+    rets = torch.stack([rn.track(r[t], done[t]) for t in range(3)])
+    # world 0: 1, 1.5, 1.75; world 1: 2, 3 (done: reset), 2
+    torch.testing.assert_close(rets, torch.tensor([[1.0, 2.0], [1.5, 3.0], [1.75, 2.0]]))
+    rn.update(rets)
+    expected_std = np.sqrt(np.var([1.0, 2.0, 1.5, 3.0, 1.75, 2.0]) + 1e-8)
+    assert float(rn.scale()) == pytest.approx(1.0 / expected_std, rel=1e-5)
+
+    scaled = []
+    for factor in (1.0, 1000.0):
         rn = RewardNormalizer(num_envs=4, gamma=0.9)
-        out = []
         g = torch.Generator().manual_seed(1)
-        for t in range(50):
-            r = torch.randn(4, generator=g) + 0.5
-            done = torch.tensor([t % 7 == 6, False, t % 5 == 4, False])
-            out.append(rn(r * scale, done))
-        outs.append(torch.stack(out))
-        assert torch.isfinite(rn.ret).all()
-    torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
-    assert outs[0].abs().max() > 0.05
-    assert (outs[0].sign() == outs[1].sign()).all()
+        rewards = torch.randn(50, 4, generator=g) + 0.5
+        dones = torch.rand(50, 4, generator=g) < 0.1
+        rn.update(torch.stack([rn.track(factor * rewards[t], dones[t]) for t in range(50)]))
+        scaled.append(factor * rewards * rn.scale())
+    torch.testing.assert_close(scaled[0], scaled[1], rtol=1e-4, atol=1e-5)
+    assert 0.05 < float(scaled[0].abs().mean()) < 5.0
 
 
 # -- the loss --------------------------------------------------------------------------------------
