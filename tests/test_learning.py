@@ -9,7 +9,7 @@ import torch
 
 from rewardlab.agents.config import PPOConfig
 from rewardlab.agents.runner import OnPolicyRunner
-from rewardlab.envs import make_env, task_names
+from rewardlab.envs import make_env
 from rewardlab.envs.tasks import get_task
 
 pytestmark = pytest.mark.slow
@@ -59,7 +59,6 @@ def test_ppo_solves_cartpole_balance(seed: int) -> None:
     rate = stats["success"].float().mean().item()
     print(f"cartpole_balance seed {seed}: {train_s:.1f} s of training, success {rate:.2f}")
     assert rate >= get_task("cartpole_balance").success_threshold
-    assert train_s < 180.0
 
 
 # Ant: the stochastic policy runs after ~150k steps, the deterministic one (what is exported)
@@ -94,7 +93,6 @@ def forward_distance(policy, num_envs: int = 64, seed: int = 10_000) -> torch.Te
     return dist
 
 
-@pytest.mark.skipif("ant_run" not in task_names(), reason="ant_run task not available")
 def test_ppo_makes_ant_run_forward() -> None:
     gen = torch.Generator().manual_seed(0)
     random_dist = forward_distance(lambda o: torch.rand(o.shape[0], 8, generator=gen) * 2 - 1)
@@ -108,6 +106,6 @@ def test_ppo_makes_ant_run_forward() -> None:
         f"ant_run: {train_s:.1f} s of training; forward distance per episode "
         f"{dist.mean():.2f} m (random policy {random_dist.mean():.2f} m)"
     )
-    assert dist.mean() > random_dist.mean() + 2.0
-    assert dist.mean() > 2.0
-    assert train_s < 240.0
+    # Random play goes nowhere (~0 m); trained policies measured 6-13 m. Wall time is printed,
+    # not asserted: speed is measured in benchmarks/, not in tests.
+    assert dist.mean() > random_dist.mean() + 4.0
