@@ -9,23 +9,19 @@ checked against the compiled MJCF, and the derived state quantities against MuJo
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import math
-import os
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco
+import numpy as np
+import pytest
+import torch
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from rewardlab.envs import make_env, task_names  # noqa: E402
-from rewardlab.envs.robots import ROBOTS, arm_forward_kinematics  # noqa: E402
-from rewardlab.envs.tasks import get_task  # noqa: E402
-from rewardlab.envs.tasks.base import ASSETS, TaskConfig  # noqa: E402
+from rewardlab.config import field_docs
+from rewardlab.envs import make_env, task_names
+from rewardlab.envs.robots import ROBOTS, arm_forward_kinematics
+from rewardlab.envs.tasks import get_task
+from rewardlab.envs.tasks.base import ASSETS, TaskConfig
 
 pytestmark = pytest.mark.smoke
 
@@ -118,29 +114,6 @@ def test_task_smoke(task: str) -> None:
         env2.close()
 
 
-def _field_docstrings(cls: type) -> set[str]:
-    """Names of dataclass fields followed by a docstring, over the class and its bases."""
-    out: set[str] = set()
-    for klass in cls.__mro__:
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            tree = ast.parse(inspect.getsource(klass).strip())
-        except (OSError, TypeError):
-            continue
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        for a, b in zip(body, body[1:], strict=False):
-            if (
-                isinstance(a, ast.AnnAssign)
-                and isinstance(a.target, ast.Name)
-                and isinstance(b, ast.Expr)
-                and isinstance(b.value, ast.Constant)
-                and isinstance(b.value.value, str)
-            ):
-                out.add(a.target.id)
-    return out
-
-
 @pytest.mark.parametrize("task", task_names())
 def test_task_config_documented(task: str) -> None:
     cls = get_task(task)
@@ -148,7 +121,7 @@ def test_task_config_documented(task: str) -> None:
     assert isinstance(cfg, TaskConfig)
     assert dataclasses.is_dataclass(cfg) and type(cfg).__dataclass_params__.frozen
     cfg.validate()
-    documented = _field_docstrings(type(cfg))
+    documented = field_docs(type(cfg))
     missing = [f.name for f in dataclasses.fields(cfg) if f.name not in documented]
     assert not missing, f"{type(cfg).__name__}: fields without a docstring: {missing}"
 
