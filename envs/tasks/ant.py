@@ -18,7 +18,7 @@ import torch
 
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import ANT, ANT_FEET
-from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
+from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
 from rewardlab.rewards.terms import RewardTerm, action_l2, alive
 
 State = Mapping[str, torch.Tensor]
@@ -95,11 +95,7 @@ class AntRun(Task):
         return AntConfig()
 
     def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
-        n, s = len(env_ids), self.cfg.reset_noise
-        qpos = self._home.to(sim.qpos).repeat(n, 1)
-        qpos[:, self._qpos_idx] += s * uniform(gen, (n, len(self._qpos_idx)), sim.qpos)
-        sim.qpos[env_ids] = qpos
-        sim.qvel[env_ids] = s * uniform(gen, (n, self.model.nv), sim.qvel)
+        self.reset_near(sim, env_ids, gen, self._home, self._qpos_idx)
 
     def state_spec(self) -> dict[str, StateField]:
         legs = "front_left, front_right, back_left, back_right"

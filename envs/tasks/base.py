@@ -122,6 +122,22 @@ class Task:
         sim.qpos[env_ids] = qpos0 + s * _uniform(gen, (n, self.model.nq), sim.qpos)
         sim.qvel[env_ids] = s * _uniform(gen, (n, self.model.nv), sim.qvel)
 
+    def reset_near(
+        self,
+        sim: SimView,
+        env_ids: torch.Tensor,
+        gen: torch.Generator,
+        home: torch.Tensor,
+        noisy_qpos: torch.Tensor,
+    ) -> None:
+        """Reset to ``home`` ``[nq]`` with uniform ``reset_noise`` on the ``noisy_qpos`` entries
+        (e.g. the joints, not a free base's quaternion) and on every velocity."""
+        n, s = len(env_ids), self.cfg.reset_noise
+        qpos = home.to(sim.qpos).repeat(n, 1)
+        qpos[:, noisy_qpos] += s * _uniform(gen, (n, len(noisy_qpos)), sim.qpos)
+        sim.qpos[env_ids] = qpos
+        sim.qvel[env_ids] = s * _uniform(gen, (n, self.model.nv), sim.qvel)
+
     def state_spec(self) -> dict[str, StateField]:
         raise NotImplementedError
 

@@ -24,7 +24,7 @@ import torch
 
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import HUMANOID, HUMANOID_STANDING_HEAD_HEIGHT
-from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
+from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
 from rewardlab.rewards.terms import RewardTerm, action_l2, alive
 
 State = Mapping[str, torch.Tensor]
@@ -146,11 +146,7 @@ class _Humanoid(Task):
         return HumanoidConfig()
 
     def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
-        n, s = len(env_ids), self.cfg.reset_noise
-        qpos = self._qpos0.to(sim.qpos).repeat(n, 1)
-        qpos[:, self._qpos_idx] += s * uniform(gen, (n, len(self._qpos_idx)), sim.qpos)
-        sim.qpos[env_ids] = qpos
-        sim.qvel[env_ids] = s * uniform(gen, (n, self.model.nv), sim.qvel)
+        self.reset_near(sim, env_ids, gen, self._qpos0, self._qpos_idx)
 
     def state_spec(self) -> dict[str, StateField]:
         lr = "[left, right]"
