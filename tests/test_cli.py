@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -45,7 +44,6 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    os.environ.setdefault("MUJOCO_GL", "egl")
     root = tmp_path_factory.mktemp("runs") / "cp"
     code, out, err = run_cli("train", *TINY, f"run_dir={root}")
     assert code == 0, err

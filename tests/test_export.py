@@ -33,11 +33,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     policy = runner.inference_policy()
     out = tmp_path_factory.mktemp("export")
     paths = export_policy(policy, env, out, git_revision="abc123", extra={"agent": "ppo"})
-    with torch.inference_mode():  # the runner stepped this env in inference mode too
-        obs = [env.reset(seed=7)]
-        for _ in range(20):
-            o, *_ = env.step(torch.rand(4, 1) * 2 - 1)
-            obs.append(o)
+    obs = [env.reset(seed=7)]
+    for _ in range(20):
+        o, *_ = env.step(torch.rand(4, 1) * 2 - 1)
+        obs.append(o)
     observations = torch.cat(obs + [torch.randn(16, env.obs_dim) * 3])
     with torch.no_grad():
         expected = policy(observations)
