@@ -25,11 +25,11 @@ system-deps:
 	  apt-get update -qq && apt-get install -y -qq libegl1 libgl1-mesa-dri libglvnd0; }
 
 install: $(BIN)/python system-deps
-	$(BIN)/pip install --quiet "torch==2.14.1"
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e .
 
 install-test: $(BIN)/python system-deps
-	$(BIN)/pip install --quiet "torch==2.14.1"
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e ".[test]"
 
 train: install

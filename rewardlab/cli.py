@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -53,6 +54,13 @@ from rewardlab.runs import (
 
 EXIT_USAGE = 2
 """Exit status of a bad setting, unknown task or missing file (argparse uses it too)."""
+
+EXTRA_COMMAND_MODULES = (
+    "rewardlab.rewards.cli",
+    "rewardlab.vlm_reward.cli",
+    "rewardlab.deploy.cli",
+)
+"""Modules whose ``add_commands(subparsers, formatter_class)`` add the other parts' commands."""
 
 # -------------------------------------------------------------------------------------------------
 # Arguments of the commands other than train (train's are TrainConfig)
@@ -162,11 +170,19 @@ def _command_args(cls: type, words: Sequence[str]) -> Any:
 # Helpers shared by the commands
 
 
-def _make_env(cfg: TrainConfig, num_envs: int, seed: int, task_cfg: Any = None) -> Any:
+def _make_env(
+    cfg: TrainConfig, num_envs: int, seed: int, task_cfg: Any = None, training: bool = True
+) -> Any:
+    """The env of a run: backend, task config and, when ``training``, the configured reward.
+
+    Evaluation envs (``training=False``) keep the task's own reward: success is what they measure.
+    """
     from rewardlab.envs import make_env
 
     kwargs: dict[str, Any] = {"nthread": cfg.nthread} if cfg.backend == "mujoco" else {}
-    return make_env(
+    if cfg.domain_rand:
+        kwargs["domain_rand"] = cfg.domain_rand_config()
+    env = make_env(
         cfg.task,
         num_envs=num_envs,
         backend=cfg.backend,
@@ -175,6 +191,27 @@ def _make_env(cfg: TrainConfig, num_envs: int, seed: int, task_cfg: Any = None) 
         device=cfg.device,
         **kwargs,
     )
+    return apply_reward(cfg, env) if training else env
+
+
+def apply_reward(cfg: TrainConfig, env: Any) -> Any:
+    """Put the reward ``cfg.reward`` names on ``env``; returns the env to train on.
+
+    ``task`` keeps the task's reward terms; ``code:<file.py>`` loads a reward file through the
+    sandboxed loader of :mod:`rewardlab.rewards`; ``clip`` / ``vlm`` wrap the env so that rewards
+    come from rendered frames scored by the model ``cfg.vlm`` configures.
+    """
+    kind, _, arg = cfg.reward.partition(":")
+    if kind == "task":
+        return env
+    if kind == "code":
+        from rewardlab.rewards.loader import load_reward_file
+
+        env.set_reward(load_reward_file(arg, env))
+        return env
+    from rewardlab.vlm_reward.training import wrap_env
+
+    return wrap_env(env, kind, cfg.vlm_config())
 
 
 class _PPOPolicy:
@@ -385,7 +422,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     paths = _export(run, cfg, policy, env, run.export, global_step=global_step)
     print(f"[rewardlab] exported {', '.join(str(p) for p in paths.values())}")
 
-    eval_env = _make_env(cfg, cfg.eval.resolved_num_envs(), cfg.eval_seed(), task_cfg)
+    eval_env = _make_env(
+        cfg, cfg.eval.resolved_num_envs(), cfg.eval_seed(), task_cfg, training=False
+    )
     from rewardlab.agents.evaluate import evaluate
 
     video = run.videos / "eval.mp4" if cfg.eval.video else None
@@ -438,7 +477,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev = dataclasses.replace(cfg.eval, **{k: v for k, v in given.items() if v is not None})
     cfg = dataclasses.replace(cfg, eval=ev)
     num_envs, seed = ev.resolved_num_envs(), cfg.eval_seed()
-    env = _make_env(cfg, num_envs, seed)
+    env = _make_env(cfg, num_envs, seed, training=False)
     policy, path = _load_policy(run, cfg, env, a.source, a.checkpoint)
     mode = "deterministic" if ev.deterministic else "sampled"
     print(
@@ -470,7 +509,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
     seed = a.seed if a.seed is not None else cfg.eval_seed()
-    env = _make_env(cfg, 1, seed)
+    env = _make_env(cfg, 1, seed, training=False)
     policy, path = _load_policy(run, cfg, env, a.source, a.checkpoint)
     out = Path(a.out) if a.out else run.videos / "play.mp4"
     from rewardlab.agents.evaluate import evaluate
@@ -497,7 +536,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     a: ExportArgs = _command_args(ExportArgs, args.overrides)
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
-    env = _make_env(cfg, 1, cfg.seed)
+    env = _make_env(cfg, 1, cfg.seed, training=False)
     policy, path = _load_policy(run, cfg, env, "checkpoint", a.checkpoint)
     out = Path(a.out) if a.out else run.export
     paths = _export(run, cfg, policy, env, out, onnx=a.onnx, checkpoint=str(path))
@@ -614,6 +653,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", action="store_true", help="also print each task's config fields (task_cfg keys)"
     )
     p.set_defaults(func=cmd_tasks)
+
+    # Commands of the other parts (reward-search, vlm-eval, sim-robot, deploy, ...) live next to
+    # their code; each module's ``add_commands(sub, formatter_class)`` adds its subparsers and
+    # must import nothing heavy at that point (parsing the command line stays fast).
+    for module in EXTRA_COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub, fmt)
     return parser
 
 

@@ -45,6 +45,9 @@ from rewardlab.agents.config import PPOConfig
 AGENTS = ("ppo", "sb3_ppo", "sb3_sac")
 """Learners ``TrainConfig.agent`` may name."""
 
+REWARD_KINDS = ("task", "code", "clip", "vlm")
+"""Kinds of ``TrainConfig.reward`` (``code`` takes a file: ``code:<file.py>``)."""
+
 SB3_WRAPPER_KEYS = ("normalize_obs", "normalize_reward")
 """Keys of ``TrainConfig.sb3`` that configure the env wrapper rather than the SB3 algorithm."""
 
@@ -147,6 +150,16 @@ class TrainConfig:
     """Overrides of fields of the task's config dataclass (e.g. ``episode_steps``)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation after training and defaults of ``rewardlab eval``."""
+    reward: str = "task"
+    """Reward to train on: ``task`` (the task's own terms), ``code:<file.py>`` (a reward file,
+    checked in a sandbox before use), ``clip`` or ``vlm`` (frames scored by the model ``vlm``
+    configures). Evaluation always measures the task's own success."""
+    vlm: dict[str, Any] = field(default_factory=dict)
+    """Settings of the vision-language reward (``rewardlab.vlm_reward.config.VLMConfig`` fields:
+    model, pretrained, goal prompts, ...); used when ``reward`` is ``clip`` or ``vlm``."""
+    domain_rand: dict[str, Any] = field(default_factory=dict)
+    """Domain randomization of the training env (``rewardlab.envs.randomization.DomainRandConfig``
+    fields: masses, friction, actuator gains, observation noise, action delay); empty: none."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
@@ -164,6 +177,11 @@ class TrainConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {allowed}")
+        kind, _, arg = self.reward.partition(":")
+        if kind not in REWARD_KINDS or (kind == "code") != bool(arg.strip()):
+            raise ValueError(
+                f"reward: got {self.reward!r}, expected task, clip, vlm or code:<file.py>"
+            )
         _check_device(self.device)
 
     def task_config(self) -> Any:
@@ -171,6 +189,20 @@ class TrainConfig:
         from rewardlab.envs import get_task
 
         return dataclasses.replace(get_task(self.task).default_config(), **self.task_cfg)
+
+    def vlm_config(self) -> Any:
+        """``vlm`` validated into the VLM reward's config dataclass (``VLMConfig``)."""
+        from rewardlab.vlm_reward.config import VLMConfig
+
+        return build(VLMConfig, self.vlm, "vlm")
+
+    def domain_rand_config(self) -> Any:
+        """``domain_rand`` validated into ``DomainRandConfig`` (``None`` when empty)."""
+        if not self.domain_rand:
+            return None
+        from rewardlab.envs.randomization import DomainRandConfig
+
+        return build(DomainRandConfig, self.domain_rand, "domain_rand")
 
     def eval_seed(self) -> int:
         """Seed of the eval env (``eval.seed``, or the training seed + 10000)."""
@@ -640,6 +672,14 @@ def _build_train_config(merged: Mapping[str, Any], sources: Sources) -> TrainCon
             sources.of("task_cfg"), "task_cfg", f"got {_show(task_cfg)}, expected a mapping"
         )
     _sb3_hyperparams(cfg.agent, cfg.sb3, sources)
+    if cfg.vlm or cfg.reward in ("clip", "vlm"):
+        from rewardlab.vlm_reward.config import VLMConfig
+
+        build(VLMConfig, cfg.vlm, "vlm", sources)
+    if cfg.domain_rand:
+        from rewardlab.envs.randomization import DomainRandConfig
+
+        build(DomainRandConfig, cfg.domain_rand, "domain_rand", sources)
     return dataclasses.replace(cfg, task_cfg=_task_config(cfg.task, task_cfg, sources))
 
 

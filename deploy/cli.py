@@ -1,0 +1,10 @@
+"""Command-line commands of this part (added to ``rewardlab`` by ``rewardlab.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add this part's subparsers to the ``rewardlab`` command line (none yet)."""
