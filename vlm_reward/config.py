@@ -1,0 +1,168 @@
+"""Settings of a vision-language reward: which model scores frames, against which prompts, and
+how its scores become a training reward (``TrainConfig.vlm``, validated at load).
+
+Every field has a default, so ``reward=clip`` alone trains with the project's shipped tiny CLIP
+model and the task's default prompts. Real models are named the way open_clip names them::
+
+    rewardlab train task=humanoid_kneel reward=clip vlm.model=ViT-bigG-14 \\
+        vlm.pretrained=laion2b_s39b_b160k
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""Allowed ``VLMConfig.precision`` values."""
+SHAPING_MODES = ("auto", "on", "off")
+"""Allowed ``VLMConfig.shaping`` values."""
+NORMALIZE_MODES = ("none", "running")
+"""Allowed ``VLMConfig.normalize`` values."""
+
+
+@dataclass(frozen=True)
+class VLMConfig:
+    """A frame-scoring reward model and how its score is turned into reward."""
+
+    scorer: str = "clip"
+    """Registry name of the frame scorer (``rewardlab.vlm_reward.base.SCORERS``): ``clip``
+    (VLM-RM goal/baseline score), and the progress, judge and preference scorers."""
+    model: str = "rewardlab-tiny-clip"
+    """open_clip architecture name (``ViT-B-32``, ``ViT-bigG-14``, ...) or the name of a model
+    shipped under ``rewardlab/vlm_reward/models/`` (``rewardlab-tiny-clip``: a 1.6 M-parameter
+    CLIP trained on this project's rendered tasks)."""
+    pretrained: str | None = None
+    """open_clip pretrained tag (``laion2b_s39b_b160k``, ...), downloaded from the model hub on
+    first use. Not allowed offline (``HF_HUB_OFFLINE=1``) unless already cached. ``None``: the
+    shipped model's checkpoint, or ``checkpoint``."""
+    checkpoint: str | None = None
+    """Local checkpoint file (state dict, ``.pt``/``.bin``/``.safetensors``) for ``model``;
+    loaded with the hub switched off. Needs ``checkpoint_sha256`` and the preprocessing
+    (``image_mean``, ``image_std``, ``image_size``) unless it is a shipped model's file."""
+    checkpoint_sha256: str | None = None
+    """Expected SHA-256 (hex) of ``checkpoint``; loading stops if the file differs."""
+    model_config: str | None = None
+    """JSON file of an open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``) for an
+    architecture open_clip does not know; registered under ``model``."""
+    image_mean: tuple[float, float, float] | None = None
+    """Per-channel mean the model was trained with (RGB, on [0, 1] pixels); required with
+    ``checkpoint``. ``None`` with a pretrained tag: open_clip's value for that tag."""
+    image_std: tuple[float, float, float] | None = None
+    """Per-channel standard deviation, as ``image_mean``."""
+    image_size: int | None = None
+    """Square input size of the image tower in pixels; required with ``checkpoint`` unless the
+    model config states it. ``None``: the model's own."""
+    goal_prompts: tuple[str, ...] = ()
+    """Descriptions of the goal state ("a humanoid robot kneeling"); their normalized text
+    embeddings are averaged into ``g``. Empty: the task's default prompts."""
+    baseline_prompts: tuple[str, ...] = ()
+    """Descriptions of the environment without the goal ("a humanoid robot"), averaged into
+    ``b``; ``d = g - b`` is the direction the VLM-RM projection keeps. Empty: the task's default
+    baseline prompts."""
+    alpha: float = 0.5
+    """VLM-RM projection strength ``a`` in [0, 1]: ``P = a d d^T / |d|^2 + (1 - a) I``; 0 gives
+    plain cosine similarity to the goal (up to an affine map), 1 projects onto ``d`` only."""
+    batch_size: int = 64
+    """Frames encoded per forward pass of the image tower."""
+    precision: str = "auto"
+    """Inference dtype: ``fp32``, ``bf16``, ``fp16`` (CUDA only), or ``auto`` (bf16 on a CUDA
+    device that supports it, else fp32)."""
+    device: str = "auto"
+    """Torch device of the model: ``cpu``, ``cuda``, ``cuda:1``, or ``auto`` (cuda when
+    available)."""
+    render_size: int | None = None
+    """Side of the square frames rendered for scoring; ``None``: the scorer's ``image_size``
+    (the model's input size), so that no resize is needed."""
+    frame_stride: int = 1
+    """Score every k-th control step only; steps in between get the score linearly interpolated
+    between the scored neighbours (or held, with ``interpolate`` false). 1 scores every step."""
+    interpolate: bool = True
+    """With ``frame_stride`` > 1: interpolate skipped steps' scores linearly (true) or hold the
+    last score (false)."""
+    shaping: str = "auto"
+    """Potential-based shaping ``r = gamma * Phi(s') - Phi(s)`` with ``Phi`` the scaled score:
+    ``on``, ``off``, or ``auto`` (on for progress-like scorers, off for ``clip``)."""
+    gamma: float = 0.99
+    """Discount of the shaping term; use the learner's discount so that shaping keeps the optimal
+    policy."""
+    scale: float = 1.0
+    """Multiplies the score before shaping, normalization and weighting."""
+    offset: float = 0.0
+    """Added to the score after ``scale`` (e.g. to centre a CLIP reward)."""
+    normalize: str = "none"
+    """``none`` or ``running``: divide the reward by a running standard deviation of the scores
+    seen so far (per-batch update, no mean shift, so the sign is kept)."""
+    weight: float = 1.0
+    """Weight of the VLM reward term (``reward/vlm``) in the total reward."""
+    task_weight: float = 0.0
+    """Weight of the task's own reward terms mixed in (``reward/task``); 0 trains on the VLM
+    reward alone."""
+    async_scoring: bool = True
+    """Score the frames of step t on a worker thread while the simulator runs step t+1; the
+    reward of step t is then handed to the learner one step late, with the same transition."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and what was expected."""
+        if not self.scorer:
+            raise ValueError("scorer: got '', expected a registered scorer name (e.g. clip)")
+        if not self.model:
+            raise ValueError("model: got '', expected an open_clip model name")
+        for name in ("pretrained", "checkpoint", "checkpoint_sha256", "model_config"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name}: got '', expected a value or null")
+        if self.pretrained is not None and self.checkpoint is not None:
+            raise ValueError(
+                f"pretrained: {self.pretrained!r} given together with checkpoint "
+                f"{self.checkpoint!r}; expected only one of them"
+            )
+        sha = self.checkpoint_sha256
+        if sha is not None and (
+            len(sha) != 64 or any(c not in "0123456789abcdefABCDEF" for c in sha)
+        ):
+            raise ValueError(f"checkpoint_sha256: got {sha!r}, expected 64 hex digits")
+        for name in ("image_mean", "image_std"):
+            v = getattr(self, name)
+            if v is not None and not all(math.isfinite(x) for x in v):
+                raise ValueError(f"{name}: got {v!r}, expected 3 finite numbers")
+        if self.image_std is not None and min(self.image_std) <= 0:
+            raise ValueError(f"image_std: got {self.image_std!r}, expected values > 0")
+        for name in ("image_size", "render_size"):
+            v = getattr(self, name)
+            if v is not None and not 8 <= v <= 4096:
+                raise ValueError(f"{name}: got {v!r}, expected a size in pixels in [8, 4096]")
+        for name in ("goal_prompts", "baseline_prompts"):
+            if any(not p.strip() for p in getattr(self, name)):
+                raise ValueError(f"{name}: contains an empty prompt, expected text")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: got {self.alpha!r}, expected a number in [0, 1]")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: got {self.batch_size!r}, expected >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision: got {self.precision!r}, expected one of {', '.join(PRECISIONS)}"
+            )
+        if self.device != "auto" and not (
+            self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
+        ):
+            raise ValueError(f"device: got {self.device!r}, expected auto, cpu, cuda or cuda:<i>")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride: got {self.frame_stride!r}, expected >= 1")
+        if self.shaping not in SHAPING_MODES:
+            raise ValueError(
+                f"shaping: got {self.shaping!r}, expected one of {', '.join(SHAPING_MODES)}"
+            )
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma: got {self.gamma!r}, expected a number in (0, 1]")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(
+                f"normalize: got {self.normalize!r}, expected one of {', '.join(NORMALIZE_MODES)}"
+            )
+        for name in ("scale", "offset", "weight", "task_weight"):
+            v = getattr(self, name)
+            if not math.isfinite(v):
+                raise ValueError(f"{name}: got {v!r}, expected a finite number")
+
+    def shaping_on(self, progress_like: bool) -> bool:
+        """Whether potential-based shaping applies for a scorer with this ``progress_like``."""
+        return self.shaping == "on" or (self.shaping == "auto" and progress_like)
