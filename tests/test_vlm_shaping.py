@@ -10,6 +10,7 @@ from rewardlab.vlm_reward.shaping import (
     ScoreNormalizer,
     ScoreReward,
     mix_rewards,
+    potential_shaping,
 )
 
 pytestmark = pytest.mark.unit
@@ -87,6 +88,13 @@ def test_without_phi_reset_the_next_episode_starts_from_post_reset_frame():
     assert torch.allclose(r, torch.tensor([0.5 * 0.8 - 0.7] * 2))
 
 
+def test_stateless_potential_shaping():
+    r = potential_shaping(
+        torch.tensor([0.2, 0.2]), torch.tensor([0.6, 0.6]), 0.5, torch.tensor([False, True])
+    )
+    assert torch.allclose(r, torch.tensor([0.1, -0.2]))
+
+
 def test_partial_reset_and_errors():
     sh = PotentialShaping(3, gamma=1.0)
     with pytest.raises(RuntimeError, match="before reset"):
@@ -110,7 +118,10 @@ def test_normalizer_running_and_minmax():
     run.update(x[1:])  # batched updates equal one pass
     assert run.mean == pytest.approx(2.5)
     assert run.std == pytest.approx(torch.tensor([1.0, 2.0, 3.0, 4.0]).std(unbiased=False).item())
-    assert torch.allclose(run(torch.tensor([2.5])), torch.tensor([0.0]))
+    assert torch.allclose(run(torch.tensor([2.5])), torch.tensor([2.5 / run.std]))
+    z = ScoreNormalizer("standardize")
+    z.update(x)
+    assert torch.allclose(z(torch.tensor([2.5])), torch.tensor([0.0]))
     mm = ScoreNormalizer("minmax")
     mm.update(x)
     assert torch.allclose(mm(torch.tensor([1.0, 2.5, 4.0])), torch.tensor([0.0, 0.5, 1.0]))

@@ -39,8 +39,9 @@ from typing import Any
 
 import torch
 
-NORMALIZE_MODES = ("none", "running", "minmax")
-"""Score normalizations: none; running mean/std (z-score); running min-max (to ``[0, 1]``)."""
+NORMALIZE_MODES = ("none", "running", "standardize", "minmax")
+"""Score normalizations: none; divide by the running std (sign kept, as ``VLMConfig.normalize``
+``running``); running z-score; running min-max (to ``[0, 1]``)."""
 
 
 class ScoreNormalizer:
@@ -48,8 +49,9 @@ class ScoreNormalizer:
 
     Modes:
         ``none``: identity.
-        ``running``: ``(x - mean) / std`` with the mean and variance of every score seen so far
-            (Chan et al. parallel update, float64), like ``VecNormalize`` but without the clip.
+        ``running``: ``x / std`` with the standard deviation of every score seen so far (Chan et
+            al. parallel update, float64); no mean shift, so the sign of a score is kept.
+        ``standardize``: ``(x - mean) / std``, like ``VecNormalize`` but without the clip.
         ``minmax``: ``(x - min) / (max - min)`` with the running min and max, so scores land in
             ``[0, 1]`` (a spread below ``eps`` maps to 0).
 
@@ -114,6 +116,8 @@ class ScoreNormalizer:
         if self.mode == "none" or self.count == 0:
             return x
         if self.mode == "running":
+            return x / self.std
+        if self.mode == "standardize":
             return (x - self.mean) / self.std
         span = self.max - self.min
         if span < self.eps:
@@ -129,6 +133,19 @@ class ScoreNormalizer:
         """Restore what :meth:`state_dict` returned."""
         for k in ("count", "mean", "m2", "min", "max"):
             setattr(self, k, state[k])
+
+
+def potential_shaping(
+    phi: torch.Tensor, phi_next: torch.Tensor, gamma: float, terminated: torch.Tensor
+) -> torch.Tensor:
+    """Stateless shaping of one transition: ``gamma * Phi(s') * (1 - terminated) - Phi(s)``.
+
+    ``phi`` must be ``Phi`` of the state the transition started from *in the same episode* and
+    ``phi_next`` that of the state it reached (before any auto-reset); truncation is not
+    termination (pass only ``terminated``). :class:`PotentialShaping` keeps ``phi`` per world
+    across auto-resets for you.
+    """
+    return gamma * phi_next.masked_fill(terminated.bool(), 0.0) - phi
 
 
 class PotentialShaping:
@@ -230,19 +247,20 @@ class PotentialShaping:
 
 
 class ScoreReward:
-    """Scores of frames -> rewards per step: normalization, scale, optional shaping.
+    """Scores of frames -> rewards per step: scale, offset, normalization, optional shaping.
 
-    ``reward = scale * norm(score(s'))`` without shaping, ``gamma * Phi(s') - Phi(s)`` with
-    ``Phi = scale * norm(score)`` with shaping. The components returned name what was paid:
-    ``{name: reward}`` plus ``{name + "_score": raw score}`` for logging as ``reward/<name>``
-    (the raw score is a diagnostic, not part of the total).
+    With ``v = norm(scale * score + offset)`` (the order of ``VLMConfig``'s fields), the reward is
+    ``v(s')`` without shaping and ``gamma * v(s') - v(s)`` with shaping (``Phi = v``). The
+    components returned name what was paid: ``{name: reward}`` plus ``{name + "_score": raw
+    score}`` (a diagnostic, not part of the total) to log as ``reward/<name>``.
 
     Args:
         num_envs: worlds ``N``.
         shaping: potential-based shaping on or off.
         gamma: the learner's discount (used only with ``shaping``).
         normalize: one of :data:`NORMALIZE_MODES`.
-        scale: multiplies the normalized score (the reward's weight).
+        scale: multiplies the score.
+        offset: added after ``scale``.
         freeze_after: freeze the normalizer after this many scores.
         name: component name (``reward/<name>`` in the logs).
         device: device of the returned rewards.
@@ -255,22 +273,27 @@ class ScoreReward:
         gamma: float = 0.99,
         normalize: str = "none",
         scale: float = 1.0,
+        offset: float = 0.0,
         freeze_after: int | None = None,
         name: str = "vlm",
         device: str | torch.device = "cpu",
     ):
-        self.num_envs, self.shaping, self.scale, self.name = num_envs, shaping, float(scale), name
+        self.num_envs, self.shaping, self.name = num_envs, shaping, name
+        self.scale, self.offset = float(scale), float(offset)
         self.normalizer = ScoreNormalizer(normalize, freeze_after=freeze_after)
         self.shaper = PotentialShaping(num_envs, gamma, device) if shaping else None
         self.device = torch.device(device)
 
+    def _value(self, score: torch.Tensor) -> torch.Tensor:
+        return self.scale * score.to(self.device, torch.float32) + self.offset
+
     def potential(self, score: torch.Tensor) -> torch.Tensor:
-        """``scale * norm(score)`` with the current statistics (no update)."""
-        return self.scale * self.normalizer(score.to(self.device, torch.float32))
+        """``norm(scale * score + offset)`` with the current statistics (no update)."""
+        return self.normalizer(self._value(score))
 
     def reset(self, score: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
         """Scores of the start states (all worlds, or ``env_ids``) after ``env.reset()``."""
-        self.normalizer.update(score)
+        self.normalizer.update(self._value(score))
         if self.shaper is not None:
             self.shaper.reset(self.potential(score), env_ids)
 
@@ -282,11 +305,11 @@ class ScoreReward:
         score_reset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Reward ``[N]`` and its components for one step; see :meth:`PotentialShaping.step`."""
-        self.normalizer.update(score_next)
+        self.normalizer.update(self._value(score_next))
         if score_reset is not None:
             done = (terminated | truncated).to(score_reset.device)
             if done.any():
-                self.normalizer.update(score_reset[done])
+                self.normalizer.update(self._value(score_reset[done]))
         if self.shaper is None:
             reward = self.potential(score_next)
         else:
