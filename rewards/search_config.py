@@ -1,0 +1,288 @@
+"""Settings of a reward search and of the LLM it talks to, as frozen dataclasses.
+
+Loaded from ``sim_configs/search/default.yaml``, then ``sim_configs/search/<task>.yaml`` when it
+exists, then ``--config FILE``, then ``key=value`` words (``rewardlab reward-search --help``
+lists every key). Values are checked by :func:`rewardlab.config.build`; nothing here rewrites
+what the user wrote: defaults taken from the environment (base URL, model, key) are resolved
+when used, by the ``resolved_*`` methods.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXECUTORS = ("process", "ray", "sequential")
+"""Where candidates train: a local process pool, a Ray cluster, or one after another."""
+
+HUMAN_FEEDBACK = ("none", "file", "prompt")
+"""How a person can steer the search between rounds."""
+
+VIDEOS = ("none", "best", "all")
+"""Which candidates of a round get an evaluation video."""
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """An OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server)."""
+
+    base_url: str | None = None
+    """Base URL up to ``/v1`` (e.g. ``http://localhost:11434/v1`` for Ollama); null: the
+    ``OPENAI_BASE_URL`` environment variable, else ``https://api.openai.com/v1``."""
+    model: str | None = None
+    """Model name as the server knows it; null: the ``REWARDLAB_LLM_MODEL`` environment variable."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (sent as ``Authorization: Bearer``); unset or
+    empty: no key is sent (local servers need none). The key is never written to disk."""
+    temperature: float = 1.0
+    """Sampling temperature (Eureka samples at 1.0 for diversity)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass."""
+    max_tokens: int = 2048
+    """Most tokens per reply."""
+    seed: int | None = 0
+    """Base of the per-sample ``seed`` sent with each request (sample ``i`` sends ``seed + i``);
+    null: send none. Servers that honour it (OpenAI, vLLM, llama.cpp) then reproduce samples."""
+    use_n: bool = True
+    """Ask for several samples in one request with ``n``; samples a server does not return
+    (Ollama, llama.cpp ignore ``n``) are fetched by repeated calls."""
+    timeout_s: float = 120.0
+    """Socket timeout of one request in seconds (a reply slower than this is retried)."""
+    max_retries: int = 5
+    """Retries of one request on 429, 5xx, timeouts and connection errors."""
+    backoff_s: float = 1.0
+    """First retry delay in seconds; doubles on every retry (a ``Retry-After`` header wins)."""
+    backoff_max_s: float = 60.0
+    """Longest delay between retries."""
+    cache_dir: str | None = None
+    """Response cache folder; null: ``<run_dir>/llm_cache``. Point a new search at an old
+    search's cache to replay it without any server."""
+    offline: bool = False
+    """Answer only from the cache; a request the cache does not hold is an error."""
+    price_prompt_per_1m: float = 0.0
+    """US dollars per million prompt tokens, for the cost estimate."""
+    price_completion_per_1m: float = 0.0
+    """US dollars per million completion tokens, for the cost estimate."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """Extra JSON fields sent with every request (e.g. ``{"reasoning_effort": "low"}``)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        checks = [
+            ("temperature", 0.0 <= self.temperature <= 2.0, "between 0 and 2"),
+            ("top_p", 0.0 < self.top_p <= 1.0, "in (0, 1]"),
+            ("max_tokens", self.max_tokens >= 1, ">= 1"),
+            ("timeout_s", self.timeout_s > 0, "> 0"),
+            ("max_retries", self.max_retries >= 0, ">= 0"),
+            ("backoff_s", self.backoff_s >= 0, ">= 0"),
+            ("backoff_max_s", self.backoff_max_s >= 0, ">= 0"),
+            ("price_prompt_per_1m", self.price_prompt_per_1m >= 0, ">= 0"),
+            ("price_completion_per_1m", self.price_completion_per_1m >= 0, ">= 0"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {allowed}")
+        url = self.base_url
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url: got {url!r}, expected an http:// or https:// URL")
+
+    def resolved_base_url(self) -> str:
+        """``base_url``, else ``$OPENAI_BASE_URL``, else OpenAI's; without a trailing slash."""
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        return url.rstrip("/")
+
+    def resolved_model(self) -> str:
+        """``model``, else ``$REWARDLAB_LLM_MODEL``.
+
+        Raises:
+            ValueError: neither is set.
+        """
+        model = self.model or os.environ.get("REWARDLAB_LLM_MODEL")
+        if not model:
+            raise ValueError(
+                "llm.model: not set; pass llm.model=NAME or set REWARDLAB_LLM_MODEL "
+                "(e.g. gpt-4o, Qwen/Qwen2.5-Coder-32B-Instruct, llama3.1:8b)"
+            )
+        return model
+
+    def api_key(self) -> str | None:
+        """The key from ``api_key_env`` (``None`` when unset or empty)."""
+        return os.environ.get(self.api_key_env) or None
+
+
+@dataclass(frozen=True)
+class WorkerLimits:
+    """Limits of the worker process that trains one candidate."""
+
+    timeout_s: float = 900.0
+    """Wall-clock seconds a candidate's training job may take before it is killed."""
+    cpu_s: int = 0
+    """RLIMIT_CPU of the worker in CPU seconds; 0: 4 x timeout_s (threads add up)."""
+    memory_mb: int = 0
+    """RLIMIT_DATA of the worker in MiB (heap: catches huge allocations); 0: no limit."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: got {self.timeout_s!r}, expected > 0")
+        if self.cpu_s < 0:
+            raise ValueError(f"cpu_s: got {self.cpu_s!r}, expected >= 0")
+        if self.memory_mb < 0:
+            raise ValueError(f"memory_mb: got {self.memory_mb!r}, expected >= 0")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """A Eureka-style reward search: K candidates per round, R rounds, fitness = task success."""
+
+    task: str = ""
+    """Registered task name (``rewardlab tasks`` lists them); required."""
+    description: str = ""
+    """What the policy should do, in one or a few sentences; required."""
+    rounds: int = 4
+    """LLM rounds (R); round 1 writes from scratch, later ones reflect on the best so far."""
+    candidates: int = 8
+    """Reward candidates sampled per round (K)."""
+    seed: int = 0
+    """Seed of candidate training (every candidate of a search trains with it)."""
+    run_dir: str | None = None
+    """Search directory; null: ``runs/search-<task>-<YYYYmmdd-HHMMSS>``. A directory with a
+    ``search.json`` is resumed: finished candidates are not trained again."""
+    executor: str = "process"
+    """``process`` (local pool of worker processes), ``ray`` (one candidate per Ray task) or
+    ``sequential`` (one worker process at a time)."""
+    workers: int = 0
+    """Parallel candidates of the process pool; 0: the number of CPU cores."""
+    ray_address: str | None = None
+    """Ray cluster address for ``executor=ray``; null: ``ray.init()`` finds or starts one."""
+    num_cpus_per_candidate: float = 1.0
+    """CPUs Ray reserves per candidate."""
+    num_gpus_per_candidate: float = 0.0
+    """GPUs Ray reserves per candidate (fractions share a GPU)."""
+    train: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the training config of candidates (``TrainConfig`` keys: num_envs, ppo.*,
+    task_cfg.*); the base is ``sim_configs/train/<task>.yaml``."""
+    candidate_steps: int = 100_000
+    """Env steps a surviving candidate trains for (its full budget)."""
+    halving: bool = True
+    """Successive halving: all candidates train a first rung, only the better half goes on."""
+    halving_rungs: int = 2
+    """Rungs of successive halving (budgets candidate_steps / eta^(rungs-1) ... candidate_steps)."""
+    halving_eta: int = 2
+    """Keep the best 1/eta of candidates at each rung."""
+    eval_episodes: int = 20
+    """Episodes of the fitness evaluation (success rate on the task's own ``success()``)."""
+    success_threshold: float | None = None
+    """Stop the search early when a candidate reaches this fitness; null: run every round."""
+    winner_seeds: int = 3
+    """Seeds the winner is retrained on (0: keep the candidate's own policy)."""
+    winner_steps: int | None = None
+    """Env steps of each winner retraining; null: the training config's total_steps."""
+    reflect_top: int = 1
+    """Best candidates (with their statistics) shown to the LLM in reflection."""
+    safety_priors: bool = False
+    """Add DrEureka's deployment priors (action rate, torques, joint limits) to the prompt."""
+    critic: bool = False
+    """Let the LLM review each candidate against the state schema before training (rejected
+    ones are not trained; the review becomes feedback)."""
+    analyst: bool = True
+    """Summarize failed evaluation episodes (length, how they ended, final state) into feedback."""
+    correlation: bool = True
+    """Report the correlation of each candidate's reward with the task's own reward."""
+    human_feedback: str = "none"
+    """Between rounds: ``none``; ``file`` (read ``round_<r>/human_feedback.txt`` -- text, or
+    ``ranking: c2 c0 c1`` to choose the reflected candidate as in ICPL); ``prompt`` (ask on stdin)."""
+    human_wait_s: float = 0.0
+    """With ``human_feedback=file``: seconds to wait for the file before going on without it."""
+    videos: str = "best"
+    """Evaluation videos: ``none``, ``best`` (each round's best) or ``all`` (every candidate)."""
+    limits: WorkerLimits = field(default_factory=WorkerLimits)
+    """Limits of each candidate's training worker."""
+    trial_steps: int = 64
+    """Recorded env steps for the sandbox trial run of each candidate."""
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    """The LLM endpoint."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        checks = [
+            ("task", bool(self.task), "a task name (task=NAME)"),
+            ("description", bool(self.description.strip()), "a sentence (--description TEXT)"),
+            ("rounds", self.rounds >= 1, ">= 1"),
+            ("candidates", self.candidates >= 1, ">= 1"),
+            ("executor", self.executor in EXECUTORS, "one of " + ", ".join(EXECUTORS)),
+            ("workers", self.workers >= 0, ">= 0"),
+            ("num_cpus_per_candidate", self.num_cpus_per_candidate > 0, "> 0"),
+            ("num_gpus_per_candidate", self.num_gpus_per_candidate >= 0, ">= 0"),
+            ("candidate_steps", self.candidate_steps >= 1, ">= 1"),
+            ("halving_rungs", self.halving_rungs >= 1, ">= 1"),
+            ("halving_eta", self.halving_eta >= 2, ">= 2"),
+            ("eval_episodes", self.eval_episodes >= 1, ">= 1"),
+            ("winner_seeds", self.winner_seeds >= 0, ">= 0"),
+            ("winner_steps", self.winner_steps is None or self.winner_steps >= 1, ">= 1 or null"),
+            ("reflect_top", self.reflect_top >= 1, ">= 1"),
+            ("human_feedback", self.human_feedback in HUMAN_FEEDBACK, ", ".join(HUMAN_FEEDBACK)),
+            ("human_wait_s", self.human_wait_s >= 0, ">= 0"),
+            ("videos", self.videos in VIDEOS, "one of " + ", ".join(VIDEOS)),
+            ("trial_steps", self.trial_steps >= 1, ">= 1"),
+            (
+                "success_threshold",
+                self.success_threshold is None or 0.0 <= self.success_threshold <= 1.0,
+                "in [0, 1] or null",
+            ),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {allowed}")
+
+    def rung_steps(self) -> list[int]:
+        """Cumulative env-step budgets of the successive-halving rungs (last = candidate_steps)."""
+        if not self.halving:
+            return [self.candidate_steps]
+        n = self.halving_rungs
+        return [max(1, self.candidate_steps // self.halving_eta ** (n - 1 - i)) for i in range(n)]
+
+
+def search_config_dir(configs: str | Path | None = None) -> Path:
+    """``sim_configs/search`` (or ``<configs>/search``)."""
+    from rewardlab.config import config_dir
+
+    return Path(configs) / "search" if configs is not None else config_dir() / "search"
+
+
+def load_search_config(
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    config_file: str | Path | None = None,
+    configs: str | Path | None = None,
+    task: str | None = None,
+) -> SearchConfig:
+    """Assemble and validate a :class:`SearchConfig` from its YAML layers and overrides.
+
+    Layers, later ones winning key by key: ``search/default.yaml``, ``search/<task>.yaml``
+    (when present), ``config_file``, ``overrides`` (``key=value`` strings or a mapping).
+
+    Raises:
+        rewardlab.config.ConfigError: a bad file, key or value, naming where it came from.
+    """
+    from rewardlab.config import COMMAND_LINE, build, load_yaml, merge_layers, parse_overrides
+
+    folder = search_config_dir(configs)
+    cli = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    default = folder / "default.yaml"
+    if default.is_file():
+        layers.append((str(default), load_yaml(default)))
+    user = load_yaml(config_file) if config_file is not None else {}
+    name = task or cli.get("task") or user.get("task")
+    if name:
+        per_task = folder / f"{name}.yaml"
+        if per_task.is_file():
+            layers.append((str(per_task), load_yaml(per_task)))
+    if config_file is not None:
+        layers.append((str(config_file), user))
+    layers.append((COMMAND_LINE, cli))
+    merged, sources = merge_layers(layers, default_source=COMMAND_LINE)
+    return build(SearchConfig, merged, "", sources)
