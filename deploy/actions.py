@@ -1,0 +1,137 @@
+"""Policy actions -> joint position commands, through every clamp of the safety layer.
+
+Per control tick, in this order (each step only ever moves the command towards safety):
+
+1. clip the action to ``[-1, 1]`` (what the trainer's env did);
+2. scale: ``q_target = offset + scale * action`` with ``offset, scale`` the sidecar's
+   ``ctrl_mid, ctrl_half`` (the scaling the policy was trained with), or the robot config's
+   ``default_pose, action_scale`` when it sets ``action_scale``;
+3. soft start: during RAMP, ``q_target = q_start + alpha (q_target - q_start)`` with ``alpha``
+   rising linearly from 0 to 1 over ``soft_start_s`` (``q_start``: the measured pose at RAMP entry);
+4. rate limit: the command moves at most ``rate_limit`` rad per tick from the previous command;
+5. torque clamp: the command is kept where the servo's torque estimate
+   ``kp (q_cmd - q) - kd qd`` is within ``effort_limits`` (the same torque a saturated
+   MuJoCo position servo applies, so it does not change what the policy was trained on);
+6. joint-limit clamp into ``position_limits`` (last: limits win over everything).
+
+Only position commands are produced: torque-controlled policies are not supported here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rewardlab.deploy.robot_config import RobotConfig
+
+
+@dataclass
+class MappedAction:
+    """A command and which clamps changed it (per joint booleans)."""
+
+    positions: np.ndarray
+    """Joint position command (rad), robot joint order."""
+    target: np.ndarray
+    """The unclamped ``offset + scale * clip(action)`` (before soft start and clamps)."""
+    clipped_action: np.ndarray
+    """The action after clipping to [-1, 1] (what the policy observes as ``last_action``)."""
+    rate_limited: np.ndarray
+    torque_limited: np.ndarray
+    position_limited: np.ndarray
+
+
+class ActionMapper:
+    """Maps actions to safe joint position commands (see the module docstring for the order).
+
+    Args:
+        robot: the robot config (limits, gains, rate limit).
+        offset: command of action 0, per joint (the sidecar's ``ctrl_mid``), or ``None``.
+        scale: radians per unit action (the sidecar's ``ctrl_half``), or ``None``.
+            When the robot config sets ``action_scale``, ``default_pose`` and ``action_scale``
+            are used instead; when neither is given, ``ValueError``.
+    """
+
+    def __init__(
+        self, robot: RobotConfig, offset: np.ndarray | None = None, scale: np.ndarray | None = None
+    ) -> None:
+        n = robot.num_joints
+        if robot.action_scale:
+            offset, scale = np.asarray(robot.default_pose), np.asarray(robot.action_scale)
+        if offset is None or scale is None:
+            raise ValueError(
+                "action scaling: the policy sidecar has no action.ctrl_mid/ctrl_half and the robot "
+                "config sets no action_scale"
+            )
+        self.offset = np.asarray(offset, dtype=np.float64).reshape(-1)
+        self.scale = np.asarray(scale, dtype=np.float64).reshape(-1)
+        if self.offset.shape != (n,) or self.scale.shape != (n,):
+            raise ValueError(
+                f"action scaling: {self.offset.size} offsets and {self.scale.size} scales for {n} joints"
+            )
+        self.lower, self.upper = np.asarray(robot.position_limits, dtype=np.float64).T
+        self.rate = float(robot.rate_limit)
+        self.kp = np.asarray(robot.kp or np.zeros(n), dtype=np.float64)
+        self.kd = np.asarray(robot.kd or np.zeros(n), dtype=np.float64)
+        self.effort = np.asarray(robot.effort_limits, dtype=np.float64)
+
+    def target(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(clip(action), offset + scale * clip(action))``."""
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        return a, self.offset + self.scale * a
+
+    def torque_band(self, q: np.ndarray, qd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Commands whose torque estimate ``kp (c - q) - kd qd`` lies within the effort limits
+        (``-inf, inf`` for joints with ``kp == 0``)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo = q + (self.kd * qd - self.effort) / self.kp
+            hi = q + (self.kd * qd + self.effort) / self.kp
+        free = self.kp <= 0
+        lo[free], hi[free] = -np.inf, np.inf
+        return lo, hi
+
+    def estimated_torque(self, q_cmd: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
+        """Servo torque estimate ``kp (q_cmd - q) - kd qd`` (N m)."""
+        return self.kp * (q_cmd - q) - self.kd * qd
+
+    def limit(
+        self, desired: np.ndarray, previous: np.ndarray, q: np.ndarray, qd: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Steps 4-6 on a desired command: ``(command, rate_limited, torque_limited, position_limited)``."""
+        step = np.clip(desired - previous, -self.rate, self.rate)
+        cmd = previous + step
+        rate_limited = np.abs(desired - previous) > self.rate
+        lo, hi = self.torque_band(q, qd)
+        torque_limited = (cmd < lo) | (cmd > hi)
+        cmd = np.clip(cmd, lo, hi)
+        position_limited = (cmd < self.lower) | (cmd > self.upper)
+        cmd = np.clip(cmd, self.lower, self.upper)
+        return cmd, rate_limited, torque_limited, position_limited
+
+    def map(
+        self,
+        action: np.ndarray,
+        previous: np.ndarray,
+        q: np.ndarray,
+        qd: np.ndarray,
+        ramp_alpha: float = 1.0,
+        ramp_start: np.ndarray | None = None,
+    ) -> MappedAction:
+        """One tick: action -> command (steps 1-6).
+
+        Args:
+            action: the policy's action (finite; the safety monitor checks that first).
+            previous: the previous tick's command (the measured pose on the first tick).
+            q, qd: measured joint positions and velocities, robot order.
+            ramp_alpha: soft-start fraction in [0, 1] (1: no ramp).
+            ramp_start: measured pose when the ramp began (required when ``ramp_alpha < 1``).
+        """
+        a, target = self.target(action)
+        desired = target
+        alpha = float(np.clip(ramp_alpha, 0.0, 1.0))
+        if alpha < 1.0:
+            if ramp_start is None:
+                raise ValueError("ramp_start is required while ramping")
+            desired = ramp_start + alpha * (target - ramp_start)
+        cmd, rate, torque, pos = self.limit(desired, np.asarray(previous, dtype=np.float64), q, qd)
+        return MappedAction(cmd, target, a, rate, torque, pos)

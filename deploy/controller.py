@@ -1,0 +1,316 @@
+"""The deploy controller: robot inputs in, one safe command per tick out. No ROS, no threads.
+
+A transport (the rclpy node, the DDS loop, a test) feeds it messages as they arrive and calls
+:meth:`Controller.tick` at the control rate::
+
+    ctrl = Controller(load_policy("runs/arm/export"), load_robot_config("arm"))
+    ctrl.on_joint_state(JointStateSample(names, pos, vel, recv_time=time.monotonic()))
+    ctrl.on_target(PointSample([0.3, 0.1, 0.4], recv_time=time.monotonic()))
+    cmd = ctrl.tick(time.monotonic())      # None in PASSIVE, else a Command to publish
+
+Every tick, in RAMP and RUN: inputs are checked (staleness by receive time, heartbeat, NaN/Inf,
+joint limits, speed, attitude), the observation is built exactly as in training, the policy
+acts, the action goes through the clamps of :class:`~rewardlab.deploy.actions.ActionMapper`, and
+the final command's torque estimate is checked. Any failure trips the
+:class:`~rewardlab.deploy.safety.SafetyMonitor` (see there for which trip holds and which damps);
+the tick that trips already returns the HOLD/DAMP command.
+
+Not thread-safe: call the ``on_*`` methods and ``tick`` from one thread (or under one lock).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rewardlab.deploy.actions import ActionMapper
+from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample
+from rewardlab.deploy.observation import NotReady, ObservationBuilder, roll_pitch
+from rewardlab.deploy.robot_config import RobotConfig
+from rewardlab.deploy.safety import SafetyMonitor, SafetyState, Trip, TripEvent
+
+
+class ControllerError(ValueError):
+    """The policy and the robot config do not fit together."""
+
+
+class Controller:
+    """Runs one exported policy on one robot, behind the safety layer.
+
+    Args:
+        policy: a :class:`~rewardlab.deploy.policy.Policy` (anything with ``meta``, ``obs_dim``,
+            ``action_dim``, ``layout``, ``actuator_joints``, ``ctrl_mid``, ``ctrl_half``,
+            ``control_rate_hz`` and ``__call__(obs) -> action``).
+        robot: the robot config.
+
+    Raises:
+        ControllerError: the policy's action width is not the robot's joint count, its joints
+            (sidecar ``action.actuator_joints``) are not the robot config's ``policy_joint_names``
+            in the same order, or no control rate is known.
+        ObservationError: the policy's observation cannot be built on this robot.
+    """
+
+    def __init__(self, policy: Any, robot: RobotConfig) -> None:
+        n = robot.num_joints
+        if policy.action_dim != n:
+            raise ControllerError(
+                f"policy has {policy.action_dim} actions, robot {robot.name!r} has {n} joints"
+            )
+        joints = list(policy.actuator_joints)
+        if joints and joints != list(robot.policy_names):
+            raise ControllerError(
+                f"policy drives joints {joints} (policy.json action.actuator_joints), robot config "
+                f"{robot.name!r} lists {list(robot.policy_names)} (set policy_joint_names to map "
+                "the policy's names onto the robot's, in the policy's order)"
+            )
+        rate = robot.control_rate_hz or policy.control_rate_hz
+        if not rate:
+            raise ControllerError("no control rate: set control_rate_hz in the robot config")
+        self.policy = policy
+        self.robot = robot
+        self.control_rate_hz = float(rate)
+        self.dt = 1.0 / self.control_rate_hz
+        self.obs = ObservationBuilder(policy.layout, robot, policy.obs_dim)
+        self.mapper = ActionMapper(robot, policy.ctrl_mid, policy.ctrl_half)
+        self.safety = SafetyMonitor()
+        self.names = tuple(robot.joint_names)
+        self.lower, self.upper = np.asarray(robot.position_limits, dtype=np.float64).T
+        self.vel_limits = np.asarray(robot.velocity_limits, dtype=np.float64)
+        self.effort_limits = np.asarray(robot.effort_limits, dtype=np.float64)
+
+        self.last_action = np.zeros(n)
+        """The policy's previous action (clipped): the ``last_action`` observation."""
+        self.last_command: np.ndarray | None = None
+        """The last command returned by :meth:`tick`."""
+        self.hold_pose: np.ndarray | None = None
+        """HOLD's position target (the measured pose when it tripped)."""
+        self.heartbeat_time = -np.inf
+        self._start_requested = robot.auto_start
+        self._ramp_t0 = 0.0
+        self._ramp_start: np.ndarray | None = None
+        self.waiting_for: list[str] = []
+        """What PASSIVE waits for (empty once it can start)."""
+        self.ticks = 0
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> SafetyState:
+        return self.safety.state
+
+    @property
+    def last_trip(self) -> TripEvent | None:
+        return self.safety.last_trip
+
+    def on_joint_state(self, sample: JointStateSample) -> None:
+        """A ``JointState`` arrived (any joint order, any subset of joints)."""
+        self.obs.update_joint_state(sample)
+
+    def on_imu(self, sample: ImuSample) -> None:
+        self.obs.update_imu(sample)
+
+    def on_target(self, sample: PointSample) -> None:
+        self.obs.update_target(sample)
+
+    def on_estop(self, engaged: bool, now: float | None = None) -> None:
+        """The ``/estop`` topic: ``True`` damps at once (also in PASSIVE); ``False`` only allows
+        a later :meth:`reset`."""
+        self.safety.estop = bool(engaged)
+        if engaged:
+            self.safety.trip(now if now is not None else 0.0, Trip.ESTOP, "e-stop engaged")
+            self.hold_pose = self._measured_or_last()
+
+    def on_heartbeat(self, recv_time: float) -> None:
+        """An operator heartbeat arrived (receive time on the controller's clock)."""
+        self.heartbeat_time = max(self.heartbeat_time, float(recv_time))
+
+    def start(self) -> None:
+        """Allow PASSIVE -> RAMP (needed when the robot config has ``auto_start: false``)."""
+        self._start_requested = True
+
+    def reset(self) -> bool:
+        """Re-arm after a trip (HOLD/DAMP -> PASSIVE); refused while the e-stop is engaged."""
+        ok = self.safety.reset()
+        if ok:
+            self._start_requested = self.robot.auto_start
+            self.hold_pose = None
+        return ok
+
+    # -- the tick ---------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> Command | None:
+        """One control step at controller time ``now`` (the clock of the samples' ``recv_time``).
+
+        Returns:
+            The command to publish, or ``None`` in PASSIVE (publish nothing).
+        """
+        self.ticks += 1
+        state = self.safety.state
+        if state == SafetyState.PASSIVE:
+            if not self._try_start(now):
+                return None
+        elif state in (SafetyState.HOLD, SafetyState.DAMP):
+            return self._stopped_command(now)
+
+        trip = self._check_inputs(now)
+        if trip is not None:
+            return self._trip(now, *trip)
+        q, qd = self.obs.position.copy(), self.obs.velocity.copy()
+        try:
+            obs = self.obs.build(self.last_action)
+        except NotReady as e:  # an input vanished: cannot happen once started, but be safe
+            return self._trip(now, Trip.STALE, str(e))
+        if not np.all(np.isfinite(obs)):
+            bad = [n for n, s, w in self.obs.slices if not np.all(np.isfinite(obs[s : s + w]))]
+            return self._trip(now, Trip.NONFINITE, f"observation not finite in {bad}")
+        action = np.asarray(self.policy(obs), dtype=np.float64)
+        if action.shape != (len(self.names),) or not np.all(np.isfinite(action)):
+            return self._trip(now, Trip.NONFINITE, f"policy action not finite: {action.tolist()}")
+
+        alpha = 1.0
+        if self.safety.state == SafetyState.RAMP:
+            alpha = (
+                (now - self._ramp_t0) / self.robot.soft_start_s
+                if self.robot.soft_start_s > 0
+                else 1.0
+            )
+        previous = self.last_command if self.last_command is not None else q
+        mapped = self.mapper.map(action, previous, q, qd, min(alpha, 1.0), self._ramp_start)
+        torque = self.mapper.estimated_torque(mapped.positions, q, qd)
+        over = np.abs(torque) > self.robot.torque_trip_ratio * self.effort_limits
+        if np.any(over):
+            j = int(np.argmax(over))
+            return self._trip(
+                now, Trip.TORQUE,
+                f"{self.names[j]}: estimated torque {torque[j]:.2f} N m over "
+                f"{self.robot.torque_trip_ratio} x limit {self.effort_limits[j]}",
+            )  # fmt: skip
+        if self.safety.state == SafetyState.RAMP and alpha >= 1.0:
+            self.safety.enter(SafetyState.RUN)
+        self.last_action = mapped.clipped_action
+        self.last_command = mapped.positions
+        return Command(
+            names=self.names,
+            positions=mapped.positions.copy(),
+            state=self.safety.state.value,
+            time=now,
+            action=mapped.clipped_action.copy(),
+            observation=obs,
+            obs_recv_time=float(self.obs.joint_recv.max()),
+        )
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _try_start(self, now: float) -> bool:
+        missing = self.obs.missing()
+        if not missing:
+            check = self._check_inputs(now)
+            if check is not None:
+                missing = [f"{check[0].value}: {check[1]}"]
+        if not missing and not self._start_requested:
+            missing = ["start() (auto_start is false)"]
+        self.waiting_for = missing
+        if missing:
+            return False
+        q = self.obs.position.copy()
+        self._ramp_t0 = now
+        self._ramp_start = q
+        self.last_command = q
+        self.last_action = np.zeros(len(self.names))
+        self.safety.enter(SafetyState.RAMP if self.robot.soft_start_s > 0 else SafetyState.RUN)
+        return True
+
+    def _check_inputs(self, now: float) -> tuple[Trip, str] | None:
+        r = self.robot
+        age = now - self.obs.joint_recv
+        if np.any(age > r.stale_timeout_s):
+            j = int(np.argmax(age))
+            return (
+                Trip.STALE,
+                f"joint state of {self.names[j]} is {age[j]:.3f} s old (> {r.stale_timeout_s} s)",
+            )
+        if self.obs.needs_imu or r.attitude_limit is not None:
+            if self.obs.imu is None:
+                return Trip.STALE, "no IMU sample"
+            imu_age = now - self.obs.imu.recv_time
+            if imu_age > r.stale_timeout_s:
+                return Trip.STALE, f"IMU is {imu_age:.3f} s old (> {r.stale_timeout_s} s)"
+        if r.topics.heartbeat is not None and now - self.heartbeat_time > r.heartbeat_timeout_s:
+            return (
+                Trip.HEARTBEAT,
+                f"no heartbeat on {r.topics.heartbeat} for more than {r.heartbeat_timeout_s} s",
+            )
+        q, qd = self.obs.position, self.obs.velocity
+        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+            return (
+                Trip.NONFINITE,
+                f"joint state not finite: position {q.tolist()}, velocity {qd.tolist()}",
+            )
+        m = r.joint_limit_margin
+        outside = (q < self.lower - m) | (q > self.upper + m)
+        if np.any(outside):
+            j = int(np.argmax(outside))
+            return Trip.JOINT_LIMIT, (
+                f"{self.names[j]} at {q[j]:.3f} rad, outside [{self.lower[j]}, {self.upper[j]}] + {m}"
+            )
+        fast = np.abs(qd) > r.velocity_trip_ratio * self.vel_limits
+        if np.any(fast):
+            j = int(np.argmax(fast))
+            return Trip.VELOCITY, (
+                f"{self.names[j]} at {qd[j]:.2f} rad/s, over {r.velocity_trip_ratio} x limit {self.vel_limits[j]}"
+            )
+        if r.attitude_limit is not None:
+            ori = self.obs.imu.orientation
+            if not np.all(np.isfinite(ori)) or np.linalg.norm(ori) < 1e-6:
+                return Trip.NONFINITE, f"IMU orientation invalid: {ori.tolist()}"
+            roll, pitch = roll_pitch(ori)
+            if max(abs(roll), abs(pitch)) > r.attitude_limit:
+                return (
+                    Trip.ATTITUDE,
+                    f"roll {roll:.2f} / pitch {pitch:.2f} rad over limit {r.attitude_limit}",
+                )
+        return None
+
+    def _measured_or_last(self) -> np.ndarray | None:
+        q = self.obs.position
+        if np.all(np.isfinite(q)):
+            return q.copy()
+        return None if self.last_command is None else self.last_command.copy()
+
+    def _trip(self, now: float, kind: Trip, reason: str) -> Command | None:
+        self.safety.trip(now, kind, reason)
+        self.hold_pose = self._measured_or_last()
+        return self._stopped_command(now)
+
+    def _stopped_command(self, now: float) -> Command | None:
+        """HOLD: the pose measured at the trip; DAMP: the current measured pose (fresh and finite),
+        else the hold pose. ``None`` when no pose was ever known."""
+        target = self.hold_pose
+        if self.safety.state == SafetyState.DAMP:
+            q = self.obs.position
+            fresh = np.all(now - self.obs.joint_recv <= self.robot.stale_timeout_s)
+            if fresh and np.all(np.isfinite(q)):
+                target = q.copy()
+        if target is None:
+            return None
+        target = np.clip(target, self.lower, self.upper)
+        self.last_command = target
+        trip = self.safety.last_trip
+        return Command(
+            names=self.names,
+            positions=target.copy(),
+            state=self.safety.state.value,
+            time=now,
+            reason=f"{trip.kind.value}: {trip.reason}" if trip else "",
+            obs_recv_time=float(self.obs.joint_recv.max()),
+        )
+
+    def status(self) -> str:
+        """One line for the safety-state topic: state, and the last trip or what PASSIVE waits for."""
+        trip = self.safety.last_trip
+        if self.safety.state in (SafetyState.HOLD, SafetyState.DAMP) and trip is not None:
+            return f"{self.safety.state.value} {trip.kind.value}: {trip.reason}"
+        if self.safety.state == SafetyState.PASSIVE and self.waiting_for:
+            return "PASSIVE waiting for " + ", ".join(self.waiting_for)
+        return self.safety.state.value

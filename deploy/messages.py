@@ -1,0 +1,118 @@
+"""Plain message dataclasses of the deploy core: what the transports (rclpy, DDS) convert to/from.
+
+The core (observation builder, action mapper, safety monitor, controller) sees only these, so it
+runs and is tested without ROS. Times are seconds as floats:
+
+- ``stamp``: the sender's time stamp (``header.stamp``), informative only;
+- ``recv_time``: when *this* process received the sample, on the clock the controller's
+  ``tick(now)`` uses (``time.monotonic()`` in the transports). Staleness is always judged by
+  ``recv_time``: a sender's clock may be wrong or frozen, the receive clock is ours.
+
+Arrays are float64 numpy arrays. Nothing here validates sizes against a robot: the observation
+builder does that, by joint name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def _arr(values: object) -> np.ndarray:
+    return np.asarray(values if values is not None else (), dtype=np.float64).reshape(-1)
+
+
+@dataclass
+class JointStateSample:
+    """One ``sensor_msgs/JointState``: joint names and per-name position/velocity/effort.
+
+    ``velocity`` / ``effort`` may be empty (the message allows it); ``position`` may cover only
+    some joints of the robot (several publishers per robot are common): the observation builder
+    merges samples by name.
+    """
+
+    names: tuple[str, ...]
+    """Joint names, in the sender's order (never assumed to be the policy's order)."""
+    position: np.ndarray
+    """Joint positions (rad or m), one per name."""
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Joint velocities (rad/s), one per name, or empty."""
+    effort: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Joint efforts (N m), one per name, or empty."""
+    stamp: float = 0.0
+    """Sender's time stamp (s)."""
+    recv_time: float = 0.0
+    """Receive time (s) on the controller's clock."""
+
+    def __post_init__(self) -> None:
+        self.names = tuple(str(n) for n in self.names)
+        self.position = _arr(self.position)
+        self.velocity = _arr(self.velocity)
+        self.effort = _arr(self.effort)
+
+
+@dataclass
+class ImuSample:
+    """One ``sensor_msgs/Imu`` (orientation as a quaternion ``x, y, z, w`` as ROS orders it)."""
+
+    orientation: np.ndarray
+    """Quaternion ``[x, y, z, w]`` of the IMU frame in the world frame."""
+    angular_velocity: np.ndarray
+    """Angular velocity ``[3]`` (rad/s) in the IMU frame."""
+    linear_acceleration: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    """Specific force ``[3]`` (m/s^2) in the IMU frame."""
+    stamp: float = 0.0
+    """Sender's time stamp (s)."""
+    recv_time: float = 0.0
+    """Receive time (s) on the controller's clock."""
+
+    def __post_init__(self) -> None:
+        self.orientation = _arr(self.orientation)
+        self.angular_velocity = _arr(self.angular_velocity)
+        self.linear_acceleration = _arr(self.linear_acceleration)
+
+
+@dataclass
+class PointSample:
+    """One ``geometry_msgs/PointStamped`` (e.g. the reaching target), metres in ``frame_id``."""
+
+    point: np.ndarray
+    """``[x, y, z]`` (m)."""
+    frame_id: str = ""
+    """Frame of the point (the robot's base frame for the reaching task)."""
+    stamp: float = 0.0
+    """Sender's time stamp (s)."""
+    recv_time: float = 0.0
+    """Receive time (s) on the controller's clock."""
+
+    def __post_init__(self) -> None:
+        self.point = _arr(self.point)
+
+
+@dataclass
+class Command:
+    """What the controller asks the transport to publish this tick.
+
+    ``positions`` are joint position targets in the robot's joint order (``names``); the
+    transport writes them as ``std_msgs/Float64MultiArray`` (a ros2_control forward position
+    controller takes its joints' order from its own config: the robot config's ``joint_names``
+    must list them in that order) or as a one-point ``trajectory_msgs/JointTrajectory``.
+    """
+
+    names: tuple[str, ...]
+    """Joint names, in the robot config's order."""
+    positions: np.ndarray
+    """Joint position targets (rad), after every clamp of the safety layer."""
+    state: str
+    """Safety state that produced it: ``RAMP``, ``RUN``, ``HOLD`` or ``DAMP``."""
+    time: float = 0.0
+    """Controller time (s) of the tick that produced it."""
+    action: np.ndarray | None = None
+    """The policy's action (clipped to [-1, 1]) behind it; ``None`` in HOLD/DAMP."""
+    observation: np.ndarray | None = None
+    """The observation the policy acted on; ``None`` in HOLD/DAMP."""
+    obs_recv_time: float | None = None
+    """Receive time of the newest joint state the command is based on (latency measurements)."""
+    reason: str = ""
+    """Why the safety layer is holding or damping (empty while running)."""

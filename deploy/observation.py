@@ -1,0 +1,283 @@
+"""Assemble the policy's observation from robot messages, exactly as the task built it in simulation.
+
+The layout comes from the policy sidecar (``observation.layout``: named slices in order, e.g.
+arm_reach's ``joint_pos, joint_vel, target_pos, ee_to_target, last_action``). Each name is
+filled from the latest messages:
+
+==================  =========  ============================================================
+name                width      source
+==================  =========  ============================================================
+joint_pos           n joints   ``JointState.position``, picked BY NAME in policy joint order
+joint_vel           n joints   ``JointState.velocity`` by name (zeros if the robot sends none)
+joint_pos_rel       n joints   joint_pos - default_pose
+last_action         n joints   the policy's previous action (clipped), kept by the controller
+target_pos          3          the last ``PointStamped`` on ``topics.target``
+ee_pos              3          forward kinematics of the robot config's ``kinematics`` chain
+ee_to_target        3          target_pos - ee_pos
+torso_quat          4          IMU orientation, reordered to MuJoCo's ``w, x, y, z``
+base_quat           4          same as torso_quat
+torso_angvel        3          IMU angular velocity (rad/s, IMU frame)
+base_angvel         3          same as torso_angvel
+projected_gravity   3          gravity direction in the IMU frame, R^T [0, 0, -1]
+==================  =========  ============================================================
+
+Other names (a task's ``torso_pos[z]``, ``cos(pole_angle)``...) have no robot-side source here:
+:class:`ObservationBuilder` refuses the policy when it is created, naming the slice.
+
+Joint states are never trusted to come in the policy's order, nor to cover every joint in one
+message: each sample updates the joints it names (others keep their last value and time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from rewardlab.deploy.messages import ImuSample, JointStateSample, PointSample
+from rewardlab.deploy.robot_config import KinematicsConfig, RobotConfig
+
+JOINT_TERMS = ("joint_pos", "joint_vel", "joint_pos_rel", "last_action")
+VEC3_TERMS = (
+    "target_pos",
+    "ee_pos",
+    "ee_to_target",
+    "torso_angvel",
+    "base_angvel",
+    "projected_gravity",
+)
+QUAT_TERMS = ("torso_quat", "base_quat")
+SUPPORTED_TERMS = JOINT_TERMS + VEC3_TERMS + QUAT_TERMS
+IMU_TERMS = ("torso_angvel", "base_angvel", "projected_gravity") + QUAT_TERMS
+TARGET_TERMS = ("target_pos", "ee_to_target")
+KINEMATIC_TERMS = ("ee_pos", "ee_to_target")
+
+
+class ObservationError(ValueError):
+    """The policy's observation layout cannot be built for this robot."""
+
+
+class NotReady(RuntimeError):
+    """Some input has not arrived yet (``missing`` lists what)."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = list(missing)
+        super().__init__("waiting for " + ", ".join(self.missing))
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    """Rotation matrix of ``angle`` (rad) about the unit ``axis`` (Rodrigues)."""
+    x, y, z = axis
+    c, s = np.cos(angle), np.sin(angle)
+    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+
+
+def forward_kinematics(
+    kin: KinematicsConfig, joint_names: Sequence[str], q: np.ndarray
+) -> np.ndarray:
+    """End-effector position (m, world) of the serial chain ``kin`` at joint positions ``q``
+    (in ``joint_names`` order)."""
+    index = {n: i for i, n in enumerate(joint_names)}
+    pos = np.asarray(kin.base_position, dtype=np.float64).copy()
+    rot = np.eye(3)
+    for link in kin.chain:
+        pos = pos + rot @ np.asarray(link.origin, dtype=np.float64)
+        axis = np.asarray(link.axis, dtype=np.float64)
+        rot = rot @ _rotation(axis / np.linalg.norm(axis), float(q[index[link.joint]]))
+    return pos + rot @ np.asarray(kin.ee_offset, dtype=np.float64)
+
+
+def quat_xyzw_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a (normalized) ROS quaternion ``[x, y, z, w]``."""
+    x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def roll_pitch(q_xyzw: np.ndarray) -> tuple[float, float]:
+    """Roll and pitch (rad) of a ROS quaternion ``[x, y, z, w]`` (ZYX Euler angles)."""
+    x, y, z, w = np.asarray(q_xyzw, dtype=np.float64) / np.linalg.norm(q_xyzw)
+    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+    return float(roll), float(pitch)
+
+
+class ObservationBuilder:
+    """Latest robot inputs -> the policy's observation vector.
+
+    Args:
+        layout: the sidecar's ``observation.layout`` (``[{"name", "start", "width"}]``).
+        robot: the robot config (joint names in policy order, default pose, kinematics).
+        obs_dim: the policy's ``obs_dim`` (the layout must cover it exactly).
+
+    Raises:
+        ObservationError: a slice name with no robot-side source, a width that does not fit
+            the robot, a layout that does not cover ``obs_dim``, ``ee_*`` without a kinematic
+            chain, IMU terms without ``topics.imu`` or target terms without ``topics.target``.
+    """
+
+    def __init__(self, layout: Sequence[dict], robot: RobotConfig, obs_dim: int) -> None:
+        if not layout:
+            raise ObservationError(
+                "policy.json has no observation.layout: cannot tell which robot quantity goes where"
+            )
+        n = robot.num_joints
+        self.robot = robot
+        self.obs_dim = int(obs_dim)
+        self.slices: list[tuple[str, int, int]] = []
+        start = 0
+        for item in layout:
+            name, width = str(item["name"]), int(item["width"])
+            if int(item.get("start", start)) != start:
+                raise ObservationError(
+                    f"observation.layout: {name} starts at {item['start']}, expected {start}"
+                )
+            if name not in SUPPORTED_TERMS:
+                raise ObservationError(
+                    f"observation.layout: {name!r} has no source on a robot; supported: "
+                    + ", ".join(SUPPORTED_TERMS)
+                )
+            expected = n if name in JOINT_TERMS else 4 if name in QUAT_TERMS else 3
+            if width != expected:
+                raise ObservationError(
+                    f"observation.layout: {name!r} has width {width}, expected {expected} for robot {robot.name!r}"
+                )
+            if name in IMU_TERMS and robot.topics.imu is None:
+                raise ObservationError(
+                    f"observation.layout: {name!r} needs an IMU, but topics.imu is null"
+                )
+            if name in TARGET_TERMS and robot.topics.target is None:
+                raise ObservationError(
+                    f"observation.layout: {name!r} needs a target, but topics.target is null"
+                )
+            if name in KINEMATIC_TERMS and not robot.kinematics.chain:
+                raise ObservationError(
+                    f"observation.layout: {name!r} needs kinematics.chain in the robot config"
+                )
+            self.slices.append((name, start, width))
+            start += width
+        if start != self.obs_dim:
+            raise ObservationError(
+                f"observation.layout covers {start} values, the policy's obs_dim is {obs_dim}"
+            )
+        names = {s[0] for s in self.slices}
+        self.needs_imu = bool(names & set(IMU_TERMS))
+        self.needs_target = bool(names & set(TARGET_TERMS))
+        self.needs_velocity = "joint_vel" in names
+
+        self._index = {name: i for i, name in enumerate(robot.joint_names)}
+        self.position = np.full(n, np.nan)
+        """Latest joint positions in policy order (NaN until received)."""
+        self.velocity = np.zeros(n)
+        """Latest joint velocities in policy order (zeros when the robot sends none)."""
+        self.effort = np.full(n, np.nan)
+        """Latest joint efforts in policy order (NaN when the robot sends none)."""
+        self.joint_recv = np.full(n, -np.inf)
+        """Receive time of each joint's latest position."""
+        self.imu: ImuSample | None = None
+        self.target: PointSample | None = None
+        self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def update_joint_state(self, sample: JointStateSample) -> int:
+        """Take the joints ``sample`` names (unknown names are ignored); returns how many matched.
+
+        Raises:
+            ValueError: ``position`` (or non-empty ``velocity``/``effort``) has a different length
+                than ``names``.
+        """
+        k = len(sample.names)
+        if len(sample.position) != k:
+            raise ValueError(f"JointState: {k} names but {len(sample.position)} positions")
+        for key in ("velocity", "effort"):
+            if len(getattr(sample, key)) not in (0, k):
+                raise ValueError(
+                    f"JointState: {k} names but {len(getattr(sample, key))} {key} values"
+                )
+        matched = 0
+        for i, name in enumerate(sample.names):
+            j = self._index.get(name)
+            if j is None:
+                continue
+            matched += 1
+            self.position[j] = sample.position[i]
+            if len(sample.velocity):
+                self.velocity[j] = sample.velocity[i]
+            if len(sample.effort):
+                self.effort[j] = sample.effort[i]
+            self.joint_recv[j] = sample.recv_time
+        return matched
+
+    def update_imu(self, sample: ImuSample) -> None:
+        if sample.orientation.shape != (4,) or sample.angular_velocity.shape != (3,):
+            raise ValueError("Imu: expected a 4-value orientation and a 3-value angular velocity")
+        self.imu = sample
+
+    def update_target(self, sample: PointSample) -> None:
+        if sample.point.shape != (3,):
+            raise ValueError(f"target: expected 3 values, got {sample.point.shape}")
+        self.target = sample
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def oldest_joint_recv(self) -> float:
+        """Receive time of the stalest joint (``-inf`` if some joint never arrived)."""
+        return float(self.joint_recv.min())
+
+    def missing(self) -> list[str]:
+        """Inputs the observation still waits for (empty when it can be built)."""
+        out = [
+            f"joint_states[{n}]"
+            for n, t in zip(self.robot.joint_names, self.joint_recv, strict=True)
+            if not np.isfinite(t)
+        ]
+        if self.needs_imu and self.imu is None:
+            out.append(f"imu ({self.robot.topics.imu})")
+        if self.needs_target and self.target is None:
+            out.append(f"target ({self.robot.topics.target})")
+        return out
+
+    def ee_pos(self) -> np.ndarray:
+        return forward_kinematics(self.robot.kinematics, self.robot.joint_names, self.position)
+
+    def build(self, last_action: np.ndarray) -> np.ndarray:
+        """The observation ``[obs_dim]`` float64 from the latest inputs.
+
+        Raises:
+            NotReady: some joint, the IMU or the target has not been received yet.
+        """
+        missing = self.missing()
+        if missing:
+            raise NotReady(missing)
+        obs = np.empty(self.obs_dim)
+        ee = None
+        for name, start, width in self.slices:
+            if name == "joint_pos":
+                v = self.position
+            elif name == "joint_vel":
+                v = self.velocity
+            elif name == "joint_pos_rel":
+                v = self.position - self.default_pose
+            elif name == "last_action":
+                v = np.asarray(last_action, dtype=np.float64)
+            elif name == "target_pos":
+                v = self.target.point
+            elif name in ("ee_pos", "ee_to_target"):
+                ee = self.ee_pos() if ee is None else ee
+                v = ee if name == "ee_pos" else self.target.point - ee
+            elif name in QUAT_TERMS:
+                x, y, z, w = self.imu.orientation
+                v = np.array([w, x, y, z])
+            elif name in ("torso_angvel", "base_angvel"):
+                v = self.imu.angular_velocity
+            else:  # projected_gravity
+                v = quat_xyzw_to_matrix(self.imu.orientation).T @ np.array([0.0, 0.0, -1.0])
+            obs[start : start + width] = v
+        return obs

@@ -1,0 +1,442 @@
+"""Robot description for deployment: ``sim_configs/robots/<name>.yaml`` -> :class:`RobotConfig`.
+
+The file says which joints the policy drives (in policy order, by the names the robot publishes
+in ``sensor_msgs/JointState``), their limits and servo gains, the safety settings, the topics and
+the command interface, and -- for the MuJoCo sim robot -- the model to simulate. Every value is
+checked when the file loads; a mistake raises :class:`RobotConfigError` (a ``ValueError``)
+naming the file, the dotted key, the value and what was expected.
+
+This module imports neither ROS nor the trainer (``rewardlab.config`` imports the agents, so it
+has its own small loader with the same error style).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+COMMAND_TYPES = ("position", "trajectory")
+"""``position``: ``std_msgs/Float64MultiArray`` to a ros2_control forward position controller;
+``trajectory``: a one-point ``trajectory_msgs/JointTrajectory`` (joint_trajectory_controller)."""
+
+
+class RobotConfigError(ValueError):
+    """A robot config value that cannot be used: ``"<file>: <key>: <problem>"``."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    """ROS 2 topic names (``null`` disables the input; the DDS transport adds the ``rt`` prefix)."""
+
+    joint_states: str = "/joint_states"
+    """``sensor_msgs/JointState`` in (sensor-data QoS)."""
+    imu: str | None = None
+    """``sensor_msgs/Imu`` in (sensor-data QoS); null: the robot has no IMU."""
+    command: str = "/forward_position_controller/commands"
+    """Command out (reliable QoS): ``std_msgs/Float64MultiArray`` or ``trajectory_msgs/JointTrajectory``."""
+    estop: str | None = "/estop"
+    """``std_msgs/Bool`` in (reliable): ``true`` damps the robot until the controller is re-armed."""
+    heartbeat: str | None = None
+    """``std_msgs/Header`` in from the operator station; when set, the robot only moves while
+    heartbeats arrive (``heartbeat_timeout_s``). null: no heartbeat required."""
+    target: str | None = "/target"
+    """``geometry_msgs/PointStamped`` in: the goal of goal-conditioned policies (``target_pos``)."""
+    image: str | None = None
+    """``sensor_msgs/Image`` (or ``.../compressed`` ``CompressedImage``) camera stream; null: none."""
+    safety_state: str | None = "/rewardlab/safety_state"
+    """``std_msgs/String`` out: the safety state and the reason of the last trip."""
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None and (not v.startswith("/") or " " in v or v.strip("/") == ""):
+                raise ValueError(
+                    f"{f.name}: got {v!r}, expected an absolute topic name like /joint_states"
+                )
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One revolute joint of a serial chain: a fixed offset from the parent, then a rotation."""
+
+    joint: str
+    """Joint name (one of ``joint_names``)."""
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Position (m) of the joint's frame in the parent frame (before the joint's rotation)."""
+    axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    """Rotation axis in the joint's frame (unit vector)."""
+
+
+@dataclass(frozen=True)
+class KinematicsConfig:
+    """Forward kinematics of the end effector, for observations such as ``ee_pos`` and
+    ``ee_to_target`` (URDF-style serial chain of revolute joints, frames not rotated at rest)."""
+
+    chain: tuple[ChainLink, ...] = ()
+    """Joints from the base to the end effector."""
+    ee_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """End-effector point in the last joint's frame (m)."""
+    base_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Position of the chain's base in the world (target) frame (m)."""
+
+
+@dataclass(frozen=True)
+class SimRobotConfig:
+    """The MuJoCo sim robot (``python -m rewardlab.deploy.sim_robot``)."""
+
+    model: str = ""
+    """MJCF file: a name under ``envs/assets/`` or a path."""
+    physics_rate_hz: float = 500.0
+    """Physics and PD-loop rate."""
+    publish_rate_hz: float = 250.0
+    """Rate of ``/joint_states`` (and IMU) messages."""
+    target_period_s: float = 3.0
+    """A new reaching target every this many seconds (0: one target, never changed)."""
+    target_joint_low: tuple[float, ...] = ()
+    """Lower corner of the joint box whose end-effector positions are drawn as targets."""
+    target_joint_high: tuple[float, ...] = ()
+    """Upper corner of that box (empty: no targets published)."""
+    reset_noise: float = 0.3
+    """Half-width (rad) of the noise on the joints when the sim robot resets with a new target."""
+    success_distance: float = 0.05
+    """End-effector distance (m) under which an episode counts as a success in the sim log."""
+    camera: str | None = None
+    """MJCF camera rendered into ``topics.image`` (null: no images)."""
+    image_rate_hz: float = 5.0
+    """Rate of rendered images."""
+    image_size: tuple[int, int] = (120, 160)
+    """Rendered image height and width (pixels)."""
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    """One robot: joints in policy order, limits, gains, safety settings, topics, sim model."""
+
+    name: str = ""
+    """Robot name (the file's stem)."""
+    joint_names: tuple[str, ...] = ()
+    """Joint names as the robot publishes them in ``JointState``, in the policy's action order
+    (and the command's order: list them in the forward controller's order)."""
+    policy_joint_names: tuple[str, ...] = ()
+    """The same joints as the policy's sidecar names them (``action.actuator_joints``); empty:
+    same as ``joint_names``."""
+    default_pose: tuple[float, ...] = ()
+    """Joint positions (rad) of the nominal pose; ``default_pose + action_scale * action`` is the
+    command when the policy sidecar does not give its own scaling."""
+    action_scale: tuple[float, ...] = ()
+    """Radians per unit action; empty: from the policy sidecar (``ctrl_mid``/``ctrl_half``)."""
+    position_limits: tuple[tuple[float, float], ...] = ()
+    """``(lower, upper)`` joint limits (rad): commands are clamped into them."""
+    joint_limit_margin: float = 0.05
+    """A measured position beyond a limit by more than this (rad) trips the safety layer (DAMP)."""
+    velocity_limits: tuple[float, ...] = ()
+    """Joint speed limits (rad/s); a measured speed above ``velocity_trip_ratio`` times this trips."""
+    velocity_trip_ratio: float = 1.5
+    """Measured speed / velocity limit at which the safety layer trips (HOLD)."""
+    effort_limits: tuple[float, ...] = ()
+    """Largest joint torques (N m): commands are clamped so that ``kp (q_cmd - q) - kd qd`` stays
+    within them, and an estimate above ``torque_trip_ratio`` times this trips (HOLD)."""
+    torque_trip_ratio: float = 1.5
+    """Estimated torque / effort limit at which the safety layer trips."""
+    kp: tuple[float, ...] = ()
+    """Position gains of the robot's servos (N m / rad), for the torque estimate and the sim robot."""
+    kd: tuple[float, ...] = ()
+    """Velocity gains of the robot's servos (N m s / rad)."""
+    rate_limit: float = 0.1
+    """Largest change of a joint's command per control tick (rad)."""
+    soft_start_s: float = 1.0
+    """Duration (s) of the RAMP state: the command blends from the measured pose to the policy's."""
+    stale_timeout_s: float = 0.1
+    """Joint states (and IMU) older than this by receive time trip the watchdog (HOLD)."""
+    heartbeat_timeout_s: float = 0.5
+    """With ``topics.heartbeat`` set: no heartbeat for this long trips HOLD."""
+    attitude_limit: float | None = None
+    """Largest roll or pitch (rad) from the IMU before the safety layer trips (DAMP); null: none."""
+    control_rate_hz: float | None = None
+    """Policy rate; null: the policy sidecar's ``control_rate_hz``."""
+    command_type: str = "position"
+    """``position`` (Float64MultiArray) or ``trajectory`` (JointTrajectory)."""
+    auto_start: bool = True
+    """Leave PASSIVE for RAMP by itself once every input is fresh (false: wait for ``start()``)."""
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    """Topic names."""
+    kinematics: KinematicsConfig = field(default_factory=KinematicsConfig)
+    """End-effector kinematics (for ``ee_pos`` / ``ee_to_target`` observations)."""
+    sim: SimRobotConfig = field(default_factory=SimRobotConfig)
+    """Settings of the MuJoCo sim robot."""
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @property
+    def policy_names(self) -> tuple[str, ...]:
+        """Joint names as the policy sidecar spells them."""
+        return self.policy_joint_names or self.joint_names
+
+    def validate(self) -> None:
+        n = len(self.joint_names)
+        if n == 0:
+            raise ValueError(
+                "joint_names: got an empty list, expected the joints the policy drives"
+            )
+        if len(set(self.joint_names)) != n:
+            raise ValueError(f"joint_names: got {list(self.joint_names)}, expected unique names")
+        per_joint = {
+            "policy_joint_names": (self.policy_joint_names, True),
+            "default_pose": (self.default_pose, False),
+            "action_scale": (self.action_scale, True),
+            "position_limits": (self.position_limits, False),
+            "velocity_limits": (self.velocity_limits, False),
+            "effort_limits": (self.effort_limits, False),
+            "kp": (self.kp, True),
+            "kd": (self.kd, True),
+        }
+        for key, (values, may_be_empty) in per_joint.items():
+            if len(values) != n and not (may_be_empty and len(values) == 0):
+                raise ValueError(
+                    f"{key}: got {len(values)} values, expected {n} (one per joint in joint_names)"
+                )
+        for j, (lo, hi) in enumerate(self.position_limits):
+            if not lo < hi:
+                raise ValueError(f"position_limits[{j}]: got [{lo}, {hi}], expected lower < upper")
+            if not lo <= self.default_pose[j] <= hi:
+                raise ValueError(
+                    f"default_pose[{j}]: {self.joint_names[j]} = {self.default_pose[j]} is outside "
+                    f"position_limits [{lo}, {hi}]"
+                )
+        for key in ("velocity_limits", "effort_limits", "action_scale"):
+            for j, v in enumerate(getattr(self, key)):
+                if not (math.isfinite(v) and v > 0):
+                    raise ValueError(f"{key}[{j}]: got {v}, expected a finite number > 0")
+        for key in ("kp", "kd"):
+            for j, v in enumerate(getattr(self, key)):
+                if not (math.isfinite(v) and v >= 0):
+                    raise ValueError(f"{key}[{j}]: got {v}, expected a finite number >= 0")
+        positive = ("rate_limit", "stale_timeout_s", "heartbeat_timeout_s", "velocity_trip_ratio", "torque_trip_ratio")  # fmt: skip
+        for key in positive:
+            v = getattr(self, key)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{key}: got {v}, expected a number > 0")
+        for key in ("soft_start_s", "joint_limit_margin"):
+            if not getattr(self, key) >= 0:
+                raise ValueError(f"{key}: got {getattr(self, key)}, expected a number >= 0")
+        if self.attitude_limit is not None and not 0 < self.attitude_limit <= math.pi:
+            raise ValueError(f"attitude_limit: got {self.attitude_limit}, expected (0, pi] or null")
+        if self.control_rate_hz is not None and not self.control_rate_hz > 0:
+            raise ValueError(f"control_rate_hz: got {self.control_rate_hz}, expected > 0 or null")
+        if self.command_type not in COMMAND_TYPES:
+            raise ValueError(
+                f"command_type: got {self.command_type!r}, expected one of {', '.join(COMMAND_TYPES)}"
+            )
+        for i, link in enumerate(self.kinematics.chain):
+            if link.joint not in self.joint_names:
+                raise ValueError(
+                    f"kinematics.chain[{i}].joint: got {link.joint!r}, expected one of {list(self.joint_names)}"
+                )
+            if math.hypot(*link.axis) < 1e-9:
+                raise ValueError(
+                    f"kinematics.chain[{i}].axis: got {list(link.axis)}, expected a non-zero vector"
+                )
+        s = self.sim
+        if s.physics_rate_hz <= 0 or s.publish_rate_hz <= 0 or s.image_rate_hz <= 0:
+            raise ValueError("sim: physics_rate_hz, publish_rate_hz and image_rate_hz must be > 0")
+        if s.publish_rate_hz > s.physics_rate_hz:
+            raise ValueError(
+                f"sim.publish_rate_hz: got {s.publish_rate_hz}, expected <= physics_rate_hz ({s.physics_rate_hz})"
+            )
+        if len(s.target_joint_low) != len(s.target_joint_high) or len(s.target_joint_low) not in (
+            0,
+            n,
+        ):
+            raise ValueError(
+                f"sim.target_joint_low: expected {n} values and as many in target_joint_high, "
+                f"got {len(s.target_joint_low)} and {len(s.target_joint_high)}"
+            )
+        if s.target_period_s < 0:
+            raise ValueError(f"sim.target_period_s: got {s.target_period_s}, expected >= 0")
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading
+
+
+def robots_dir() -> Path:
+    """``sim_configs/robots/``: ``$REWARDLAB_CONFIG_DIR/robots`` or the one next to the package."""
+    env = os.environ.get("REWARDLAB_CONFIG_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parent.parent / "sim_configs"
+    return root / "robots"
+
+
+def robot_names() -> list[str]:
+    """Robots with a config file in :func:`robots_dir`."""
+    return sorted(p.stem for p in robots_dir().glob("*.yaml"))
+
+
+def load_robot_config(
+    name_or_path: str | Path, overrides: Mapping[str, Any] | None = None
+) -> RobotConfig:
+    """Load and validate a robot config.
+
+    Args:
+        name_or_path: a robot name (``arm`` -> ``sim_configs/robots/arm.yaml``) or a YAML path.
+        overrides: nested mapping merged over the file (``{"topics": {"heartbeat": "/hb"}}``).
+
+    Raises:
+        RobotConfigError: missing file, invalid YAML, unknown key, wrong type or bad value; the
+            message names the file, the dotted key and what was expected.
+    """
+    text = str(name_or_path)
+    path = Path(text)
+    if not (text.endswith((".yaml", ".yml")) or os.sep in text):
+        path = robots_dir() / f"{text}.yaml"
+        if not path.exists():
+            known = ", ".join(robot_names()) or "none"
+            raise RobotConfigError(str(path), "", f"no robot named {text!r}; known robots: {known}")
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RobotConfigError(source, "", "file not found") from None
+    except yaml.YAMLError as e:
+        raise RobotConfigError(source, "", f"invalid YAML: {' '.join(str(e).split())}") from None
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise RobotConfigError(source, "", f"got {type(data).__name__}, expected a mapping")
+    data = dict(data)
+    data.setdefault("name", path.stem)
+    if overrides:
+        data = _merge(data, overrides)
+        source = f"{source} (with overrides)"
+    return robot_config_from_dict(data, source)
+
+
+def robot_config_from_dict(data: Mapping[str, Any], source: str = "robot config") -> RobotConfig:
+    """Validate a plain mapping into a :class:`RobotConfig` (see :func:`load_robot_config`)."""
+    cfg = _build(RobotConfig, data, "", source)
+    try:
+        cfg.validate()
+    except ValueError as e:
+        key, _, problem = str(e).partition(": ")
+        raise RobotConfigError(source, key, problem) from None
+    return cfg
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = (
+            _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+        )
+    return out
+
+
+def _describe(tp: Any) -> str:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
+    if tp is bool:
+        return "true or false"
+    if tp is float:
+        return "a number"
+    if tp is int:
+        return "an integer"
+    if tp is str:
+        return "a string"
+    if origin is tuple:
+        if args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} values"
+        return f"a list of ({_describe(args[0])})"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+
+    def bad() -> RobotConfigError:
+        return RobotConfigError(
+            source, key, f"got {value!r} ({type(value).__name__}), expected {_describe(tp)}"
+        )
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad()
+        for a in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, a, key, source)
+            except RobotConfigError:
+                continue
+        raise bad()
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, source)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if origin is tuple:
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise bad()
+        if args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise bad()
+            return tuple(
+                _convert(v, a, f"{key}[{i}]", source)
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
+        return tuple(_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
+    raise TypeError(f"robot config field {key}: unsupported type {tp!r}")  # schema bug
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise RobotConfigError(source, prefix, f"got {data!r}, expected a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise RobotConfigError(source, key, f"unknown key; {hint}allowed: {', '.join(names)}")
+        kwargs[k] = _convert(v, hints[k], key, source)
+    obj = cls(**kwargs)
+    if prefix and hasattr(obj, "validate"):
+        try:
+            obj.validate()
+        except ValueError as e:
+            sub, _, problem = str(e).partition(": ")
+            raise RobotConfigError(source, f"{prefix}.{sub}", problem) from None
+    return obj
