@@ -21,6 +21,7 @@ import torch
 from mujoco.batch import Batch
 
 from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.randomization import DomainRandConfig, DomainRandomizer
 from rewardlab.envs.rendering import make_renderer
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.rewards.terms import RewardFn, compose
@@ -66,6 +67,10 @@ class MujocoEnv(BatchedEnv):
             default 1 keeps torch's OpenMP workers, which spin after every op, off the cores the
             physics threads need: at 1024 worlds the env steps 1.7x (Ant) to 3.7x (cartpole)
             faster than with torch's default. ``None`` leaves torch as it is.
+        domain_rand: domain randomization (see :mod:`rewardlab.envs.randomization`); ``None``
+            or a config that randomizes nothing leaves the env exactly as without it. Physics
+            parameters are per world: the batch gives each randomized model field one row per
+            world (``Batch.expand``), and masses are followed by ``Batch.set_const``.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class MujocoEnv(BatchedEnv):
         reward_fn: RewardFn | None = None,
         render_size: tuple[int, int] = (240, 320),
         torch_threads: int | None = 1,
+        domain_rand: DomainRandConfig | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -120,6 +126,14 @@ class MujocoEnv(BatchedEnv):
 
         self._gen = torch.Generator(device="cpu")
         self._gen.manual_seed(seed)
+        self._dr: DomainRandomizer | None = None
+        self._dr_fields: dict[str, np.ndarray] = {}
+        if domain_rand is not None and domain_rand.enabled:
+            self._dr = DomainRandomizer(domain_rand, self.model, num_envs, seed, device="cpu")
+            self._dr_fields = {f: self._batch.expand(f) for f in self._dr.physics_fields}
+            self._write_physics(
+                torch.arange(num_envs), self._dr.sample_physics(torch.arange(num_envs))
+            )
         self._last_action = torch.zeros(num_envs, self.action_dim)
         self._prev_action = torch.zeros(num_envs, self.action_dim)
         self._ep_len = torch.zeros(num_envs, dtype=torch.long)
@@ -130,16 +144,26 @@ class MujocoEnv(BatchedEnv):
         self._render_size = render_size
         self._render_data: mujoco.MjData | None = None
         self.obs_dim = int(self._compute_obs_dim())
+        if self._dr is not None:
+            self._dr.check_obs_dim(self.obs_dim)
 
     # -- BatchedEnv ------------------------------------------------------------------------------
 
     @_env_tensors
     def reset(self, seed: int | None = None) -> torch.Tensor:
+        all_ids = torch.arange(self.num_envs)
         if seed is not None:
             self._gen.manual_seed(seed)
-        self._reset_worlds(torch.arange(self.num_envs))
+            if self._dr is not None:  # the seed decides the worlds' physics too
+                self._dr.seed(seed)
+                if self._dr_fields and not self._dr.cfg.resample_on_reset:
+                    self._write_physics(all_ids, self._dr.sample_physics(all_ids))
+        self._reset_worlds(all_ids)
         self._state = self._full_state()
-        return self._to_device(self.task.observation(self._state))
+        obs = self.task.observation(self._state)
+        if self._dr is not None:
+            obs = self._dr.noise(obs)
+        return self._to_device(obs)
 
     @_env_tensors
     def step(
@@ -148,7 +172,8 @@ class MujocoEnv(BatchedEnv):
         if self._state is None:
             raise RuntimeError("call reset() before step()")
         action = self._check_action(actions)
-        self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * action.double())
+        applied = action if self._dr is None else self._dr.delay(action)
+        self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * applied.double())
         self._batch.step(nstep=self.cfg.frame_skip, stage=mujoco.mjtStage.mjSTAGE_VEL)
         self._prev_action, self._last_action = self._last_action, action
 
@@ -191,6 +216,10 @@ class MujocoEnv(BatchedEnv):
             obs = torch.where(done[:, None], fresh, obs)
         else:
             info["final_obs"] = obs
+        if self._dr is not None and self._dr.cfg.has_obs_noise:
+            final = info["final_obs"]
+            obs = self._dr.noise(obs)
+            info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
         self._state = state
         return (
             self._to_device(obs),
@@ -256,11 +285,21 @@ class MujocoEnv(BatchedEnv):
             "prev_action": self._prev_action.clone(),
             "generator": self._gen.get_state(),
             "task": self.task.get_state_dict(),
+            **({"domain_rand": self._dr.state_dict()} if self._dr is not None else {}),
         }
 
     @_env_tensors
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`get_state_dict` returned (same task and num_envs)."""
+        """Restore what :meth:`get_state_dict` returned (same task, num_envs and domain_rand)."""
+        if ("domain_rand" in state) != (self._dr is not None):
+            raise ValueError(
+                f"{self.task.name}: the snapshot was taken "
+                f"{'with' if 'domain_rand' in state else 'without'} domain randomization, "
+                f"this env is {'with' if self._dr is not None else 'without'}"
+            )
+        if self._dr is not None:
+            self._dr.load_state_dict(state["domain_rand"])
+            self._write_physics(torch.arange(self.num_envs), self._dr.current_physics())
         for f, value in state["physics"].items():
             target = self._rows.get(f)
             if target is None or target.shape != value.shape:
@@ -287,10 +326,22 @@ class MujocoEnv(BatchedEnv):
         self.reward_fn = reward_fn
         self._ep_terms = {}
 
+    def _write_physics(self, ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
+        """Write per-world model values (``DomainRandomizer.sample_physics``) into the batch."""
+        ids_np = ids.numpy().astype(np.int32)
+        for f, v in values.items():
+            self._dr_fields[f][ids_np] = v.numpy()
+        if "body_mass" in values:  # derived constants (subtree masses, invweights, acc0) follow
+            self._batch.set_const(ids_np)
+
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         ids_np = ids.numpy().astype(np.int32)
         for f, rows in self._rows.items():
             rows[ids_np] = self._initial_row[f]
+        if self._dr is not None:
+            if self._dr_fields and self._dr.cfg.resample_on_reset:
+                self._write_physics(ids, self._dr.sample_physics(ids))
+            self._dr.reset(ids)
         self.task.reset(self.sim, ids, self._gen)
         self._last_action[ids] = 0.0
         self._prev_action[ids] = 0.0
