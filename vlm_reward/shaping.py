@@ -39,9 +39,9 @@ from typing import Any
 
 import torch
 
-NORMALIZE_MODES = ("none", "running", "standardize", "minmax")
-"""Score normalizations: none; divide by the running std (sign kept, as ``VLMConfig.normalize``
-``running``); running z-score; running min-max (to ``[0, 1]``)."""
+NORMALIZE_MODES = ("none", "running", "minmax", "std")
+"""Score normalizations (the first three are ``VLMConfig.normalize``'s): none; running z-score;
+running min-max (to ``[0, 1]``); divide by the running std only (sign kept)."""
 
 
 class ScoreNormalizer:
@@ -49,9 +49,9 @@ class ScoreNormalizer:
 
     Modes:
         ``none``: identity.
-        ``running``: ``x / std`` with the standard deviation of every score seen so far (Chan et
-            al. parallel update, float64); no mean shift, so the sign of a score is kept.
-        ``standardize``: ``(x - mean) / std``, like ``VecNormalize`` but without the clip.
+        ``running``: ``(x - mean) / std`` with the mean and variance of every score seen so far
+            (Chan et al. parallel update, float64), like ``VecNormalize`` without the clip.
+        ``std``: ``x / std``, no mean shift, so the sign of a score is kept.
         ``minmax``: ``(x - min) / (max - min)`` with the running min and max, so scores land in
             ``[0, 1]`` (a spread below ``eps`` maps to 0).
 
@@ -115,9 +115,9 @@ class ScoreNormalizer:
         """Normalize ``x`` with the current statistics (identity before any update)."""
         if self.mode == "none" or self.count == 0:
             return x
-        if self.mode == "running":
+        if self.mode == "std":
             return x / self.std
-        if self.mode == "standardize":
+        if self.mode == "running":
             return (x - self.mean) / self.std
         span = self.max - self.min
         if span < self.eps:
@@ -249,7 +249,7 @@ class PotentialShaping:
 class ScoreReward:
     """Scores of frames -> rewards per step: scale, offset, normalization, optional shaping.
 
-    With ``v = norm(scale * score + offset)`` (the order of ``VLMConfig``'s fields), the reward is
+    With ``v = scale * norm(score) + offset`` (the order of ``VLMConfig``'s fields), the reward is
     ``v(s')`` without shaping and ``gamma * v(s') - v(s)`` with shaping (``Phi = v``). The
     components returned name what was paid: ``{name: reward}`` plus ``{name + "_score": raw
     score}`` (a diagnostic, not part of the total) to log as ``reward/<name>``.
@@ -259,7 +259,7 @@ class ScoreReward:
         shaping: potential-based shaping on or off.
         gamma: the learner's discount (used only with ``shaping``).
         normalize: one of :data:`NORMALIZE_MODES`.
-        scale: multiplies the score.
+        scale: multiplies the normalized score.
         offset: added after ``scale``.
         freeze_after: freeze the normalizer after this many scores.
         name: component name (``reward/<name>`` in the logs).
@@ -285,11 +285,11 @@ class ScoreReward:
         self.device = torch.device(device)
 
     def _value(self, score: torch.Tensor) -> torch.Tensor:
-        return self.scale * score.to(self.device, torch.float32) + self.offset
+        return score.to(self.device, torch.float32)
 
     def potential(self, score: torch.Tensor) -> torch.Tensor:
-        """``norm(scale * score + offset)`` with the current statistics (no update)."""
-        return self.normalizer(self._value(score))
+        """``scale * norm(score) + offset`` with the current statistics (no update)."""
+        return self.scale * self.normalizer(self._value(score)) + self.offset
 
     def reset(self, score: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
         """Scores of the start states (all worlds, or ``env_ids``) after ``env.reset()``."""

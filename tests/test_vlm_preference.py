@@ -1,0 +1,170 @@
+"""RL-VLM-F preference learning: Bradley-Terry loss, ensemble, query selection, and a reward
+model that learns cartpole's 'upright' ranking from a judge answering over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import math
+
+import imageio.v3 as iio
+import pytest
+import torch
+from openai_server import ChatRequest, OpenAIServer
+
+from rewardlab.envs import make_env
+from rewardlab.rewards.llm import ChatClient
+from rewardlab.rewards.search_config import LLMConfig
+from rewardlab.vlm_reward.base import make_scorer
+from rewardlab.vlm_reward.config import VLMConfig
+from rewardlab.vlm_reward.judge import VLMJudge
+from rewardlab.vlm_reward.preference import (
+    PreferenceDataset,
+    PreferenceScorer,
+    RewardEnsemble,
+    bradley_terry_loss,
+    collect_preferences,
+    disagreement,
+    frames_to_input,
+    save_ensemble,
+    select_queries,
+    train_ensemble,
+)
+
+
+@pytest.mark.unit
+def test_bradley_terry_loss_hand_computed():
+    r_a = torch.tensor([0.0, 0.0, 2.0, 1.0])
+    r_b = torch.tensor([1.0, 1.0, 2.0, 5.0])
+    labels = torch.tensor([1.0, 0.0, 0.5, -1.0])
+    # -log sigmoid(1) = log(1 + e^-1); -log(1 - sigmoid(1)) = log(1 + e); soft 0.5 at equal: log 2
+    expected = [math.log1p(math.exp(-1)), math.log1p(math.e), math.log(2.0), 0.0]
+    per = bradley_terry_loss(r_a, r_b, labels, reduction="none")
+    assert per.tolist() == pytest.approx(expected, abs=1e-6)
+    # mean over the 3 decided pairs only (the unsure one is dropped)
+    assert float(bradley_terry_loss(r_a, r_b, labels)) == pytest.approx(sum(expected) / 3)
+    # clips: reward of a clip = sum over its frames
+    clip_a, clip_b = torch.tensor([[0.5, 0.5]]), torch.tensor([[2.0, -1.0]])
+    assert float(bradley_terry_loss(clip_a, clip_b, torch.tensor([1.0]))) == pytest.approx(
+        math.log1p(math.exp(-0.0))
+    )
+    with pytest.raises(ValueError, match=r"labels: got \[2.0\]"):
+        bradley_terry_loss(r_a[:1], r_b[:1], torch.tensor([2.0]))
+    with pytest.raises(ValueError, match="must agree"):
+        bradley_terry_loss(r_a, r_b[:2], labels)
+
+
+@pytest.mark.unit
+def test_disagreement_selection_picks_the_most_contested_pairs():
+    ens = RewardEnsemble(members=3, image_size=8, width=4, seed=1)
+    g = torch.Generator().manual_seed(0)
+    pool = torch.randint(0, 256, (40, 8, 8, 3), dtype=torch.uint8, generator=g)
+    ia, ib = select_queries(ens, pool, 5, "disagreement", oversample=4, generator=g)
+    assert ia.shape == (5,) and bool((ia != ib).all())
+    # the same draw, scored by hand: the chosen pairs are the top-5 of all 20 candidates
+    g2 = torch.Generator().manual_seed(0)
+    torch.randint(0, 256, (40, 8, 8, 3), dtype=torch.uint8, generator=g2)
+    ca = torch.randint(0, 40, (20,), generator=g2)
+    cb = (ca + torch.randint(1, 40, (20,), generator=g2)) % 40
+    d = disagreement(ens, frames_to_input(pool[ca], 8), frames_to_input(pool[cb], 8))
+    top = set(torch.topk(d, 5).indices.tolist())
+    assert {(int(a), int(b)) for a, b in zip(ia, ib, strict=True)} == {
+        (int(ca[i]), int(cb[i])) for i in top
+    }
+    with pytest.raises(ValueError, match="uniform or disagreement"):
+        select_queries(ens, pool, 2, "entropy")
+
+
+@pytest.mark.unit
+def test_dataset_roundtrip_and_errors(tmp_path):
+    ds = PreferenceDataset.empty((4, 4, 3))
+    ds.extend(torch.zeros(2, 4, 4, 3), torch.ones(2, 4, 4, 3), torch.tensor([0, -1]))
+    ds.save(tmp_path / "prefs.pt")
+    back = PreferenceDataset.load(tmp_path / "prefs.pt")
+    assert len(back) == 2 and back.labels.tolist() == [0.0, -1.0]
+    with pytest.raises(ValueError, match="3 pairs but 2 labels"):
+        PreferenceDataset(torch.zeros(3, 4, 4, 3), torch.zeros(3, 4, 4, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match="every label is unsure"):
+        train_ensemble(
+            RewardEnsemble(1, 8, 4),
+            PreferenceDataset(
+                torch.zeros(1, 8, 8, 3, dtype=torch.uint8),
+                torch.zeros(1, 8, 8, 3, dtype=torch.uint8),
+                torch.tensor([-1.0]),
+            ),
+            log=None,
+        )
+    with pytest.raises(ValueError, match="preference_checkpoint: required"):
+        make_scorer(VLMConfig(scorer="preference"))
+    with pytest.raises(FileNotFoundError, match="nope.pt does not exist"):
+        make_scorer(VLMConfig(scorer="preference", preference_checkpoint=str(tmp_path / "nope.pt")))
+
+
+# -------------------------------------------------------------------------------------------------
+# The learning test: cartpole frames, a judge that 'sees' the pole angle, a BT ensemble.
+
+
+def _cartpole_frames(n: int, seed: int, size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` rendered cartpole frames with random pole angles and cart positions."""
+    env = make_env("cartpole_swingup", num_envs=1, render_size=(size, size), nthread=1)
+    env.reset(seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    angles = (torch.rand(n, generator=g) * 2 - 1) * math.pi
+    pos = (torch.rand(n, generator=g) * 2 - 1) * 1.0
+    frames = []
+    for a, p in zip(angles.tolist(), pos.tolist(), strict=True):
+        env.sim.qpos[0, 0], env.sim.qpos[0, 1] = p, a
+        frames.append(env.render([0])[0])
+    env.close()
+    return torch.stack(frames), angles
+
+
+def _key(pixels) -> str:
+    return hashlib.sha1(bytes(memoryview(pixels).cast("B"))).hexdigest()
+
+
+@pytest.mark.slow
+def test_ensemble_learns_upright_ranking_from_http_judge(tmp_path):
+    pool, angles = _cartpole_frames(200, seed=0)
+    held_out, held_angles = _cartpole_frames(60, seed=1)
+    # The judge's hidden knowledge: which frame shows which pole angle. It decodes the PNGs
+    # it is sent and looks them up -- the reward model only ever sees pixels and labels.
+    uprightness = {
+        _key(f.numpy().copy()): math.cos(a) for f, a in zip(pool, angles.tolist(), strict=True)
+    }
+
+    def judge_responder(req: ChatRequest) -> str:
+        assert "pole" in req.text()
+        ups = []
+        for url in req.images():
+            png = base64.b64decode(url.split(",", 1)[1])
+            ups.append(uprightness[_key(iio.imread(io.BytesIO(png)).copy())])
+        a, b = ups
+        if abs(a - b) < 0.02:
+            return "They look the same to me.\n-1"
+        return f"Image {1 if a > b else 2} has the pole more upright.\n{0 if a > b else 1}"
+
+    with OpenAIServer(judge_responder) as srv:
+        client = ChatClient(
+            LLMConfig(base_url=srv.base_url, model="test-model", max_retries=0),
+            log=lambda line: None,
+        )
+        judge = VLMJudge(client, goal="the pole is balanced upright above the cart", concurrency=4)
+        ds = collect_preferences(judge, pool, num_queries=320, batch=64, seed=0, log=None)
+        assert len(srv.requests) == 320
+    assert len(ds) == 320 and int((ds.labels == -1).sum()) > 0  # some pairs were too close
+    ens = RewardEnsemble(members=3, image_size=64, seed=0)
+    res = train_ensemble(ens, ds, epochs=15, log=None)
+    assert res.accuracy > 0.9, res
+    save_ensemble(ens, tmp_path / "reward.pt")
+    scorer = make_scorer(
+        VLMConfig(scorer="preference", preference_checkpoint=str(tmp_path / "reward.pt"))
+    )
+    assert isinstance(scorer, PreferenceScorer) and scorer.image_size == 64
+    s = scorer.score(held_out)
+    up = torch.cos(held_angles)
+    i, j = torch.triu_indices(60, 60, 1)
+    decided = (up[i] - up[j]).abs() > 0.05
+    acc = float(((s[i] > s[j]) == (up[i] > up[j]))[decided].float().mean())
+    assert acc > 0.85, f"held-out pair ordering accuracy {acc:.3f}"

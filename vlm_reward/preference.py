@@ -1,0 +1,610 @@
+"""Preference learning from VLM labels (RL-VLM-F): a Bradley-Terry reward-model ensemble.
+
+RL-VLM-F (Wang et al., 2024) asks a vision-language model which of two images better achieves
+the goal ("answer 0, 1, or -1 if unsure"), and trains a reward model on those labels with the
+Bradley-Terry likelihood ``P(b > a) = sigmoid(r(b) - r(a))``. The reward model, not the VLM,
+is then the reward, so the VLM is asked a few thousand questions instead of once per step.
+
+This module holds the pieces:
+
+- :func:`bradley_terry_loss`: the BT cross-entropy on frames or clips (a clip's reward is the
+  sum of its frames' rewards, as in Christiano et al. 2017), unsure labels dropped.
+- :class:`FrameRewardNet`: a small CNN on ``64 x 64`` frames (the paper's choice: an image
+  reward model), or an MLP over frozen embeddings from any ``encoder`` (e.g. a CLIP image
+  tower) when one is given.
+- :class:`RewardEnsemble`: ``M`` members with different initializations and data orders; the
+  ensemble mean is the reward, the spread across members is the disagreement used to choose
+  queries (:func:`select_queries`, PEBBLE's "disagreement" sampling).
+- :class:`PreferenceDataset`: frames and labels, saved and loaded atomically (``.pt``).
+- :func:`collect_preferences` and :func:`train_ensemble`: query a labeller (the generative
+  judge of :mod:`rewardlab.vlm_reward.judge`, or anything with ``compare(frames_a, frames_b)``),
+  then fit the ensemble.
+- :class:`PreferenceScorer`: a trained ensemble behind the ``FrameScorer`` interface, registered
+  as ``preference`` (``vlm.scorer=preference vlm.preference_checkpoint=...``).
+
+What it cannot do (yet): the online loop of the paper (query, retrain and relabel the replay
+buffer while the policy trains) is not wired into training; the ensemble is trained offline on
+frames recorded beforehand (``rewardlab vlm-prefs`` style) and then used as a fixed reward. A
+pixel CNN trained on a few hundred labels generalizes only to frames that look like its
+training frames (same camera, same task).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rewardlab.vlm_reward.base import check_frames, register_scorer
+
+UNSURE = -1
+"""Label of a pair the labeller could not decide (dropped from the loss)."""
+
+
+# -------------------------------------------------------------------------------------------------
+# Loss
+
+
+def bradley_terry_loss(
+    r_a: torch.Tensor, r_b: torch.Tensor, labels: torch.Tensor, reduction: str = "mean"
+) -> torch.Tensor:
+    """Bradley-Terry cross-entropy of preference labels.
+
+    ``P(b preferred) = sigmoid(R_b - R_a)`` where ``R`` is the reward of a frame (``[B]``) or the
+    sum over a clip (``[B, T]``). Label 0: ``a`` preferred; 1: ``b`` preferred; 0.5: equally
+    good (a soft label); -1 (:data:`UNSURE`): dropped.
+
+    Args:
+        r_a: rewards of the first items, ``[B]`` or ``[B, T]``.
+        r_b: rewards of the second items, same shape.
+        labels: ``[B]``, values in {0, 1, 0.5, -1}.
+        reduction: ``mean`` (over kept pairs; 0 when none is kept), ``sum`` or ``none``
+            (``[B]``, 0 for dropped pairs).
+
+    Raises:
+        ValueError: shapes disagree or a label is not one of the allowed values.
+    """
+    if r_a.shape != r_b.shape or r_a.shape[:1] != labels.shape:
+        raise ValueError(
+            f"bradley_terry_loss: r_a {tuple(r_a.shape)}, r_b {tuple(r_b.shape)} and labels "
+            f"{tuple(labels.shape)} must agree ([B] or [B, T], labels [B])"
+        )
+    labels = labels.to(r_a.dtype)
+    allowed = (labels == 0) | (labels == 1) | (labels == 0.5) | (labels == UNSURE)
+    if not bool(allowed.all()):
+        bad = labels[~allowed][:3].tolist()
+        raise ValueError(f"labels: got {bad}, expected 0, 1, 0.5 or -1")
+    if r_a.ndim == 2:
+        r_a, r_b = r_a.sum(1), r_b.sum(1)
+    keep = labels != UNSURE
+    logit = r_b - r_a
+    per_pair = F.binary_cross_entropy_with_logits(
+        logit, labels.clamp(min=0.0), reduction="none"
+    ) * keep.to(logit.dtype)
+    if reduction == "none":
+        return per_pair
+    if reduction == "sum":
+        return per_pair.sum()
+    if reduction != "mean":
+        raise ValueError(f"reduction: got {reduction!r}, expected mean, sum or none")
+    return per_pair.sum() / keep.sum().clamp(min=1)
+
+
+# -------------------------------------------------------------------------------------------------
+# Reward models
+
+
+def frames_to_input(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """``uint8 [..., H, W, 3]`` -> ``float32 [..., 3, size, size]`` in ``[-1, 1]`` (area resize)."""
+    lead = frames.shape[:-3]
+    x = frames.reshape(-1, *frames.shape[-3:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="area")
+    return x.reshape(*lead, 3, size, size)
+
+
+class FrameRewardNet(nn.Module):
+    """Reward of one frame: a small CNN on pixels, or an MLP on frozen embeddings.
+
+    Args:
+        image_size: side of the square input the CNN sees (frames are area-resized to it).
+        width: channels of the first conv layer (doubled once).
+        embed_dim: with an encoder, the embedding size; the net is then an MLP over embeddings
+            (``image_size`` is unused).
+    """
+
+    def __init__(self, image_size: int = 64, width: int = 16, embed_dim: int | None = None):
+        super().__init__()
+        self.image_size, self.embed_dim = image_size, embed_dim
+        if embed_dim is not None:
+            self.net = nn.Sequential(
+                nn.Linear(embed_dim, 128),
+                nn.ReLU(),
+                nn.Linear(128, 64),
+                nn.ReLU(),
+                nn.Linear(64, 1),
+            )
+            return
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 5, stride=2, padding=2),
+            nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(2 * w * 16, 64),
+            nn.ReLU(),
+            nn.Linear(64, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, S, S]`` pixels (or ``[B, D]`` embeddings) -> ``[B]`` rewards."""
+        return self.net(x).squeeze(-1)
+
+
+class RewardEnsemble(nn.Module):
+    """``M`` independently initialized reward nets; the mean is the reward.
+
+    Args:
+        members: ensemble size ``M`` (RL-VLM-F and PEBBLE use 3).
+        image_size: CNN input side.
+        width: CNN width.
+        embed_dim: embedding size when frames are encoded by a frozen ``encoder`` first.
+        seed: initialization seed (member ``k`` uses ``seed + k``).
+    """
+
+    def __init__(
+        self,
+        members: int = 3,
+        image_size: int = 64,
+        width: int = 16,
+        embed_dim: int | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"members: got {members!r}, expected >= 1")
+        nets = []
+        for k in range(members):
+            torch.manual_seed(seed + k)
+            nets.append(FrameRewardNet(image_size, width, embed_dim))
+        self.members = nn.ModuleList(nets)
+        self.hparams = {
+            "members": members,
+            "image_size": image_size,
+            "width": width,
+            "embed_dim": embed_dim,
+            "seed": seed,
+        }
+        self.register_buffer("out_mean", torch.zeros(()))
+        self.register_buffer("out_std", torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs ``[B, ...]`` -> per-member rewards ``[M, B]`` (raw, not standardized)."""
+        return torch.stack([m(x) for m in self.members])
+
+    def reward(self, x: torch.Tensor) -> torch.Tensor:
+        """Ensemble-mean reward ``[B]``, standardized by :meth:`calibrate`'s statistics."""
+        return (self(x).mean(0) - self.out_mean) / self.out_std
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Store mean/std of the ensemble-mean reward over ``x`` (BT rewards have no scale or
+        offset of their own; this fixes one, so the reward is ~N(0, 1) on the data)."""
+        r = self(x).mean(0)
+        self.out_mean.fill_(float(r.mean()))
+        self.out_std.fill_(max(float(r.std()) if r.numel() > 1 else 1.0, 1e-6))
+
+
+# -------------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class PreferenceDataset:
+    """Pairs of frames (or clips) with preference labels.
+
+    ``frames_a``/``frames_b`` are ``uint8 [B, H, W, 3]`` (frames) or ``[B, T, H, W, 3]`` (clips),
+    ``labels`` ``[B]`` float32 in {0, 1, 0.5, -1}. Frames are stored at the reward model's input
+    size to keep the file small.
+    """
+
+    frames_a: torch.Tensor
+    frames_b: torch.Tensor
+    labels: torch.Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.frames_a.shape != self.frames_b.shape:
+            raise ValueError(
+                f"frames_a {tuple(self.frames_a.shape)} and frames_b "
+                f"{tuple(self.frames_b.shape)} differ in shape"
+            )
+        if self.frames_a.shape[0] != self.labels.shape[0]:
+            raise ValueError(f"{self.frames_a.shape[0]} pairs but {self.labels.shape[0]} labels")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @classmethod
+    def empty(cls, frame_shape: Sequence[int]) -> PreferenceDataset:
+        """No pairs yet; ``frame_shape`` is one item's shape (``[H, W, 3]`` or ``[T, H, W, 3]``)."""
+        z = torch.zeros((0, *frame_shape), dtype=torch.uint8)
+        return cls(z, z.clone(), torch.zeros(0))
+
+    def extend(self, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> None:
+        """Append pairs (shapes as the stored ones)."""
+        self.frames_a = torch.cat([self.frames_a, a.to(torch.uint8).cpu()])
+        self.frames_b = torch.cat([self.frames_b, b.to(torch.uint8).cpu()])
+        self.labels = torch.cat([self.labels, labels.float().cpu()])
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (temp file, then rename), so a crash never leaves half a file."""
+        _atomic_save(
+            {
+                "frames_a": self.frames_a,
+                "frames_b": self.frames_b,
+                "labels": self.labels,
+                "meta": self.meta,
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> PreferenceDataset:
+        """Read what :meth:`save` wrote.
+
+        Raises:
+            ValueError: the file is not a preference dataset (names the missing key).
+        """
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("frames_a", "frames_b", "labels"):
+            if key not in data:
+                raise ValueError(f"{path}: not a preference dataset (no {key!r})")
+        return cls(data["frames_a"], data["frames_b"], data["labels"], dict(data.get("meta", {})))
+
+
+def _atomic_save(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -------------------------------------------------------------------------------------------------
+# Labelling and query selection
+
+
+class Labeller(Protocol):
+    """Anything that answers preference questions about pairs of frames.
+
+    ``compare(frames_a, frames_b)`` takes ``uint8 [B, H, W, 3]`` (or clips ``[B, T, H, W, 3]``)
+    and returns ``[B]`` labels: 0 (a better), 1 (b better), -1 (unsure).
+    """
+
+    def compare(self, frames_a: torch.Tensor, frames_b: torch.Tensor) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def disagreement(ensemble: RewardEnsemble, xa: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+    """Std over members of ``P(b > a)``, ``[B]`` (inputs already prepared for the nets)."""
+    ra, rb = ensemble(_flat(xa)), ensemble(_flat(xb))
+    ra, rb = _clip_sum(ra, xa), _clip_sum(rb, xb)
+    return torch.sigmoid(rb - ra).std(0) if ra.shape[0] > 1 else torch.zeros(ra.shape[1])
+
+
+def select_queries(
+    ensemble: RewardEnsemble | None,
+    pool: torch.Tensor,
+    k: int,
+    method: str = "uniform",
+    oversample: int = 4,
+    generator: torch.Generator | None = None,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Choose ``k`` pairs of indices into ``pool`` to ask the labeller about.
+
+    Args:
+        ensemble: the current reward model (needed for ``disagreement``).
+        pool: candidate frames/clips ``uint8 [P, ...]``.
+        k: pairs wanted.
+        method: ``uniform`` (random pairs) or ``disagreement`` (draw ``oversample * k`` random
+            pairs, keep the ``k`` the ensemble members disagree on most).
+        oversample: candidate factor of ``disagreement``.
+        generator: random source.
+        prepare: frames -> model inputs (default: resize to the ensemble's input size).
+
+    Returns:
+        ``(idx_a [k], idx_b [k])`` with ``idx_a != idx_b``.
+    """
+    if method not in ("uniform", "disagreement"):
+        raise ValueError(f"query selection: got {method!r}, expected uniform or disagreement")
+    n = int(pool.shape[0])
+    if n < 2:
+        raise ValueError(f"select_queries: need at least 2 frames in the pool, got {n}")
+    m = k if method == "uniform" else k * max(oversample, 1)
+    ia = torch.randint(0, n, (m,), generator=generator)
+    ib = (ia + torch.randint(1, n, (m,), generator=generator)) % n
+    if method == "uniform" or ensemble is None:
+        return ia[:k], ib[:k]
+    prep = prepare or (lambda f: frames_to_input(f, ensemble.hparams["image_size"]))
+    score = disagreement(ensemble, prep(pool[ia]), prep(pool[ib]))
+    top = torch.topk(score, k).indices
+    return ia[top], ib[top]
+
+
+def collect_preferences(
+    labeller: Labeller,
+    pool: torch.Tensor,
+    num_queries: int,
+    dataset: PreferenceDataset | None = None,
+    ensemble: RewardEnsemble | None = None,
+    method: str = "uniform",
+    batch: int = 16,
+    seed: int = 0,
+    store_size: int | None = 64,
+    log: Callable[[str], None] | None = print,
+) -> PreferenceDataset:
+    """Ask ``labeller`` about ``num_queries`` pairs drawn from ``pool``; append to ``dataset``.
+
+    Args:
+        labeller: e.g. :class:`rewardlab.vlm_reward.judge.VLMJudge`.
+        pool: frames ``uint8 [P, H, W, 3]`` (or clips ``[P, T, H, W, 3]``) at full resolution:
+            the labeller sees these.
+        num_queries: pairs to label.
+        dataset: appended to (and returned); a new one when ``None``.
+        ensemble: needed for ``method="disagreement"``.
+        method: see :func:`select_queries`.
+        batch: pairs per labeller call (the judge runs them concurrently).
+        seed: pair sampling seed.
+        store_size: frames are stored resized to this side (``None``: as given).
+        log: progress lines (``None``: silent).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.monotonic()
+    done = 0
+    while done < num_queries:
+        k = min(batch, num_queries - done)
+        ia, ib = select_queries(ensemble, pool, k, method, generator=gen)
+        a, b = pool[ia], pool[ib]
+        labels = labeller.compare(a, b).float()
+        if store_size is not None:
+            a, b = _resize_uint8(a, store_size), _resize_uint8(b, store_size)
+        if dataset is None:
+            dataset = PreferenceDataset.empty(a.shape[1:])
+        dataset.extend(a, b, labels)
+        done += k
+        if log is not None:
+            rate = done / max(time.monotonic() - t0, 1e-9)
+            unsure = int((dataset.labels == UNSURE).sum())
+            log(
+                f"preferences: {done}/{num_queries} labelled ({unsure} unsure) "
+                f"{rate:.1f} pairs/s, ETA {(num_queries - done) / max(rate, 1e-9):.0f}s"
+            )
+    assert dataset is not None
+    return dataset
+
+
+def _resize_uint8(frames: torch.Tensor, size: int) -> torch.Tensor:
+    if frames.shape[-3:-1] == (size, size):
+        return frames
+    x = frames_to_input(frames, size)
+    return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).movedim(-3, -1)
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    # [B, T, C, S, S] clips -> [B*T, C, S, S]; frames pass through.
+    return x.reshape(-1, *x.shape[2:]) if x.ndim == 5 else x
+
+
+def _clip_sum(r: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # per-member [M, B*T] -> [M, B] summed over a clip's frames.
+    return r.reshape(r.shape[0], x.shape[0], -1).sum(-1) if x.ndim == 5 else r
+
+
+# -------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_ensemble` reports."""
+
+    loss: float
+    """Mean BT loss of the members over the last epoch."""
+    accuracy: float
+    """Share of decided training pairs the ensemble mean orders like the labels."""
+    epochs: int
+    pairs: int
+    """Decided pairs trained on (unsure ones dropped)."""
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train_ensemble(
+    ensemble: RewardEnsemble,
+    dataset: PreferenceDataset,
+    epochs: int = 30,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    log: Callable[[str], None] | None = print,
+    log_every: int = 10,
+) -> TrainResult:
+    """Fit every member to the labels with the BT cross-entropy (Adam), then calibrate.
+
+    Members see the pairs in different orders (seed ``seed + k``), as in PEBBLE; unsure pairs
+    are dropped. With ``encoder`` (frames ``uint8 [n, H, W, 3]`` -> embeddings ``[n, D]``), the
+    frames are encoded once up front and the members are MLPs over the embeddings.
+
+    Raises:
+        ValueError: no decided pair in ``dataset``.
+    """
+    keep = dataset.labels != UNSURE
+    if int(keep.sum()) == 0:
+        raise ValueError("train_ensemble: every label is unsure (-1); nothing to learn from")
+    xa, xb = (
+        _prepare(ensemble, dataset.frames_a[keep], encoder),
+        _prepare(ensemble, dataset.frames_b[keep], encoder),
+    )
+    labels = dataset.labels[keep]
+    n = int(labels.shape[0])
+    opts = [
+        torch.optim.Adam(m.parameters(), lr=lr, weight_decay=weight_decay) for m in ensemble.members
+    ]
+    history: list[dict[str, float]] = []
+    ensemble.train()
+    t0 = time.monotonic()
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for k, (member, opt) in enumerate(zip(ensemble.members, opts, strict=True)):
+            perm = torch.randperm(
+                n, generator=torch.Generator().manual_seed(seed + 1000 * k + epoch)
+            )
+            for start in range(0, n, batch_size):
+                idx = perm[start : start + batch_size]
+                ra = _member_reward(member, xa[idx])
+                rb = _member_reward(member, xb[idx])
+                loss = bradley_terry_loss(ra, rb, labels[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+        row = {"epoch": float(epoch), "loss": sum(losses) / max(len(losses), 1)}
+        history.append(row)
+        if log is not None and (epoch % log_every == 0 or epoch == epochs):
+            el = time.monotonic() - t0
+            log(
+                f"reward model: epoch {epoch}/{epochs} loss {row['loss']:.4f} "
+                f"({el:.1f}s, ETA {el / epoch * (epochs - epoch):.0f}s)"
+            )
+    ensemble.eval()
+    with torch.no_grad():
+        ensemble.calibrate(torch.cat([_flat(xa), _flat(xb)]))
+        ra = _clip_sum(ensemble(_flat(xa)), xa).mean(0)
+        rb = _clip_sum(ensemble(_flat(xb)), xb).mean(0)
+        decided = labels != 0.5
+        pred = (rb > ra).float()
+        acc = (
+            float((pred[decided] == labels[decided]).float().mean()) if decided.any() else math.nan
+        )
+    return TrainResult(history[-1]["loss"], acc, epochs, n, history)
+
+
+def _member_reward(member: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    r = member(_flat(x))
+    return r.reshape(x.shape[0], -1) if x.ndim == 5 else r
+
+
+def _prepare(
+    ensemble: RewardEnsemble,
+    frames: torch.Tensor,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> torch.Tensor:
+    if encoder is None:
+        return frames_to_input(frames, ensemble.hparams["image_size"])
+    lead = frames.shape[:-3]
+    with torch.no_grad():
+        emb = encoder(frames.reshape(-1, *frames.shape[-3:])).float()
+    return emb.reshape(*lead, emb.shape[-1])
+
+
+# -------------------------------------------------------------------------------------------------
+# Checkpoints and the scorer
+
+
+def save_ensemble(ensemble: RewardEnsemble, path: str | Path, meta: dict[str, Any] | None = None):
+    """Write ``{"hparams", "state_dict", "meta"}`` atomically."""
+    _atomic_save(
+        {
+            "kind": "rewardlab-preference-ensemble",
+            "hparams": ensemble.hparams,
+            "state_dict": ensemble.state_dict(),
+            "meta": dict(meta or {}),
+        },
+        path,
+    )
+
+
+def load_ensemble(path: str | Path) -> RewardEnsemble:
+    """Read what :func:`save_ensemble` wrote.
+
+    Raises:
+        FileNotFoundError: no such file (named).
+        ValueError: the file is not a preference ensemble.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"vlm.preference_checkpoint: {path} does not exist")
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("kind") != "rewardlab-preference-ensemble":
+        raise ValueError(f"{path}: not a reward ensemble written by save_ensemble")
+    ens = RewardEnsemble(**data["hparams"])
+    ens.load_state_dict(data["state_dict"])
+    return ens.eval()
+
+
+class PreferenceScorer:
+    """A trained reward ensemble as a ``FrameScorer``: the score is the ensemble-mean reward.
+
+    ``progress_like`` is false by default: a BT reward ranks states, like a CLIP score, and is
+    paid per step (RL-VLM-F's use); set ``vlm.shaping=on`` to use it as a potential instead.
+    """
+
+    progress_like = False
+
+    def __init__(self, ensemble: RewardEnsemble, batch_size: int = 256):
+        if ensemble.hparams.get("embed_dim") is not None:
+            raise ValueError(
+                "PreferenceScorer: this ensemble scores embeddings; build it with "
+                "PreferenceScorer.with_encoder(ensemble, encoder)"
+            )
+        self.ensemble = ensemble.eval()
+        self.image_size = int(ensemble.hparams["image_size"])
+        self.batch_size = batch_size
+
+    @torch.inference_mode()
+    def score(self, frames: torch.Tensor) -> torch.Tensor:
+        """``uint8 [n, H, W, 3]`` -> ensemble-mean reward ``float32 [n]``."""
+        frames = check_frames(frames).cpu()
+        out = [
+            self.ensemble.reward(frames_to_input(frames[i : i + self.batch_size], self.image_size))
+            for i in range(0, frames.shape[0], self.batch_size)
+        ]
+        return torch.cat(out).float() if out else torch.zeros(0)
+
+    @torch.inference_mode()
+    def uncertainty(self, frames: torch.Tensor) -> torch.Tensor:
+        """Std of the members' rewards per frame, ``[n]`` (in calibrated units)."""
+        x = frames_to_input(check_frames(frames).cpu(), self.image_size)
+        return (self.ensemble(x) / self.ensemble.out_std).std(0)
+
+
+@register_scorer("preference")
+def _make_preference(cfg: Any) -> PreferenceScorer:
+    path = getattr(cfg, "preference_checkpoint", None)
+    if not path:
+        raise ValueError(
+            "vlm.preference_checkpoint: required by scorer=preference (a reward ensemble "
+            "trained with rewardlab.vlm_reward.preference.train_ensemble)"
+        )
+    return PreferenceScorer(load_ensemble(path), batch_size=cfg.batch_size)
