@@ -1,0 +1,582 @@
+"""Rewards written for other frameworks: Eureka / IsaacGymEnvs and Text2Reward.
+
+**Eureka / IsaacGymEnvs style.** Eureka's LLM writes::
+
+    @torch.jit.script
+    def compute_reward(root_states: torch.Tensor, actions: torch.Tensor, dt: float
+                       ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        velocity = root_states[:, 7:10]
+        ...
+        return total, {"forward": forward}
+
+and Eureka calls it with the env attributes of the same names (``self.root_states``, ...). Here
+each argument is bound BY NAME through the task's map in :data:`EUREKA_NAMES`: every native state
+entry under its own name, plus IsaacGymEnvs names (``root_states``, ``dof_pos``, ``up_vec``,
+``potentials``, ``actions``, ``dt``, ...) computed from the state. The ``@torch.jit.script``
+decorator is accepted and removed: the function runs eagerly (TorchScript needs the source file
+and rejects much of what eager runs; on CPU eager is as fast for these few tensor ops -- see
+``benchmarks/results/sandbox_overhead.md``). Its type comments are ignored.
+
+**Text2Reward style.** Text2Reward's LLM writes a single-world numpy function::
+
+    def compute_dense_reward(self, action) -> float:
+        distance = np.linalg.norm(self.robot.ee_position - self.goal_position)
+        return -distance
+
+reading attributes of ``self``. :data:`TEXT2REWARD_ATTRS` maps each task's attribute paths to
+state entries (every state entry is also ``self.<name>``). The adapter first calls the function
+once on the whole batch (attributes are ``[N, ...]`` arrays); if the result has shape ``[N]`` and
+agrees with per-world calls on a few worlds it keeps calling it batched, otherwise it loops over
+the worlds (correct for any code, e.g. ``np.linalg.norm`` without ``axis``, but slow:
+tens of microseconds per world). Components are empty; the reward is logged as its total only.
+
+What this cannot do: Eureka names with no counterpart in our state (contact forces
+``vec_sensor_tensor``, ``dof_force_tensor``, ``progress_buf``) are rejected with an
+``unknown_state`` error listing the available names. ``prev_potentials`` is a first-order
+estimate (``potentials - velocity toward the target``), exact up to the change of speed within
+one step. Text2Reward's ManiSkill objects (``self.obj1``, grippers, cabinet links) exist for none
+of our tasks.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardlab.rewards.sandbox import (
+    RewardError,
+    SandboxFailure,
+    StateDict,
+    check_ast,
+    exec_source,
+    find_function,
+    parse_source,
+    positional_params,
+    unknown_name_error,
+)
+
+State = Mapping[str, torch.Tensor]
+
+# ---------------------------------------------------------------------------------------------
+# Quaternion helpers (w, x, y, z), as our state stores them
+
+
+def _quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    w, u = q[:, :1], q[:, 1:]
+    t = 2.0 * torch.cross(u, v, dim=-1)
+    return v + w * t + torch.cross(u, t, dim=-1)
+
+
+def _axis(q: torch.Tensor, i: int) -> torch.Tensor:
+    e = torch.zeros(q.shape[0], 3, dtype=q.dtype, device=q.device)
+    e[:, i] = 1.0
+    return _quat_rotate(q, e)
+
+
+def _xyzw(q: torch.Tensor) -> torch.Tensor:
+    return q[:, [1, 2, 3, 0]]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How one foreign name is computed from our state."""
+
+    fn: Callable[[State, torch.Tensor, float], Any]
+    """``fn(state, action, dt) -> value`` (a tensor ``[N, ...]`` or a float)."""
+    doc: str
+    """The mapping in words, for docs/rewards.md."""
+
+
+def _entry(name: str) -> Binding:
+    return Binding(lambda s, a, dt: s[name], f"`{name}`")
+
+
+# ---------------------------------------------------------------------------------------------
+# Eureka / IsaacGymEnvs names per task
+
+_TARGET_X = 1000.0  # IsaacGymEnvs Ant/Humanoid run towards targets = (1000, 0, 0)
+
+
+def _targets(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    pos = s["torso_pos"]
+    t = torch.zeros_like(pos)
+    t[:, 0] = _TARGET_X
+    return t
+
+
+def _potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    to_target = _targets(s, a, dt) - s["torso_pos"]
+    return -torch.linalg.vector_norm(to_target[:, :2], dim=-1) / dt
+
+
+def _toward_target_speed(s: State) -> torch.Tensor:
+    to_target = (_targets(s, None, 1.0) - s["torso_pos"])[:, :2]  # type: ignore[arg-type]
+    direction = to_target / torch.linalg.vector_norm(to_target, dim=-1, keepdim=True).clamp_min(
+        1e-9
+    )
+    return (s["torso_linvel"][:, :2] * direction).sum(-1)
+
+
+def _prev_potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    return _potentials(s, a, dt) - _toward_target_speed(s)
+
+
+def _angvel_world(s: State) -> torch.Tensor:
+    return _quat_rotate(s["torso_quat"], s["torso_angvel"])
+
+
+def _root_states(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    return torch.cat(
+        [s["torso_pos"], _xyzw(s["torso_quat"]), s["torso_linvel"], _angvel_world(s)], -1
+    )
+
+
+def _heading_proj(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    heading = _axis(s["torso_quat"], 0)[:, :2]
+    to_target = (_targets(s, a, dt) - s["torso_pos"])[:, :2]
+    to_target = to_target / torch.linalg.vector_norm(to_target, dim=-1, keepdim=True).clamp_min(
+        1e-9
+    )
+    return (heading * to_target).sum(-1)
+
+
+_COMMON = {
+    "actions": Binding(lambda s, a, dt: a, "the action `[N, action_dim]` in [-1, 1]"),
+    "action": Binding(lambda s, a, dt: a, "the action `[N, action_dim]` in [-1, 1]"),
+    "last_actions": Binding(
+        lambda s, a, dt: s["prev_action"], "`prev_action` (IsaacGymEnvs' action of the step before)"
+    ),  # fmt: skip
+    "dt": Binding(lambda s, a, dt: float(dt), "the control step `env.control_dt` in s (a float)"),
+}
+
+_LOCOMOTION = {
+    "root_states": Binding(
+        _root_states,
+        "`[N, 13]`: `torso_pos`, `torso_quat` reordered to (x, y, z, w), `torso_linvel`, `torso_angvel` rotated to the world frame (IsaacGym layout)",
+    ),  # fmt: skip
+    "torso_position": _entry("torso_pos"),
+    "torso_rotation": Binding(
+        lambda s, a, dt: _xyzw(s["torso_quat"]), "`torso_quat` as (x, y, z, w)"
+    ),  # fmt: skip
+    "velocity": _entry("torso_linvel"),
+    "torso_velocity": _entry("torso_linvel"),
+    "ang_velocity": Binding(
+        lambda s, a, dt: _angvel_world(s), "`torso_angvel` rotated to the world frame"
+    ),  # fmt: skip
+    "dof_pos": _entry("joint_pos"),
+    "dof_vel": _entry("joint_vel"),
+    "targets": Binding(
+        _targets, "`[N, 3]` constant (1000, 0, 0): IsaacGymEnvs' far target along +x"
+    ),  # fmt: skip
+    "potentials": Binding(_potentials, "`-||(targets - torso_pos)_xy|| / dt`"),
+    "prev_potentials": Binding(
+        _prev_potentials,
+        "`potentials - (velocity toward the target)`, the first-order value of the previous step's potential",
+    ),  # fmt: skip
+    "up_vec": Binding(
+        lambda s, a, dt: _axis(s["torso_quat"], 2),
+        "the torso's up axis (z) in the world frame, `[N, 3]`",
+    ),  # fmt: skip
+    "heading_vec": Binding(
+        lambda s, a, dt: _axis(s["torso_quat"], 0),
+        "the torso's forward axis (x) in the world frame, `[N, 3]`",
+    ),  # fmt: skip
+    "up_proj": Binding(
+        lambda s, a, dt: _axis(s["torso_quat"], 2)[:, 2], "z of `up_vec` (1 upright)"
+    ),  # fmt: skip
+    "heading_proj": Binding(
+        _heading_proj,
+        "cosine between the torso's forward axis and the direction to the target, in the xy plane",
+    ),  # fmt: skip
+}
+
+_CARTPOLE = {
+    "dof_pos": Binding(
+        lambda s, a, dt: torch.stack([s["cart_pos"], s["pole_angle"]], -1),
+        "`[N, 2]`: (`cart_pos`, `pole_angle`)",
+    ),  # fmt: skip
+    "dof_vel": Binding(
+        lambda s, a, dt: torch.stack([s["cart_vel"], s["pole_angvel"]], -1),
+        "`[N, 2]`: (`cart_vel`, `pole_angvel`)",
+    ),  # fmt: skip
+    "obs_buf": Binding(
+        lambda s, a, dt: torch.stack(
+            [s["cart_pos"], s["cart_vel"], s["pole_angle"], s["pole_angvel"]], -1
+        ),
+        "`[N, 4]`: IsaacGymEnvs Cartpole observation (`cart_pos`, `cart_vel`, `pole_angle`, `pole_angvel`)",
+    ),  # fmt: skip
+    "pole_vel": _entry("pole_angvel"),
+}
+
+_PENDULUM = {
+    "dof_pos": Binding(lambda s, a, dt: s["angle"][:, None], "`[N, 1]`: `angle`"),
+    "dof_vel": Binding(lambda s, a, dt: s["angvel"][:, None], "`[N, 1]`: `angvel`"),
+    "pole_angle": _entry("angle"),
+    "pole_vel": _entry("angvel"),
+}
+
+_ARM = {
+    "dof_pos": _entry("joint_pos"),
+    "dof_vel": _entry("joint_vel"),
+    "hand_pos": _entry("ee_pos"),
+    "franka_grasp_pos": _entry("ee_pos"),
+    "end_effector_pos": _entry("ee_pos"),
+    "goal_pos": _entry("target_pos"),
+    "object_pos": _entry("target_pos"),
+    "target_position": _entry("target_pos"),
+}
+
+EUREKA_NAMES: dict[str, dict[str, Binding]] = {
+    "cartpole_balance": {**_COMMON, **_CARTPOLE},
+    "cartpole_swingup": {**_COMMON, **_CARTPOLE},
+    "pendulum_swingup": {**_COMMON, **_PENDULUM},
+    "arm_reach": {**_COMMON, **_ARM},
+    "ant_run": {**_COMMON, **_LOCOMOTION},
+    "humanoid_stand": {**_COMMON, **_LOCOMOTION},
+    "humanoid_walk": {**_COMMON, **_LOCOMOTION},
+}
+"""Per task: IsaacGymEnvs-style argument name -> how it is computed from our state. Every
+native state entry is bindable under its own name too (see :func:`eureka_names`)."""
+
+
+def eureka_names(task: str | None, state_names: Collection[str]) -> dict[str, Binding]:
+    """The names an Eureka-style ``compute_reward`` may take as arguments for ``task``.
+
+    Native state entries first, then the task's IsaacGymEnvs names (tasks without a map,
+    e.g. user YAML tasks, get the native names and the common ones).
+    """
+    out = {n: _entry(n) for n in state_names}
+    extra = EUREKA_NAMES.get(task or "", _COMMON)
+    out.update({k: v for k, v in extra.items() if k not in out})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Eureka adapter
+
+
+def check_eureka(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:
+    """Static checks of an Eureka-style reward: allow-list, a ``compute_reward``, known args."""
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return tree
+    err = check_ast(tree)
+    if err:
+        return err
+    fn = find_function(tree, "compute_reward")
+    if fn is None:
+        return RewardError("signature", "no function 'compute_reward' defined")
+    if fn.args.vararg or fn.args.kwarg:
+        return RewardError("signature", "compute_reward may not take *args or **kwargs", fn.lineno)
+    names = eureka_names(task, state_names)
+    for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
+        if arg.arg not in names:
+            return unknown_name_error(arg.arg, names, fn.lineno, "argument")
+    return None
+
+
+def build_eureka(
+    code: str, task: str | None, state_names: Collection[str], dt: float, *, filename: str
+) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Build ``fn(state, action)`` from Eureka-style source (after :func:`check_eureka`).
+
+    Picklable by reference, so :func:`rewardlab.rewards.sandbox.trial_run` can call it in the
+    child as ``builder``.
+    """
+    err = check_eureka(code, task, state_names)
+    if err:
+        raise SandboxFailure(err)
+    namespace = exec_source(code, filename)
+    fn = namespace["compute_reward"]
+    tree = ast.parse(code)
+    node = find_function(tree, "compute_reward")
+    assert node is not None
+    params = positional_params(node)
+    kwonly = [a.arg for a in node.args.kwonlyargs]
+    names = eureka_names(task, state_names)
+    bind = [(p, names[p].fn) for p in params]
+    bind_kw = [(p, names[p].fn) for p in kwonly]
+
+    def compute_reward(
+        state: State, action: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        args = [b(state, action, dt) for _, b in bind]
+        kwargs = {p: b(state, action, dt) for p, b in bind_kw}
+        out = fn(*args, **kwargs)
+        if isinstance(out, torch.Tensor):  # Eureka also accepts a bare reward
+            return out, {}
+        return out
+
+    compute_reward.arguments = params + kwonly  # type: ignore[attr-defined]
+    return compute_reward
+
+
+# ---------------------------------------------------------------------------------------------
+# Text2Reward names per task
+
+_T2R_COMMON = {
+    "robot.qpos": "joint_pos",
+    "robot.qvel": "joint_vel",
+    "last_action": "last_action",
+    "prev_action": "prev_action",
+}
+_T2R_LOCOMOTION = {
+    "robot.root_position": "torso_pos",
+    "robot.root_quat": "torso_quat",
+    "robot.root_velocity": "torso_linvel",
+    "robot.root_angular_velocity": "torso_angvel",
+    "robot.torso_position": "torso_pos",
+    "robot.torso_velocity": "torso_linvel",
+}
+TEXT2REWARD_ATTRS: dict[str, dict[str, str]] = {
+    "cartpole_balance": {
+        "cart_position": "cart_pos",
+        "cart_velocity": "cart_vel",
+        "pole_angular_velocity": "pole_angvel",
+        "pole_tip_position": "pole_tip_pos",
+        "last_action": "last_action",
+        "prev_action": "prev_action",
+    },
+    "pendulum_swingup": {
+        "pole_angle": "angle",
+        "pole_angular_velocity": "angvel",
+        "pole_tip_position": "tip_pos",
+        "last_action": "last_action",
+        "prev_action": "prev_action",
+    },
+    "arm_reach": {
+        **_T2R_COMMON,
+        "robot.ee_position": "ee_pos",
+        "robot.ee_pose.p": "ee_pos",
+        "goal_position": "target_pos",
+        "goal.position": "target_pos",
+    },
+    "ant_run": {**_T2R_COMMON, **_T2R_LOCOMOTION, "robot.forward_velocity": "forward_vel"},
+    "humanoid_stand": {**_T2R_COMMON, **_T2R_LOCOMOTION, "robot.head_height": "head_height"},
+    "humanoid_walk": {**_T2R_COMMON, **_T2R_LOCOMOTION, "robot.head_height": "head_height"},
+}
+TEXT2REWARD_ATTRS["cartpole_swingup"] = dict(TEXT2REWARD_ATTRS["cartpole_balance"])
+"""Per task: Text2Reward-style ``self.<path>`` -> state entry. Every state entry is also
+``self.<name>`` (see :func:`text2reward_attrs`)."""
+
+TEXT2REWARD_ENTRIES = ("compute_dense_reward", "compute_sparse_reward", "compute_reward")
+"""Function names the Text2Reward adapter looks for, in order."""
+
+
+def text2reward_attrs(task: str | None, state_names: Collection[str]) -> dict[str, str]:
+    """``self.<path>`` -> state entry for ``task`` (only entries the state has)."""
+    out = {n: n for n in state_names}
+    for path, entry in TEXT2REWARD_ATTRS.get(task or "", {}).items():
+        if entry in state_names:
+            out.setdefault(path, entry)
+    return out
+
+
+def _self_paths(fn: ast.FunctionDef, self_name: str) -> list[tuple[str, int]]:
+    """Longest attribute chains rooted at ``self`` (``self.robot.ee_position`` -> "robot.ee_position")."""
+    out = []
+    parents: dict[ast.AST, ast.AST] = {}
+    for node in ast.walk(fn):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id == self_name:
+            parts, cur = [], node
+            while isinstance(parents.get(cur), ast.Attribute):
+                cur = parents[cur]
+                parts.append(cur.attr)  # type: ignore[attr-defined]
+            out.append((".".join(parts), node.lineno))
+    return out
+
+
+def _t2r_entry(tree: ast.Module) -> ast.FunctionDef | None:
+    for name in TEXT2REWARD_ENTRIES:
+        fn = find_function(tree, name)
+        if fn is not None:
+            return fn
+    return None
+
+
+def check_text2reward(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:  # fmt: skip
+    """Static checks of a Text2Reward-style reward: allow-list, ``(self, action)``, attributes."""
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return tree
+    err = check_ast(tree)
+    if err:
+        return err
+    fn = _t2r_entry(tree)
+    if fn is None:
+        return RewardError(
+            "signature", f"no function named {' or '.join(TEXT2REWARD_ENTRIES)} defined"
+        )
+    params = positional_params(fn)
+    if len(params) < 1 or len(params) > 2:
+        return RewardError(
+            "signature", f"{fn.name}({', '.join(params)}) must take (self, action)", fn.lineno
+        )
+    attrs = text2reward_attrs(task, state_names)
+    prefixes = {p.rsplit(".", i)[0] for p in attrs for i in range(p.count(".") + 1)}
+    for path, line in _self_paths(fn, params[0]):
+        if not path:
+            return RewardError(
+                "forbidden", f"'{params[0]}' may only be used for attribute reads", line
+            )
+        # a chain may continue into methods of the value (self.goal_position.copy())
+        parts = path.split(".")
+        known = any(".".join(parts[:k]) in attrs for k in range(1, len(parts) + 1))
+        if not known and path not in prefixes:
+            return unknown_name_error(f"self.{path}", [f"self.{p}" for p in attrs], line, "attribute")  # fmt: skip
+    return None
+
+
+class _Attrs:
+    """``self`` of a Text2Reward function: attribute paths resolved to state arrays."""
+
+    __slots__ = ("_data", "_prefix", "_index")
+
+    def __init__(self, data: dict[str, Any], prefix: str, index: int | None) -> None:
+        self._data, self._prefix, self._index = data, prefix, index
+
+    def __getattr__(self, name: str) -> Any:
+        path = self._prefix + name
+        if path in self._data:
+            value = self._data[path]
+            return value if self._index is None else _item(value[self._index])
+        if any(k.startswith(path + ".") for k in self._data):
+            return _Attrs(self._data, path + ".", self._index)
+        known = ", ".join(f"self.{k}" for k in sorted(self._data))
+        raise AttributeError(f"self.{path} does not exist; known: {known}")
+
+
+def _item(v: np.ndarray) -> Any:
+    return float(v) if v.ndim == 0 else v
+
+
+def build_text2reward(
+    code: str, task: str | None, state_names: Collection[str], *, filename: str
+) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Build a batched ``fn(state, action)`` from a single-world Text2Reward function.
+
+    See the module docstring for the batched-or-loop decision. Picklable by reference for
+    :func:`rewardlab.rewards.sandbox.trial_run`.
+    """
+    err = check_text2reward(code, task, state_names)
+    if err:
+        raise SandboxFailure(err)
+    namespace = exec_source(code, filename)
+    entry = _t2r_entry(ast.parse(code))
+    assert entry is not None
+    fn = namespace[entry.name]
+    takes_action = len(positional_params(entry)) == 2
+    attrs = text2reward_attrs(task, state_names)
+    mode: dict[str, bool] = {}
+
+    def call(data: dict[str, Any], index: int | None, act: np.ndarray) -> Any:
+        me = _Attrs(data, "", index)
+        a = act if index is None else act[index]
+        return fn(me, a) if takes_action else fn(me)
+
+    def loop(data: dict[str, Any], act: np.ndarray, n: int) -> np.ndarray:
+        return np.array([float(call(data, i, act)) for i in range(n)], dtype=np.float64)
+
+    def compute_reward(
+        state: State, action: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        data = {p: state[e].detach().cpu().numpy().astype(np.float64) for p, e in attrs.items()}
+        act = action.detach().cpu().numpy().astype(np.float64)
+        n = act.shape[0]
+        if "batched" not in mode:
+            mode["batched"] = _batched_agrees(call, loop, data, act, n)
+        if mode["batched"]:
+            values = np.asarray(call(data, None, act), dtype=np.float64).reshape(n)
+        else:
+            values = loop(data, act, n)
+        total = torch.as_tensor(values, dtype=torch.float32, device=action.device)
+        return total, {}
+
+    compute_reward.mode = mode  # type: ignore[attr-defined]
+    return compute_reward
+
+
+def _batched_agrees(call: Callable, loop: Callable, data: dict, act: np.ndarray, n: int) -> bool:
+    """Whether calling on the whole batch gives ``[N]`` values equal to per-world calls."""
+    try:
+        batched = np.asarray(call(data, None, act), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - any failure means: not vectorizable
+        return False
+    if batched.shape != (n,):
+        return False
+    k = min(n, 8)
+    sample = loop({p: v[:k] for p, v in data.items()}, act[:k], k)
+    return bool(np.allclose(batched[:k], sample, rtol=1e-6, atol=1e-9, equal_nan=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Style detection
+
+
+def detect_style(code: str) -> str:
+    """``"native"``, ``"eureka"`` or ``"text2reward"`` from the source's shape.
+
+    Text2Reward: a ``compute_dense_reward``/``compute_sparse_reward``/``compute_reward`` whose
+    first parameter is ``self``. Native: ``compute_reward`` with two positional parameters whose
+    first is read with string keys (``state["x"]``) or named ``state``/``states``/``s``.
+    Eureka: any other ``compute_reward`` (arguments bound by name). Unparsable code is
+    ``"native"`` (the native check then reports the syntax error).
+    """
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return "native"
+    t2r = _t2r_entry(tree)
+    if t2r is not None and positional_params(t2r)[:1] == ["self"]:
+        return "text2reward"
+    fn = find_function(tree, "compute_reward")
+    if fn is None:
+        return "native"
+    params = positional_params(fn)
+    if len(params) == 2 and (params[0] in ("state", "states", "s") or state_reads(fn, params[0])):
+        return "native"
+    if any(isinstance(d, ast.Attribute | ast.Name) for d in fn.decorator_list):
+        return "eureka"
+    if len(params) == 2 and not fn.args.kwonlyargs and params[0] not in EUREKA_ALL_NAMES:
+        return "native"
+    return "eureka"
+
+
+EUREKA_ALL_NAMES = frozenset(n for m in EUREKA_NAMES.values() for n in m)
+
+
+def state_reads(fn: ast.AST, var: str) -> list[tuple[str, int]]:
+    """Re-export of :func:`rewardlab.rewards.sandbox.state_reads` for the detection above."""
+    from rewardlab.rewards.sandbox import state_reads as _reads
+
+    return _reads(fn, var)
+
+
+def mapping_table(task: str, state_names: Collection[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:  # fmt: skip
+    """``(eureka rows, text2reward rows)`` of ``(foreign name, our state)`` for docs."""
+    eureka = [(k, b.doc) for k, b in EUREKA_NAMES.get(task, _COMMON).items()]
+    t2r = [(f"self.{k}", f"`{v}`") for k, v in TEXT2REWARD_ATTRS.get(task, {}).items() if v in state_names]  # fmt: skip
+    return eureka, t2r
+
+
+__all__ = [
+    "EUREKA_NAMES",
+    "TEXT2REWARD_ATTRS",
+    "Binding",
+    "StateDict",
+    "build_eureka",
+    "build_text2reward",
+    "check_eureka",
+    "check_text2reward",
+    "detect_style",
+    "eureka_names",
+    "mapping_table",
+    "text2reward_attrs",
+]
