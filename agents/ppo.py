@@ -6,13 +6,16 @@ The runner (:mod:`rewardlab.agents.runner`) drives it: ``act`` -> env step -> ``
 for ``num_steps`` steps, then ``compute_returns`` and ``update``. Loss terms are computed by
 :func:`ppo_losses`, a pure function, so they can be checked on hand-made numbers.
 
-What it cannot do: recurrent policies, asymmetric critics, multi-GPU, or discrete actions.
+Multi-GPU training (one process per GPU) is :mod:`rewardlab.agents.distributed`, which sets
+:attr:`PPO.dist` so that gradients and the KL that drives the learning rate are averaged over
+processes. What it cannot do: recurrent policies, asymmetric critics, or discrete actions.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -118,6 +121,12 @@ class RewardNormalizer(nn.Module):
         return 1.0 / self.stats.std
 
 
+def _dist() -> Any:
+    from rewardlab.agents import distributed
+
+    return distributed
+
+
 def _adam(module: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
     """Adam, fused (one kernel for all parameters) where torch supports it on ``device``."""
     if device.type in ("cpu", "cuda"):
@@ -164,6 +173,8 @@ class PPO:
         self._raw_obs = torch.zeros(t, n, policy.obs_dim, device=self.device)
         self._returns = torch.zeros(t, n, device=self.device)
         self._pending: tuple[torch.Tensor, ...] | None = None
+        self.dist: Any = None
+        """A ``rewardlab.agents.distributed.DistContext`` in a multi-process run, else ``None``."""
 
     # -- rollout ---------------------------------------------------------------------------------
 
@@ -251,6 +262,8 @@ class PPO:
             std = self.policy.action_std.expand_as(mean)
             with torch.no_grad():
                 kl = gaussian_kl(batch.old_mean, batch.old_std, mean, std).mean()
+                if self.dist is not None:
+                    kl = _dist().all_reduce_mean(kl)
             if cfg.schedule == "adaptive":
                 # rsl_rl's rule, applied before this minibatch's step; .item() is one sync.
                 kl_value = kl.item()
@@ -276,6 +289,8 @@ class PPO:
             )
             self.optimizer.zero_grad(set_to_none=True)
             losses.total.backward()
+            if self.dist is not None:
+                _dist().average_gradients(self.policy)
             nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
             self.optimizer.step()
             with torch.no_grad():

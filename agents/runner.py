@@ -13,8 +13,9 @@ runner's own seeded ``torch.Generator`` and the env's own generator, and both ar
 with the env snapshot, so a run resumed from a checkpoint continues bit-identically (on the same
 machine and thread counts; not across devices or library versions).
 
-What it cannot do: asymmetric actor/critic observations, recurrent policies, several envs or
-processes (one env object, one process), or resume exactly from an env that cannot snapshot
+Several processes (one per GPU) train one run through :mod:`rewardlab.agents.distributed`,
+which sets :attr:`OnPolicyRunner.env_seed` and :attr:`OnPolicyRunner.num_envs_total`.
+What it cannot do: asymmetric actor/critic observations, recurrent policies, or resume exactly from an env that cannot snapshot
 itself (it then starts new episodes). Checkpoints are loaded with ``torch.load(weights_only=True)``
 when possible; a checkpoint holding other objects falls back to full unpickling, so only load
 checkpoints you trust.
@@ -103,6 +104,10 @@ class OnPolicyRunner:
         self.alg = PPO(self.policy, cfg, env.num_envs, self.device, self.generator)
         self.iteration = 0
         self.global_step = 0
+        self.env_seed = self.seed
+        """Seed of the env's first reset (per rank in a distributed run)."""
+        self.num_envs_total = env.num_envs
+        """Worlds per rollout over all processes (``global_step`` counts their steps)."""
         self._obs: torch.Tensor | None = None
         self._env_in_sync = True  # False while env.step() has run but self._obs is stale
         self._recent: deque[dict[str, float]] = deque(maxlen=1)
@@ -129,19 +134,18 @@ class OnPolicyRunner:
         Raises:
             FloatingPointError: a loss became NaN or infinite (e.g. a reward returned NaN).
         """
-        n, t = self.env.num_envs, self.cfg.num_steps
-        steps_per_iter = n * t
+        steps_per_iter = self.num_envs_total * self.cfg.num_steps
         history: list[dict[str, float]] = []
         if self.global_step >= total_steps:
             return history
         if self._obs is None:
-            self._obs = self.env.reset(seed=self.seed).to(self.device)
+            self._obs = self.env.reset(seed=self.env_seed).to(self.device)
         writer, metrics_file = self._open_logs()
         session_start, session_steps = time.perf_counter(), 0
         try:
             while self.global_step < total_steps:
                 t0 = time.perf_counter()
-                episodes = self._collect(t)
+                episodes = self._collect(self.cfg.num_steps)
                 t1 = time.perf_counter()
                 stats = self.alg.update(progress=self.global_step / total_steps)
                 t2 = time.perf_counter()

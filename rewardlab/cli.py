@@ -350,7 +350,12 @@ def _peek(args: argparse.Namespace, key: str) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train, then export, evaluate and plot into the run directory."""
+    """Train, then export, evaluate and plot into the run directory.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains its share of the worlds of one
+    run (:mod:`rewardlab.agents.distributed`); rank 0 alone writes and prints.
+    """
+    dctx = _init_distributed()
     run_dir, resume = _peek(args, "run_dir"), _peek(args, "resume")
     run_config = None
     if isinstance(run_dir, str) and resume is not False:
@@ -359,7 +364,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             run_config = existing.config  # continue the run as configured, plus these overrides
     cfg = load_train_config(args.overrides, config_file=args.config, run_config=run_config)
     run = RunDir(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg.task))
+    if dctx is not None:
+        if cfg.agent != "ppo":
+            raise ConfigError(COMMAND_LINE, "agent", "several processes (torchrun) need agent=ppo")
+        run = RunDir(dctx.broadcast_object(run.root))  # default run dirs carry the time
     checkpoint = run.latest_checkpoint() if run.root.is_dir() else None
+    if dctx is not None:
+        dctx.barrier()  # every rank has looked before rank 0 moves earlier outputs aside
     if checkpoint is not None and cfg.resume:
         check_resumable(run, cfg)
         if cfg.agent != "ppo":
@@ -370,24 +381,32 @@ def cmd_train(args: argparse.Namespace) -> int:
             )  # fmt: skip
     else:  # a fresh run never appends to an earlier one's metrics or checkpoints
         checkpoint = None
-        moved = run.archive_outputs() if run.root.is_dir() else None
+        main = dctx is None or dctx.is_main
+        moved = run.archive_outputs() if run.root.is_dir() and main else None
         if moved is not None:
             print(f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {moved}")
     cfg = dataclasses.replace(cfg, run_dir=str(run.root))
-    write_run_files(run, cfg)
+    if dctx is None or dctx.is_main:
+        write_run_files(run, cfg)
+    if dctx is not None:
+        dctx.barrier()
+        cfg = dataclasses.replace(cfg, device=dctx.device(cfg.device))
     print(f"[rewardlab] run directory: {run.root}")
     print(
         f"[rewardlab] task {cfg.task}, agent {cfg.agent}, {cfg.num_envs} worlds on {cfg.backend}/{cfg.device}, {cfg.total_steps:,} steps"
     )
 
     task_cfg = cfg.task_config()
-    env = _make_env(cfg, cfg.num_envs, cfg.seed, task_cfg)
+    if dctx is None:
+        env = _make_env(cfg, cfg.num_envs, cfg.seed, task_cfg)
+    else:
+        env = _make_env(cfg, dctx.num_envs(cfg.num_envs), dctx.seed(cfg.seed), task_cfg)
     t0 = time.perf_counter()
     global_step = None
     if cfg.agent == "ppo":
-        runner = _ppo_runner(cfg, env, run.root)
+        runner = _ppo_runner(cfg, env, run.root if dctx is None or dctx.is_main else None)
         if checkpoint is not None:
-            runner.load(checkpoint)
+            runner.load(checkpoint, load_env=dctx is None or dctx.is_main)
             print(
                 f"[rewardlab] resuming from {checkpoint} at step {runner.global_step:,} (iteration {runner.iteration})"
             )
@@ -395,11 +414,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(
                     f"[rewardlab] already trained {runner.global_step:,} >= total_steps={cfg.total_steps:,} steps; raise total_steps to train more"
                 )
+        if dctx is not None:
+            dctx.attach(runner)
         try:
-            runner.learn(cfg.total_steps, progress=True)
+            runner.learn(cfg.total_steps, progress=dctx is None or dctx.is_main)
         except KeyboardInterrupt:
             print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
             raise
+        if dctx is not None:
+            from rewardlab.agents.distributed import detach
+
+            detach(runner)
+            dctx.close()
+            if not dctx.is_main:  # rank 0 exports and evaluates
+                env.close()
+                return 0
         global_step = runner.global_step
         policy: Any = _PPOPolicy(runner, seed=cfg.eval_seed())
     else:
@@ -463,6 +492,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(f"  next:        rewardlab eval run_dir={run.root} episodes=20")
     return 0
+
+
+def _init_distributed() -> Any:
+    """The process group ``torchrun`` set up (``WORLD_SIZE`` > 1), else ``None``.
+
+    Ranks other than 0 print nothing to stdout (their errors still go to stderr).
+    """
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return None
+    from rewardlab.agents.distributed import init_from_env
+
+    dctx = init_from_env()
+    if dctx is not None and not dctx.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
+    return dctx
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
