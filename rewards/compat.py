@@ -173,7 +173,7 @@ _LOCOMOTION = {
     "targets": Binding(
         _targets, "`[N, 3]` constant (1000, 0, 0): IsaacGymEnvs' far target along +x"
     ),  # fmt: skip
-    "potentials": Binding(_potentials, "`-||(targets - torso_pos)_xy|| / dt`"),
+    "potentials": Binding(_potentials, "`-norm((targets - torso_pos)[:, :2]) / dt`"),
     "prev_potentials": Binding(
         _prev_potentials,
         "`potentials - (velocity toward the target)`, the first-order value of the previous step's potential",
@@ -559,11 +559,73 @@ def state_reads(fn: ast.AST, var: str) -> list[tuple[str, int]]:
     return _reads(fn, var)
 
 
-def mapping_table(task: str, state_names: Collection[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:  # fmt: skip
-    """``(eureka rows, text2reward rows)`` of ``(foreign name, our state)`` for docs."""
-    eureka = [(k, b.doc) for k, b in EUREKA_NAMES.get(task, _COMMON).items()]
-    t2r = [(f"self.{k}", f"`{v}`") for k, v in TEXT2REWARD_ATTRS.get(task, {}).items() if v in state_names]  # fmt: skip
-    return eureka, t2r
+SHIPPED_TASKS = (
+    "cartpole_balance",
+    "cartpole_swingup",
+    "pendulum_swingup",
+    "arm_reach",
+    "ant_run",
+    "humanoid_stand",
+    "humanoid_walk",
+)
+"""Tasks whose name maps docs/rewards.md documents."""
+
+DOCS_BEGIN = "<!-- BEGIN GENERATED: python -m rewardlab.rewards.compat --write docs/rewards.md -->"
+DOCS_END = "<!-- END GENERATED -->"
+
+
+def mapping_markdown(tasks: Collection[str] = SHIPPED_TASKS) -> str:
+    """Markdown tables of the Eureka and Text2Reward names of each task (for docs/rewards.md)."""
+    from rewardlab.envs import get_task
+
+    out = []
+    for task in tasks:
+        cls = get_task(task)
+        names = list(cls(cls.default_config(), cls.load_model()).full_state_spec())
+        out.append(f"### {task}\n")
+        out.append(f"State entries (also bindable by their own names): {', '.join(f'`{n}`' for n in names)}.\n")  # fmt: skip
+        out.append("| Eureka / IsaacGymEnvs argument | computed from our state |")
+        out.append("|---|---|")
+        for name, binding in EUREKA_NAMES.get(task, _COMMON).items():
+            out.append(f"| `{name}` | {binding.doc} |")
+        t2r = [(k, v) for k, v in TEXT2REWARD_ATTRS.get(task, {}).items() if v in names]
+        if t2r:
+            out.append("")
+            out.append("| Text2Reward attribute | state entry |")
+            out.append("|---|---|")
+            out.extend(f"| `self.{k}` | `{v}` |" for k, v in t2r)
+        out.append("")
+    return "\n".join(out)
+
+
+def update_docs(path: str) -> bool:
+    """Replace the generated block of ``path`` with :func:`mapping_markdown`; True if changed."""
+    from pathlib import Path
+
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    if DOCS_BEGIN not in text or DOCS_END not in text:
+        raise ValueError(f"{path}: no generated block ({DOCS_BEGIN!r} ... {DOCS_END!r})")
+    head, rest = text.split(DOCS_BEGIN, 1)
+    _, tail = rest.split(DOCS_END, 1)
+    new = f"{head}{DOCS_BEGIN}\n\n{mapping_markdown()}\n{DOCS_END}{tail}"
+    if new != text:
+        p.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rewardlab.rewards.compat [--write docs/rewards.md]``: print or update tables."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--write", metavar="FILE", help="update the generated block of FILE")
+    args = parser.parse_args(argv)
+    if args.write:
+        changed = update_docs(args.write)
+        print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+    else:
+        print(mapping_markdown())
 
 
 __all__ = [
@@ -577,6 +639,11 @@ __all__ = [
     "check_text2reward",
     "detect_style",
     "eureka_names",
-    "mapping_table",
+    "mapping_markdown",
+    "update_docs",
     "text2reward_attrs",
 ]
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from rewardlab.rewards import compat
 from rewardlab.rewards.sandbox import (
     DEFAULT_LIMITS,
     RewardError,
@@ -128,6 +127,8 @@ def load_reward_source(
         SandboxFailure: a check failed; ``error`` is the :class:`RewardError`.
         ValueError: unknown ``style``.
     """
+    from rewardlab.rewards import compat  # lazily: `python -m rewardlab.rewards.compat` stays clean
+
     if style not in STYLES:
         raise ValueError(f"unknown reward style {style!r}; allowed: {', '.join(STYLES)}")
     names, env_task, dt, env = _spec_of(env_or_state_spec)

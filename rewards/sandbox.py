@@ -899,7 +899,7 @@ def run_in_sandbox(
     code = proc.exitcode
     if code is not None and code < 0:
         sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
-        if -code == signal.SIGXCPU or (-code == signal.SIGKILL and _cpu_exhausted(limits)):
+        if -code == signal.SIGXCPU:
             raise SandboxFailure(
                 RewardError("timeout", f"used more than {limits.cpu_seconds:g} s of CPU time")
             )
@@ -909,13 +909,6 @@ def run_in_sandbox(
     raise SandboxFailure(
         RewardError("exception", f"the sandboxed process exited with status {code} and no result")
     )
-
-
-def _cpu_exhausted(limits: SandboxLimits) -> bool:
-    # children's CPU time is only known after they are reaped; RLIMIT_CPU sends SIGXCPU first,
-    # so a SIGKILL is the hard limit only if the soft one was reached
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime >= limits.cpu_seconds
 
 
 # ---------------------------------------------------------------------------------------------

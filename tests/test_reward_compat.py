@@ -1,0 +1,209 @@
+"""Compatibility layers: Eureka / IsaacGymEnvs rewards and Text2Reward rewards on our tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+import torch
+
+from rewardlab.envs import make_env
+from rewardlab.rewards import compat
+from rewardlab.rewards.sandbox import SandboxFailure, StateDict
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "rewards.md"
+
+
+def _stepped_state(task: str, n: int = 8, steps: int = 5, seed: int = 0):
+    env = make_env(task, num_envs=n, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    env.reset(seed=seed)
+    for _ in range(steps):
+        action = torch.rand(n, env.action_dim, generator=gen) * 2 - 1
+        env.step(action)
+    state = env.state()
+    dt = env.control_dt
+    env.close()
+    return state, action, dt
+
+
+@pytest.mark.parametrize("task", compat.SHIPPED_TASKS)
+def test_every_mapped_name_reads_real_state_entries(task):
+    state, action, dt = _stepped_state(task, steps=2)
+    assert set(compat.EUREKA_NAMES[task]) >= {"actions", "dt"}
+    n = action.shape[0]
+    for name, binding in compat.eureka_names(task, list(state)).items():
+        value = binding.fn(StateDict(state), action, dt)  # KeyError if the map is stale
+        if name == "dt":
+            assert value == pytest.approx(dt)
+        else:
+            assert isinstance(value, torch.Tensor) and value.shape[0] == n, name
+            assert torch.isfinite(value).all(), name
+    for path, entry in compat.TEXT2REWARD_ATTRS[task].items():
+        assert entry in state, f"{task}: self.{path} -> {entry!r} is not a state entry"
+
+
+def test_quaternion_helpers_match_mujoco():
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(16, 4, generator=gen, dtype=torch.float64)
+    q = q / q.norm(dim=-1, keepdim=True)
+    v = torch.randn(16, 3, generator=gen, dtype=torch.float64)
+    ours = compat._quat_rotate(q, v)
+    for i in range(16):
+        ref = np.zeros(3)
+        mujoco.mju_rotVecQuat(ref, v[i].numpy(), q[i].numpy())
+        assert np.allclose(ours[i].numpy(), ref, atol=1e-12)
+
+
+def test_ant_root_states_layout_and_world_angular_velocity():
+    state, action, dt = _stepped_state("ant_run", steps=6)
+    rs = compat.EUREKA_NAMES["ant_run"]["root_states"].fn(state, action, dt)
+    assert rs.shape == (8, 13)
+    assert torch.equal(rs[:, 0:3], state["torso_pos"])
+    assert torch.equal(rs[:, 3:7], state["torso_quat"][:, [1, 2, 3, 0]])  # IsaacGym (x, y, z, w)
+    assert torch.equal(rs[:, 7:10], state["torso_linvel"])
+    # world angular velocity: same magnitude as the body-frame one, and rotating it back gives it
+    w = rs[:, 10:13]
+    assert torch.allclose(w.norm(dim=-1), state["torso_angvel"].norm(dim=-1), atol=1e-5)
+    q_inv = state["torso_quat"] * torch.tensor([1.0, -1.0, -1.0, -1.0])
+    assert torch.allclose(compat._quat_rotate(q_inv, w), state["torso_angvel"], atol=1e-5)
+
+
+def test_prev_potentials_estimate_matches_the_previous_step():
+    env = make_env("ant_run", num_envs=32, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    env.reset(seed=3)
+    b = compat.EUREKA_NAMES["ant_run"]
+    dt = env.control_dt
+    errors = []
+    prev = None
+    for _ in range(12):
+        action = torch.rand(32, env.action_dim, generator=gen) * 2 - 1
+        _, _, term, trunc, _ = env.step(action)
+        s = env.state()
+        pot = b["potentials"].fn(s, action, dt)
+        if prev is not None:
+            ok = ~(term | trunc)
+            errors.append((b["prev_potentials"].fn(s, action, dt) - prev)[ok])
+        prev = pot
+    env.close()
+    err = torch.cat(errors).abs()
+    # the estimate differs from the true previous potential by (end - mean speed in the step)
+    assert float(err.median()) < 0.2, err.median()
+
+
+def test_eureka_fixture_runs_with_bound_arguments():
+    code = (FIXTURES / "ant_eureka.py").read_text()
+    assert compat.detect_style(code) == "eureka"
+    state, action, dt = _stepped_state("ant_run")
+    names = list(state)
+    assert compat.check_eureka(code, "ant_run", names) is None
+    fn = compat.build_eureka(code, "ant_run", names, dt, filename="ant_eureka.py")
+    assert fn.arguments == ["root_states", "actions", "up_vec", "potentials", "prev_potentials", "dt"]  # fmt: skip
+    total, comps = fn(StateDict(state), action)
+    # hand-computed from our state names
+    fwd = torch.exp(0.5 * state["torso_linvel"][:, 0]) - 1.0
+    assert torch.allclose(comps["forward_reward"], fwd, atol=1e-6)
+    assert torch.allclose(comps["upright_reward"], state["up_z"], atol=1e-5)
+    assert torch.allclose(comps["energy_penalty"], -0.05 * (action**2).sum(-1))
+    expected = fwd + 0.1 * comps["progress_reward"] + 0.5 * comps["upright_reward"] + comps["energy_penalty"]  # fmt: skip
+    assert torch.allclose(total, expected, atol=1e-5)
+
+
+def test_eureka_torchscript_decorator_is_stripped_not_required():
+    code = "@torch.jit.script\ndef compute_reward(pole_angle: torch.Tensor, actions: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:\n    r = torch.cos(pole_angle)\n    return r, {'r': r}\n"  # fmt: skip
+    state, action, dt = _stepped_state("cartpole_balance")
+    fn = compat.build_eureka(code, "cartpole_balance", list(state), dt, filename="<t>")
+    total, _ = fn(StateDict(state), action)
+    assert torch.allclose(total, torch.cos(state["pole_angle"]))
+
+
+def test_eureka_unknown_argument_lists_available_names():
+    code = "def compute_reward(root_states: torch.Tensor, vec_sensor_tensor: torch.Tensor):\n    return root_states[:, 0], {}\n"  # fmt: skip
+    err = compat.check_eureka(code, "ant_run", ["torso_pos", "torso_quat", "torso_linvel"])
+    assert err is not None and err.kind == "unknown_state"
+    assert "'vec_sensor_tensor'" in err.message and "root_states" in err.message
+
+
+def test_eureka_forbidden_code_is_still_rejected():
+    code = "@torch.jit.script\ndef compute_reward(actions: torch.Tensor):\n    torch.os.system('x')\n    return actions[:, 0], {}\n"  # fmt: skip
+    err = compat.check_eureka(code, "ant_run", ["torso_pos"])
+    assert err is not None and err.kind == "forbidden"
+    other = code.replace("@torch.jit.script", "@torch.compile")
+    assert compat.check_eureka(other, "ant_run", ["torso_pos"]).kind == "forbidden"
+
+
+def test_text2reward_loop_adapter_matches_per_world_numpy():
+    code = (FIXTURES / "arm_text2reward.py").read_text()
+    assert compat.detect_style(code) == "text2reward"
+    state, action, _ = _stepped_state("arm_reach")
+    fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t2r.py")
+    total, comps = fn(StateDict(state), action)
+    assert comps == {} and total.shape == (8,) and total.dtype == torch.float32
+    assert fn.mode == {"batched": False}  # np.linalg.norm without axis: one world at a time
+    ee, goal, act = (state[k].double().numpy() for k in ("ee_pos", "target_pos", "last_action"))
+    for i in range(8):
+        d = np.linalg.norm(ee[i] - goal[i])
+        ref = -d + (1.0 if d < 0.05 else 0.0) - 0.01 * np.linalg.norm(action[i].double().numpy())
+        assert total[i].item() == pytest.approx(ref, rel=1e-5, abs=1e-6)
+    assert act.shape == (8, 3)
+
+
+def test_text2reward_vectorizable_code_runs_batched():
+    code = (FIXTURES / "arm_text2reward_vectorizable.py").read_text()
+    state, action, _ = _stepped_state("arm_reach")
+    fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t2r.py")
+    total, _ = fn(StateDict(state), action)
+    assert fn.mode == {"batched": True}
+    d = state["distance"].double()
+    assert torch.allclose(total.double(), -d + 0.1 * torch.exp(-d / 0.05), atol=1e-5)
+
+
+def test_text2reward_unknown_attribute_is_named():
+    code = "import numpy as np\ndef compute_dense_reward(self, action):\n    return -np.linalg.norm(self.obj1.position - self.goal_position)\n"  # fmt: skip
+    err = compat.check_text2reward(code, "arm_reach", ["ee_pos", "target_pos"])
+    assert err is not None and err.kind == "unknown_state"
+    assert "self.obj1.position" in err.message and "self.goal_position" in err.message
+    # private attributes of the proxy are out of reach
+    code = "def compute_dense_reward(self, action):\n    return self._data\n"
+    assert compat.check_text2reward(code, "arm_reach", ["ee_pos"]).kind == "forbidden"
+
+
+def test_text2reward_build_rejects_bad_code():
+    with pytest.raises(SandboxFailure) as info:
+        compat.build_text2reward("def f(x):\n    return 1\n", "arm_reach", ["ee_pos"], filename="x")
+    assert info.value.error.kind == "signature"
+
+
+@pytest.mark.parametrize(
+    "code, style",
+    [
+        ("def compute_reward(state, action):\n    return state['x'], {}\n", "native"),
+        ("def compute_reward(s, a):\n    return s['x'], {}\n", "native"),
+        ("def compute_reward(obs, act):\n    return obs['x'], {}\n", "native"),
+        ("def compute_reward(root_states, actions):\n    return root_states[:, 0], {}\n", "eureka"),
+        (
+            "def compute_reward(pole_angle, actions, dt: float):\n    return pole_angle, {}\n",
+            "eureka",
+        ),  # fmt: skip
+        ("def compute_dense_reward(self, action):\n    return 0.0\n", "text2reward"),
+        ("def compute_reward(self, action):\n    return 0.0\n", "text2reward"),
+    ],
+)
+def test_style_detection(code, style):
+    assert compat.detect_style(code) == style
+
+
+def test_docs_tables_are_generated_from_the_maps():
+    text = DOCS.read_text(encoding="utf-8")
+    block = text.split(compat.DOCS_BEGIN, 1)[1].split(compat.DOCS_END, 1)[0]
+    assert block.strip() == compat.mapping_markdown().strip(), (
+        "docs/rewards.md is stale: run python -m rewardlab.rewards.compat --write docs/rewards.md"
+    )
+    for task in compat.SHIPPED_TASKS:
+        assert f"### {task}" in block
