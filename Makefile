@@ -9,10 +9,19 @@ TASK   ?= cartpole_balance
 RUN_DIR ?= runs/$(TASK)
 # Pytest selection; CI runs every tier that needs neither ROS 2 nor a GPU.
 PYTEST_ARGS ?= -m "not ros and not gpu"
+# The ROS 2 tier runs in a second venv: rclpy and message packages from PyPI (their start-up hook
+# re-executes Python with LD_LIBRARY_PATH set, which we keep out of .venv), seeing .venv's packages
+# through a .pth file so that torch, mujoco, cyclonedds ... are not installed twice.
+VENV_ROS ?= .venv-ros
+ROS_BIN   = $(VENV_ROS)/bin
+ROS_PYTHON ?= python3.11
+ROS_PYTEST_ARGS ?= -m "ros and not gpu"
+ROS_PACKAGES = ros-rclpy ros-rmw-fastrtps-cpp ros-builtin-interfaces ros-std-msgs ros-sensor-msgs \
+  ros-geometry-msgs ros-trajectory-msgs colcon-core colcon-python-setup-py colcon-ros
 
 export MUJOCO_GL ?= egl
 
-.PHONY: install install-test system-deps train test lint clean
+.PHONY: install install-test install-ros system-deps train test test-ros lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +49,21 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# .venv-ros: python3.11 (the ROS wheels are cp311) + the ROS wheels + a .pth onto .venv's packages.
+install-ros: install-test
+	@test -x $(ROS_BIN)/python || $(ROS_PYTHON) -m venv $(VENV_ROS)
+	$(ROS_BIN)/pip install --quiet $(ROS_PACKAGES)
+	@main=$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	ros=$$($(ROS_BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	echo "import site; site.addsitedir('$$main')" > "$$ros/zz_rewardlab_main_venv.pth"
+	$(ROS_BIN)/python -c "import rclpy, rewardlab.deploy, cyclonedds"
+
+test-ros: install-ros
+	$(ROS_BIN)/python -m pytest $(ROS_PYTEST_ARGS) --durations=10
+
+test: lint install-ros
 	$(BIN)/python -m pytest $(PYTEST_ARGS) --durations=15
+	$(ROS_BIN)/python -m pytest $(ROS_PYTEST_ARGS) --durations=10
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_ROS) .pytest_cache .ruff_cache

@@ -1,0 +1,334 @@
+"""The rclpy deploy node: robot topics in, the :class:`~rewardlab.deploy.controller.Controller`
+in the middle, ros2_control commands out.
+
+::
+
+    rewardlab deploy policy=runs/arm/export robot=arm                 # this node (transport=rclpy)
+    ros2 run rewardlab rewardlab-deploy --ros-args -p policy:=runs/arm/export -p robot:=arm
+
+Inputs (QoS: sensor data, i.e. best effort, volatile, keep last 5 -- it matches reliable and
+best-effort publishers alike):
+
+- ``topics.joint_states`` ``sensor_msgs/JointState``: mapped by joint name (any order, any subset);
+- ``topics.imu`` ``sensor_msgs/Imu``, ``topics.target`` ``geometry_msgs/PointStamped``;
+- ``topics.estop`` ``std_msgs/Bool``: ``true`` damps at once; ``topics.heartbeat``
+  ``std_msgs/Header``: when configured, the robot only moves while heartbeats arrive;
+- ``~/reset`` and ``~/start`` ``std_msgs/Empty``: re-arm after a trip / leave PASSIVE when the
+  robot config has ``auto_start: false``.
+
+Outputs (reliable, keep last 10): ``topics.command`` as ``std_msgs/Float64MultiArray`` (a
+ros2_control ``forward_command_controller`` / ``position_controllers/JointGroupPositionController``,
+joints in the robot config's order) or a one-point ``trajectory_msgs/JointTrajectory``
+(``joint_trajectory_controller``), and ``topics.safety_state`` ``std_msgs/String`` on every change.
+
+Timing: one node, one persistent :class:`rclpy.executors.SingleThreadedExecutor`, so every
+callback (and the controller, which is not thread-safe) runs on one thread. ``trigger=timer``
+ticks on a wall-clock timer at the control rate. ``trigger=joint_state`` (default) ticks in the
+joint-state callback that first arrives after a tick falls due, so the command leaves right after
+the observation it used (lowest latency); a timer at the same rate still ticks when joint states
+stop, so the watchdog sees a blackout. Per-tick latency (joint state received -> command
+published) and tick intervals are kept; ``stats_out`` writes them as JSON on exit.
+
+rclpy is imported only when a node is built: importing this module needs no ROS. Not supported:
+lifecycle (managed) nodes, services (std_srvs is not among the PyPI wheels), multi-threaded
+executors, ROS time / ``use_sim_time`` (the controller runs on ``time.monotonic()``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlab.deploy.dds_env import apply_dds_environment
+from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample
+
+TRIGGERS = ("joint_state", "timer")
+"""When the control tick runs: on the first joint state after it falls due, or on a timer."""
+
+
+@dataclass
+class LoopStats:
+    """Timing of the control loop, kept by the node (seconds, ``time.monotonic()``)."""
+
+    period: float
+    """The control period."""
+    tick_times: list[float] = field(default_factory=list)
+    """Start time of every tick that published a command."""
+    latencies: list[float] = field(default_factory=list)
+    """Per published command: publish time - receive time of the newest joint state it used."""
+    states: list[str] = field(default_factory=list)
+    """Safety state of every published command."""
+
+    def summary(self) -> dict[str, float]:
+        """Median / p99 / max latency (ms), interval jitter (ms) and missed deadlines."""
+        out: dict[str, float] = {"commands": float(len(self.latencies))}
+        if self.latencies:
+            lat = np.asarray(self.latencies) * 1e3
+            out.update(
+                latency_median_ms=float(np.median(lat)),
+                latency_p99_ms=float(np.percentile(lat, 99)),
+                latency_max_ms=float(lat.max()),
+            )
+        if len(self.tick_times) > 2:
+            iv = np.diff(np.asarray(self.tick_times))
+            out.update(
+                interval_median_ms=float(np.median(iv) * 1e3),
+                jitter_std_ms=float(np.std(iv) * 1e3),
+                jitter_p99_ms=float(np.percentile(np.abs(iv - self.period), 99) * 1e3),
+                missed_deadlines=float(np.sum(iv > 1.5 * self.period)),
+                rate_hz=float((len(iv)) / (self.tick_times[-1] - self.tick_times[0])),
+            )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period,
+            "tick_times": self.tick_times,
+            "latencies": self.latencies,
+            "states": self.states,
+            "summary": self.summary(),
+        }
+
+
+def _stamp(header: Any) -> float:
+    return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
+
+
+class DeployNode:
+    """The rclpy node around one controller (build it with :func:`create_node`).
+
+    Args:
+        controller: the :class:`~rewardlab.deploy.controller.Controller`.
+        node_name: ROS node name.
+        trigger: ``joint_state`` or ``timer`` (see the module docstring).
+        parameters: extra values to declare as read-only ROS parameters (introspection).
+        log: where progress lines go (one every ``log_every_s``).
+        log_every_s: seconds between progress lines (0: none).
+        record: callback for every published command (recording, the ros2 env backend).
+    """
+
+    def __init__(
+        self,
+        controller: Any,
+        node_name: str = "rewardlab_deploy",
+        trigger: str = "joint_state",
+        parameters: dict[str, Any] | None = None,
+        log: Callable[[str], None] = print,
+        log_every_s: float = 5.0,
+        record: Callable[[Command], None] | None = None,
+        context: Any = None,
+    ) -> None:
+        if trigger not in TRIGGERS:
+            raise ValueError(f"trigger: got {trigger!r}, expected one of {', '.join(TRIGGERS)}")
+        apply_dds_environment()
+        import rclpy
+        from rclpy.node import Node
+        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+        from std_msgs.msg import Bool, Empty, Float64MultiArray, Header, String
+
+        self.ctrl = controller
+        self.robot = controller.robot
+        self.trigger = trigger
+        self.period = 1.0 / float(controller.control_rate_hz)
+        self.stats = LoopStats(self.period)
+        self.log = log
+        self.log_every_s = log_every_s
+        self.record = record
+        self._next_due = -math.inf
+        self._last_log = time.monotonic()
+        self._last_status = ""
+        self._lock = threading.Lock()
+        if not rclpy.ok(context=context):
+            rclpy.init(context=context)
+        self.node: Node = Node(node_name, context=context)
+        for name, value in (parameters or {}).items():
+            self.node.declare_parameter(name, value)
+        topics = self.robot.topics
+        sensor = qos_profile_sensor_data
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+        from sensor_msgs.msg import JointState
+
+        self.node.create_subscription(JointState, topics.joint_states, self._on_joint_state, sensor)
+        if topics.imu:
+            from sensor_msgs.msg import Imu
+
+            self.node.create_subscription(Imu, topics.imu, self._on_imu, sensor)
+        if topics.target:
+            from geometry_msgs.msg import PointStamped
+
+            self.node.create_subscription(PointStamped, topics.target, self._on_target, sensor)
+        if topics.estop:
+            self.node.create_subscription(Bool, topics.estop, self._on_estop, sensor)
+        if topics.heartbeat:
+            self.node.create_subscription(Header, topics.heartbeat, self._on_heartbeat, sensor)
+        self.node.create_subscription(Empty, "~/reset", self._on_reset, reliable)
+        self.node.create_subscription(Empty, "~/start", lambda _m: self.ctrl.start(), reliable)
+
+        if self.robot.command_type == "trajectory":
+            from builtin_interfaces.msg import Duration
+            from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+            self._traj = (JointTrajectory, JointTrajectoryPoint, Duration)
+            self.pub = self.node.create_publisher(JointTrajectory, topics.command, reliable)
+        else:
+            self._float_array = Float64MultiArray
+            self.pub = self.node.create_publisher(Float64MultiArray, topics.command, reliable)
+        self._string = String
+        self.state_pub = (
+            self.node.create_publisher(String, topics.safety_state, reliable)
+            if topics.safety_state
+            else None
+        )
+        # The timer ticks in timer mode; in joint_state mode it is the fallback that keeps the
+        # watchdog running when joint states stop (it ticks once a tick is half a period late).
+        self.timer = self.node.create_timer(self.period, self._on_timer)
+
+    # -- callbacks (all on the executor's one thread) ------------------------------------------
+
+    def _on_joint_state(self, msg: Any) -> None:
+        now = time.monotonic()
+        self.ctrl.on_joint_state(
+            JointStateSample(
+                names=tuple(msg.name),
+                position=np.asarray(msg.position, dtype=np.float64),
+                velocity=np.asarray(msg.velocity, dtype=np.float64),
+                effort=np.asarray(msg.effort, dtype=np.float64),
+                stamp=_stamp(msg.header),
+                recv_time=now,
+            )
+        )
+        if self.trigger == "joint_state" and now >= self._next_due:
+            self._tick(now)
+
+    def _on_imu(self, msg: Any) -> None:
+        o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+        self.ctrl.on_imu(
+            ImuSample(
+                orientation=np.array([o.x, o.y, o.z, o.w]),
+                angular_velocity=np.array([w.x, w.y, w.z]),
+                linear_acceleration=np.array([a.x, a.y, a.z]),
+                stamp=_stamp(msg.header),
+                recv_time=time.monotonic(),
+            )
+        )
+
+    def _on_target(self, msg: Any) -> None:
+        p = msg.point
+        self.ctrl.on_target(
+            PointSample(
+                point=np.array([p.x, p.y, p.z]),
+                frame_id=msg.header.frame_id,
+                stamp=_stamp(msg.header),
+                recv_time=time.monotonic(),
+            )
+        )
+
+    def _on_estop(self, msg: Any) -> None:
+        self.ctrl.on_estop(bool(msg.data), time.monotonic())
+        self._publish_status()
+
+    def _on_heartbeat(self, _msg: Any) -> None:
+        self.ctrl.on_heartbeat(time.monotonic())
+
+    def _on_reset(self, _msg: Any) -> None:
+        ok = self.ctrl.reset()
+        self.log(f"[deploy] reset {'accepted' if ok else 'refused (e-stop engaged?)'}")
+        self._publish_status()
+
+    def _on_timer(self) -> None:
+        now = time.monotonic()
+        if self.trigger == "timer" or now >= self._next_due + 0.5 * self.period:
+            self._tick(now)
+
+    # -- the tick ------------------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        # Next deadline one period on; after a long stall, re-anchor rather than burst.
+        self._next_due = max(self._next_due + self.period, now + 0.5 * self.period)
+        cmd = self.ctrl.tick(now)
+        if cmd is not None:
+            self._publish(cmd)
+            t_pub = time.monotonic()
+            self.stats.tick_times.append(now)
+            if cmd.obs_recv_time is not None and math.isfinite(cmd.obs_recv_time):
+                self.stats.latencies.append(t_pub - cmd.obs_recv_time)
+            self.stats.states.append(cmd.state)
+            if self.record is not None:
+                self.record(cmd)
+        self._publish_status()
+        if self.log_every_s and now - self._last_log >= self.log_every_s:
+            self._last_log = now
+            s = self.stats.summary()
+            self.log(
+                f"[deploy] {self.ctrl.status()} | ticks {self.ctrl.ticks} | commands "
+                f"{int(s['commands'])} | {s.get('rate_hz', 0.0):.1f} Hz | latency median "
+                f"{s.get('latency_median_ms', float('nan')):.2f} ms p99 "
+                f"{s.get('latency_p99_ms', float('nan')):.2f} ms | missed "
+                f"{int(s.get('missed_deadlines', 0))}"
+            )
+
+    def _publish(self, cmd: Command) -> None:
+        positions = [float(x) for x in cmd.positions]
+        if self.robot.command_type == "trajectory":
+            traj_cls, point_cls, duration_cls = self._traj
+            sec = int(self.period)
+            point = point_cls(
+                positions=positions,
+                time_from_start=duration_cls(sec=sec, nanosec=int((self.period - sec) * 1e9)),
+            )
+            self.pub.publish(traj_cls(joint_names=list(cmd.names), points=[point]))
+        else:
+            self.pub.publish(self._float_array(data=positions))
+
+    def _publish_status(self) -> None:
+        status = self.ctrl.status()
+        if status != self._last_status:
+            self._last_status = status
+            self.log(f"[deploy] safety: {status}")
+            if self.state_pub is not None:
+                self.state_pub.publish(self._string(data=status))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def spin(self, duration: float | None = None, stop: threading.Event | None = None) -> None:
+        """Run the one executor until Ctrl-C, ``duration`` seconds, or ``stop`` is set."""
+        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor(context=self.node.context)
+        executor.add_node(self.node)
+        t_end = time.monotonic() + duration if duration else math.inf
+        try:
+            while time.monotonic() < t_end and not (stop is not None and stop.is_set()):
+                executor.spin_once(timeout_sec=min(0.1, max(0.0, t_end - time.monotonic())))
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.remove_node(self.node)
+            executor.shutdown()
+
+    def write_stats(self, path: str | Path) -> None:
+        """Write :class:`LoopStats` (and the safety events) as JSON."""
+        data = self.stats.to_json()
+        data["events"] = [
+            {"time": e.time, "kind": e.kind.value, "reason": e.reason}
+            for e in getattr(self.ctrl.safety, "events", [])
+        ]
+        Path(path).write_text(json.dumps(data))
+
+    def close(self) -> None:
+        """Destroy the node (and shut its context down)."""
+        import rclpy
+
+        ctx = self.node.context
+        self.node.destroy_node()
+        if rclpy.ok(context=ctx):
+            rclpy.shutdown(context=ctx)
