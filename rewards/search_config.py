@@ -121,8 +121,9 @@ class WorkerLimits:
     """Wall-clock seconds a candidate's training job may take before it is killed."""
     cpu_s: int = 0
     """RLIMIT_CPU of the worker in CPU seconds; 0: 4 x timeout_s (threads add up)."""
-    memory_mb: int = 0
-    """RLIMIT_DATA of the worker in MiB (heap: catches huge allocations); 0: no limit."""
+    memory_mb: int = 4096
+    """Memory the worker may allocate beyond its start (RLIMIT_DATA, MiB): catches huge
+    allocations."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
@@ -130,8 +131,8 @@ class WorkerLimits:
             raise ValueError(f"timeout_s: got {self.timeout_s!r}, expected > 0")
         if self.cpu_s < 0:
             raise ValueError(f"cpu_s: got {self.cpu_s!r}, expected >= 0")
-        if self.memory_mb < 0:
-            raise ValueError(f"memory_mb: got {self.memory_mb!r}, expected >= 0")
+        if self.memory_mb < 1:
+            raise ValueError(f"memory_mb: got {self.memory_mb!r}, expected >= 1")
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,9 @@ class SearchConfig:
     limits: WorkerLimits = field(default_factory=WorkerLimits)
     """Limits of each candidate's training worker."""
     trial_steps: int = 64
-    """Recorded env steps for the sandbox trial run of each candidate."""
+    """Recorded env steps (of 64 worlds, random actions) for the sandbox trial run."""
+    trial_timeout_s: float = 60.0
+    """Wall-clock and CPU seconds of a candidate's trial run (an endless loop ends there)."""
     llm: LLMConfig = field(default_factory=LLMConfig)
     """The LLM endpoint."""
 
@@ -228,6 +231,7 @@ class SearchConfig:
             ("human_wait_s", self.human_wait_s >= 0, ">= 0"),
             ("videos", self.videos in VIDEOS, "one of " + ", ".join(VIDEOS)),
             ("trial_steps", self.trial_steps >= 1, ">= 1"),
+            ("trial_timeout_s", self.trial_timeout_s > 0, "> 0"),
             (
                 "success_threshold",
                 self.success_threshold is None or 0.0 <= self.success_threshold <= 1.0,

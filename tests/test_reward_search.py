@@ -1,0 +1,195 @@
+"""Reward search against a local OpenAI-compatible server answering recorded replies.
+
+The real client, prompts, sandbox, worker processes, PPO and the task's own evaluation run;
+only the LLM is replaced, by tests/openai_server.py speaking the chat-completions API over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from openai_server import ChatRequest, OpenAIServer, fixture
+
+from rewardlab.rewards import prompting
+from rewardlab.rewards.search import RewardSearch
+from rewardlab.rewards.search_config import load_search_config
+
+ROUND1 = ["broken_unknown_state", "hack", "hang", "no_code"]
+"""Round 1: nothing usable -- an unknown state name, a hacked reward, an endless loop, prose."""
+ROUND2 = ["good", "broken_syntax", "no_code", "broken_unknown_state"]
+"""Round 2 (after reflection): one good reward among failures."""
+
+
+def recorded_llm(req: ChatRequest) -> str:
+    """Round 1 for the first prompt; round 2 once the prompt carries reflection feedback."""
+    text = req.text("user")
+    if "VERDICT" in text:  # a critic request
+        return fixture("critic_reject" if "speed" in text else "critic_accept")
+    reflecting = any(m["role"] == "assistant" for m in req.messages)
+    names = ROUND2 if reflecting else ROUND1
+    return fixture(names[req.seed % len(names)])
+
+
+def _search_cfg(run_dir: Path, base_url: str, cache: Path, **kw):
+    overrides = {
+        "task": "cartpole_balance",
+        "description": "Balance the pole upright on the cart for the whole episode.",
+        "run_dir": str(run_dir),
+        "rounds": 2,
+        "candidates": 4,
+        "candidate_steps": 60_000,
+        "halving": False,
+        "eval_episodes": 10,
+        "winner_seeds": 0,
+        "videos": "best",
+        "workers": 2,
+        "trial_timeout_s": 8,
+        "train": {"num_envs": 64},
+        "llm": {
+            "base_url": base_url,
+            "model": "test-model",
+            "cache_dir": str(cache),
+            "backoff_s": 0.01,
+            "max_retries": 1,
+        },
+    }
+    for k, v in kw.items():
+        if isinstance(v, dict) and isinstance(overrides.get(k), dict):
+            overrides[k] = {**overrides[k], **v}
+        else:
+            overrides[k] = v
+    return load_search_config(overrides)
+
+
+@pytest.mark.unit
+def test_extract_code_variants():
+    good = fixture("good")
+    ex = prompting.extract_code(good)
+    assert ex.code is not None and ex.code.startswith("import torch")
+    assert "def compute_reward" in ex.code and "```" not in ex.code
+    # the last block that defines the function wins (a draft, then the final version)
+    two = "draft:\n```python\ndef compute_reward(s, a):\n    return 1\n```\nfinal:\n```py\ndef compute_reward(state, action):\n    return 2\n```"
+    assert "return 2" in prompting.extract_code(two).code
+    # an unclosed fence at the end of a truncated reply still counts
+    assert (
+        "return 3"
+        in prompting.extract_code("```python\ndef compute_reward(s, a):\n    return 3\n").code
+    )
+    # bare code without fences
+    assert prompting.extract_code("def compute_reward(s, a):\n    return 4\n").code is not None
+    # no code: a reason the LLM can act on
+    assert prompting.extract_code(fixture("no_code")).problem.startswith("the reply has no")
+    helper = "```python\ndef helper(x):\n    return x\n```"
+    assert "none defines `compute_reward" in prompting.extract_code(helper).problem
+    assert prompting.extract_code("   ").problem == "the reply was empty"
+
+
+@pytest.mark.unit
+def test_prompts_render_schema_priors_and_feedback():
+    msgs = prompting.initial_messages(
+        "cartpole_balance", "Balance it.", "- pole_angle: [] rad", 1, 0.02, 500, safety_priors=True
+    )
+    assert msgs[0]["role"] == "system" and "compute_reward(state" in msgs[0]["content"]
+    user = msgs[1]["content"]
+    assert "- pole_angle: [] rad" in user and "Balance it." in user and "action rate" in user
+    result = {
+        "id": "r1c1",
+        "status": "trained",
+        "fitness": 0.25,
+        "steps": 1000,
+        "eval_episodes": 10,
+        "correlation": -0.5,
+        "curves": {"reward/speed": [[100, 1.0], [200, 3.0]], "charts/success_rate": [[200, 0.0]]},
+        "failure_analysis": "9 of 10 episodes failed",
+    }
+    failed = {
+        "id": "r1c0",
+        "status": "failed",
+        "error": {"kind": "unknown_state", "message": "state entry 'x' does not exist"},
+    }
+    text = prompting.reflection_message([result], failures=[failed], human="too jerky")["content"]
+    assert "speed: [1, 3], Max: 3, Mean: 2, Min: 1" in text
+    assert "task_score" in text and "0.25" in text and "-0.50" in text
+    assert "9 of 10 episodes failed" in text and "too jerky" in text
+    assert "`r1c0`: unknown_state: state entry 'x' does not exist" in text
+    assert prompting.critic_verdict(fixture("critic_reject")) is False
+    assert prompting.critic_verdict(fixture("critic_accept")) is True
+    assert prompting.critic_verdict("no idea") is None
+
+
+@pytest.mark.unit
+def test_search_config_errors_name_key_and_value(tmp_path):
+    from rewardlab.config import ConfigError
+
+    with pytest.raises(ConfigError, match="command line: executor: got 'dask'"):
+        load_search_config({"task": "cartpole_balance", "description": "x", "executor": "dask"})
+    with pytest.raises(ConfigError, match="did you mean 'candidates'"):
+        load_search_config({"task": "cartpole_balance", "description": "x", "candidatse": 3})
+    with pytest.raises(ConfigError, match="llm.temperature"):
+        load_search_config({"task": "t", "description": "x", "llm": {"temperature": "hot"}})
+    cfg = load_search_config({"task": "cartpole_balance", "description": "x"})
+    assert cfg.candidate_steps == 60_000  # from sim_configs/search/cartpole_balance.yaml
+    assert cfg.rung_steps() == [30_000, 60_000]
+
+
+@pytest.mark.slow
+def test_search_end_to_end_reflection_finds_a_good_reward_and_replays(tmp_path):
+    """Round 1 has only broken/poor rewards; round 2 (reflection) has a good one; the winner's
+    policy balances the pole (the task's own success); a replay from the cache with the server
+    down reproduces the search."""
+    cache = tmp_path / "cache"
+    with OpenAIServer(recorded_llm) as srv:
+        cfg = _search_cfg(tmp_path / "search", srv.base_url, cache)
+        state = RewardSearch(cfg).run()
+        requests = srv.requests
+    root = tmp_path / "search"
+
+    # every candidate is persisted, with its outcome
+    r1 = {c["id"]: c for c in state["rounds"][0]["candidates"]}
+    assert r1["r1c0"]["error_kind"] == "unknown_state"
+    assert r1["r1c1"]["status"] == "trained" and r1["r1c1"]["fitness"] < 0.5  # the hack
+    assert r1["r1c2"]["error_kind"] == "timeout"  # the endless loop
+    assert r1["r1c3"]["error_kind"] == "no_code"
+    for r in (1, 2):
+        for k in range(4):
+            d = root / f"round_{r}" / f"r{r}c{k}"
+            assert (d / "reply.md").is_file() and (d / "result.json").is_file()
+    r2 = {c["id"]: c for c in state["rounds"][1]["candidates"]}
+    assert r2["r2c0"]["status"] == "trained" and r2["r2c1"]["error_kind"] == "syntax"
+
+    # the reflection prompt carried round 1's statistics and errors
+    prompt2 = json.loads((root / "round_2" / "prompt.json").read_text())
+    feedback = prompt2[-1]["content"]
+    assert prompt2[-2]["role"] == "assistant" and "cart_vel" in prompt2[-2]["content"]
+    assert "speed: [" in feedback and "task_score" in feedback
+    assert "pole_angle_rad" in feedback and "timeout" in feedback
+    assert len(requests) == 2  # one n=4 request per round
+
+    # the winner is the good reward, and its policy reaches the task's success threshold
+    winner = state["winner"]
+    assert winner["id"] == "r2c0"
+    assert winner["fitness_mean"] >= 0.9
+    assert (root / "winner" / "reward.py").read_text() == (
+        root / "round_2/r2c0/code.py"
+    ).read_text()
+    assert (root / "winner" / "export" / "policy.pt").is_file()
+    assert (root / "report.md").is_file() and (root / "plots" / "fitness.png").is_file()
+
+    # replay: server down, offline from the cache, a fresh directory
+    replay_cfg = _search_cfg(
+        tmp_path / "replay",
+        srv.base_url,
+        cache,
+        llm={"offline": True, "max_retries": 0},
+        videos="none",
+    )
+    replay = RewardSearch(replay_cfg).run()
+    assert replay["llm_usage"]["requests"] == 0 and replay["llm_usage"]["cache_hits"] == 8
+    assert replay["winner"]["id"] == "r2c0"
+    for a, b in zip(state["rounds"], replay["rounds"], strict=True):
+        assert [(c["id"], c["status"], c["error_kind"]) for c in a["candidates"]] == [
+            (c["id"], c["status"], c["error_kind"]) for c in b["candidates"]
+        ]
+    assert replay["winner"]["fitness_mean"] >= 0.9
