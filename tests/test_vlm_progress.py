@@ -95,8 +95,8 @@ def _swingup_episodes(n: int, seed: int, steps: int = 24, size: int = 64) -> lis
 @pytest.mark.slow
 def test_learned_progress_models_order_held_out_episodes(tmp_path):
     train, held_out = _swingup_episodes(10, seed=0), _swingup_episodes(4, seed=1)
-    model = train_progress_model(train, epochs=25, log=None)
-    pair = train_pairwise_progress(train, epochs=12, pairs_per_epoch=1024, log=None)
+    model = train_progress_model(train, epochs=15, log=None)
+    pair = train_pairwise_progress(train, epochs=8, pairs_per_epoch=1024, log=None)
     save_progress_model(model, tmp_path / "progress.pt")
     save_progress_model(pair, tmp_path / "pairwise.pt")
     scorer = make_scorer(
