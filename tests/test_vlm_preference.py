@@ -168,3 +168,29 @@ def test_ensemble_learns_upright_ranking_from_http_judge(tmp_path):
     decided = (up[i] - up[j]).abs() > 0.05
     acc = float(((s[i] > s[j]) == (up[i] > up[j]))[decided].float().mean())
     assert acc > 0.85, f"held-out pair ordering accuracy {acc:.3f}"
+
+
+@pytest.mark.unit
+def test_ensemble_over_frozen_embeddings_learns_a_ranking():
+    # A frozen encoder whose meaning we know (mean colour); the MLP members learn "redder is
+    # better" from labels alone, and the scorer encodes frames the same way.
+    def encoder(frames):
+        return frames.float().mean((1, 2)) / 255.0
+
+    g = torch.Generator().manual_seed(0)
+    colours = torch.randint(0, 256, (120, 3), generator=g, dtype=torch.uint8)
+    frames = colours[:, None, None, :].expand(-1, 4, 4, 3).contiguous()
+    ia = torch.arange(0, 120, 2)
+    ib = ia + 1
+    red = colours[:, 0].float()
+    labels = (red[ib] > red[ia]).float()
+    ds = PreferenceDataset(frames[ia], frames[ib], labels)
+    ens = RewardEnsemble(members=2, embed_dim=3, seed=0)
+    res = train_ensemble(ens, ds, epochs=60, lr=3e-3, encoder=encoder, log=None)
+    assert res.accuracy > 0.9
+    scorer = PreferenceScorer(ens, encoder=encoder, image_size=4)
+    test = torch.tensor([[20, 128, 128], [120, 128, 128], [240, 128, 128]], dtype=torch.uint8)
+    s = scorer.score(test[:, None, None, :].expand(-1, 4, 4, 3).contiguous())
+    assert s[0] < s[1] < s[2]
+    with pytest.raises(ValueError, match="needs its encoder"):
+        PreferenceScorer(ens)

@@ -568,26 +568,45 @@ class PreferenceScorer:
 
     ``progress_like`` is false by default: a BT reward ranks states, like a CLIP score, and is
     paid per step (RL-VLM-F's use); set ``vlm.shaping=on`` to use it as a potential instead.
+
+    Args:
+        ensemble: a trained :class:`RewardEnsemble`.
+        batch_size: frames per forward pass.
+        encoder: for an ensemble over embeddings (``embed_dim`` set), the same frozen encoder
+            it was trained with (frames -> ``[n, D]``), e.g. ``CLIPReward.embed_images``.
+        image_size: frame side the encoder wants (with ``encoder``).
     """
 
     progress_like = False
 
-    def __init__(self, ensemble: RewardEnsemble, batch_size: int = 256):
-        if ensemble.hparams.get("embed_dim") is not None:
+    def __init__(
+        self,
+        ensemble: RewardEnsemble,
+        batch_size: int = 256,
+        encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        image_size: int | None = None,
+    ):
+        if (ensemble.hparams.get("embed_dim") is not None) != (encoder is not None):
             raise ValueError(
-                "PreferenceScorer: this ensemble scores embeddings; build it with "
-                "PreferenceScorer.with_encoder(ensemble, encoder)"
+                "PreferenceScorer: an ensemble over embeddings needs its encoder, and a pixel "
+                "ensemble takes none"
             )
         self.ensemble = ensemble.eval()
-        self.image_size = int(ensemble.hparams["image_size"])
+        self.encoder = encoder
+        self.image_size = int(image_size or ensemble.hparams["image_size"])
         self.batch_size = batch_size
+
+    def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        if self.encoder is not None:
+            return self.encoder(frames).float().cpu()
+        return frames_to_input(frames, self.image_size)
 
     @torch.inference_mode()
     def score(self, frames: torch.Tensor) -> torch.Tensor:
         """``uint8 [n, H, W, 3]`` -> ensemble-mean reward ``float32 [n]``."""
         frames = check_frames(frames).cpu()
         out = [
-            self.ensemble.reward(frames_to_input(frames[i : i + self.batch_size], self.image_size))
+            self.ensemble.reward(self._inputs(frames[i : i + self.batch_size]))
             for i in range(0, frames.shape[0], self.batch_size)
         ]
         return torch.cat(out).float() if out else torch.zeros(0)
@@ -595,7 +614,7 @@ class PreferenceScorer:
     @torch.inference_mode()
     def uncertainty(self, frames: torch.Tensor) -> torch.Tensor:
         """Std of the members' rewards per frame, ``[n]`` (in calibrated units)."""
-        x = frames_to_input(check_frames(frames).cpu(), self.image_size)
+        x = self._inputs(check_frames(frames).cpu())
         return (self.ensemble(x) / self.ensemble.out_std).std(0)
 
 
@@ -607,4 +626,15 @@ def _make_preference(cfg: Any) -> PreferenceScorer:
             "vlm.preference_checkpoint: required by scorer=preference (a reward ensemble "
             "trained with rewardlab.vlm_reward.preference.train_ensemble)"
         )
-    return PreferenceScorer(load_ensemble(path), batch_size=cfg.batch_size)
+    ensemble = load_ensemble(path)
+    if ensemble.hparams.get("embed_dim") is None:
+        return PreferenceScorer(ensemble, batch_size=cfg.batch_size)
+    # An ensemble over frozen CLIP image embeddings: the clip model vlm.model names encodes.
+    from dataclasses import replace
+
+    from rewardlab.vlm_reward.base import make_scorer
+
+    clip = make_scorer(replace(cfg, scorer="clip"))
+    return PreferenceScorer(
+        ensemble, cfg.batch_size, encoder=clip.embed_images, image_size=clip.image_size
+    )

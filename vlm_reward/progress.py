@@ -367,21 +367,21 @@ def _make_progress(cfg: Any) -> Any:
         return load_progress_model(path)
     from rewardlab.vlm_reward.base import make_scorer
 
-    clip = make_scorer(replace(cfg, scorer="clip"))
-    missing = [m for m in ("encode_images", "encode_texts") if not hasattr(clip, m)]
-    if missing:
-        raise ValueError(
-            "vlm.scorer=progress without vlm.progress_checkpoint builds CLIP prompt "
-            f"interpolation, but the clip scorer has no {', '.join(missing)}"
-        )
     if not cfg.baseline_prompts or not cfg.goal_prompts:
         raise ValueError(
             "vlm.baseline_prompts (the start state) and vlm.goal_prompts are needed for "
             "progress by prompt interpolation"
         )
+    clip = make_scorer(replace(cfg, scorer="clip"))
+    missing = [m for m in ("embed_images", "embed_text") if not hasattr(clip, m)]
+    if missing:
+        raise ValueError(
+            "vlm.scorer=progress without vlm.progress_checkpoint builds CLIP prompt "
+            f"interpolation, but the clip scorer has no {', '.join(missing)}"
+        )
     return PromptProgress(
-        clip.encode_images,
-        clip.encode_texts,
+        clip.embed_images,
+        clip.embed_text,
         cfg.baseline_prompts,
         cfg.goal_prompts,
         clip.image_size,
