@@ -219,7 +219,10 @@ class MujocoEnv(BatchedEnv):
         if self._dr is not None and self._dr.cfg.has_obs_noise:
             final = info["final_obs"]
             obs = self._dr.noise(obs)
-            info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
+            if "episode" in info:  # some world finished: its final_obs gets its own noise
+                info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
+            else:
+                info["final_obs"] = obs
         self._state = state
         return (
             self._to_device(obs),

@@ -168,8 +168,10 @@ class DomainRandomizer:
         self._obs_std = torch.as_tensor(std, dtype=torch.float32, device=self.device)
         self.max_delay = cfg.action_delay[1]
         self.delays = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        # the last max_delay + 1 actions per world; slot 0 is the newest
+        # ring of the last max_delay + 1 actions per world; slot _ptr is the newest
         self._history: torch.Tensor | None = None
+        self._ptr = 0
+        self._rows = torch.arange(num_envs, device=self.device)
         if self.max_delay > 0:
             self._draw_delays(torch.arange(num_envs, device=self.device))
 
@@ -189,6 +191,7 @@ class DomainRandomizer:
             "physics": {f: v.clone() for f, v in self._current.items()},
             "delays": self.delays.cpu().clone(),
             "history": None if self._history is None else self._history.cpu().clone(),
+            "history_ptr": self._ptr,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -205,6 +208,7 @@ class DomainRandomizer:
         self.delays = state["delays"].to(self.device).clone()
         hist = state["history"]
         self._history = None if hist is None else hist.to(self.device).clone()
+        self._ptr = int(state.get("history_ptr", 0))
 
     # -- physics ---------------------------------------------------------------------------------
 
@@ -288,12 +292,14 @@ class DomainRandomizer:
         action ``delays`` steps ago, zeros before its episode had that many steps)."""
         if self.max_delay == 0:
             return action
-        if self._history is None or self._history.shape[-1] != action.shape[-1]:
-            self._history = action.new_zeros(self.max_delay + 1, *action.shape)
-        self._history = torch.roll(self._history, 1, dims=0)
-        self._history[0] = action
-        idx = self.delays.to(action.device)
-        return self._history[idx, torch.arange(action.shape[0], device=action.device)]
+        slots = self.max_delay + 1
+        if self._history is None or self._history.shape[1:] != action.shape:
+            self._history = action.new_zeros(slots, *action.shape)
+            self._ptr = 0
+        self._ptr = (self._ptr + 1) % slots
+        self._history[self._ptr] = action
+        idx = torch.remainder(self._ptr - self.delays, slots).to(action.device)
+        return self._history[idx, self._rows.to(action.device)]
 
     def check_obs_dim(self, obs_dim: int) -> None:
         """Raise ``ValueError`` when a per-element ``obs_noise_std`` does not fit ``obs_dim``."""
