@@ -100,7 +100,7 @@ class ActionMapper:
         """Steps 4-6 on a desired command: ``(command, rate_limited, torque_limited, position_limited)``."""
         step = np.clip(desired - previous, -self.rate, self.rate)
         cmd = previous + step
-        rate_limited = np.abs(desired - previous) > self.rate
+        rate_limited = np.abs(desired - previous) > self.rate + 1e-12
         lo, hi = self.torque_band(q, qd)
         torque_limited = (cmd < lo) | (cmd > hi)
         cmd = np.clip(cmd, lo, hi)

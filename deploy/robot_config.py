@@ -100,6 +100,12 @@ class SimRobotConfig:
 
     model: str = ""
     """MJCF file: a name under ``envs/assets/`` or a path."""
+    ee_site: str = "ee"
+    """MJCF site of the end effector (target distance in the episode log)."""
+    target_body: str | None = "target"
+    """Mocap body moved onto the target (for renders); null: none."""
+    imu_body: str | None = None
+    """Body whose orientation and angular velocity the IMU reports (with ``topics.imu``)."""
     physics_rate_hz: float = 500.0
     """Physics and PD-loop rate."""
     publish_rate_hz: float = 250.0

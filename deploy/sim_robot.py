@@ -1,0 +1,530 @@
+"""A MuJoCo robot that speaks ROS 2 topics over DDS: the whole deploy loop, sim-in-the-loop.
+
+``python -m rewardlab.deploy.sim_robot --robot arm`` simulates the robot config's MJCF model in
+real time and, on the pure-PyPI DDS transport (no rclpy needed):
+
+- publishes ``sensor_msgs/JointState`` on ``topics.joint_states`` at ``sim.publish_rate_hz``
+  (reliable, as ros2_control's joint_state_broadcaster), and ``sensor_msgs/Imu`` on ``topics.imu``
+  when the config has one (orientation and angular velocity of ``sim.imu_body``);
+- applies commands from ``topics.command`` (``Float64MultiArray`` in ``joint_names`` order, or a
+  ``JointTrajectory`` reordered by name) through a PD loop at ``sim.physics_rate_hz``: the
+  MJCF's position servos (``kp``, damping, force range), i.e. the dynamics the policy trained on;
+- for reaching tasks, draws a target every ``sim.target_period_s`` seconds the way arm_reach
+  does (end-effector position of joint angles uniform in ``sim.target_joint_low/high``),
+  resets the arm near its default pose (an "episode", so that the sim-robot success rate is
+  comparable with the simulator's), publishes it as ``geometry_msgs/PointStamped`` on
+  ``topics.target`` (10 Hz and on change) and logs each episode's final distance as a JSON line
+  (``--episode-log``);
+- optionally renders ``sim.camera`` into ``sensor_msgs/Image`` (rgb8) on ``topics.image``.
+
+Domain gaps (all off by default): ``latency_s`` delays outgoing sensor messages,
+``noise_pos``/``noise_vel`` add Gaussian noise to the published joint state, ``motor_delay_s``
+applies commands that much later. ``blackout`` windows silence the joint-state publisher (to
+test the watchdog).
+
+What it does not model: the real robot's controller manager (no ``controller_manager`` services),
+torque-controlled robots (commands are positions), contact-rich scenes beyond the MJCF.
+
+The simulation itself (:class:`SimRobot`) has no transport and runs in-process in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import json
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardlab.deploy.robot_config import RobotConfig, load_robot_config
+
+
+def assets_dir() -> Path:
+    """``envs/assets/`` (found without importing ``rewardlab.envs``, which needs torch)."""
+    spec = importlib.util.find_spec("rewardlab.envs")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("rewardlab.envs is not installed: cannot find envs/assets/")
+    return Path(next(iter(spec.submodule_search_locations))) / "assets"
+
+
+def model_path(robot: RobotConfig) -> Path:
+    """The robot's MJCF: ``sim.model`` as a path, or a file name under ``envs/assets/``."""
+    if not robot.sim.model:
+        raise ValueError(f"robot {robot.name!r}: sim.model is empty (no MJCF to simulate)")
+    p = Path(robot.sim.model)
+    if not p.is_absolute() and not p.exists():
+        p = assets_dir() / robot.sim.model
+    if not p.exists():
+        raise FileNotFoundError(
+            f"robot {robot.name!r}: sim.model {robot.sim.model!r} not found (also not in {assets_dir()})"
+        )
+    return p
+
+
+@dataclass
+class Episode:
+    """One reaching episode of the sim robot (one target)."""
+
+    index: int
+    target: list[float]
+    start_time: float
+    final_distance: float = float("nan")
+    success: bool = False
+    min_distance: float = float("inf")
+
+
+@dataclass
+class DomainGaps:
+    """Differences between the sim robot and the training simulator (all off by default)."""
+
+    latency_s: float = 0.0
+    """Delay of outgoing sensor messages (s)."""
+    noise_pos: float = 0.0
+    """Std of Gaussian noise on published joint positions (rad)."""
+    noise_vel: float = 0.0
+    """Std of Gaussian noise on published joint velocities (rad/s)."""
+    motor_delay_s: float = 0.0
+    """Delay before a received command reaches the servos (s)."""
+    blackouts: tuple[tuple[float, float], ...] = ()
+    """``(start, end)`` sim times (s) during which no joint states are published."""
+
+
+class SimRobot:
+    """The robot's MJCF stepped at ``sim.physics_rate_hz`` with its position servos as the PD loop.
+
+    Args:
+        robot: the robot config (joint names must exist in the MJCF, each driven by an actuator).
+        gaps: domain gaps.
+        seed: seed of targets, resets and noise.
+        reset_on_target: reset the joints near the default pose whenever a new target is drawn.
+    """
+
+    def __init__(self, robot: RobotConfig, gaps: DomainGaps | None = None, seed: int = 0, reset_on_target: bool = True) -> None:  # fmt: skip
+        import mujoco
+
+        self.mj = mujoco
+        self.robot = robot
+        self.gaps = gaps or DomainGaps()
+        self.rng = np.random.default_rng(seed)
+        self.model = mujoco.MjModel.from_xml_path(str(model_path(robot)))
+        self.model.opt.timestep = 1.0 / robot.sim.physics_rate_hz
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self.qpos_idx, self.qvel_idx, self.act_idx = [], [], []
+        for name in robot.joint_names:
+            j = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, name)
+            if j < 0:
+                raise ValueError(
+                    f"robot {robot.name!r}: joint {name!r} is not in {robot.sim.model}"
+                )
+            acts = [a for a in range(m.nu) if m.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT and m.actuator_trnid[a, 0] == j]  # fmt: skip
+            if not acts:
+                raise ValueError(
+                    f"robot {robot.name!r}: no actuator drives joint {name!r} in {robot.sim.model}"
+                )
+            self.qpos_idx.append(int(m.jnt_qposadr[j]))
+            self.qvel_idx.append(int(m.jnt_dofadr[j]))
+            self.act_idx.append(acts[0])
+        self.qpos_idx, self.qvel_idx = np.array(self.qpos_idx), np.array(self.qvel_idx)
+        self.act_idx = np.array(self.act_idx)
+        self.position_servo = bool(
+            np.all(m.actuator_biastype[self.act_idx] == mujoco.mjtBias.mjBIAS_AFFINE)
+        )
+        self.ee_site = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_SITE, robot.sim.ee_site)
+        body = (
+            mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, robot.sim.target_body)
+            if robot.sim.target_body
+            else -1
+        )
+        self.mocap = int(m.body_mocapid[body]) if body >= 0 else -1
+        self.imu_body = (
+            mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, robot.sim.imu_body)
+            if robot.sim.imu_body
+            else -1
+        )
+        self.reset_on_target = reset_on_target
+        self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
+        self.lower, self.upper = np.asarray(robot.position_limits).T
+        self.kp = np.asarray(robot.kp or np.zeros(robot.num_joints))
+        self.kd = np.asarray(robot.kd or np.zeros(robot.num_joints))
+        self.effort = np.asarray(robot.effort_limits)
+        self._pending: collections.deque[tuple[float, np.ndarray]] = collections.deque()
+        self.command = self.default_pose.copy()
+        """The position target the servos track now."""
+        self.commands_received = 0
+        self.target: np.ndarray | None = None
+        self.episodes: list[Episode] = []
+        self._next_target_time = 0.0
+        self._scratch = mujoco.MjData(m)
+        self.reset(self.default_pose)
+
+    # -- physics ------------------------------------------------------------------------------------
+
+    @property
+    def time(self) -> float:
+        return float(self.data.time)
+
+    @property
+    def dt(self) -> float:
+        return float(self.model.opt.timestep)
+
+    def reset(self, pose: np.ndarray, velocity: np.ndarray | None = None) -> None:
+        """Put the joints at ``pose`` (rad) with ``velocity`` (zero) and hold that pose."""
+        self.data.qpos[self.qpos_idx] = pose
+        self.data.qvel[self.qvel_idx] = 0.0 if velocity is None else velocity
+        self.command = np.asarray(pose, dtype=np.float64).copy()
+        self._pending.clear()
+        self.mj.mj_forward(self.model, self.data)
+
+    def apply_command(self, positions: np.ndarray, now: float | None = None) -> None:
+        """Queue joint position targets (robot joint order); they reach the servos after
+        ``motor_delay_s`` of sim time. Non-finite targets are ignored (a servo would reject them)."""
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.shape != (self.robot.num_joints,) or not np.all(np.isfinite(positions)):
+            return
+        self.commands_received += 1
+        t = self.time if now is None else now
+        self._pending.append((t + self.gaps.motor_delay_s, positions.copy()))
+
+    def step(self) -> None:
+        """One physics step: due commands reach the servos, the PD loop runs, time advances."""
+        while self._pending and self._pending[0][0] <= self.time + 1e-12:
+            self.command = self._pending.popleft()[1]
+        if self.position_servo:
+            self.data.ctrl[self.act_idx] = self.command
+        else:  # torque actuators: the PD loop here, gains from the robot config
+            q, qd = self.data.qpos[self.qpos_idx], self.data.qvel[self.qvel_idx]
+            tau = np.clip(self.kp * (self.command - q) - self.kd * qd, -self.effort, self.effort)
+            gear = self.model.actuator_gear[self.act_idx, 0]
+            self.data.ctrl[self.act_idx] = tau / gear
+        self.mj.mj_step(self.model, self.data)
+        if self.target is not None and self.episodes:
+            ep = self.episodes[-1]
+            ep.min_distance = min(ep.min_distance, self.distance())
+
+    def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Measured ``(position, velocity, effort)`` in robot joint order, with the configured noise."""
+        q = self.data.qpos[self.qpos_idx].copy()
+        qd = self.data.qvel[self.qvel_idx].copy()
+        tau = self.data.actuator_force[self.act_idx].copy()
+        if self.gaps.noise_pos > 0:
+            q += self.rng.normal(0.0, self.gaps.noise_pos, q.shape)
+        if self.gaps.noise_vel > 0:
+            qd += self.rng.normal(0.0, self.gaps.noise_vel, qd.shape)
+        return q, qd, tau
+
+    def imu(self) -> tuple[np.ndarray, np.ndarray]:
+        """Orientation ``[x, y, z, w]`` and body-frame angular velocity of ``sim.imu_body``."""
+        w, x, y, z = self.data.xquat[self.imu_body]
+        vel = np.zeros(6)
+        self.mj.mj_objectVelocity(
+            self.model, self.data, self.mj.mjtObj.mjOBJ_BODY, self.imu_body, vel, 1
+        )
+        return np.array([x, y, z, w]), vel[:3].copy()
+
+    def ee_pos(self) -> np.ndarray:
+        return self.data.site_xpos[self.ee_site].copy()
+
+    def distance(self) -> float:
+        return (
+            float(np.linalg.norm(self.ee_pos() - self.target))
+            if self.target is not None
+            else float("nan")
+        )
+
+    # -- reaching episodes --------------------------------------------------------------------------
+
+    @property
+    def has_targets(self) -> bool:
+        return bool(self.robot.sim.target_joint_low) and self.ee_site >= 0
+
+    def target_for(self, joints: np.ndarray) -> np.ndarray:
+        """End-effector position (m) at joint angles ``joints`` (the MJCF's own kinematics)."""
+        d = self._scratch
+        d.qpos[:] = self.data.qpos
+        d.qpos[self.qpos_idx] = joints
+        self.mj.mj_kinematics(self.model, d)
+        return d.site_xpos[self.ee_site].copy()
+
+    def new_episode(self) -> np.ndarray:
+        """Close the running episode, draw a new target (and reset near the default pose)."""
+        self.finish_episode()
+        s = self.robot.sim
+        joints = self.rng.uniform(s.target_joint_low, s.target_joint_high)
+        self.target = self.target_for(joints)
+        if self.mocap >= 0:
+            self.data.mocap_pos[self.mocap] = self.target
+        if self.reset_on_target:
+            noise = self.rng.uniform(-s.reset_noise, s.reset_noise, self.robot.num_joints)
+            pose = np.clip(self.default_pose + noise, self.lower, self.upper)
+            self.reset(pose, self.rng.uniform(-0.1, 0.1, self.robot.num_joints))
+        self.episodes.append(Episode(len(self.episodes), self.target.tolist(), self.time))
+        self._next_target_time = self.time + s.target_period_s
+        return self.target
+
+    def finish_episode(self) -> Episode | None:
+        if (
+            not self.episodes
+            or self.target is None
+            or not np.isnan(self.episodes[-1].final_distance)
+        ):
+            return None
+        ep = self.episodes[-1]
+        ep.final_distance = self.distance()
+        ep.success = bool(ep.final_distance < self.robot.sim.success_distance)
+        return ep
+
+    def episode_due(self) -> bool:
+        if not self.has_targets:
+            return False
+        if self.target is None:
+            return True
+        return self.robot.sim.target_period_s > 0 and self.time >= self._next_target_time - 1e-9
+
+    def render(self, renderer: Any) -> np.ndarray:
+        renderer.update_scene(self.data, camera=self.robot.sim.camera)
+        return renderer.render()
+
+
+# ------------------------------------------------------------------------------------------------
+# The DDS process
+
+
+@dataclass
+class SimRobotStats:
+    steps: int = 0
+    joint_states: int = 0
+    commands: int = 0
+    images: int = 0
+    realtime_factor: float = 0.0
+    episodes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_sim_robot(
+    robot: RobotConfig,
+    duration_s: float | None = None,
+    gaps: DomainGaps | None = None,
+    seed: int = 0,
+    episode_log: str | Path | None = None,
+    camera: bool = False,
+    domain_id: int | None = None,
+    local_only: bool = False,
+    reset_on_target: bool = True,
+    stop: threading.Event | None = None,
+    progress: bool = True,
+) -> SimRobotStats:
+    """Run the sim robot in real time on DDS until ``duration_s`` (or ``stop``, or Ctrl-C).
+
+    Args:
+        robot: robot config (topics, model, rates).
+        duration_s: wall seconds to run; ``None``: forever.
+        gaps: domain gaps; seed: random seed.
+        episode_log: JSON-lines file, one line per finished reaching episode.
+        camera: publish rendered ``sim.camera`` images on ``topics.image``.
+        domain_id, local_only: see ``DdsNode``.
+        reset_on_target: reset the arm near home with each new target.
+        stop: event that ends the run.
+        progress: print a status line every 5 s (steps/s, commands, episodes, success rate).
+    """
+    from rewardlab.deploy import transport_dds as dds
+
+    sim = SimRobot(robot, gaps, seed, reset_on_target)
+    gaps = sim.gaps
+    topics = robot.topics
+    node = dds.DdsNode(domain_id, local_only)
+    lock = threading.Lock()
+    stats = SimRobotStats()
+    log = open(episode_log, "a") if episode_log else None  # noqa: SIM115 - closed in finally
+    cmd_type = dds.COMMAND_MSGTYPES[robot.command_type]
+
+    def on_command(msg: Any, recv: float) -> None:
+        try:
+            pos = dds.command_positions_from_msg(msg, robot.joint_names)
+        except ValueError as e:
+            print(f"sim_robot: ignored command: {e}", file=sys.stderr)
+            return
+        with lock:
+            sim.apply_command(pos)
+
+    node.subscribe(topics.command, cmd_type, on_command, qos="reliable")
+    pub_js = node.publisher(topics.joint_states, "sensor_msgs/msg/JointState", qos="reliable")
+    pub_imu = (
+        node.publisher(topics.imu, "sensor_msgs/msg/Imu", qos="reliable")
+        if topics.imu and sim.imu_body >= 0
+        else None
+    )
+    pub_target = (
+        node.publisher(topics.target, "geometry_msgs/msg/PointStamped", qos="reliable")
+        if topics.target and sim.has_targets
+        else None
+    )
+    pub_img = (
+        node.publisher(topics.image, "sensor_msgs/msg/Image", qos="sensor")
+        if camera and topics.image and robot.sim.camera
+        else None
+    )
+    renderer = None
+    if pub_img is not None:
+        import mujoco
+
+        h, w = robot.sim.image_size
+        renderer = mujoco.Renderer(sim.model, h, w)
+
+    outbox: collections.deque[tuple[float, Any, Any]] = (
+        collections.deque()
+    )  # (due wall time, publish, msg)
+    publish_every = max(1, round(robot.sim.physics_rate_hz / robot.sim.publish_rate_hz))
+    image_every = max(1, round(robot.sim.physics_rate_hz / robot.sim.image_rate_hz))
+    target_every = max(1, round(robot.sim.physics_rate_hz / 10.0))
+    t0 = time.monotonic()
+    last_print = t0
+    try:
+        while True:
+            now = time.monotonic()
+            if (stop is not None and stop.is_set()) or (
+                duration_s is not None and now - t0 >= duration_s
+            ):
+                break
+            due = t0 + sim.time  # sim time runs with wall time; sleep when ahead
+            if due > now:
+                time.sleep(min(due - now, 0.01))
+                continue
+            with lock:
+                new_target = sim.episode_due()
+                if new_target:
+                    ep = sim.finish_episode()
+                    if ep is not None:
+                        stats.episodes.append(ep.__dict__.copy())
+                        if log:
+                            log.write(json.dumps(ep.__dict__) + "\n")
+                            log.flush()
+                    sim.new_episode()
+                sim.step()
+                k = stats.steps = stats.steps + 1
+                if k % publish_every == 0 and not any(a <= sim.time < b for a, b in gaps.blackouts):
+                    q, qd, tau = sim.joint_state()
+                    outbox.append((now + gaps.latency_s, pub_js, dds.joint_state_msg(robot.joint_names, q, qd, tau, stamp=time.time())))  # fmt: skip
+                    stats.joint_states += 1
+                    if pub_imu is not None:
+                        ori, angvel = sim.imu()
+                        outbox.append((now + gaps.latency_s, pub_imu, dds.imu_msg(ori, angvel, (0, 0, 9.81), stamp=time.time())))  # fmt: skip
+                if (
+                    pub_target is not None
+                    and sim.target is not None
+                    and (new_target or k % target_every == 0)
+                ):
+                    pub_target(dds.point_msg(sim.target, stamp=time.time()))
+                if renderer is not None and k % image_every == 0:
+                    frame = sim.render(renderer)
+                    h, w = frame.shape[:2]
+                    pub_img(dds.new_msg("sensor_msgs/msg/Image", header=dds.header_msg(time.time(), robot.sim.camera), height=h, width=w, encoding="rgb8", step=3 * w, data=frame.tobytes()))  # fmt: skip
+                    stats.images += 1
+            while outbox and outbox[0][0] <= time.monotonic():
+                _, publish, msg = outbox.popleft()
+                publish(msg)
+            if progress and now - last_print >= 5.0:
+                last_print = now
+                done = stats.episodes
+                rate = sum(e["success"] for e in done) / len(done) if done else float("nan")
+                print(
+                    f"sim_robot {robot.name}: t={sim.time:.1f} s, {stats.steps / max(now - t0, 1e-9):.0f} steps/s, "
+                    f"{sim.commands_received} commands, {len(done)} episodes, success {rate:.2f}",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stats.commands = sim.commands_received
+        stats.realtime_factor = sim.time / max(time.monotonic() - t0, 1e-9)
+        if log:
+            log.close()
+        if renderer is not None:
+            renderer.close()
+        node.close()
+    return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m rewardlab.deploy.sim_robot",
+        description="MuJoCo sim robot on ROS 2 topics over DDS (no rclpy needed).",
+    )
+    p.add_argument(
+        "--robot", default="arm", help="robot config name (sim_configs/robots/<name>.yaml) or path"
+    )
+    p.add_argument(
+        "--duration-s",
+        type=float,
+        default=None,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--latency-s", type=float, default=0.0, help="delay of published sensor messages"
+    )
+    p.add_argument("--noise-pos", type=float, default=0.0, help="joint position noise std (rad)")
+    p.add_argument("--noise-vel", type=float, default=0.0, help="joint velocity noise std (rad/s)")
+    p.add_argument(
+        "--motor-delay-s", type=float, default=0.0, help="delay before commands reach the servos"
+    )
+    p.add_argument(
+        "--blackout",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="no joint states between these sim times (s); repeatable",
+    )
+    p.add_argument(
+        "--episode-log", default=None, help="append one JSON line per reaching episode to this file"
+    )
+    p.add_argument("--camera", action="store_true", help="publish rendered images on topics.image")
+    p.add_argument(
+        "--no-reset", action="store_true", help="do not reset the arm with each new target"
+    )
+    p.add_argument(
+        "--domain-id", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID or 0)"
+    )
+    p.add_argument(
+        "--local-only", action="store_true", help="DDS discovery and traffic on loopback only"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    robot = load_robot_config(args.robot)
+    blackouts = []
+    for text in args.blackout:
+        try:
+            a, b = (float(v) for v in text.split(":"))
+        except ValueError:
+            build_parser().error(f"--blackout: got {text!r}, expected START:END in seconds")
+        blackouts.append((a, b))
+    gaps = DomainGaps(
+        args.latency_s, args.noise_pos, args.noise_vel, args.motor_delay_s, tuple(blackouts)
+    )
+    stats = run_sim_robot(
+        robot, args.duration_s, gaps, args.seed, args.episode_log, args.camera,
+        args.domain_id, args.local_only, not args.no_reset, progress=not args.quiet,
+    )  # fmt: skip
+    done = stats.episodes
+    rate = sum(e["success"] for e in done) / len(done) if done else float("nan")
+    print(
+        f"sim_robot {robot.name}: {stats.steps} steps (real-time factor {stats.realtime_factor:.2f}), "
+        f"{stats.joint_states} joint states, {stats.commands} commands, {len(done)} episodes, success rate {rate:.2f}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
