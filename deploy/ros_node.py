@@ -63,7 +63,7 @@ class LoopStats:
     tick_times: list[float] = field(default_factory=list)
     """Start time of every tick that published a command."""
     latencies: list[float] = field(default_factory=list)
-    """Per published command: publish time - receive time of the newest joint state it used."""
+    """Per RAMP/RUN command: publish time - receive time of the newest joint state it used."""
     states: list[str] = field(default_factory=list)
     """Safety state of every published command."""
 
@@ -259,7 +259,9 @@ class DeployNode:
             self._publish(cmd)
             t_pub = time.monotonic()
             self.stats.tick_times.append(now)
-            if cmd.obs_recv_time is not None and math.isfinite(cmd.obs_recv_time):
+            # latency of the policy path only: HOLD/DAMP commands may rest on old joint states
+            running = cmd.state in ("RAMP", "RUN")
+            if running and cmd.obs_recv_time is not None and math.isfinite(cmd.obs_recv_time):
                 self.stats.latencies.append(t_pub - cmd.obs_recv_time)
             self.stats.states.append(cmd.state)
             if self.record is not None:

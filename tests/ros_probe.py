@@ -13,7 +13,10 @@
           "follow": {"topic": "/cmd", "names": ["a", "b", "c"]}   # perfect servo: q = command
       },
       "publish": [{"at": 3.0, "topic": "/estop", "type": "std_msgs/msg/Bool",
-                   "fields": {"data": true}, "repeat": 3}]
+                   "fields": {"data": true}, "repeat": 3}],
+      "periodic": [{"topic": "/target", "type": "geometry_msgs/msg/PointStamped",
+                    "fields": {"point": {"x": 0.2, "y": 0.1, "z": 0.5}}, "rate_hz": 10}]
+                                                       # from the probe's start, until the end
     }
 
 Writes ``{"t0": ..., "records": {topic: [{"t": s, ...fields}]}}``: times in seconds relative to
@@ -34,6 +37,16 @@ from typing import Any
 def _msg_class(type_name: str) -> Any:
     pkg, _, name = type_name.split("/")
     return getattr(importlib.import_module(f"{pkg}.msg"), name)
+
+
+def _build(cls: Any, fields: dict[str, Any]) -> Any:
+    """A message from nested plain fields (``{"point": {"x": 1.0}}``)."""
+    msg = cls()
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            value = _build(type(getattr(msg, key)), value)
+        setattr(msg, key, value)
+    return msg
 
 
 def _fields(msg: Any) -> dict[str, Any]:
@@ -124,6 +137,11 @@ def main(plan_path: str, out_path: str) -> int:
         if e["topic"] not in pubs:
             pubs[e["topic"]] = node.create_publisher(_msg_class(e["type"]), e["topic"], reliable)
 
+    for spec in plan.get("periodic", []):
+        pub = node.create_publisher(_msg_class(spec["type"]), spec["topic"], reliable)
+        msg = _build(_msg_class(spec["type"]), spec.get("fields", {}))
+        node.create_timer(1.0 / float(spec.get("rate_hz", 10)), lambda p=pub, m=msg: p.publish(m))
+
     deadline = time.monotonic() + float(plan.get("start_timeout", 60.0))
     while t0[0] is None:
         rclpy.spin_once(node, timeout_sec=0.01)
@@ -138,7 +156,7 @@ def main(plan_path: str, out_path: str) -> int:
         t = time.monotonic() - t0[0]
         while pending and pending[0]["at"] <= t:
             e = pending.pop(0)
-            msg = _msg_class(e["type"])(**e.get("fields", {}))
+            msg = _build(_msg_class(e["type"]), e.get("fields", {}))
             for _ in range(int(e.get("repeat", 1))):
                 pubs[e["topic"]].publish(msg)
             print(f"probe: t={t:.3f} published {e['topic']} {e.get('fields')}", flush=True)
