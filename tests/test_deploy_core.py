@@ -23,7 +23,6 @@ from rewardlab.deploy.policy import Policy, PolicyLoadError, load_policy
 from rewardlab.deploy.robot_config import (
     RobotConfigError,
     load_robot_config,
-    robot_config_from_dict,
 )
 from rewardlab.deploy.safety import SafetyState, Trip
 
@@ -306,7 +305,7 @@ def test_passive_until_inputs_then_stale_by_receive_time_holds():
 def test_old_sender_stamp_but_fresh_receipt_is_not_stale():
     c = started(const_policy([0.0, 0.0, 0.0]))
     t = run_until_run(c)
-    for k in range(10):
+    for _ in range(10):
         c.on_joint_state(js([0.0, 0.4, 1.0], t=t, stamp=-100.0))  # sender clock far behind
         assert c.tick(t).state == "RUN"
         t += 0.02
