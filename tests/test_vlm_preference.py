@@ -194,3 +194,46 @@ def test_ensemble_over_frozen_embeddings_learns_a_ranking():
     assert s[0] < s[1] < s[2]
     with pytest.raises(ValueError, match="needs its encoder"):
         PreferenceScorer(ens)
+
+
+@pytest.mark.unit
+def test_vlm_prefs_command_end_to_end_and_resume(tmp_path, capsys):
+    from rewardlab.cli import main
+
+    def brighter(req: ChatRequest) -> str:
+        a, b = (
+            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
+            for u in req.images()
+        )
+        return "1" if b > a else "0"
+
+    out = tmp_path / "prefs"
+    with OpenAIServer(brighter) as srv:
+        common = [
+            "task=cartpole_swingup",
+            f"out={out}",
+            "pool_size=24",
+            "batch=8",
+            "members=2",
+            "image_size=16",
+            "epochs=2",
+            f"vlm.judge_base_url={srv.base_url}",
+            "vlm.judge_model=test-model",
+            "vlm.judge_image_size=32",
+        ]
+        assert main(["vlm-prefs", *common, "queries=16"]) == 0
+        assert len(srv.requests) == 16
+        # run again with a larger budget: frames are reused, only the new pairs are asked
+        assert main(["vlm-prefs", *common, "queries=24", "rounds=2"]) == 0
+        assert len(srv.requests) == 24
+    text = capsys.readouterr().out
+    assert "continuing from 16 labelled pairs" in text
+    assert "vlm.preference_checkpoint=" in text
+    assert PreferenceDataset.load(out / "prefs.pt").frames_a.shape == (24, 16, 16, 3)
+    assert torch.load(out / "pool.pt", weights_only=True).shape == (24, 32, 32, 3)
+    scorer = make_scorer(
+        VLMConfig(scorer="preference", preference_checkpoint=str(out / "reward.pt"))
+    )
+    assert scorer.score(torch.zeros(3, 32, 32, 3, dtype=torch.uint8)).shape == (3,)
+    assert main(["vlm-prefs", f"out={out}", "queries=5"]) != 0
+    assert "task: required" in capsys.readouterr().err

@@ -7,4 +7,7 @@ from typing import Any
 
 
 def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
-    """Add this part's subparsers to the ``rewardlab`` command line (none yet)."""
+    """Add this part's subparsers to the ``rewardlab`` command line."""
+    from rewardlab.vlm_reward.preference import add_prefs_command
+
+    add_prefs_command(sub, formatter_class)

@@ -638,3 +638,184 @@ def _make_preference(cfg: Any) -> PreferenceScorer:
     return PreferenceScorer(
         ensemble, cfg.batch_size, encoder=clip.embed_images, image_size=clip.image_size
     )
+
+
+# -------------------------------------------------------------------------------------------------
+# The command: rewardlab vlm-prefs
+
+
+@dataclass(frozen=True)
+class PrefsArgs:
+    """Label frame pairs with a VLM judge (RL-VLM-F) and train a Bradley-Terry reward ensemble.
+
+    Everything lands in ``out``: ``pool.pt`` (the frames), ``prefs.pt`` (pairs and labels, saved
+    after every batch of queries), ``reward.pt`` (the ensemble), ``metrics.json``. Run the same
+    command again to continue: frames are not re-recorded, labelled pairs are not asked again.
+    """
+
+    task: str = ""
+    """Registered task whose frames are labelled; required."""
+    out: str = ""
+    """Output folder; required."""
+    frames: str | None = None
+    """A ``.pt`` file with ``uint8 [n, H, W, 3]`` frames to label (e.g. from a policy's rollouts);
+    null: record ``pool_size`` frames of the task under random actions."""
+    pool_size: int = 1000
+    """Frames to record when ``frames`` is null."""
+    record_every: int = 4
+    """Control steps between recorded frames (every world is rendered each time)."""
+    queries: int = 300
+    """Pairs to ask the judge about in total (counting those already in ``out``)."""
+    rounds: int = 1
+    """Query rounds; round 1 draws pairs uniformly, later rounds by ensemble disagreement after
+    retraining on what came before."""
+    batch: int = 32
+    """Pairs per batch of judge requests (the dataset is saved after each)."""
+    members: int = 3
+    """Reward models in the ensemble."""
+    image_size: int = 64
+    """Side of the frames the reward CNN sees."""
+    epochs: int = 30
+    """Training epochs per round."""
+    seed: int = 0
+    """Seed of recording, pair sampling and initialization."""
+    vlm: dict[str, Any] = field(default_factory=dict)
+    """``VLMConfig`` fields: ``judge_base_url``, ``judge_model``, ``goal_prompts`` (default: the
+    task's), ``judge_concurrency``, ... (``vlm.judge_model=gpt-4o``)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and what was expected."""
+        if not self.task:
+            raise ValueError("task: required (task=NAME)")
+        if not self.out:
+            raise ValueError("out: required (out=DIR)")
+        for name in ("pool_size", "record_every", "queries", "rounds", "batch", "members"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected >= 1")
+        if not 8 <= self.image_size <= 512:
+            raise ValueError(f"image_size: got {self.image_size!r}, expected 8..512")
+        if self.epochs < 1:
+            raise ValueError(f"epochs: got {self.epochs!r}, expected >= 1")
+
+
+def record_frames(
+    task: str, n: int, size: int, every: int = 4, seed: int = 0, num_envs: int = 8
+) -> torch.Tensor:
+    """``n`` frames ``uint8 [n, size, size, 3]`` of ``task`` under uniformly random actions."""
+    from rewardlab.envs import make_env
+
+    env = make_env(task, num_envs=num_envs, seed=seed, render_size=(size, size))
+    try:
+        env.reset(seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        frames: list[torch.Tensor] = []
+        step = 0
+        while sum(f.shape[0] for f in frames) < n:
+            a = torch.rand(env.num_envs, env.action_dim, generator=gen) * 2 - 1
+            env.step(a.to(env.device))
+            step += 1
+            if step % every == 0:
+                frames.append(env.render())
+        return torch.cat(frames)[:n]
+    finally:
+        env.close()
+
+
+def run_prefs(a: PrefsArgs, labeller: Labeller | None = None) -> dict[str, Any]:
+    """Carry out :class:`PrefsArgs` (``labeller``: the judge ``a.vlm`` configures when None).
+
+    Returns:
+        The metrics written to ``metrics.json``.
+    """
+    import json
+
+    from rewardlab.config import build
+    from rewardlab.vlm_reward.config import VLMConfig
+    from rewardlab.vlm_reward.prompts import with_task_prompts
+
+    a.validate()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = with_task_prompts(build(VLMConfig, dict(a.vlm), "vlm"), a.task)
+    if labeller is None:
+        from rewardlab.vlm_reward.judge import judge_from_config
+
+        labeller = judge_from_config(cfg)
+    size = int(getattr(cfg, "judge_image_size", 224))
+    pool_file = out / "pool.pt"
+    if pool_file.is_file():
+        pool = torch.load(pool_file, weights_only=True)
+        print(f"[vlm-prefs] {pool.shape[0]} frames from {pool_file}")
+    else:
+        if a.frames:
+            pool = torch.load(a.frames, map_location="cpu", weights_only=True)
+            check_frames(pool)
+        else:
+            print(f"[vlm-prefs] recording {a.pool_size} frames of {a.task} (random actions)")
+            pool = record_frames(a.task, a.pool_size, size, a.record_every, a.seed)
+        _atomic_save(pool, pool_file)
+    prefs_file = out / "prefs.pt"
+    ds = PreferenceDataset.load(prefs_file) if prefs_file.is_file() else None
+    if ds is not None:
+        print(f"[vlm-prefs] continuing from {len(ds)} labelled pairs in {prefs_file}")
+    ens = RewardEnsemble(a.members, image_size=a.image_size, seed=a.seed)
+    result: TrainResult | None = None
+    per_round = math.ceil(a.queries / a.rounds)
+    for r in range(a.rounds):
+        target = min(a.queries, per_round * (r + 1))
+        method = "uniform" if r == 0 else "disagreement"
+        while (len(ds) if ds is not None else 0) < target:
+            k = min(a.batch, target - (len(ds) if ds is not None else 0))
+            seed = a.seed + 7919 * (len(ds) if ds is not None else 0)
+            ds = collect_preferences(
+                labeller, pool, k, ds, ens if r else None, method, k, seed, a.image_size, log=None
+            )
+            ds.save(prefs_file)
+            unsure = int((ds.labels == UNSURE).sum())
+            print(
+                f"[vlm-prefs] round {r + 1}/{a.rounds}: {len(ds)}/{a.queries} pairs ({unsure} unsure)"
+            )
+        assert ds is not None
+        result = train_ensemble(ens, ds, epochs=a.epochs, seed=a.seed, log=print)
+    assert result is not None and ds is not None
+    save_ensemble(ens, out / "reward.pt", meta={"task": a.task, "goal": cfg.goal_prompts[0]})
+    metrics = {
+        "pairs": len(ds),
+        "unsure": int((ds.labels == UNSURE).sum()),
+        "train_accuracy": result.accuracy,
+        "final_loss": result.loss,
+        "judge": dict(getattr(labeller, "stats", {})),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(
+        f"[vlm-prefs] reward model: train accuracy {result.accuracy:.3f} on {result.pairs} pairs; "
+        f"wrote {out / 'reward.pt'}\n[vlm-prefs] train with: rewardlab train task={a.task} "
+        f"reward=vlm vlm.scorer=preference vlm.preference_checkpoint={out / 'reward.pt'}"
+    )
+    return metrics
+
+
+def add_prefs_command(sub: Any, formatter_class: Any) -> None:
+    """Add ``rewardlab vlm-prefs`` (called from ``rewardlab.vlm_reward.cli.add_commands``)."""
+    from rewardlab.config import schema_lines
+
+    p = sub.add_parser(
+        "vlm-prefs",
+        help="label frame pairs with a VLM judge and train a preference reward model (RL-VLM-F)",
+        description=f"{PrefsArgs.__doc__}\n\nexample: rewardlab vlm-prefs task=cartpole_swingup "
+        "out=runs/prefs vlm.judge_base_url=http://localhost:8000/v1 vlm.judge_model=qwen2.5-vl",
+        epilog="keys:\n" + "\n".join(schema_lines(PrefsArgs)),
+        formatter_class=formatter_class,
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. out=DIR")
+
+    def cmd(args: Any) -> int:
+        from rewardlab.config import COMMAND_LINE, build, merge_layers, parse_overrides
+
+        merged, sources = merge_layers(
+            [(COMMAND_LINE, parse_overrides(args.overrides))], default_source=COMMAND_LINE
+        )
+        run_prefs(build(PrefsArgs, merged, "", sources))
+        return 0
+
+    p.set_defaults(func=cmd)
