@@ -7,7 +7,7 @@ from typing import Any
 from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.envs.tasks import TaskConfig, get_task, task_names
 
-BACKENDS = ("mujoco",)
+BACKENDS = ("mujoco", "warp")
 
 
 def make_env(
@@ -39,6 +39,10 @@ def make_env(
         from rewardlab.envs.mujoco_backend import MujocoEnv
 
         return MujocoEnv(task_cls, cfg, num_envs=num_envs, seed=seed, device=device, **kwargs)
+    if backend == "warp":
+        from rewardlab.envs.warp_backend import WarpEnv
+
+        return WarpEnv(task_cls, cfg, num_envs=num_envs, seed=seed, device=device, **kwargs)
     raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
 
 
