@@ -138,7 +138,7 @@ class RayExecutor:
         num_gpus: GPUs reserved per job (Ray sets ``CUDA_VISIBLE_DEVICES`` for the task).
         address: cluster address for ``ray.init``; ``None``: join a running local cluster or
             start one; an already initialized Ray is used as is.
-        init_kwargs: more ``ray.init`` arguments (e.g. ``num_cpus=2`` for a local instance).
+        init: more ``ray.init`` arguments (e.g. ``{"num_cpus": 2}`` for a local instance).
     """
 
     name = "ray"
@@ -149,7 +149,7 @@ class RayExecutor:
         num_cpus: float = 1.0,
         num_gpus: float = 0.0,
         address: str | None = None,
-        **init_kwargs: Any,
+        init: dict[str, Any] | None = None,
     ) -> None:
         try:
             import ray
@@ -160,12 +160,12 @@ class RayExecutor:
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, "log_to_driver": True, **init_kwargs}
+            kwargs = {"include_dashboard": False, "log_to_driver": True, **(init or {})}
             ray.init(address=address, **kwargs)
             self._started = True
         self.limits = limits
-        self._remote = ray.remote(_ray_job).options(
-            num_cpus=num_cpus, num_gpus=num_gpus, max_calls=1, max_retries=0
+        self._remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_calls=1, max_retries=0)(
+            _ray_job
         )
         self._lock = threading.Lock()
 
@@ -214,7 +214,7 @@ def make_executor(
     num_cpus: float = 1.0,
     num_gpus: float = 0.0,
     address: str | None = None,
-    **ray_init: Any,
+    ray_init: dict[str, Any] | None = None,
 ) -> ProcessExecutor | RayExecutor:
     """The executor ``kind`` names: ``process``, ``sequential`` or ``ray``."""
     if kind == "process":
@@ -222,7 +222,7 @@ def make_executor(
     if kind == "sequential":
         return SequentialExecutor(limits)
     if kind == "ray":
-        return RayExecutor(limits, num_cpus, num_gpus, address, **ray_init)
+        return RayExecutor(limits, num_cpus, num_gpus, address, ray_init)
     raise ValueError(f"executor: got {kind!r}, expected process, sequential or ray")
 
 

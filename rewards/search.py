@@ -140,10 +140,12 @@ class RewardSearch:
         log: Callable[[str], None] | None = None,
         human_input: Callable[[str], str] | None = None,
     ) -> None:
+        from rewardlab.envs import get_task
+
         cfg.validate()
+        get_task(cfg.task)  # an unknown task fails here (KeyError listing the known ones)
         self.cfg = cfg
         self.root = Path(cfg.run_dir or f"runs/search-{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}")
-        self.root.mkdir(parents=True, exist_ok=True)
         self._log = log or (lambda line: print(line, flush=True))
         self._human_input = human_input or input
         if client is None:
@@ -152,11 +154,13 @@ class RewardSearch:
             cache = cfg.llm.cache_dir or self.root / "llm_cache"
             client = ChatClient(cfg.llm, cache_dir=cache, log=self._log)
         self.client = client
+        self.root.mkdir(parents=True, exist_ok=True)
         self._executor = executor
         self.train_cfg = self._train_config()
         self.t0 = time.perf_counter()
         self.state: dict[str, Any] = _read_json(self.root / "search.json") or {}
         self.trained = 0
+        """Training jobs that finished in this process (candidates' rungs and winner seeds)."""
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -699,6 +703,7 @@ class RewardSearch:
             def on_done(o: Any) -> None:
                 s = int(o.key.rsplit("seed", 1)[1])
                 if o.ok:
+                    self.trained += 1
                     _write_bytes(wdir / f"seed_{s}.pt", o.value["checkpoint"])
                     res = {
                         "seed": s,

@@ -193,3 +193,99 @@ def test_search_end_to_end_reflection_finds_a_good_reward_and_replays(tmp_path):
             (c["id"], c["status"], c["error_kind"]) for c in b["candidates"]
         ]
     assert replay["winner"]["fitness_mean"] >= 0.9
+
+
+@pytest.mark.unit
+def test_cli_reports_bad_settings_and_unreachable_llm(tmp_path, capsys):
+    from rewardlab.cli import main
+
+    assert main(["reward-search", "--task", "cartpole_balance", "executor=dask"]) == 2
+    assert "description: got ''" in capsys.readouterr().err
+    args = ["reward-search", "--task", "no_such_task", "--description", "x", "llm.model=m"]
+    assert main(args) == 2
+    assert "no_such_task" in capsys.readouterr().err
+    with OpenAIServer(["x"]) as srv:
+        url = srv.base_url  # a port nobody listens on after the block
+    run_dir = tmp_path / "s"
+    args = ["reward-search", "--task", "cartpole_balance", "--description", "balance",
+            f"run_dir={run_dir}", f"llm.base_url={url}", "llm.model=test-model",
+            "llm.max_retries=0", "trial_steps=4"]  # fmt: skip
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "LLM error" in err and f"run_dir={run_dir}" in err
+
+
+@pytest.mark.slow
+def test_cli_search_resumes_without_retraining(tmp_path, capsys):
+    """``rewardlab reward-search`` end to end; a second run on the same directory after losing
+    one candidate's result trains only that candidate again, answering from the cache."""
+    from rewardlab.cli import main
+
+    run_dir = tmp_path / "s"
+    with OpenAIServer(lambda req: fixture(["good", "hack"][req.seed % 2])) as srv:
+        args = [
+            "reward-search", "--task", "cartpole_balance", "--description", "Balance the pole.",
+            f"run_dir={run_dir}", f"llm.base_url={srv.base_url}", "llm.model=test-model",
+            "rounds=1", "candidates=2", "candidate_steps=4096", "halving=false",
+            "eval_episodes=4", "winner_seeds=1", "winner_steps=4096", "videos=none",
+            "workers=2", "trial_steps=8",
+        ]  # fmt: skip
+        assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "[rewardlab] winner r1c" in out and "fitness:" in out
+    state = json.loads((run_dir / "search.json").read_text())
+    assert state["finished"] and len(state["winner"]["fitness_per_seed"]) == 1
+    assert (run_dir / "winner" / "export" / "policy.json").is_file()
+    first = json.loads((run_dir / "round_1/r1c0/result.json").read_text())
+
+    # lose r1c1's results, as if the search had crashed while training it; the server is down
+    for name in ("result.json", "rung_0.json"):
+        (run_dir / "round_1" / "r1c1" / name).unlink()
+    cfg = load_search_config(
+        {"task": "cartpole_balance", "description": "Balance the pole.", "run_dir": str(run_dir),
+         "rounds": 1, "candidates": 2, "candidate_steps": 4096, "halving": False,
+         "eval_episodes": 4, "winner_seeds": 1, "winner_steps": 4096, "videos": "none",
+         "workers": 2, "trial_steps": 8,
+         "llm": {"base_url": srv.base_url, "model": "test-model", "offline": True}}
+    )  # fmt: skip
+    search = RewardSearch(cfg)
+    search.run()
+    assert search.trained == 1  # only r1c1; r1c0 and the winner's seed run were kept
+    assert json.loads((run_dir / "round_1/r1c0/result.json").read_text()) == first
+    assert json.loads((run_dir / "round_1/r1c1/result.json").read_text())["status"] == "trained"
+
+
+@pytest.mark.slow
+def test_ray_executor_on_local_ray():
+    """The Ray path: candidate jobs as Ray tasks on a local instance, each in the sandbox;
+    a good reward trains and is scored, a broken one comes back as a structured error."""
+    ray = pytest.importorskip("ray")
+    from rewardlab.config import load_train_config
+    from rewardlab.rewards.candidate import train_candidate
+    from rewardlab.rewards.executors import Job, RayExecutor
+    from rewardlab.rewards.sandbox import SandboxLimits
+
+    cfg = load_train_config({"task": "cartpole_balance", "num_envs": 16, "nthread": 1})
+
+    def spec(name: str) -> dict:
+        code = prompting.extract_code(fixture(name)).code
+        return {"train_cfg": cfg, "code": code, "steps": 512, "checkpoint": None,
+                "eval_episodes": 2, "analyst": False, "correlation": True}  # fmt: skip
+
+    ex = RayExecutor(
+        SandboxLimits(cpu_seconds=300, wall_seconds=240), num_cpus=1, init={"num_cpus": 2}
+    )
+    try:
+        seen: list[str] = []
+        good, broken = ex.run(
+            [Job("good", train_candidate, (spec("good"),)),
+             Job("broken", train_candidate, (spec("broken_unknown_state"),))],
+            on_done=lambda o: seen.append(o.key),
+        )  # fmt: skip
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
+    assert sorted(seen) == ["broken", "good"]
+    assert good.ok and good.value["steps"] >= 512 and 0.0 <= good.value["fitness"] <= 1.0
+    assert good.value["history"] and isinstance(good.value["checkpoint"], bytes)
+    assert not broken.ok and broken.error.kind == "unknown_state"
