@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rewardlab.vlm_reward.base import check_frames, register_scorer
+from rewardlab.vlm_reward.prefs_command import PrefsArgs
 
 UNSURE = -1
 """Label of a pair the labeller could not decide (dropped from the loss)."""
@@ -644,60 +645,6 @@ def _make_preference(cfg: Any) -> PreferenceScorer:
 # The command: rewardlab vlm-prefs
 
 
-@dataclass(frozen=True)
-class PrefsArgs:
-    """Label frame pairs with a VLM judge (RL-VLM-F) and train a Bradley-Terry reward ensemble.
-
-    Everything lands in ``out``: ``pool.pt`` (the frames), ``prefs.pt`` (pairs and labels, saved
-    after every batch of queries), ``reward.pt`` (the ensemble), ``metrics.json``. Run the same
-    command again to continue: frames are not re-recorded, labelled pairs are not asked again.
-    """
-
-    task: str = ""
-    """Registered task whose frames are labelled; required."""
-    out: str = ""
-    """Output folder; required."""
-    frames: str | None = None
-    """A ``.pt`` file with ``uint8 [n, H, W, 3]`` frames to label (e.g. from a policy's rollouts);
-    null: record ``pool_size`` frames of the task under random actions."""
-    pool_size: int = 1000
-    """Frames to record when ``frames`` is null."""
-    record_every: int = 4
-    """Control steps between recorded frames (every world is rendered each time)."""
-    queries: int = 300
-    """Pairs to ask the judge about in total (counting those already in ``out``)."""
-    rounds: int = 1
-    """Query rounds; round 1 draws pairs uniformly, later rounds by ensemble disagreement after
-    retraining on what came before."""
-    batch: int = 32
-    """Pairs per batch of judge requests (the dataset is saved after each)."""
-    members: int = 3
-    """Reward models in the ensemble."""
-    image_size: int = 64
-    """Side of the frames the reward CNN sees."""
-    epochs: int = 30
-    """Training epochs per round."""
-    seed: int = 0
-    """Seed of recording, pair sampling and initialization."""
-    vlm: dict[str, Any] = field(default_factory=dict)
-    """``VLMConfig`` fields: ``judge_base_url``, ``judge_model``, ``goal_prompts`` (default: the
-    task's), ``judge_concurrency``, ... (``vlm.judge_model=gpt-4o``)."""
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field and what was expected."""
-        if not self.task:
-            raise ValueError("task: required (task=NAME)")
-        if not self.out:
-            raise ValueError("out: required (out=DIR)")
-        for name in ("pool_size", "record_every", "queries", "rounds", "batch", "members"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected >= 1")
-        if not 8 <= self.image_size <= 512:
-            raise ValueError(f"image_size: got {self.image_size!r}, expected 8..512")
-        if self.epochs < 1:
-            raise ValueError(f"epochs: got {self.epochs!r}, expected >= 1")
-
-
 def record_frames(
     task: str, n: int, size: int, every: int = 4, seed: int = 0, num_envs: int = 8
 ) -> torch.Tensor:
@@ -722,7 +669,7 @@ def record_frames(
 
 
 def run_prefs(a: PrefsArgs, labeller: Labeller | None = None) -> dict[str, Any]:
-    """Carry out :class:`PrefsArgs` (``labeller``: the judge ``a.vlm`` configures when None).
+    """Carry out ``rewardlab vlm-prefs`` (``labeller``: the judge ``a.vlm`` configures if None).
 
     Returns:
         The metrics written to ``metrics.json``.
@@ -793,29 +740,3 @@ def run_prefs(a: PrefsArgs, labeller: Labeller | None = None) -> dict[str, Any]:
         f"reward=vlm vlm.scorer=preference vlm.preference_checkpoint={out / 'reward.pt'}"
     )
     return metrics
-
-
-def add_prefs_command(sub: Any, formatter_class: Any) -> None:
-    """Add ``rewardlab vlm-prefs`` (called from ``rewardlab.vlm_reward.cli.add_commands``)."""
-    from rewardlab.config import schema_lines
-
-    p = sub.add_parser(
-        "vlm-prefs",
-        help="label frame pairs with a VLM judge and train a preference reward model (RL-VLM-F)",
-        description=f"{PrefsArgs.__doc__}\n\nexample: rewardlab vlm-prefs task=cartpole_swingup "
-        "out=runs/prefs vlm.judge_base_url=http://localhost:8000/v1 vlm.judge_model=qwen2.5-vl",
-        epilog="keys:\n" + "\n".join(schema_lines(PrefsArgs)),
-        formatter_class=formatter_class,
-    )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. out=DIR")
-
-    def cmd(args: Any) -> int:
-        from rewardlab.config import COMMAND_LINE, build, merge_layers, parse_overrides
-
-        merged, sources = merge_layers(
-            [(COMMAND_LINE, parse_overrides(args.overrides))], default_source=COMMAND_LINE
-        )
-        run_prefs(build(PrefsArgs, merged, "", sources))
-        return 0
-
-    p.set_defaults(func=cmd)
