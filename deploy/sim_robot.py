@@ -231,7 +231,9 @@ class SimRobot:
         return np.array([x, y, z, w]), vel[:3].copy()
 
     def ee_pos(self) -> np.ndarray:
-        return self.data.site_xpos[self.ee_site].copy()
+        """End-effector position at the current joint positions (``site_xpos`` after ``mj_step``
+        is one physics step behind ``qpos``)."""
+        return self.target_for(self.data.qpos[self.qpos_idx])
 
     def distance(self) -> float:
         return (
