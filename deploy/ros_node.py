@@ -145,7 +145,8 @@ class DeployNode:
         self._next_due = -math.inf
         self._last_log = time.monotonic()
         self._last_status = ""
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Held around every controller call (another thread may share the controller)."""
         if not rclpy.ok(context=context):
             rclpy.init(context=context)
         self.node: Node = Node(node_name, context=context)
@@ -171,7 +172,7 @@ class DeployNode:
         if topics.heartbeat:
             self.node.create_subscription(Header, topics.heartbeat, self._on_heartbeat, sensor)
         self.node.create_subscription(Empty, "~/reset", self._on_reset, reliable)
-        self.node.create_subscription(Empty, "~/start", lambda _m: self.ctrl.start(), reliable)
+        self.node.create_subscription(Empty, "~/start", self._on_start, reliable)
 
         if self.robot.command_type == "trajectory":
             from builtin_interfaces.msg import Duration
@@ -194,7 +195,7 @@ class DeployNode:
 
     # -- callbacks (all on the executor's one thread) ------------------------------------------
 
-    def _on_joint_state(self, msg: Any) -> None:
+    def _on_joint_state_unlocked(self, msg: Any) -> None:
         now = time.monotonic()
         self.ctrl.on_joint_state(
             JointStateSample(
@@ -209,7 +210,7 @@ class DeployNode:
         if self.trigger == "joint_state" and now >= self._next_due:
             self._tick(now)
 
-    def _on_imu(self, msg: Any) -> None:
+    def _on_imu_unlocked(self, msg: Any) -> None:
         o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
         self.ctrl.on_imu(
             ImuSample(
@@ -221,7 +222,7 @@ class DeployNode:
             )
         )
 
-    def _on_target(self, msg: Any) -> None:
+    def _on_target_unlocked(self, msg: Any) -> None:
         p = msg.point
         self.ctrl.on_target(
             PointSample(
@@ -232,22 +233,55 @@ class DeployNode:
             )
         )
 
-    def _on_estop(self, msg: Any) -> None:
+    def _on_estop_unlocked(self, msg: Any) -> None:
         self.ctrl.on_estop(bool(msg.data), time.monotonic())
         self._publish_status()
 
-    def _on_heartbeat(self, _msg: Any) -> None:
+    def _on_heartbeat_unlocked(self, _msg: Any) -> None:
         self.ctrl.on_heartbeat(time.monotonic())
 
-    def _on_reset(self, _msg: Any) -> None:
+    def _on_reset_unlocked(self, _msg: Any) -> None:
         ok = self.ctrl.reset()
         self.log(f"[deploy] reset {'accepted' if ok else 'refused (e-stop engaged?)'}")
         self._publish_status()
 
-    def _on_timer(self) -> None:
+    def _on_timer_unlocked(self) -> None:
         now = time.monotonic()
         if self.trigger == "timer" or now >= self._next_due + 0.5 * self.period:
             self._tick(now)
+
+    # Callbacks as the executor calls them: each under ``self.lock``.
+    def _on_joint_state(self, msg: Any) -> None:
+        with self.lock:
+            self._on_joint_state_unlocked(msg)
+
+    def _on_imu(self, msg: Any) -> None:
+        with self.lock:
+            self._on_imu_unlocked(msg)
+
+    def _on_target(self, msg: Any) -> None:
+        with self.lock:
+            self._on_target_unlocked(msg)
+
+    def _on_estop(self, msg: Any) -> None:
+        with self.lock:
+            self._on_estop_unlocked(msg)
+
+    def _on_heartbeat(self, msg: Any) -> None:
+        with self.lock:
+            self._on_heartbeat_unlocked(msg)
+
+    def _on_reset(self, msg: Any) -> None:
+        with self.lock:
+            self._on_reset_unlocked(msg)
+
+    def _on_timer(self) -> None:
+        with self.lock:
+            self._on_timer_unlocked()
+
+    def _on_start(self, _msg: Any) -> None:
+        with self.lock:
+            self.ctrl.start()
 
     # -- the tick ------------------------------------------------------------------------------
 

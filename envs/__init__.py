@@ -7,7 +7,7 @@ from typing import Any
 from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.envs.tasks import TaskConfig, get_task, task_names
 
-BACKENDS = ("mujoco", "warp")
+BACKENDS = ("mujoco", "warp", "ros2")
 
 
 def make_env(
@@ -43,6 +43,12 @@ def make_env(
         from rewardlab.envs.warp_backend import WarpEnv
 
         return WarpEnv(task_cls, cfg, num_envs=num_envs, seed=seed, device=device, **kwargs)
+    if backend == "ros2":  # a real (or sim) robot over ROS 2: one world, see envs/ros2_backend.py
+        from rewardlab.envs.ros2_backend import Ros2Env
+
+        if num_envs != 1:
+            raise ValueError(f"backend ros2: num_envs must be 1 (one robot), got {num_envs}")
+        return Ros2Env(task_cls, cfg, seed=seed, device=device, **kwargs)
     raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
 
 

@@ -370,3 +370,70 @@ def test_policy_reaches_targets_on_sim_robot_through_ros2(
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["summary"]["commands"] >= 0.8 * 50 * len(eps) * period
     print(f"loop: {stats['summary']}; safety events: {stats['events']}")
+
+
+# -------------------------------------------------------------------------------------------------
+# The ros2 env backend (on-robot fine-tuning) against the sim robot
+
+ROS2_ENV_SCRIPT = r"""
+import json, sys, time
+import numpy as np, torch
+from rewardlab.envs import make_env
+from rewardlab.deploy.policy import load_policy
+
+export, robot = sys.argv[1], sys.argv[2]
+env = make_env("arm_reach", num_envs=1, backend="ros2", policy=export, robot=robot, prompt=None)
+policy = load_policy(export)
+obs = env.reset()
+out = {"describe": env.describe(), "state_keys": sorted(env.state())}
+out["first_obs_shape"] = list(obs.shape)
+episode, logs, steps = None, [], 0
+t0 = time.monotonic()
+while episode is None and steps < 400:
+    action = torch.as_tensor(policy(obs[0].numpy()), dtype=torch.float32)[None]
+    obs, rew, term, trunc, info = env.step(action)
+    steps += 1
+    logs.append(info["log"])
+    episode = info.get("episode")
+out["steps"] = steps
+out["seconds"] = time.monotonic() - t0
+out["success"] = bool(episode["success"][0])
+out["length"] = int(episode["length"][0])
+out["reward_terms"] = sorted(k for k in episode if k.startswith("reward/"))
+# the learner stalls (as during a PPO update): the controller holds the robot, the episode ends
+action = torch.as_tensor(policy(obs[0].numpy()), dtype=torch.float32)[None]
+time.sleep(0.3)
+obs, rew, term, trunc, info = env.step(action)
+out["stall_truncated"] = bool(trunc[0])
+out["stall_safety"] = info.get("safety", "")
+env.close()
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_ros2_env_backend_runs_episodes_on_the_sim_robot(
+    py: str, arm_run: Path, tmp_path: Path
+) -> None:
+    """make_env(backend="ros2"): one world on the sim robot through rclpy; a full episode with the
+    task's reward terms and success metric (the exported policy as the learner reaches the
+    target); a stalled learner makes the controller HOLD and ends the episode."""
+    sim_cfg = dict(ARM["sim"], target_period_s=0.0)  # one fixed target, no resets by the sim
+    robot = robot_yaml(tmp_path, stale_timeout_s=0.3, sim=sim_cfg)
+    with RosNamespace(log_dir=tmp_path / "logs") as ns:
+        ns.popen([py, "-m", "rewardlab.deploy.sim_robot", "--robot", str(robot), "--quiet"], "sim")
+        res = ns.run([py, "-c", ROS2_ENV_SCRIPT, str(arm_run / "export"), str(robot)], timeout=180)
+    out = json.loads(res.stdout.split("RESULT ", 1)[1])
+    assert out["first_obs_shape"] == [1, 15]
+    assert {"joint_pos", "ee_pos", "target_pos", "distance", "last_action"} <= set(
+        out["state_keys"]
+    )
+    assert "distance: [N] m" in out["describe"]
+    assert out["length"] == 150 and out["steps"] == 150
+    assert out["reward_terms"] == [
+        "reward/action_rate", "reward/distance", "reward/effort", "reward/near_target",
+    ]  # fmt: skip
+    assert out["success"], out
+    assert 150 * 0.02 * 0.9 <= out["seconds"] <= 150 * 0.02 * 1.5, out[
+        "seconds"
+    ]  # 50 Hz, real time
+    assert out["stall_truncated"] and out["stall_safety"].startswith("HOLD"), out

@@ -1,0 +1,352 @@
+"""The ``ros2`` backend: a robot that speaks ROS 2, seen as a batched env of one world.
+
+For fine-tuning on the robot (or on the sim robot) with the same rewards as in simulation --
+the task's own reward, an LLM-written reward file, a VLM reward -- and for scoring a policy on
+the robot with the task's success metric::
+
+    env = make_env("arm_reach", num_envs=1, backend="ros2",
+                   policy="runs/arm_reach/export", robot="arm", transport="rclpy")
+    obs = env.reset()                        # asks the operator to reset the robot (Enter / a)
+    obs, rew, term, trunc, info = env.step(action)
+
+How it works. The deploy :class:`~rewardlab.deploy.controller.Controller` runs on the transport's
+thread (the rclpy node of :mod:`rewardlab.deploy.ros_node`, or the cyclonedds loop) at the
+control rate, with every safety check of a deployment. Its "policy" is this env: at each tick the
+controller builds the observation exactly as the exported policy was trained on (layout, scaling
+and joints from ``policy.json``), hands it to :meth:`step`'s caller, and waits up to
+``action_timeout_s`` for the action. A learner that does not answer in time (it is updating its
+networks, it crashed) makes the controller HOLD the robot; the episode then ends
+(``truncated``, ``info["safety"]`` says why) and the next one starts with the operator's reset.
+
+The state that rewards read is rebuilt from the observation slices (``joint_pos``,
+``target_pos``, ...) plus what follows from them (``ee_pos = target_pos - ee_to_target``,
+``distance``, ``prev_action``), under the task's own state schema; a reward that reads a name
+the robot cannot provide fails when it loads. Success and termination are the task's own.
+
+Not supported: more than one world, snapshots (``get_state_dict``), rendering without a camera
+topic (``render`` raises), resets without a person or a sim robot (``prompt=None`` resets at
+once: only for the sim robot, which resets itself).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardlab.envs.base import BatchedEnv, StateField
+
+TRANSPORTS = ("rclpy", "dds")
+RESET_PROMPT = "[ros2 env] reset the robot for a new episode, then press Enter (a + Enter aborts): "
+
+
+class RobotAbort(RuntimeError):
+    """The operator aborted at a reset prompt."""
+
+
+class _ActionSlot:
+    """The controller's policy: hands each tick's observation to the env, waits for its action.
+
+    Looks like :class:`rewardlab.deploy.policy.Policy` to the controller (meta, layout, ...).
+    Modes: ``warmup`` (the exported policy acts: the soft start after a reset), ``learner`` (wait
+    up to ``timeout_s`` for :meth:`put_action`; no answer -> NaN, which makes the controller HOLD,
+    and mode ``stopped``), ``stopped`` (NaN: the robot holds, e.g. during a reset prompt).
+    """
+
+    def __init__(self, policy: Any, timeout_s: float) -> None:
+        self._policy = policy
+        self.timeout_s = timeout_s
+        self._cv = threading.Condition()
+        self._obs: np.ndarray | None = None
+        self.obs_id = 0
+        self._action: np.ndarray | None = None
+        self._action_for = -1
+        self.timeouts = 0
+        self.mode = "stopped"
+
+    def __getattr__(self, name: str) -> Any:  # meta, obs_dim, layout, ctrl_mid, ... of the export
+        return getattr(self._policy, name)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Called by the controller's tick (transport thread)."""
+        nan = np.full(self._policy.action_dim, np.nan)
+        with self._cv:
+            self.obs_id += 1
+            self._obs = np.array(obs, dtype=np.float64)
+            self._cv.notify_all()
+            if self.mode == "warmup":
+                return self._policy(obs)
+            if self.mode != "learner":
+                return nan
+            want = self.obs_id
+            if not self._cv.wait_for(lambda: self._action_for == want, timeout=self.timeout_s):
+                self.timeouts += 1
+                self.mode = "stopped"
+                return nan  # -> the controller HOLDs the robot
+            return self._action  # type: ignore[return-value]
+
+    def next_obs(self, after: int, timeout: float) -> tuple[int, np.ndarray] | None:
+        """The first observation newer than ``after`` (env thread)."""
+        with self._cv:
+            if not self._cv.wait_for(lambda: self.obs_id > after, timeout=timeout):
+                return None
+            return self.obs_id, self._obs.copy()  # type: ignore[union-attr]
+
+    def put_action(self, obs_id: int, action: np.ndarray) -> None:
+        with self._cv:
+            self._action, self._action_for = action, obs_id
+            self._cv.notify_all()
+
+
+class Ros2Env(BatchedEnv):
+    """One robot over ROS 2 as a :class:`BatchedEnv` with ``num_envs == 1``.
+
+    Args:
+        task_cls: the registered task (its state schema, success, termination, default reward).
+        cfg: the task's config (``episode_steps``, weights, ...); its default when ``None``.
+        policy: export folder of the policy being fine-tuned (``policy.json`` gives the
+            observation layout, the action scaling and the control rate).
+        robot: robot config name or path (``sim_configs/robots/``).
+        transport: ``rclpy`` or ``dds``.
+        reward_fn: ``compute_reward(state, action) -> (total, components)``; the task's when None.
+        prompt: asks the operator before each episode (``input`` by default); ``None``: no prompt.
+        action_timeout_s: how long a tick waits for the learner's action before holding the robot;
+            default: half a control period.
+        device: torch device of the returned tensors.
+        seed: unused (a robot has no seed); accepted for the ``make_env`` signature.
+        start_timeout_s: how long a reset waits for the robot's inputs before failing.
+    """
+
+    def __init__(
+        self,
+        task_cls: type,
+        cfg: Any = None,
+        policy: str = "",
+        robot: str = "arm",
+        transport: str = "rclpy",
+        reward_fn: Callable[..., Any] | None = None,
+        prompt: Callable[[str], str] | None = input,
+        action_timeout_s: float | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        start_timeout_s: float = 60.0,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        from rewardlab.deploy.controller import Controller
+        from rewardlab.deploy.policy import load_policy
+        from rewardlab.deploy.robot_config import load_robot_config
+        from rewardlab.rewards.terms import compose
+
+        if transport not in TRANSPORTS:
+            raise ValueError(
+                f"transport: got {transport!r}, expected one of {', '.join(TRANSPORTS)}"
+            )
+        if not policy:
+            raise ValueError("policy: required (the export folder of the policy to fine-tune)")
+        self.task = task_cls(
+            cfg if cfg is not None else task_cls.default_config(), task_cls.load_model()
+        )
+        self.cfg = self.task.cfg
+        self.robot_cfg = load_robot_config(robot)
+        exported = load_policy(policy)
+        if exported.meta.get("task") not in (None, self.task.name):
+            raise ValueError(
+                f"policy: {policy} was trained on task {exported.meta.get('task')!r}, "
+                f"not {self.task.name!r}"
+            )
+        self.slot = _ActionSlot(exported, timeout_s=1.0)
+        self.controller = Controller(self.slot, self.robot_cfg)
+        self.slot.timeout_s = action_timeout_s or 0.5 * self.controller.dt
+        self.num_envs = 1
+        self.obs_dim = exported.obs_dim
+        self.action_dim = exported.action_dim
+        self.device = torch.device(device)
+        self.control_dt = self.controller.dt
+        self.max_episode_steps = int(getattr(self.cfg, "episode_steps", 0) or exported.meta.get("episode_steps") or 1000)  # fmt: skip
+        self.reward_fn = reward_fn or compose(self.task.reward_terms())
+        self.prompt = prompt
+        self.start_timeout_s = start_timeout_s
+        self.log = log
+        self._spec = self.task.full_state_spec()
+        self._obs_id = 0
+        self._obs = np.zeros(self.obs_dim)
+        self._t = 0
+        self._ep_return = 0.0
+        self._ep_terms: dict[str, float] = {}
+        self._prev_action = np.zeros(self.action_dim)
+        self._last_action = np.zeros(self.action_dim)
+        self._state: dict[str, torch.Tensor] = {}
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.transport = transport
+        self._start_transport()
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _start_transport(self) -> None:
+        if self.transport == "rclpy":
+            from rewardlab.deploy.ros_node import DeployNode
+
+            self._node = DeployNode(self.controller, node_name="rewardlab_ros2_env", trigger="timer", log=self.log, log_every_s=0)  # fmt: skip
+            self._lock = self._node.lock
+            target = lambda: self._node.spin(stop=self._stop)  # noqa: E731
+        else:
+            from rewardlab.deploy.transport_dds import run_dds_controller
+
+            self._node = None
+            target = lambda: run_dds_controller(self.controller, stop=self._stop)  # noqa: E731
+        self._thread = threading.Thread(target=target, name="ros2-env-transport", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the control loop (the robot's controller keeps the last command) and the node."""
+        self.slot.mode = "stopped"
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        if self._node is not None:
+            self._node.close()
+            self._node = None
+
+    # -- episodes --------------------------------------------------------------------------------
+
+    def _ask_reset(self) -> None:
+        if self.prompt is None:
+            return
+        answer = self.prompt(RESET_PROMPT)
+        if str(answer).strip().lower() in ("a", "abort", "q"):
+            raise RobotAbort("aborted by the operator at the reset prompt")
+
+    def _begin_episode(self) -> np.ndarray:
+        """Hold, ask the operator, re-arm, soft-start with the exported policy, then hand control
+        to the learner; returns the first observation the learner acts on."""
+        self.slot.mode = "stopped"
+        self._ask_reset()
+        with self._lock:
+            self.controller.reset()
+            self.slot.mode = "warmup"
+            self.controller.start()
+        deadline = time.monotonic() + self.start_timeout_s
+        while self.controller.state.value != "RUN":
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"robot not ready after {self.start_timeout_s} s: {self.controller.status()}"
+                )
+            if self.controller.state.value in ("HOLD", "DAMP"):
+                raise RuntimeError(f"the robot tripped during the soft start: {self.controller.status()}")  # fmt: skip
+            time.sleep(self.control_dt / 4)
+        self.slot.mode = "learner"
+        got = self.slot.next_obs(self.slot.obs_id, timeout=5 * self.control_dt)
+        if got is None:
+            raise TimeoutError(f"no control tick: {self.controller.status()}")
+        self._obs_id, obs = got
+        self._t, self._ep_return, self._ep_terms = 0, 0.0, {}
+        self._prev_action = np.zeros(self.action_dim)
+        self._last_action = np.zeros(self.action_dim)
+        self._update_state(obs)
+        return obs
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Ask for a reset, re-arm the safety layer, soft-start; the first observation ``[1, obs]``."""
+        return self._tensor(self._begin_episode())[None]
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Send the action for the last observation; wait for the next tick's observation."""
+        action = np.clip(np.asarray(actions.detach().cpu(), dtype=np.float64).reshape(-1), -1, 1)
+        if action.shape != (self.action_dim,):
+            raise ValueError(f"actions: expected shape [1, {self.action_dim}], got {tuple(actions.shape)}")  # fmt: skip
+        self.slot.put_action(self._obs_id, action)
+        got = self.slot.next_obs(self._obs_id, timeout=3 * self.control_dt + self.slot.timeout_s)
+        tripped = self.controller.state.value in ("HOLD", "DAMP") or got is None
+        self._prev_action, self._last_action = self._last_action, action
+        if got is not None:
+            self._obs_id, obs = got
+            self._update_state(obs)
+        else:
+            obs = self._obs
+        state = self._state
+        act = torch.as_tensor(action, dtype=torch.float32, device=self.device)[None]
+        reward, terms = self.reward_fn(state, act)
+        self._t += 1
+        self._ep_return += float(reward[0])
+        for k, v in terms.items():
+            self._ep_terms[k] = self._ep_terms.get(k, 0.0) + float(v[0])
+        terminated = bool(self.task.terminated(state)[0])
+        truncated = (self._t >= self.max_episode_steps or tripped) and not terminated
+        info: dict[str, Any] = {"log": {f"reward/{k}": float(v.mean()) for k, v in terms.items()}}
+        if tripped:
+            info["safety"] = self.controller.status()
+            self.log(f"[ros2 env] episode ends: {info['safety']}")
+        final = self._tensor(obs)[None]
+        if terminated or truncated:
+            success = bool(self.task.success(state)[0]) and not terminated and not tripped
+            info["episode"] = {
+                "return": torch.tensor([self._ep_return]),
+                "length": torch.tensor([self._t]),
+                "success": torch.tensor([success]),
+                "env_ids": torch.tensor([0]),
+                **{f"reward/{k}": torch.tensor([v]) for k, v in self._ep_terms.items()},
+            }
+            info["final_obs"] = final
+            obs = self._begin_episode()
+        else:
+            info["final_obs"] = final
+        return (
+            self._tensor(obs)[None],
+            reward.to(self.device).float().reshape(1),
+            torch.tensor([terminated], device=self.device),
+            torch.tensor([truncated], device=self.device),
+            info,
+        )
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+
+    def _update_state(self, obs: np.ndarray) -> None:
+        self._obs = obs
+        parts = {name: obs[s : s + w] for name, s, w in self.controller.obs.slices}
+        if "ee_to_target" in parts and "target_pos" in parts and "ee_pos" not in parts:
+            parts["ee_pos"] = parts["target_pos"] - parts["ee_to_target"]
+        if "ee_to_target" in parts and "distance" not in parts:
+            parts["distance"] = np.array(np.linalg.norm(parts["ee_to_target"]))
+        if "joint_vel" not in parts:
+            parts["joint_vel"] = self.controller.obs.velocity.copy()
+        if "joint_pos" not in parts:
+            parts["joint_pos"] = self.controller.obs.position.copy()
+        parts["last_action"] = self._last_action
+        parts["prev_action"] = self._prev_action
+        self._state = {
+            k: self._tensor(np.asarray(v)).reshape(1, *self._spec[k].shape)
+            for k, v in parts.items()
+            if k in self._spec
+        }
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return dict(self._state)
+
+    def state_spec(self) -> dict[str, StateField]:
+        """The task's schema, restricted to what the robot provides."""
+        return {k: v for k, v in self._spec.items() if k in self._state or not self._state}
+
+    def success(self) -> torch.Tensor:
+        return self.task.success(self._state).to(self.device).reshape(1)
+
+    def render(self, env_ids: Any = None) -> torch.Tensor:
+        raise NotImplementedError(
+            "ros2 backend: no rendering; subscribe to the robot's camera topic "
+            "(rewardlab.deploy.camera) for VLM rewards"
+        )
+
+    def describe(self) -> str:
+        return super().describe()
+
+    @property
+    def safety_state(self) -> str:
+        return self.controller.status()
