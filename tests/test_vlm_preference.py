@@ -155,7 +155,7 @@ def test_ensemble_learns_upright_ranking_from_http_judge(tmp_path):
         assert len(srv.requests) == 320
     assert len(ds) == 320 and int((ds.labels == -1).sum()) > 0  # some pairs were too close
     ens = RewardEnsemble(members=3, image_size=64, seed=0)
-    res = train_ensemble(ens, ds, epochs=15, log=None)
+    res = train_ensemble(ens, ds, epochs=8, log=None)
     assert res.accuracy > 0.9, res
     save_ensemble(ens, tmp_path / "reward.pt")
     scorer = make_scorer(
@@ -167,6 +167,7 @@ def test_ensemble_learns_upright_ranking_from_http_judge(tmp_path):
     i, j = torch.triu_indices(60, 60, 1)
     decided = (up[i] - up[j]).abs() > 0.05
     acc = float(((s[i] > s[j]) == (up[i] > up[j]))[decided].float().mean())
+    print(f"held-out pair ordering accuracy {acc:.3f}")
     assert acc > 0.85, f"held-out pair ordering accuracy {acc:.3f}"
 
 
