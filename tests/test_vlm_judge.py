@@ -15,7 +15,13 @@ from rewardlab.rewards.llm import ChatClient, LLMError
 from rewardlab.rewards.search_config import LLMConfig
 from rewardlab.vlm_reward.base import make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
-from rewardlab.vlm_reward.judge import JudgeError, VLMJudge, parse_preference, parse_progress
+from rewardlab.vlm_reward.judge import (
+    JudgeError,
+    VLMJudge,
+    parse_delta,
+    parse_preference,
+    parse_progress,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -84,6 +90,24 @@ def test_compare_frames_and_clips_over_http():
         assert "Clip 1" in srv.requests[-1]["messages"][0]["content"][0]["text"]
         with pytest.raises(ValueError, match="must both be"):
             judge.compare(a, b[:2])
+
+
+def test_signed_delta_and_its_antisymmetric_form_over_http():
+    def biased_delta_judge(req: ChatRequest) -> str:
+        a, b = (decode(u).mean() / 255.0 for u in req.images())
+        assert "How much closer" in req.text()
+        return f'Image 2 vs Image 1.\n{{"delta": {b - a + 0.1:.4f}}}'  # an order bias of +0.1
+
+    with OpenAIServer(biased_delta_judge) as srv:
+        judge = VLMJudge(client(srv), goal=GOAL)
+        a, b = solid([0, 255, 51]), solid([255, 0, 102])
+        raw = judge.delta(a, b)
+        assert raw.tolist() == pytest.approx([1.0, -0.9, 0.3], abs=1e-3)  # 1.1 clipped to 1
+        anti = judge.delta_antisymmetric(a, b)
+        assert anti.tolist() == pytest.approx([0.95, -0.95, 0.2], abs=1e-3)  # bias cancelled
+        assert torch.allclose(judge.delta_antisymmetric(b, a), -anti)
+        with pytest.raises(ValueError, match="must both be"):
+            judge.delta(a[None], b[None])
 
 
 def test_unreadable_reply_is_asked_again_then_raises():
@@ -162,6 +186,14 @@ def test_parse_progress(reply, value):
 )
 def test_parse_preference(reply, label):
     assert parse_preference(reply) == label
+
+
+def test_parse_delta():
+    assert parse_delta('{"delta": -0.25}') == -0.25
+    assert parse_delta("Image 2 is a bit further.\ndelta: 30%") == pytest.approx(0.3)
+    assert parse_delta("-3") == -1.0
+    with pytest.raises(JudgeError, match="no progress delta"):
+        parse_delta("no idea")
 
 
 def test_parse_errors_quote_the_reply():

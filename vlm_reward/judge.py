@@ -57,6 +57,17 @@ COMPARE_PROMPT = (
 """RL-VLM-F's labelling question (0: first better, 1: second better, -1: unsure)."""
 
 
+DELTA_PROMPT = (
+    "Image 1 and Image 2 above are two moments of the same robot episode.\n"
+    "The goal is: {goal}.\n"
+    "How much closer to achieving the goal is the scene in Image 2 than in Image 1? Answer with "
+    "a number between -1 (Image 2 is completely undone relative to Image 1) and 1 (Image 1 is "
+    "at the start and Image 2 achieves the goal); 0 means no change. Reply on the last line as "
+    'JSON: {{"delta": <number>}}.'
+)
+"""VLAC-style pairwise progress question (signed, ``[-1, 1]``)."""
+
+
 class JudgeError(RuntimeError):
     """The judge's reply could not be read as an answer (after re-asking)."""
 
@@ -114,6 +125,30 @@ def _clip01(v: float) -> float:
     return min(max(v, 0.0), 1.0)
 
 
+def parse_delta(text: str) -> float:
+    """Read a signed progress delta in ``[-1, 1]`` from a reply (JSON ``delta``, ``delta: -0.3``,
+    or the last number; percentages converted; clipped).
+
+    Raises:
+        JudgeError: no number could be found.
+    """
+    for m in re.finditer(r"\{[^{}]*\}", text):
+        try:
+            obj = json.loads(m.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("delta"), int | float):
+            return min(max(float(obj["delta"]), -1.0), 1.0)
+    keyed = re.findall(rf"delta\s*[\"']?\s*[:=]\s*({_NUMBER})\s*(%)?", text, re.IGNORECASE)
+    loose = keyed or re.findall(rf"({_NUMBER})\s*(%)?", text)
+    if not loose:
+        raise JudgeError(f"judge reply has no progress delta: {text[:200]!r}")
+    v = _scaled(*loose[-1])
+    if v != v:
+        raise JudgeError("judge reply gave NaN delta")
+    return min(max(v, -1.0), 1.0)
+
+
 def parse_preference(text: str) -> int:
     """Read an RL-VLM-F label from a reply: 0 (first better), 1 (second better), -1 (unsure).
 
@@ -166,6 +201,7 @@ class VLMJudge:
         progress_prompt: question for one frame (``{goal}`` filled in).
         compare_prompt: question for a pair (see :data:`COMPARE_PROMPT`).
         max_tokens: reply budget per request (a reasoning model needs more).
+        delta_prompt: question for a signed progress delta (see :data:`DELTA_PROMPT`).
     """
 
     progress_like = True
@@ -182,6 +218,7 @@ class VLMJudge:
         progress_prompt: str = PROGRESS_PROMPT,
         compare_prompt: str = COMPARE_PROMPT,
         max_tokens: int = 256,
+        delta_prompt: str = DELTA_PROMPT,
     ):
         if not goal.strip():
             raise ValueError("judge goal: got '', expected the goal in words")
@@ -193,6 +230,7 @@ class VLMJudge:
         self.image_size, self.image_format = int(image_size), image_format
         self.concurrency, self.retries, self.max_tokens = concurrency, retries, max_tokens
         self.progress_prompt, self.compare_prompt = progress_prompt, compare_prompt
+        self.delta_prompt = delta_prompt
         self.cache_size = cache_size
         self._cache: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
@@ -247,6 +285,31 @@ class VLMJudge:
         pairs = list(zip(frames_a.cpu(), frames_b.cpu(), strict=True))
         return torch.tensor(self._map(self._compare_one, pairs), dtype=torch.long)
 
+    def delta(self, frames_a: torch.Tensor, frames_b: torch.Tensor) -> torch.Tensor:
+        """VLAC-style signed progress from each ``frames_a[i]`` to ``frames_b[i]``, ``[B]`` float32
+        in ``[-1, 1]`` (``uint8 [B, H, W, 3]`` each).
+
+        Unlike a learned :class:`rewardlab.vlm_reward.progress.PairwiseProgress`, a generative
+        judge is not antisymmetric by construction; :meth:`delta_antisymmetric` asks both orders.
+
+        Raises:
+            JudgeError: a reply stayed unreadable after re-asking.
+        """
+        if frames_a.shape != frames_b.shape or frames_a.ndim != 4:
+            raise ValueError(
+                f"delta: frames_a {tuple(frames_a.shape)} and frames_b {tuple(frames_b.shape)} "
+                "must both be [B, H, W, 3]"
+            )
+        pairs = list(zip(frames_a.cpu(), frames_b.cpu(), strict=True))
+        return torch.tensor(self._map(self._delta_one, pairs), dtype=torch.float32)
+
+    def delta_antisymmetric(self, frames_a: torch.Tensor, frames_b: torch.Tensor) -> torch.Tensor:
+        """``(delta(a, b) - delta(b, a)) / 2``: antisymmetric, and cancels a judge's order bias
+        (twice the requests)."""
+        both = self.delta(torch.cat([frames_a, frames_b]), torch.cat([frames_b, frames_a]))
+        n = frames_a.shape[0]
+        return (both[:n] - both[n:]) / 2
+
     # -- requests ---------------------------------------------------------------------------------
 
     def progress_messages(self, frame: torch.Tensor) -> list[dict[str, Any]]:
@@ -263,8 +326,11 @@ class VLMJudge:
             }
         ]
 
-    def compare_messages(self, a: torch.Tensor, b: torch.Tensor) -> list[dict[str, Any]]:
-        """The chat messages that ask which of two frames (or clips) is better."""
+    def compare_messages(
+        self, a: torch.Tensor, b: torch.Tensor, prompt: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The chat messages that ask which of two frames (or clips) is better (or ``prompt``,
+        formatted with ``goal``, ``items``, ``first``, ``second``)."""
         from rewardlab.rewards.llm import image_part, text_part
 
         clips = a.ndim == 4
@@ -276,7 +342,7 @@ class VLMJudge:
             parts.append(text_part(caption))
             parts += [image_part(f, fmt=self.image_format) for f in frames]
         first, second = ("Clip 1", "Clip 2") if clips else ("Image 1", "Image 2")
-        question = self.compare_prompt.format(
+        question = (prompt or self.compare_prompt).format(
             items="clips" if clips else "images", first=first, second=second, goal=self.goal
         )
         parts.append(text_part(question))
@@ -304,6 +370,9 @@ class VLMJudge:
 
     def _progress_one(self, frame: torch.Tensor) -> float:
         return self._ask(self.progress_messages(frame), parse_progress)
+
+    def _delta_one(self, pair: tuple[torch.Tensor, torch.Tensor]) -> float:
+        return self._ask(self.compare_messages(*pair, prompt=self.delta_prompt), parse_delta)
 
     def _compare_one(self, pair: tuple[torch.Tensor, torch.Tensor]) -> int:
         try:
