@@ -52,6 +52,11 @@ _STATE_FIELDS = (
     "mocap_pos", "mocap_quat", "userdata", "eq_active", "history",
 )  # fmt: skip
 
+# Model constants ``mjw.set_const`` derives from body masses: per world too when masses are.
+_MASS_DERIVED = (
+    "body_subtreemass", "body_invweight0", "dof_invweight0", "tendon_invweight0", "actuator_acc0",
+)  # fmt: skip
+
 CACHE_ENV = "REWARDLAB_WARP_CACHE"
 """Environment variable naming Warp's kernel cache directory (default below)."""
 DEFAULT_CACHE = Path.home() / ".cache" / "rewardlab" / "warp"
@@ -189,7 +194,8 @@ class WarpEnv(BatchedEnv):
         data0 = mujoco.MjData(self.model)  # mj_resetData state: the row every reset starts from
         try:
             with wp.ScopedDevice(self._wp_device):
-                self._m = mjw.put_model(self.model, batch_sizes={f: num_envs for f in dr_fields})
+                batched = dr_fields + (_MASS_DERIVED if "body_mass" in dr_fields else ())
+                self._m = mjw.put_model(self.model, batch_sizes={f: num_envs for f in batched})
                 self._d = mjw.put_data(
                     self.model,
                     data0,
@@ -327,7 +333,10 @@ class WarpEnv(BatchedEnv):
         if self._dr is not None and self._dr.cfg.has_obs_noise:
             final = info["final_obs"]
             obs = self._dr.noise(obs)
-            info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
+            if any_done:  # some world finished: its final_obs gets its own noise
+                info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
+            else:
+                info["final_obs"] = obs
         self._state = state
         self._nstep += 1
         if self._nstep % 100 == 1:
@@ -533,8 +542,9 @@ class WarpEnv(BatchedEnv):
             rows = self._model_rows[f]
             rows[ids] = v.to(self.device, rows.dtype).reshape(len(ids), *rows.shape[1:])
         if "body_mass" in values:  # derived constants (subtree masses, invweights) follow
+            groups = self._mjw.SetConstGroup.FIXED | self._mjw.SetConstGroup.INERT0
             with self._wp.ScopedDevice(self._wp_device), self._stream():
-                self._mjw.set_const(self._m, self._d)
+                self._mjw.set_const(self._m, self._d, groups=groups)
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         for f, rows in self._rows.items():
