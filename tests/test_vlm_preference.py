@@ -238,3 +238,54 @@ def test_vlm_prefs_command_end_to_end_and_resume(tmp_path, capsys):
     assert scorer.score(torch.zeros(3, 32, 32, 3, dtype=torch.uint8)).shape == (3,)
     assert main(["vlm-prefs", f"out={out}", "queries=5"]) != 0
     assert "task: required" in capsys.readouterr().err
+
+
+@pytest.mark.unit
+def test_online_preference_loop_labels_trains_and_resumes(tmp_path):
+    """RL-VLM-F's online loop inside the scorer: frames scored during training are sampled,
+    labelled by the judge over HTTP, the ensemble retrains, and a new run continues."""
+
+    def brighter(req: ChatRequest) -> str:
+        a, b = (
+            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
+            for u in req.images()
+        )
+        return "Image 2 is brighter.\n1" if b > a else "Image 1 is brighter.\n0"
+
+    def solid_batch(n: int, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        v = torch.randint(0, 256, (n,), generator=g, dtype=torch.uint8)
+        return v[:, None, None, None].expand(-1, 16, 16, 3).contiguous()
+
+    probe = torch.tensor([10, 90, 170, 250], dtype=torch.uint8)[:, None, None, None]
+    probe = probe.expand(-1, 16, 16, 3).contiguous()
+    with OpenAIServer(brighter) as srv:
+        cfg = VLMConfig(
+            scorer="preference",
+            goal_prompts=("the image is bright",),
+            judge_base_url=srv.base_url,
+            judge_model="test-model",
+            judge_image_size=16,
+            preference_online=True,
+            preference_dir=str(tmp_path / "online"),
+            preference_queries=32,
+            preference_every=64,
+            preference_max_queries=64,
+        )
+        scorer = make_scorer(cfg)
+        assert scorer.image_size == 16 and not scorer.progress_like
+        assert scorer.score(solid_batch(60, 0)).abs().sum() == 0  # no labels yet: no reward
+        assert len(srv.requests) == 0
+        scorer.score(solid_batch(10, 1))  # 70 frames seen: round 1 (uniform pairs)
+        assert len(srv.requests) == 32 and scorer.trained and scorer.rounds == 1
+        scorer.score(solid_batch(64, 2))  # round 2: pairs chosen by disagreement
+        assert len(srv.requests) == 64 and scorer.rounds == 2
+        s = scorer.score(probe)
+        assert bool((s[1:] > s[:-1]).all()), s  # brighter scores higher
+        scorer.score(solid_batch(200, 3))  # budget of 64 pairs spent: no more requests
+        assert len(srv.requests) == 64
+        assert (tmp_path / "online" / "prefs.pt").is_file()
+        again = make_scorer(cfg)  # a new run over the same folder continues
+        assert again.labelled == 64 and again.trained
+        assert torch.allclose(again.score(probe), scorer.score(probe), atol=1e-5)
+        assert len(srv.requests) == 64

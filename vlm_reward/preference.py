@@ -619,13 +619,181 @@ class PreferenceScorer:
         return (self.ensemble(x) / self.ensemble.out_std).std(0)
 
 
+class OnlinePreferenceScorer:
+    """RL-VLM-F's online loop as a ``FrameScorer``: the reward model improves while the policy
+    trains on it.
+
+    Every frame scored goes into a reservoir sample (``buffer_size`` frames, uniform over all
+    frames seen). Each time another ``every`` frames have been scored, a round runs before the
+    scores are returned: ``queries`` pairs are drawn from the reservoir (uniformly in the
+    first round, then by ensemble disagreement), labelled by ``labeller``, and the ensemble is
+    trained further on all labels so far; with ``folder``, the labels (``prefs.pt``) and the
+    ensemble (``reward.pt``) are written atomically after every round, and a new scorer over
+    the same folder continues from them. Before the first round the reward is 0 (no labels,
+    no reward; RL-VLM-F explores without reward first too). Labelling stops after
+    ``max_queries`` pairs; the ensemble is then fixed.
+
+    Rounds run synchronously inside :meth:`score`, so a round's wall time (judge requests and
+    training) is spent in the step that triggers it; they are rare (``every`` frames apart).
+
+    Args:
+        labeller: e.g. :class:`rewardlab.vlm_reward.judge.VLMJudge`.
+        ensemble: the reward model (new or loaded).
+        image_size: side of the frames the training wrapper renders (what the labeller sees).
+        folder: where labels and ensemble are kept (``None``: in memory only).
+        queries: pairs labelled per round.
+        every: frames scored between rounds.
+        max_queries: total label budget.
+        buffer_size: frames kept for querying.
+        epochs: training epochs per round.
+        seed: sampling seed.
+        log: progress lines (``None``: silent).
+    """
+
+    progress_like = False
+
+    def __init__(
+        self,
+        labeller: Labeller,
+        ensemble: RewardEnsemble,
+        image_size: int,
+        folder: str | Path | None = None,
+        queries: int = 64,
+        every: int = 10_000,
+        max_queries: int = 2_000,
+        buffer_size: int = 512,
+        epochs: int = 20,
+        seed: int = 0,
+        log: Callable[[str], None] | None = print,
+    ):
+        for name, v in (("queries", queries), ("every", every), ("buffer_size", buffer_size)):
+            if v < 1:
+                raise ValueError(f"preference {name}: got {v!r}, expected >= 1")
+        self.labeller, self.ensemble = labeller, ensemble
+        self.image_size = int(image_size)
+        self.folder = Path(folder) if folder is not None else None
+        self.queries, self.every, self.max_queries = queries, every, max_queries
+        self.buffer_size, self.epochs, self.seed, self.log = buffer_size, epochs, seed, log
+        self.buffer: torch.Tensor | None = None
+        self.seen = 0
+        self.rounds = 0
+        self.dataset: PreferenceDataset | None = None
+        self.trained = False
+        self._gen = torch.Generator().manual_seed(seed)
+        self._next_round = every
+        if self.folder is not None and (self.folder / "prefs.pt").is_file():
+            self.dataset = PreferenceDataset.load(self.folder / "prefs.pt")
+            if (self.folder / "reward.pt").is_file():
+                self.ensemble = load_ensemble(self.folder / "reward.pt")
+                self.trained = True
+            self._log(f"continuing from {len(self.dataset)} labelled pairs in {self.folder}")
+
+    @property
+    def labelled(self) -> int:
+        """Pairs labelled so far."""
+        return 0 if self.dataset is None else len(self.dataset)
+
+    def score(self, frames: torch.Tensor) -> torch.Tensor:
+        """Ensemble-mean reward ``float32 [n]`` (0 before the first round); may run a round."""
+        frames = check_frames(frames).cpu()
+        n = int(frames.shape[0])
+        if n == 0:
+            return torch.zeros(0)
+        self._remember(frames)
+        self.seen += n
+        if self.seen >= self._next_round:
+            self._next_round = self.seen + self.every
+            if self.labelled < self.max_queries and self.buffer is not None:
+                self.update()
+        if not self.trained:
+            return torch.zeros(n)
+        with torch.inference_mode():
+            size = self.ensemble.hparams["image_size"]
+            return self.ensemble.reward(frames_to_input(frames, size)).float()
+
+    def update(self) -> None:
+        """One round now: label ``queries`` pairs from the reservoir, train, save."""
+        if self.buffer is None or self.buffer.shape[0] < 2:
+            return
+        k = min(self.queries, self.max_queries - self.labelled)
+        if k < 1:
+            return
+        t0 = time.monotonic()
+        method = "disagreement" if self.trained and len(self.ensemble.members) > 1 else "uniform"
+        self.dataset = collect_preferences(
+            self.labeller,
+            self.buffer,
+            k,
+            self.dataset,
+            self.ensemble if self.trained else None,
+            method,
+            batch=k,
+            seed=self.seed + 7919 * self.labelled,
+            store_size=self.ensemble.hparams["image_size"],
+            log=None,
+        )
+        if int((self.dataset.labels != UNSURE).sum()) > 0:
+            res = train_ensemble(self.ensemble, self.dataset, self.epochs, seed=self.seed, log=None)
+            self.trained = True
+            acc = f"train accuracy {res.accuracy:.3f}"
+        else:
+            acc = "no decided pair yet"
+        self.rounds += 1
+        if self.folder is not None:
+            self.dataset.save(self.folder / "prefs.pt")
+            if self.trained:
+                save_ensemble(self.ensemble, self.folder / "reward.pt")
+        self._log(
+            f"round {self.rounds}: {self.labelled}/{self.max_queries} pairs ({method}), {acc}, "
+            f"{time.monotonic() - t0:.1f}s, after {self.seen} frames"
+        )
+
+    def _remember(self, frames: torch.Tensor) -> None:
+        # Reservoir sampling (Vitter's algorithm R) over every frame ever scored.
+        if self.buffer is None:
+            self.buffer = frames[: self.buffer_size].clone()
+            start = self.buffer.shape[0]
+        else:
+            start = 0
+            if self.buffer.shape[0] < self.buffer_size:
+                room = self.buffer_size - self.buffer.shape[0]
+                self.buffer = torch.cat([self.buffer, frames[:room]])
+                start = min(room, frames.shape[0])
+        for i in range(start, frames.shape[0]):
+            j = int(torch.randint(0, self.seen + i + 1, (1,), generator=self._gen))
+            if j < self.buffer_size:
+                self.buffer[j] = frames[i]
+
+    def _log(self, line: str) -> None:
+        if self.log is not None:
+            self.log(f"[preference] {line}")
+
+
 @register_scorer("preference")
-def _make_preference(cfg: Any) -> PreferenceScorer:
+def _make_preference(cfg: Any) -> PreferenceScorer | OnlinePreferenceScorer:
     path = getattr(cfg, "preference_checkpoint", None)
+    if getattr(cfg, "preference_online", False):
+        from rewardlab.vlm_reward.judge import judge_from_config
+
+        judge = judge_from_config(cfg)
+        # The reward CNN sees 64x64 frames, or the judge's frames when they are smaller.
+        size = min(64, judge.image_size)
+        ensemble = load_ensemble(path) if path else RewardEnsemble(3, image_size=size)
+        if ensemble.hparams.get("embed_dim") is not None:
+            raise ValueError("vlm.preference_online: only pixel ensembles are trained online")
+        return OnlinePreferenceScorer(
+            judge,
+            ensemble,
+            image_size=judge.image_size,
+            folder=getattr(cfg, "preference_dir", None),
+            queries=getattr(cfg, "preference_queries", 64),
+            every=getattr(cfg, "preference_every", 10_000),
+            max_queries=getattr(cfg, "preference_max_queries", 2_000),
+        )
     if not path:
         raise ValueError(
             "vlm.preference_checkpoint: required by scorer=preference (a reward ensemble "
-            "trained with rewardlab.vlm_reward.preference.train_ensemble)"
+            "trained with rewardlab vlm-prefs), or set vlm.preference_online=true"
         )
     ensemble = load_ensemble(path)
     if ensemble.hparams.get("embed_dim") is None:
