@@ -63,15 +63,17 @@ class LoopStats:
     tick_times: list[float] = field(default_factory=list)
     """Start time of every tick that published a command."""
     latencies: list[float] = field(default_factory=list)
-    """Per RAMP/RUN command: publish time - receive time of the newest joint state it used."""
+    """Per published command: publish time - receive time of the newest joint state it used
+    (NaN for HOLD/DAMP commands, which may rest on old joint states)."""
     states: list[str] = field(default_factory=list)
     """Safety state of every published command."""
 
     def summary(self) -> dict[str, float]:
         """Median / p99 / max latency (ms), interval jitter (ms) and missed deadlines."""
         out: dict[str, float] = {"commands": float(len(self.latencies))}
-        if self.latencies:
-            lat = np.asarray(self.latencies) * 1e3
+        lat = np.asarray(self.latencies, dtype=np.float64) * 1e3
+        lat = lat[np.isfinite(lat)]
+        if lat.size:
             out.update(
                 latency_median_ms=float(np.median(lat)),
                 latency_p99_ms=float(np.percentile(lat, 99)),
@@ -295,8 +297,8 @@ class DeployNode:
             self.stats.tick_times.append(now)
             # latency of the policy path only: HOLD/DAMP commands may rest on old joint states
             running = cmd.state in ("RAMP", "RUN")
-            if running and cmd.obs_recv_time is not None and math.isfinite(cmd.obs_recv_time):
-                self.stats.latencies.append(t_pub - cmd.obs_recv_time)
+            ok = running and cmd.obs_recv_time is not None and math.isfinite(cmd.obs_recv_time)
+            self.stats.latencies.append(t_pub - cmd.obs_recv_time if ok else math.nan)
             self.stats.states.append(cmd.state)
             if self.record is not None:
                 self.record(cmd)
