@@ -67,19 +67,46 @@ State = Mapping[str, torch.Tensor]
 
 
 def _quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    w, u = q[:, :1], q[:, 1:]
-    t = 2.0 * torch.cross(u, v, dim=-1)
-    return v + w * t + torch.cross(u, t, dim=-1)
+    """Rotate ``v`` ``[N, 3]`` by unit quaternions ``q`` ``[N, 4]`` (w, x, y, z).
+
+    Written out per component: on the CPU, a few dozen ``[N]`` operations are several times
+    faster than ``torch.cross`` on ``[N, 3]``.
+    """
+    w, x, y, z = q.unbind(-1)
+    vx, vy, vz = v.unbind(-1)
+    tx = 2.0 * (y * vz - z * vy)
+    ty = 2.0 * (z * vx - x * vz)
+    tz = 2.0 * (x * vy - y * vx)
+    return torch.stack(
+        [
+            vx + w * tx + (y * tz - z * ty),
+            vy + w * ty + (z * tx - x * tz),
+            vz + w * tz + (x * ty - y * tx),
+        ],
+        -1,
+    )
 
 
 def _axis(q: torch.Tensor, i: int) -> torch.Tensor:
-    e = torch.zeros(q.shape[0], 3, dtype=q.dtype, device=q.device)
-    e[:, i] = 1.0
-    return _quat_rotate(q, e)
+    """Column ``i`` of the rotation matrix of ``q``: the body's x / y / z axis in the world."""
+    w, x, y, z = q.unbind(-1)
+    if i == 0:
+        cols = [1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)]
+    elif i == 1:
+        cols = [2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)]
+    else:
+        cols = [2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)]
+    return torch.stack(cols, -1)
+
+
+def _up_proj(q: torch.Tensor) -> torch.Tensor:
+    x, y = q[:, 1], q[:, 2]
+    return 1 - 2 * (x * x + y * y)
 
 
 def _xyzw(q: torch.Tensor) -> torch.Tensor:
-    return q[:, [1, 2, 3, 0]]
+    w, x, y, z = q.unbind(-1)
+    return torch.stack([x, y, z, w], -1)
 
 
 @dataclass(frozen=True)
@@ -109,21 +136,21 @@ def _targets(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
     return t
 
 
+def _to_target_xy(s: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(dx, dy, distance)`` from the torso to the target in the xy plane."""
+    pos = s["torso_pos"]
+    dx, dy = _TARGET_X - pos[:, 0], -pos[:, 1]
+    return dx, dy, torch.sqrt(dx * dx + dy * dy)
+
+
 def _potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    to_target = _targets(s, a, dt) - s["torso_pos"]
-    return -torch.linalg.vector_norm(to_target[:, :2], dim=-1) / dt
-
-
-def _toward_target_speed(s: State) -> torch.Tensor:
-    to_target = (_targets(s, None, 1.0) - s["torso_pos"])[:, :2]  # type: ignore[arg-type]
-    direction = to_target / torch.linalg.vector_norm(to_target, dim=-1, keepdim=True).clamp_min(
-        1e-9
-    )
-    return (s["torso_linvel"][:, :2] * direction).sum(-1)
+    return _to_target_xy(s)[2] * (-1.0 / dt)
 
 
 def _prev_potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    return _potentials(s, a, dt) - _toward_target_speed(s)
+    dx, dy, dist = _to_target_xy(s)
+    v = s["torso_linvel"]
+    return dist * (-1.0 / dt) - (v[:, 0] * dx + v[:, 1] * dy) / dist.clamp_min(1e-9)
 
 
 def _angvel_world(s: State) -> torch.Tensor:
@@ -137,12 +164,10 @@ def _root_states(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
 
 
 def _heading_proj(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    heading = _axis(s["torso_quat"], 0)[:, :2]
-    to_target = (_targets(s, a, dt) - s["torso_pos"])[:, :2]
-    to_target = to_target / torch.linalg.vector_norm(to_target, dim=-1, keepdim=True).clamp_min(
-        1e-9
-    )
-    return (heading * to_target).sum(-1)
+    w, x, y, z = s["torso_quat"].unbind(-1)
+    hx, hy = 1 - 2 * (y * y + z * z), 2 * (x * y + w * z)
+    dx, dy, dist = _to_target_xy(s)
+    return (hx * dx + hy * dy) / (torch.sqrt(hx * hx + hy * hy) * dist).clamp_min(1e-9)
 
 
 _COMMON = {

@@ -103,6 +103,7 @@ def load_reward_source(
     task: str | None = None,
     filename: str | None = None,
     check_finite: bool = True,
+    check_every: int = 16,
 ) -> RewardFn:
     """Check, trial-run and compile reward source for an env.
 
@@ -117,7 +118,9 @@ def load_reward_source(
             env's task, or standard-normal values of the spec's shapes if there is no env.
         task: task name for the compatibility maps when ``env_or_state_spec`` is not an env.
         filename: shown in tracebacks and errors (the file's path).
-        check_finite: check on every call that the total is finite.
+        check_finite: check that the total is finite (one reduction per call).
+        check_every: calls between complete output checks after the first ones
+            (:func:`rewardlab.rewards.sandbox.guard_reward`; 1 checks every call at once).
 
     Returns:
         ``compute_reward(state, action) -> (total, components)`` with ``.source``, ``.style``
@@ -164,7 +167,9 @@ def load_reward_source(
         raise SandboxFailure(result.error)
 
     if style == "native":
-        fn = compile_reward(code, names, filename=filename, check_finite=check_finite)
+        fn = compile_reward(
+            code, names, filename=filename, check_finite=check_finite, check_every=check_every
+        )
     else:
         try:
             raw = builder(code, *builder_args, filename=filename)  # type: ignore[misc]
@@ -174,7 +179,7 @@ def load_reward_source(
             from rewardlab.rewards.sandbox import classify_exception
 
             raise SandboxFailure(classify_exception(exc, filename)) from exc
-        fn = guard_reward(raw, filename, check_finite=check_finite)
+        fn = guard_reward(raw, filename, check_finite=check_finite, check_every=check_every)
     fn.source = code  # type: ignore[attr-defined]
     fn.style = style  # type: ignore[attr-defined]
     fn.check = result  # type: ignore[attr-defined]

@@ -372,3 +372,38 @@ def test_error_feedback_names_kind_and_hint():
     assert set(ERROR_KINDS) >= {"syntax", "forbidden", "timeout", "memory", "too_slow", "nan"}
     text = RewardError("too_slow", "one call takes 80 ms", None).feedback()
     assert "too_slow" in text and "vectorize" in text
+
+
+def test_guard_checks_later_calls_within_check_every():
+    fn = compile_reward(GOOD, NAMES, check_every=4)
+    states = _states(32)
+    action = states.pop("action")
+    for _ in range(10):
+        fn(states, action)
+    states["pole_angle"] = states["pole_angle"].clone()
+    states["pole_angle"][0] = float("inf")
+    raised_at = None
+    for i in range(1, 9):
+        try:
+            fn(states, action)
+        except RewardRuntimeError as exc:
+            assert exc.error.kind == "nan" and "NaN or infinite" in exc.error.message
+            raised_at = i
+            break
+    assert raised_at is not None and raised_at <= 4
+    # a wrong shape that appears late is caught at the next complete check too
+    late = compile_reward(
+        GOOD.replace(
+            "return upright + effort,",
+            "return (upright + effort) if action.shape[0] > 1 else upright[None],",
+        ),  # fmt: skip
+        NAMES,
+        check_every=4,
+    )
+    for _ in range(8):
+        late(states | {"pole_angle": torch.zeros(32)}, action)
+    one = {k: v[:1] for k, v in states.items()}
+    with pytest.raises(RewardRuntimeError) as info:
+        for _ in range(4):
+            late(one | {"pole_angle": torch.zeros(1)}, action[:1])
+    assert info.value.error.kind == "shape"
