@@ -124,7 +124,9 @@ class DomainRandomizer:
 
     Args:
         cfg: the validated config.
-        model: the task's MjModel (nominal values and names).
+        model: the task's MjModel (nominal values and names); ``None`` for simulators that are
+            not MuJoCo (the Isaac adapters), which then get only observation noise and action
+            delay.
         num_envs: number of worlds.
         seed: the env's seed; the generator uses ``cfg.seed`` when set, else this plus a fixed
             offset, so that the randomization stream never equals the reset stream.
@@ -140,7 +142,7 @@ class DomainRandomizer:
     def __init__(
         self,
         cfg: DomainRandConfig,
-        model: mujoco.MjModel,
+        model: mujoco.MjModel | None,
         num_envs: int,
         seed: int = 0,
         device: str | torch.device = "cpu",
@@ -155,13 +157,21 @@ class DomainRandomizer:
         self._gen = torch.Generator(device="cpu")
         self._tgen = torch.Generator(device=self.device)
         self.seed(seed)
+        if model is None and self.physics_fields:
+            raise ValueError(
+                "domain_rand: mass_scale, friction_scale and actuator_gain_scale need a MuJoCo "
+                "model (backends mujoco and warp); for Isaac Gym / Isaac Lab use their own "
+                "randomization (randomization_params / EventTermCfg) and keep only "
+                "obs_noise_std and action_delay here"
+            )
         self._nominal = {
             f: torch.as_tensor(np.array(getattr(model, f)), dtype=torch.float64)
             for f in self.physics_fields
         }
-        self._mass_mask = self._body_mask(model)
-        bias_affine = model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE
-        self._affine = torch.as_tensor(bias_affine, dtype=torch.bool)
+        if model is not None:
+            self._mass_mask = self._body_mask(model)
+            bias_affine = model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE
+            self._affine = torch.as_tensor(bias_affine, dtype=torch.bool)
         # the current per-world values, so that checkpoints can rewrite them into a model
         self._current = {f: v.expand(num_envs, *v.shape).clone() for f, v in self._nominal.items()}
         std = cfg.obs_noise_std

@@ -575,3 +575,28 @@ def test_helpers_explain_missing_simulators():
     env = IsaacLabEnv(CartpoleEnv(_Cfg(num_envs=2, episode_length_s=1.0)), state_map={})
     with pytest.raises(NotImplementedError, match="no state map"):
         env.state()
+
+
+def test_adapters_apply_obs_noise_and_action_delay():
+    from rewardlab.envs.randomization import DomainRandConfig
+
+    task = _gym_cartpole(num_envs=64)
+    env = IsaacGymEnv(task, domain_rand=DomainRandConfig(action_delay=(2, 2)))
+    env.reset(seed=0)
+    pushes = [torch.full((64, 1), v) for v in (0.9, -0.5, 0.3)]
+    forces = []
+    for a in pushes:
+        env.step(a)
+        forces.append(task._forces.clone())
+    assert torch.all(forces[0] == 0) and torch.all(forces[1] == 0)
+    assert torch.allclose(forces[2], torch.full((64,), 9.0))  # 0.9 x maxEffort, 2 steps late
+    assert torch.allclose(env.state()["last_action"], pushes[2])  # the policy's action
+    # observation noise: the obs differ from the clean ones by the configured std
+    raw = CartpoleEnv(_Cfg(num_envs=512, episode_length_s=5.0))
+    noisy = IsaacLabEnv(raw, domain_rand=DomainRandConfig(obs_noise_std=0.05), seed=1)
+    noisy.reset(seed=0)
+    obs, *_ = noisy.step(torch.zeros(512, 1))
+    clean = raw._get_observations()["policy"]
+    assert abs((obs - clean).std().item() - 0.05) < 0.005
+    with pytest.raises(ValueError, match="need a MuJoCo model.*obs_noise_std and action_delay"):
+        IsaacGymEnv(_gym_cartpole(), domain_rand=DomainRandConfig(mass_scale=(0.8, 1.2)))

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.randomization import DomainRandConfig, DomainRandomizer
 from rewardlab.rewards.terms import RewardFn
 
 
@@ -57,6 +58,8 @@ class IsaacAdapterBase(BatchedEnv):
         reward_fn: RewardFn | None,
         success_fn: SuccessFn | None,
         name: str,
+        domain_rand: DomainRandConfig | None = None,
+        seed: int = 0,
     ) -> None:
         self.num_envs = int(num_envs)
         self.obs_dim = int(obs_dim)
@@ -76,6 +79,27 @@ class IsaacAdapterBase(BatchedEnv):
         self._ep_terms: dict[str, torch.Tensor] = {}
         self._terms: dict[str, torch.Tensor] = {}
         self._started = False
+        self._dr: DomainRandomizer | None = None
+        if domain_rand is not None and domain_rand.enabled:
+            self._dr = DomainRandomizer(domain_rand, None, self.num_envs, seed, device=self.device)
+            self._dr.check_obs_dim(self.obs_dim)
+
+    # -- domain randomization (observation noise and action delay only) ------------------------
+
+    def _applied(self, action: torch.Tensor) -> torch.Tensor:
+        """The action the simulator gets: the policy's, delayed per world when configured."""
+        return action if self._dr is None else self._dr.delay(action)
+
+    def _noisy(
+        self, obs: torch.Tensor, final_obs: torch.Tensor, done: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observation noise on ``obs`` and ``final_obs`` (rows of unfinished worlds equal)."""
+        if self._dr is None or not self._dr.cfg.has_obs_noise:
+            return obs, final_obs
+        noisy = self._dr.noise(obs)
+        if not bool(done.any()):
+            return noisy, noisy
+        return noisy, torch.where(done[:, None], self._dr.noise(final_obs), noisy)
 
     # -- state and rewards -----------------------------------------------------------------------
 
@@ -162,14 +186,20 @@ class IsaacAdapterBase(BatchedEnv):
                 v[ids] = 0.0
             self._last_action[ids] = 0.0
             self._prev_action[ids] = 0.0
+            if self._dr is not None:
+                self._dr.reset(ids)
 
-    def _start(self) -> None:
+    def _start(self, seed: int | None = None) -> None:
         self._ep_len.zero_()
         self._ep_return.zero_()
         for v in self._ep_terms.values():
             v.zero_()
         self._last_action.zero_()
         self._prev_action.zero_()
+        if self._dr is not None:
+            if seed is not None:
+                self._dr.seed(seed)
+            self._dr.reset(torch.arange(self.num_envs, device=self.device))
         self._started = True
 
     def _require_started(self) -> None:

@@ -28,9 +28,9 @@ IsaacGymEnvs itself. A task without ``compute_observations`` keeps Isaac Gym's d
 (then ``obs`` of a finished world is its terminal observation; a warning says so).
 
 What it cannot do: render per-world frames (use Isaac Gym camera sensors), snapshot the
-simulator for exact resume, asymmetric ``states``, or apply rewardlab's
-:class:`~rewardlab.envs.randomization.DomainRandConfig` physics (use the task's own
-``randomization_params``; observation noise and action delay would have to be added by the task).
+simulator for exact resume, asymmetric ``states``, or apply the physics part of rewardlab's
+:class:`~rewardlab.envs.randomization.DomainRandConfig` (use the task's own
+``randomization_params``); its observation noise and action delay are applied by the adapter.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from rewardlab.envs.adapters._isaac_common import (
     wrap_angle,
 )
 from rewardlab.envs.base import StateField
+from rewardlab.envs.randomization import DomainRandConfig
 from rewardlab.rewards.terms import RewardFn
 
 # State maps for IsaacGymEnvs tasks, named as our tasks name them, so that a reward written for
@@ -110,6 +111,9 @@ class IsaacGymEnv(IsaacAdapterBase):
             any reset (the terminal state of finished worlds).
         success_fn: ``success(state) -> [N] bool``; fills ``info["episode"]["success"]`` and
             :meth:`success`.
+        domain_rand: observation noise and action delay (``obs_noise_std``, ``action_delay``)
+            applied by the adapter; physics keys raise (use the task's ``randomization_params``).
+        seed: seed of those draws.
     """
 
     def __init__(
@@ -118,6 +122,8 @@ class IsaacGymEnv(IsaacAdapterBase):
         state_map: StateMap | None = None,
         reward_fn: RewardFn | None = None,
         success_fn: SuccessFn | None = None,
+        domain_rand: DomainRandConfig | None = None,
+        seed: int = 0,
     ) -> None:
         self.task = task
         if state_map is None:
@@ -133,6 +139,8 @@ class IsaacGymEnv(IsaacAdapterBase):
             reward_fn=reward_fn,
             success_fn=success_fn,
             name=f"isaacgym:{type(task).__name__}",
+            domain_rand=domain_rand,
+            seed=seed,
         )
         self._immediate = callable(getattr(task, "compute_observations", None))
         if not self._immediate:
@@ -160,9 +168,10 @@ class IsaacGymEnv(IsaacAdapterBase):
         self._clear_flags(ids)
         if self._immediate:
             t.compute_observations()
-        self._start()
+        self._start(seed)
         self._state = self._maybe_state()
-        return self._obs()
+        obs = self._obs()
+        return self._noisy(obs, obs, torch.zeros(self.num_envs, dtype=torch.bool))[0]
 
     def step(
         self, actions: torch.Tensor
@@ -170,7 +179,7 @@ class IsaacGymEnv(IsaacAdapterBase):
         self._require_started()
         action = self._check_action(actions)
         t = self.task
-        obs_dict, rew, reset, extras = t.step(action.to(t.rl_device))
+        obs_dict, rew, reset, extras = t.step(self._applied(action).to(t.rl_device))
         self._prev_action, self._last_action = self._last_action, action
         obs = obs_dict["obs"].to(self.device, torch.float32)
         done = reset.to(self.device).bool()
@@ -201,6 +210,7 @@ class IsaacGymEnv(IsaacAdapterBase):
             obs = torch.where(done[:, None], self._obs(), obs)
             state = self._maybe_state()
         self._state = state
+        obs, info["final_obs"] = self._noisy(obs, info["final_obs"], done)
         return obs, reward, terminated, truncated, info
 
     def state(self) -> dict[str, torch.Tensor]:

@@ -33,9 +33,10 @@ With ``reward_fn``, the adapter also wraps the reward computation (``_get_reward
 is the post-physics, pre-reset one.
 
 What it cannot do: per-world frames (use a TiledCamera), exact snapshots for resume,
-asymmetric ``critic`` observations, or rewardlab's
+asymmetric ``critic`` observations, or the physics part of rewardlab's
 :class:`~rewardlab.envs.randomization.DomainRandConfig` (Isaac Lab has its own event-based
-randomization: ``EventTermCfg`` with ``randomize_rigid_body_mass`` and friends).
+randomization: ``EventTermCfg`` with ``randomize_rigid_body_mass`` and friends); its observation
+noise and action delay are applied by the adapter.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from rewardlab.envs.adapters._isaac_common import (
     wrap_angle,
 )
 from rewardlab.envs.base import StateField
+from rewardlab.envs.randomization import DomainRandConfig
 from rewardlab.rewards.terms import RewardFn
 
 CARTPOLE_STATE: dict[str, StateTerm] = {
@@ -90,6 +92,9 @@ class IsaacLabEnv(IsaacAdapterBase):
         success_fn: ``success(state) -> [N] bool`` for :meth:`success` and episode stats.
         capture_final_obs: capture the terminal observation before resets (see the module).
         obs_group: the observation group the policy reads (Isaac Lab: ``"policy"``).
+        domain_rand: observation noise and action delay (``obs_noise_std``, ``action_delay``)
+            applied by the adapter; physics keys raise (use Isaac Lab's ``EventTermCfg``).
+        seed: seed of those draws.
     """
 
     def __init__(
@@ -98,6 +103,8 @@ class IsaacLabEnv(IsaacAdapterBase):
         state_map: StateMap | None = None,
         reward_fn: RewardFn | None = None,
         success_fn: SuccessFn | None = None,
+        domain_rand: DomainRandConfig | None = None,
+        seed: int = 0,
         capture_final_obs: bool = True,
         obs_group: str = "policy",
     ) -> None:
@@ -119,6 +126,8 @@ class IsaacLabEnv(IsaacAdapterBase):
             reward_fn=reward_fn,
             success_fn=success_fn,
             name=f"isaaclab:{type(env).__name__}",
+            domain_rand=domain_rand,
+            seed=seed,
         )
         self.capture_final_obs = capture_final_obs
         self._stepping = False
@@ -181,8 +190,9 @@ class IsaacLabEnv(IsaacAdapterBase):
     def reset(self, seed: int | None = None) -> torch.Tensor:
         """Reset every world (Isaac Lab's ``reset``; ``seed`` goes to it)."""
         obs, _ = self.env.reset(seed=seed)
-        self._start()
-        return self._policy_obs(obs)
+        self._start(seed)
+        obs = self._policy_obs(obs)
+        return self._noisy(obs, obs, torch.zeros(self.num_envs, dtype=torch.bool))[0]
 
     def step(
         self, actions: torch.Tensor
@@ -194,7 +204,7 @@ class IsaacLabEnv(IsaacAdapterBase):
         self._final_obs, self._pre_reset_state = None, None
         self._stepping = True
         try:
-            obs_dict, rew, terminated, time_outs, extras = self.env.step(action)
+            obs_dict, rew, terminated, time_outs, extras = self.env.step(self._applied(action))
         finally:
             self._stepping = False
         obs = self._policy_obs(obs_dict)
@@ -215,6 +225,7 @@ class IsaacLabEnv(IsaacAdapterBase):
         for k, v in (extras.get("log") or {}).items():
             log[f"isaaclab/{k}"] = float(v) if not isinstance(v, torch.Tensor) else float(v.mean())
         self._account(reward, done, success, info)
+        obs, info["final_obs"] = self._noisy(obs, info["final_obs"], done)
         return obs, reward, terminated, truncated, info
 
     def state(self) -> dict[str, torch.Tensor]:
