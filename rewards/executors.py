@@ -31,6 +31,28 @@ from typing import Any
 
 from rewardlab.rewards.sandbox import RewardError, SandboxFailure, SandboxLimits, run_in_sandbox
 
+PRELOAD = ("torch", "numpy", "rewardlab.rewards.sandbox", "rewardlab.rewards.candidate")
+"""Modules the sandbox's forkserver imports once, so that a training job's child starts in a
+fraction of a second instead of importing torch, MuJoCo and the trainer (seconds) every time."""
+
+
+def preload_training_modules() -> bool:
+    """Ask the sandbox's forkserver to preload :data:`PRELOAD` (before it first starts).
+
+    Returns:
+        Whether the request can still take effect (the forkserver was not running yet).
+    """
+    from multiprocessing import forkserver
+
+    from rewardlab.rewards import sandbox
+
+    ctx = sandbox._mp_context()
+    server = forkserver._forkserver
+    if getattr(server, "_forkserver_pid", None) is not None:
+        return False
+    ctx.set_forkserver_preload(list(PRELOAD))
+    return True
+
 
 @dataclass
 class Job:
@@ -86,6 +108,7 @@ class ProcessExecutor:
     def __init__(self, limits: SandboxLimits, workers: int = 0) -> None:
         self.limits = limits
         self.workers = workers or os.cpu_count() or 1
+        preload_training_modules()
 
     def run(self, jobs: Sequence[Job], on_done: Callback | None = None) -> list[JobOutcome]:
         """Run ``jobs``; ``on_done`` is called (in the caller's thread) as each one finishes.

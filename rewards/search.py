@@ -155,6 +155,10 @@ class RewardSearch:
             client = ChatClient(cfg.llm, cache_dir=cache, log=self._log)
         self.client = client
         self.root.mkdir(parents=True, exist_ok=True)
+        if cfg.executor != "ray":
+            from rewardlab.rewards.executors import preload_training_modules
+
+            preload_training_modules()  # before the trial runs start the sandbox's forkserver
         self._executor = executor
         self.train_cfg = self._train_config()
         self.t0 = time.perf_counter()
