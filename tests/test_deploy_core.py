@@ -58,9 +58,14 @@ def js(pos: list[float], vel: list[float] | None = None, t: float = 0.0, names: 
     return JointStateSample(names, pos, vel if vel is not None else [0.0] * len(pos), stamp=t if stamp is None else stamp, recv_time=t)  # fmt: skip
 
 
+def arm(**overrides: object):
+    """The arm config with the safety timings these tests compute with (0.1 s stale timeout)."""
+    return load_robot_config("arm", {"stale_timeout_s": 0.1, **overrides})
+
+
 def started(policy: Policy, robot=None, t: float = 0.0, pos=(0.0, 0.4, 1.0)) -> Controller:
     """A controller fed a joint state and a target at time ``t`` (first tick not yet run)."""
-    c = Controller(policy, robot or load_robot_config("arm"))
+    c = Controller(policy, robot or arm())
     c.on_joint_state(js(list(pos), t=t))
     c.on_target(PointSample([0.3, 0.0, 0.4], recv_time=t))
     return c
@@ -207,7 +212,7 @@ def test_imu_terms_and_attitude():
 
 
 def test_action_mapper_hand_computed():
-    cfg = load_robot_config("arm", {"rate_limit": 0.1})
+    cfg = arm(rate_limit=0.1)
     m = ActionMapper(cfg, np.array([0.0, 0.4, 1.0]), np.array([2.5, 1.6, 1.6]))
     a, target = m.target(np.array([0.5, 2.0, -0.25]))
     np.testing.assert_allclose(a, [0.5, 1.0, -0.25])  # clipped to [-1, 1]
@@ -253,7 +258,7 @@ def test_action_mapper_hand_computed():
 
 
 def test_soft_start_ramp_blends_from_measured_pose():
-    robot = load_robot_config("arm", {"rate_limit": 0.1})
+    robot = arm(rate_limit=0.1)
     c = started(const_policy([0.4, 0.0, 0.0]), robot=robot, pos=(0.0, 0.4, 1.0))  # target yaw 1.0
     cmds = []
     for k in range(8):  # 50 Hz, soft start 1 s
@@ -287,7 +292,7 @@ def run_until_run(c: Controller, t0: float = 0.0, pos=(0.0, 0.4, 1.0)) -> float:
 
 
 def test_passive_until_inputs_then_stale_by_receive_time_holds():
-    c = Controller(const_policy([0.0, 0.0, 0.0]), load_robot_config("arm"))
+    c = Controller(const_policy([0.0, 0.0, 0.0]), arm())
     assert c.tick(0.0) is None and c.state == SafetyState.PASSIVE
     c.on_joint_state(js([0.0, 0.4, 1.0], t=0.0))
     assert c.tick(0.0) is None and "target (/target)" in c.status()
@@ -364,9 +369,7 @@ def test_overspeed_holds():
 def test_estimated_torque_over_limit_holds():
     # kd 10: at q = 2.5 (upper limit) moving at +4 rad/s the joint limit clamps the command to
     # 2.5, so the estimate is 40 (2.5 - 2.5) - 10 * 4 = -40 N m, over 1.5 x 15 = 22.5 N m
-    c = started(
-        const_policy([1.0, 0.0, 0.0]), robot=load_robot_config("arm", {"kd": [10.0, 6.201, 1.863]})
-    )
+    c = started(const_policy([1.0, 0.0, 0.0]), robot=arm(kd=[10.0, 6.201, 1.863]))
     t = run_until_run(c, pos=(2.4, 0.4, 1.0))
     c.on_joint_state(js([2.5, 0.4, 1.0], [4.0, 0.0, 0.0], t=t))
     cmd = c.tick(t)
@@ -400,7 +403,7 @@ def test_hold_escalates_to_damp_never_back():
 
 
 def test_lost_heartbeat_holds():
-    robot = load_robot_config("arm", {"topics": {"heartbeat": "/heartbeat"}})
+    robot = arm(topics={"heartbeat": "/heartbeat"})
     c = started(const_policy([0.0, 0.0, 0.0]), robot=robot)
     assert c.tick(0.0) is None and "heartbeat" in c.status()
     c.on_heartbeat(0.0)
@@ -415,7 +418,7 @@ def test_lost_heartbeat_holds():
 
 
 def test_attitude_limit_damps():
-    robot = load_robot_config("arm", {"topics": {"imu": "/imu"}, "attitude_limit": 0.5})
+    robot = arm(topics={"imu": "/imu"}, attitude_limit=0.5)
     c = started(const_policy([0.0, 0.0, 0.0]), robot=robot)
     c.on_imu(ImuSample([0, 0, 0, 1], [0, 0, 0], recv_time=0.0))
     assert c.tick(0.0).state == "RAMP"
