@@ -238,6 +238,24 @@ def reflection_message(
     return {"role": "user", "content": render("reflection", folder, results="\n\n".join(parts))}
 
 
+def error_message(
+    result: Mapping[str, Any],
+    others: Sequence[Mapping[str, Any]] = (),
+    human: str | None = None,
+    folder: str | Path | None = None,
+) -> dict[str, str]:
+    """The user message after a round in which no candidate trained: the error of the reply
+    it answers, one line per other failed candidate, and human feedback."""
+    parts = []
+    if others:
+        lines = [f"- `{f['id']}`: {_error_line(f)}" for f in others]
+        parts.append("The other candidates of this round failed too:\n" + "\n".join(lines))
+    if human:
+        parts.append(render("human_feedback", folder, text=human.strip()))
+    parts.append(candidate_feedback(result, folder))
+    return {"role": "user", "content": "\n\n".join(parts)}
+
+
 def _error_line(result: Mapping[str, Any]) -> str:
     err = result.get("error") or {}
     message = str(err.get("message", "")).strip()

@@ -345,15 +345,9 @@ class RewardSearch:
         msgs = list(base)
         if anchor is not None:
             msgs.append({"role": "assistant", "content": self._reply_text(anchor)})
-            if not shown:  # every candidate failed: the anchor's own error leads
-                failures = [anchor] + [f for f in failures if f["id"] != anchor["id"]]
-                user = prompting.reflection_message([], failures=[], human=human)["content"]
-                user = (
-                    "\n\n".join(prompting.candidate_feedback(f) for f in failures[:3])
-                    + "\n\n"
-                    + user
-                )
-                msgs.append({"role": "user", "content": user})
+            if not shown:  # every candidate failed: answer the anchor's own error
+                others = [f for f in failures if f["id"] != anchor["id"]]
+                msgs.append(prompting.error_message(anchor, others, human))
                 return msgs
         msgs.append(prompting.reflection_message(shown, failures=failures, human=human))
         return msgs

@@ -289,3 +289,54 @@ def test_ray_executor_on_local_ray():
     assert good.ok and good.value["steps"] >= 512 and 0.0 <= good.value["fitness"] <= 1.0
     assert good.value["history"] and isinstance(good.value["checkpoint"], bytes)
     assert not broken.ok and broken.error.kind == "unknown_state"
+
+
+@pytest.mark.unit
+def test_critic_human_feedback_and_all_failed_reflection(tmp_path):
+    """The options between LLM and training, without training: the critic rejects the hack,
+    a ranking file picks the reflected candidate, and a round where everything failed reflects
+    on the errors."""
+    with OpenAIServer(recorded_llm) as srv:
+        cfg = _search_cfg(tmp_path / "s", srv.base_url, tmp_path / "cache", critic=True,
+                          human_feedback="file")  # fmt: skip
+        search = RewardSearch(cfg, log=lambda line: None)
+        search.info = {"schema": "- cart_vel: [] m/s", "action_dim": 1}
+        cdir = tmp_path / "s" / "round_1"
+        hack = {
+            "id": "r1c1",
+            "dir": "round_1/r1c1",
+            "code": prompting.extract_code(fixture("hack")).code,
+        }
+        good = {
+            "id": "r1c0",
+            "dir": "round_1/r1c0",
+            "code": prompting.extract_code(fixture("good")).code,
+        }
+        search._critic([good, hack], 1)
+    assert hack["status"] == "rejected" and "ending the episode early" in hack["error"]["message"]
+    assert json.loads((cdir / "r1c1" / "result.json").read_text())["status"] == "rejected"
+    assert "status" not in good and good["critic"]["verdict"] is True
+    assert (cdir / "r1c0" / "critic.md").read_text().endswith("VERDICT: ACCEPT\n")
+
+    results = [
+        {"id": "r1c0", "status": "trained", "fitness": 0.9, "dir": "round_1/r1c0"},
+        {"id": "r1c1", "status": "trained", "fitness": 0.2, "dir": "round_1/r1c1"},
+    ]
+    (cdir / "human_feedback.txt").write_text("ranking: r1c1 r1c0\nThe cart drifts to the left.\n")
+    human, ranking = search._human_feedback(1, results)
+    assert ranking == ["r1c1", "r1c0"] and human == "The cart drifts to the left."
+    assert "ranking:" in (cdir / "HUMAN_FEEDBACK_REQUEST.md").read_text()
+
+    (cdir / "r1c0" / "reply.md").write_text(fixture("broken_unknown_state"))
+    failed = [
+        {"id": "r1c0", "status": "failed", "dir": "round_1/r1c0",
+         "error": {"kind": "unknown_state", "message": "state entry 'pole_angle_rad' does not exist"}},
+        {"id": "r1c1", "status": "failed", "dir": "round_1/r1c1",
+         "error": {"kind": "no_code", "message": "the reply has no ```python code block"}},
+    ]  # fmt: skip
+    base = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    msgs = search._next_messages(base, failed, None, "be gentle")
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert "pole_angle_rad" in msgs[2]["content"]  # the failed reply it answers
+    assert "could not be used: unknown_state" in msgs[3]["content"]
+    assert "no_code" in msgs[3]["content"] and "be gentle" in msgs[3]["content"]
