@@ -26,6 +26,8 @@ before it is handed here: this module calls the function it is given.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -77,6 +79,7 @@ class BagRecorder:
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
         self._writer.open()
         self._conns: dict[str, Any] = {}
+        self._lock = threading.Lock()  # DDS listener threads and the control loop both write
         self.counts: dict[str, int] = {}
         self._closed = False
 
@@ -92,10 +95,11 @@ class BagRecorder:
     def write(self, topic: str, msgtype: str, data: bytes, t: float | int | None = None) -> None:
         """One serialized (CDR) message; ``t``: seconds (float) or nanoseconds (int), now if None.
         (rclpy users pass ``rclpy.serialization.serialize_message(msg)``.)"""
-        if self._closed:
-            raise RuntimeError(f"{self.path}: recorder is closed")
-        self._writer.write(self._conn(topic, msgtype), _ns(t), bytes(data))
-        self.counts[topic] = self.counts.get(topic, 0) + 1
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.path}: recorder is closed")
+            self._writer.write(self._conn(topic, msgtype), _ns(t), bytes(data))
+            self.counts[topic] = self.counts.get(topic, 0) + 1
 
     def write_msg(self, topic: str, msgtype: str, msg: Any, t: float | int | None = None) -> None:
         """A message of the DDS transport (``msg_class``) or a rosbags message object."""
@@ -144,14 +148,16 @@ class BagRecorder:
     def _recorder(self, topic: str, msgtype: str) -> Callable[[Any, float], None]:
         def cb(msg: Any, recv: float) -> None:
             if not self._closed:
-                self.write_msg(topic, msgtype, msg)
+                with contextlib.suppress(RuntimeError):  # closed meanwhile
+                    self.write_msg(topic, msgtype, msg)
 
         return cb
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._writer.close()
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._writer.close()
 
     def __enter__(self) -> BagRecorder:
         return self

@@ -524,6 +524,8 @@ def run_dds_controller(
     on_command: Callable[[Command], None] | None = None,
     stop: threading.Event | None = None,
     node: DdsNode | None = None,
+    node_name: str = "rewardlab_deploy",
+    recorder: Any = None,
 ) -> LoopStats:
     """Run a :class:`~rewardlab.deploy.controller.Controller` on DDS: subscribe to the robot
     config's topics, tick at the control rate, publish commands and the safety state.
@@ -535,6 +537,11 @@ def run_dds_controller(
         on_command: called with each published command (recording, tests).
         stop: an event that ends the loop.
         node: an existing node to use (not closed at the end).
+        node_name: ``/<node_name>/reset`` and ``/<node_name>/start`` (``std_msgs/Empty``,
+            reliable) re-arm the controller after a trip and leave PASSIVE (as the rclpy node's
+            ``~/reset`` and ``~/start``).
+        recorder: a ``recording.BagRecorder``: records the robot's input topics and every
+            command (action, observation, command, safety state).
 
     Returns:
         :class:`LoopStats` of the run.
@@ -563,6 +570,24 @@ def run_dds_controller(
             node.subscribe(topics.estop, "std_msgs/msg/Bool", locked(lambda m, t: controller.on_estop(bool(m.data), t)), qos="reliable")  # fmt: skip
         if topics.heartbeat:
             node.subscribe(topics.heartbeat, "std_msgs/msg/Header", locked(lambda m, t: controller.on_heartbeat(t)))  # fmt: skip
+
+        def on_reset(_msg: Any, _t: float) -> None:
+            ok = controller.reset()
+            print(f"[deploy] reset {'accepted' if ok else 'refused (e-stop engaged?)'}", flush=True)
+
+        node.subscribe(
+            f"/{node_name}/reset", "std_msgs/msg/Empty", locked(on_reset), qos="reliable"
+        )
+        node.subscribe(f"/{node_name}/start", "std_msgs/msg/Empty", locked(lambda m, t: controller.start()), qos="reliable")  # fmt: skip
+        if recorder is not None:
+            recorder.attach_dds(node, robot)
+            inner = on_command
+
+            def on_command(cmd: Command) -> None:
+                recorder.record_command(cmd)
+                if inner is not None:
+                    inner(cmd)
+
         msgtype = COMMAND_MSGTYPES[robot.command_type]
         publish = node.publisher(topics.command, msgtype, qos="reliable")
         publish_state = node.publisher(topics.safety_state, "std_msgs/msg/String", qos="reliable") if topics.safety_state else None  # fmt: skip

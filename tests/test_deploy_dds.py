@@ -238,10 +238,12 @@ def test_image_over_dds_decodes_to_frame():
 @pytest.mark.ros
 @private_netns
 def test_watchdog_holds_on_a_half_second_blackout_over_dds(tmp_path):
-    """Sim robot process stops publishing joint states for 0.5 s: the DDS deploy loop holds
-    within the stale timeout (0.1 s) plus one tick, and stays holding (latched)."""
+    """Sim robot process stops publishing joint states for 0.5 s: the DDS deploy loop holds at the
+    first tick past the stale timeout and stays holding (latched) until a reset on
+    /rewardlab_deploy/reset; the whole run is recorded and the bag replays."""
     from rewardlab.deploy.controller import Controller
     from rewardlab.deploy.policy import load_policy
+    from rewardlab.deploy.recording import BagRecorder, bag_states
     from rewardlab.deploy.robot_config import load_robot_config
 
     robot = load_robot_config("arm")
@@ -253,18 +255,35 @@ def test_watchdog_holds_on_a_half_second_blackout_over_dds(tmp_path):
             "--robot",
             "arm",
             "--duration-s",
-            "9",
+            "11",
             "--quiet",
             "--blackout",
             "5:5.5",
         ],  # fmt: skip
         cwd=str(REPO),
     )
+    operator = dds.DdsNode()
+    reset = operator.publisher("/rewardlab_deploy/reset", "std_msgs/msg/Empty")
+    log = []
+
+    def on_command(c):
+        log.append((c.time, c.state, c.obs_recv_time))
+        if (
+            c.state == "HOLD"
+            and c.time > log[0][0] + 6.0
+            and not getattr(on_command, "sent", False)
+        ):
+            on_command.sent = True
+            reset(dds.new_msg("std_msgs/msg/Empty"))  # the operator re-arms
+
     try:
         ctrl = Controller(load_policy(EXPORT), robot)
-        log = []
-        stats = dds.run_dds_controller(ctrl, duration_s=8.0, on_command=lambda c: log.append((c.time, c.state, c.obs_recv_time)))  # fmt: skip
+        with BagRecorder(tmp_path / "bag") as rec:
+            stats = dds.run_dds_controller(
+                ctrl, duration_s=10.0, on_command=on_command, recorder=rec
+            )
     finally:
+        operator.close()
         sim.wait(timeout=30)
     assert [e.kind.value for e in ctrl.safety.events] == ["stale"], stats.trips
     trip = ctrl.safety.events[0]
@@ -273,6 +292,12 @@ def test_watchdog_holds_on_a_half_second_blackout_over_dds(tmp_path):
     before = [t for t, s, r in log if t < trip.time]
     # the trip came at the first tick past the timeout, well inside the 0.5 s blackout
     assert before[-1] - last_js <= timeout < trip.time - last_js < 0.5
-    after = [s for t, s, _ in log if t >= trip.time]
-    assert after and set(after) == {"HOLD"}
+    after = [(t, s) for t, s, _ in log if t >= trip.time]
+    states = [s for _, s in after]
+    held = after[: states.index("RAMP")]  # HOLD until the reset, though joint states came back
+    assert {s for _, s in held} == {"HOLD"}
+    assert held[-1][0] - trip.time > 0.6  # still holding after the 0.5 s blackout ended
+    assert states[-1] == "RUN"
     assert stats.states["RUN"] > 100
+    recorded = bag_states(tmp_path / "bag", robot)  # actions of RAMP/RUN ticks with their inputs
+    assert len(recorded.times) > 200 and "distance" in recorded.state
