@@ -14,6 +14,7 @@ from rewardlab.vlm_reward.base import make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
 from rewardlab.vlm_reward.progress import (
     PairwiseProgress,
+    ProgressModel,
     PromptProgress,
     interpolation_progress,
     load_progress_model,
@@ -67,6 +68,38 @@ def test_pairwise_delta_is_antisymmetric_and_zero_on_itself():
     assert bool((d_ab.abs() < 1).all())
     with pytest.raises(ValueError, match="need at least 2"):
         time_labels(1)
+
+
+@pytest.mark.unit
+def test_progress_head_over_frozen_embeddings(tmp_path):
+    # A frozen encoder we understand (mean colour); episodes brighten over time, so the head
+    # must learn "brighter = later" from time labels alone.
+    def encoder(frames):
+        return frames.float().mean((1, 2)) / 255.0
+
+    g = torch.Generator().manual_seed(0)
+
+    def episode(t_len: int) -> torch.Tensor:
+        base = torch.randint(0, 60, (3,), generator=g)
+        v = (base[None, :] + torch.linspace(0, 180, t_len)[:, None]).clamp(0, 255)
+        return v.to(torch.uint8)[:, None, None, :].expand(-1, 8, 8, 3).contiguous()
+
+    model = ProgressModel(image_size=8, embed_dim=3)
+    model.set_encoder(encoder, image_size=8)
+    model = train_progress_model(
+        [episode(20) for _ in range(8)], model, epochs=60, lr=3e-3, log=None
+    )
+    held = episode(15)
+    voc = spearmanr(model.score(held).numpy(), range(15)).statistic
+    assert voc > 0.95, voc
+    save_progress_model(model, tmp_path / "head.pt")
+    back = load_progress_model(tmp_path / "head.pt")
+    with pytest.raises(RuntimeError, match="set_encoder"):
+        back.score(held)
+    back.set_encoder(encoder, image_size=8)
+    assert torch.allclose(back.score(held), model.score(held))
+    with pytest.raises(ValueError, match="CNN on pixels"):
+        ProgressModel().set_encoder(encoder, 8)
 
 
 def _swingup_episodes(n: int, seed: int, steps: int = 24, size: int = 64) -> list[torch.Tensor]:

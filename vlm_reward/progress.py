@@ -118,23 +118,43 @@ def _mean_direction(e: torch.Tensor) -> torch.Tensor:
 
 
 class ProgressModel(nn.Module):
-    """Per-frame progress in ``[0, 1]``: a small CNN with a sigmoid output.
+    """Per-frame progress in ``[0, 1]``: a small CNN (or an MLP head over frozen embeddings)
+    with a sigmoid output.
 
     Args:
-        image_size: input side (frames are area-resized to it).
+        image_size: input side (frames are area-resized to it); with an encoder, the side of the
+            frames the encoder wants.
         width: first conv layer's channels.
+        embed_dim: set for a head over frozen embeddings (e.g. CLIP image embeddings); the
+            encoder is then given with :meth:`set_encoder` (it is not saved with the model).
     """
 
     progress_like = True
 
-    def __init__(self, image_size: int = 64, width: int = 16):
+    def __init__(self, image_size: int = 64, width: int = 16, embed_dim: int | None = None):
         super().__init__()
         self.image_size = image_size
-        self.hparams = {"image_size": image_size, "width": width}
-        self.net = FrameRewardNet(image_size, width)
+        self.hparams = {"image_size": image_size, "width": width, "embed_dim": embed_dim}
+        self.net = FrameRewardNet(image_size, width, embed_dim)
+        self.encoder: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def set_encoder(self, encoder: Callable[[torch.Tensor], torch.Tensor], image_size: int) -> None:
+        """The frozen encoder (frames ``uint8 [n, H, W, 3]`` -> ``[n, embed_dim]``) of a head."""
+        if self.hparams["embed_dim"] is None:
+            raise ValueError("set_encoder: this progress model is a CNN on pixels")
+        self.encoder, self.image_size = encoder, int(image_size)
+
+    def inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames -> what :meth:`forward` takes (pixels resized, or frozen embeddings)."""
+        if self.hparams["embed_dim"] is None:
+            return frames_to_input(frames, self.image_size)
+        if self.encoder is None:
+            raise RuntimeError("progress head over embeddings: call set_encoder(encoder) first")
+        with torch.no_grad():
+            return self.encoder(frames).float().cpu()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepared inputs ``[B, 3, S, S]`` -> progress logits ``[B]``."""
+        """Prepared inputs (``[B, 3, S, S]`` or ``[B, D]``) -> progress logits ``[B]``."""
         return self.net(x)
 
     @torch.inference_mode()
@@ -144,7 +164,7 @@ class ProgressModel(nn.Module):
         if frames.shape[0] == 0:
             return torch.zeros(0)
         self.eval()
-        return torch.sigmoid(self(frames_to_input(frames, self.image_size))).float()
+        return torch.sigmoid(self(self.inputs(frames))).float()
 
 
 class PairwiseProgress(nn.Module):
@@ -226,12 +246,14 @@ def time_labels(length: int) -> torch.Tensor:
 
 
 def _episode_tensors(
-    episodes: Sequence[torch.Tensor], size: int
+    episodes: Sequence[torch.Tensor],
+    size: int,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     xs, ys, ids = [], [], []
     for k, ep in enumerate(episodes):
         ep = check_frames(ep).cpu()
-        xs.append(frames_to_input(ep, size))
+        xs.append(prepare(ep) if prepare is not None else frames_to_input(ep, size))
         ys.append(time_labels(ep.shape[0]))
         ids.append(torch.full((ep.shape[0],), k))
     return torch.cat(xs), torch.cat(ys), torch.cat(ids)
@@ -247,10 +269,11 @@ def train_progress_model(
     log: Callable[[str], None] | None = print,
 ) -> ProgressModel:
     """Fit a :class:`ProgressModel` to successful episodes (frames ``uint8 [T, H, W, 3]`` each)
-    with labels ``t / (T - 1)`` and binary cross-entropy on the sigmoid output."""
+    with labels ``t / (T - 1)`` and binary cross-entropy on the sigmoid output. A head over
+    embeddings (``ProgressModel(embed_dim=D)`` with ``set_encoder``) encodes every frame once."""
     torch.manual_seed(seed)
     model = model or ProgressModel()
-    x, y, _ = _episode_tensors(episodes, model.image_size)
+    x, y, _ = _episode_tensors(episodes, model.image_size, model.inputs)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -363,9 +386,15 @@ def load_progress_model(path: str | Path) -> ProgressModel | PairwiseProgress:
 @register_scorer("progress")
 def _make_progress(cfg: Any) -> Any:
     path = getattr(cfg, "progress_checkpoint", None)
-    if path:
-        return load_progress_model(path)
     from rewardlab.vlm_reward.base import make_scorer
+
+    if path:
+        model = load_progress_model(path)
+        if model.hparams.get("embed_dim") is not None:
+            # A head over frozen CLIP image embeddings: the clip model vlm.model names encodes.
+            clip = make_scorer(replace(cfg, scorer="clip"))
+            model.set_encoder(clip.embed_images, clip.image_size)
+        return model
 
     if not cfg.baseline_prompts or not cfg.goal_prompts:
         raise ValueError(
