@@ -101,6 +101,46 @@ class VLMConfig:
     async_scoring: bool = True
     """Score the frames of step t on a worker thread while the simulator runs step t+1; the
     reward of step t is then handed to the learner one step late, with the same transition."""
+    judge_base_url: str | None = None
+    """Judge scorer (H4): base URL of the OpenAI-compatible vision chat server, up to ``/v1``
+    (vLLM, Ollama ``http://localhost:11434/v1``, ...); null: ``$OPENAI_BASE_URL``, else OpenAI."""
+    judge_model: str | None = None
+    """Judge scorer: model name as the server knows it (``gpt-4o``, ``qwen2.5vl:7b``); null:
+    ``$REWARDLAB_LLM_MODEL``."""
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    """Judge scorer: environment variable holding the API key (never written to disk)."""
+    judge_image_size: int = 224
+    """Judge scorer: side in pixels of the square frames sent to the judge."""
+    judge_image_format: str = "png"
+    """Judge scorer: ``png`` (lossless) or ``jpeg`` (smaller requests)."""
+    judge_concurrency: int = 8
+    """Judge scorer: requests in flight at once."""
+    judge_max_tokens: int = 256
+    """Judge scorer: reply budget per request (raise it for reasoning models)."""
+    judge_timeout_s: float = 120.0
+    """Judge scorer: socket timeout of one request in seconds (slower replies are retried)."""
+    judge_cache_dir: str | None = None
+    """Judge scorer: folder of the on-disk reply cache (replays a run offline); null: none."""
+    preference_checkpoint: str | None = None
+    """Preference scorer: reward-ensemble file written by
+    ``rewardlab.vlm_reward.preference.save_ensemble`` (required with ``scorer=preference``)."""
+    preference_online: bool = False
+    """Preference scorer: RL-VLM-F's online loop -- label pairs of frames seen during training
+    with the judge (``judge_*``) and retrain the ensemble every ``preference_every`` frames;
+    ``preference_checkpoint`` (optional) is the starting ensemble."""
+    preference_dir: str | None = None
+    """Preference scorer, online: folder of the labels and ensemble after each round (a new run
+    over the same folder continues from them); null: kept in memory only."""
+    preference_queries: int = 64
+    """Preference scorer, online: pairs labelled per round."""
+    preference_every: int = 10_000
+    """Preference scorer, online: frames scored between rounds."""
+    preference_max_queries: int = 2_000
+    """Preference scorer, online: total label budget; the ensemble is fixed after it."""
+    progress_checkpoint: str | None = None
+    """Progress scorer: learned progress-head file written by
+    ``rewardlab.vlm_reward.progress.save_progress_model``; null: the CLIP prompt-interpolation
+    progress (baseline prompts describe the start, goal prompts the end)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and what was expected."""
@@ -158,6 +198,32 @@ class VLMConfig:
             raise ValueError(
                 f"normalize: got {self.normalize!r}, expected one of {', '.join(NORMALIZE_MODES)}"
             )
+        for name in ("judge_base_url", "judge_model", "judge_cache_dir"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name}: got '', expected a value or null")
+        if self.judge_base_url is not None and not self.judge_base_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                f"judge_base_url: got {self.judge_base_url!r}, expected an http(s):// URL"
+            )
+        if self.judge_image_format not in ("png", "jpeg"):
+            raise ValueError(
+                f"judge_image_format: got {self.judge_image_format!r}, expected png or jpeg"
+            )
+        for name in ("judge_image_size", "judge_concurrency", "judge_max_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected >= 1")
+        if not self.judge_timeout_s > 0:
+            raise ValueError(f"judge_timeout_s: got {self.judge_timeout_s!r}, expected > 0")
+        for name in ("preference_queries", "preference_every", "preference_max_queries"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected >= 1")
+        if self.preference_dir == "":
+            raise ValueError("preference_dir: got '', expected a folder or null")
+        for name in ("preference_checkpoint", "progress_checkpoint"):
+            if getattr(self, name) == "":
+                raise ValueError(f"{name}: got '', expected a file path or null")
         for name in ("scale", "offset", "weight", "task_weight"):
             v = getattr(self, name)
             if not math.isfinite(v):
