@@ -11,8 +11,6 @@ from rewardlab.config import ConfigError, build, train_config_from_dict
 from rewardlab.envs import make_env
 from rewardlab.envs.randomization import DomainRandConfig
 
-pytestmark = pytest.mark.unit
-
 
 def _env(task: str = "cartpole_balance", n: int = 8, seed: int = 0, **dr):
     return make_env(task, num_envs=n, seed=seed, nthread=1, domain_rand=DomainRandConfig(**dr))
@@ -29,6 +27,7 @@ def _rollout(env, actions: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([env.step(a)[0] for a in actions])
 
 
+@pytest.mark.unit
 def test_config_errors_name_the_key():
     with pytest.raises(
         ConfigError,
@@ -51,11 +50,13 @@ def test_config_errors_name_the_key():
         _env(mass_scale=(0.5, 2.0), mass_bodies=("cartt",))
 
 
+@pytest.mark.unit
 def test_nothing_randomized_is_the_plain_env():
     env = _env(mass_scale=(1.0, 1.0), action_delay=(0, 0))
     assert env._dr is None and "domain_rand" not in (env.reset(), env.get_state_dict())[1]
 
 
+@pytest.mark.unit
 def test_masses_are_per_world_and_change_the_dynamics():
     n = 16
     env = _env(n=n, mass_scale=(0.5, 2.0), mass_bodies=("cart",), resample_on_reset=False)
@@ -82,6 +83,7 @@ def test_masses_are_per_world_and_change_the_dynamics():
     assert np.all(np.diff(dx[order]) < 0), (total[order], dx[order])
 
 
+@pytest.mark.unit
 def test_actuator_gain_scales_force_and_keeps_servos_consistent():
     arm = _env("arm_reach", n=6, actuator_gain_scale=(0.5, 1.5))
     gain = arm._batch.expanded("actuator_gainprm")
@@ -102,6 +104,7 @@ def test_actuator_gain_scales_force_and_keeps_servos_consistent():
     assert torch.allclose(ratio, torch.full((2,), 2.0), rtol=0.05), ratio
 
 
+@pytest.mark.unit
 def test_friction_scales_sliding_only():
     env = _env("ant_run", n=4, friction_scale=(0.2, 0.4))
     fr = env._batch.expanded("geom_friction")
@@ -111,6 +114,7 @@ def test_friction_scales_sliding_only():
     assert np.array_equal(fr[:, :, 1:], np.broadcast_to(nominal[:, 1:], fr[:, :, 1:].shape))
 
 
+@pytest.mark.unit
 def test_physics_resampled_on_reset_only_when_asked():
     for resample in (True, False):
         env = _env(n=3, mass_scale=(0.5, 2.0), resample_on_reset=resample)
@@ -122,6 +126,7 @@ def test_physics_resampled_on_reset_only_when_asked():
         assert np.array_equal(before[1], after[1]) is (not resample)
 
 
+@pytest.mark.unit
 def test_action_delay_per_world():
     env = _env(n=4, action_delay=(2, 2))
     env.reset(seed=0)
@@ -138,6 +143,7 @@ def test_action_delay_per_world():
     assert set(mixed._dr.delays.tolist()) == {0, 1, 2, 3}
 
 
+@pytest.mark.unit
 def test_obs_noise_leaves_state_clean():
     noisy, plain = _env(n=256, obs_noise_std=0.05), _env(n=256)
     o1, o2 = noisy.reset(seed=3), plain.reset(seed=3)
@@ -165,6 +171,7 @@ FULL = {
 }
 
 
+@pytest.mark.unit
 def test_reproducible_by_seed():
     g = torch.Generator().manual_seed(0)
     actions = [torch.rand(8, 1, generator=g) * 2 - 1 for _ in range(30)]
@@ -184,6 +191,7 @@ def snap_mass(snap) -> np.ndarray:
     return snap["domain_rand"]["physics"]["body_mass"].numpy()
 
 
+@pytest.mark.unit
 def test_snapshot_resumes_exactly():
     g = torch.Generator().manual_seed(1)
     actions = [torch.rand(8, 1, generator=g) * 2 - 1 for _ in range(120)]
