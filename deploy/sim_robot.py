@@ -373,18 +373,21 @@ def run_sim_robot(
         if camera and topics.image and robot.sim.camera
         else None
     )
-    renderer = None
+    done = threading.Event()
+    render_thread = None
     if pub_img is not None:
-        import mujoco
-
-        h, w = robot.sim.image_size
-        renderer = mujoco.Renderer(sim.model, h, w)
+        render_thread = threading.Thread(
+            target=_render_loop,
+            args=(sim, lock, pub_img, stats, done),
+            daemon=True,
+            name="sim_robot_camera",
+        )
+        render_thread.start()
 
     outbox: collections.deque[tuple[float, Any, Any]] = (
         collections.deque()
     )  # (due wall time, publish, msg)
     publish_every = max(1, round(robot.sim.physics_rate_hz / robot.sim.publish_rate_hz))
-    image_every = max(1, round(robot.sim.physics_rate_hz / robot.sim.image_rate_hz))
     target_every = max(1, round(robot.sim.physics_rate_hz / 10.0))
     t0 = time.monotonic()
     last_print = t0
@@ -424,11 +427,6 @@ def run_sim_robot(
                     and (new_target or k % target_every == 0)
                 ):
                     pub_target(dds.point_msg(sim.target, stamp=time.time()))
-                if renderer is not None and k % image_every == 0:
-                    frame = sim.render(renderer)
-                    h, w = frame.shape[:2]
-                    pub_img(dds.new_msg("sensor_msgs/msg/Image", header=dds.header_msg(time.time(), robot.sim.camera), height=h, width=w, encoding="rgb8", step=3 * w, data=frame.tobytes()))  # fmt: skip
-                    stats.images += 1
             while outbox and outbox[0][0] <= time.monotonic():
                 _, publish, msg = outbox.popleft()
                 publish(msg)
@@ -448,10 +446,42 @@ def run_sim_robot(
         stats.realtime_factor = sim.time / max(time.monotonic() - t0, 1e-9)
         if log:
             log.close()
-        if renderer is not None:
-            renderer.close()
+        done.set()
+        if render_thread is not None:
+            render_thread.join(timeout=10)
         node.close()
     return stats
+
+
+def _render_loop(sim: SimRobot, lock: threading.Lock, publish: Any, stats: SimRobotStats, done: threading.Event) -> None:  # fmt: skip
+    """Camera thread: copy the pose under the lock, render it off the physics loop (software
+    rendering takes tens of ms), publish ``sensor_msgs/Image`` rgb8 at ``sim.image_rate_hz``."""
+    import mujoco
+
+    from rewardlab.deploy import transport_dds as dds
+
+    cfg = sim.robot.sim
+    h, w = cfg.image_size
+    renderer = mujoco.Renderer(sim.model, h, w)  # the GL context belongs to this thread
+    scratch = mujoco.MjData(sim.model)
+    period = 1.0 / cfg.image_rate_hz
+    next_t = time.monotonic()
+    try:
+        while not done.is_set():
+            with lock:
+                scratch.qpos[:] = sim.data.qpos
+                scratch.mocap_pos[:] = sim.data.mocap_pos
+                scratch.mocap_quat[:] = sim.data.mocap_quat
+            mujoco.mj_kinematics(sim.model, scratch)
+            renderer.update_scene(scratch, camera=cfg.camera)
+            frame = renderer.render()
+            msg = dds.new_msg("sensor_msgs/msg/Image", header=dds.header_msg(time.time(), cfg.camera), height=h, width=w, encoding="rgb8", step=3 * w, data=frame.tobytes())  # fmt: skip
+            publish(msg)
+            stats.images += 1
+            next_t = max(next_t + period, time.monotonic())
+            done.wait(max(0.0, next_t - time.monotonic()))
+    finally:
+        renderer.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -522,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rate = sum(e["success"] for e in done) / len(done) if done else float("nan")
     print(
         f"sim_robot {robot.name}: {stats.steps} steps (real-time factor {stats.realtime_factor:.2f}), "
-        f"{stats.joint_states} joint states, {stats.commands} commands, {len(done)} episodes, success rate {rate:.2f}",
+        f"{stats.joint_states} joint states, {stats.images} images, {stats.commands} commands, "
+        f"{len(done)} episodes, success rate {rate:.2f}",
         flush=True,
     )
     return 0

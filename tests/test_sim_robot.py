@@ -4,6 +4,7 @@ reaching its targets through the deploy controller (in-process here, over DDS in
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -188,3 +189,42 @@ def test_torque_robot_pd_loop_and_imu():
     np.testing.assert_allclose(
         b.build(np.zeros(8)), [0.0, -math.sin(0.4), -math.cos(0.4)], atol=1e-9
     )
+
+
+@pytest.mark.ros
+def test_sim_robot_topics_over_dds_with_camera():
+    """The sim robot's DDS side (run in a private network namespace): joint states by name at
+    ~250 Hz, the reaching target, and rendered camera frames that decode to RGB."""
+    if os.environ.get("REWARDLAB_NETNS") != "1":
+        if not netns_available():
+            pytest.skip("cannot create a network namespace here (needs root or user namespaces)")
+        node = f"{Path(__file__).resolve()}::test_sim_robot_topics_over_dds_with_camera"
+        r = run_in_netns([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node], timeout=180, cwd=str(REPO))  # fmt: skip
+        assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-4000:] + r.stderr[-2000:]
+        return
+    import threading
+    import time
+
+    from rewardlab.deploy import transport_dds as dds
+    from rewardlab.deploy.camera import LatestFrame
+    from rewardlab.deploy.sim_robot import run_sim_robot
+
+    robot = load_robot_config("arm")
+    node = dds.DdsNode()
+    states, targets, frames = [], [], LatestFrame()
+    node.subscribe("/joint_states", "sensor_msgs/msg/JointState", lambda m, t: states.append(dds.joint_state_from_msg(m, t)))  # fmt: skip
+    node.subscribe("/target", "geometry_msgs/msg/PointStamped", lambda m, t: targets.append(dds.point_from_msg(m, t)))  # fmt: skip
+    node.subscribe("/camera/image_raw", "sensor_msgs/msg/Image", frames.update)
+    stop = threading.Event()
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(stats=run_sim_robot(robot, camera=True, stop=stop, progress=False)))  # fmt: skip
+    thread.start()
+    time.sleep(4.0)
+    stop.set()
+    thread.join(timeout=30)
+    node.close()
+    stats = out["stats"]
+    assert stats.images >= 10 and frames.count >= 5
+    assert frames.frame.shape == (120, 160, 3) and frames.frame.std() > 5
+    assert len(states) > 300 and states[-1].names == robot.joint_names
+    assert targets and targets[-1].frame_id == "world" and 0.0 < targets[-1].point[2] < 0.8
