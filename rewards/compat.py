@@ -28,7 +28,9 @@ state entries (every state entry is also ``self.<name>``). The adapter first cal
 once on the whole batch (attributes are ``[N, ...]`` arrays); if the result has shape ``[N]`` and
 agrees with per-world calls on a few worlds it keeps calling it batched, otherwise it loops over
 the worlds (correct for any code, e.g. ``np.linalg.norm`` without ``axis``, but slow:
-tens of microseconds per world). Components are empty; the reward is logged as its total only.
+tens of microseconds per world). When the function ends in ``return`` of a sum of named terms
+(``return reach + 0.5 * bonus - penalty``, or through a variable assigned that sum), the terms
+become the components (:func:`infer_components`); otherwise components are empty.
 
 What this cannot do: Eureka names with no counterpart in our state (contact forces
 ``vec_sensor_tensor``, ``dof_force_tensor``, ``progress_buf``) are rejected with an
@@ -483,32 +485,126 @@ def _item(v: np.ndarray) -> Any:
     return float(v) if v.ndim == 0 else v
 
 
+def _signed_terms(node: ast.expr, sign: int = 1) -> list[tuple[int, ast.expr]]:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub):
+        right = -sign if isinstance(node.op, ast.Sub) else sign
+        return _signed_terms(node.left, sign) + _signed_terms(node.right, right)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _signed_terms(node.operand, -sign)
+    return [(sign, node)]
+
+
+def _term_name(node: ast.expr) -> str | None:
+    """``reach`` for ``reach``, ``0.5 * reach`` and ``reach * 0.5``; else ``None``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Div):
+        left, right = node.left, node.right
+        if isinstance(right, ast.Constant) and isinstance(right.value, int | float):
+            return _term_name(left)
+        if (
+            isinstance(node.op, ast.Mult)
+            and isinstance(left, ast.Constant)
+            and isinstance(left.value, int | float)
+        ):
+            return _term_name(right)
+    return None
+
+
+def infer_components(tree: ast.Module, entry: str) -> list[str]:
+    """Rewrite ``entry``'s final ``return a + 0.5 * b - c`` to also return its terms.
+
+    Text2Reward functions return one float, usually a sum of named terms, directly or through
+    a variable (``reward = reach + bonus; return reward``). When the function has exactly one
+    ``return``, as its last statement, of such a sum (each term a name, optionally times a
+    constant, and the names not reassigned between the sum and the return), the return becomes
+    ``return total, {"reach": reach, "b": 0.5 * b, "c": -c}`` in place -- components that add up
+    to the total. Returns the component names (``[]``: nothing inferred, tree unchanged).
+    """
+    fn = find_function(tree, entry)
+    if fn is None or any(isinstance(n, ast.FunctionDef | ast.Lambda) for n in ast.walk(fn) if n is not fn):  # fmt: skip
+        return []
+    returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
+    if len(returns) != 1 or fn.body[-1] is not returns[0] or returns[0].value is None:
+        return []
+    ret = returns[0]
+    expr: ast.expr = ret.value  # type: ignore[assignment]
+    between: list[ast.stmt] = []
+    sum_expr = expr
+    if isinstance(expr, ast.Name):
+        for i in range(len(fn.body) - 2, -1, -1):
+            stmt = fn.body[i]
+            if isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == [expr.id]:  # fmt: skip
+                sum_expr, between = stmt.value, fn.body[i + 1 : -1]
+                break
+        else:
+            return []
+    terms = _signed_terms(sum_expr)
+    names = [_term_name(t) for _, t in terms]
+    if len(terms) < 2 or None in names or len(set(names)) != len(names):
+        return []
+    if expr is not sum_expr and expr.id in names:  # type: ignore[union-attr]
+        return []
+    for stmt in between:
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.id in names:
+                return []
+    keys: list[ast.expr | None] = [ast.Constant(n) for n in names]
+    values: list[ast.expr] = [
+        t if sign > 0 else ast.UnaryOp(op=ast.USub(), operand=t) for sign, t in terms
+    ]
+    ret.value = ast.Tuple(elts=[expr, ast.Dict(keys=keys, values=values)], ctx=ast.Load())
+    ast.fix_missing_locations(ast.copy_location(ret.value, expr))
+    for node in ast.walk(ret.value):
+        if not hasattr(node, "lineno"):
+            ast.copy_location(node, expr)
+    return names  # type: ignore[return-value]
+
+
 def build_text2reward(
     code: str, task: str | None, state_names: Collection[str], *, filename: str
 ) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Build a batched ``fn(state, action)`` from a single-world Text2Reward function.
 
-    See the module docstring for the batched-or-loop decision. Picklable by reference for
+    See the module docstring for the batched-or-loop decision and :func:`infer_components`
+    for the components. Picklable by reference for
     :func:`rewardlab.rewards.sandbox.trial_run`.
     """
     err = check_text2reward(code, task, state_names)
     if err:
         raise SandboxFailure(err)
-    namespace = exec_source(code, filename)
     entry = _t2r_entry(ast.parse(code))
     assert entry is not None
+    found: list[str] = []
+    namespace = exec_source(
+        code, filename, transform=lambda tree: found.extend(infer_components(tree, entry.name))
+    )
     fn = namespace[entry.name]
     takes_action = len(positional_params(entry)) == 2
     attrs = text2reward_attrs(task, state_names)
     mode: dict[str, bool] = {}
 
-    def call(data: dict[str, Any], index: int | None, act: np.ndarray) -> Any:
+    def call(data: dict[str, Any], index: int | None, act: np.ndarray) -> tuple[Any, dict]:
         me = _Attrs(data, "", index)
         a = act if index is None else act[index]
-        return fn(me, a) if takes_action else fn(me)
+        out = fn(me, a) if takes_action else fn(me)
+        return out if found else (out, {})
 
-    def loop(data: dict[str, Any], act: np.ndarray, n: int) -> np.ndarray:
-        return np.array([float(call(data, i, act)) for i in range(n)], dtype=np.float64)
+    def loop(data: dict[str, Any], act: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
+        totals = np.empty(n, dtype=np.float64)
+        comps = {k: np.empty(n, dtype=np.float64) for k in found}
+        for i in range(n):
+            total, parts = call(data, i, act)
+            totals[i] = float(total)
+            for k in found:
+                comps[k][i] = float(parts[k])
+        return totals, comps
+
+    def batched(data: dict[str, Any], act: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
+        total, parts = call(data, None, act)
+        shape = (n,)
+        comps = {k: np.broadcast_to(np.asarray(v, np.float64), shape) for k, v in parts.items()}
+        return np.asarray(total, dtype=np.float64), comps
 
     def compute_reward(
         state: State, action: torch.Tensor
@@ -517,29 +613,31 @@ def build_text2reward(
         act = action.detach().cpu().numpy().astype(np.float64)
         n = act.shape[0]
         if "batched" not in mode:
-            mode["batched"] = _batched_agrees(call, loop, data, act, n)
-        if mode["batched"]:
-            values = np.asarray(call(data, None, act), dtype=np.float64).reshape(n)
-        else:
-            values = loop(data, act, n)
-        total = torch.as_tensor(values, dtype=torch.float32, device=action.device)
-        return total, {}
+            mode["batched"] = _batched_agrees(batched, loop, data, act, n)
+        total, parts = (batched if mode["batched"] else loop)(data, act, n)
+
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=action.device)  # fmt: skip
+
+        return tensor(total), {k: tensor(v) for k, v in parts.items()}
 
     compute_reward.mode = mode  # type: ignore[attr-defined]
+    compute_reward.components = list(found)  # type: ignore[attr-defined]
     return compute_reward
 
 
-def _batched_agrees(call: Callable, loop: Callable, data: dict, act: np.ndarray, n: int) -> bool:
+def _batched_agrees(batched: Callable, loop: Callable, data: dict, act: np.ndarray, n: int) -> bool:  # fmt: skip
     """Whether calling on the whole batch gives ``[N]`` values equal to per-world calls."""
     try:
-        batched = np.asarray(call(data, None, act), dtype=np.float64)
+        total, parts = batched(data, act, n)
     except Exception:  # noqa: BLE001 - any failure means: not vectorizable
         return False
-    if batched.shape != (n,):
+    if total.shape != (n,):
         return False
     k = min(n, 8)
-    sample = loop({p: v[:k] for p, v in data.items()}, act[:k], k)
-    return bool(np.allclose(batched[:k], sample, rtol=1e-6, atol=1e-9, equal_nan=True))
+    ref_total, ref_parts = loop({p: v[:k] for p, v in data.items()}, act[:k], k)
+    pairs = [(total[:k], ref_total)] + [(parts[c][:k], ref_parts[c]) for c in ref_parts]
+    return all(np.allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True) for a, b in pairs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,6 +761,7 @@ __all__ = [
     "check_eureka",
     "check_text2reward",
     "detect_style",
+    "infer_components",
     "eureka_names",
     "mapping_markdown",
     "update_docs",

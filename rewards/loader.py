@@ -118,9 +118,9 @@ def load_reward_source(
             env's task, or standard-normal values of the spec's shapes if there is no env.
         task: task name for the compatibility maps when ``env_or_state_spec`` is not an env.
         filename: shown in tracebacks and errors (the file's path).
-        check_finite: check that the total is finite (one reduction per call).
-        check_every: calls between complete output checks after the first ones
-            (:func:`rewardlab.rewards.sandbox.guard_reward`; 1 checks every call at once).
+        check_finite: include "the total is finite" in the output checks.
+        check_every: after the first ``check_every`` calls, check every ``check_every``-th
+            call's output (:func:`rewardlab.rewards.sandbox.guard_reward`; 1: every call).
 
     Returns:
         ``compute_reward(state, action) -> (total, components)`` with ``.source``, ``.style``

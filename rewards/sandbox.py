@@ -18,9 +18,8 @@ candidate in the trainer with no checks; Text2Reward execs it in-process):
 3. :func:`compile_reward` -- only then is the code executed in the caller's process, with
    restricted builtins and a restricted ``__import__``, wrapped (:func:`guard_reward`) so that
    calls check the output types/shapes and that the total is finite (a
-   :class:`RewardRuntimeError` otherwise; completely on the first calls, then one reduction
-   per call verified every ``check_every`` calls), and so that an unknown state name raises an
-   error listing the known ones.
+   :class:`RewardRuntimeError` otherwise; on the first calls, then every ``check_every``-th
+   call), and so that an unknown state name raises an error listing the known ones.
 
 Every failure is a :class:`RewardError` (``kind``, ``message``, ``line``, ``traceback``) whose
 :meth:`RewardError.feedback` is text for the LLM's next prompt; nothing here raises on bad
@@ -552,12 +551,17 @@ def source_filename(code: str, path: str | Path | None = None) -> str:
     return f"<reward-{hashlib.sha1(code.encode()).hexdigest()[:8]}>"
 
 
-def exec_source(code: str, filename: str) -> dict[str, Any]:
+def exec_source(
+    code: str, filename: str, transform: Callable[[ast.Module], Any] | None = None
+) -> dict[str, Any]:
     """Execute checked source with :func:`safe_globals`; jit decorators removed (run eagerly).
 
-    The source is registered with :mod:`linecache` so tracebacks show its lines.
+    The source is registered with :mod:`linecache` so tracebacks show its lines. ``transform``
+    may rewrite the parsed module in place before it is compiled (keeping line numbers).
     """
     tree = ast.parse(code, filename=filename)
+    if transform is not None:
+        transform(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef):
             node.decorator_list = [d for d in node.decorator_list if _dotted(d) not in _JIT_DECORATORS]  # fmt: skip
@@ -648,19 +652,18 @@ def guard_reward(
 ) -> RewardFn:
     """Wrap a candidate ``fn(state, action)`` with the per-call checks of :func:`compile_reward`.
 
-    The first ``check_every`` calls are checked completely and at once: the output is
-    ``(tensor, dict)`` with a floating ``[N]`` total and floating components of the same shape,
-    and (``check_finite``) the total is finite. After that, to keep the cost per call at one
-    reduction, every call's ``total.sum()`` is kept (no host sync) and the structure and the
-    kept sums are verified on every ``check_every``-th call; a non-finite total then raises
-    within ``check_every`` calls (training stops with kind ``nan``). Exceptions are raised at
-    once. ``check_every=1`` checks everything on every call.
+    Complete checks -- the output is ``(tensor, dict)`` with a floating ``[N]`` total and
+    floating components of the same shape, and (``check_finite``) every value of the total is
+    finite -- run on each of the first ``check_every`` calls and then on every
+    ``check_every``-th call, so that a loaded reward costs about as much as the function itself
+    (benchmarks/sandbox_overhead.py). Exceptions are caught on every call. A NaN that appears
+    only between two checked calls is not seen here; PPO's runner then stops on the non-finite
+    loss it causes. ``check_every=1`` checks every call.
     """
     every = max(1, int(check_every))
     calls = 0
-    pending: list[torch.Tensor] = []
 
-    def bad_structure(out: Any, action: torch.Tensor) -> RewardError | None:
+    def complete_check(out: Any, action: torch.Tensor) -> RewardError | None:
         try:
             total, comps = out
             shape = total.shape
@@ -672,23 +675,18 @@ def guard_reward(
             )
         except (TypeError, ValueError, AttributeError):
             ok = False
-        if ok:
-            return None
-        return validate_output(out, action.shape[0]) or RewardError("shape", "bad output")
-
-    def flush() -> None:
-        sums = torch.stack(pending)
-        pending.clear()
+        if not ok:
+            return validate_output(out, action.shape[0]) or RewardError("shape", "bad output")
         # a sum is NaN/inf iff some value is (or, rarely, it overflows): ~20x cheaper on the CPU
-        # than isfinite().all() on every call
-        if not math.isfinite(sums.sum().item()):
-            n_bad = int((~torch.isfinite(sums)).sum())
-            raise RewardRuntimeError(
-                RewardError(
-                    "nan",
-                    f"the total was NaN or infinite in {n_bad} of the last {len(sums)} calls",
+        # than isfinite().all(); the exact count only runs when the sum is not finite
+        if check_finite and not math.isfinite(total.sum().item()):
+            finite = torch.isfinite(total)
+            if not bool(finite.all()):
+                bad = int((~finite).sum())
+                return RewardError(
+                    "nan", f"total is NaN or infinite in {bad} of {shape[0]} worlds (call {calls})"
                 )
-            )
+        return None
 
     def compute_reward(
         state: Mapping[str, torch.Tensor], action: torch.Tensor
@@ -700,14 +698,9 @@ def guard_reward(
             raise RewardRuntimeError(_runtime_error(exc, state, filename)) from exc
         calls += 1
         if calls <= every or calls % every == 0:
-            err = bad_structure(out, action)
+            err = complete_check(out, action)
             if err:
                 raise RewardRuntimeError(err)
-            if check_finite:
-                pending.append(out[0].sum())
-                flush()
-        elif check_finite:
-            pending.append(out[0].sum())  # a tuple without a sum() fails here, as it should
         return out
 
     compute_reward.filename = filename  # type: ignore[attr-defined]
@@ -733,9 +726,9 @@ def compile_reward(
         state_names: the task's state entries.
         entry: name of the reward function.
         filename: name shown in tracebacks (the file's path; default ``<reward-hash>``).
-        check_finite: check that the total is finite (one reduction per call).
-        check_every: calls between complete checks after the first ones (see
-            :func:`guard_reward`; 1 checks every call at once).
+        check_finite: include "the total is finite" in the output checks.
+        check_every: after the first ``check_every`` calls, check every ``check_every``-th
+            call's output (see :func:`guard_reward`; 1 checks every call).
 
     Returns:
         ``compute_reward(state, action)`` that raises :class:`RewardRuntimeError` (a

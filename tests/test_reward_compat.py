@@ -144,8 +144,12 @@ def test_text2reward_loop_adapter_matches_per_world_numpy():
     state, action, _ = _stepped_state("arm_reach")
     fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t2r.py")
     total, comps = fn(StateDict(state), action)
-    assert comps == {} and total.shape == (8,) and total.dtype == torch.float32
+    assert total.shape == (8,) and total.dtype == torch.float32
     assert fn.mode == {"batched": False}  # np.linalg.norm without axis: one world at a time
+    # `return reaching_reward + bonus + action_penalty`: the terms become the components
+    assert list(comps) == ["reaching_reward", "bonus", "action_penalty"]
+    assert torch.allclose(sum(comps.values()), total, atol=1e-6)
+    assert torch.allclose(comps["reaching_reward"], -state["distance"], atol=1e-5)
     ee, goal, act = (state[k].double().numpy() for k in ("ee_pos", "target_pos", "last_action"))
     for i in range(8):
         d = np.linalg.norm(ee[i] - goal[i])
@@ -158,8 +162,8 @@ def test_text2reward_vectorizable_code_runs_batched():
     code = (FIXTURES / "arm_text2reward_vectorizable.py").read_text()
     state, action, _ = _stepped_state("arm_reach")
     fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t2r.py")
-    total, _ = fn(StateDict(state), action)
-    assert fn.mode == {"batched": True}
+    total, comps = fn(StateDict(state), action)
+    assert fn.mode == {"batched": True} and comps == {}  # `-d + 0.1 * np.exp(...)`: no names
     d = state["distance"].double()
     assert torch.allclose(total.double(), -d + 0.1 * torch.exp(-d / 0.05), atol=1e-5)
 
@@ -207,3 +211,29 @@ def test_docs_tables_are_generated_from_the_maps():
     )
     for task in compat.SHIPPED_TASKS:
         assert f"### {task}" in block
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("    a = 1.0\n    b = 2.0\n    return a - 0.5 * b\n", {"a": 1.0, "b": -1.0}),
+        ("    a = 1.0\n    b = 2.0\n    r = -a + b * 3\n    return r\n", {"a": -1.0, "b": 6.0}),
+        (
+            "    a = 1.0\n    b = 2.0\n    r = a + b\n    a = 5.0\n    return r\n",
+            None,
+        ),  # a reassigned
+        ("    a = 1.0\n    if a > 0:\n        return a\n    return a + a\n", None),  # two returns
+        ("    a = 1.0\n    return a + abs(a)\n", None),  # a term that is not a name
+        ("    a = 1.0\n    return a\n", None),
+    ],
+)
+def test_text2reward_component_inference(body, expected):
+    code = f"def compute_dense_reward(self, action):\n{body}"
+    state, action, _ = _stepped_state("arm_reach", n=2, steps=1)
+    fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t.py")
+    total, comps = fn(StateDict(state), action)
+    if expected is None:
+        assert comps == {}
+    else:
+        assert {k: v[0].item() for k, v in comps.items()} == expected
+        assert torch.allclose(sum(comps.values()), total)

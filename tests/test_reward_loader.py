@@ -73,12 +73,13 @@ def test_text2reward_file_loads_on_arm_reach():
         # the per-world loop takes tens of ms on 4096 worlds: give it room on a loaded machine
         limits = SandboxLimits(wall_seconds=60.0, max_ms_per_call=2000.0)
         fn = load_reward_file(FIXTURES / "arm_text2reward.py", env, limits=limits)
-        assert fn.style == "text2reward" and fn.check.ok and fn.check.components == []
+        assert fn.style == "text2reward" and fn.check.ok
+        assert fn.check.components == ["reaching_reward", "bonus", "action_penalty"]
         env.reset(seed=0)
         state = env.state()
         total, comps = fn(state, torch.zeros(8, 3))
         assert torch.allclose(total, -state["distance"], atol=1e-5)  # nobody is within 5 cm
-        assert comps == {}
+        assert torch.allclose(comps["reaching_reward"], -state["distance"], atol=1e-5)
     finally:
         env.close()
 
@@ -173,3 +174,24 @@ def test_cli_apply_reward_loads_code_reward():
         assert out.reward_fn.filename == str(path)
     finally:
         env.close()
+
+
+def test_record_states_shapes_and_cache(tmp_path, monkeypatch):
+    from rewardlab.rewards import sandbox
+
+    rec = sandbox.record_states("arm_reach", num_envs=4, steps=3, seed=2, cache_dir=tmp_path)
+    env = make_env("arm_reach", num_envs=1)
+    spec = env.state_spec()
+    env.close()
+    assert set(rec) == set(spec) | {"action"}
+    for name, field in spec.items():
+        assert rec[name].shape == (12, *field.shape), name
+    assert rec["action"].shape == (12, 3) and rec["action"].abs().max() <= 1
+    assert (tmp_path / "states_arm_reach_4x3_seed2.pt").exists()
+
+    def no_env(*args, **kwargs):
+        raise AssertionError("the cached states should have been used")
+
+    monkeypatch.setattr("rewardlab.envs.make_env", no_env)
+    again = sandbox.record_states("arm_reach", num_envs=4, steps=3, seed=2, cache_dir=tmp_path)
+    assert all(torch.equal(again[k], rec[k]) for k in rec)
