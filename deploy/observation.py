@@ -8,7 +8,7 @@ filled from the latest messages:
 name                width      source
 ==================  =========  ============================================================
 joint_pos           n joints   ``JointState.position``, picked BY NAME in policy joint order
-joint_vel           n joints   ``JointState.velocity`` by name (zeros if the robot sends none)
+joint_vel           n joints   ``JointState.velocity`` by name (finite differences if it sends none)
 joint_pos_rel       n joints   joint_pos - default_pose
 last_action         n joints   the policy's previous action (clipped), kept by the controller
 target_pos          3          the last ``PointStamped`` on ``topics.target``
@@ -175,7 +175,11 @@ class ObservationBuilder:
         self.position = np.full(n, np.nan)
         """Latest joint positions in policy order (NaN until received)."""
         self.velocity = np.zeros(n)
-        """Latest joint velocities in policy order (zeros when the robot sends none)."""
+        """Latest joint velocities in policy order; when a message has no velocities, the finite
+        difference of positions over the senders' stamps (receive times if stamps do not advance)."""
+        self.velocity_estimated = np.zeros(n, dtype=bool)
+        """Which joints' velocities are finite differences (the robot sent none)."""
+        self._stamp = np.full(n, np.nan)
         self.effort = np.full(n, np.nan)
         """Latest joint efforts in policy order (NaN when the robot sends none)."""
         self.joint_recv = np.full(n, -np.inf)
@@ -207,9 +211,18 @@ class ObservationBuilder:
             if j is None:
                 continue
             matched += 1
-            self.position[j] = sample.position[i]
             if len(sample.velocity):
                 self.velocity[j] = sample.velocity[i]
+                self.velocity_estimated[j] = False
+            elif np.isfinite(self.position[j]):
+                dt = sample.stamp - self._stamp[j]
+                if not dt > 0:  # stamps missing or not advancing: receive times
+                    dt = sample.recv_time - self.joint_recv[j]
+                if dt > 0:
+                    self.velocity[j] = (sample.position[i] - self.position[j]) / dt
+                    self.velocity_estimated[j] = True
+            self.position[j] = sample.position[i]
+            self._stamp[j] = sample.stamp
             if len(sample.effort):
                 self.effort[j] = sample.effort[i]
             self.joint_recv[j] = sample.recv_time

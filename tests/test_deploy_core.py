@@ -154,6 +154,19 @@ def test_joint_states_are_mapped_by_name_whatever_the_order_and_split():
         b.update_joint_state(JointStateSample(("elbow", "shoulder"), [1.0]))
 
 
+def test_joint_velocity_from_positions_when_the_robot_sends_none():
+    b = ObservationBuilder(ARM_LAYOUT, arm(), 15)
+    b.update_joint_state(JointStateSample(NAMES, [0.0, 0.4, 1.0], stamp=10.0, recv_time=1.0))
+    b.update_joint_state(JointStateSample(NAMES, [0.01, 0.38, 1.0], stamp=10.004, recv_time=1.01))
+    np.testing.assert_allclose(b.velocity, [2.5, -5.0, 0.0])  # over the 4 ms between stamps
+    assert b.velocity_estimated.all()
+    b.update_joint_state(JointStateSample(NAMES, [0.02, 0.38, 1.0], stamp=0.0, recv_time=1.02))
+    np.testing.assert_allclose(b.velocity, [1.0, 0.0, 0.0])  # stamps went backwards: 10 ms receipt
+    b.update_joint_state(js([0.02, 0.38, 1.0], [0.5, 0.5, 0.5], t=1.03))  # measured ones win
+    np.testing.assert_allclose(b.velocity, [0.5, 0.5, 0.5])
+    assert not b.velocity_estimated.any()
+
+
 def test_observation_equals_the_training_envs():
     """The builder fed the env's own joint state, target and last action reproduces env obs."""
     import torch
