@@ -210,7 +210,7 @@ def candidate_feedback(result: Mapping[str, Any], folder: str | Path | None = No
         folder,
         label=label,
         steps=result.get("steps", "?"),
-        every=result.get("log_every", 1),
+        points=min(10, max((len(v) for v in curves.values()), default=0)),
         component_lines="\n".join(comp) or "(no reward components were logged)",
         metric_lines="\n".join(metrics),
     )

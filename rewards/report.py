@@ -44,10 +44,11 @@ def _plot_fitness(cands: list[dict[str, Any]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     rounds = sorted({c["round"] for c in cands})
     for c in cands:
+        x = c["round"] + 0.04 * (c.get("index", 0) - 2)  # spread the candidates of a round
         if c.get("status") == "trained":
-            ax.scatter(c["round"], c["fitness"], color="tab:blue", alpha=0.6, s=20)
+            ax.scatter(x, c["fitness"], color="tab:blue", alpha=0.6, s=20)
         else:
-            ax.scatter(c["round"], -0.05, color="tab:red", marker="x", s=20)
+            ax.scatter(x, -0.05, color="tab:red", marker="x", s=20)
     best, best_so_far = [], []
     run = -1.0
     for r in rounds:
@@ -99,7 +100,7 @@ def _plot_curves(curves: dict[str, list[list[float]]], title: str, path: Path) -
 
 
 def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
 
 def write_report(run_dir: str | Path) -> Path:

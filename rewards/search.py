@@ -525,6 +525,10 @@ class RewardSearch:
         alive = list(cands)
         for i, steps in enumerate(rungs):
             last = i == len(rungs) - 1
+            if not last and len(alive) <= 1:
+                started = [c for c in alive if (self.root / c["dir"] / f"rung_{i}.json").is_file()]
+                if not started:
+                    continue  # nothing to compare: go straight to the full budget
             todo, results = [], {}
             for c in alive:
                 saved = _read_json(self.root / c["dir"] / f"rung_{i}.json")
