@@ -16,10 +16,11 @@ worlds. What is shared (rsl_rl's multi-GPU scheme):
   stays equal;
 - the observation normalizer and the reward-scale statistics merge every rank's batch
   (:class:`SyncedNormalization`), so the policy normalizes identically everywhere;
-- ``global_step`` counts the steps of all ranks.
+- ``global_step`` counts the steps of all ranks, and the episode statistics in the logs
+  (``charts/episode_return``, ``charts/success_rate``, ``reward/<term>``, ...) are over the
+  episodes every rank finished in the iteration.
 
-Only rank 0 writes logs, metrics, checkpoints, the export and the evaluation; its episode
-statistics (a sample of ``1 / world_size`` of the worlds) are what the logs show.
+Only rank 0 writes logs, metrics, checkpoints, the export and the evaluation.
 
 What it cannot do: multi-node rendezvous beyond what ``torchrun`` provides (untested here),
 SB3 agents (``agent=ppo`` only), exact resume (on resume every rank loads rank 0's checkpoint;
@@ -133,7 +134,40 @@ class DistContext:
         n = torch.tensor([runner.env.num_envs], dtype=torch.long, device=_comm_device())
         dist.all_reduce(n)
         runner.num_envs_total = int(n.item())
+        runner._episode_metrics = _gathered_episode_metrics
         alg.dist = self
+
+
+_EPISODE_NAMES = {
+    "return": "charts/episode_return",
+    "length": "charts/episode_length",
+    "success": "charts/success_rate",
+}
+
+
+def _gathered_episode_metrics(episodes: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """The runner's episode metrics over the episodes of every rank (a collective call)."""
+    local: dict[str, tuple[float, int]] = {}
+    for ep in episodes:
+        for k, v in ep.items():
+            if k == "env_ids":
+                continue
+            s, c = local.get(k, (0.0, 0))
+            local[k] = (s + float(v.double().sum()), c + v.numel())
+    everyone: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, local)
+    merged: dict[str, tuple[float, int]] = {}
+    for part in everyone:
+        for k, (s, c) in part.items():
+            s0, c0 = merged.get(k, (0.0, 0))
+            merged[k] = (s0 + s, c0 + c)
+    out: dict[str, float] = {}
+    if merged.get("return", (0.0, 0))[1]:
+        out["charts/episodes"] = float(merged["return"][1])
+    for k, (s, c) in merged.items():
+        if c:
+            out[_EPISODE_NAMES.get(k, k)] = s / c
+    return out
 
 
 def detach(runner: Any) -> None:
@@ -147,6 +181,7 @@ def detach(runner: Any) -> None:
             plain.to(norm.mean.device).train(norm.training)
             setattr(owner, name, plain)
     alg.dist = None
+    runner.__dict__.pop("_episode_metrics", None)
 
 
 def init_from_env(timeout_s: float = 600.0) -> DistContext | None:

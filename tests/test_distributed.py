@@ -49,7 +49,17 @@ def _ppo_worker(rank: int, init_file: str, out: str) -> None:
         record["averaged"].append(flat())
 
     distributed.average_gradients = recording
-    runner.learn(2 * 17 * 16 - 1, progress=False)  # 2 iterations of all 17 worlds
+    finished = []
+    step = env.step
+
+    def counting_step(actions):
+        out = step(actions)
+        if "episode" in out[4]:
+            finished.append(len(out[4]["episode"]["env_ids"]))
+        return out
+
+    env.step = counting_step
+    rows = runner.learn(2 * 17 * 16 - 1, progress=False)  # 2 iterations of all 17 worlds
     # the synced normalizer equals a plain one fed both ranks' batches
     from rewardlab.agents.networks import EmpiricalNormalization
 
@@ -71,6 +81,8 @@ def _ppo_worker(rank: int, init_file: str, out: str) -> None:
             "local": record["local"],
             "averaged": record["averaged"],
             "synced": (synced.mean, synced.var, synced.count),
+            "rows": rows,
+            "finished_here": sum(finished),
             "plain": (plain.mean, plain.var, plain.count),
         },
         f"{out}/rank{rank}.pt",
@@ -98,6 +110,11 @@ def test_two_ranks_average_gradients_and_stay_in_sync(tmp_path: Path) -> None:
     for a, b in zip(r0["synced"], r0["plain"], strict=True):
         assert torch.allclose(a.double(), b.double(), atol=1e-6)
     assert all(torch.equal(a, b) for a, b in zip(r0["synced"], r1["synced"], strict=True))
+    # the logged episode statistics cover both ranks' episodes
+    logged = sum(r.get("charts/episodes", 0) for r in r0["rows"])
+    assert logged == r0["finished_here"] + r1["finished_here"] > r0["finished_here"] > 0
+    keys = [k for k in r0["rows"][-1] if k.startswith(("charts/episode", "reward/"))]
+    assert keys and all(r0["rows"][-1][k] == r1["rows"][-1][k] for k in keys)
 
 
 @pytest.mark.slow
