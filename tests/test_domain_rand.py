@@ -243,3 +243,31 @@ def test_ppo_learns_cartpole_under_randomization():
     assert finished.all()
     rate = success.float().mean().item()
     assert rate >= get_task("cartpole_balance").success_threshold, rate
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        pytest.param("cpu", marks=pytest.mark.unit),
+        pytest.param(
+            "cuda",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+            ],
+        ),
+    ],
+)
+def test_randomizer_torch_parts_stay_on_the_env_device(device: str):
+    """Delay and noise draw on the env's device (a GPU backend never waits for the host)."""
+    from rewardlab.envs.randomization import DomainRandomizer
+
+    cfg = DomainRandConfig(obs_noise_std=0.1, action_delay=(1, 1))
+    dr = DomainRandomizer(cfg, None, 8, seed=0, device=device)
+    a0, a1 = torch.rand(8, 2, device=device), torch.rand(8, 2, device=device)
+    first, second = dr.delay(a0), dr.delay(a1)
+    assert first.device.type == device and torch.all(first == 0) and torch.equal(second, a0)
+    noisy = dr.noise(torch.zeros(8, 3, device=device))
+    assert noisy.device.type == device and noisy.abs().sum() > 0
+    dr.reset(torch.arange(4, device=device))
+    assert torch.all(dr.delay(a1)[:4] == 0) and torch.equal(dr.delay(a1)[4:], a1[4:])
