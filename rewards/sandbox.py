@@ -46,6 +46,7 @@ import linecache
 import math
 import multiprocessing
 import os
+import random
 import resource
 import signal
 import threading
@@ -398,6 +399,7 @@ def state_reads(tree: ast.AST, var: str) -> list[tuple[str, int]]:
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
             and isinstance(node.value, ast.Name)
             and node.value.id == var
             and isinstance(node.slice, ast.Constant)
@@ -643,6 +645,30 @@ def _runtime_error(exc: BaseException, state: Mapping[str, Any], filename: str) 
     return classify_exception(exc, filename)
 
 
+def _versions(state: Mapping[str, Any], action: torch.Tensor) -> list[int] | None:
+    """Version counters of the state's tensors and the action (``None``: not tracked, e.g.
+    inference tensors, which refuse in-place updates outside inference mode anyway)."""
+    try:
+        return [t._version for t in state.values()] + [action._version]
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _mutation_error(
+    before: list[int] | None, state: Mapping[str, Any], action: torch.Tensor
+) -> RewardError | None:
+    after = _versions(state, action) if before is not None else None
+    if before is None or after is None or after == before:
+        return None
+    names = [*state, "action"]
+    changed = [n for n, b, a in zip(names, before, after, strict=True) if a != b]
+    return RewardError(
+        "forbidden",
+        f"the reward modified its input in place ({', '.join(changed)}); compute new tensors "
+        "instead of writing into the state or the action (no +=, [...] =, or *_() methods on them)",
+    )
+
+
 def guard_reward(
     fn: Callable[..., Any],
     filename: str,
@@ -659,9 +685,16 @@ def guard_reward(
     (benchmarks/sandbox_overhead.py). Exceptions are caught on every call. A NaN that appears
     only between two checked calls is not seen here; PPO's runner then stops on the non-finite
     loss it causes. ``check_every=1`` checks every call.
+
+    After the first calls, the checked calls are drawn at random (probability
+    ``1 / check_every``, from an unseeded generator), so a reward cannot time its misbehaviour
+    between checks. Checked calls also verify, through the tensors' version counters, that the
+    reward did not modify the state or the action in place (kind ``forbidden``); the reward
+    gets a copy of the state dict, so adding or removing entries never reaches the env.
     """
     every = max(1, int(check_every))
     calls = 0
+    rng = random.Random(int.from_bytes(os.urandom(8), "little"))
 
     def complete_check(out: Any, action: torch.Tensor) -> RewardError | None:
         try:
@@ -692,13 +725,15 @@ def guard_reward(
         state: Mapping[str, torch.Tensor], action: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         nonlocal calls
+        calls += 1
+        check = calls <= every or rng.random() * every < 1.0
+        before = _versions(state, action) if check else None
         try:
-            out = fn(state, action)
+            out = fn(StateDict(state), action)
         except Exception as exc:
             raise RewardRuntimeError(_runtime_error(exc, state, filename)) from exc
-        calls += 1
-        if calls <= every or calls % every == 0:
-            err = complete_check(out, action)
+        if check:
+            err = complete_check(out, action) or _mutation_error(before, state, action)
             if err:
                 raise RewardRuntimeError(err)
         return out
@@ -1051,12 +1086,13 @@ def evaluate_reward(
         batch = StateDict({k: v[sl] for k, v in states.items()})
         action = action_all[sl]
         n = action.shape[0]
+        before = _versions(batch, action)
         try:
             with torch.no_grad():
-                out = fn(batch, action)
+                out = fn(StateDict(batch), action)
         except Exception as exc:
             return CheckResult(False, classify_exception(exc, filename))
-        err = validate_output(out, n)
+        err = validate_output(out, n) or _mutation_error(before, batch, action)
         if err:
             return CheckResult(False, err)
         total, parts = out
