@@ -194,3 +194,60 @@ def test_compressed_images_round_trip():
         compressed_to_frame(
             dds.new_msg("sensor_msgs/msg/CompressedImage", format="jpeg", data=b"abc")
         )
+
+
+@pytest.mark.unit
+def test_score_a_recorded_episode_from_the_command_line(tmp_path, capsys):
+    """`python -m rewardlab.deploy.recording BAG --reward ...` with the task's reward and with a
+    reward file (sandbox-checked by rewardlab.rewards against arm_reach's state schema)."""
+    import json
+
+    from rewardlab.deploy.recording import main
+
+    bag = tmp_path / "ep"
+    truth = record_episode(bag, ticks=40)
+    reward_file = tmp_path / "reach.py"
+    reward_file.write_text(
+        "import torch\n\n\n"
+        "def compute_reward(state, action):\n"
+        "    close = torch.exp(-state['distance'] / 0.05)\n"
+        "    return close, {'close': close}\n"
+    )
+    assert main([str(bag), "--reward", f"code:{reward_file}", "--task", "arm_reach", "--json", str(tmp_path / "s.json")]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "s.json").read_text())
+    dist = np.linalg.norm(np.stack(truth["ee"][1:]) - truth["target"], axis=-1)
+    assert summary["ticks"] == 39
+    assert summary["reward/close"] == pytest.approx(np.exp(-dist / 0.05).sum(), rel=1e-4)
+    assert main([str(bag), "--reward", "task:arm_reach"]) == 0
+    out = capsys.readouterr().out
+    assert "reward/near_target:" in out and "return:" in out
+    with pytest.raises(ValueError, match="needs the task"):
+        main([str(bag), "--reward", f"code:{reward_file}"])
+
+
+@pytest.mark.unit
+def test_frame_scorer_as_replay_reward(tmp_path):
+    """A FrameScorer (the vlm_reward interface) scores a recorded episode's camera frames."""
+    import torch
+
+    from rewardlab.deploy.recording import scorer_reward
+
+    class GreenScorer:  # implements rewardlab.vlm_reward.base.FrameScorer
+        progress_like = False
+        image_size = 64
+
+        def score(self, frames: torch.Tensor) -> torch.Tensor:
+            f = frames.float()
+            return (f[..., 1] - f[..., [0, 2]].mean(-1)).mean(dim=(1, 2)) / 255.0
+
+    from rewardlab.vlm_reward.base import FrameScorer
+
+    assert isinstance(GreenScorer(), FrameScorer)
+    bag = tmp_path / "cam"
+    truth = record_episode(bag, ticks=5, camera=True)
+    result = replay_reward(
+        bag, load_robot_config("arm"), scorer_reward(GreenScorer()), with_frames=True
+    )
+    frames = np.stack(truth["frames"][1:]).astype(np.float64)
+    expected = (frames[..., 1] - frames[..., [0, 2]].mean(-1)).mean(axis=(1, 2)) / 255.0
+    np.testing.assert_allclose(result.terms["vlm"], expected, rtol=1e-5, atol=1e-6)
