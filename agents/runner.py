@@ -16,9 +16,9 @@ machine and thread counts; not across devices or library versions).
 Several processes (one per GPU) train one run through :mod:`rewardlab.agents.distributed`,
 which sets :attr:`OnPolicyRunner.env_seed` and :attr:`OnPolicyRunner.num_envs_total`.
 What it cannot do: asymmetric actor/critic observations, recurrent policies, or resume exactly
-from an env that cannot snapshot itself (it then starts new episodes). Checkpoints are loaded with ``torch.load(weights_only=True)``
-when possible; a checkpoint holding other objects falls back to full unpickling, so only load
-checkpoints you trust.
+from an env that cannot snapshot itself (it then starts new episodes). Checkpoints are loaded
+with ``torch.load(weights_only=True)`` when possible; a checkpoint holding other objects falls
+back to full unpickling, so only load checkpoints you trust.
 """
 
 from __future__ import annotations
