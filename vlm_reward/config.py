@@ -17,7 +17,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 """Allowed ``VLMConfig.precision`` values."""
 SHAPING_MODES = ("auto", "on", "off")
 """Allowed ``VLMConfig.shaping`` values."""
-NORMALIZE_MODES = ("none", "running")
+NORMALIZE_MODES = ("none", "running", "minmax")
 """Allowed ``VLMConfig.normalize`` values."""
 
 
@@ -91,8 +91,8 @@ class VLMConfig:
     offset: float = 0.0
     """Added to the score after ``scale`` (e.g. to centre a CLIP reward)."""
     normalize: str = "none"
-    """``none`` or ``running``: divide the reward by a running standard deviation of the scores
-    seen so far (per-batch update, no mean shift, so the sign is kept)."""
+    """``none``, ``running`` (z-score with the running mean and standard deviation of the scores
+    seen so far) or ``minmax`` (running min-max to [0, 1]); applied before ``scale``."""
     weight: float = 1.0
     """Weight of the VLM reward term (``reward/vlm``) in the total reward."""
     task_weight: float = 0.0
@@ -137,6 +137,9 @@ class VLMConfig:
     """Preference scorer, online: frames scored between rounds."""
     preference_max_queries: int = 2_000
     """Preference scorer, online: total label budget; the ensemble is fixed after it."""
+    preference_background: bool = True
+    """Preference scorer, online: label and retrain on a worker thread while training goes on
+    with the previous ensemble (false: the step that triggers a round waits for it)."""
     progress_checkpoint: str | None = None
     """Progress scorer: learned progress-head file written by
     ``rewardlab.vlm_reward.progress.save_progress_model``; null: the CLIP prompt-interpolation

@@ -1,0 +1,238 @@
+"""Train the project's tiny CLIP model on rendered frames of its own tasks, on the CPU.
+
+::
+
+    python -m rewardlab.vlm_reward.tiny_clip.train                       # ~5 min on 2 cores
+    python -m rewardlab.vlm_reward.tiny_clip.train --steps 1 --frames 64 --out /tmp/tiny  # smoke
+
+Frames of cart-poles, arms and humanoids in states drawn by :mod:`.captions` are rendered with
+the reward cameras of :mod:`rewardlab.vlm_reward.rendering`, captioned from their true state,
+and an open_clip ``CLIP`` built from ``tiny_clip.json`` is trained contrastively (image-to-caption
+and caption-to-image cross-entropy over the caption set, with the families' soft targets). It
+writes, into ``--out``:
+
+- ``<name>.json``: the open_clip model config (register with ``open_clip.add_model_config``),
+- ``<name>.pt``: the state dict (fp16, so the file stays a few MB),
+- ``<name>.card.json``: preprocessing (image size, mean, std), SHA-256 of the ``.pt``, captions,
+  training settings and held-out caption accuracy per family.
+
+What it cannot do: the model knows only the captions of :mod:`.captions`; it is a test fixture
+and a baseline, not a general vision-language model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rewardlab.vlm_reward.tiny_clip.captions import FAMILIES
+
+HERE = Path(__file__).resolve().parent
+MODEL_CONFIG = HERE / "tiny_clip.json"
+"""The architecture: a 3-layer ViT (64 px, 8 px patches, width 64) and a 2-layer text transformer."""
+DEFAULT_OUT = HERE.parent / "models"
+DEFAULT_NAME = "rewardlab-tiny-clip"
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def render_dataset(frames_per_family: dict[str, int], size: int, seed: int) -> dict[str, dict]:
+    """Draw and render labelled states of each family: ``{family: {"images", "soft", "label"}}``."""
+    from rewardlab.envs import get_task
+    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for family, n in frames_per_family.items():
+        _, sample = FAMILIES[family]
+        scenes = sample(n, rng)
+        renderer = TiledRenderer(
+            get_task(scenes.task).load_model(), size, TASK_CAMERAS[scenes.task], 64
+        )
+        t0 = time.perf_counter()
+        images = renderer.render_rows(scenes.physics)
+        renderer.close()
+        print(f"rendered {n} {family} frames in {time.perf_counter() - t0:.1f} s", flush=True)
+        out[family] = {
+            "images": images,
+            "soft": torch.as_tensor(scenes.soft, dtype=torch.float32),
+            "label": torch.as_tensor(scenes.label),
+        }
+    return out
+
+
+def _to_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tensor:
+    """Random translation by up to ``pad`` pixels (one shift per batch)."""
+    dx, dy = (int(v) for v in torch.randint(-pad, pad + 1, (2,), generator=gen))
+    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+
+
+def train(
+    out: Path,
+    name: str = DEFAULT_NAME,
+    frames: int = 6000,
+    steps: int = 1500,
+    batch: int = 192,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int = 2,
+) -> dict:
+    """Render, train and write the model; returns the model card (a dict)."""
+    import open_clip
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    cfg = json.loads(MODEL_CONFIG.read_text())
+    size = int(cfg["vision_cfg"]["image_size"])
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / f"{name}.json"
+    shutil.copyfile(MODEL_CONFIG, config_path)
+    open_clip.add_model_config(config_path)
+
+    share = {"cartpole": 0.4, "arm": 0.35, "humanoid": 0.25}
+    counts = {f: max(8, int(frames * s)) for f, s in share.items()}
+    data = render_dataset(counts, size, seed)
+    held = {f: max(4, len(d["label"]) // 10) for f, d in data.items()}
+
+    all_images = torch.cat([d["images"][held[f] :] for f, d in data.items()])
+    mean = all_images.float().mean((0, 1, 2)) / 255.0
+    std = all_images.float().std((0, 1, 2)) / 255.0
+
+    captions = [c for f in data for c in FAMILIES[f][0]]
+    offsets, k = {}, 0
+    for f in data:
+        offsets[f] = k
+        k += len(FAMILIES[f][0])
+
+    def full_soft(f: str, soft: torch.Tensor) -> torch.Tensor:
+        t = torch.zeros(len(soft), len(captions))
+        t[:, offsets[f] : offsets[f] + soft.shape[1]] = soft
+        return t
+
+    train_x = torch.cat([d["images"][held[f] :] for f, d in data.items()])
+    train_t = torch.cat([full_soft(f, d["soft"][held[f] :]) for f, d in data.items()])
+    model = open_clip.create_model(name, pretrained=None)
+    tokenizer = open_clip.get_tokenizer(name)
+    tokens = tokenizer(captions)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model {name}: {n_params / 1e6:.2f} M parameters; {len(train_x)} training frames, "
+          f"{len(captions)} captions", flush=True)  # fmt: skip
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s / steps, 1.0))),
+    )
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(train_x), (min(batch, len(train_x)),), generator=gen)
+        x = _shift(_to_input(train_x[idx], mean, std), gen)
+        target = train_t[idx]
+        img = F.normalize(model.encode_image(x), dim=-1)
+        txt = F.normalize(model.encode_text(tokens), dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # [B, C]
+        loss_i = -(target * logits.log_softmax(-1)).sum(-1).mean()
+        # caption -> image: for each caption present in the batch, the images it describes
+        col = target.sum(0)
+        present = col > 1e-3
+        t_cols = (target / col.clamp(min=1e-8))[:, present]
+        loss_t = -(t_cols * logits[:, present].log_softmax(0)).sum(0).mean()
+        loss = 0.5 * (loss_i + loss_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps:
+            el = time.perf_counter() - t0
+            print(f"step {step}/{steps} loss {loss.item():.3f} {step / el:.2f} steps/s "
+                  f"ETA {(steps - step) * el / step:.0f} s", flush=True)  # fmt: skip
+
+    model.eval()
+    accuracy = {}
+    with torch.inference_mode():
+        txt = F.normalize(model.encode_text(tokens), dim=-1)
+        for f, d in data.items():
+            x = _to_input(d["images"][: held[f]], mean, std)
+            img = F.normalize(model.encode_image(x), dim=-1)
+            sl = slice(offsets[f], offsets[f] + len(FAMILIES[f][0]))
+            pred = (img @ txt[sl].T).argmax(-1)
+            accuracy[f] = float((pred == d["label"][: held[f]]).float().mean())
+    print("held-out caption accuracy:", json.dumps(accuracy), flush=True)
+
+    ckpt = out / f"{name}.pt"
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    tmp = ckpt.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    tmp.replace(ckpt)
+    card = {
+        "name": name,
+        "checkpoint": ckpt.name,
+        "checkpoint_sha256": sha256_file(ckpt),
+        "model_config": config_path.name,
+        "image_size": size,
+        "image_mean": [round(float(v), 6) for v in mean],
+        "image_std": [round(float(v), 6) for v in std],
+        "parameters": n_params,
+        "captions": {f: FAMILIES[f][0] for f in data},
+        "heldout_caption_accuracy": accuracy,
+        "training": {
+            "frames": {f: len(d["label"]) for f, d in data.items()},
+            "steps": steps,
+            "batch": batch,
+            "lr": lr,
+            "seed": seed,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "command": f"python -m rewardlab.vlm_reward.tiny_clip.train --frames {frames} "
+            f"--steps {steps} --batch {batch} --lr {lr} --seed {seed}",
+        },
+    }
+    (out / f"{name}.card.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {ckpt} (sha256 {card['checkpoint_sha256'][:16]}...), {config_path}, "
+          f"{out / (name + '.card.json')}", flush=True)  # fmt: skip
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line of the training script."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
+    p.add_argument("--name", default=DEFAULT_NAME, help="model name (file stem)")
+    p.add_argument("--frames", type=int, default=6000, help="rendered frames in all")
+    p.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+    p.add_argument("--batch", type=int, default=192, help="frames per step")
+    p.add_argument(
+        "--lr", type=float, default=2e-3, help="peak learning rate (warm-up, then cosine decay)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    a = p.parse_args(argv)
+    if a.steps < 1 or a.frames < 24 or a.batch < 2 or not math.isfinite(a.lr) or a.lr <= 0:
+        p.error("--steps >= 1, --frames >= 24, --batch >= 2 and --lr > 0 are required")
+    train(a.out, a.name, a.frames, a.steps, a.batch, a.lr, a.seed, a.threads)
+
+
+if __name__ == "__main__":
+    main()
