@@ -175,12 +175,13 @@ def _make_env(
 ) -> Any:
     """The env of a run: backend, task config and, when ``training``, the configured reward.
 
-    Evaluation envs (``training=False``) keep the task's own reward: success is what they measure.
+    Evaluation envs (``training=False``) keep the task's own reward and nominal physics (no
+    domain randomization): success on the nominal robot is what they measure.
     """
     from rewardlab.envs import make_env
 
     kwargs: dict[str, Any] = {"nthread": cfg.nthread} if cfg.backend == "mujoco" else {}
-    if cfg.domain_rand:
+    if cfg.domain_rand and training:  # evaluation measures the nominal robot
         kwargs["domain_rand"] = cfg.domain_rand_config()
     env = make_env(
         cfg.task,
