@@ -123,10 +123,10 @@ from rewardlab.deploy.robot_config import load_robot_config
 from rewardlab.deploy.transport_dds import run_dds_controller
 robot = load_robot_config("arm")
 sim = subprocess.Popen([sys.executable, "-m", "rewardlab.deploy.sim_robot", "--robot", "arm",
-                        "--duration-s", "28", "--episode-log", {str(log)!r}, "--quiet",
+                        "--duration-s", "34", "--episode-log", {str(log)!r}, "--quiet",
                         "--latency-s", "0.002", "--noise-pos", "0.001"])
 ctrl = Controller(load_policy({str(EXPORT)!r}), robot)
-stats = run_dds_controller(ctrl, duration_s=26.0)
+stats = run_dds_controller(ctrl, duration_s=32.0)
 sim.wait(timeout=60)
 lat = sorted(stats.latencies_s)
 print(json.dumps({{"ticks": stats.ticks, "commands": stats.commands, "states": stats.states,
@@ -136,12 +136,14 @@ print(json.dumps({{"ticks": stats.ticks, "commands": stats.commands, "states": s
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["trips"] == [], out
-    assert out["states"].get("RUN", 0) > 1000, out  # 26 s at 50 Hz, minus start-up and soft start
+    assert out["states"].get("RUN", 0) > 1300, out  # 32 s at 50 Hz, minus start-up and soft start
     episodes = [json.loads(line) for line in log.read_text().splitlines()]
     done = episodes[1:]  # the first episode started before the controller
-    assert len(done) >= 6
+    assert len(done) >= 8
     rate = np.mean([e["success"] for e in done])
-    assert rate >= 0.8, episodes
+    # simulator: 1.00; over DDS the loop measured 0.95 (18/19 episodes, 60 s). With ~9 episodes
+    # here, 0.75 leaves room for the odd miss (p ~ 0.05 each) without passing a broken loop
+    assert rate >= 0.75, episodes
 
 
 @pytest.mark.unit
