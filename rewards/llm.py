@@ -12,8 +12,8 @@ that API. Messages may carry images as content parts (``{"type": "image_url", "i
     replies = client.chat([{"role": "user", "content": "hi"}], n=4)   # 4 samples
     client.usage.as_dict()  # requests, tokens, cost, cache hits, retries
 
-Every sample is cached on disk under a key of (messages, model, sampling settings, sample
-index): asking again for the same thing is answered from the cache with no server, which is
+Every sample is cached on disk under a key of (messages, model, sampling settings and seed,
+sample index): asking again for the same thing is answered from the cache with no server, which is
 how a search is replayed offline. Sample ``i`` of a request is the same cache entry whether it
 came from an ``n``-sample request or a single call.
 
@@ -273,12 +273,16 @@ class ChatClient:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _key(self, messages: Sequence[Message], settings: Mapping[str, Any], i: int) -> str:
+        # the seed base is part of what makes sample i; it is sent as seed + i, not in settings
+        return ResponseCache.key(messages, {**settings, "seed": self.cfg.seed}, i)
+
     def _cache_get(
         self, messages: Sequence[Message], settings: Mapping[str, Any], i: int
     ) -> ChatReply | None:
         if self.cache is None:
             return None
-        entry = self.cache.get(ResponseCache.key(messages, settings, i))
+        entry = self.cache.get(self._key(messages, settings, i))
         if entry is None:
             return None
         with self._lock:
@@ -297,7 +301,7 @@ class ChatClient:
     ) -> None:
         if self.cache is None:
             return
-        key = ResponseCache.key(messages, settings, reply.sample_index)
+        key = self._key(messages, settings, reply.sample_index)
         self.cache.put(
             key,
             {

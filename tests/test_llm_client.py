@@ -101,6 +101,9 @@ def test_cache_hit_without_server_and_offline(tmp_path):
         again.chat(MSGS, n=1, temperature=0.5)
     with pytest.raises(CacheMiss):
         again.chat(MSGS, n=1, first_sample=2)
+    other_seed = ChatClient(_cfg(url, offline=True, seed=7), cache_dir=tmp_path)
+    with pytest.raises(CacheMiss):
+        other_seed.chat(MSGS, n=1)
 
 
 def test_models_and_image_parts():

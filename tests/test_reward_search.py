@@ -175,7 +175,12 @@ def test_search_end_to_end_reflection_finds_a_good_reward_and_replays(tmp_path):
         root / "round_2/r2c0/code.py"
     ).read_text()
     assert (root / "winner" / "export" / "policy.pt").is_file()
-    assert (root / "report.md").is_file() and (root / "plots" / "fitness.png").is_file()
+    assert (root / "round_2" / "best.mp4").stat().st_size > 1000  # the round's best, rendered
+    report = (root / "report.md").read_text()
+    assert "| [r1c2](round_1/r1c2/) | failed |" in report and "timeout" in report
+    assert (root / "plots" / "fitness.png").is_file() and (
+        root / "plots" / "winner_curves.png"
+    ).is_file()
 
     # replay: server down, offline from the cache, a fresh directory
     replay_cfg = _search_cfg(
