@@ -14,7 +14,7 @@ import torch
 from openai_server import ChatRequest, OpenAIServer
 
 from rewardlab.envs import make_env
-from rewardlab.rewards.llm import ChatClient
+from rewardlab.rewards.llm import ChatClient, LLMError
 from rewardlab.rewards.search_config import LLMConfig
 from rewardlab.vlm_reward.base import make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
@@ -271,6 +271,7 @@ def test_online_preference_loop_labels_trains_and_resumes(tmp_path):
             preference_queries=32,
             preference_every=64,
             preference_max_queries=64,
+            preference_background=False,
         )
         scorer = make_scorer(cfg)
         assert scorer.image_size == 16 and not scorer.progress_like
@@ -289,3 +290,47 @@ def test_online_preference_loop_labels_trains_and_resumes(tmp_path):
         assert again.labelled == 64 and again.trained
         assert torch.allclose(again.score(probe), scorer.score(probe), atol=1e-5)
         assert len(srv.requests) == 64
+
+
+@pytest.mark.unit
+def test_online_rounds_in_background_and_failed_rounds(tmp_path):
+    from openai_server import Fault
+
+    from rewardlab.vlm_reward.preference import OnlinePreferenceScorer
+
+    def darker(req: ChatRequest) -> str:
+        a, b = (
+            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
+            for u in req.images()
+        )
+        return "0" if a < b else "1"
+
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (80,), generator=g, dtype=torch.uint8)
+    frames = frames[:, None, None, None].expand(-1, 8, 8, 3).contiguous()
+    lines: list[str] = []
+    with OpenAIServer(darker) as srv:
+        client = ChatClient(
+            LLMConfig(base_url=srv.base_url, model="test-model", max_retries=0),
+            log=lambda line: None,
+        )
+        judge = VLMJudge(client, goal="the image is dark", concurrency=4)
+        scorer = OnlinePreferenceScorer(
+            judge, RewardEnsemble(2, image_size=8, width=4), image_size=8, queries=16,
+            every=40, epochs=10, background=True, max_failures=2, log=lines.append,
+        )  # fmt: skip
+        assert scorer.score(frames[:50]).abs().sum() == 0  # round 1 starts on the worker
+        scorer.wait()
+        assert len(srv.requests) == 16 and scorer.trained and scorer.rounds == 1
+        # the server fails: the round is logged, the run goes on with the old ensemble
+        srv.add_faults(*([Fault(400)] * 16))
+        before = scorer.score(frames[:4])
+        scorer.score(frames[40:80])  # 94 frames seen: round 2 starts and fails
+        scorer.wait()
+        assert scorer.failures == 1 and scorer.rounds == 1
+        assert "round failed (1/2 in a row)" in lines[-1]
+        assert torch.equal(scorer.score(frames[:4]), before)
+        scorer.score(frames[:40])  # 138 frames: round 3 fails too, max_failures reached: raised
+        with pytest.raises(LLMError, match="HTTP 400"):
+            scorer.wait()
+        scorer.close()

@@ -31,11 +31,14 @@ training frames (same camera, same task).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -624,17 +627,19 @@ class OnlinePreferenceScorer:
     trains on it.
 
     Every frame scored goes into a reservoir sample (``buffer_size`` frames, uniform over all
-    frames seen). Each time another ``every`` frames have been scored, a round runs before the
-    scores are returned: ``queries`` pairs are drawn from the reservoir (uniformly in the
-    first round, then by ensemble disagreement), labelled by ``labeller``, and the ensemble is
-    trained further on all labels so far; with ``folder``, the labels (``prefs.pt``) and the
-    ensemble (``reward.pt``) are written atomically after every round, and a new scorer over
-    the same folder continues from them. Before the first round the reward is 0 (no labels,
-    no reward; RL-VLM-F explores without reward first too). Labelling stops after
-    ``max_queries`` pairs; the ensemble is then fixed.
+    frames seen). Each time another ``every`` frames have been scored, a round starts:
+    ``queries`` pairs are drawn from the reservoir (uniformly in the first round, then by
+    ensemble disagreement), labelled by ``labeller``, and the ensemble is trained further on all
+    labels so far; with ``folder``, the labels (``prefs.pt``) and the ensemble (``reward.pt``)
+    are written atomically after every round, and a new scorer over the same folder continues
+    from them. Before the first round the reward is 0 (no labels, no reward; RL-VLM-F explores
+    without reward first too). Labelling stops after ``max_queries`` pairs.
 
-    Rounds run synchronously inside :meth:`score`, so a round's wall time (judge requests and
-    training) is spent in the step that triggers it; they are rare (``every`` frames apart).
+    With ``background`` a round runs on a worker thread over a snapshot of the reservoir and
+    trains a copy of the ensemble, which replaces the live one when it is done: scoring (and
+    so the simulator) never waits for the judge. Without it the round runs inside the
+    :meth:`score` call that triggers it. A failed round (server down, ...) is logged and tried
+    again ``every`` frames later; ``max_failures`` failures in a row raise.
 
     Args:
         labeller: e.g. :class:`rewardlab.vlm_reward.judge.VLMJudge`.
@@ -646,6 +651,8 @@ class OnlinePreferenceScorer:
         max_queries: total label budget.
         buffer_size: frames kept for querying.
         epochs: training epochs per round.
+        background: run rounds on a worker thread.
+        max_failures: consecutive failed rounds before the error is raised.
         seed: sampling seed.
         log: progress lines (``None``: silent).
     """
@@ -663,6 +670,8 @@ class OnlinePreferenceScorer:
         max_queries: int = 2_000,
         buffer_size: int = 512,
         epochs: int = 20,
+        background: bool = False,
+        max_failures: int = 3,
         seed: int = 0,
         log: Callable[[str], None] | None = print,
     ):
@@ -674,13 +683,18 @@ class OnlinePreferenceScorer:
         self.folder = Path(folder) if folder is not None else None
         self.queries, self.every, self.max_queries = queries, every, max_queries
         self.buffer_size, self.epochs, self.seed, self.log = buffer_size, epochs, seed, log
+        self.background, self.max_failures = background, max_failures
         self.buffer: torch.Tensor | None = None
         self.seen = 0
         self.rounds = 0
+        self.failures = 0
         self.dataset: PreferenceDataset | None = None
         self.trained = False
         self._gen = torch.Generator().manual_seed(seed)
         self._next_round = every
+        self._lock = threading.Lock()
+        self._pending: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="preference") if background else None
         if self.folder is not None and (self.folder / "prefs.pt").is_file():
             self.dataset = PreferenceDataset.load(self.folder / "prefs.pt")
             if (self.folder / "reward.pt").is_file():
@@ -694,55 +708,103 @@ class OnlinePreferenceScorer:
         return 0 if self.dataset is None else len(self.dataset)
 
     def score(self, frames: torch.Tensor) -> torch.Tensor:
-        """Ensemble-mean reward ``float32 [n]`` (0 before the first round); may run a round."""
+        """Ensemble-mean reward ``float32 [n]`` (0 before the first round); may start a round."""
         frames = check_frames(frames).cpu()
         n = int(frames.shape[0])
         if n == 0:
             return torch.zeros(0)
         self._remember(frames)
         self.seen += n
-        if self.seen >= self._next_round:
+        self._collect_finished()
+        if self.seen >= self._next_round and self._pending is None:
             self._next_round = self.seen + self.every
             if self.labelled < self.max_queries and self.buffer is not None:
-                self.update()
-        if not self.trained:
+                if self._pool is None:
+                    self._run_round(self.buffer)
+                else:
+                    self._pending = self._pool.submit(self._run_round, self.buffer.clone())
+        with self._lock:
+            ensemble, trained = self.ensemble, self.trained
+        if not trained:
             return torch.zeros(n)
         with torch.inference_mode():
-            size = self.ensemble.hparams["image_size"]
-            return self.ensemble.reward(frames_to_input(frames, size)).float()
+            size = ensemble.hparams["image_size"]
+            return ensemble.reward(frames_to_input(frames, size)).float()
 
     def update(self) -> None:
-        """One round now: label ``queries`` pairs from the reservoir, train, save."""
-        if self.buffer is None or self.buffer.shape[0] < 2:
+        """One round now, in this thread (waits for a background round first)."""
+        self.wait()
+        if self.buffer is not None:
+            self._run_round(self.buffer)
+
+    def wait(self) -> None:
+        """Wait for a background round to finish (raises what it raised)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Finish the background round and stop the worker thread."""
+        self.wait()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _collect_finished(self) -> None:
+        if self._pending is not None and self._pending.done():
+            pending, self._pending = self._pending, None
+            pending.result()  # _run_round handles its errors; anything else is a bug: raise
+
+    def _run_round(self, buffer: torch.Tensor) -> None:
+        if buffer.shape[0] < 2:
             return
         k = min(self.queries, self.max_queries - self.labelled)
         if k < 1:
             return
         t0 = time.monotonic()
-        method = "disagreement" if self.trained and len(self.ensemble.members) > 1 else "uniform"
-        self.dataset = collect_preferences(
-            self.labeller,
-            self.buffer,
-            k,
-            self.dataset,
-            self.ensemble if self.trained else None,
-            method,
-            batch=k,
-            seed=self.seed + 7919 * self.labelled,
-            store_size=self.ensemble.hparams["image_size"],
-            log=None,
-        )
-        if int((self.dataset.labels != UNSURE).sum()) > 0:
-            res = train_ensemble(self.ensemble, self.dataset, self.epochs, seed=self.seed, log=None)
-            self.trained = True
+        with self._lock:
+            live, trained = self.ensemble, self.trained
+            dataset = None if self.dataset is None else PreferenceDataset(
+                self.dataset.frames_a, self.dataset.frames_b, self.dataset.labels,
+                dict(self.dataset.meta),
+            )  # fmt: skip
+        model = copy.deepcopy(live) if self._pool is not None else live
+        method = "disagreement" if trained and len(model.members) > 1 else "uniform"
+        try:
+            dataset = collect_preferences(
+                self.labeller,
+                buffer,
+                k,
+                dataset,
+                model if trained else None,
+                method,
+                batch=k,
+                seed=self.seed + 7919 * self.labelled,
+                store_size=model.hparams["image_size"],
+                log=None,
+            )
+        except Exception as e:  # noqa: BLE001 - a failed round must not end a long run
+            self.failures += 1
+            self._log(
+                f"round failed ({self.failures}/{self.max_failures} in a row): "
+                f"{type(e).__name__}: {e}; next try after {self.every} more frames"
+            )
+            if self.failures >= self.max_failures:
+                raise
+            return
+        self.failures = 0
+        decided = int((dataset.labels != UNSURE).sum()) > 0
+        acc = "no decided pair yet"
+        if decided:
+            res = train_ensemble(model, dataset, self.epochs, seed=self.seed, log=None)
             acc = f"train accuracy {res.accuracy:.3f}"
-        else:
-            acc = "no decided pair yet"
-        self.rounds += 1
+        with self._lock:
+            self.dataset, self.ensemble = dataset, model
+            self.trained = self.trained or decided
+            self.rounds += 1
         if self.folder is not None:
-            self.dataset.save(self.folder / "prefs.pt")
+            dataset.save(self.folder / "prefs.pt")
             if self.trained:
-                save_ensemble(self.ensemble, self.folder / "reward.pt")
+                save_ensemble(model, self.folder / "reward.pt")
         self._log(
             f"round {self.rounds}: {self.labelled}/{self.max_queries} pairs ({method}), {acc}, "
             f"{time.monotonic() - t0:.1f}s, after {self.seen} frames"
@@ -789,6 +851,7 @@ def _make_preference(cfg: Any) -> PreferenceScorer | OnlinePreferenceScorer:
             queries=getattr(cfg, "preference_queries", 64),
             every=getattr(cfg, "preference_every", 10_000),
             max_queries=getattr(cfg, "preference_max_queries", 2_000),
+            background=getattr(cfg, "preference_background", True),
         )
     if not path:
         raise ValueError(
