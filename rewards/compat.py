@@ -69,24 +69,10 @@ State = Mapping[str, torch.Tensor]
 
 
 def _quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate ``v`` ``[N, 3]`` by unit quaternions ``q`` ``[N, 4]`` (w, x, y, z).
-
-    Written out per component: on the CPU, a few dozen ``[N]`` operations are several times
-    faster than ``torch.cross`` on ``[N, 3]``.
-    """
-    w, x, y, z = q.unbind(-1)
-    vx, vy, vz = v.unbind(-1)
-    tx = 2.0 * (y * vz - z * vy)
-    ty = 2.0 * (z * vx - x * vz)
-    tz = 2.0 * (x * vy - y * vx)
-    return torch.stack(
-        [
-            vx + w * tx + (y * tz - z * ty),
-            vy + w * ty + (z * tx - x * tz),
-            vz + w * tz + (x * ty - y * tx),
-        ],
-        -1,
-    )
+    """Rotate ``v`` ``[N, 3]`` by unit quaternions ``q`` ``[N, 4]`` (w, x, y, z)."""
+    u = q[:, 1:]
+    t = 2.0 * torch.linalg.cross(u, v)
+    return v + q[:, :1] * t + torch.linalg.cross(u, t)
 
 
 def _axis(q: torch.Tensor, i: int) -> torch.Tensor:

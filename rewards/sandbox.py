@@ -29,8 +29,9 @@ candidate code except :func:`compile_reward` and :func:`run_in_sandbox`, which r
 What this cannot do: the static check is a deny-list over attribute *names* on top of an import
 allow-list; it is defence in depth, not a proof. The in-process compiled reward (gate 3) relies
 on gates 1 and 2 -- it has no time or memory limit of its own (train candidates with
-:func:`run_in_sandbox` for that). A reward may still write into the state tensors it is given
-(they are the env's buffers, not copies, so that calls cost nothing). ``RLIMIT_NPROC`` is only
+:func:`run_in_sandbox` for that). Rewards get the env's state tensors, not copies (copies
+would cost as much as the reward); writing into them is caught by their version counters in
+the trial run and on the checked calls of training, not prevented. ``RLIMIT_NPROC`` is only
 applied when the child can drop to the unprivileged ``nobody`` user (the parent runs as root);
 otherwise fork bombs are stopped by the static check and the process-group kill. Network
 isolation needs Linux network namespaces (root, or unprivileged user namespaces).
@@ -729,7 +730,7 @@ def guard_reward(
         check = calls <= every or rng.random() * every < 1.0
         before = _versions(state, action) if check else None
         try:
-            out = fn(StateDict(state), action)
+            out = fn(dict(state), action)  # a plain dict: the fastest lookups
         except Exception as exc:
             raise RewardRuntimeError(_runtime_error(exc, state, filename)) from exc
         if check:
