@@ -230,7 +230,7 @@ def test_deploy_node_maps_joints_by_name_clamps_and_soft_starts(
     order (soft start begins where the robot is); commands stay within limits and the per-tick
     rate limit; RAMP lasts soft_start_s; commands come at the control rate (50 Hz)."""
     q0 = [0.8, 0.2, 1.6]  # base_yaw, shoulder, elbow
-    robot = robot_yaml(tmp_path, stale_timeout_s=0.3)
+    robot = robot_yaml(tmp_path, stale_timeout_s=1.0)
     duration = 4.0
     plan = fake_robot_plan(q0, duration)
     plan["record"][CMD_TOPIC] = "std_msgs/msg/Float64MultiArray"
@@ -313,7 +313,7 @@ def test_deploy_node_watchdog_hold_estop_damp_and_reset(
 
 def test_deploy_node_publishes_joint_trajectories(py: str, arm_run: Path, tmp_path: Path) -> None:
     """command_type: trajectory -> one-point JointTrajectory with the robot's joint names."""
-    robot = robot_yaml(tmp_path, stale_timeout_s=0.3, command_type="trajectory")
+    robot = robot_yaml(tmp_path, stale_timeout_s=1.0, command_type="trajectory")
     plan = fake_robot_plan([0.0, 0.4, 1.0], 1.5)
     plan["start_type"] = "trajectory_msgs/msg/JointTrajectory"
     plan["fake_robot"]["follow"]["type"] = "trajectory_msgs/msg/JointTrajectory"
@@ -432,7 +432,7 @@ def test_ros2_env_backend_runs_episodes_on_the_sim_robot(
     task's reward terms and success metric (the exported policy as the learner reaches the
     target); a stalled learner makes the controller HOLD and ends the episode."""
     sim_cfg = dict(ARM["sim"], target_period_s=0.0)  # one fixed target, no resets by the sim
-    robot = robot_yaml(tmp_path, stale_timeout_s=0.3, sim=sim_cfg)
+    robot = robot_yaml(tmp_path, stale_timeout_s=1.0, sim=sim_cfg)
     with RosNamespace(log_dir=tmp_path / "logs") as ns:
         ns.popen([py, "-m", "rewardlab.deploy.sim_robot", "--robot", str(robot), "--quiet"], "sim")
         res = ns.run([py, "-c", ROS2_ENV_SCRIPT, str(arm_run / "export"), str(robot)], timeout=180)
