@@ -521,10 +521,18 @@ class WarpEnv(BatchedEnv):
         import gc
 
         wp = self._wp
+        # Capture on Warp's own stream of the device (torch's default stream may be the legacy
+        # stream, on which CUDA cannot capture); replays are launched on torch's stream.
+        saved = {f: v.clone() for f, v in self._rows.items()}
+        with wp.ScopedDevice(self._wp_device), self._stream():
+            self._physics_calls()  # compile and load every kernel before capturing
+        for f, v in saved.items():
+            self._rows[f].copy_(v)
+        torch.cuda.synchronize(self.device)
         enabled = gc.isenabled()
         gc.disable()  # a collected stale graph inside a capture would corrupt it (as mjlab notes)
         try:
-            with wp.ScopedDevice(self._wp_device), self._stream():
+            with wp.ScopedDevice(self._wp_device):
                 with wp.ScopedCapture() as cap:
                     self._physics_calls()
                 self._step_graph = cap.graph
@@ -534,6 +542,7 @@ class WarpEnv(BatchedEnv):
         finally:
             if enabled:
                 gc.enable()
+        self._forward()  # derived fields of the restored state
 
     def _write_physics(self, ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         """Write per-world model values (``DomainRandomizer.sample_physics``) into the model."""
