@@ -345,3 +345,94 @@ def test_critic_human_feedback_and_all_failed_reflection(tmp_path):
     assert "pole_angle_rad" in msgs[2]["content"]  # the failed reply it answers
     assert "could not be used: unknown_state" in msgs[3]["content"]
     assert "no_code" in msgs[3]["content"] and "be gentle" in msgs[3]["content"]
+
+
+@pytest.mark.unit
+def test_process_executor_turns_failures_into_structured_errors():
+    """Jobs that hang, allocate too much or raise come back as errors; the others still run."""
+    import time
+
+    from rewardlab.rewards.executors import Job, ProcessExecutor
+    from rewardlab.rewards.sandbox import SandboxLimits
+
+    ex = ProcessExecutor(SandboxLimits(wall_seconds=3, cpu_seconds=10, memory_mb=512), workers=2)
+    seen: list[str] = []
+    outs = ex.run(
+        [
+            Job("hang", time.sleep, (60,)),
+            Job("huge", bytearray, (8 * 1024**3,)),
+            Job("raise", int, ("not a number",)),
+            Job("ok", abs, (-3,)),
+        ],
+        on_done=lambda o: seen.append(o.key),
+    )
+    assert [o.key for o in outs] == ["hang", "huge", "raise", "ok"] and sorted(seen) == sorted(
+        ["hang", "huge", "raise", "ok"]
+    )
+    hang, huge, bad, ok = outs
+    assert not hang.ok and hang.error.kind == "timeout" and hang.seconds < 30
+    assert not huge.ok and huge.error.kind == "memory"
+    assert not bad.ok and bad.error.kind == "exception" and "not a number" in bad.error.message
+    assert ok.ok and ok.value == 3
+
+
+class _ScriptedExecutor:
+    """Answers training jobs with scripted fitness per candidate (tests the scheduling only;
+    the real training path is tested end to end above)."""
+
+    def __init__(self, fitness: dict[str, float]) -> None:
+        self.fitness, self.jobs = fitness, []
+
+    def run(self, jobs, on_done=None):
+        from rewardlab.rewards.executors import JobOutcome
+
+        outs = []
+        for j in jobs:
+            spec = j.args[0]
+            self.jobs.append((j.key, spec["steps"], spec["checkpoint"]))
+            value = {
+                "history": [{"global_step": float(spec["steps"]), "reward/x": 1.0}],
+                "checkpoint": f"{j.key}@{spec['steps']}".encode(),
+                "steps": spec["steps"],
+                "eval": {"success_rate": self.fitness[j.key], "return_mean": 0.0},
+                "fitness": self.fitness[j.key],
+                "correlation": None,
+                "failure_analysis": None,
+                "train_seconds": 0.1,
+            }
+            o = JobOutcome(j.key, True, value, None, 0.1)
+            outs.append(o)
+            if on_done:
+                on_done(o)
+        return outs
+
+    def close(self):
+        pass
+
+
+@pytest.mark.unit
+def test_successive_halving_continues_the_better_half_from_checkpoints(tmp_path):
+    fitness = {"r1c0": 0.1, "r1c1": 0.8, "r1c2": 0.5, "r1c3": 0.0}
+    ex = _ScriptedExecutor(fitness)
+    with OpenAIServer(["unused"]) as srv:
+        cfg = _search_cfg(tmp_path / "s", srv.base_url, tmp_path / "cache", halving=True,
+                          halving_rungs=2, candidate_steps=1000)  # fmt: skip
+        search = RewardSearch(cfg, executor=ex, log=lambda line: None)
+    cands = [{"id": k, "dir": f"round_1/{k}", "code": "x"} for k in fitness]
+    search._train_rungs(cands)
+    first = [(k, s) for k, s, _ in ex.jobs[:4]]
+    assert first == [(k, 500) for k in fitness]  # every candidate trains the first rung
+    assert [(k, s, c) for k, s, c in ex.jobs[4:]] == [
+        ("r1c1", 1000, b"r1c1@500"),  # the better half continues from its checkpoint
+        ("r1c2", 1000, b"r1c2@500"),
+    ]
+    results = {
+        k: json.loads((tmp_path / "s" / f"round_1/{k}/result.json").read_text()) for k in fitness
+    }
+    assert results["r1c0"]["stopped_at"] == 500 and results["r1c3"]["stopped_at"] == 500
+    assert results["r1c1"]["stopped_at"] is None and results["r1c1"]["steps"] == 1000
+    assert [p[0] for p in results["r1c1"]["curves"]["reward/x"]] == [500.0, 1000.0]
+    # resuming trains nothing again
+    ex.jobs.clear()
+    search._train_rungs([{"id": k, "dir": f"round_1/{k}", "code": "x"} for k in fitness])
+    assert ex.jobs == []
