@@ -156,7 +156,12 @@ def load_reward_source(
         if env is not None and task is not None:
             states = default_states(task)
         else:
-            spec = env_or_state_spec if isinstance(env_or_state_spec, Mapping) else dict.fromkeys(names)  # fmt: skip
+            if env is not None:
+                spec = env.state_spec()
+            elif isinstance(env_or_state_spec, Mapping):
+                spec = env_or_state_spec
+            else:
+                spec = dict.fromkeys(names)  # bare names: scalars per world
             action_dim = int(getattr(env, "action_dim", 1)) if env is not None else 1
             states = synthetic_states(spec, action_dim)
     result = trial_run(
