@@ -117,7 +117,8 @@ class ProcessExecutor:
             Outcomes in the order of ``jobs``.
         """
         out: dict[str, JobOutcome] = {}
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="candidate") as pool:
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="candidate")
+        try:
             pending: set[Future[JobOutcome]] = {
                 pool.submit(_run_local, j, self.limits) for j in jobs
             }
@@ -128,6 +129,11 @@ class ProcessExecutor:
                     out[o.key] = o
                     if on_done is not None:
                         on_done(o)
+        except BaseException:
+            # Ctrl-C or a failing callback: start nothing new; running jobs end at their limits
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return [out[j.key] for j in jobs]
 
     def close(self) -> None:

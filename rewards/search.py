@@ -163,6 +163,7 @@ class RewardSearch:
         self.train_cfg = self._train_config()
         self.t0 = time.perf_counter()
         self.state: dict[str, Any] = _read_json(self.root / "search.json") or {}
+        self._prior_usage: dict[str, Any] = dict(self.state.get("llm_usage") or {})
         self.trained = 0
         """Training jobs that finished in this process (candidates' rungs and winner seeds)."""
 
@@ -223,7 +224,8 @@ class RewardSearch:
 
     def _save_state(self) -> None:
         self.state["config"] = dataclasses.asdict(self.cfg)
-        self.state["llm_usage"] = self.client.usage.as_dict()
+        usage = self.client.usage.as_dict()  # this process's, plus earlier runs' (resumes)
+        self.state["llm_usage"] = {k: v + self._prior_usage.get(k, 0) for k, v in usage.items()}
         _write_json(self.root / "search.json", self.state)
 
     # -- the loop ------------------------------------------------------------------------------
