@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import importlib.util
 import json
 import sys
@@ -373,16 +374,10 @@ def run_sim_robot(
         if camera and topics.image and robot.sim.camera
         else None
     )
-    done = threading.Event()
-    render_thread = None
+    camera_proc = None
     if pub_img is not None:
-        render_thread = threading.Thread(
-            target=_render_loop,
-            args=(sim, lock, pub_img, stats, done),
-            daemon=True,
-            name="sim_robot_camera",
-        )
-        render_thread.start()
+        camera_proc = _CameraProcess(robot, node.domain_id, local_only)
+    image_every = max(1, round(robot.sim.physics_rate_hz / robot.sim.image_rate_hz))
 
     outbox: collections.deque[tuple[float, Any, Any]] = (
         collections.deque()
@@ -427,6 +422,8 @@ def run_sim_robot(
                     and (new_target or k % target_every == 0)
                 ):
                     pub_target(dds.point_msg(sim.target, stamp=time.time()))
+                if camera_proc is not None and k % image_every == 0:
+                    camera_proc.send(sim.data)
             while outbox and outbox[0][0] <= time.monotonic():
                 _, publish, msg = outbox.popleft()
                 publish(msg)
@@ -446,42 +443,89 @@ def run_sim_robot(
         stats.realtime_factor = sim.time / max(time.monotonic() - t0, 1e-9)
         if log:
             log.close()
-        done.set()
-        if render_thread is not None:
-            render_thread.join(timeout=10)
+        if camera_proc is not None:
+            stats.images = camera_proc.close()
         node.close()
     return stats
 
 
-def _render_loop(sim: SimRobot, lock: threading.Lock, publish: Any, stats: SimRobotStats, done: threading.Event) -> None:  # fmt: skip
-    """Camera thread: copy the pose under the lock, render it off the physics loop (software
-    rendering takes tens of ms), publish ``sensor_msgs/Image`` rgb8 at ``sim.image_rate_hz``."""
-    import mujoco
+class _CameraProcess:
+    """Renders and publishes the camera in a child process: MuJoCo's renderer holds the GIL for
+    tens to hundreds of ms per frame (software GL), which would stall the 500 Hz physics loop.
+    The loop sends a pose (qpos, mocap) at ``sim.image_rate_hz``; the child renders the newest
+    one and publishes ``sensor_msgs/Image`` rgb8 on its own DDS participant."""
+
+    def __init__(self, robot: RobotConfig, domain_id: int | None, local_only: bool) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # never fork a process that runs DDS threads
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_camera_main, args=(robot, child, domain_id, local_only), daemon=True, name="sim_robot_camera")  # fmt: skip
+        self.proc.start()
+        self.ready = False
+
+    def send(self, data: Any) -> None:
+        if not self.ready:
+            if not self.conn.poll():
+                return  # still starting (imports, GL context)
+            self.ready = self.conn.recv() == "ready"
+        self.conn.send((data.qpos.copy(), data.mocap_pos.copy(), data.mocap_quat.copy()))
+
+    def close(self) -> int:
+        """Stop the child; returns how many images it published."""
+        count = 0
+        try:
+            self.conn.send(None)
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline and self.conn.poll(
+                max(0.0, deadline - time.monotonic())
+            ):
+                msg = self.conn.recv()
+                if isinstance(msg, int):
+                    count = msg
+                    break
+        except (OSError, EOFError):
+            pass
+        self.proc.join(timeout=10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+        return count
+
+
+def _camera_main(robot: RobotConfig, conn: Any, domain_id: int | None, local_only: bool) -> None:
+    import mujoco  # (importing this module imported rewardlab, which selected EGL)
 
     from rewardlab.deploy import transport_dds as dds
 
-    cfg = sim.robot.sim
+    cfg = robot.sim
     h, w = cfg.image_size
-    renderer = mujoco.Renderer(sim.model, h, w)  # the GL context belongs to this thread
-    scratch = mujoco.MjData(sim.model)
-    period = 1.0 / cfg.image_rate_hz
-    next_t = time.monotonic()
+    model = mujoco.MjModel.from_xml_path(str(model_path(robot)))
+    data = mujoco.MjData(model)
+    renderer = mujoco.Renderer(model, h, w)
+    node = dds.DdsNode(domain_id, local_only)
+    publish = node.publisher(robot.topics.image, "sensor_msgs/msg/Image", qos="sensor")
+    conn.send("ready")
+    count = 0
     try:
-        while not done.is_set():
-            with lock:
-                scratch.qpos[:] = sim.data.qpos
-                scratch.mocap_pos[:] = sim.data.mocap_pos
-                scratch.mocap_quat[:] = sim.data.mocap_quat
-            mujoco.mj_kinematics(sim.model, scratch)
-            renderer.update_scene(scratch, camera=cfg.camera)
+        while True:
+            item = conn.recv()
+            while item is not None and conn.poll():  # render only the newest pose
+                item = conn.recv()
+            if item is None:
+                break
+            data.qpos[:], data.mocap_pos[:], data.mocap_quat[:] = item
+            mujoco.mj_kinematics(model, data)
+            renderer.update_scene(data, camera=cfg.camera)
             frame = renderer.render()
-            msg = dds.new_msg("sensor_msgs/msg/Image", header=dds.header_msg(time.time(), cfg.camera), height=h, width=w, encoding="rgb8", step=3 * w, data=frame.tobytes())  # fmt: skip
-            publish(msg)
-            stats.images += 1
-            next_t = max(next_t + period, time.monotonic())
-            done.wait(max(0.0, next_t - time.monotonic()))
+            publish(dds.new_msg("sensor_msgs/msg/Image", header=dds.header_msg(time.time(), cfg.camera), height=h, width=w, encoding="rgb8", step=3 * w, data=frame.tobytes()))  # fmt: skip
+            count += 1
+    except (EOFError, KeyboardInterrupt):
+        pass
     finally:
         renderer.close()
+        node.close()
+        with contextlib.suppress(OSError):
+            conn.send(count)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -456,7 +456,13 @@ class DdsNode:
 
         class _Listener(Listener):
             def on_data_available(self, reader: Any) -> None:
-                for msg in reader.take(N=64):
+                if reader is None or sub.reader is None:  # the node is closing
+                    return
+                try:
+                    samples = reader.take(N=64)
+                except Exception:  # noqa: BLE001 - a reader deleted while closing
+                    return
+                for msg in samples:
                     now = time.monotonic()
                     if getattr(msg, "__class__", None) is not cls:  # invalid samples (disposals)
                         continue
@@ -475,9 +481,10 @@ class DdsNode:
 
     def close(self) -> None:
         """Delete every entity of this node (readers stop calling back)."""
-        entities = (
-            [s.reader for s in self.subscriptions] + self._writers + list(self._topics.values())
-        )
+        readers = [s.reader for s in self.subscriptions]
+        for sub in self.subscriptions:
+            sub.reader = None  # a listener still running sees the node closing
+        entities = readers + self._writers + list(self._topics.values())
         entities += [self.participant, self._domain]
         for entity in entities:  # cyclonedds keeps every entity alive in a registry: delete them
             if entity is not None:
