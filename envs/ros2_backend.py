@@ -65,6 +65,8 @@ class _ActionSlot:
         self.obs_id = 0
         self._action: np.ndarray | None = None
         self._action_for = -1
+        self.pending = -1
+        """Id of the observation a tick is waiting on an action for (-1: none)."""
         self.timeouts = 0
         self.mode = "stopped"
 
@@ -77,24 +79,27 @@ class _ActionSlot:
         with self._cv:
             self.obs_id += 1
             self._obs = np.array(obs, dtype=np.float64)
-            self._cv.notify_all()
             if self.mode == "warmup":
                 return self._policy(obs)
             if self.mode != "learner":
                 return nan
-            want = self.obs_id
-            if not self._cv.wait_for(lambda: self._action_for == want, timeout=self.timeout_s):
+            want = self.pending = self.obs_id
+            self._cv.notify_all()
+            ok = self._cv.wait_for(lambda: self._action_for == want, timeout=self.timeout_s)
+            self.pending = -1
+            if not ok:
                 self.timeouts += 1
                 self.mode = "stopped"
                 return nan  # -> the controller HOLDs the robot
             return self._action  # type: ignore[return-value]
 
     def next_obs(self, after: int, timeout: float) -> tuple[int, np.ndarray] | None:
-        """The first observation newer than ``after`` (env thread)."""
+        """The observation of the first tick newer than ``after`` that waits for an action (env
+        thread); ``None`` if none comes within ``timeout`` (the controller stopped asking)."""
         with self._cv:
-            if not self._cv.wait_for(lambda: self.obs_id > after, timeout=timeout):
+            if not self._cv.wait_for(lambda: self.pending > after, timeout=timeout):
                 return None
-            return self.obs_id, self._obs.copy()  # type: ignore[union-attr]
+            return self.pending, self._obs.copy()  # type: ignore[union-attr]
 
     def put_action(self, obs_id: int, action: np.ndarray) -> None:
         with self._cv:
@@ -115,7 +120,7 @@ class Ros2Env(BatchedEnv):
         reward_fn: ``compute_reward(state, action) -> (total, components)``; the task's when None.
         prompt: asks the operator before each episode (``input`` by default); ``None``: no prompt.
         action_timeout_s: how long a tick waits for the learner's action before holding the robot;
-            default: half a control period.
+            default: three quarters of a control period.
         device: torch device of the returned tensors.
         seed: unused (a robot has no seed); accepted for the ``make_env`` signature.
         start_timeout_s: how long a reset waits for the robot's inputs before failing.
@@ -160,7 +165,7 @@ class Ros2Env(BatchedEnv):
             )
         self.slot = _ActionSlot(exported, timeout_s=1.0)
         self.controller = Controller(self.slot, self.robot_cfg)
-        self.slot.timeout_s = action_timeout_s or 0.5 * self.controller.dt
+        self.slot.timeout_s = action_timeout_s or 0.75 * self.controller.dt
         self.num_envs = 1
         self.obs_dim = exported.obs_dim
         self.action_dim = exported.action_dim
@@ -239,7 +244,7 @@ class Ros2Env(BatchedEnv):
                 raise RuntimeError(f"the robot tripped during the soft start: {self.controller.status()}")  # fmt: skip
             time.sleep(self.control_dt / 4)
         self.slot.mode = "learner"
-        got = self.slot.next_obs(self.slot.obs_id, timeout=5 * self.control_dt)
+        got = self.slot.next_obs(-1, timeout=5 * self.control_dt)
         if got is None:
             raise TimeoutError(f"no control tick: {self.controller.status()}")
         self._obs_id, obs = got

@@ -395,8 +395,9 @@ import numpy as np, torch
 from rewardlab.envs import make_env
 from rewardlab.deploy.policy import load_policy
 
-export, robot = sys.argv[1], sys.argv[2]
-env = make_env("arm_reach", num_envs=1, backend="ros2", policy=export, robot=robot, prompt=None)
+export, robot, transport = sys.argv[1], sys.argv[2], sys.argv[3]
+env = make_env("arm_reach", num_envs=1, backend="ros2", policy=export, robot=robot, prompt=None,
+               transport=transport)
 policy = load_policy(export)
 obs = env.reset()
 out = {"describe": env.describe(), "state_keys": sorted(env.state())}
@@ -425,17 +426,20 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.parametrize("transport", ["rclpy", "dds"])
 def test_ros2_env_backend_runs_episodes_on_the_sim_robot(
-    py: str, arm_run: Path, tmp_path: Path
+    py: str, arm_run: Path, tmp_path: Path, transport: str
 ) -> None:
-    """make_env(backend="ros2"): one world on the sim robot through rclpy; a full episode with the
+    """make_env(backend="ros2"): one world on the sim robot (rclpy or cyclonedds); a full episode with the
     task's reward terms and success metric (the exported policy as the learner reaches the
     target); a stalled learner makes the controller HOLD and ends the episode."""
     sim_cfg = dict(ARM["sim"], target_period_s=0.0)  # one fixed target, no resets by the sim
     robot = robot_yaml(tmp_path, stale_timeout_s=1.0, sim=sim_cfg)
     with RosNamespace(log_dir=tmp_path / "logs") as ns:
         ns.popen([py, "-m", "rewardlab.deploy.sim_robot", "--robot", str(robot), "--quiet"], "sim")
-        res = ns.run([py, "-c", ROS2_ENV_SCRIPT, str(arm_run / "export"), str(robot)], timeout=180)
+        res = ns.run(
+            [py, "-c", ROS2_ENV_SCRIPT, str(arm_run / "export"), str(robot), transport], timeout=180
+        )
     out = json.loads(res.stdout.split("RESULT ", 1)[1])
     assert out["first_obs_shape"] == [1, 15]
     assert {"joint_pos", "ee_pos", "target_pos", "distance", "last_action"} <= set(
