@@ -219,12 +219,12 @@ def test_sim_robot_topics_over_dds_with_camera():
     node.subscribe("/camera/image_raw", "sensor_msgs/msg/Image", frames.update)
     stop = threading.Event()
     out = {}
-    thread = threading.Thread(target=lambda: out.update(stats=run_sim_robot(robot, camera=True, stop=stop, progress=False)))  # fmt: skip
+    thread = threading.Thread(target=lambda: out.update(stats=run_sim_robot(robot, camera=True, stop=stop, progress=True)))  # fmt: skip
+    t0 = time.monotonic()
     thread.start()
-    deadline = time.monotonic() + 30.0  # the camera process needs a few s to start
-    while frames.count < 5 and time.monotonic() < deadline:
+    while frames.count < 5 and time.monotonic() < t0 + 30.0:  # the camera process starts in a few s
         time.sleep(0.1)
-    time.sleep(1.0)
+    time.sleep(max(1.0, t0 + 6.0 - time.monotonic()))  # past the first progress line (5 s)
     stop.set()
     thread.join(timeout=30)
     node.close()
