@@ -17,6 +17,7 @@ from rewardlab.rewards.sandbox import (
     compile_reward,
     record_states,
     run_in_sandbox,
+    sandbox_capabilities,
     trial_run,
 )
 from rewardlab.rewards.terms import RewardFn, RewardTerm, action_l2, action_rate_l2, alive, compose
@@ -40,5 +41,6 @@ __all__ = [
     "load_reward_source",
     "record_states",
     "run_in_sandbox",
+    "sandbox_capabilities",
     "trial_run",
 ]

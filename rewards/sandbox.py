@@ -238,7 +238,9 @@ FORBIDDEN_ATTRIBUTES = frozenset(
         "socket", "pickle", "multiprocessing", "threading", "signal", "inspect", "types", "gc",
         "platform", "glob", "tempfile", "ctypeslib", "f2py", "distutils", "testing", "lib",
         "hub", "utils", "package", "ops", "classes", "library", "distributed", "export",
-        "compiler", "cuda", "backends", "overrides", "serialization", "storage",
+        "compiler", "cuda", "backends", "overrides", "serialization", "storage", "fx", "jit",
+        "CompilationUnit", "profiler", "onnx", "monitor", "get_type_hints", "ForwardRef",
+        "evaluate_forward_ref",
         # file and process I/O
         "load", "loads", "save", "savez", "savez_compressed", "savetxt", "loadtxt",
         "genfromtxt", "fromfile", "tofile", "fromregex", "memmap", "open_memmap", "DataSource",
@@ -313,7 +315,18 @@ def check_ast(tree: ast.Module) -> RewardError | None:
                 f"top-level {type(stmt).__name__} statement; only imports, function definitions "
                 "and constant assignments may appear outside functions",
             )
+    # the allowed decorators (torch.jit.script) are removed before exec; their names are exempt
+    exempt = {
+        id(n)
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef)
+        for dec in fn.decorator_list
+        if _dotted(dec) in _JIT_DECORATORS
+        for n in ast.walk(dec)
+    }
     for node in ast.walk(tree):
+        if id(node) in exempt:
+            continue
         kind = _FORBIDDEN_NODES.get(type(node))
         if kind:
             return _forbidden(node, f"{kind} are not allowed")
@@ -906,9 +919,23 @@ def apply_limits(limits: SandboxLimits) -> list[str]:
     return applied
 
 
+APPLIED: list[str] = []
+"""In a sandbox child: what :func:`apply_limits` applied (see :func:`sandbox_capabilities`)."""
+
+
+def _applied() -> list[str]:
+    return list(APPLIED)
+
+
+def sandbox_capabilities(limits: SandboxLimits = DEFAULT_LIMITS) -> list[str]:
+    """What a sandbox child gets on this machine, e.g. ``["session", "no-network", "core=0",
+    "cpu", "data", "address-space", "fsize", "nofile", "nproc", "user=nobody"]``."""
+    return run_in_sandbox(_applied, (), replace(limits, wall_seconds=max(limits.wall_seconds, 30)))
+
+
 def _child_main(conn: Any, fn: Callable, args: tuple, limits: SandboxLimits) -> None:
     try:
-        apply_limits(limits)
+        APPLIED[:] = apply_limits(limits)
         result: tuple[str, Any] = ("ok", fn(*args))
     except SandboxFailure as exc:
         result = ("err", exc.error)

@@ -62,6 +62,10 @@ def _body(lines: str) -> str:
 
 def test_good_code_passes_static_check():
     assert check_source(GOOD, NAMES) is None
+    scripted = "import torch\nfrom typing import Dict, Tuple\n\n@torch.jit.script\n" + GOOD.split("\n\n", 1)[1]  # fmt: skip
+    assert (
+        check_source(scripted, NAMES) is None
+    )  # the decorator is allowed, torch.jit elsewhere not
 
 
 @pytest.mark.parametrize(
@@ -94,6 +98,11 @@ def test_good_code_passes_static_check():
         ("from torch import *\n" + GOOD, "import *"),
         ("import numpy.ctypeslib\n" + GOOD, "numpy.ctypeslib"),
         (GOOD.replace("def compute", "@staticmethod\ndef compute"), "decorators"),
+        (_body("cu = torch.jit.CompilationUnit('def f(x): return x')"), "torch.jit"),
+        (_body("g = torch.fx.symbolic_trace(torch.cos)"), "torch.fx"),
+        ("import typing\n" + _body("typing.get_type_hints(compute_reward)"), "get_type_hints"),
+        ("from typing import get_type_hints\n" + GOOD, "get_type_hints"),
+        (_body("torch.onnx.export(None, None, 'x.onnx')"), "torch.onnx"),
     ],
 )
 def test_forbidden_constructs_are_rejected(code, fragment):
@@ -281,6 +290,12 @@ def test_run_in_sandbox_returns_results_and_structured_errors():
 
 
 def test_child_has_no_network():
+    from rewardlab.rewards.sandbox import sandbox_capabilities
+
+    caps = sandbox_capabilities()
+    assert {"session", "cpu", "data", "fsize", "nofile"} <= set(caps)
+    if "no-network" not in caps:
+        pytest.skip("no network namespaces on this machine (not root, no user namespaces)")
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
@@ -439,3 +454,18 @@ def test_reward_gets_a_copy_of_the_state_dict():
     keys = set(states)
     fn(states, action)
     assert set(states) == keys
+
+
+def test_concurrent_trial_runs_from_threads():
+    # the reward search checks a round's candidates in parallel threads
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = (FIXTURES / "malicious_infinite_loop.py").read_text()
+    nan = GOOD.replace('torch.cos(state["pole_angle"])', 'torch.log(torch.cos(state["pole_angle"]) - 2)')  # fmt: skip
+    codes = [GOOD, loop, nan, GOOD.replace("0.01", "0.02")]
+    limits = SandboxLimits(wall_seconds=5.0, cpu_seconds=10.0)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda c: trial_run(c, _states(), limits), codes))
+    assert [r.ok for r in results] == [True, False, False, True]
+    assert results[1].error.kind == "timeout" and results[2].error.kind == "nan"
+    assert results[3].component_stats["effort"]["min"] < results[0].component_stats["effort"]["min"]
