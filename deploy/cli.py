@@ -72,6 +72,9 @@ class DeployArgs:
     """Write loop timing (latency, tick intervals, safety events) to this JSON file on exit."""
     log_every_s: float = 5.0
     """Seconds between progress lines (state, rate, latency); 0: only state changes."""
+    record: str | None = None
+    """Record the run as a rosbag2 (MCAP) in this folder: the robot's inputs and every tick's
+    action, observation, command and safety state (score it later with ``rewardlab replay``)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
@@ -127,6 +130,29 @@ class SimRobotArgs:
                 raise ValueError(f"{key}: got {getattr(self, key)!r}, expected >= 0")
         if self.duration is not None and not self.duration > 0:
             raise ValueError(f"duration: got {self.duration!r}, expected > 0 or null")
+
+
+@dataclass(frozen=True)
+class ReplayArgs:
+    """``rewardlab replay``: score a recorded episode (rosbag2) with any reward function."""
+
+    bag: str = ""
+    """rosbag2 folder recorded by ``rewardlab deploy record=DIR``; required."""
+    reward: str = ""
+    """``task:<task>`` (the task's own reward) or ``code:<file.py>`` (e.g. an LLM-written one)."""
+    robot: str = "arm"
+    """Robot config the bag was recorded with."""
+    task: str | None = None
+    """Task whose state schema a ``code:`` reward reads; default: the one in ``task:<task>``."""
+    json: str | None = None
+    """Also write the summary (reward/<term> sums, return, ticks) as JSON to this file."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        if not self.bag:
+            raise ValueError("bag: required (bag=DIR, a folder written by deploy record=DIR)")
+        if not self.reward.startswith(("task:", "code:")):
+            raise ValueError(f"reward: got {self.reward!r}, expected task:<task> or code:<file.py>")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -295,10 +321,28 @@ def run_deploy(args: DeployArgs, ros_argv: Sequence[str] = ()) -> int:
         f"{args.transport}; commands -> {robot.topics.command} ({robot.command_type})",
         flush=True,
     )
+    recorder = None
+    if args.record:
+        from rewardlab.deploy.recording import BagRecorder
+
+        recorder = BagRecorder(args.record)
+        print(f"[deploy] recording to {args.record}", flush=True)
+    try:
+        return _run_transport(args, ctrl, robot, recorder, ros_argv)
+    finally:
+        if recorder is not None:
+            recorder.close()
+
+
+def _run_transport(
+    args: DeployArgs, ctrl: Any, robot: Any, recorder: Any, ros_argv: Sequence[str]
+) -> int:
     if args.transport == "dds":
         from rewardlab.deploy import transport_dds
 
-        stats = transport_dds.run_dds_controller(ctrl, duration_s=args.duration)
+        stats = transport_dds.run_dds_controller(
+            ctrl, duration_s=args.duration, node_name=args.node_name, recorder=recorder
+        )
         if args.stats_out:
             Path(args.stats_out).write_text(json.dumps(dataclasses.asdict(stats)))
         print(
@@ -326,6 +370,7 @@ def run_deploy(args: DeployArgs, ros_argv: Sequence[str] = ()) -> int:
         },
         log=lambda s: print(s, flush=True),
         log_every_s=args.log_every_s,
+        recorder=recorder,
     )
     try:
         node.spin(duration=args.duration)
@@ -410,6 +455,16 @@ def _cmd_sim_robot(ns: argparse.Namespace) -> int:
     return int(sim_robot.main(argv) or 0)
 
 
+def _cmd_replay(ns: argparse.Namespace) -> int:
+    args = build_args(ReplayArgs, parse_words(ns.overrides))
+    from rewardlab.deploy import recording
+
+    argv = [args.bag, "--robot", args.robot, "--reward", args.reward]
+    argv += ["--task", args.task] if args.task else []
+    argv += ["--json", args.json] if args.json else []
+    return int(recording.main(argv) or 0)
+
+
 def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add ``deploy`` and ``sim-robot`` to the ``rewardlab`` command line (imports nothing heavy)."""
     for name, cls, func, help_, example in (
@@ -417,6 +472,8 @@ def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> Non
          "rewardlab deploy policy=runs/arm_reach/export robot=arm"),
         ("sim-robot", SimRobotArgs, _cmd_sim_robot, "simulate a robot that speaks its ROS 2 topics",
          "rewardlab sim-robot robot=arm"),
+        ("replay", ReplayArgs, _cmd_replay, "score a recorded robot episode with a reward function",
+         "rewardlab replay bag=runs/arm/bag reward=task:arm_reach"),
     ):  # fmt: skip
         p = sub.add_parser(
             name,

@@ -36,8 +36,10 @@ executors, ROS time / ``use_sim_time`` (the controller runs on ``time.monotonic(
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -114,7 +116,10 @@ class DeployNode:
         parameters: extra values to declare as read-only ROS parameters (introspection).
         log: where progress lines go (one every ``log_every_s``).
         log_every_s: seconds between progress lines (0: none).
-        record: callback for every published command (recording, the ros2 env backend).
+        record: callback for every published command (the ros2 env backend, tests).
+        recorder: a :class:`rewardlab.deploy.recording.BagRecorder`: the robot's inputs (as
+            received, CDR) and every tick's action, observation, command and safety state go
+            into a rosbag2.
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class DeployNode:
         log_every_s: float = 5.0,
         record: Callable[[Command], None] | None = None,
         context: Any = None,
+        recorder: Any = None,
     ) -> None:
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger: got {trigger!r}, expected one of {', '.join(TRIGGERS)}")
@@ -144,6 +150,14 @@ class DeployNode:
         self.log = log
         self.log_every_s = log_every_s
         self.record = record
+        self.recorder = recorder
+        self._rec_queue: queue.SimpleQueue | None = None
+        if recorder is not None:  # disk writes off the control thread
+            self._rec_queue = queue.SimpleQueue()
+            self._rec_thread = threading.Thread(
+                target=self._record_loop, name="rosbag", daemon=True
+            )
+            self._rec_thread.start()
         self._next_due = -math.inf
         self._last_log = time.monotonic()
         self._last_status = ""
@@ -256,18 +270,26 @@ class DeployNode:
     def _on_joint_state(self, msg: Any) -> None:
         with self.lock:
             self._on_joint_state_unlocked(msg)
+        if self.recorder is not None:
+            self._record_input(self.robot.topics.joint_states, "sensor_msgs/msg/JointState", msg)
 
     def _on_imu(self, msg: Any) -> None:
         with self.lock:
             self._on_imu_unlocked(msg)
+        if self.recorder is not None:
+            self._record_input(self.robot.topics.imu, "sensor_msgs/msg/Imu", msg)
 
     def _on_target(self, msg: Any) -> None:
         with self.lock:
             self._on_target_unlocked(msg)
+        if self.recorder is not None:
+            self._record_input(self.robot.topics.target, "geometry_msgs/msg/PointStamped", msg)
 
     def _on_estop(self, msg: Any) -> None:
         with self.lock:
             self._on_estop_unlocked(msg)
+        if self.recorder is not None:
+            self._record_input(self.robot.topics.estop, "std_msgs/msg/Bool", msg)
 
     def _on_heartbeat(self, msg: Any) -> None:
         with self.lock:
@@ -280,6 +302,25 @@ class DeployNode:
     def _on_timer(self) -> None:
         with self.lock:
             self._on_timer_unlocked()
+
+    def _record_input(self, topic: str, msgtype: str, msg: Any) -> None:
+        from rclpy.serialization import serialize_message
+
+        self._rec_queue.put((topic, msgtype, serialize_message(msg), time.time()))
+
+    def _record_loop(self) -> None:
+        """Write queued inputs and commands to the bag (its own thread); ``None`` ends it."""
+        from rewardlab.deploy.transport_dds import deserialize
+
+        while (item := self._rec_queue.get()) is not None:
+            with contextlib.suppress(RuntimeError):  # the recorder was closed meanwhile
+                if isinstance(item[0], Command):
+                    self.recorder.record_command(*item)  # (command, wall time of the tick)
+                else:  # (topic, msgtype, rclpy CDR, wall time received)
+                    # rclpy (Fast CDR) pads a message to 8 bytes, which rosbags' reader refuses;
+                    # re-serialize through the DDS transport's types for canonical CDR
+                    topic, msgtype, data, t = item
+                    self.recorder.write_msg(topic, msgtype, deserialize(data, msgtype), t)
 
     def _on_start(self, _msg: Any) -> None:
         with self.lock:
@@ -302,6 +343,8 @@ class DeployNode:
             self.stats.states.append(cmd.state)
             if self.record is not None:
                 self.record(cmd)
+            if self._rec_queue is not None:
+                self._rec_queue.put((cmd, time.time()))
         self._publish_status()
         if self.log_every_s and now - self._last_log >= self.log_every_s:
             self._last_log = now
@@ -363,8 +406,13 @@ class DeployNode:
         Path(path).write_text(json.dumps(data))
 
     def close(self) -> None:
-        """Destroy the node (and shut its context down)."""
+        """Flush the recording, destroy the node (and shut its context down)."""
         import rclpy
+
+        if self._rec_queue is not None:
+            self._rec_queue.put(None)
+            self._rec_thread.join(timeout=30.0)
+            self._rec_queue = None
 
         ctx = self.node.context
         self.node.destroy_node()

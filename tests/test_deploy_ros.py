@@ -235,9 +235,7 @@ def test_deploy_node_maps_joints_by_name_clamps_and_soft_starts(
     plan = fake_robot_plan(q0, duration)
     plan["record"][CMD_TOPIC] = "std_msgs/msg/Float64MultiArray"
     with RosNamespace(log_dir=tmp_path / "logs") as ns:
-        ns.popen(
-            deploy_cmd(py, arm_run, robot, 120, f"stats_out={tmp_path / 'stats.json'}"), "deploy"
-        )
+        ns.popen(deploy_cmd(py, arm_run, robot, 120), "deploy")
         records = run_probe(ns, py, plan, tmp_path)
         logs = ns.logs()
     cmds = np.array([r["data"] for r in records[CMD_TOPIC]])
@@ -311,20 +309,44 @@ def test_deploy_node_watchdog_hold_estop_damp_and_reset(
     assert np.all(cmds >= LIMITS[:, 0] - 1e-9) and np.all(cmds <= LIMITS[:, 1] + 1e-9)
 
 
-def test_deploy_node_publishes_joint_trajectories(py: str, arm_run: Path, tmp_path: Path) -> None:
-    """command_type: trajectory -> one-point JointTrajectory with the robot's joint names."""
+def test_deploy_node_publishes_joint_trajectories_and_records_a_bag(
+    py: str, arm_run: Path, tmp_path: Path
+) -> None:
+    """command_type: trajectory -> one-point JointTrajectory with the robot's joint names; with
+    ``record=DIR`` the run is a rosbag2 that ``rewardlab replay`` scores with the task's reward."""
     robot = robot_yaml(tmp_path, stale_timeout_s=1.0, command_type="trajectory")
-    plan = fake_robot_plan([0.0, 0.4, 1.0], 1.5)
+    plan = fake_robot_plan([0.0, 0.4, 1.0], 2.0)
     plan["start_type"] = "trajectory_msgs/msg/JointTrajectory"
     plan["fake_robot"]["follow"]["type"] = "trajectory_msgs/msg/JointTrajectory"
     plan["record"][CMD_TOPIC] = "trajectory_msgs/msg/JointTrajectory"
+    bag = tmp_path / "bag"
     with RosNamespace(log_dir=tmp_path / "logs") as ns:
-        ns.popen(deploy_cmd(py, arm_run, robot, 120), "deploy")
+        deploy = ns.popen(deploy_cmd(py, arm_run, robot, 120, f"record={bag}"), "deploy")
         records = run_probe(ns, py, plan, tmp_path)
+        deploy.send_signal(signal.SIGINT)  # flushes and closes the bag on the way out
+        assert deploy.wait(timeout=60) == 0, ns.logs()
     cmds = records[CMD_TOPIC]
     assert len(cmds) >= 50
     assert all(r["joint_names"] == NAMES and len(r["data"]) == 3 for r in cmds)
     assert np.abs(np.array(cmds[0]["data"]) - [0.0, 0.4, 1.0]).max() <= float(ARM["rate_limit"])
+    # the run was recorded (rosbag2): inputs as received, every tick's command; and it scores
+    from rewardlab.deploy.recording import read_bag
+
+    counts: dict[str, int] = {}
+    for topic, _type, _t, _msg in read_bag(bag):
+        counts[topic] = counts.get(topic, 0) + 1
+    assert counts["/rewardlab/command"] >= len(cmds), counts
+    assert counts[ARM["topics"]["joint_states"]] >= 100 and counts[ARM["topics"]["target"]] > 10
+    assert counts["/rewardlab/action"] >= 0.9 * len(cmds)
+    res = subprocess.run(
+        [py, "-m", "rewardlab.cli", "replay", f"bag={bag}", "reward=task:arm_reach",
+         f"json={tmp_path / 'replay.json'}"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads((tmp_path / "replay.json").read_text())
+    assert summary["ticks"] >= 0.9 * len(cmds) and np.isfinite(summary["return"]), summary
+    assert {"reward/distance", "reward/near_target"} <= set(summary)
 
 
 # -------------------------------------------------------------------------------------------------
