@@ -844,12 +844,19 @@ def _start_without_main(proc: Any) -> None:
         data.pop("init_main_from_name", None)
         return data
 
+    config = multiprocessing.current_process()._config
     with _CTX_LOCK:
         spawn.get_preparation_data = prep
+        # multiprocessing refuses children of daemonic processes (pool workers) because it
+        # could not clean them up; run_in_sandbox kills and joins its child itself
+        was_daemon = config.get("daemon")
+        config["daemon"] = False
         try:
             proc.start()
         finally:
             spawn.get_preparation_data = original
+            if was_daemon is not None:
+                config["daemon"] = was_daemon
 
 
 def _status_kb(key: str) -> int:
@@ -915,6 +922,9 @@ def apply_limits(limits: SandboxLimits) -> list[str]:
             applied.append("user=nobody")
         except OSError:
             pass
+    # a backstop should the parent die without killing us: SIGALRM's default action ends us
+    signal.alarm(math.ceil(limits.wall_seconds) + 5)
+    applied.append("alarm")
     torch.set_num_threads(max(1, limits.torch_threads))
     return applied
 
@@ -1076,7 +1086,7 @@ def record_states(
     out = {k: torch.cat(v, 0) for k, v in frames.items()}
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         torch.save(out, tmp)
         os.replace(tmp, path)
     return out

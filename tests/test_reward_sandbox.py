@@ -469,3 +469,14 @@ def test_concurrent_trial_runs_from_threads():
     assert [r.ok for r in results] == [True, False, False, True]
     assert results[1].error.kind == "timeout" and results[2].error.kind == "nan"
     assert results[3].component_stats["effort"]["min"] < results[0].component_stats["effort"]["min"]
+
+
+def _sandbox_from_pool_worker(_: int) -> str:
+    return run_in_sandbox(_return_pid_uid, (), FAST)[0] != os.getpid() and "ok"
+
+
+def test_run_in_sandbox_from_a_daemonic_pool_worker():
+    import multiprocessing
+
+    with multiprocessing.get_context("forkserver").Pool(1) as pool:
+        assert pool.map(_sandbox_from_pool_worker, [0]) == ["ok"]
