@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> None:
         cold = run_child(cache, args.device)
         warm = run_child(cache, args.device)
     rows = []
-    for c, w in zip(cold, warm, strict=True):
+    warm_by = {w["task"]: w for w in warm}
+    for c in cold:
+        w = warm_by.get(c["task"], {"cpu_s": float("nan"), "wall_s": float("nan")})
         rows.append([c["task"], c["variants"], c["cpu_s"], c["wall_s"], w["cpu_s"], w["wall_s"]])
     tot = [sum(r[i] for r in rows) for i in (2, 3, 4, 5)]
     rows.append(["total", sum(r[1] for r in rows), *tot])

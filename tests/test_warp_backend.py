@@ -423,3 +423,13 @@ def test_domain_randomization_matches_native() -> None:
     for a in actions(native, 8, seed=6):
         plain.step(a)
     assert rel_err(plain.state()["torso_pos"], warp.state()["torso_pos"]) > 1e-3
+
+
+@pytest.mark.unit
+def test_too_small_constraint_buffer_warns() -> None:
+    """Dropped contacts are never silent: a too-small njmax warns, naming the knob."""
+    env = make_env("ant_run", num_envs=2, backend="warp", njmax=2, seed=0)
+    env.reset(seed=0)
+    with pytest.warns(RuntimeWarning, match=r"NEFC.*njmax="):
+        for _ in range(16):  # the legs touch the floor within a few control steps
+            env.step(torch.zeros(2, env.action_dim))
