@@ -480,24 +480,29 @@ def _signed_terms(node: ast.expr, sign: int = 1) -> list[tuple[int, ast.expr]]:
     return [(sign, node)]
 
 
+def _is_weight(node: ast.expr) -> bool:
+    """A constant, or a name that Text2Reward's prompts use for weights (``weight_*``, ``w_*``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return True
+    return isinstance(node, ast.Name) and node.id.startswith(("weight", "w_"))
+
+
 def _term_name(node: ast.expr) -> str | None:
-    """``reach`` for ``reach``, ``0.5 * reach`` and ``reach * 0.5``; else ``None``."""
+    """``reach`` for ``reach``, ``0.5 * reach``, ``reach / 2`` and ``weight_reach * reach``."""
     if isinstance(node, ast.Name):
         return node.id
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        return _term_name(node.operand)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult | ast.Div):
         left, right = node.left, node.right
-        if isinstance(right, ast.Constant) and isinstance(right.value, int | float):
+        if _is_weight(right) and not _is_weight(left):
             return _term_name(left)
-        if (
-            isinstance(node.op, ast.Mult)
-            and isinstance(left, ast.Constant)
-            and isinstance(left.value, int | float)
-        ):
+        if isinstance(node.op, ast.Mult) and _is_weight(left) and not _is_weight(right):
             return _term_name(right)
     return None
 
 
-def infer_components(tree: ast.Module, entry: str) -> list[str]:
+def _infer_sum(tree: ast.Module, entry: str) -> list[str]:
     """Rewrite ``entry``'s final ``return a + 0.5 * b - c`` to also return its terms.
 
     Text2Reward functions return one float, usually a sum of named terms, directly or through
@@ -545,6 +550,100 @@ def infer_components(tree: ast.Module, entry: str) -> list[str]:
         if not hasattr(node, "lineno"):
             ast.copy_location(node, expr)
     return names  # type: ignore[return-value]
+
+
+_PART = "rl_part_"
+
+
+class _Accumulate(ast.NodeTransformer):
+    """``acc += term`` -> ``acc += (rl_term := term)`` and ``rl_part_<name> += rl_term``."""
+
+    def __init__(self, acc: str, keys: dict[int, str]) -> None:
+        self.acc, self.keys = acc, keys
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        key = self.keys.get(id(node))
+        if key is None:
+            return node
+        tmp = ast.Name("rl_term", ast.Store())
+        node.value = ast.NamedExpr(target=tmp, value=node.value)
+        part = ast.AugAssign(
+            target=ast.Name(_PART + key, ast.Store()),
+            op=node.op,
+            value=ast.Name("rl_term", ast.Load()),
+        )
+        return [node, ast.copy_location(part, node)]
+
+    def visit_Return(self, node: ast.Return) -> Any:
+        parts = sorted(set(self.keys.values()), key=list(self.keys.values()).index)
+        comps = ast.Dict(
+            keys=[ast.Constant(k) for k in parts],
+            values=[ast.Name(_PART + k, ast.Load()) for k in parts],
+        )
+        node.value = ast.Tuple([node.value, comps], ast.Load())  # type: ignore[list-item]
+        return node
+
+
+def _infer_accumulator(tree: ast.Module, entry: str) -> list[str]:
+    """``reward = 0.0; reward += a; if ok: reward += 2 * bonus; ...; return reward``.
+
+    Every ``+=`` / ``-=`` of the returned variable becomes a component named after its term
+    (``a``, ``bonus``; ``term_line<N>`` when the term has no name), accumulated where it runs;
+    the variable must start as a constant 0 and never be assigned otherwise.
+    """
+    fn = find_function(tree, entry)
+    if fn is None or any(isinstance(n, ast.FunctionDef | ast.Lambda) for n in ast.walk(fn) if n is not fn):  # fmt: skip
+        return []
+    returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
+    accs = {r.value.id if isinstance(r.value, ast.Name) else None for r in returns}
+    if len(accs) != 1 or None in accs:
+        return []
+    acc = accs.pop()
+    init = [s for s in fn.body if isinstance(s, ast.Assign) and [getattr(t, "id", None) for t in s.targets] == [acc]]  # fmt: skip
+    if len(init) != 1 or not (isinstance(init[0].value, ast.Constant) and init[0].value.value == 0):  # fmt: skip
+        return []
+    keys: dict[int, str] = {}
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and (node.id.startswith(_PART) or node.id == "rl_term"):
+            return []
+        targets = []
+        if isinstance(node, ast.Assign) and node is not init[0]:
+            targets = node.targets
+        elif isinstance(node, ast.AnnAssign | ast.NamedExpr):
+            targets = [node.target]
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == acc:  # fmt: skip
+            if not isinstance(node.op, ast.Add | ast.Sub):
+                return []
+            keys[id(node)] = _term_name(node.value) or f"term_line{node.lineno}"
+            continue
+        if any(isinstance(n, ast.Name) and n.id == acc for t in targets for n in ast.walk(t)):
+            return []
+    if len(keys) < 2:
+        return []
+    _Accumulate(acc, keys).visit(fn)
+    parts = sorted(set(keys.values()), key=list(keys.values()).index)
+    zeros = [ast.Assign([ast.Name(_PART + k, ast.Store())], ast.Constant(0.0)) for k in parts]
+    fn.body[:0] = [ast.copy_location(z, fn.body[0]) for z in zeros]
+    ast.fix_missing_locations(fn)
+    return parts
+
+
+def infer_components(tree: ast.Module, entry: str) -> list[str]:
+    """Rewrite a Text2Reward ``entry`` in place so that it returns ``(total, {name: term})``.
+
+    Two shapes of code are understood (anything else: ``[]``, tree unchanged):
+
+    - a final ``return a + 0.5 * b - weight_c * c`` (directly or through a variable assigned
+      that sum just before): the signed terms are the components;
+    - an accumulator: ``reward = 0.0`` then ``reward += term`` / ``reward -= term`` anywhere
+      (also inside ``if``), and ``return reward``: each ``+=`` line is a component, summed
+      where it runs.
+
+    Terms are named after their variable (``0.5 * bonus`` and ``weight_bonus * bonus`` ->
+    ``bonus``). The components add up to the total by construction; the adapter also verifies
+    that on the first batch and drops them if not. Returns the component names.
+    """
+    return _infer_sum(tree, entry) or _infer_accumulator(tree, entry)
 
 
 def build_text2reward(
@@ -601,6 +700,12 @@ def build_text2reward(
         if "batched" not in mode:
             mode["batched"] = _batched_agrees(batched, loop, data, act, n)
         total, parts = (batched if mode["batched"] else loop)(data, act, n)
+        if "components" not in mode:  # inferred components must add up to the total
+            mode["components"] = not parts or bool(
+                np.allclose(sum(parts.values()), total, rtol=1e-5, atol=1e-6)
+            )
+        if not mode["components"]:
+            parts = {}
 
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=action.device)  # fmt: skip

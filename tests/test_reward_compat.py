@@ -145,7 +145,7 @@ def test_text2reward_loop_adapter_matches_per_world_numpy():
     fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t2r.py")
     total, comps = fn(StateDict(state), action)
     assert total.shape == (8,) and total.dtype == torch.float32
-    assert fn.mode == {"batched": False}  # np.linalg.norm without axis: one world at a time
+    assert fn.mode["batched"] is False  # np.linalg.norm without axis: one world at a time
     # `return reaching_reward + bonus + action_penalty`: the terms become the components
     assert list(comps) == ["reaching_reward", "bonus", "action_penalty"]
     assert torch.allclose(sum(comps.values()), total, atol=1e-6)
@@ -163,7 +163,7 @@ def test_text2reward_vectorizable_code_runs_batched():
     state, action, _ = _stepped_state("arm_reach")
     fn = compat.build_text2reward(code, "arm_reach", list(state), filename="t2r.py")
     total, comps = fn(StateDict(state), action)
-    assert fn.mode == {"batched": True} and comps == {}  # `-d + 0.1 * np.exp(...)`: no names
+    assert fn.mode["batched"] is True and comps == {}  # `-d + 0.1 * np.exp(...)`: no names
     d = state["distance"].double()
     assert torch.allclose(total.double(), -d + 0.1 * torch.exp(-d / 0.05), atol=1e-5)
 
@@ -225,6 +225,29 @@ def test_docs_tables_are_generated_from_the_maps():
         ("    a = 1.0\n    if a > 0:\n        return a\n    return a + a\n", None),  # two returns
         ("    a = 1.0\n    return a + abs(a)\n", None),  # a term that is not a name
         ("    a = 1.0\n    return a\n", None),
+        (
+            "    w_a = 0.5\n    a = 2.0\n    b = 1.0\n    return w_a * a + b\n",
+            {"a": 1.0, "b": 1.0},
+        ),  # fmt: skip
+        # Text2Reward's usual accumulator, with a branch that does not run and one that does
+        (
+            "    reward = 0.0\n    a = 1.0\n    reward += 0.5 * a\n    if a > 2:\n        reward += 10.0\n"
+            "    else:\n        reward -= a\n    reward += 3.0 * a\n    return reward\n",
+            {"a": 0.5 - 1.0 + 3.0, "term_line6": 0.0},
+        ),
+        (
+            "    reward = 0.0\n    d = 2.0\n    reward += -d\n    if d < 5:\n        reward += 1.0\n"
+            "        return reward\n    reward -= 0.1 * d\n    return reward\n",
+            {"d": -2.0, "term_line6": 1.0},
+        ),
+        (
+            "    reward = 0.0\n    reward += 1.0\n    reward = max(reward, 0.0)\n    return reward\n",
+            None,
+        ),  # fmt: skip
+        (
+            "    reward = 1.0\n    reward += 1.0\n    reward += 2.0\n    return reward\n",
+            None,
+        ),  # fmt: skip
     ],
 )
 def test_text2reward_component_inference(body, expected):

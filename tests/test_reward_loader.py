@@ -195,3 +195,25 @@ def test_record_states_shapes_and_cache(tmp_path, monkeypatch):
     monkeypatch.setattr("rewardlab.envs.make_env", no_env)
     again = sandbox.record_states("arm_reach", num_envs=4, steps=3, seed=2, cache_dir=tmp_path)
     assert all(torch.equal(again[k], rec[k]) for k in rec)
+
+
+def test_text2reward_staged_file_gets_inferred_components():
+    env = make_env("arm_reach", num_envs=8, seed=0)
+    try:
+        limits = SandboxLimits(wall_seconds=60.0, max_ms_per_call=2000.0)
+        fn = load_reward_file(FIXTURES / "arm_text2reward_stages.py", env, limits=limits)
+        assert fn.check.components == ["reach_reward", "precision_bonus", "effort_penalty"]
+        env.set_reward(fn)
+        env.reset(seed=0)
+        action = torch.full((8, 3), 0.5)
+        _, reward, term, _, info = env.step(action)
+        state = env.state()
+        d = state["distance"].double()
+        reach = 0.6 * (1.0 - torch.tanh(5.0 * d))
+        bonus = 0.3 * (d < 0.05).double()
+        effort = torch.full_like(d, 0.1 * -0.75)
+        assert torch.allclose(reward.double(), reach + bonus + effort, atol=1e-5)
+        assert set(info["log"]) == {f"reward/{c}" for c in fn.check.components}
+        assert info["log"]["reward/effort_penalty"] == pytest.approx(-0.075, abs=1e-6)
+    finally:
+        env.close()
