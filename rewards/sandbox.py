@@ -98,6 +98,17 @@ class SandboxLimits:
     torch_threads: int = 1
     """``torch.set_num_threads`` in the child."""
 
+    def __post_init__(self) -> None:
+        positive = ("cpu_seconds", "memory_mb", "wall_seconds", "max_ms_per_call", "max_open_files", "max_processes", "torch_threads")  # fmt: skip
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"SandboxLimits.{name}: got {value!r}, expected a number > 0")
+        if isinstance(self.file_size_mb, bool) or not isinstance(self.file_size_mb, int) or self.file_size_mb < 0:  # fmt: skip
+            raise ValueError(
+                f"SandboxLimits.file_size_mb: got {self.file_size_mb!r}, expected an integer >= 0"
+            )
+
 
 DEFAULT_LIMITS = SandboxLimits()
 """The default :class:`SandboxLimits`."""

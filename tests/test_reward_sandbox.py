@@ -480,3 +480,17 @@ def test_run_in_sandbox_from_a_daemonic_pool_worker():
 
     with multiprocessing.get_context("forkserver").Pool(1) as pool:
         assert pool.map(_sandbox_from_pool_worker, [0]) == ["ok"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"cpu_seconds": 0}, "cpu_seconds: got 0"),
+        ({"memory_mb": -1}, "memory_mb: got -1"),
+        ({"wall_seconds": "10"}, "wall_seconds: got '10'"),
+        ({"file_size_mb": -2}, "file_size_mb: got -2"),
+    ],
+)
+def test_limits_are_validated(kwargs, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        SandboxLimits(**kwargs)
