@@ -282,6 +282,11 @@ _FORBIDDEN_NODES = {
     ast.YieldFrom: "generators ('yield from')",
 }
 _TOP_LEVEL_OK = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign, ast.AnnAssign, ast.Pass)
+_STATIC_NODES = (
+    ast.Constant, ast.Name, ast.Attribute, ast.Tuple, ast.List, ast.Subscript, ast.Slice,
+    ast.UnaryOp, ast.BinOp, ast.Load, ast.operator, ast.unaryop, ast.Compare, ast.cmpop,
+    ast.BoolOp, ast.boolop, ast.IfExp, ast.Dict, ast.Set,
+)  # fmt: skip
 _JIT_DECORATORS = {"torch.jit.script", "jit.script", "torch.jit.ignore", "torch.jit.unused"}
 
 PRELUDE_NAMES = ("torch", "math", "np", "numpy", "Tuple", "Dict", "List", "Optional", "Tensor")
@@ -326,6 +331,24 @@ def check_ast(tree: ast.Module) -> RewardError | None:
                 f"top-level {type(stmt).__name__} statement; only imports, function definitions "
                 "and constant assignments may appear outside functions",
             )
+        # what runs when the module is executed (in the trainer too) must be deterministic:
+        # no calls in module-level values, default arguments or annotations
+        if isinstance(stmt, ast.FunctionDef):
+            a = stmt.args
+            parts = [*a.defaults, *(d for d in a.kw_defaults if d is not None), stmt.returns]
+            parts += [x.annotation for x in [*a.posonlyargs, *a.args, *a.kwonlyargs]]
+        elif isinstance(stmt, ast.Assign | ast.AnnAssign):
+            parts = [stmt.value, getattr(stmt, "annotation", None)]
+        else:
+            parts = []
+        for part in parts:
+            call = next((n for n in ast.walk(part) if not isinstance(n, _STATIC_NODES)), None) if part is not None else None  # fmt: skip
+            if call is not None:
+                return _forbidden(
+                    call,
+                    f"{type(call).__name__} outside a function (module-level values, default "
+                    "arguments and annotations must be constants)",
+                )
     # the allowed decorators (torch.jit.script) are removed before exec; their names are exempt
     exempt = {
         id(n)

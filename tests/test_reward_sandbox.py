@@ -62,6 +62,10 @@ def _body(lines: str) -> str:
 
 def test_good_code_passes_static_check():
     assert check_source(GOOD, NAMES) is None
+    constants = (
+        "import math\nimport torch\nTEMP = 0.5\nGOAL: float = 2 * math.pi\nW = (1.0, -0.5)\n"
+    )
+    assert check_source(constants + GOOD.replace("import torch\n", ""), NAMES) is None
     scripted = "import torch\nfrom typing import Dict, Tuple\n\n@torch.jit.script\n" + GOOD.split("\n\n", 1)[1]  # fmt: skip
     assert (
         check_source(scripted, NAMES) is None
@@ -95,6 +99,10 @@ def test_good_code_passes_static_check():
         (_body("x = '{0.__class__}'.format(action)"), "format strings"),
         ("import torch\nclass A:\n    pass\n" + GOOD, "ClassDef"),
         ("import torch\nprint('side effect')\n" + GOOD, "top-level"),
+        ("import torch\nX = torch.rand(()) > 0.5\n" + GOOD, "Call outside a function"),
+        (GOOD.replace("(state, action)", "(state, action, x=torch.empty(10))"), "Call outside"),
+        (GOOD.replace("(state, action)", "(state: torch.ones(3), action)"), "Call outside"),
+        ("import torch\nS = [i for i in range(3)]\n" + GOOD, "ListComp outside"),
         ("from torch import *\n" + GOOD, "import *"),
         ("import numpy.ctypeslib\n" + GOOD, "numpy.ctypeslib"),
         (GOOD.replace("def compute", "@staticmethod\ndef compute"), "decorators"),
