@@ -309,6 +309,13 @@ class Ros2Env(BatchedEnv):
             info,
         )
 
+    def set_reward(self, reward_fn: Callable[..., Any] | None) -> None:
+        """Use ``compute_reward(state, action) -> (total, components)`` from the next step on
+        (``None``: the task's own); e.g. ``rewardlab.rewards.loader.load_reward_file(path, env)``."""
+        from rewardlab.rewards.terms import compose
+
+        self.reward_fn = reward_fn or compose(self.task.reward_terms())
+
     # -- state -----------------------------------------------------------------------------------
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:

@@ -450,6 +450,14 @@ time.sleep(0.5)
 obs, rew, term, trunc, info = env.step(action)
 out["stall_truncated"] = bool(trunc[0])
 out["stall_safety"] = info.get("safety", "")
+# a code reward (as an LLM writes it), checked by the reward loader against the env's schema
+from rewardlab.rewards.loader import load_reward_file
+env.set_reward(load_reward_file(sys.argv[4], env))
+for _ in range(5):
+    action = torch.as_tensor(policy(obs[0].numpy()), dtype=torch.float32)[None]
+    obs, rew, term, trunc, info = env.step(action)
+out["code_reward_log"] = info["log"]
+out["code_reward"] = float(rew[0])
 env.close()
 print("RESULT " + json.dumps(out))
 """
@@ -464,10 +472,27 @@ def test_ros2_env_backend_runs_episodes_on_the_sim_robot(
     target); a stalled learner makes the controller HOLD and ends the episode."""
     sim_cfg = dict(ARM["sim"], target_period_s=0.0)  # one fixed target, no resets by the sim
     robot = robot_yaml(tmp_path, stale_timeout_s=1.0, sim=sim_cfg)
+    reward_file = tmp_path / "reward.py"
+    reward_file.write_text(
+        "import torch\n\n"
+        "def compute_reward(state, action):\n"
+        "    close = torch.exp(-state['distance'] / 0.1)\n"
+        "    effort = -0.01 * (action ** 2).sum(-1)\n"
+        "    return close + effort, {'close': close, 'effort': effort}\n"
+    )
     with RosNamespace(log_dir=tmp_path / "logs") as ns:
         ns.popen([py, "-m", "rewardlab.deploy.sim_robot", "--robot", str(robot), "--quiet"], "sim")
         res = ns.run(
-            [py, "-c", ROS2_ENV_SCRIPT, str(arm_run / "export"), str(robot), transport], timeout=180
+            [
+                py,
+                "-c",
+                ROS2_ENV_SCRIPT,
+                str(arm_run / "export"),
+                str(robot),
+                transport,
+                str(reward_file),
+            ],
+            timeout=180,
         )
     out = json.loads(res.stdout.split("RESULT ", 1)[1])
     assert out["first_obs_shape"] == [1, 15]
@@ -484,3 +509,5 @@ def test_ros2_env_backend_runs_episodes_on_the_sim_robot(
         "seconds"
     ]  # 50 Hz, real time
     assert out["stall_truncated"] and out["stall_safety"].startswith("HOLD"), out
+    assert set(out["code_reward_log"]) == {"reward/close", "reward/effort"}, out
+    assert 0.0 < out["code_reward"] <= 1.0, out
