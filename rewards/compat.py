@@ -43,6 +43,7 @@ of our tasks.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -270,6 +271,87 @@ def eureka_names(task: str | None, state_names: Collection[str]) -> dict[str, Bi
 
 
 # ---------------------------------------------------------------------------------------------
+# isaacgymenvs.utils.torch_jit_utils helpers Eureka's code calls (quaternions as (x, y, z, w))
+
+
+def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of ``[..., 4]`` quaternions (x, y, z, w)."""
+    x1, y1, z1, w1 = a.unbind(-1)
+    x2, y2, z2, w2 = b.unbind(-1)
+    return torch.stack(
+        [
+            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+        ],
+        -1,
+    )
+
+
+def quat_conjugate(a: torch.Tensor) -> torch.Tensor:
+    """Conjugate of ``[..., 4]`` quaternions (x, y, z, w)."""
+    return torch.cat([-a[..., :3], a[..., 3:]], -1)
+
+
+def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate ``v`` ``[N, 3]`` by ``q`` ``[N, 4]`` (x, y, z, w)."""
+    return _quat_rotate(q[:, [3, 0, 1, 2]], v)
+
+
+def quat_rotate_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate ``v`` ``[N, 3]`` by the inverse of ``q`` ``[N, 4]`` (x, y, z, w)."""
+    return quat_rotate(quat_conjugate(q), v)
+
+
+def normalize(x: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """``x`` divided by its norm over the last axis."""
+    return x / x.norm(p=2, dim=-1).clamp(min=eps).unsqueeze(-1)
+
+
+def normalize_angle(x: torch.Tensor) -> torch.Tensor:
+    """Angles wrapped to ``(-pi, pi]``."""
+    return torch.atan2(torch.sin(x), torch.cos(x))
+
+
+def get_euler_xyz(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Roll, pitch, yaw in ``[0, 2 pi)`` of ``[N, 4]`` quaternions (x, y, z, w), as IsaacGym."""
+    qx, qy, qz, qw = q.unbind(-1)
+    roll = torch.atan2(2.0 * (qw * qx + qy * qz), qw * qw - qx * qx - qy * qy + qz * qz)
+    sinp = 2.0 * (qw * qy - qz * qx)
+    pitch = torch.where(sinp.abs() >= 1, torch.copysign(torch.full_like(sinp, math.pi / 2), sinp), torch.asin(sinp.clamp(-1, 1)))  # fmt: skip
+    yaw = torch.atan2(2.0 * (qw * qz + qx * qy), qw * qw + qx * qx - qy * qy - qz * qz)
+    two_pi = 2 * math.pi
+    return roll % two_pi, pitch % two_pi, yaw % two_pi
+
+
+def tensor_clamp(t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``t`` clamped elementwise between tensors ``lo`` and ``hi``."""
+    return torch.max(torch.min(t, hi), lo)
+
+
+def scale(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` -> ``[lower, upper]``."""
+    return 0.5 * (x + 1.0) * (upper - lower) + lower
+
+
+def unscale(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``[lower, upper]`` -> ``[-1, 1]``."""
+    return (2.0 * x - upper - lower) / (upper - lower)
+
+
+ISAACGYM_UTILS: dict[str, Callable[..., Any]] = {
+    f.__name__: f
+    for f in (
+        quat_mul, quat_conjugate, quat_rotate, quat_rotate_inverse, normalize, normalize_angle,
+        get_euler_xyz, tensor_clamp, scale, unscale,
+    )
+}  # fmt: skip
+"""Helpers of ``isaacgymenvs.utils.torch_jit_utils`` predefined for Eureka-style code (its env
+modules import them with ``*``, so Eureka's rewards call them unqualified)."""
+
+
+# ---------------------------------------------------------------------------------------------
 # Eureka adapter
 
 
@@ -304,7 +386,7 @@ def build_eureka(
     err = check_eureka(code, task, state_names)
     if err:
         raise SandboxFailure(err)
-    namespace = exec_source(code, filename)
+    namespace = exec_source(code, filename, extra_globals=ISAACGYM_UTILS)
     fn = namespace["compute_reward"]
     tree = ast.parse(code)
     node = find_function(tree, "compute_reward")

@@ -602,12 +602,16 @@ def source_filename(code: str, path: str | Path | None = None) -> str:
 
 
 def exec_source(
-    code: str, filename: str, transform: Callable[[ast.Module], Any] | None = None
+    code: str,
+    filename: str,
+    transform: Callable[[ast.Module], Any] | None = None,
+    extra_globals: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Execute checked source with :func:`safe_globals`; jit decorators removed (run eagerly).
 
     The source is registered with :mod:`linecache` so tracebacks show its lines. ``transform``
-    may rewrite the parsed module in place before it is compiled (keeping line numbers).
+    may rewrite the parsed module in place before it is compiled (keeping line numbers);
+    ``extra_globals`` are predefined names (trusted helpers, e.g. IsaacGym's quaternion utils).
     """
     tree = ast.parse(code, filename=filename)
     if transform is not None:
@@ -617,6 +621,7 @@ def exec_source(
             node.decorator_list = [d for d in node.decorator_list if _dotted(d) not in _JIT_DECORATORS]  # fmt: skip
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     namespace = safe_globals()
+    namespace.update(extra_globals or {})
     exec(compile(tree, filename, "exec"), namespace)  # noqa: S102 - checked by check_ast
     return namespace
 

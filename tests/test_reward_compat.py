@@ -260,3 +260,45 @@ def test_text2reward_component_inference(body, expected):
     else:
         assert {k: v[0].item() for k, v in comps.items()} == expected
         assert torch.allclose(sum(comps.values()), total)
+
+
+def test_eureka_code_can_call_isaacgym_helpers():
+    # Eureka's env modules import isaacgymenvs.utils.torch_jit_utils with *, so its rewards call
+    # quat_rotate_inverse, normalize_angle, ... unqualified; (x, y, z, w) quaternions
+    code = (
+        "@torch.jit.script\n"
+        "def compute_reward(root_states: torch.Tensor, heading_vec: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:\n"  # fmt: skip
+        "    angvel_local = quat_rotate_inverse(root_states[:, 3:7], root_states[:, 10:13])\n"
+        "    roll, pitch, yaw = get_euler_xyz(root_states[:, 3:7])\n"
+        "    spin = -torch.abs(angvel_local[:, 2])\n"
+        "    heading = normalize(heading_vec)[:, 0]\n"
+        "    return spin + heading, {'spin': spin, 'heading': heading, 'yaw': normalize_angle(yaw)}\n"
+    )
+    state, action, dt = _stepped_state("ant_run", steps=8)
+    fn = compat.build_eureka(code, "ant_run", list(state), dt, filename="<t>")
+    _, comps = fn(StateDict(state), action)
+    assert torch.allclose(comps["spin"], -state["torso_angvel"][:, 2].abs(), atol=1e-5)
+    q = state["torso_quat"]  # (w, x, y, z)
+    w, x, y, z = q.unbind(-1)
+    yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    assert torch.allclose(comps["yaw"], yaw, atol=1e-4)
+    assert torch.allclose(comps["heading"], compat._axis(q, 0)[:, 0], atol=1e-5)
+
+
+def test_isaacgym_quaternion_helpers_match_scipy():
+    from scipy.spatial.transform import Rotation
+
+    gen = torch.Generator().manual_seed(4)
+    q = torch.randn(32, 4, generator=gen, dtype=torch.float64)
+    q = q / q.norm(dim=-1, keepdim=True)  # (x, y, z, w), scipy's order
+    v = torch.randn(32, 3, generator=gen, dtype=torch.float64)
+    r = Rotation.from_quat(q.numpy())
+    assert np.allclose(compat.quat_rotate(q, v).numpy(), r.apply(v.numpy()), atol=1e-12)
+    assert np.allclose(compat.quat_rotate_inverse(q, v).numpy(), r.inv().apply(v.numpy()), atol=1e-12)  # fmt: skip
+    q2 = torch.roll(q, 1, 0)
+    ref = (r * Rotation.from_quat(q2.numpy())).as_quat()
+    ours = compat.quat_mul(q, q2).numpy()
+    assert np.allclose(np.abs((ours * ref).sum(-1)), 1.0, atol=1e-12)  # same rotation (q ~ -q)
+    roll, pitch, yaw = compat.get_euler_xyz(q)
+    ref_euler = r.as_euler("xyz") % (2 * np.pi)
+    assert np.allclose(torch.stack([roll, pitch, yaw], -1).numpy(), ref_euler, atol=1e-9)
