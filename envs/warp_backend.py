@@ -71,9 +71,9 @@ def warp_cache_dir() -> Path:
 def init_warp() -> Any:
     """Import and initialise Warp once, with the kernel cache at :func:`warp_cache_dir`.
 
-    Compiling MuJoCo Warp's kernels for a new model takes seconds to tens of seconds (about a
-    minute for every shipped task together, on the CPU, measured in ``docs/gpu_simulation.md``);
-    cached, loading them takes well under a second. When Warp was initialised before (by other
+    Compiling MuJoCo Warp's kernels for a new model takes seconds to tens of seconds (about
+    90 s of CPU time for every shipped task together on the CPU device, cold; about 7 s from
+    the cache: ``benchmarks/warp_compile_time.py``). When Warp was initialised before (by other
     code), its cache directory is kept.
 
     Returns:

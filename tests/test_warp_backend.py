@@ -10,11 +10,11 @@ geometry). A pyramid is not rotationally symmetric, so the friction forces diffe
 Ant landing step: qvel differs by up to 0.4 rad/s) although both are valid. Under the
 *elliptic* cone both agree to float32 precision (1e-5 per step). So tasks with contacts are
 compared on a variant of their model with ``opt.cone = elliptic`` (same task code, both
-backends), and on their own model only up to the first contacts.
+backends), and on their own model only while nothing touches.
 
-Warp compiles its kernels on first use (about a minute for every task on a CPU); they are cached
-under ``$REWARDLAB_WARP_CACHE`` (default ``~/.cache/rewardlab/warp``), so later runs start in
-about a second.
+Warp compiles its kernels on first use (about 90 s of CPU time for every task, cold cache);
+they are cached under ``$REWARDLAB_WARP_CACHE`` (default ``~/.cache/rewardlab/warp``), so later
+runs load them in seconds.
 """
 
 from __future__ import annotations
