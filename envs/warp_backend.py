@@ -516,8 +516,11 @@ class WarpEnv(BatchedEnv):
         dev = self._wp_device
         if not wp.is_mempool_enabled(dev):
             return False
-        driver = getattr(wp, "get_cuda_driver_version", lambda: 0)()
-        return driver >= 12040
+        check = getattr(wp, "is_conditional_graph_supported", None)
+        if check is not None:
+            return bool(check())
+        driver = wp.get_cuda_driver_version()  # (major, minor) or None
+        return driver is not None and tuple(driver) >= (12, 4)
 
     def _capture(self) -> None:
         """Capture the step and the forward pass as CUDA graphs (arrays must not move after)."""

@@ -316,7 +316,8 @@ def test_cuda_tensors_stay_on_device_and_graph_matches_eager() -> None:
     eager = make_env(
         "ant_run", num_envs=512, backend="warp", device="cuda", seed=0, cuda_graph=False
     )
-    assert graph.uses_cuda_graph and not eager.uses_cuda_graph
+    # graphs need Warp's memory pool and a driver with conditional graph nodes (>= 12.4)
+    assert graph.uses_cuda_graph == graph._graphs_possible() and not eager.uses_cuda_graph
     og, oe = graph.reset(seed=0), eager.reset(seed=0)
     assert og.is_cuda and graph.sim.qpos.is_cuda
     torch.testing.assert_close(og, oe)
@@ -328,6 +329,8 @@ def test_cuda_tensors_stay_on_device_and_graph_matches_eager() -> None:
         assert og.is_cuda and rg.is_cuda and tg.is_cuda and info["final_obs"].is_cuda
         torch.testing.assert_close(og, oe, atol=1e-4, rtol=1e-4)
         assert torch.equal(tg, te) and torch.equal(ug, ue)
+    if not graph.uses_cuda_graph:
+        pytest.skip("this CUDA setup cannot capture MuJoCo Warp's step (eager path tested)")
 
 
 @pytest.mark.gpu
