@@ -11,25 +11,14 @@ import dataclasses
 from rewardlab.vlm_reward.config import VLMConfig
 
 TASK_PROMPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "cartpole_balance": (
-        ("the pole is upright",),
-        (
-            "the pole is lying to the left",
-            "the pole is lying to the right",
-            "the pole is hanging down",
-        ),
-    ),
-    "cartpole_swingup": (
-        ("the pole is upright",),
-        (
-            "the pole is lying to the left",
-            "the pole is lying to the right",
-            "the pole is hanging down",
-        ),
-    ),
+    # One baseline: the projection then keeps the upright-vs-hanging axis, along which the
+    # shipped model's score falls most steadily with the pole angle (measured: Spearman 0.94
+    # against -|angle| at alpha 0.5, vs 0.88 with the lying-left/right prompts added).
+    "cartpole_balance": (("the pole is upright",), ("the pole is hanging down",)),
+    "cartpole_swingup": (("the pole is upright",), ("the pole is hanging down",)),
     "arm_reach": (
-        ("the arm's hand is touching the red target",),
-        ("the arm's hand is far from the red target",),
+        ("the arm's hand is touching the green target",),
+        ("the arm's hand is far from the green target",),
     ),
     "humanoid_stand": (
         ("a humanoid robot standing upright",),

@@ -114,7 +114,13 @@ class VLMRewardEnv(BatchedEnv):
         self.frames = EnvFrames(env, size, task)
         self.shaping = cfg.shaping_on(bool(scorer.progress_like))
         self.reward = ScoreReward(
-            env.num_envs, self.shaping, cfg.gamma, cfg.normalize, cfg.scale, name="vlm"
+            env.num_envs,
+            self.shaping,
+            cfg.gamma,
+            cfg.normalize,
+            scale=cfg.scale,
+            offset=cfg.offset,
+            name="vlm",
         )
         n = env.num_envs
         self._score = torch.zeros(n)
@@ -204,7 +210,6 @@ class VLMRewardEnv(BatchedEnv):
             score_next, terminated.cpu(), truncated.cpu(), score_reset=fresh
         )
         self._score = fresh
-        r_vlm = r_vlm + (0.0 if self.shaping else self.cfg.offset)
         task_r = task_reward.detach().float().cpu()
         total = self.cfg.weight * r_vlm
         if self.cfg.task_weight != 0.0:

@@ -288,3 +288,88 @@ def _with_params(terms: dict[str, RewardTerm], **params: dict) -> dict[str, Rewa
         t = out[name]
         out[name] = RewardTerm(t.func, t.weight, {**t.params, **p})
     return out
+
+
+# -- kneeling (a posture task for language-specified rewards: "a humanoid robot kneeling") -------
+
+
+@dataclass(frozen=True)
+class HumanoidKneelConfig(HumanoidConfig):
+    """Humanoid kneel settings: the humanoid success band of a kneeling posture."""
+
+    fall_head_height: float = 0.6
+    """Terminate when the head is lower than this (m); kneeling upright puts it near 1.1 m."""
+    knee_floor_height: float = 0.15
+    """A knee counts as on the floor when its height is below this (m); standing: about 0.44."""
+    pelvis_band: tuple[float, float] = (0.35, 0.8)
+    """Pelvis height range (m) of kneeling: above sitting (0.1-0.2), below standing (0.86)."""
+    head_band: tuple[float, float] = (0.95, 1.4)
+    """Head height range (m) of kneeling upright (standing straight: 1.475)."""
+    min_upright: float = 0.7
+    """Minimum ``torso_upright`` (z of the torso's up axis) of kneeling upright."""
+    reward_weights: Mapping[str, float] = field(default_factory=dict)
+    """Overrides of the default term weights: kneeling, upright, healthy, effort."""
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("pelvis_band", "head_band"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo < hi:
+                raise ValueError(f"{name} must be (low, high) with 0 <= low < high, got {(lo, hi)}")
+        if self.knee_floor_height <= 0:
+            raise ValueError(f"knee_floor_height must be > 0, got {self.knee_floor_height}")
+        if not -1 <= self.min_upright <= 1:
+            raise ValueError(f"min_upright must be in [-1, 1], got {self.min_upright}")
+
+
+def kneeling(
+    state: State,
+    action: torch.Tensor,
+    pelvis: float = 0.55,
+    head: float = 1.15,
+    knee: float = 0.1,
+) -> torch.Tensor:
+    """Dense kneel posture term in [0, 1]: pelvis and head near their kneeling heights and the
+    lower knee near the floor (each a Gaussian tolerance, multiplied)."""
+    low_knee = state["knee_height"].min(-1).values
+    return (
+        torch.exp(-(((state["pelvis_height"] - pelvis) / 0.2) ** 2))
+        * torch.exp(-(((state["head_height"] - head) / 0.25) ** 2))
+        * torch.exp(-((torch.clamp(low_knee - knee, min=0.0) / 0.15) ** 2))
+    )
+
+
+@register_task
+class HumanoidKneel(_Humanoid):
+    """Go down on one or both knees and stay kneeling upright (VLM-RM's "a humanoid robot
+    kneeling"); success: a knee on the floor, pelvis and head in the kneeling bands, torso
+    upright, on the last step."""
+
+    name = "humanoid_kneel"
+    success_threshold = 0.5
+
+    @classmethod
+    def default_config(cls) -> HumanoidKneelConfig:
+        return HumanoidKneelConfig()
+
+    def success(self, state: State) -> torch.Tensor:
+        cfg: HumanoidKneelConfig = self.cfg  # type: ignore[assignment]
+        pelvis, head = state["pelvis_height"], state["head_height"]
+        return (
+            (state["knee_height"].min(-1).values < cfg.knee_floor_height)
+            & (pelvis >= cfg.pelvis_band[0])
+            & (pelvis <= cfg.pelvis_band[1])
+            & (head >= cfg.head_band[0])
+            & (head <= cfg.head_band[1])
+            & (state["torso_upright"] >= cfg.min_upright)
+        )
+
+    def reward_terms(self) -> dict[str, RewardTerm]:
+        return self._weighted(
+            {
+                "kneeling": (kneeling, 1.0),
+                "upright": (upright, 0.5),
+                "healthy": (alive, 0.5),
+                "effort": (action_l2, -0.01),
+            }
+        )

@@ -97,6 +97,8 @@ def train(
     lr: float = 2e-3,
     seed: int = 0,
     threads: int = 2,
+    share: dict[str, float] | None = None,
+    init: Path | None = None,
 ) -> dict:
     """Render, train and write the model; returns the model card (a dict)."""
     import open_clip
@@ -110,7 +112,7 @@ def train(
     shutil.copyfile(MODEL_CONFIG, config_path)
     open_clip.add_model_config(config_path)
 
-    share = {"cartpole": 0.4, "arm": 0.35, "humanoid": 0.25}
+    share = share or {"cartpole": 0.4, "arm": 0.35, "humanoid": 0.25}
     counts = {f: max(8, int(frames * s)) for f, s in share.items()}
     data = render_dataset(counts, size, seed)
     held = {f: max(4, len(d["label"]) // 10) for f, d in data.items()}
@@ -133,6 +135,12 @@ def train(
     train_x = torch.cat([d["images"][held[f] :] for f, d in data.items()])
     train_t = torch.cat([full_soft(f, d["soft"][held[f] :]) for f, d in data.items()])
     model = open_clip.create_model(name, pretrained=None)
+    if init is not None:  # continue training an earlier checkpoint of the same architecture
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        model.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
+        print(f"initialized from {init}", flush=True)
     tokenizer = open_clip.get_tokenizer(name)
     tokens = tokenizer(captions)
     n_params = sum(p.numel() for p in model.parameters())
@@ -204,9 +212,13 @@ def train(
             "batch": batch,
             "lr": lr,
             "seed": seed,
+            "share": share,
+            "init": None if init is None else Path(init).name,
             "seconds": round(time.perf_counter() - t0, 1),
             "command": f"python -m rewardlab.vlm_reward.tiny_clip.train --frames {frames} "
-            f"--steps {steps} --batch {batch} --lr {lr} --seed {seed}",
+            f"--steps {steps} --batch {batch} --lr {lr} --seed {seed}"
+            + (f" --share {','.join(f'{k}={v}' for k, v in share.items())}")
+            + (f" --init {Path(init).name}" if init is not None else ""),
         },
     }
     (out / f"{name}.card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -228,10 +240,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--share", default="cartpole=0.4,arm=0.35,humanoid=0.25",
+                   help="share of the frames per scene family")  # fmt: skip
+    p.add_argument("--init", type=Path, default=None, help="continue from this checkpoint (.pt)")
     a = p.parse_args(argv)
+    try:
+        share = {k: float(v) for k, v in (kv.split("=") for kv in a.share.split(","))}
+    except ValueError:
+        p.error(f"--share: got {a.share!r}, expected family=fraction,... (cartpole, arm, humanoid)")
+    if set(share) - set(FAMILIES):
+        p.error(f"--share: unknown families {sorted(set(share) - set(FAMILIES))}")
     if a.steps < 1 or a.frames < 24 or a.batch < 2 or not math.isfinite(a.lr) or a.lr <= 0:
         p.error("--steps >= 1, --frames >= 24, --batch >= 2 and --lr > 0 are required")
-    train(a.out, a.name, a.frames, a.steps, a.batch, a.lr, a.seed, a.threads)
+    train(a.out, a.name, a.frames, a.steps, a.batch, a.lr, a.seed, a.threads, share, a.init)
 
 
 if __name__ == "__main__":

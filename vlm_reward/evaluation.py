@@ -1,0 +1,503 @@
+"""Evaluating a frame scorer against the simulator's ground truth, before training on it.
+
+1. :func:`record_episodes` runs scripted policies of a task (successes, partial progress,
+   failures) in the batched env and keeps, per step, the physics rows needed to redraw the frame,
+   the task's own success flag and its human-written reward. Successful episodes end once the
+   task's success has held for ``hold_steps`` steps (a demonstration of reaching the goal).
+   :meth:`EpisodeSet.save` / :meth:`EpisodeSet.load` keep them (``.npz``), so several models and
+   prompts can be compared on the same episodes.
+2. :func:`evaluate` renders every recorded step with the task's reward camera at the scorer's
+   input size, scores the frames in batches, and reports
+
+   - **VOC** (value-order correlation, as VLAC / GVL): Spearman correlation of the score with
+     time, per successful episode; the mean over episodes is the headline.
+   - **success AUROC**: how well the score separates frames where the task's success holds from
+     frames where it does not (all recorded frames), and the same over episodes' last frames.
+   - **human-reward correlation**: Pearson and Spearman correlation of the score with the task's
+     own reward terms, per frame.
+
+   plus plots (score over time by episode kind, ROC curve, score against the human reward).
+
+What it cannot do: scripted policies exist for ``cartpole_swingup``, ``cartpole_balance`` and
+``arm_reach`` only; other tasks need episodes recorded by the user (:class:`EpisodeSet` from
+any policy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardlab.vlm_reward.base import FrameScorer
+
+Policy = Callable[[dict[str, torch.Tensor], Any], torch.Tensor]
+"""``policy(state, env) -> actions [N, action_dim]``."""
+
+
+# -- scripted policies -------------------------------------------------------------------------
+
+
+def _cartpole_swingup(
+    pump_sign: float, gain: float, balance: bool, centering: float = 0.5
+) -> Policy:
+    """Energy pumping to the upright energy, then a PD balance near upright."""
+
+    def policy(st: dict[str, torch.Tensor], env: Any) -> torch.Tensor:
+        th, w, x, v = st["pole_angle"], st["pole_angvel"], st["cart_pos"], st["cart_vel"]
+        energy = 0.5 * (0.1 / 3) * w**2 + 0.1 * 9.81 * 0.5 * torch.cos(th)
+        pump = pump_sign * gain * torch.sign(w * torch.cos(th) + 1e-6) * (energy < 0.49).float()
+        pump = pump - centering * (x + v)
+        bal = 12 * th + 2 * w + 0.6 * x + 1.0 * v
+        u = torch.where(th.abs() < 0.35, bal, pump) if balance else pump
+        return u.clamp(-1, 1)[:, None]
+
+    return policy
+
+
+def _cartpole_balance(kp: float, push: float) -> Policy:
+    def policy(st: dict[str, torch.Tensor], env: Any) -> torch.Tensor:
+        th, w, x, v = st["pole_angle"], st["pole_angvel"], st["cart_pos"], st["cart_vel"]
+        return (kp * th + (2.0 if kp else 0.0) * w + 0.6 * x + 1.0 * v + push).clamp(-1, 1)[:, None]  # fmt: skip
+
+    return policy
+
+
+def arm_ik(target: torch.Tensor) -> torch.Tensor:
+    """Joint angles ``[N, 3]`` (yaw, shoulder, elbow) putting arm3's hand on ``target [N, 3]``
+    (elbow-up solution, clamped to the joint limits; unreachable targets get the nearest
+    stretched pose)."""
+    from rewardlab.envs.robots import ARM3, ARM3_FOREARM, ARM3_SHOULDER_HEIGHT, ARM3_UPPER_ARM
+
+    l1, l2 = ARM3_UPPER_ARM, ARM3_FOREARM
+    x, y, z = target.double().unbind(-1)
+    yaw = torch.atan2(y, x)
+    r, h = torch.hypot(x, y), z - ARM3_SHOULDER_HEIGHT
+    c = ((r**2 + h**2 - l1**2 - l2**2) / (2 * l1 * l2)).clamp(-1.0, 1.0)
+    el = torch.acos(c)
+    sh = torch.atan2(r, h) - torch.atan2(l2 * torch.sin(el), l1 + l2 * torch.cos(el))
+    q = torch.stack([yaw, sh, el], -1)
+    lo = torch.tensor([lim[0] for lim in ARM3.joint_limits], dtype=q.dtype)
+    hi = torch.tensor([lim[1] for lim in ARM3.joint_limits], dtype=q.dtype)
+    return torch.maximum(torch.minimum(q, hi), lo)
+
+
+def _arm(fraction: float, yaw_offset: float = 0.0) -> Policy:
+    """Servo to ``fraction`` of the way (in joint space) from home to the IK of the target."""
+
+    def policy(st: dict[str, torch.Tensor], env: Any) -> torch.Tensor:
+        q_goal = arm_ik(st["target_pos"])
+        q_goal[:, 0] += yaw_offset
+        lo, hi = torch.as_tensor(env.model.actuator_ctrlrange, dtype=q_goal.dtype).T
+        home = torch.zeros_like(q_goal)
+        from rewardlab.envs.robots import ARM3
+
+        home[:] = torch.tensor(ARM3.default_pose, dtype=q_goal.dtype)
+        q = home + fraction * (q_goal - home)
+        return ((q - (hi + lo) / 2) / ((hi - lo) / 2)).clamp(-1, 1).float()
+
+    return policy
+
+
+SCRIPTS: dict[str, dict[str, tuple[str, Policy]]] = {
+    "cartpole_swingup": {
+        "swingup": ("success", _cartpole_swingup(-1.0, 1.0, True)),
+        "swingup_slow": ("success", _cartpole_swingup(-1.0, 0.8, True)),
+        "swing_no_balance": ("partial", _cartpole_swingup(-1.0, 1.0, False)),
+        "wrong_pump": ("failure", _cartpole_swingup(1.0, 1.0, True)),
+    },
+    "cartpole_balance": {
+        "balance": ("success", _cartpole_balance(12.0, 0.0)),
+        "weak": ("partial", _cartpole_balance(4.0, 0.0)),
+        "push": ("failure", _cartpole_balance(0.0, 0.6)),
+    },
+    "arm_reach": {
+        "reach": ("success", _arm(1.0)),
+        "halfway": ("partial", _arm(0.5)),
+        "miss": ("failure", _arm(1.0, yaw_offset=0.6)),
+        "home": ("failure", _arm(0.0)),
+    },
+}
+"""Task -> script name -> (kind, policy). Kinds: success, partial, failure (intended outcomes;
+the recorded success flag is the task's own verdict)."""
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EpisodeSet:
+    """Recorded episodes of one task: what is needed to redraw and judge every step."""
+
+    task: str
+    """Task name (its reward camera draws the frames)."""
+    physics: dict[str, np.ndarray]
+    """Field -> ``[E, T, ...]`` physics rows (``qpos``, ``mocap_pos``) of each step."""
+    length: np.ndarray
+    """``[E]`` valid steps of each episode (rows past it are padding)."""
+    success: np.ndarray
+    """``[E, T]`` the task's own success flag at each step."""
+    reward: np.ndarray
+    """``[E, T]`` the task's human-written reward of each step."""
+    kind: list[str]
+    """``[E]`` intended outcome of the script: success, partial or failure."""
+    script: list[str]
+    """``[E]`` script name."""
+
+    @property
+    def episode_success(self) -> np.ndarray:
+        """``[E]`` bool: the task's success holds on the episode's last valid step."""
+        return self.success[np.arange(len(self.length)), self.length - 1]
+
+    def save(self, path: str | Path) -> None:
+        """Write the set as one ``.npz``."""
+        arrays = {f"physics_{k}": v for k, v in self.physics.items()}
+        np.savez_compressed(
+            path,
+            task=self.task,
+            length=self.length,
+            success=self.success,
+            reward=self.reward,
+            kind=np.array(self.kind),
+            script=np.array(self.script),
+            **arrays,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> EpisodeSet:
+        """Read what :meth:`save` wrote.
+
+        Raises:
+            ValueError: the file is not an episode set (names the missing key).
+        """
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("task", "length", "success", "reward", "kind") if k not in z]
+            if missing:
+                raise ValueError(f"{path}: not a recorded episode set (missing {missing})")
+            physics = {k[len("physics_") :]: z[k] for k in z.files if k.startswith("physics_")}
+            return cls(
+                str(z["task"]),
+                physics,
+                z["length"],
+                z["success"],
+                z["reward"],
+                [str(s) for s in z["kind"]],
+                [str(s) for s in z["script"]],
+            )
+
+
+def record_episodes(
+    task: str,
+    episodes_per_script: int = 8,
+    steps: int | None = None,
+    hold_steps: int = 50,
+    seed: int = 0,
+    scripts: list[str] | None = None,
+) -> EpisodeSet:
+    """Run the task's scripted policies and record every step.
+
+    Args:
+        task: a task with scripts in :data:`SCRIPTS`.
+        episodes_per_script: parallel episodes per script (one batched env each).
+        steps: steps per episode; default: the task's episode length (capped at 300).
+        hold_steps: a successful episode ends once the task's success has held this long.
+        seed: seed of the reset distribution.
+        scripts: subset of the task's script names; all when ``None``.
+
+    Raises:
+        ValueError: no scripts for ``task`` or an unknown script name.
+    """
+    from rewardlab.envs import make_env
+    from rewardlab.vlm_reward.rendering import env_physics
+
+    if task not in SCRIPTS:
+        raise ValueError(
+            f"task: no scripted episodes for {task!r}; scripted tasks: {', '.join(SCRIPTS)} "
+            "(record an EpisodeSet from your own policy instead)"
+        )
+    names = scripts or list(SCRIPTS[task])
+    unknown = [s for s in names if s not in SCRIPTS[task]]
+    if unknown:
+        raise ValueError(f"scripts: unknown {unknown} for {task}; known: {list(SCRIPTS[task])}")
+    fields: dict[str, list[np.ndarray]] = {}
+    lengths, succ, rew, kinds, script_names = [], [], [], [], []
+    for k, name in enumerate(names):
+        kind, policy = SCRIPTS[task][name]
+        env = make_env(task, num_envs=episodes_per_script, nthread=1, seed=seed + 1000 * k)
+        env.reset(seed=seed + 1000 * k)
+        horizon = int(steps or min(env.max_episode_steps, 300))
+        rows: dict[str, list[np.ndarray]] = {}
+        s_hist, r_hist = [], []
+        n = episodes_per_script
+        ended = np.full(n, horizon)
+        streak = np.zeros(n, dtype=int)
+        alive = np.ones(n, dtype=bool)
+        for t in range(horizon):
+            physics = env_physics(env)
+            assert physics is not None, "recording needs a backend that snapshots its physics"
+            for f in ("qpos", "mocap_pos"):
+                if f in physics and physics[f].size:
+                    rows.setdefault(f, []).append(physics[f].copy())
+            state = env.state()
+            s_now = env.success().numpy().astype(bool)
+            r_now = env.reward_fn(state, state["last_action"])[0].numpy()
+            s_hist.append(s_now)
+            r_hist.append(r_now)
+            streak = np.where(s_now, streak + 1, 0)
+            finish = alive & (streak >= hold_steps)
+            ended[finish] = t + 1
+            alive &= ~finish
+            if not alive.any():
+                break
+            _, _, term, trunc, _ = env.step(policy(state, env))
+            # A world that terminates (balance: fell) ends its episode at the fall.
+            done = (term | trunc).numpy() & alive
+            ended[done] = t + 1
+            alive &= ~done
+            if not alive.any():
+                break
+        env.close()
+        t_len = len(s_hist)
+        for f, seq in rows.items():
+            fields.setdefault(f, []).append(np.stack(seq, 1))  # [n, T, ...]
+        lengths.append(np.minimum(ended, t_len))
+        succ.append(np.stack(s_hist, 1))
+        rew.append(np.stack(r_hist, 1))
+        kinds += [kind] * n
+        script_names += [name] * n
+    t_max = max(s.shape[1] for s in succ)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        width = [(0, 0), (0, t_max - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+        return np.pad(a, width, mode="edge")
+
+    return EpisodeSet(
+        task,
+        {f: np.concatenate([pad(a) for a in seq]) for f, seq in fields.items()},
+        np.concatenate(lengths),
+        np.concatenate([pad(a) for a in succ]),
+        np.concatenate([pad(a) for a in rew]),
+        kinds,
+        script_names,
+    )
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank), 0-based."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    xs = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and xs[j + 1] == xs[i]:
+            j += 1
+        ranks[order[i : j + 1]] = 0.5 * (i + j)
+        i = j + 1
+    return ranks
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; NaN when either side is constant."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    sx, sy = x.std(), y.std()
+    if len(x) < 2 or sx == 0 or sy == 0:
+        return float("nan")
+    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation (Pearson of average ranks)."""
+    return pearson(_rank(np.asarray(x)), _rank(np.asarray(y)))
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney U with ties
+    counted half); NaN when one class is empty."""
+    labels = np.asarray(labels, bool)
+    pos, neg = int(labels.sum()), int((~labels).sum())
+    if pos == 0 or neg == 0:
+        return float("nan")
+    r = _rank(np.asarray(scores, np.float64)) + 1.0
+    return float((r[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """False- and true-positive rates over all thresholds (for plotting)."""
+    order = np.argsort(-np.asarray(scores))
+    lab = np.asarray(labels, bool)[order]
+    tp = np.concatenate([[0], np.cumsum(lab)]) / max(lab.sum(), 1)
+    fp = np.concatenate([[0], np.cumsum(~lab)]) / max((~lab).sum(), 1)
+    return fp, tp
+
+
+def interpolate_strided(scores: np.ndarray, stride: int) -> np.ndarray:
+    """Fill the steps between every ``stride``-th score of a sequence by linear interpolation
+    (the last scored step is held to the end)."""
+    t = np.arange(len(scores))
+    keep = t[::stride]
+    return np.interp(t, keep, scores[keep])
+
+
+def score_episode(
+    scorer: FrameScorer, episodes: EpisodeSet, index: int, stride: int = 1, renderer: Any = None
+) -> np.ndarray:
+    """Scores ``[length]`` of one recorded episode; with ``stride`` > 1 only every ``stride``-th
+    frame is scored and the rest linearly interpolated."""
+    from rewardlab.envs import get_task
+    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+
+    n = int(episodes.length[index])
+    if renderer is None:
+        renderer = TiledRenderer(
+            get_task(episodes.task).load_model(),
+            scorer.image_size,
+            TASK_CAMERAS.get(episodes.task),
+            64,  # fmt: skip
+        )
+    steps = list(range(0, n, stride))
+    physics = {f: v[index, steps] for f, v in episodes.physics.items()}
+    frames = renderer.render_rows(physics)
+    s = scorer.score(frames).numpy().astype(np.float64)
+    full = np.full(n, np.nan)
+    full[steps] = s
+    return interpolate_strided(full[:n], stride) if stride > 1 else full
+
+
+def evaluate(
+    scorer: FrameScorer, episodes: EpisodeSet, stride: int = 1
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Score every recorded episode and compute the metrics of the module doc.
+
+    Returns:
+        ``(report, scores)``: the metrics as a JSON-able dict, and each episode's scores.
+    """
+    from rewardlab.envs import get_task
+    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+
+    renderer = TiledRenderer(
+        get_task(episodes.task).load_model(),
+        scorer.image_size,
+        TASK_CAMERAS.get(episodes.task),
+        64,  # fmt: skip
+    )
+    t0 = time.perf_counter()
+    scores = [score_episode(scorer, episodes, i, stride, renderer) for i in range(len(episodes.length))]  # fmt: skip
+    seconds = time.perf_counter() - t0
+    renderer.close()
+    ep_success = episodes.episode_success
+    voc = [
+        spearman(s, np.arange(len(s)))
+        for s, ok in zip(scores, ep_success, strict=True)
+        if ok and len(s) > 2
+    ]
+    flat_s = np.concatenate(scores)
+    flat_y = np.concatenate([episodes.success[i, : len(s)] for i, s in enumerate(scores)])
+    flat_r = np.concatenate([episodes.reward[i, : len(s)] for i, s in enumerate(scores)])
+    last = np.array([s[-1] for s in scores])
+    by_kind: dict[str, dict[str, float]] = {}
+    for kind in sorted(set(episodes.kind)):
+        idx = [i for i, k in enumerate(episodes.kind) if k == kind]
+        by_kind[kind] = {
+            "episodes": len(idx),
+            "task_success_rate": float(ep_success[idx].mean()),
+            "mean_score": float(np.mean([scores[i].mean() for i in idx])),
+            "mean_last_score": float(last[idx].mean()),
+        }
+    report = {
+        "task": episodes.task,
+        "episodes": len(scores),
+        "frames": int(len(flat_s)),
+        "frame_stride": stride,
+        "voc_mean": float(np.mean(voc)) if voc else float("nan"),
+        "voc_median": float(np.median(voc)) if voc else float("nan"),
+        "voc_episodes": len(voc),
+        "success_auroc_frames": auroc(flat_s, flat_y),
+        "success_auroc_last_frame": auroc(last, ep_success),
+        "human_reward_pearson": pearson(flat_s, flat_r),
+        "human_reward_spearman": spearman(flat_s, flat_r),
+        "by_kind": by_kind,
+        "seconds": round(seconds, 2),
+        "frames_per_s": round(len(flat_s) / max(seconds, 1e-9), 1),
+    }
+    return report, scores
+
+
+def plot_report(
+    episodes: EpisodeSet, scores: list[np.ndarray], report: dict[str, Any], out: Path
+) -> list[Path]:
+    """Write ``scores_over_time.png``, ``roc.png`` and ``score_vs_human_reward.png`` in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    colors = {"success": "tab:green", "partial": "tab:orange", "failure": "tab:red"}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    seen = set()
+    for s, kind in zip(scores, episodes.kind, strict=True):
+        ax.plot(s, color=colors.get(kind, "gray"), alpha=0.5, lw=1, label=None if kind in seen else kind)  # fmt: skip
+        seen.add(kind)
+    ax.set_xlabel("control step")
+    ax.set_ylabel("score")
+    ax.set_title(f"{episodes.task}: score over time (VOC {report['voc_mean']:.2f})")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "scores_over_time.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    flat_s = np.concatenate(scores)
+    flat_y = np.concatenate([episodes.success[i, : len(s)] for i, s in enumerate(scores)])
+    fp, tp = roc_curve(flat_s, flat_y)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot(fp, tp, label=f"frames, AUROC {report['success_auroc_frames']:.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.5)
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title(f"{episodes.task}: success detection")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    paths.append(out / "roc.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    flat_r = np.concatenate([episodes.reward[i, : len(s)] for i, s in enumerate(scores)])
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(flat_r, flat_s, s=2, alpha=0.3, c=flat_y, cmap="coolwarm")
+    ax.set_xlabel("task's human reward")
+    ax.set_ylabel("score")
+    ax.set_title(f"Spearman {report['human_reward_spearman']:.2f}")
+    fig.tight_layout()
+    paths.append(out / "score_vs_human_reward.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+def write_report(report: dict[str, Any], out: Path) -> Path:
+    """Write ``report.json`` (NaN as null) and return its path."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        return v
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "report.json"
+    path.write_text(json.dumps(clean(report), indent=2) + "\n")
+    return path
