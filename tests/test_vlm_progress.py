@@ -149,3 +149,19 @@ def test_learned_progress_models_order_held_out_episodes(tmp_path):
         assert voc_pair > 0.8, f"pairwise VOC {voc_pair:.3f}"
     # the reloaded pairwise model scores relative to its stored reference
     assert torch.allclose(pair_back.score(held_out[0]), pair.score(held_out[0]))
+
+
+@pytest.mark.slow
+def test_prompt_progress_with_the_shipped_tiny_clip():
+    """CLIP prompt interpolation through the real open_clip path with the project's tiny CLIP:
+    start prompt 'hanging down', goal prompt 'upright', on scripted swing-ups."""
+    from rewardlab.vlm_reward.prompts import with_task_prompts
+
+    cfg = VLMConfig(scorer="progress", baseline_prompts=("the pole is hanging down",))
+    scorer = make_scorer(with_task_prompts(cfg, "cartpole_swingup"))
+    assert isinstance(scorer, PromptProgress) and scorer.progress_like
+    for ep in _swingup_episodes(4, seed=1, size=scorer.image_size):
+        s = scorer.score(ep)
+        voc = spearmanr(s.numpy(), range(ep.shape[0])).statistic
+        assert voc > 0.85, f"prompt-interpolation VOC {voc:.3f}"
+        assert float(s[-3:].mean()) > float(s[:3].mean()) + 0.4
