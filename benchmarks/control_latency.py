@@ -11,6 +11,8 @@ and publishes ``/forward_position_controller/commands``:
 
 - ``rclpy node, trigger=joint_state``: ``rewardlab deploy`` (rclpy, the arm_reach policy through
   the full safety layer), ticking on the first joint state after a tick falls due;
+- ``rclpy node, trigger=joint_state, rt_priority=50``: the same with ``SCHED_FIFO`` scheduling of
+  the process's control and DDS threads (what a robot's control computer should use);
 - ``rclpy node, trigger=timer``: the same, ticking on an rclpy wall timer (latency includes the
   age of the newest joint state, up to 1 ms here);
 - ``dds loop``: ``rewardlab deploy transport=dds`` (cyclonedds, no rclpy; sleep-scheduled ticks);
@@ -120,11 +122,12 @@ def run_config(ns: Any, kind: str, rate: float, seconds: float, policy: str, tmp
     if kind == "echo":
         proc = ns.popen([py, "-c", ECHO, str(seconds + warmup), str(stats)], f"{kind}_{rate}")
     else:
-        transport, trigger = {"rclpy_js": ("rclpy", "joint_state"), "rclpy_timer": ("rclpy", "timer"), "dds": ("dds", "timer")}[kind]  # fmt: skip
+        transport, trigger = {"rclpy_js": ("rclpy", "joint_state"), "rclpy_js_rt": ("rclpy", "joint_state"), "rclpy_timer": ("rclpy", "timer"), "dds": ("dds", "timer")}[kind]  # fmt: skip
+        extra = ["rt_priority=50"] if kind.endswith("_rt") else []
         proc = ns.popen(
             [py, "-m", "rewardlab.deploy.cli", f"policy={policy}", f"robot={robot}",
              f"transport={transport}", f"trigger={trigger}", f"control_rate_hz={rate}",
-             f"duration={seconds + warmup}", f"stats_out={stats}", "log_every_s=0"],
+             f"duration={seconds + warmup}", f"stats_out={stats}", "log_every_s=0", *extra],
             f"{kind}_{rate}",
         )  # fmt: skip
     proc.wait(timeout=seconds + warmup + 120)
@@ -186,6 +189,7 @@ def inner(args: argparse.Namespace) -> None:
 
 LABELS = {
     "rclpy_js": "rclpy node, trigger=joint_state (ours)",
+    "rclpy_js_rt": "rclpy node, trigger=joint_state, rt_priority=50 (ours)",
     "rclpy_timer": "rclpy node, trigger=timer (ours)",
     "dds": "dds loop, transport=dds (ours)",
     "echo": "peer: bare rclpy echo (no policy, no safety)",
@@ -251,7 +255,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per configuration")
     p.add_argument("--rates", type=float, nargs="+", default=[50.0, 500.0])
-    p.add_argument("--kinds", nargs="+", default=["echo", "rclpy_js", "rclpy_timer", "dds"], choices=list(LABELS))  # fmt: skip
+    p.add_argument("--kinds", nargs="+", default=["echo", "rclpy_js", "rclpy_js_rt", "rclpy_timer", "dds"], choices=list(LABELS))  # fmt: skip
     p.add_argument(
         "--policy", default=None, help="export folder (default: train arm_reach briefly)"
     )

@@ -72,6 +72,9 @@ class DeployArgs:
     """Write loop timing (latency, tick intervals, safety events) to this JSON file on exit."""
     log_every_s: float = 5.0
     """Seconds between progress lines (state, rate, latency); 0: only state changes."""
+    rt_priority: int | None = None
+    """Run the control loop (and the DDS threads it starts) with real-time scheduling,
+    ``SCHED_FIFO`` at this priority (1-99; needs root or CAP_SYS_NICE); null: normal scheduling."""
     record: str | None = None
     """Record the run as a rosbag2 (MCAP) in this folder: the robot's inputs and every tick's
     action, observation, command and safety state (score it later with ``rewardlab replay``)."""
@@ -94,6 +97,8 @@ class DeployArgs:
             raise ValueError(f"duration: got {self.duration!r}, expected > 0 or null")
         if self.log_every_s < 0:
             raise ValueError(f"log_every_s: got {self.log_every_s!r}, expected >= 0")
+        if self.rt_priority is not None and not 1 <= self.rt_priority <= 99:
+            raise ValueError(f"rt_priority: got {self.rt_priority!r}, expected 1-99 or null")
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,13 @@ def run_deploy(args: DeployArgs, ros_argv: Sequence[str] = ()) -> int:
         f"{args.transport}; commands -> {robot.topics.command} ({robot.command_type})",
         flush=True,
     )
+    if args.rt_priority is not None:
+        # before any DDS thread exists: the threads rclpy / cyclonedds start inherit the policy
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(args.rt_priority))
+            print(f"[deploy] real-time scheduling: SCHED_FIFO {args.rt_priority}", flush=True)
+        except (PermissionError, OSError) as e:
+            print(f"[deploy] warning: SCHED_FIFO {args.rt_priority} refused ({e}); normal scheduling", flush=True)  # fmt: skip
     recorder = None
     if args.record:
         from rewardlab.deploy.recording import BagRecorder

@@ -42,6 +42,7 @@ def test_deploy_args_convert_and_keep_strings_as_typed() -> None:
         (["policy=p", "duration=-1"], "duration: got -1.0, expected > 0 or null"),
         (["policy=p", "trigger=event"], "trigger: got 'event', expected joint_state or timer"),
         (["policy"], "command line: policy: expected key=value"),
+        (["policy=p", "rt_priority=0"], "rt_priority: got 0, expected 1-99 or null"),
     ],
 )
 def test_deploy_args_errors_name_the_key(words: list[str], message: str) -> None:
