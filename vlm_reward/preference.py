@@ -879,10 +879,14 @@ def _make_preference(cfg: Any) -> PreferenceScorer | OnlinePreferenceScorer:
 def record_frames(
     task: str, n: int, size: int, every: int = 4, seed: int = 0, num_envs: int = 8
 ) -> torch.Tensor:
-    """``n`` frames ``uint8 [n, size, size, 3]`` of ``task`` under uniformly random actions."""
+    """``n`` frames ``uint8 [n, size, size, 3]`` of ``task`` under uniformly random actions,
+    drawn like training draws them (the task's reward camera, ``EnvFrames``), so that a reward
+    model trained on them sees the same pictures when it scores training frames."""
     from rewardlab.envs import make_env
+    from rewardlab.vlm_reward.rendering import EnvFrames
 
-    env = make_env(task, num_envs=num_envs, seed=seed, render_size=(size, size))
+    env = make_env(task, num_envs=num_envs, seed=seed)
+    frames_of = EnvFrames(env, size, task)
     try:
         env.reset(seed=seed)
         gen = torch.Generator().manual_seed(seed)
@@ -893,9 +897,10 @@ def record_frames(
             env.step(a.to(env.device))
             step += 1
             if step % every == 0:
-                frames.append(env.render())
+                frames.append(frames_of())
         return torch.cat(frames)[:n]
     finally:
+        frames_of.close()
         env.close()
 
 
