@@ -165,3 +165,27 @@ def test_prompt_progress_with_the_shipped_tiny_clip():
         voc = spearmanr(s.numpy(), range(ep.shape[0])).statistic
         assert voc > 0.85, f"prompt-interpolation VOC {voc:.3f}"
         assert float(s[-3:].mean()) > float(s[:3].mean()) + 0.4
+
+
+@pytest.mark.unit
+def test_vlm_progress_command_trains_on_recorded_successes(tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.vlm_reward.evaluation import record_episodes
+
+    record_episodes("cartpole_swingup", 1, seed=0, scripts=["swingup", "wrong_pump"]).save(
+        tmp_path / "episodes.npz"
+    )
+    out = tmp_path / "progress.pt"
+    args = [f"episodes_file={tmp_path / 'episodes.npz'}", f"out={out}", "epochs=1"]
+    assert main(["vlm-progress", *args, "image_size=16"]) == 0
+    text = capsys.readouterr().out
+    assert "1 successful cartpole_swingup episodes" in text and "vlm.progress_checkpoint=" in text
+    scorer = make_scorer(VLMConfig(scorer="progress", progress_checkpoint=str(out)))
+    assert scorer.image_size == 16
+    assert scorer.score(torch.zeros(2, 16, 16, 3, dtype=torch.uint8)).shape == (2,)
+    record_episodes("cartpole_swingup", 1, seed=0, scripts=["wrong_pump"]).save(
+        tmp_path / "failures.npz"
+    )
+    bad = [f"episodes_file={tmp_path / 'failures.npz'}", f"out={out}"]
+    assert main(["vlm-progress", *bad]) != 0
+    assert "no episode ends in success" in capsys.readouterr().err

@@ -1,7 +1,9 @@
-"""``rewardlab vlm-prefs``: its arguments and parser, importable without torch.
+"""``rewardlab vlm-prefs`` and ``rewardlab vlm-progress``: arguments and parsers, importable
+without torch.
 
-The work is done by :func:`rewardlab.vlm_reward.preference.run_prefs`, imported when the
-command runs (so that building the ``rewardlab`` command line stays light).
+The work is done by :func:`rewardlab.vlm_reward.preference.run_prefs` and
+:func:`rewardlab.vlm_reward.progress.train_from_episode_set`, imported when a command runs (so
+that building the ``rewardlab`` command line stays light).
 """
 
 from __future__ import annotations
@@ -64,8 +66,51 @@ class PrefsArgs:
             raise ValueError(f"epochs: got {self.epochs!r}, expected >= 1")
 
 
+@dataclass(frozen=True)
+class ProgressArgs:
+    """Train a progress model (per-frame or pairwise) on the successful episodes of a recorded
+    episode set, e.g. the ``episodes.npz`` that ``rewardlab vlm-eval`` writes, and save it for
+    ``vlm.scorer=progress vlm.progress_checkpoint=OUT``."""
+
+    episodes_file: str = ""
+    """Recorded episodes (``.npz`` of ``rewardlab vlm-eval``); required."""
+    out: str = ""
+    """Model file to write (``.pt``); required."""
+    model: str = "progress"
+    """``progress`` (per-frame CNN, labels t/(T-1)) or ``pairwise`` (antisymmetric delta)."""
+    image_size: int = 64
+    """Side of the frames the model sees (and the training wrapper renders)."""
+    epochs: int = 15
+    """Training epochs."""
+    seed: int = 0
+    """Initialization and sampling seed."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and what was expected."""
+        if not self.episodes_file:
+            raise ValueError("episodes_file: required (episodes_file=runs/.../episodes.npz)")
+        if not self.out:
+            raise ValueError("out: required (out=FILE.pt)")
+        if self.model not in ("progress", "pairwise"):
+            raise ValueError(f"model: got {self.model!r}, expected progress or pairwise")
+        if not 8 <= self.image_size <= 512:
+            raise ValueError(f"image_size: got {self.image_size!r}, expected 8..512")
+        if self.epochs < 1:
+            raise ValueError(f"epochs: got {self.epochs!r}, expected >= 1")
+
+
+def _args(cls: type, words: list[str]) -> Any:
+    from rewardlab.config import COMMAND_LINE, build, merge_layers, parse_overrides
+
+    merged, sources = merge_layers(
+        [(COMMAND_LINE, parse_overrides(words))], default_source=COMMAND_LINE
+    )
+    return build(cls, merged, "", sources)
+
+
 def add_prefs_command(sub: Any, formatter_class: Any) -> None:
-    """Add ``rewardlab vlm-prefs`` (called from ``rewardlab.vlm_reward.cli.add_commands``)."""
+    """Add ``rewardlab vlm-prefs`` and ``rewardlab vlm-progress`` (called from
+    ``rewardlab.vlm_reward.cli.add_commands``)."""
     from rewardlab.config import schema_lines
 
     p = sub.add_parser(
@@ -79,14 +124,34 @@ def add_prefs_command(sub: Any, formatter_class: Any) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. out=DIR")
 
     def cmd(args: Any) -> int:
-        from rewardlab.config import COMMAND_LINE, build, merge_layers, parse_overrides
-
-        merged, sources = merge_layers(
-            [(COMMAND_LINE, parse_overrides(args.overrides))], default_source=COMMAND_LINE
-        )
         from rewardlab.vlm_reward.preference import run_prefs
 
-        run_prefs(build(PrefsArgs, merged, "", sources))
+        run_prefs(_args(PrefsArgs, args.overrides))
         return 0
 
     p.set_defaults(func=cmd)
+
+    p = sub.add_parser(
+        "vlm-progress",
+        help="train a progress model on recorded successful episodes (vlm-eval's episodes.npz)",
+        description=f"{ProgressArgs.__doc__}\n\nexample: rewardlab vlm-progress "
+        "episodes_file=runs/vlm-eval-cartpole_swingup/episodes.npz out=runs/progress.pt",
+        epilog="keys:\n" + "\n".join(schema_lines(ProgressArgs)),
+        formatter_class=formatter_class,
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. out=FILE")
+
+    def cmd_progress(args: Any) -> int:
+        from rewardlab.vlm_reward.progress import save_progress_model, train_from_episode_set
+
+        a: ProgressArgs = _args(ProgressArgs, args.overrides)
+        model = train_from_episode_set(a.episodes_file, a.model, a.image_size, a.epochs, a.seed)
+        save_progress_model(model, a.out)
+        print(
+            f"[vlm-progress] wrote {a.out}; evaluate it on other episodes with: rewardlab vlm-eval "
+            f"vlm.scorer=progress vlm.progress_checkpoint={a.out} seed=1; train with: rewardlab "
+            f"train reward=vlm vlm.scorer=progress vlm.progress_checkpoint={a.out}"
+        )
+        return 0
+
+    p.set_defaults(func=cmd_progress)

@@ -341,6 +341,62 @@ def _log_epoch(log: Any, what: str, epoch: int, epochs: int, loss: float, t0: fl
     )
 
 
+def train_from_episode_set(
+    path: str | Path,
+    kind: str = "progress",
+    image_size: int = 64,
+    epochs: int = 15,
+    seed: int = 0,
+    log: Callable[[str], None] | None = print,
+) -> ProgressModel | PairwiseProgress:
+    """Train a progress model on the successful episodes of a recorded ``EpisodeSet`` (the
+    ``episodes.npz`` of ``rewardlab vlm-eval``), drawn with the task's reward camera as the
+    training wrapper draws them.
+
+    Args:
+        path: the ``.npz`` file.
+        kind: ``progress`` (:class:`ProgressModel`) or ``pairwise`` (:class:`PairwiseProgress`).
+        image_size: frame side of the model.
+        epochs: training epochs.
+        seed: initialization and sampling seed.
+        log: progress lines.
+
+    Raises:
+        ValueError: unknown ``kind``, or no episode in the file ends in success.
+    """
+    from rewardlab.envs import get_task
+    from rewardlab.vlm_reward.evaluation import EpisodeSet
+    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+
+    if kind not in _KINDS:
+        raise ValueError(f"model: got {kind!r}, expected one of {', '.join(_KINDS)}")
+    eps = EpisodeSet.load(path)
+    ok = [int(i) for i in eps.episode_success.nonzero()[0]]
+    if not ok:
+        raise ValueError(f"{path}: no episode ends in success; progress is learned from successes")
+    renderer = TiledRenderer(
+        get_task(eps.task).load_model(), image_size, TASK_CAMERAS.get(eps.task), 64
+    )
+    try:
+        frames = [
+            renderer.render_rows({f: v[i, : int(eps.length[i])] for f, v in eps.physics.items()})
+            for i in ok
+        ]
+    finally:
+        renderer.close()
+    if log is not None:
+        log(
+            f"[vlm-progress] {len(frames)} successful {eps.task} episodes, {sum(map(len, frames))} frames"
+        )
+    if kind == "pairwise":
+        return train_pairwise_progress(
+            frames, PairwiseProgress(image_size), epochs=epochs, seed=seed, log=log
+        )
+    return train_progress_model(
+        frames, ProgressModel(image_size), epochs=epochs, seed=seed, log=log
+    )
+
+
 # -------------------------------------------------------------------------------------------------
 # Checkpoints and the registered scorer
 
