@@ -189,7 +189,7 @@ def _make_env(
         backend=cfg.backend,
         cfg=task_cfg if task_cfg is not None else cfg.task_config(),
         seed=seed,
-        device=cfg.device,
+        device=cfg.resolved_device(),
         **kwargs,
     )
     return apply_reward(cfg, env) if training else env
@@ -263,7 +263,7 @@ def _ppo_runner(cfg: TrainConfig, env: Any, log_dir: Path | None) -> Any:
         env,
         cfg.ppo,
         log_dir=log_dir,
-        device=cfg.device,
+        device=cfg.resolved_device(),
         seed=cfg.seed,
         checkpoint_every=cfg.checkpoint_every,
     )
@@ -386,7 +386,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         moved = run.archive_outputs() if run.root.is_dir() and main else None
         if moved is not None:
             print(f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {moved}")
-    cfg = dataclasses.replace(cfg, run_dir=str(run.root))
+    # The run directory keeps what was used: the path and the device ``auto`` resolved to.
+    cfg = dataclasses.replace(cfg, run_dir=str(run.root), device=cfg.resolved_device())
     if dctx is None or dctx.is_main:
         write_run_files(run, cfg)
     if dctx is not None:

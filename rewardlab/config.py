@@ -129,8 +129,10 @@ class TrainConfig:
     """Physics threads of the mujoco backend; 0: one per CPU core."""
     seed: int = 0
     """Seed of the training env and the learner."""
-    device: str = "cpu"
-    """Torch device of the learner and the env tensors (``cpu``, ``cuda``, ``cuda:1``)."""
+    device: str = "auto"
+    """Torch device of the learner and the env tensors (``cpu``, ``cuda``, ``cuda:1``); ``auto``:
+    ``cuda`` when the backend simulates on the GPU (``warp``) and CUDA is available, else ``cpu``
+    (the CPU backend's worlds live in host memory; its small networks train fastest there)."""
     run_dir: str | None = None
     """Run directory; null: ``runs/<task>-<YYYYmmdd-HHMMSS>``."""
     resume: bool = True
@@ -204,18 +206,30 @@ class TrainConfig:
 
         return build(DomainRandConfig, self.domain_rand, "domain_rand")
 
+    def resolved_device(self) -> str:
+        """``device`` with ``auto`` resolved (see the field's docstring)."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if self.backend == "warp" and torch.cuda.is_available() else "cpu"
+
     def eval_seed(self) -> int:
         """Seed of the eval env (``eval.seed``, or the training seed + 10000)."""
         return self.eval.seed if self.eval.seed is not None else self.seed + 10_000
 
 
 def _check_device(device: str) -> None:
+    if device == "auto":
+        return
     import torch
 
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise ValueError(f"device: got {device!r}, expected cpu, cuda or cuda:<index>") from None
+        raise ValueError(
+            f"device: got {device!r}, expected auto, cpu, cuda or cuda:<index>"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: got {device!r}, expected cpu (no CUDA device is available)")
 

@@ -254,3 +254,15 @@ def test_bad_files(tmp_path: Path, text: str, expected: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_train_config([TASK], config_file=tmp_path / "nope.yaml")
+
+
+def test_device_auto_resolves_to_the_simulators_device() -> None:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    cfg = load_train_config([TASK])
+    assert cfg.device == "auto"  # the loaded value is what the user (or default.yaml) wrote
+    assert cfg.resolved_device() == "cpu"  # CPU worlds: the learner stays on the host
+    warp = load_train_config([TASK, "backend=warp"])
+    assert warp.resolved_device() == ("cuda" if cuda else "cpu")
+    assert load_train_config([TASK, "backend=warp", "device=cpu"]).resolved_device() == "cpu"
