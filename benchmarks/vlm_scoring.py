@@ -24,10 +24,12 @@ Results go to ``benchmarks/results/vlm_scoring.{json,md}`` (``_quick`` with ``--
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # before _common imports mujoco (headless rendering)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (

@@ -38,7 +38,8 @@ class VLMEvalArgs:
     """Score these recorded episodes (``.npz`` from an earlier run's ``episodes.npz``) instead
     of recording new ones."""
     frame_stride: int = 1
-    """Score every k-th frame and interpolate the others linearly."""
+    """Score every k-th frame; the others are interpolated linearly (or held with
+    ``vlm.interpolate=false``)."""
     out: str | None = None
     """Report folder (report.json, report.md, plots, episodes.npz); default runs/vlm-eval-<task>."""
     vlm: dict[str, Any] = field(default_factory=dict)
@@ -93,7 +94,7 @@ def cmd_vlm_eval(args: argparse.Namespace) -> int:
         f"({vcfg.model}); goal {list(vcfg.goal_prompts)}, baseline {list(vcfg.baseline_prompts)}",
         flush=True,
     )
-    report, scores = evaluate(scorer, episodes, a.frame_stride)
+    report, scores = evaluate(scorer, episodes, a.frame_stride, vcfg.interpolate)
     report["scorer"] = {
         "scorer": vcfg.scorer,
         "model": vcfg.model,

@@ -75,11 +75,13 @@ class VLMConfig:
     """Side of the square frames rendered for scoring; ``None``: the scorer's ``image_size``
     (the model's input size), so that no resize is needed."""
     frame_stride: int = 1
-    """Score every k-th control step only; steps in between get the score linearly interpolated
-    between the scored neighbours (or held, with ``interpolate`` false). 1 scores every step."""
+    """Score each world every k-th control step only (worlds staggered, so every step scores
+    1/k of them, plus the worlds that just reset); in training a skipped step holds the world's
+    last score. 1 scores every step."""
     interpolate: bool = True
-    """With ``frame_stride`` > 1: interpolate skipped steps' scores linearly (true) or hold the
-    last score (false)."""
+    """With ``frame_stride`` > 1 where both scored neighbours are known (offline scoring of
+    recorded episodes, ``rewardlab vlm-eval``): interpolate skipped frames linearly (true) or
+    hold the last score (false). Online training always holds."""
     shaping: str = "auto"
     """Potential-based shaping ``r = gamma * Phi(s') - Phi(s)`` with ``Phi`` the scaled score:
     ``on``, ``off``, or ``auto`` (on for progress-like scorers, off for ``clip``)."""
@@ -98,9 +100,11 @@ class VLMConfig:
     task_weight: float = 0.0
     """Weight of the task's own reward terms mixed in (``reward/task``); 0 trains on the VLM
     reward alone."""
-    async_scoring: bool = True
-    """Score the frames of step t on a worker thread while the simulator runs step t+1; the
-    reward of step t is then handed to the learner one step late, with the same transition."""
+    async_scoring: bool = False
+    """Pipeline each step's frames in chunks of 32: encode chunk k on a worker thread while chunk
+    k+1 renders. Rewards stay those of the step just taken. Off by default: on a loaded 2-core
+    CPU it gave no consistent gain (rendering and the model compete for the same cores; see
+    ``benchmarks/results/vlm_scoring.md``); meant for a model on a GPU."""
     judge_base_url: str | None = None
     """Judge scorer (H4): base URL of the OpenAI-compatible vision chat server, up to ``/v1``
     (vLLM, Ollama ``http://localhost:11434/v1``, ...); null: ``$OPENAI_BASE_URL``, else OpenAI."""

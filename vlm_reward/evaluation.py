@@ -341,19 +341,26 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return fp, tp
 
 
-def interpolate_strided(scores: np.ndarray, stride: int) -> np.ndarray:
-    """Fill the steps between every ``stride``-th score of a sequence by linear interpolation
-    (the last scored step is held to the end)."""
+def interpolate_strided(scores: np.ndarray, stride: int, linear: bool = True) -> np.ndarray:
+    """Fill the steps between every ``stride``-th score of a sequence: linearly (``linear``) or
+    by holding the last scored value; after the last scored step the value is held."""
     t = np.arange(len(scores))
     keep = t[::stride]
-    return np.interp(t, keep, scores[keep])
+    if linear:
+        return np.interp(t, keep, scores[keep])
+    return scores[(t // stride) * stride]
 
 
 def score_episode(
-    scorer: FrameScorer, episodes: EpisodeSet, index: int, stride: int = 1, renderer: Any = None
+    scorer: FrameScorer,
+    episodes: EpisodeSet,
+    index: int,
+    stride: int = 1,
+    renderer: Any = None,
+    interpolate: bool = True,
 ) -> np.ndarray:
     """Scores ``[length]`` of one recorded episode; with ``stride`` > 1 only every ``stride``-th
-    frame is scored and the rest linearly interpolated."""
+    frame is scored and the rest interpolated linearly (or held, ``interpolate=False``)."""
     from rewardlab.envs import get_task
     from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
 
@@ -371,11 +378,11 @@ def score_episode(
     s = scorer.score(frames).numpy().astype(np.float64)
     full = np.full(n, np.nan)
     full[steps] = s
-    return interpolate_strided(full[:n], stride) if stride > 1 else full
+    return interpolate_strided(full[:n], stride, interpolate) if stride > 1 else full
 
 
 def evaluate(
-    scorer: FrameScorer, episodes: EpisodeSet, stride: int = 1
+    scorer: FrameScorer, episodes: EpisodeSet, stride: int = 1, interpolate: bool = True
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Score every recorded episode and compute the metrics of the module doc.
 
@@ -392,7 +399,7 @@ def evaluate(
         64,  # fmt: skip
     )
     t0 = time.perf_counter()
-    scores = [score_episode(scorer, episodes, i, stride, renderer) for i in range(len(episodes.length))]  # fmt: skip
+    scores = [score_episode(scorer, episodes, i, stride, renderer, interpolate) for i in range(len(episodes.length))]  # fmt: skip
     seconds = time.perf_counter() - t0
     renderer.close()
     ep_success = episodes.episode_success
