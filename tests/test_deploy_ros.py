@@ -186,9 +186,13 @@ with t.DdsNode() as node:
     pub = node.publisher("/joint_states", "sensor_msgs/msg/JointState", qos="sensor")
     node.subscribe("/cmd", "std_msgs/msg/Float64MultiArray", lambda m, r: got.append(list(m.data)), qos="reliable")
     t_end = time.monotonic() + 40
+    t_got = None
     i = 0
-    while time.monotonic() < t_end and not got:
+    # keep publishing for 2 s after the first command: the probe counts what it received
+    while time.monotonic() < t_end and (t_got is None or time.monotonic() < t_got + 2.0):
         pub(t.joint_state_msg(["b", "a"], [float(i), 2.0], stamp=time.time()))
+        if got and t_got is None:
+            t_got = time.monotonic()
         i += 1
         time.sleep(0.02)
     time.sleep(0.5)
