@@ -84,7 +84,9 @@ class VLMConfig:
     hold the last score (false). Online training always holds."""
     shaping: str = "auto"
     """Potential-based shaping ``r = gamma * Phi(s') - Phi(s)`` with ``Phi`` the scaled score:
-    ``on``, ``off``, or ``auto`` (on for progress-like scorers, off for ``clip``)."""
+    ``on``, ``off``, or ``auto``: on for progress-like scorers when there is a base reward to
+    shape (``task_weight`` > 0), off otherwise and for ``clip``. Shaping alone is a nearly empty
+    objective: an episode's shaped return telescopes to ``gamma^T Phi(s_T) - Phi(s_0)``."""
     gamma: float = 0.99
     """Discount of the shaping term; use the learner's discount so that shaping keeps the optimal
     policy."""
@@ -238,4 +240,5 @@ class VLMConfig:
 
     def shaping_on(self, progress_like: bool) -> bool:
         """Whether potential-based shaping applies for a scorer with this ``progress_like``."""
-        return self.shaping == "on" or (self.shaping == "auto" and progress_like)
+        auto = progress_like and self.task_weight > 0
+        return self.shaping == "on" or (self.shaping == "auto" and auto)
