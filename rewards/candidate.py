@@ -1,7 +1,8 @@
 """The training job of one reward candidate, run in a sandboxed worker process.
 
 :func:`train_candidate` builds the task's env with the candidate's reward (compiled by
-:func:`rewardlab.rewards.sandbox.compile_reward`, so every call is checked), trains it with the
+:func:`rewardlab.rewards.loader.compile_source` in the style the search detected: native,
+Eureka or Text2Reward; every call is checked), trains it with the
 repository's PPO (:class:`rewardlab.agents.runner.OnPolicyRunner`), and scores the policy on a
 separate env with the task's own reward and ``success()``
 (:func:`rewardlab.agents.evaluate.evaluate`). It runs in a child process that drops root
@@ -30,7 +31,8 @@ from rewardlab.agents.evaluate import evaluate
 from rewardlab.agents.runner import OnPolicyRunner
 from rewardlab.envs import make_env
 from rewardlab.envs.mujoco_backend import MujocoEnv  # noqa: F401
-from rewardlab.rewards.sandbox import compile_reward
+from rewardlab.rewards.compat import build_eureka, build_text2reward  # noqa: F401 - see above
+from rewardlab.rewards.loader import compile_source
 
 
 class _Correlation:
@@ -115,9 +117,9 @@ def train_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
 
     Args:
         spec: ``train_cfg`` (a ``TrainConfig``), ``code`` (reward source, ``None`` for the
-            task's own reward), ``steps`` (total env steps to reach), ``checkpoint`` (bytes of a
-            runner state to continue from, or ``None``), ``eval_episodes``, ``analyst``,
-            ``correlation``.
+            task's own reward), ``style`` (of ``code``; default ``auto``: detected), ``steps``
+            (total env steps to reach), ``checkpoint`` (bytes of a runner state to continue
+            from, or ``None``), ``eval_episodes``, ``analyst``, ``correlation``.
 
     Returns:
         ``history`` (one metric row per PPO iteration of this call), ``checkpoint`` (bytes),
@@ -136,7 +138,13 @@ def train_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
     corr = _Correlation()
     if spec.get("code") is not None:
         human = env.reward_fn
-        candidate = compile_reward(spec["code"], list(env.state_spec()))
+        candidate = compile_source(
+            spec["code"],
+            list(env.state_spec()),
+            cfg.task,
+            float(env.control_dt),
+            spec.get("style") or "auto",
+        )
         if spec.get("correlation", True):
 
             def tracked(state: Any, action: torch.Tensor) -> Any:

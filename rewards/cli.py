@@ -19,6 +19,8 @@ from typing import Any
 
 EXIT_LLM = 3
 """Exit status when the LLM server could not be reached or refused the request."""
+EXIT_NO_WINNER = 4
+"""Exit status when no candidate reached nonzero fitness (or none trained): no winner, no export."""
 
 
 def cmd_reward_search(args: argparse.Namespace) -> int:
@@ -49,8 +51,9 @@ def cmd_reward_search(args: argparse.Namespace) -> int:
     print(f"[rewardlab] search directory: {search.root}")
     print(f"[rewardlab] report: {search.root / 'report.md'}")
     if winner is None:
-        print("[rewardlab] no candidate trained successfully")
-        return 1
+        reason = state.get("no_winner") or "no candidate reached nonzero fitness"
+        print(f"[rewardlab] no winner: {reason}; nothing was retrained or exported")
+        return EXIT_NO_WINNER
     print(f"[rewardlab] winner {winner['id']}: reward {search.root / winner['reward']}")
     print(f"[rewardlab] policy export: {search.root / str(winner.get('export'))}")
     print(f"fitness: {winner['fitness_mean']:.2f} (std {winner['fitness_std']:.2f})")
@@ -70,7 +73,8 @@ def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> Non
             "round, each checked in a sandbox and trained briefly with PPO in a worker process,\n"
             "scored by the task's own success rate; the best ones' training statistics go back to\n"
             "the LLM for R rounds; the winner is retrained on several seeds and exported.\n"
-            "Everything goes to run_dir (report.md at the end); the same run_dir resumes.\n\n"
+            "Everything goes to run_dir (report.md at the end); the same run_dir resumes.\n"
+            "Exit status 4: no candidate reached nonzero fitness (no winner, nothing exported).\n\n"
             "Config layers, later winning: sim_configs/search/default.yaml,\n"
             "sim_configs/search/<task>.yaml, --config FILE, key=value words.\n"
             "The API key is read from $OPENAI_API_KEY (llm.api_key_env names another variable).\n\n"

@@ -93,6 +93,104 @@ def default_states(task: str, num_envs: int = 64, steps: int = 32) -> dict[str, 
     return _STATES_CACHE[key]
 
 
+def prepare_source(
+    code: str,
+    state_names: Collection[str],
+    task: str | None,
+    control_dt: float = 0.02,
+    style: str = "auto",
+) -> tuple[str, Any, tuple]:
+    """Detect the style of reward source and check it statically (no code runs).
+
+    The first step of :func:`load_reward_source`, shared with the reward search (which trial-runs
+    candidates itself and compiles them in its training workers with :func:`compile_source`).
+
+    Args:
+        code: the reward source.
+        state_names: the task's state entries.
+        task: task name for the compatibility maps (``None``: state names only).
+        control_dt: the env's control step (Eureka's ``dt``).
+        style: ``auto`` (see :func:`rewardlab.rewards.compat.detect_style`) or a style.
+
+    Returns:
+        ``(style, builder, builder_args)``: the resolved style, and the picklable ``builder`` for
+        :func:`rewardlab.rewards.sandbox.trial_run` (``None`` for native code) with its extra
+        arguments.
+
+    Raises:
+        SandboxFailure: the static check failed; ``error`` is the :class:`RewardError`.
+        ValueError: unknown ``style``.
+    """
+    from rewardlab.rewards import compat  # lazily: `python -m rewardlab.rewards.compat` stays clean
+
+    if style not in STYLES:
+        raise ValueError(f"unknown reward style {style!r}; allowed: {', '.join(STYLES)}")
+    names = list(state_names)
+    if style == "auto":
+        style = compat.detect_style(code)
+    if style == "native":
+        err = check_source(code, names)
+        builder, builder_args = None, ()
+    elif style == "eureka":
+        err = compat.check_eureka(code, task, names)
+        builder, builder_args = compat.build_eureka, (task, tuple(names), float(control_dt))
+    else:
+        err = compat.check_text2reward(code, task, names)
+        builder, builder_args = compat.build_text2reward, (task, tuple(names))
+    if err:
+        raise SandboxFailure(err)
+    return style, builder, builder_args
+
+
+def compile_source(
+    code: str,
+    state_names: Collection[str],
+    task: str | None,
+    control_dt: float = 0.02,
+    style: str = "auto",
+    *,
+    filename: str | None = None,
+    check_finite: bool = True,
+    check_every: int = 16,
+) -> RewardFn:
+    """Check and compile reward source of any style in this process, without a trial run.
+
+    Call it only after a trial run of the same source passed (module-level code runs here); the
+    reward search's training workers use it. Arguments as :func:`prepare_source` and
+    :func:`load_reward_source`.
+
+    Returns:
+        ``compute_reward(state, action)`` with per-call checks
+        (:func:`rewardlab.rewards.sandbox.guard_reward`) and ``.source``/``.style`` attributes.
+
+    Raises:
+        SandboxFailure: the static check failed or building the function raised.
+    """
+    style, builder, builder_args = prepare_source(code, state_names, task, control_dt, style)
+    filename = filename or source_filename(code)
+    if style == "native":
+        fn = compile_reward(
+            code,
+            list(state_names),
+            filename=filename,
+            check_finite=check_finite,
+            check_every=check_every,
+        )
+    else:
+        try:
+            raw = builder(code, *builder_args, filename=filename)
+        except SandboxFailure:
+            raise
+        except Exception as exc:  # module-level code raised here but not in the child
+            from rewardlab.rewards.sandbox import classify_exception
+
+            raise SandboxFailure(classify_exception(exc, filename)) from exc
+        fn = guard_reward(raw, filename, check_finite=check_finite, check_every=check_every)
+    fn.source = code  # type: ignore[attr-defined]
+    fn.style = style  # type: ignore[attr-defined]
+    return fn
+
+
 def load_reward_source(
     code: str,
     env_or_state_spec: Any,
@@ -130,27 +228,12 @@ def load_reward_source(
         SandboxFailure: a check failed; ``error`` is the :class:`RewardError`.
         ValueError: unknown ``style``.
     """
-    from rewardlab.rewards import compat  # lazily: `python -m rewardlab.rewards.compat` stays clean
-
     if style not in STYLES:
         raise ValueError(f"unknown reward style {style!r}; allowed: {', '.join(STYLES)}")
     names, env_task, dt, env = _spec_of(env_or_state_spec)
     task = task or env_task
     filename = filename or source_filename(code)
-    if style == "auto":
-        style = compat.detect_style(code)
-
-    if style == "native":
-        err = check_source(code, names)
-        builder, builder_args = None, ()
-    elif style == "eureka":
-        err = compat.check_eureka(code, task, names)
-        builder, builder_args = compat.build_eureka, (task, tuple(names), dt)
-    else:
-        err = compat.check_text2reward(code, task, names)
-        builder, builder_args = compat.build_text2reward, (task, tuple(names))
-    if err:
-        raise SandboxFailure(err)
+    style, builder, builder_args = prepare_source(code, names, task, dt, style)
 
     if states is None:
         if env is not None and task is not None:
@@ -223,6 +306,8 @@ __all__ = [
     "RewardFileError",
     "default_states",
     "load_reward_file",
+    "compile_source",
     "load_reward_source",
+    "prepare_source",
     "synthetic_states",
 ]

@@ -76,10 +76,16 @@ def extract_code(reply: str, entry_point: str = ENTRY_POINT) -> Extraction:
     picks the last one that defines ``entry_point`` (LLMs often show a draft, then the final
     version); if no block does, a reply that is itself Python defining it. Code that does not
     parse is still returned (the sandbox reports the syntax error with its line), but a reply
-    whose blocks define no ``entry_point`` has no code.
+    whose blocks define no ``entry_point`` has no code. With the default ``entry_point``,
+    Text2Reward's ``compute_dense_reward``/``compute_sparse_reward`` count too (the search
+    detects the style, see :func:`rewardlab.rewards.loader.prepare_source`).
     """
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
-    pattern = re.compile(rf"^\s*def\s+{re.escape(entry_point)}\s*\(", re.M)
+    names = [entry_point]
+    if entry_point == ENTRY_POINT:
+        names += ["compute_dense_reward", "compute_sparse_reward"]
+    alternatives = "|".join(re.escape(n) for n in names)
+    pattern = re.compile(rf"^\s*def\s+(?:{alternatives})\s*\(", re.M)
     candidates = [b for lang, b in blocks if lang in ("", "python", "py", "python3", "torch")]
     defining = [b for b in candidates if pattern.search(b)]
     if defining:

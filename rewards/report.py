@@ -153,6 +153,9 @@ def write_report(run_dir: str | Path) -> Path:
         code = root / "winner" / "reward.py"
         if code.is_file():
             lines += ["```python", code.read_text(encoding="utf-8").rstrip(), "```", ""]
+    elif state.get("finished"):
+        reason = state.get("no_winner") or "no candidate reached nonzero fitness"
+        lines += ["## No winner", "", f"{reason}: nothing was retrained or exported.", ""]
     lines += ["## Rounds", ""]
     for rnd in state.get("rounds", []):
         r = rnd["round"]
@@ -161,8 +164,8 @@ def write_report(run_dir: str | Path) -> Path:
         if video.is_file():
             lines += [f"Best of round: `{rnd['best']}` ([video](round_{r}/best.mp4))", ""]
         lines += [
-            "| candidate | status | fitness | steps | corr. w/ task reward | error |",
-            "|---|---|---|---|---|---|",
+            "| candidate | style | status | fitness | steps | corr. w/ task reward | error |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in (x for x in cands if x.get("round") == r):
             err = c.get("error") or {}
@@ -173,7 +176,7 @@ def write_report(run_dir: str | Path) -> Path:
             steps = c.get("steps")
             stopped = " (halved)" if c.get("stopped_at") else ""
             lines.append(
-                f"| [{c['id']}]({c['dir']}/) | {c.get('status')}{stopped} | "
+                f"| [{c['id']}]({c['dir']}/) | {c.get('style') or ''} | {c.get('status')}{stopped} | "
                 f"{'' if fit is None else f'{fit:.2f}'} | {'' if steps is None else steps} | "
                 f"{'' if corr is None else f'{corr:.2f}'} | {_cell(err_txt)} |"
             )

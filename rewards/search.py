@@ -9,7 +9,13 @@ episodes -- never the candidate's own reward. Successive halving spends the budg
 promising ones. The best candidate's statistics (per-component curves sampled over training,
 fitness, correlation with the task's reference reward, how failed episodes ended, human
 feedback) go back to the LLM for the next round ("reward reflection"). After ``R`` rounds the
-winner is retrained on several seeds and exported.
+winner is retrained on several seeds and exported -- only if some candidate reached nonzero
+fitness; otherwise the search reports that it has no winner (``search.json``'s ``no_winner``).
+
+A reply may be written in the repository's native style or in Eureka/IsaacGymEnvs or
+Text2Reward style: candidates go through the same style detection and static check as
+:func:`rewardlab.rewards.loader.load_reward_source`, are trial-run with the style's adapter and
+compiled the same way in the training worker; the detected ``style`` is kept per candidate.
 
 Everything is written to the search directory as it happens::
 
@@ -176,7 +182,9 @@ class RewardSearch:
         workers = self.cfg.workers or os.cpu_count() or 1
         if "nthread" not in self.cfg.train and self.cfg.executor != "sequential" and workers > 1:
             overrides["nthread"] = 1  # parallel candidates: one physics thread each
-        return load_train_config(overrides)
+        cfg = load_train_config(overrides)
+        # device=auto is resolved here, once, as `rewardlab train` does (make_env needs a device)
+        return dataclasses.replace(cfg, device=cfg.resolved_device())
 
     def _limits(self) -> Any:
         from rewardlab.rewards.sandbox import SandboxLimits
@@ -304,12 +312,17 @@ class RewardSearch:
                     break
                 if r < cfg.rounds:
                     messages = self._next_messages(base, results, focus or best_all, human)
-            winner = max(
+            best = max(
                 (x for x in all_results if x.get("status") == "trained"), key=_rank, default=None
             )
-            self.state["winner"] = self._winner(winner) if winner is not None else None
-            if winner is None:
-                self.log("no candidate trained successfully; no winner (see the round folders)")
+            if best is not None and best["fitness"] > 0:
+                self.state.pop("no_winner", None)
+                self.state["winner"] = self._winner(best)
+            else:
+                # a fitness-0 candidate is no better than none: no retraining, no export
+                self.state["winner"] = None
+                self.state["no_winner"] = _no_winner_reason(best)
+                self.log(f"no winner: {self.state['no_winner']} (see the round folders)")
             self.state["finished"] = True
             self.state["seconds"] = self.state.get("seconds", 0.0) + time.perf_counter() - self.t0
             self._save_state()
@@ -369,7 +382,10 @@ class RewardSearch:
         entry = {
             "round": r,
             "candidates": [
-                {k: x.get(k) for k in ("id", "status", "fitness", "steps", "dir", "correlation")}
+                {
+                    k: x.get(k)
+                    for k in ("id", "status", "style", "fitness", "steps", "dir", "correlation")
+                }
                 | {"error_kind": (x.get("error") or {}).get("kind")}
                 for x in results
             ],
@@ -451,15 +467,39 @@ class RewardSearch:
         """Sandboxed trial run of each candidate on recorded states (in parallel threads)."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from rewardlab.rewards.sandbox import SandboxLimits, trial_run
+        from rewardlab.rewards.compat import detect_style
+        from rewardlab.rewards.loader import prepare_source
+        from rewardlab.rewards.sandbox import (
+            CheckResult,
+            SandboxFailure,
+            SandboxLimits,
+            trial_run,
+        )
 
         if not cands:
             return
         t = self.cfg.trial_timeout_s
         limits = SandboxLimits(cpu_seconds=t, wall_seconds=t)
         workers = min(len(cands), self.cfg.workers or os.cpu_count() or 1)
+
+        def _check(c: dict[str, Any]) -> Any:
+            # the loader's style detection and static check (native, Eureka, Text2Reward), then
+            # the trial run in a limited child with the style's builder
+            c["style"] = detect_style(c["code"])
+            try:
+                _, builder, args = prepare_source(
+                    c["code"],
+                    self.info["state_names"],
+                    self.cfg.task,
+                    self.info.get("control_dt", 0.02),
+                    c["style"],
+                )
+            except SandboxFailure as exc:
+                return CheckResult(False, exc.error)
+            return trial_run(c["code"], self.states, limits, builder=builder, builder_args=args)
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            checks = list(pool.map(lambda c: trial_run(c["code"], self.states, limits), cands))
+            checks = list(pool.map(_check, cands))
         for c, check in zip(cands, checks, strict=True):
             cdir = self.root / c["dir"]
             if check.ok:
@@ -513,6 +553,7 @@ class RewardSearch:
         spec = {
             "train_cfg": cfg,
             "code": c.get("code"),
+            "style": c.get("style"),
             "steps": steps,
             "checkpoint": checkpoint,
             "eval_episodes": self.cfg.eval_episodes,
@@ -695,7 +736,7 @@ class RewardSearch:
             self.log(
                 f"winner {best['id']} (fitness {best['fitness']:.2f}): retraining on seeds {seeds} for {steps:,} steps"
             )
-            cand = {"id": best["id"], "code": code}
+            cand = {"id": best["id"], "code": code, "style": best.get("style")}
             todo = []
             for s in seeds:
                 saved = _read_json(wdir / f"seed_{s}.json")
@@ -832,6 +873,16 @@ class _RungProgress:
             f"{c['id']} rung {self.rung + 1}/{self.rungs}: {what} ({o.seconds:.1f} s) "
             f"| {n}/{self.jobs} | ETA {_fmt_s(eta)}"
         )
+
+
+def _no_winner_reason(best: Mapping[str, Any] | None) -> str:
+    """Why a search has no winner (``search.json``'s ``no_winner``, the report, the CLI)."""
+    if best is None:
+        return "no candidate trained successfully, so none reached nonzero fitness"
+    return (
+        f"no candidate reached nonzero fitness (the best, {best['id']}, scored "
+        f"{best['fitness']:.2f} on the task's success)"
+    )
 
 
 def _rank(result: Mapping[str, Any]) -> tuple[float, float]:

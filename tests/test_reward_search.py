@@ -177,7 +177,7 @@ def test_search_end_to_end_reflection_finds_a_good_reward_and_replays(tmp_path):
     assert (root / "winner" / "export" / "policy.pt").is_file()
     assert (root / "round_2" / "best.mp4").stat().st_size > 1000  # the round's best, rendered
     report = (root / "report.md").read_text()
-    assert "| [r1c2](round_1/r1c2/) | failed |" in report and "timeout" in report
+    assert "| [r1c2](round_1/r1c2/) | native | failed |" in report and "timeout" in report
     assert (root / "plots" / "fitness.png").is_file() and (
         root / "plots" / "winner_curves.png"
     ).is_file()
@@ -231,7 +231,7 @@ def test_cli_search_resumes_without_retraining(tmp_path, capsys):
         args = [
             "reward-search", "--task", "cartpole_balance", "--description", "Balance the pole.",
             f"run_dir={run_dir}", f"llm.base_url={srv.base_url}", "llm.model=test-model",
-            "rounds=1", "candidates=2", "candidate_steps=4096", "halving=false",
+            "rounds=1", "candidates=2", "candidate_steps=30000", "halving=false",
             "eval_episodes=4", "winner_seeds=1", "winner_steps=4096", "videos=none",
             "workers=2", "trial_steps=8",
         ]  # fmt: skip
@@ -248,7 +248,7 @@ def test_cli_search_resumes_without_retraining(tmp_path, capsys):
         (run_dir / "round_1" / "r1c1" / name).unlink()
     cfg = load_search_config(
         {"task": "cartpole_balance", "description": "Balance the pole.", "run_dir": str(run_dir),
-         "rounds": 1, "candidates": 2, "candidate_steps": 4096, "halving": False,
+         "rounds": 1, "candidates": 2, "candidate_steps": 30000, "halving": False,
          "eval_episodes": 4, "winner_seeds": 1, "winner_steps": 4096, "videos": "none",
          "workers": 2, "trial_steps": 8,
          "llm": {"base_url": srv.base_url, "model": "test-model", "offline": True}}
@@ -436,3 +436,106 @@ def test_successive_halving_continues_the_better_half_from_checkpoints(tmp_path)
     ex.jobs.clear()
     search._train_rungs([{"id": k, "dir": f"round_1/{k}", "code": "x"} for k in fitness])
     assert ex.jobs == []
+
+
+def _trial_search(tmp_path, srv):
+    """A search on cartpole_balance with its task info and a few recorded states, not run."""
+    from rewardlab.rewards.sandbox import record_states
+
+    cfg = _search_cfg(tmp_path / "s", srv.base_url, tmp_path / "cache")
+    search = RewardSearch(cfg, log=lambda line: None)
+    search.info = search._task_info()
+    search.states = record_states("cartpole_balance", num_envs=16, steps=8)
+    return search
+
+
+@pytest.mark.unit
+def test_candidate_check_accepts_eureka_and_text2reward_replies(tmp_path):
+    """Replies in Eureka (``@torch.jit.script``, arguments by name) and Text2Reward style pass
+    the search's check path with their style recorded, and train in the worker's code path."""
+    from rewardlab.config import load_train_config
+    from rewardlab.rewards.candidate import train_candidate
+
+    with OpenAIServer(["unused"]) as srv:
+        search = _trial_search(tmp_path, srv)
+    cands = []
+    for k, name in enumerate(["eureka_cartpole", "text2reward_cartpole", "good"]):
+        ex = prompting.extract_code(fixture(name))
+        assert ex.code is not None, (name, ex.problem)
+        cands.append({"id": f"r1c{k}", "dir": f"round_1/r1c{k}", "code": ex.code})
+    search._trial(cands)
+    eureka, t2r, native = cands
+    for c, style in [(eureka, "eureka"), (t2r, "text2reward"), (native, "native")]:
+        assert "status" not in c, c.get("error")  # not rejected
+        assert c["style"] == style
+    assert set(eureka["trial"]["components"]) == {"upright", "centered", "effort"}
+    assert eureka["trial"]["component_stats"]["upright"]["max"] <= 1.0
+
+    # the persisted result and the search state carry the style
+    search._finalize(eureka, {"status": "trained", "fitness": 0.5, "steps": 64}, None)
+    saved = json.loads((tmp_path / "s" / "round_1" / "r1c0" / "result.json").read_text())
+    assert saved["style"] == "eureka" and "code" not in saved
+    search.state.setdefault("rounds", [])
+    search._record_round(1, [saved], saved, saved)
+    state = json.loads((tmp_path / "s" / "search.json").read_text())
+    assert state["rounds"][0]["candidates"][0]["style"] == "eureka"
+
+    # the training worker compiles it in the detected style and trains on it (tiny budget)
+    cfg = load_train_config(
+        {"task": "cartpole_balance", "num_envs": 8, "device": "cpu", "ppo": {"num_steps": 16}}
+    )
+    spec = {"train_cfg": cfg, "code": eureka["code"], "style": "eureka",
+            "steps": 128, "checkpoint": None, "eval_episodes": 2, "analyst": False,
+            "correlation": True}  # fmt: skip
+    out = train_candidate(spec)
+    assert out["steps"] >= 128 and 0.0 <= out["fitness"] <= 1.0
+    assert "reward/upright" in out["history"][-1]
+    assert out["correlation"] is not None  # the candidate's total was computed every step
+
+
+@pytest.mark.unit
+def test_malformed_eureka_reply_gets_structured_feedback(tmp_path):
+    """An Eureka reply with an argument our state lacks (``progress_buf``) is rejected before any
+    training, with an error that names the argument and lists the available names."""
+    with OpenAIServer(["unused"]) as srv:
+        search = _trial_search(tmp_path, srv)
+    code = prompting.extract_code(fixture("eureka_unknown_arg")).code
+    c = {"id": "r1c0", "dir": "round_1/r1c0", "code": code}
+    search._trial([c])
+    assert c["status"] == "failed" and c["final"] and c["style"] == "eureka"
+    err = c["error"]
+    assert err["kind"] == "unknown_state" and "progress_buf" in err["message"]
+    assert "pole_angle" in err["feedback"]  # the names it could have used
+    saved = json.loads((tmp_path / "s" / "round_1" / "r1c0" / "result.json").read_text())
+    assert saved["error"]["kind"] == "unknown_state" and saved["style"] == "eureka"
+    # the reflection prompt of a round where everything failed answers that error
+    msg = prompting.error_message(saved, [], None)
+    assert "progress_buf" in msg["content"]
+
+
+@pytest.mark.unit
+def test_search_without_nonzero_fitness_names_no_winner(tmp_path, monkeypatch, capsys):
+    """Every candidate trains but scores fitness 0: no winner, nothing retrained or exported,
+    the report and the CLI say so, and the exit status is EXIT_NO_WINNER."""
+    from rewardlab.cli import main
+    from rewardlab.rewards.cli import EXIT_NO_WINNER
+
+    ex = _ScriptedExecutor({"r1c0": 0.0, "r1c1": 0.0})
+    monkeypatch.setattr(RewardSearch, "executor", lambda self: ex)
+    run_dir = tmp_path / "s"
+    with OpenAIServer([fixture("good"), fixture("eureka_cartpole")]) as srv:
+        args = ["reward-search", "--task", "cartpole_balance", "--description", "Balance the pole.",
+                f"run_dir={run_dir}", "rounds=1", "candidates=2", "halving=false",
+                "candidate_steps=1000", "winner_seeds=1", "videos=none", "workers=1",
+                f"llm.base_url={srv.base_url}", "llm.model=test-model"]  # fmt: skip
+        code = main(args)
+    out = capsys.readouterr().out
+    assert code == EXIT_NO_WINNER == 4
+    assert "[rewardlab] no winner: no candidate reached nonzero fitness" in out
+    assert [k for k, _, _ in ex.jobs] == ["r1c0", "r1c1"]  # no winner seed runs
+    state = json.loads((run_dir / "search.json").read_text())
+    assert state["winner"] is None and "nonzero fitness" in state["no_winner"]
+    assert not (run_dir / "winner").exists()
+    report = (run_dir / "report.md").read_text()
+    assert "## No winner" in report and "## Winner" not in report
+    assert "| eureka | trained |" in report and "| native | trained |" in report
