@@ -17,6 +17,7 @@ return value), or limit one reward call's time (the worker's wall-clock limit do
 from __future__ import annotations
 
 import cProfile  # noqa: F401 - imported lazily by torch._dynamo during the first optimizer step
+import dataclasses
 import io
 import math
 import pstats  # noqa: F401
@@ -131,6 +132,8 @@ def train_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     cfg = spec["train_cfg"]
+    if cfg.device == "auto":  # a config straight from load_train_config (the search resolves it)
+        cfg = dataclasses.replace(cfg, device=cfg.resolved_device())
     kwargs = {"nthread": cfg.nthread} if cfg.backend == "mujoco" else {}
     env = make_env(
         cfg.task, cfg.num_envs, cfg.backend, cfg.task_config(), cfg.seed, cfg.device, **kwargs
