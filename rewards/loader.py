@@ -168,6 +168,23 @@ def compile_source(
     """
     style, builder, builder_args = prepare_source(code, state_names, task, control_dt, style)
     filename = filename or source_filename(code)
+    return _build(
+        code, state_names, style, builder, builder_args, filename, check_finite, check_every
+    )
+
+
+def _build(
+    code: str,
+    state_names: Collection[str],
+    style: str,
+    builder: Any,
+    builder_args: tuple,
+    filename: str,
+    check_finite: bool,
+    check_every: int,
+) -> RewardFn:
+    """Compile checked source of ``style`` (``builder`` from :func:`prepare_source`) in this
+    process, wrapped with the per-call checks, with ``.source`` and ``.style`` attributes."""
     if style == "native":
         fn = compile_reward(
             code,
@@ -254,22 +271,7 @@ def load_reward_source(
         assert result.error is not None
         raise SandboxFailure(result.error)
 
-    if style == "native":
-        fn = compile_reward(
-            code, names, filename=filename, check_finite=check_finite, check_every=check_every
-        )
-    else:
-        try:
-            raw = builder(code, *builder_args, filename=filename)  # type: ignore[misc]
-        except SandboxFailure:
-            raise
-        except Exception as exc:  # module-level code raised here but not in the child
-            from rewardlab.rewards.sandbox import classify_exception
-
-            raise SandboxFailure(classify_exception(exc, filename)) from exc
-        fn = guard_reward(raw, filename, check_finite=check_finite, check_every=check_every)
-    fn.source = code  # type: ignore[attr-defined]
-    fn.style = style  # type: ignore[attr-defined]
+    fn = _build(code, names, style, builder, builder_args, filename, check_finite, check_every)
     fn.check = result  # type: ignore[attr-defined]
     return fn
 
