@@ -655,13 +655,20 @@ class RewardSearch:
 
     def _video(self, result: Mapping[str, Any], path: Path) -> None:
         """Render the candidate's policy (one episode, the task's own env) to ``path``."""
-        from rewardlab.agents.evaluate import evaluate
-        from rewardlab.envs import make_env
-
         ckpt = self.root / result["dir"] / "checkpoint.pt"
         if not ckpt.is_file() or path.is_file():
             return
+        if self._render_policy(ckpt, path, f"video of {result['id']}"):
+            self.log(f"video of {result['id']}: {path}")
+
+    def _render_policy(self, checkpoint: bytes | Path, path: Path, what: str) -> bool:
+        """One episode of a checkpoint's policy on the task's own env, to ``path``; a failure
+        (e.g. no renderer) is logged as ``<what> failed: ...`` and returns false."""
+        from rewardlab.agents.evaluate import evaluate
+        from rewardlab.envs import make_env
+
         try:
+            data = checkpoint.read_bytes() if isinstance(checkpoint, Path) else checkpoint
             env = make_env(
                 self.cfg.task,
                 num_envs=1,
@@ -669,13 +676,14 @@ class RewardSearch:
                 seed=self.train_cfg.eval_seed(),
             )
             try:
-                policy = self._policy_from(ckpt.read_bytes(), env)
+                policy = self._policy_from(data, env)
                 evaluate(policy, env, 1, video_path=path, seed=self.train_cfg.eval_seed())
             finally:
                 env.close()
-            self.log(f"video of {result['id']}: {path}")
         except Exception as e:  # noqa: BLE001 - a missing renderer must not stop the search
-            self.log(f"video of {result['id']} failed: {type(e).__name__}: {e}")
+            self.log(f"{what} failed: {type(e).__name__}: {e}")
+            return False
+        return True
 
     def _human_feedback(
         self, r: int, results: list[dict[str, Any]]
@@ -823,30 +831,8 @@ class RewardSearch:
             env.close()
 
     def _winner_video(self, checkpoint: bytes, path: Path) -> None:
-        from rewardlab.agents.evaluate import evaluate
-        from rewardlab.envs import make_env
-
-        if path.is_file():
-            return
-        try:
-            env = make_env(
-                self.cfg.task,
-                num_envs=1,
-                cfg=self.train_cfg.task_config(),
-                seed=self.train_cfg.eval_seed(),
-            )
-            try:
-                evaluate(
-                    self._policy_from(checkpoint, env),
-                    env,
-                    1,
-                    video_path=path,
-                    seed=self.train_cfg.eval_seed(),
-                )
-            finally:
-                env.close()
-        except Exception as e:  # noqa: BLE001
-            self.log(f"winner video failed: {type(e).__name__}: {e}")
+        if not path.is_file():
+            self._render_policy(checkpoint, path, "winner video")
 
 
 class _RungProgress:
