@@ -24,7 +24,6 @@ and a baseline, not a general vision-language model.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rewardlab.vlm_reward.models import sha256_file
 from rewardlab.vlm_reward.tiny_clip.captions import FAMILIES
 
 HERE = Path(__file__).resolve().parent
@@ -42,15 +42,6 @@ MODEL_CONFIG = HERE / "tiny_clip.json"
 """The architecture: a 3-layer ViT (64 px, 8 px patches, width 64) and a 2-layer text transformer."""
 DEFAULT_OUT = HERE.parent / "models"
 DEFAULT_NAME = "rewardlab-tiny-clip"
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def render_dataset(frames_per_family: dict[str, int], size: int, seed: int) -> dict[str, dict]:
