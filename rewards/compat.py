@@ -55,9 +55,9 @@ from rewardlab.rewards.sandbox import (
     RewardError,
     SandboxFailure,
     StateDict,
-    check_ast,
     exec_source,
     find_function,
+    parse_allowed,
     parse_source,
     positional_params,
     unknown_name_error,
@@ -357,12 +357,9 @@ modules import them with ``*``, so Eureka's rewards call them unqualified)."""
 
 def check_eureka(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:
     """Static checks of an Eureka-style reward: allow-list, a ``compute_reward``, known args."""
-    tree = parse_source(code)
+    tree = parse_allowed(code)
     if isinstance(tree, RewardError):
         return tree
-    err = check_ast(tree)
-    if err:
-        return err
     fn = find_function(tree, "compute_reward")
     if fn is None:
         return RewardError("signature", "no function 'compute_reward' defined")
@@ -502,12 +499,9 @@ def _t2r_entry(tree: ast.Module) -> ast.FunctionDef | None:
 
 def check_text2reward(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:  # fmt: skip
     """Static checks of a Text2Reward-style reward: allow-list, ``(self, action)``, attributes."""
-    tree = parse_source(code)
+    tree = parse_allowed(code)
     if isinstance(tree, RewardError):
         return tree
-    err = check_ast(tree)
-    if err:
-        return err
     fn = _t2r_entry(tree)
     if fn is None:
         return RewardError(

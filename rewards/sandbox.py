@@ -320,6 +320,14 @@ def parse_source(code: str, filename: str = "<reward>") -> ast.Module | RewardEr
         return RewardError("syntax", str(e))
 
 
+def parse_allowed(code: str) -> ast.Module | RewardError:
+    """:func:`parse_source` then :func:`check_ast`: the tree, or the first error."""
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return tree
+    return check_ast(tree) or tree
+
+
 def check_ast(tree: ast.Module) -> RewardError | None:
     """The allow-list part of :func:`check_source`: imports, names, attributes, constructs."""
     for stmt in tree.body:
@@ -498,12 +506,9 @@ def check_source(
     Only constant keys (``state["pole_angle"]``, ``state.get("x")``) are checked here; computed
     keys are caught when the code runs (the state mapping raises a ``KeyError`` listing names).
     """
-    tree = parse_source(code)
+    tree = parse_allowed(code)
     if isinstance(tree, RewardError):
         return tree
-    err = check_ast(tree)
-    if err:
-        return err
     fn = find_function(tree, entry)
     if fn is None:
         defined = [s.name for s in tree.body if isinstance(s, ast.FunctionDef)]
