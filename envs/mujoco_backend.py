@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from mujoco.batch import Batch
 
-from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.envs.randomization import DomainRandConfig, DomainRandomizer
 from rewardlab.envs.rendering import make_renderer
+from rewardlab.envs.sim_env import SimTaskEnv
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.rewards.terms import RewardFn, compose
 
@@ -50,7 +50,7 @@ def _env_tensors(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class MujocoEnv(BatchedEnv):
+class MujocoEnv(SimTaskEnv):
     """A :class:`BatchedEnv` on native MuJoCo.
 
     Args:
@@ -186,43 +186,7 @@ class MujocoEnv(BatchedEnv):
         truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
         success = self.task.success(state) & ~terminated
         reward = reward.masked_fill(diverged, 0.0)
-        self._ep_return += reward
-        for name, value in terms.items():
-            acc = self._ep_terms.get(name)
-            if acc is None:
-                acc = self._ep_terms[name] = torch.zeros(self.num_envs)
-            acc += value
-        obs = self.task.observation(state)
-        means = torch.stack(list(terms.values())).mean(-1).tolist() if terms else []
-        info: dict[str, Any] = {
-            "log": {f"reward/{k}": m for k, m in zip(terms, means, strict=True)},
-            "success": success,
-        }
-
-        done = terminated | truncated
-        if done.any():
-            ids = done.nonzero().squeeze(-1)
-            info["final_obs"] = obs.clone()
-            info["episode"] = {
-                "env_ids": ids,
-                "return": self._ep_return[ids].clone(),
-                "length": self._ep_len[ids].clone(),
-                "success": success[ids],
-                **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
-            }
-            self._reset_worlds(ids)
-            state = self._full_state()
-            fresh = self.task.observation(state)
-            obs = torch.where(done[:, None], fresh, obs)
-        else:
-            info["final_obs"] = obs
-        if self._dr is not None and self._dr.cfg.has_obs_noise:
-            final = info["final_obs"]
-            obs = self._dr.noise(obs)
-            if "episode" in info:  # some world finished: its final_obs gets its own noise
-                info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
-            else:
-                info["final_obs"] = obs
+        obs, state, info = self._end_step(state, reward, terms, terminated, truncated, success)
         self._state = state
         return (
             self._to_device(obs),
@@ -236,9 +200,6 @@ class MujocoEnv(BatchedEnv):
         if self._state is None:
             raise RuntimeError("call reset() before state()")
         return {k: self._to_device(v) for k, v in self._state.items()}
-
-    def state_spec(self) -> dict[str, StateField]:
-        return self.task.full_state_spec()
 
     def success(self) -> torch.Tensor:
         if self._state is None:
@@ -266,11 +227,6 @@ class MujocoEnv(BatchedEnv):
             h, w = self._render_size
             return torch.zeros((0, h, w, 3), dtype=torch.uint8)
         return torch.from_numpy(np.stack(frames))
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
     def get_state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-identically: physics rows, episode counters, RNG.
@@ -324,11 +280,6 @@ class MujocoEnv(BatchedEnv):
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def set_reward(self, reward_fn: RewardFn) -> None:
-        """Replace the reward (an LLM-written or VLM reward under the same contract)."""
-        self.reward_fn = reward_fn
-        self._ep_terms = {}
-
     def _write_physics(self, ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         """Write per-world model values (``DomainRandomizer.sample_physics``) into the batch."""
         ids_np = ids.numpy().astype(np.int32)
@@ -374,9 +325,6 @@ class MujocoEnv(BatchedEnv):
     def _compute_obs_dim(self) -> int:
         self._reset_worlds(torch.arange(self.num_envs))
         return self.task.observation(self._full_state()).shape[-1]
-
-    def _full_state(self) -> dict[str, torch.Tensor]:
-        return self.task.full_state(self.sim, self._last_action, self._prev_action)
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.device.type == "cpu" else x.to(self.device, non_blocking=True)

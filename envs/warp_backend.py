@@ -39,9 +39,9 @@ import mujoco
 import numpy as np
 import torch
 
-from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.envs.mujoco_backend import _env_tensors
 from rewardlab.envs.rendering import make_renderer
+from rewardlab.envs.sim_env import SimTaskEnv
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.rewards.terms import RewardFn, compose
 
@@ -122,7 +122,7 @@ def _njmax_default(model: mujoco.MjModel) -> tuple[int, int]:
     return nconmax, max(64, -(-njmax // 16) * 16)
 
 
-class WarpEnv(BatchedEnv):
+class WarpEnv(SimTaskEnv):
     """A :class:`BatchedEnv` on MuJoCo Warp: every tensor lives on ``device``.
 
     Args:
@@ -298,47 +298,7 @@ class WarpEnv(BatchedEnv):
         truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
         success = self.task.success(state) & ~terminated
         reward = reward.float().masked_fill(diverged, 0.0)
-        self._ep_return += reward
-        for name, value in terms.items():
-            acc = self._ep_terms.get(name)
-            if acc is None:
-                acc = self._ep_terms[name] = torch.zeros(self.num_envs, device=self.device)
-            acc += value
-        obs = self.task.observation(state)
-        done = terminated | truncated
-        # One device-to-host transfer per step: whether any world finished, and the log means.
-        stats = [done.any().float()] + (
-            [torch.stack(list(terms.values())).mean(-1)] if terms else []
-        )
-        host = torch.cat([s.reshape(-1).float() for s in stats]).tolist()
-        any_done, means = bool(host[0]), host[1:]
-        info: dict[str, Any] = {
-            "log": {f"reward/{k}": m for k, m in zip(terms, means, strict=True)},
-            "success": success,
-        }
-        if any_done:
-            ids = done.nonzero().squeeze(-1)
-            info["final_obs"] = obs.clone()
-            info["episode"] = {
-                "env_ids": ids,
-                "return": self._ep_return[ids].clone(),
-                "length": self._ep_len[ids].clone(),
-                "success": success[ids],
-                **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
-            }
-            self._reset_worlds(ids)
-            state = self._full_state()
-            fresh = self.task.observation(state)
-            obs = torch.where(done[:, None], fresh, obs)
-        else:
-            info["final_obs"] = obs
-        if self._dr is not None and self._dr.cfg.has_obs_noise:
-            final = info["final_obs"]
-            obs = self._dr.noise(obs)
-            if any_done:  # some world finished: its final_obs gets its own noise
-                info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
-            else:
-                info["final_obs"] = obs
+        obs, state, info = self._end_step(state, reward, terms, terminated, truncated, success)
         self._state = state
         self._nstep += 1
         n = self._nstep  # overflow flags are sticky: checks at steps 1, 2, 4, ... then every 1024
@@ -350,9 +310,6 @@ class WarpEnv(BatchedEnv):
         if self._state is None:
             raise RuntimeError("call reset() before state()")
         return dict(self._state)
-
-    def state_spec(self) -> dict[str, StateField]:
-        return self.task.full_state_spec()
 
     def success(self) -> torch.Tensor:
         if self._state is None:
@@ -389,11 +346,6 @@ class WarpEnv(BatchedEnv):
             self._renderer.update_scene(data, camera=camera)
             frames.append(self._renderer.render().copy())
         return torch.from_numpy(np.stack(frames))
-
-    def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
 
     def get_state_dict(self) -> dict[str, Any]:
         """Physics rows (on the CPU), episode counters, RNG and task buffers, for exact resume."""
@@ -456,11 +408,6 @@ class WarpEnv(BatchedEnv):
         self._state = self._full_state()
 
     # -- helpers -----------------------------------------------------------------------------------
-
-    def set_reward(self, reward_fn: RewardFn) -> None:
-        """Replace the reward (an LLM-written or VLM reward under the same contract)."""
-        self.reward_fn = reward_fn
-        self._ep_terms = {}
 
     @property
     def uses_cuda_graph(self) -> bool:
@@ -621,6 +568,3 @@ class WarpEnv(BatchedEnv):
     def _compute_obs_dim(self) -> int:
         self._reset_worlds(torch.arange(self.num_envs, device=self.device))
         return self.task.observation(self._full_state()).shape[-1]
-
-    def _full_state(self) -> dict[str, torch.Tensor]:
-        return self.task.full_state(self.sim, self._last_action, self._prev_action)
