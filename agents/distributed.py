@@ -109,8 +109,11 @@ class DistContext:
         return box[0]
 
     def close(self) -> None:
-        """Leave the process group."""
+        """Leave the process group, after every rank got here (a rank tearing gloo down while
+        another still talks to it can abort the process: "terminate called without an active
+        exception", seen once in CI)."""
         if dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def attach(self, runner: Any) -> None:
