@@ -3,7 +3,7 @@
 
 ::
 
-    python benchmarks/vlm_scoring.py                    # CPU, shipped tiny CLIP (~3 min)
+    python benchmarks/vlm_scoring.py                    # CPU, shipped tiny CLIP (~6 min)
     python benchmarks/vlm_scoring.py --device cuda      # the same on a GPU (bf16 where supported)
     python benchmarks/vlm_scoring.py --quick            # smoke run (short budgets)
 
@@ -14,9 +14,11 @@ Measured in one run, so the ratios compare like with like on the same (possibly 
    CLIP on each env's frame).
 2. **rendering**: 64 worlds drawn by the tiled renderer (one GL read-back) vs ``env.render``
    (one ``mujoco.Renderer`` call per world), at the model's input size.
-3. **training share**: PPO on ``cartpole_balance`` with ``reward=clip`` for ``--train-steps``
-   env steps; share of wall time in rendering + scoring (the rest: physics, policy, PPO update),
-   for frame stride 1 and 4, and with scoring on a worker thread (``async_scoring``) or inline.
+3. **training share**: PPO with ``reward=clip`` for ``--train-steps`` env steps on each of
+   ``--tasks`` (default ``cartpole_balance``, the cheapest physics, so the worst case, and
+   ``humanoid_kneel``, the issue's example) at each of ``--strides``; share of wall time in
+   rendering + scoring (the rest: physics, policy, PPO update), plus one row with scoring on a
+   worker thread (``async_scoring``).
 
 Results go to ``benchmarks/results/vlm_scoring.{json,md}`` (``_quick`` with ``--quick``).
 """
@@ -114,7 +116,7 @@ def bench_rendering(seconds: float, repeats: int, size: int) -> list[dict]:
     return rows
 
 
-def bench_training(device: str, steps: int) -> list[dict]:
+def bench_training(device: str, steps: int, tasks: list[str], strides: list[int]) -> list[dict]:
     from rewardlab.agents.config import PPOConfig
     from rewardlab.agents.runner import OnPolicyRunner
     from rewardlab.envs import make_env
@@ -122,9 +124,10 @@ def bench_training(device: str, steps: int) -> list[dict]:
     from rewardlab.vlm_reward.training import wrap_env
 
     rows = []
-    for stride, async_scoring in ((1, False), (1, True), (4, False), (4, True)):
+    runs = [(t, k, False) for t in tasks for k in strides] + [(tasks[0], strides[0], True)]
+    for task, stride, async_scoring in runs:
         cfg = VLMConfig(device=device, frame_stride=stride, async_scoring=async_scoring)
-        env = wrap_env(make_env("cartpole_balance", num_envs=32, seed=0, nthread=1), "clip", cfg)
+        env = wrap_env(make_env(task, num_envs=32, seed=0, nthread=1), "clip", cfg)
         runner = OnPolicyRunner(env, PPOConfig(), seed=0, log_every=10**9)
         t0 = time.perf_counter()
         runner.learn(steps)
@@ -133,6 +136,7 @@ def bench_training(device: str, steps: int) -> list[dict]:
         env.close()
         rows.append(
             {
+                "task": task,
                 "frame_stride": stride,
                 "async_scoring": async_scoring,
                 "env_steps": steps,
@@ -140,11 +144,12 @@ def bench_training(device: str, steps: int) -> list[dict]:
                 "render_s": t["render_s"],
                 "score_s": t["score_s"],
                 "physics_s": t["env_s"],
+                "frames_scored": t["frames"],
                 "render_score_share": (t["render_s"] + t["score_s"]) / wall,
                 "steps_per_s": steps / wall,
             }
         )
-        print(f"  stride {stride} async {async_scoring}: {rows[-1]['render_score_share']:.0%} of {wall:.1f} s", flush=True)  # fmt: skip
+        print(f"  {task} stride {stride} async {async_scoring}: {rows[-1]['render_score_share']:.0%} of {wall:.1f} s", flush=True)  # fmt: skip
     return rows
 
 
@@ -154,6 +159,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train-steps", type=int, default=20_000, help="PPO env steps per config")
+    p.add_argument("--tasks", default="cartpole_balance,humanoid_kneel",
+                   help="tasks of the training-share measurement (comma-separated)")  # fmt: skip
+    p.add_argument("--strides", default="1,2,4,8", help="frame strides of the training-share measurement")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="short budgets (smoke run)")
     a = p.parse_args()
     if a.quick:
@@ -167,7 +175,9 @@ def main() -> None:
     print("rendering ...", flush=True)
     rendering = bench_rendering(a.seconds, a.repeats, scoring["image_size"])
     print("training share ...", flush=True)
-    training = bench_training(a.device, a.train_steps)
+    tasks = [t for t in a.tasks.split(",") if t]
+    strides = [int(k) for k in a.strides.split(",") if k]
+    training = bench_training(a.device, a.train_steps, tasks, strides)
     result = {"system": info, "scoring": scoring, "rendering": rendering, "training": training}
     name = "vlm_scoring_quick" if a.quick else "vlm_scoring"
     write_json(RESULTS / f"{name}.json", result)
@@ -193,11 +203,13 @@ def main() -> None:
             [[r["task"], r["size"], r["tiled_fps"], r["env_render_fps"], r["speedup"]] for r in rendering],
         ),
         "",
-        f"## Share of PPO training wall time in rendering + scoring (cartpole_balance, 32 worlds, {a.train_steps} env steps)",
+        f"## Share of PPO training wall time in rendering + scoring (32 worlds, {a.train_steps} env steps per row)",
+        "",
+        "With frame stride k all worlds are rendered and scored every k-th step (and worlds that just reset at every step); skipped steps hold the last score.",
         "",
         markdown_table(
-            ["frame stride", "async scoring", "wall s", "render s", "score s (not hidden)", "physics s", "render + score share", "env steps/s"],
-            [[r["frame_stride"], r["async_scoring"], r["wall_s"], r["render_s"], r["score_s"], r["physics_s"], r["render_score_share"], r["steps_per_s"]] for r in training],
+            ["task", "frame stride", "async scoring", "wall s", "render s", "score s (not hidden)", "physics s", "frames scored", "render + score share", "env steps/s"],
+            [[r["task"], r["frame_stride"], r["async_scoring"], r["wall_s"], r["render_s"], r["score_s"], r["physics_s"], r["frames_scored"], r["render_score_share"], r["steps_per_s"]] for r in training],
         ),
         "",
         "Target: rendering + scoring under 50% of training wall time on the CPU with the small model.",

@@ -25,7 +25,7 @@ from rewardlab.vlm_reward.training import wrap_env
 
 # cartpole_balance: the episode ends when the pole falls, so any positive per-frame score pays
 # for staying up; the CLIP score also ranks upright frames above tilted ones. Frame stride 4
-# (staggered worlds, last score held) keeps rendering + scoring to 1/4 of the frames.
+# (every 4th step, last score held) keeps rendering + scoring to about 1/4 of the frames.
 STEPS = 70_000
 ENVS = 32
 

@@ -30,7 +30,7 @@ class VLMConfig:
     (VLM-RM goal/baseline score), and the progress, judge and preference scorers."""
     model: str = "rewardlab-tiny-clip"
     """open_clip architecture name (``ViT-B-32``, ``ViT-bigG-14``, ...) or the name of a model
-    shipped under ``rewardlab/vlm_reward/models/`` (``rewardlab-tiny-clip``: a 1.6 M-parameter
+    shipped under ``rewardlab/vlm_reward/models/`` (``rewardlab-tiny-clip``: a 1.8 M-parameter
     CLIP trained on this project's rendered tasks)."""
     pretrained: str | None = None
     """open_clip pretrained tag (``laion2b_s39b_b160k``, ...), downloaded from the model hub on
@@ -75,9 +75,9 @@ class VLMConfig:
     """Side of the square frames rendered for scoring; ``None``: the scorer's ``image_size``
     (the model's input size), so that no resize is needed."""
     frame_stride: int = 1
-    """Score each world every k-th control step only (worlds staggered, so every step scores
-    1/k of them, plus the worlds that just reset); in training a skipped step holds the world's
-    last score. 1 scores every step."""
+    """Score the worlds every k-th control step only (all together, plus at every step the
+    worlds that just reset); in training a skipped step holds each world's last score. Divides
+    the rendering and scoring cost by about k. 1 scores every step."""
     interpolate: bool = True
     """With ``frame_stride`` > 1 where both scored neighbours are known (offline scoring of
     recorded episodes, ``rewardlab vlm-eval``): interpolate skipped frames linearly (true) or

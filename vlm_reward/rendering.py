@@ -9,7 +9,9 @@ frame (and 10x more on the humanoid's large reflective floor). It reads the worl
 
 Each task has a *reward camera* (:data:`TASK_CAMERAS`) that frames what the reward is about
 (e.g. follows the cart so that the pole fills the frame); tasks without one use the model's
-camera 0 (or the free camera).
+camera 0 (or the free camera). A reward camera may be several views drawn into one frame, one
+horizontal band each (:class:`MultiView`): arm_reach shows its target from the side and from
+above, so that the hand-to-target distance, a 3-D quantity, is visible in the 2-D frame.
 
 What it cannot do: render envs that cannot snapshot their physics (a real robot, GPU backends
 without ``get_state_dict``): :func:`render_env` falls back to ``env.render`` there.
@@ -45,10 +47,33 @@ class CameraSpec:
     """Which coordinates of ``track_body`` the look-at point follows."""
 
 
-TASK_CAMERAS: dict[str, CameraSpec] = {
+@dataclass(frozen=True)
+class MultiView:
+    """Several camera views stacked into one square frame, view ``i`` in horizontal band ``i``
+    (top first; each band is ``size / len(views)`` pixels tall and the full width, so each view's
+    vertical field of view is the model's ``fovy`` over fewer pixels)."""
+
+    views: tuple[CameraSpec, ...]
+    """The views, top to bottom (at least one)."""
+
+
+Camera = CameraSpec | MultiView
+"""A reward camera: one view, or several stacked in one frame."""
+
+
+TASK_CAMERAS: dict[str, Camera] = {
     "cartpole_balance": CameraSpec(3.0, 90.0, 0.0, (0.0, 0.0, 1.0), "cart", (True, False, False)),
     "cartpole_swingup": CameraSpec(3.0, 90.0, 0.0, (0.0, 0.0, 1.0), "cart", (True, False, False)),
-    "arm_reach": CameraSpec(1.15, 135.0, -30.0, (0.2, 0.0, 0.25)),
+    # Side (looking along +y) and top views centred on the target, 0.6 m away: about 1.6 cm per
+    # pixel at 64 px, so the hand on the target (< 5 cm) sits within ~3 px of the frame centre
+    # line in both bands, and a hand in front of or behind the target in one view is off-centre
+    # in the other.
+    "arm_reach": MultiView(
+        (
+            CameraSpec(0.6, 90.0, -10.0, track_body="target"),
+            CameraSpec(0.6, 90.0, -89.9, track_body="target"),
+        )
+    ),
     "humanoid_stand": CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False)),
     "humanoid_walk": CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False)),
     "humanoid_kneel": CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False)),
@@ -85,11 +110,14 @@ class TiledRenderer:
         self,
         model: mujoco.MjModel,
         size: int,
-        camera: CameraSpec | None = None,
+        camera: Camera | None = None,
         max_tiles: int = 64,
     ) -> None:
         if size < 8:
             raise ValueError(f"render size: got {size}, expected >= 8 pixels")
+        specs = camera.views if isinstance(camera, MultiView) else (camera,)
+        if not specs or len(specs) > size // 4:
+            raise ValueError(f"reward camera: got {len(specs)} views, expected 1 to {size // 4} (bands of >= 4 px) at {size} px")  # fmt: skip
         _preload_gl_safety()
         model = copy.copy(model)
         model.mat_reflectance[:] = 0.0
@@ -118,20 +146,25 @@ class TiledRenderer:
             self._scene.flags[getattr(mujoco.mjtRndFlag, flag)] = 0
         self._opt = mujoco.MjvOption()
         self._pert = mujoco.MjvPerturb()
-        self._cam = mujoco.MjvCamera()
-        self._spec = camera
-        self._track = -1
-        if camera is not None:
-            self._cam.type = mujoco.mjtCamera.mjCAMERA_FREE
-            self._cam.distance, self._cam.azimuth = camera.distance, camera.azimuth
-            self._cam.elevation = camera.elevation
-            if camera.track_body is not None:
-                self._track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, camera.track_body)
-                if self._track < 0:
-                    raise ValueError(f"reward camera: the model has no body {camera.track_body!r}")
-        elif model.ncam > 0:
-            self._cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
-            self._cam.fixedcamid = 0
+        # One (MjvCamera, spec, tracked body id) per view; band k of a tile shows view k.
+        self._views: list[tuple[mujoco.MjvCamera, CameraSpec | None, int]] = []
+        for spec in specs:
+            cam, track = mujoco.MjvCamera(), -1
+            if spec is not None:
+                cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+                cam.distance, cam.azimuth = spec.distance, spec.azimuth
+                cam.elevation = spec.elevation
+                if spec.track_body is not None:
+                    track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec.track_body)
+                    if track < 0:
+                        raise ValueError(f"reward camera: the model has no body {spec.track_body!r}")  # fmt: skip
+            elif model.ncam > 0:
+                cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
+                cam.fixedcamid = 0
+            self._views.append((cam, spec, track))
+        # Band heights (top first) summing to the tile size.
+        n = len(self._views)
+        self._bands = [self.size // n + (1 if k < self.size % n else 0) for k in range(n)]
         self._data = mujoco.MjData(model)
         self._buf = np.empty((h, w, 3), np.uint8)
 
@@ -166,21 +199,25 @@ class TiledRenderer:
                 getattr(d, f)[:] = physics[f][i]
             mujoco.mj_kinematics(m, d)
             mujoco.mj_camlight(m, d)
-            if self._spec is not None:
-                look = np.asarray(self._spec.lookat, dtype=np.float64).copy()
-                if self._track >= 0:
-                    look += d.xpos[self._track] * np.asarray(self._spec.track_axes, np.float64)
-                self._cam.lookat[:] = look
-            mujoco.mjv_updateScene(
-                m, d, self._opt, self._pert, self._cam, mujoco.mjtCatBit.mjCAT_ALL, self._scene
-            )
             r, c = divmod(k, self.cols)
-            viewport = mujoco.MjrRect(c * s, (self.rows - 1 - r) * s, s, s)
-            mujoco.mjr_render(viewport, self._scene, self._con)
-        rect = mujoco.MjrRect(0, 0, self.cols * s, self.rows * s)
-        mujoco.mjr_readPixels(self._buf, None, rect, self._con)
-        img = self._buf[::-1]  # OpenGL rows run bottom-up
-        tiles = img.reshape(self.rows, s, self.cols, s, 3).transpose(0, 2, 1, 3, 4)
+            top = (self.rows - r) * s  # GL y of the tile's top edge (rows run bottom-up)
+            for (cam, spec, track), band in zip(self._views, self._bands, strict=True):
+                if spec is not None:
+                    look = np.asarray(spec.lookat, dtype=np.float64).copy()
+                    if track >= 0:
+                        look += d.xpos[track] * np.asarray(spec.track_axes, np.float64)
+                    cam.lookat[:] = look
+                mujoco.mjv_updateScene(
+                    m, d, self._opt, self._pert, cam, mujoco.mjtCatBit.mjCAT_ALL, self._scene
+                )
+                top -= band
+                mujoco.mjr_render(mujoco.MjrRect(c * s, top, s, band), self._scene, self._con)
+        # Read back only the tile rows drawn (the top ones; GL's y runs bottom-up).
+        used = -(-len(ids) // self.cols)
+        buf = self._buf[: used * s]
+        rect = mujoco.MjrRect(0, (self.rows - used) * s, self.cols * s, used * s)
+        mujoco.mjr_readPixels(buf, None, rect, self._con)
+        tiles = buf[::-1].reshape(used, s, self.cols, s, 3).transpose(0, 2, 1, 3, 4)
         return tiles.reshape(-1, s, s, 3)[: len(ids)]
 
     def close(self) -> None:

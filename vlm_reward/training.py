@@ -13,11 +13,10 @@ success, episode lengths and ``info["episode"]["success"]`` pass through untouch
 always measures the task's own metric.
 
 Scheduling, so that scoring stalls the simulator as little as it can in a synchronous
-``step``: frames are rendered in chunks and chunk ``k`` is encoded by the model on a worker
-thread while chunk ``k + 1`` is rendered (torch releases the GIL); with ``frame_stride`` k > 1
-each step renders and scores only a staggered 1/k of the worlds (world ``i`` at steps where
-``(t + i) % k == 0``, plus every world that just reset), and skipped worlds hold their last
-score. Linear interpolation between scored frames needs the next scored frame, so it is used
+``step``: with ``async_scoring``, frames are rendered in chunks and chunk ``k`` is encoded by the
+model on a worker thread while chunk ``k + 1`` is rendered (torch releases the GIL); with
+``frame_stride`` k > 1 all worlds are rendered and scored together every k-th step (plus, at
+every step, the worlds that just reset), and skipped steps hold each world's last score. Linear interpolation between scored frames needs the next scored frame, so it is used
 where both neighbours exist (offline scoring of recorded episodes:
 :func:`rewardlab.vlm_reward.evaluation.score_episode`), not online.
 
@@ -173,11 +172,12 @@ class VLMRewardEnv(BatchedEnv):
         return scores
 
     def _due(self, done: torch.Tensor) -> list[int]:
-        k = self.cfg.frame_stride
-        if k == 1:
+        # All worlds together every k-th step (one render pass and few large model calls; the
+        # fixed cost per call makes k staggered small batches ~1.6x dearer per frame on a CPU),
+        # plus the worlds that just reset, whose held score would be their last episode's.
+        if self._t % self.cfg.frame_stride == 0:
             return list(range(self.num_envs))
-        phase = (torch.arange(self.num_envs) + self._t) % k == 0
-        return (phase | done.cpu()).nonzero().squeeze(-1).tolist()
+        return done.cpu().nonzero().squeeze(-1).tolist()
 
     # -- BatchedEnv ------------------------------------------------------------------------------
 

@@ -2,12 +2,13 @@
 
 ::
 
-    python -m rewardlab.vlm_reward.tiny_clip.train        # the shipped model (seed 0, 1 thread)
+    python -m rewardlab.vlm_reward.tiny_clip.train --threads 2   # the shipped model (seed 0)
     python -m rewardlab.vlm_reward.tiny_clip.train --steps 1 --frames 64 --out /tmp/tiny  # smoke
 
-Training the shipped model took 35 min on one core of the shared, loaded 2-core machine (about
-8 min at the 4 steps/s one quiet core gives). Frames of cart-poles, arms and humanoids in states drawn by :mod:`.captions` are rendered with
-the reward cameras of :mod:`rewardlab.vlm_reward.rendering`, captioned from their true state,
+Training the shipped model takes about 5 min on the 2-core CPU machine (12,000 frames, 3,000
+steps of 128 frames at ~10 steps/s; the card records the exact command and time). Frames of
+cart-poles, arms and humanoids in states drawn by :mod:`.captions` are rendered with the reward
+cameras of :mod:`rewardlab.vlm_reward.rendering`, captioned from their true state,
 and an open_clip ``CLIP`` built from ``tiny_clip.json`` is trained contrastively (image-to-caption
 and caption-to-image cross-entropy over the caption set, with the families' soft targets). It
 writes, into ``--out``:
@@ -39,9 +40,12 @@ from rewardlab.vlm_reward.tiny_clip.captions import FAMILIES
 
 HERE = Path(__file__).resolve().parent
 MODEL_CONFIG = HERE / "tiny_clip.json"
-"""The architecture: a 3-layer ViT (64 px, 8 px patches, width 64) and a 2-layer text transformer."""
+"""The architecture: a 3-layer ViT (64 px, 16 px patches: 16 tokens a frame, width 64) and a
+2-layer text transformer."""
 DEFAULT_OUT = HERE.parent / "models"
 DEFAULT_NAME = "rewardlab-tiny-clip"
+DEFAULT_SHARE = {"cartpole": 0.35, "arm": 0.4, "humanoid": 0.25}
+"""Share of the rendered frames per scene family."""
 
 
 def render_dataset(frames_per_family: dict[str, int], size: int, seed: int) -> dict[str, dict]:
@@ -83,28 +87,33 @@ def _shift(x: torch.Tensor, gen: torch.Generator, pad: int = 3) -> torch.Tensor:
 def train(
     out: Path,
     name: str = DEFAULT_NAME,
-    frames: int = 8000,
-    steps: int = 2000,
+    frames: int = 12000,
+    steps: int = 3000,
     batch: int = 128,
     lr: float = 2e-3,
     seed: int = 0,
     threads: int = 1,
     share: dict[str, float] | None = None,
     init: Path | None = None,
+    config: Path = MODEL_CONFIG,
 ) -> dict:
-    """Render, train and write the model; returns the model card (a dict)."""
+    """Render, train and write the model; returns the model card (a dict).
+
+    ``config`` is the open_clip model config (architecture) to train; the shipped one by default.
+    """
     import open_clip
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    cfg = json.loads(MODEL_CONFIG.read_text())
+    cfg = json.loads(Path(config).read_text())
     size = int(cfg["vision_cfg"]["image_size"])
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / f"{name}.json"
-    shutil.copyfile(MODEL_CONFIG, config_path)
+    if Path(config).resolve() != config_path.resolve():
+        shutil.copyfile(config, config_path)
     open_clip.add_model_config(config_path)
 
-    share = share or {"cartpole": 0.4, "arm": 0.35, "humanoid": 0.25}
+    share = share or dict(DEFAULT_SHARE)
     counts = {f: max(8, int(frames * s)) for f, s in share.items()}
     data = render_dataset(counts, size, seed)
     held = {f: max(4, len(d["label"]) // 10) for f, d in data.items()}
@@ -208,7 +217,7 @@ def train(
             "init": None if init is None else Path(init).name,
             "seconds": round(time.perf_counter() - t0, 1),
             "command": f"python -m rewardlab.vlm_reward.tiny_clip.train --frames {frames} "
-            f"--steps {steps} --batch {batch} --lr {lr} --seed {seed}"
+            f"--steps {steps} --batch {batch} --lr {lr} --seed {seed} --threads {threads}"
             + (f" --share {','.join(f'{k}={v}' for k, v in share.items())}")
             + (f" --init {Path(init).name}" if init is not None else ""),
         },
@@ -224,17 +233,19 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder")
     p.add_argument("--name", default=DEFAULT_NAME, help="model name (file stem)")
-    p.add_argument("--frames", type=int, default=8000, help="rendered frames in all")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    p.add_argument("--frames", type=int, default=12000, help="rendered frames in all")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps")
     p.add_argument("--batch", type=int, default=128, help="frames per step")
     p.add_argument(
         "--lr", type=float, default=2e-3, help="peak learning rate (warm-up, then cosine decay)"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--share", default="cartpole=0.4,arm=0.35,humanoid=0.25",
+    p.add_argument("--share", default=",".join(f"{k}={v}" for k, v in DEFAULT_SHARE.items()),
                    help="share of the frames per scene family")  # fmt: skip
     p.add_argument("--init", type=Path, default=None, help="continue from this checkpoint (.pt)")
+    p.add_argument("--config", type=Path, default=MODEL_CONFIG,
+                   help="open_clip model config (architecture) to train")  # fmt: skip
     a = p.parse_args(argv)
     try:
         share = {k: float(v) for k, v in (kv.split("=") for kv in a.share.split(","))}
@@ -244,7 +255,11 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--share: unknown families {sorted(set(share) - set(FAMILIES))}")
     if a.steps < 1 or a.frames < 24 or a.batch < 2 or not math.isfinite(a.lr) or a.lr <= 0:
         p.error("--steps >= 1, --frames >= 24, --batch >= 2 and --lr > 0 are required")
-    train(a.out, a.name, a.frames, a.steps, a.batch, a.lr, a.seed, a.threads, share, a.init)
+    if not a.config.is_file():
+        p.error(f"--config: {a.config} is not a file")
+    train(
+        a.out, a.name, a.frames, a.steps, a.batch, a.lr, a.seed, a.threads, share, a.init, a.config
+    )
 
 
 if __name__ == "__main__":
