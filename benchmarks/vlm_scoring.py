@@ -3,7 +3,7 @@
 
 ::
 
-    python benchmarks/vlm_scoring.py                    # CPU, shipped tiny CLIP (~6 min)
+    python benchmarks/vlm_scoring.py                    # CPU, shipped tiny CLIP (~5 min)
     python benchmarks/vlm_scoring.py --device cuda      # the same on a GPU (bf16 where supported)
     python benchmarks/vlm_scoring.py --quick            # smoke run (short budgets)
 
