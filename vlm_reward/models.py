@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from rewardlab.agents.export import sha256
 from rewardlab.vlm_reward.config import VLMConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"
@@ -101,17 +102,6 @@ def hub_offline() -> Iterator[None]:
                 os.environ[v] = old
         if hf_constants is not None:
             hf_constants.HF_HUB_OFFLINE = saved_const
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -271,9 +261,9 @@ def load_clip(cfg: VLMConfig) -> LoadedCLIP:
         if sha is None:
             raise ModelLoadError(
                 f"vlm.checkpoint_sha256: required with vlm.checkpoint={checkpoint!r} "
-                f"(its SHA-256 is {sha256_file(path)}; check that this is the file you trust)"
+                f"(its SHA-256 is {sha256(path)}; check that this is the file you trust)"
             )
-        actual = sha256_file(path)
+        actual = sha256(path)
         if actual.lower() != sha.lower():
             raise ModelLoadError(
                 f"vlm.checkpoint_sha256: {checkpoint!r} has SHA-256 {actual}, expected {sha}"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rewardlab.vlm_reward.models import sha256_file
+from rewardlab.agents.export import sha256
 from rewardlab.vlm_reward.tiny_clip.captions import FAMILIES
 
 HERE = Path(__file__).resolve().parent
@@ -199,7 +199,7 @@ def train(
     card = {
         "name": name,
         "checkpoint": ckpt.name,
-        "checkpoint_sha256": sha256_file(ckpt),
+        "checkpoint_sha256": sha256(ckpt),
         "model_config": config_path.name,
         "image_size": size,
         "image_mean": [round(float(v), 6) for v in mean],
