@@ -218,6 +218,7 @@ def test_ppo_learns_cartpole_under_randomization():
     """Training through every randomization still reaches the task's threshold on the nominal
     task (the policy is evaluated without randomization, on its own success metric)."""
     from rewardlab.agents.config import PPOConfig
+    from rewardlab.agents.evaluate import evaluate
     from rewardlab.agents.runner import OnPolicyRunner
     from rewardlab.envs.tasks import get_task
 
@@ -227,21 +228,8 @@ def test_ppo_learns_cartpole_under_randomization():
     runner.learn(150_000, progress=False)
     policy = runner.inference_policy()
     nominal = make_env("cartpole_balance", num_envs=64, seed=10_000, nthread=1)
-    obs = nominal.reset()
-    finished = torch.zeros(64, dtype=torch.bool)
-    success = torch.zeros(64, dtype=torch.bool)
-    with torch.inference_mode():
-        for _ in range(nominal.max_episode_steps + 1):
-            obs, _, _, _, info = nominal.step(policy(obs))
-            if "episode" in info:
-                ep = info["episode"]
-                new = ~finished[ep["env_ids"]]
-                success[ep["env_ids"][new]] = ep["success"][new]
-                finished[ep["env_ids"][new]] = True
-            if finished.all():
-                break
-    assert finished.all()
-    rate = success.float().mean().item()
+    rate = evaluate(policy, nominal, episodes=64)["success_rate"]  # first episode of each world
+    nominal.close()
     assert rate >= get_task("cartpole_balance").success_threshold, rate
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rewardlab.agents.config import PPOConfig
+from rewardlab.agents.evaluate import evaluate
 from rewardlab.agents.runner import OnPolicyRunner
 from rewardlab.envs import make_env
 from rewardlab.envs.tasks import get_task
@@ -21,31 +22,6 @@ CARTPOLE_ENVS = 64
 CARTPOLE_STEPS = 120_000
 
 
-def first_episode_stats(
-    policy: torch.nn.Module, task: str, num_envs: int, seed: int
-) -> dict[str, torch.Tensor]:
-    """Run ``policy`` on fresh worlds until each finished one episode; stats of those episodes."""
-    env = make_env(task, num_envs=num_envs, seed=seed)
-    obs = env.reset(seed=seed)
-    done = torch.zeros(num_envs, dtype=torch.bool)
-    out = {"success": torch.zeros(num_envs, dtype=torch.bool), "length": torch.zeros(num_envs)}
-    with torch.inference_mode():
-        for _ in range(env.max_episode_steps + 1):
-            obs, _, _, _, info = env.step(policy(obs))
-            if "episode" in info:
-                ep = info["episode"]
-                new = ~done[ep["env_ids"]]
-                ids = ep["env_ids"][new]
-                out["success"][ids] = ep["success"][new].bool()
-                out["length"][ids] = ep["length"][new].float()
-                done[ids] = True
-            if done.all():
-                break
-    env.close()
-    assert done.all(), "every world must finish an episode within the time limit"
-    return out
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ppo_solves_cartpole_balance(seed: int) -> None:
     env = make_env("cartpole_balance", num_envs=CARTPOLE_ENVS, seed=seed)
@@ -53,10 +29,9 @@ def test_ppo_solves_cartpole_balance(seed: int) -> None:
     start = time.perf_counter()
     runner.learn(CARTPOLE_STEPS)
     train_s = time.perf_counter() - start
-    stats = first_episode_stats(
-        runner.inference_policy(), "cartpole_balance", num_envs=64, seed=10_000 + seed
-    )
-    rate = stats["success"].float().mean().item()
+    env = make_env("cartpole_balance", num_envs=64, seed=10_000 + seed)
+    rate = evaluate(runner.inference_policy(), env, episodes=64, seed=10_000 + seed)["success_rate"]
+    env.close()
     print(f"cartpole_balance seed {seed}: {train_s:.1f} s of training, success {rate:.2f}")
     assert rate >= get_task("cartpole_balance").success_threshold
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from rewardlab.agents.config import PPOConfig
+from rewardlab.agents.evaluate import evaluate
 from rewardlab.agents.runner import OnPolicyRunner
 from rewardlab.envs import make_env
 from rewardlab.envs.tasks import get_task
@@ -33,23 +34,10 @@ ENVS = 32
 def first_episode_success(policy: torch.nn.Module, task: str, n: int, seed: int) -> float:
     """Success rate of ``policy`` over the first episode of ``n`` fresh worlds (task reward env)."""
     env = make_env(task, num_envs=n, seed=seed, nthread=1)
-    obs = env.reset(seed=seed)
-    done = torch.zeros(n, dtype=torch.bool)
-    success = torch.zeros(n, dtype=torch.bool)
-    with torch.inference_mode():
-        for _ in range(env.max_episode_steps + 1):
-            obs, _, _, _, info = env.step(policy(obs))
-            if "episode" in info:
-                ep = info["episode"]
-                new = ~done[ep["env_ids"]]
-                ids = ep["env_ids"][new]
-                success[ids] = ep["success"][new].bool()
-                done[ids] = True
-            if done.all():
-                break
-    env.close()
-    assert done.all()
-    return float(success.float().mean())
+    try:
+        return evaluate(policy, env, episodes=n, seed=seed)["success_rate"]
+    finally:
+        env.close()
 
 
 @pytest.mark.slow
