@@ -108,50 +108,48 @@ def _args(cls: type, words: list[str]) -> Any:
     return build(cls, merged, "", sources)
 
 
+def _cmd_prefs(args: Any) -> int:
+    from rewardlab.vlm_reward.preference import run_prefs
+
+    run_prefs(_args(PrefsArgs, args.overrides))
+    return 0
+
+
+def _cmd_progress(args: Any) -> int:
+    from rewardlab.vlm_reward.progress import save_progress_model, train_from_episode_set
+
+    a: ProgressArgs = _args(ProgressArgs, args.overrides)
+    model = train_from_episode_set(a.episodes_file, a.model, a.image_size, a.epochs, a.seed)
+    save_progress_model(model, a.out)
+    print(
+        f"[vlm-progress] wrote {a.out}; evaluate it on other episodes with: rewardlab vlm-eval "
+        f"vlm.scorer=progress vlm.progress_checkpoint={a.out} seed=1; train with: rewardlab "
+        f"train reward=vlm vlm.scorer=progress vlm.progress_checkpoint={a.out}"
+    )
+    return 0
+
+
 def add_prefs_command(sub: Any, formatter_class: Any) -> None:
     """Add ``rewardlab vlm-prefs`` and ``rewardlab vlm-progress`` (called from
     ``rewardlab.vlm_reward.cli.add_commands``)."""
     from rewardlab.config import schema_lines
 
-    p = sub.add_parser(
-        "vlm-prefs",
-        help="label frame pairs with a VLM judge and train a preference reward model (RL-VLM-F)",
-        description=f"{PrefsArgs.__doc__}\n\nexample: rewardlab vlm-prefs task=cartpole_swingup "
-        "out=runs/prefs vlm.judge_base_url=http://localhost:8000/v1 vlm.judge_model=qwen2.5-vl",
-        epilog="keys:\n" + "\n".join(schema_lines(PrefsArgs)),
-        formatter_class=formatter_class,
-    )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. out=DIR")
-
-    def cmd(args: Any) -> int:
-        from rewardlab.vlm_reward.preference import run_prefs
-
-        run_prefs(_args(PrefsArgs, args.overrides))
-        return 0
-
-    p.set_defaults(func=cmd)
-
-    p = sub.add_parser(
-        "vlm-progress",
-        help="train a progress model on recorded successful episodes (vlm-eval's episodes.npz)",
-        description=f"{ProgressArgs.__doc__}\n\nexample: rewardlab vlm-progress "
-        "episodes_file=runs/vlm-eval-cartpole_swingup/episodes.npz out=runs/progress.pt",
-        epilog="keys:\n" + "\n".join(schema_lines(ProgressArgs)),
-        formatter_class=formatter_class,
-    )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. out=FILE")
-
-    def cmd_progress(args: Any) -> int:
-        from rewardlab.vlm_reward.progress import save_progress_model, train_from_episode_set
-
-        a: ProgressArgs = _args(ProgressArgs, args.overrides)
-        model = train_from_episode_set(a.episodes_file, a.model, a.image_size, a.epochs, a.seed)
-        save_progress_model(model, a.out)
-        print(
-            f"[vlm-progress] wrote {a.out}; evaluate it on other episodes with: rewardlab vlm-eval "
-            f"vlm.scorer=progress vlm.progress_checkpoint={a.out} seed=1; train with: rewardlab "
-            f"train reward=vlm vlm.scorer=progress vlm.progress_checkpoint={a.out}"
+    for name, cls, func, help_, example, hint in (
+        ("vlm-prefs", PrefsArgs, _cmd_prefs,
+         "label frame pairs with a VLM judge and train a preference reward model (RL-VLM-F)",
+         "rewardlab vlm-prefs task=cartpole_swingup out=runs/prefs "
+         "vlm.judge_base_url=http://localhost:8000/v1 vlm.judge_model=qwen2.5-vl", "out=DIR"),
+        ("vlm-progress", ProgressArgs, _cmd_progress,
+         "train a progress model on recorded successful episodes (vlm-eval's episodes.npz)",
+         "rewardlab vlm-progress episodes_file=runs/vlm-eval-cartpole_swingup/episodes.npz "
+         "out=runs/progress.pt", "out=FILE"),
+    ):  # fmt: skip
+        p = sub.add_parser(
+            name,
+            help=help_,
+            description=f"{cls.__doc__}\n\nexample: {example}",
+            epilog="keys:\n" + "\n".join(schema_lines(cls)),
+            formatter_class=formatter_class,
         )
-        return 0
-
-    p.set_defaults(func=cmd_progress)
+        p.add_argument("overrides", nargs="*", metavar="key=value", help=f"settings, e.g. {hint}")
+        p.set_defaults(func=func)
