@@ -361,17 +361,11 @@ def score_episode(
 ) -> np.ndarray:
     """Scores ``[length]`` of one recorded episode; with ``stride`` > 1 only every ``stride``-th
     frame is scored and the rest interpolated linearly (or held, ``interpolate=False``)."""
-    from rewardlab.envs import get_task
-    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+    from rewardlab.vlm_reward.rendering import TiledRenderer
 
     n = int(episodes.length[index])
     if renderer is None:
-        renderer = TiledRenderer(
-            get_task(episodes.task).load_model(),
-            scorer.image_size,
-            TASK_CAMERAS.get(episodes.task),
-            64,  # fmt: skip
-        )
+        renderer = TiledRenderer.for_task(episodes.task, scorer.image_size)
     steps = list(range(0, n, stride))
     physics = {f: v[index, steps] for f, v in episodes.physics.items()}
     frames = renderer.render_rows(physics)
@@ -389,15 +383,9 @@ def evaluate(
     Returns:
         ``(report, scores)``: the metrics as a JSON-able dict, and each episode's scores.
     """
-    from rewardlab.envs import get_task
-    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+    from rewardlab.vlm_reward.rendering import TiledRenderer
 
-    renderer = TiledRenderer(
-        get_task(episodes.task).load_model(),
-        scorer.image_size,
-        TASK_CAMERAS.get(episodes.task),
-        64,  # fmt: skip
-    )
+    renderer = TiledRenderer.for_task(episodes.task, scorer.image_size)
     t0 = time.perf_counter()
     scores = [score_episode(scorer, episodes, i, stride, renderer, interpolate) for i in range(len(episodes.length))]  # fmt: skip
     seconds = time.perf_counter() - t0

@@ -364,9 +364,8 @@ def train_from_episode_set(
     Raises:
         ValueError: unknown ``kind``, or no episode in the file ends in success.
     """
-    from rewardlab.envs import get_task
     from rewardlab.vlm_reward.evaluation import EpisodeSet
-    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+    from rewardlab.vlm_reward.rendering import TiledRenderer
 
     if kind not in _KINDS:
         raise ValueError(f"model: got {kind!r}, expected one of {', '.join(_KINDS)}")
@@ -374,9 +373,7 @@ def train_from_episode_set(
     ok = [int(i) for i in eps.episode_success.nonzero()[0]]
     if not ok:
         raise ValueError(f"{path}: no episode ends in success; progress is learned from successes")
-    renderer = TiledRenderer(
-        get_task(eps.task).load_model(), image_size, TASK_CAMERAS.get(eps.task), 64
-    )
+    renderer = TiledRenderer.for_task(eps.task, image_size)
     try:
         frames = [
             renderer.render_rows({f: v[i, : int(eps.length[i])] for f, v in eps.physics.items()})

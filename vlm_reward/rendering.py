@@ -168,6 +168,14 @@ class TiledRenderer:
         self._data = mujoco.MjData(model)
         self._buf = np.empty((h, w, 3), np.uint8)
 
+    @classmethod
+    def for_task(cls, task: str, size: int, max_tiles: int = 64) -> TiledRenderer:
+        """A renderer of registered ``task``'s model with its reward camera
+        (:data:`TASK_CAMERAS`; the model's camera 0 when it has none)."""
+        from rewardlab.envs import get_task
+
+        return cls(get_task(task).load_model(), size, TASK_CAMERAS.get(task), max_tiles)
+
     def render_rows(
         self, physics: dict[str, np.ndarray], ids: list[int] | None = None
     ) -> torch.Tensor:

@@ -16,8 +16,9 @@ Scheduling, so that scoring stalls the simulator as little as it can in a synchr
 ``step``: with ``async_scoring``, frames are rendered in chunks and chunk ``k`` is encoded by the
 model on a worker thread while chunk ``k + 1`` is rendered (torch releases the GIL); with
 ``frame_stride`` k > 1 all worlds are rendered and scored together every k-th step (plus, at
-every step, the worlds that just reset), and skipped steps hold each world's last score. Linear interpolation between scored frames needs the next scored frame, so it is used
-where both neighbours exist (offline scoring of recorded episodes:
+every step, the worlds that just reset), and skipped steps hold each world's last score. Linear
+interpolation between scored frames needs the next scored frame, so it is used where both
+neighbours exist (offline scoring of recorded episodes:
 :func:`rewardlab.vlm_reward.evaluation.score_episode`), not online.
 
 What it cannot do: the frame a finished world ended on is gone once the env auto-resets inside

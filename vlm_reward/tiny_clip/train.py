@@ -50,17 +50,14 @@ DEFAULT_SHARE = {"cartpole": 0.35, "arm": 0.4, "humanoid": 0.25}
 
 def render_dataset(frames_per_family: dict[str, int], size: int, seed: int) -> dict[str, dict]:
     """Draw and render labelled states of each family: ``{family: {"images", "soft", "label"}}``."""
-    from rewardlab.envs import get_task
-    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+    from rewardlab.vlm_reward.rendering import TiledRenderer
 
     rng = np.random.default_rng(seed)
     out = {}
     for family, n in frames_per_family.items():
         _, sample = FAMILIES[family]
         scenes = sample(n, rng)
-        renderer = TiledRenderer(
-            get_task(scenes.task).load_model(), size, TASK_CAMERAS[scenes.task], 64
-        )
+        renderer = TiledRenderer.for_task(scenes.task, size)
         t0 = time.perf_counter()
         images = renderer.render_rows(scenes.physics)
         renderer.close()
