@@ -294,17 +294,9 @@ def record_episodes(
 
 def _rank(x: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank), 0-based."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    xs = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and xs[j + 1] == xs[i]:
-            j += 1
-        ranks[order[i : j + 1]] = 0.5 * (i + j)
-        i = j + 1
-    return ranks
+    from scipy.stats import rankdata
+
+    return rankdata(x, method="average") - 1.0
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
