@@ -146,22 +146,26 @@ class TiledRenderer:
             self._scene.flags[getattr(mujoco.mjtRndFlag, flag)] = 0
         self._opt = mujoco.MjvOption()
         self._pert = mujoco.MjvPerturb()
-        # One (MjvCamera, spec, tracked body id) per view; band k of a tile shows view k.
-        self._views: list[tuple[mujoco.MjvCamera, CameraSpec | None, int]] = []
+        # Per view (band k of a tile shows view k): the MjvCamera, and for a free camera its
+        # look-at offset, the tracked body id (-1: none) and the mask of the axes it follows.
+        self._views: list[tuple[mujoco.MjvCamera, tuple[np.ndarray, int, np.ndarray] | None]] = []
         for spec in specs:
-            cam, track = mujoco.MjvCamera(), -1
+            cam, look = mujoco.MjvCamera(), None
             if spec is not None:
                 cam.type = mujoco.mjtCamera.mjCAMERA_FREE
                 cam.distance, cam.azimuth = spec.distance, spec.azimuth
                 cam.elevation = spec.elevation
+                track = -1
                 if spec.track_body is not None:
                     track = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, spec.track_body)
                     if track < 0:
                         raise ValueError(f"reward camera: the model has no body {spec.track_body!r}")  # fmt: skip
+                offset = np.asarray(spec.lookat, np.float64)
+                look = (offset, track, np.asarray(spec.track_axes, np.float64))
             elif model.ncam > 0:
                 cam.type = mujoco.mjtCamera.mjCAMERA_FIXED
                 cam.fixedcamid = 0
-            self._views.append((cam, spec, track))
+            self._views.append((cam, look))
         # Band heights (top first) summing to the tile size.
         n = len(self._views)
         self._bands = [self.size // n + (1 if k < self.size % n else 0) for k in range(n)]
@@ -209,12 +213,10 @@ class TiledRenderer:
             mujoco.mj_camlight(m, d)
             r, c = divmod(k, self.cols)
             top = (self.rows - r) * s  # GL y of the tile's top edge (rows run bottom-up)
-            for (cam, spec, track), band in zip(self._views, self._bands, strict=True):
-                if spec is not None:
-                    look = np.asarray(spec.lookat, dtype=np.float64).copy()
-                    if track >= 0:
-                        look += d.xpos[track] * np.asarray(spec.track_axes, np.float64)
-                    cam.lookat[:] = look
+            for (cam, look), band in zip(self._views, self._bands, strict=True):
+                if look is not None:
+                    offset, track, axes = look
+                    cam.lookat[:] = offset + d.xpos[track] * axes if track >= 0 else offset
                 mujoco.mjv_updateScene(
                     m, d, self._opt, self._pert, cam, mujoco.mjtCatBit.mjCAT_ALL, self._scene
                 )
