@@ -354,8 +354,8 @@ def load_reward(spec: str, task: str | None = None) -> Callable[[dict[str, Any],
     """
     kind, _, arg = spec.partition(":")
     if kind == "task" and arg:
+        from rewardlab.core.reward import compose
         from rewardlab.envs import get_task
-        from rewardlab.rewards.terms import compose
 
         cls = get_task(arg)
         return compose(cls(cls.default_config(), cls.load_model()).reward_terms())

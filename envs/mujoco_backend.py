@@ -20,11 +20,11 @@ import numpy as np
 import torch
 from mujoco.batch import Batch
 
+from rewardlab.core.reward import RewardFn, compose
 from rewardlab.envs.randomization import DomainRandConfig, DomainRandomizer
 from rewardlab.envs.rendering import make_renderer
 from rewardlab.envs.sim_env import SimTaskEnv
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
-from rewardlab.rewards.terms import RewardFn, compose
 
 # The mjSTATE_INTEGRATION components, as Batch binds them: restoring these (plus a forward pass)
 # reproduces a world exactly.

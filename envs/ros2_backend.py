@@ -141,10 +141,10 @@ class Ros2Env(BatchedEnv):
         start_timeout_s: float = 60.0,
         log: Callable[[str], None] = print,
     ) -> None:
+        from rewardlab.core.reward import compose
         from rewardlab.deploy.controller import Controller
         from rewardlab.deploy.policy import load_policy
         from rewardlab.deploy.robot_config import load_robot_config
-        from rewardlab.rewards.terms import compose
 
         if transport not in TRANSPORTS:
             raise ValueError(
@@ -312,7 +312,7 @@ class Ros2Env(BatchedEnv):
     def set_reward(self, reward_fn: Callable[..., Any] | None) -> None:
         """Use ``compute_reward(state, action) -> (total, components)`` from the next step on
         (``None``: the task's own); e.g. ``rewardlab.rewards.loader.load_reward_file(path, env)``."""
-        from rewardlab.rewards.terms import compose
+        from rewardlab.core.reward import compose
 
         self.reward_fn = reward_fn or compose(self.task.reward_terms())
 

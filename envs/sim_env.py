@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from rewardlab.core.reward import RewardFn
 from rewardlab.envs.base import BatchedEnv, StateField
-from rewardlab.rewards.terms import RewardFn
 
 
 class SimTaskEnv(BatchedEnv):

@@ -39,11 +39,11 @@ import mujoco
 import numpy as np
 import torch
 
+from rewardlab.core.reward import RewardFn, compose
 from rewardlab.envs.mujoco_backend import _env_tensors
 from rewardlab.envs.rendering import make_renderer
 from rewardlab.envs.sim_env import SimTaskEnv
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
-from rewardlab.rewards.terms import RewardFn, compose
 
 # Rows of mujoco_warp.Data that are the integration state (as mjSTATE_INTEGRATION): restoring
 # them and recomputing the position/velocity stages reproduces a world.

@@ -31,13 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardlab.config import (
+from rewardlab.config import SB3_WRAPPER_KEYS, TrainConfig, load_train_config
+from rewardlab.core.config import (
     COMMAND_LINE,
-    SB3_WRAPPER_KEYS,
     ConfigError,
-    TrainConfig,
     build,
-    load_train_config,
     load_yaml,
     merge_layers,
     parse_overrides,

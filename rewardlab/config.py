@@ -24,23 +24,33 @@ The dataclasses never change what the user wrote: values are only converted on l
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
 import inspect
 import os
-import re
-import textwrap
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rewardlab.agents.config import PPOConfig
+from rewardlab.core.config import (
+    COMMAND_LINE,
+    ConfigError,
+    Sources,
+    build,
+    convert_fields,
+    display_path,
+    dump_yaml,
+    field_names,
+    load_yaml,
+    merge_layers,
+    parse_overrides,
+    raise_validation,
+    show,
+    to_plain,
+    unknown_key,
+)
 
 AGENTS = ("ppo", "sb3_ppo", "sb3_sac")
 """Learners ``TrainConfig.agent`` may name."""
@@ -51,8 +61,8 @@ REWARD_KINDS = ("task", "code", "clip", "vlm")
 SB3_WRAPPER_KEYS = ("normalize_obs", "normalize_reward")
 """Keys of ``TrainConfig.sb3`` that configure the env wrapper rather than the SB3 algorithm."""
 
-COMMAND_LINE = "command line"
-"""Source name of ``key=value`` overrides in error messages."""
+MAX_NUM_ENVS = 1 << 20
+"""Most parallel worlds a run may ask for (a GPU simulator runs tens of thousands)."""
 
 
 def config_dir() -> Path:
@@ -61,23 +71,6 @@ def config_dir() -> Path:
     if env:
         return Path(env)
     return Path(__file__).resolve().parent.parent / "sim_configs"
-
-
-class ConfigError(ValueError):
-    """A config value that cannot be used.
-
-    ``str(error)`` reads ``"<source>: <key>: <problem>"``, e.g.
-    ``"command line: ppo.num_steps: got 'abc' (str), expected an integer"``.
-
-    Attributes:
-        source: the file the value came from, or ``"command line"``.
-        key: the dotted key path (``""`` for the file as a whole).
-        problem: what is wrong and what was expected.
-    """
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -170,11 +163,18 @@ class TrainConfig:
         checks = [
             ("backend", self.backend in BACKENDS, "one of " + ", ".join(BACKENDS)),
             ("agent", self.agent in AGENTS, "one of " + ", ".join(AGENTS)),
-            ("num_envs", self.num_envs >= 1, ">= 1"),
+            ("num_envs", 1 <= self.num_envs <= MAX_NUM_ENVS, f"in [1, {MAX_NUM_ENVS}]"),
             ("nthread", self.nthread >= 0, ">= 0"),
             ("total_steps", self.total_steps >= 1, ">= 1"),
             ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
             ("run_dir", self.run_dir is None or self.run_dir.strip() != "", "a path or null"),
+            (
+                "run_dir",
+                self.run_dir is None
+                or not Path(self.run_dir).exists()
+                or Path(self.run_dir).is_dir(),
+                "a directory (that path is an existing file)",
+            ),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -235,356 +235,6 @@ def _check_device(device: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
-# YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML that also reads ``1e-3`` and ``3E+4`` as floats (YAML 1.2, as users expect)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def parse_scalar(text: str) -> Any:
-    """Parse a command-line value as YAML (``3e-4`` -> float, ``[64, 64]`` -> list, ``null``)."""
-    return yaml.load(text, Loader=_Loader) if text.strip() else None  # noqa: S506 (safe loader)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; an empty file is ``{}``.
-
-    Raises:
-        ConfigError: the file is missing, is not valid YAML, or is not a mapping.
-    """
-    source = _display(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except OSError as e:
-        raise ConfigError(source, "", f"cannot read: {e.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (safe loader)
-    except yaml.YAMLError as e:
-        raise ConfigError(source, "", f"invalid YAML: {' '.join(str(e).split())}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(source, "", f"got {_show(data)}, expected a mapping of keys to values")
-    return data
-
-
-def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> ``{"a": {"b": 1}, "c": "x"}``; values parsed by :func:`parse_scalar`.
-
-    Raises:
-        ConfigError: an argument without ``=``, an empty key segment, or an unparsable value.
-    """
-    out: dict[str, Any] = {}
-    for arg in args:
-        key, sep, text = arg.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(COMMAND_LINE, arg, "expected key=value (e.g. ppo.learning_rate=3e-4)")
-        parts = key.split(".")
-        if any(not p for p in parts):
-            raise ConfigError(COMMAND_LINE, key, "empty segment in the dotted key")
-        try:
-            value = parse_scalar(text)
-        except yaml.YAMLError:
-            raise ConfigError(COMMAND_LINE, key, f"cannot parse {text!r} as a YAML value") from None
-        node = out
-        for i, p in enumerate(parts[:-1]):
-            child = node.setdefault(p, {})
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    COMMAND_LINE, ".".join(parts[: i + 1]), "set both as a value and as a mapping"
-                )
-            node = child
-        node[parts[-1]] = value
-    return out
-
-
-# -------------------------------------------------------------------------------------------------
-# Layers
-
-
-class Sources:
-    """Which layer (file or command line) set each dotted key, for error messages."""
-
-    def __init__(self, default: str = "config") -> None:
-        self._by_key: dict[str, str] = {}
-        self.default = default
-        """Source of keys no layer set (a default value that fails validation)."""
-
-    def record(self, key: str, source: str) -> None:
-        self._by_key[key] = source
-
-    def of(self, key: str) -> str:
-        """The source of ``key``, else of its closest ancestor, else of any descendant."""
-        k = key
-        while k:
-            if k in self._by_key:
-                return self._by_key[k]
-            k = k.rpartition(".")[0]
-        for known, src in reversed(self._by_key.items()):
-            if known.startswith(key + "."):
-                return src
-        return self.default
-
-
-def merge_layers(
-    layers: Sequence[tuple[str, Mapping[str, Any]]], default_source: str = "config"
-) -> tuple[dict[str, Any], Sources]:
-    """Deep-merge ``(source, mapping)`` layers, later ones winning key by key.
-
-    Args:
-        layers: ``(source name, mapping)``, lowest priority first.
-        default_source: the source errors name for keys no layer set.
-
-    Returns:
-        The merged mapping and the :class:`Sources` of every key.
-    """
-    sources = Sources(default_source)
-    merged: dict[str, Any] = {}
-
-    def merge(dst: dict[str, Any], src: Mapping[str, Any], prefix: str, source: str) -> None:
-        for k, v in src.items():
-            key = f"{prefix}{k}"
-            sources.record(key, source)
-            if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
-                merge(dst[k], v, key + ".", source)
-            elif isinstance(v, Mapping):
-                dst[k] = {}
-                merge(dst[k], v, key + ".", source)
-            else:
-                dst[k] = v
-
-    for source, layer in layers:
-        merge(merged, layer, "", source)
-    return merged, sources
-
-
-# -------------------------------------------------------------------------------------------------
-# Conversion of plain data into the dataclasses
-
-
-def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _display(path: str | Path) -> str:
-    """A path as errors show it: relative to the working directory when inside it."""
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
-
-
-def _plural(words: str) -> str:
-    return words.removeprefix("an ").removeprefix("a ") + "s"
-
-
-def describe_type(tp: Any) -> str:
-    """Plain-words name of a field type, as errors and ``--help`` show it."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        parts = [describe_type(a) for a in args if a is not type(None)]
-        return " or ".join(parts) + (" or null" if type(None) in args else "")
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if origin in (tuple, list):
-        if not args:
-            return "a list"
-        if origin is tuple and args[-1] is not Ellipsis:
-            return f"a list of {len(args)} {_plural(describe_type(args[0]))}"
-        return f"a list of {_plural(describe_type(args[0]))}"
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
-        return "a mapping"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _type_error(value: Any, tp: Any, key: str, sources: Sources) -> ConfigError:
-    return ConfigError(sources.of(key), key, f"got {_show(value)}, expected {describe_type(tp)}")
-
-
-def convert(value: Any, tp: Any, key: str, sources: Sources) -> Any:
-    """Check ``value`` against the type hint ``tp`` and convert it (int -> float, list -> tuple).
-
-    Raises:
-        ConfigError: ``value`` does not fit ``tp``.
-    """
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for a in (a for a in args if a is not type(None)):
-            try:
-                return convert(value, a, key, sources)
-            except ConfigError:
-                continue
-        raise _type_error(value, tp, key, sources)
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, key, sources)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _type_error(value, tp, key, sources)
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():  # 1e6 -> 1000000
-            return int(value)
-        raise _type_error(value, tp, key, sources)
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _type_error(value, tp, key, sources)
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _type_error(value, tp, key, sources)
-    if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
-            raise _type_error(value, tp, key, sources)
-        if (
-            origin is tuple and args and args[-1] is not Ellipsis
-        ):  # fixed length: tuple[float, float]
-            if len(value) != len(args):
-                raise _type_error(value, tp, key, sources)
-            items = [
-                convert(v, a, f"{key}[{i}]", sources)
-                for i, (v, a) in enumerate(zip(value, args, strict=True))
-            ]
-        else:
-            item = args[0] if args else Any
-            items = [convert(v, item, f"{key}[{i}]", sources) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise _type_error(value, tp, key, sources)
-        vt = args[1] if len(args) == 2 else Any
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ConfigError(sources.of(key), f"{key}.{k}", "keys must be strings")
-            out[k] = convert(v, vt, f"{key}.{k}", sources)
-        return out
-    raise TypeError(f"config field {key}: unsupported type {tp!r}")  # a schema bug, not user error
-
-
-def _unknown_key(key: str, name: str, allowed: Sequence[str], sources: Sources) -> ConfigError:
-    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return ConfigError(sources.of(key), key, f"unknown key; {hint}allowed: {', '.join(allowed)}")
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _raise_validation(
-    error: ValueError, prefix: str, names: Sequence[str], sources: Sources
-) -> None:
-    """Turn a ``validate()`` message ``"[prefix.]field...: problem"`` into a :class:`ConfigError`."""
-    msg = str(error)
-    for p in {prefix, prefix.rpartition(".")[2]} - {""}:
-        msg = msg.removeprefix(p + ".")
-    m = re.match(r"[A-Za-z_]\w*(?:\.\w+)*", msg)
-    if m and m.group(0).split(".")[0] in names:
-        key = _join(prefix, m.group(0))
-        raise ConfigError(sources.of(key), key, msg[m.end() :].lstrip(" :") or msg) from None
-    raise ConfigError(sources.of(prefix) if prefix else sources.default, prefix, msg) from None
-
-
-def build(cls: type, data: Any, prefix: str = "", sources: Sources | None = None) -> Any:
-    """Build the frozen dataclass ``cls`` from a mapping, checking keys, types and ``validate()``.
-
-    Args:
-        cls: the dataclass.
-        data: mapping of field name -> value (missing fields keep their defaults).
-        prefix: dotted key of ``data`` inside the whole config, for errors.
-        sources: where each key came from; ``"config"`` everywhere when ``None``.
-
-    Raises:
-        ConfigError: unknown key (with the closest known one), wrong type, or a value
-            ``cls.validate()`` rejects.
-    """
-    sources = sources or Sources()
-    if isinstance(data, cls):
-        return data
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(sources.of(prefix), prefix, f"got {_show(data)}, expected a mapping")
-    obj = cls(**convert_fields(cls, data, prefix, sources))
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        try:
-            validate()
-        except ValueError as e:
-            _raise_validation(e, prefix, _field_names(cls), sources)
-    return obj
-
-
-def _field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls) if f.init]
-
-
-def convert_fields(
-    cls: type, data: Mapping[str, Any], prefix: str, sources: Sources
-) -> dict[str, Any]:
-    """Check the keys of ``data`` against the fields of dataclass ``cls`` and :func:`convert`
-    each value to its field's type.
-
-    Raises:
-        ConfigError: unknown key (with the closest known one) or wrong type.
-    """
-    hints = typing.get_type_hints(cls)
-    names = _field_names(cls)
-    out = {}
-    for k, v in data.items():
-        key = _join(prefix, str(k))
-        if k not in names:
-            raise _unknown_key(key, str(k), names, sources)
-        out[k] = convert(v, hints[k], key, sources)
-    return out
-
-
-def to_plain(obj: Any) -> Any:
-    """Dataclasses, mappings and tuples -> plain dicts and lists (for YAML and JSON)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [to_plain(v) for v in obj]
-    return obj
-
-
-# -------------------------------------------------------------------------------------------------
 # TrainConfig loading
 
 
@@ -597,7 +247,7 @@ def _task_config(task: str, overrides: Mapping[str, Any], sources: Sources) -> d
     try:
         dataclasses.replace(default, **converted).validate()
     except ValueError as e:
-        _raise_validation(e, "task_cfg", _field_names(type(default)), sources)
+        raise_validation(e, "task_cfg", field_names(type(default)), sources)
     return converted
 
 
@@ -616,7 +266,7 @@ def _sb3_hyperparams(agent: str, params: Mapping[str, Any], sources: Sources) ->
     ] + list(SB3_WRAPPER_KEYS)  # fmt: skip
     for k in params:
         if k not in allowed:
-            raise _unknown_key(f"sb3.{k}", str(k), allowed, sources)
+            raise unknown_key(f"sb3.{k}", str(k), allowed, sources)
 
 
 def load_train_config(
@@ -640,12 +290,12 @@ def load_train_config(
     root = Path(configs) if configs is not None else config_dir()
     cli = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
     default = root / "train" / "default.yaml"
-    base = [(_display(default), load_yaml(default))] if default.exists() else []
+    base = [(display_path(default), load_yaml(default))] if default.exists() else []
     top = []
     if run_config is not None:
-        top.append((_display(run_config), load_yaml(run_config)))
+        top.append((display_path(run_config), load_yaml(run_config)))
     if config_file is not None:
-        top.append((_display(config_file), load_yaml(config_file)))
+        top.append((display_path(config_file), load_yaml(config_file)))
     top.append((COMMAND_LINE, cli))
 
     task = next((layer["task"] for _, layer in reversed(base + top) if "task" in layer), None)
@@ -654,11 +304,11 @@ def load_train_config(
         task_layer = load_yaml(task_file)
         if task_layer.get("task", task) != task:
             raise ConfigError(
-                _display(task_file),
+                display_path(task_file),
                 "task",
                 f"got {task_layer['task']!r}, expected {task!r} (the file's name)",
             )
-        base.append((_display(task_file), task_layer))
+        base.append((display_path(task_file), task_layer))
     merged, sources = merge_layers(base + top)
     return _build_train_config(merged, sources)
 
@@ -683,7 +333,7 @@ def _build_train_config(merged: Mapping[str, Any], sources: Sources) -> TrainCon
         )
     if not isinstance(task_cfg, Mapping):
         raise ConfigError(
-            sources.of("task_cfg"), "task_cfg", f"got {_show(task_cfg)}, expected a mapping"
+            sources.of("task_cfg"), "task_cfg", f"got {show(task_cfg)}, expected a mapping"
         )
     _sb3_hyperparams(cfg.agent, cfg.sb3, sources)
     if cfg.vlm or cfg.reward in ("clip", "vlm"):
@@ -711,65 +361,4 @@ def resolved_config_yaml(cfg: TrainConfig) -> str:
     data = to_plain(cfg)
     data["task_cfg"] = to_plain(cfg.task_config())
     header = "# Resolved RewardLab training config: every value this run used.\n"
-    return header + yaml.dump(data, Dumper=_Dumper, sort_keys=False)
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block-style mappings, flow-style lists (``actor_hidden: [64, 64]``)."""
-
-
-_Dumper.add_representer(
-    list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
-)
-
-
-# -------------------------------------------------------------------------------------------------
-# Field documentation (for --help and for the docs)
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """``{field: docstring}`` from the string literal under each field of a dataclass."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-        except (OSError, TypeError, SyntaxError):
-            continue
-        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-        for node, nxt in zip(body, body[1:], strict=False):
-            if (
-                isinstance(node, ast.AnnAssign)
-                and isinstance(node.target, ast.Name)
-                and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant)
-                and isinstance(nxt.value.value, str)
-            ):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def schema_lines(cls: type, prefix: str = "", instance: Any = None) -> list[str]:
-    """``key (type, default): doc`` for every field of a dataclass, nested ones dotted."""
-    instance = instance if instance is not None else cls()
-    hints = typing.get_type_hints(cls)
-    docs = field_docs(cls)
-    lines = []
-    for f in dataclasses.fields(cls):
-        key = _join(prefix, f.name)
-        value = getattr(instance, f.name)
-        if dataclasses.is_dataclass(hints[f.name]):
-            lines.append(f"{key}.*: {docs.get(f.name, '')}")
-            lines += schema_lines(hints[f.name], key, value)
-            continue
-        default = (
-            yaml.safe_dump(to_plain(value), default_flow_style=True)
-            .strip()
-            .removesuffix("...")
-            .strip()
-        )
-        lines.append(
-            f"{key} ({describe_type(hints[f.name])}, default {default}): {docs.get(f.name, '')}"
-        )
-    return lines
+    return header + dump_yaml(data)

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewardlab.config import ConfigError, TrainConfig, load_train_config, resolved_config_yaml
+from rewardlab.config import TrainConfig, load_train_config, resolved_config_yaml
+from rewardlab.core.config import ConfigError
 
 SUBDIRS = ("checkpoints", "export", "videos", "plots")
 """Folders every run directory has."""

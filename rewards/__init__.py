@@ -6,6 +6,7 @@ allow-list, trial run in a limited child process, guarded compile) via
 :mod:`rewardlab.rewards.compat`.
 """
 
+from rewardlab.core.reward import RewardFn, RewardTerm, action_l2, action_rate_l2, alive, compose
 from rewardlab.rewards.loader import RewardFileError, load_reward_file, load_reward_source
 from rewardlab.rewards.sandbox import (
     CheckResult,
@@ -20,7 +21,6 @@ from rewardlab.rewards.sandbox import (
     sandbox_capabilities,
     trial_run,
 )
-from rewardlab.rewards.terms import RewardFn, RewardTerm, action_l2, action_rate_l2, alive, compose
 
 __all__ = [
     "CheckResult",

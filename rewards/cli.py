@@ -25,7 +25,7 @@ EXIT_NO_WINNER = 4
 
 def cmd_reward_search(args: argparse.Namespace) -> int:
     """Run (or resume) a reward search; prints progress lines and the winner at the end."""
-    from rewardlab.config import parse_overrides
+    from rewardlab.core.config import parse_overrides
     from rewardlab.rewards.llm import LLMError
     from rewardlab.rewards.search import RewardSearch
     from rewardlab.rewards.search_config import load_search_config
@@ -62,7 +62,7 @@ def cmd_reward_search(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add ``reward-search`` to the ``rewardlab`` command line."""
-    from rewardlab.config import schema_lines
+    from rewardlab.core.config import schema_lines
     from rewardlab.rewards.search_config import SearchConfig
 
     p = sub.add_parser(

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rewardlab.core.reward import RewardFn
 from rewardlab.rewards.sandbox import (
     DEFAULT_LIMITS,
     RewardError,
@@ -36,7 +37,6 @@ from rewardlab.rewards.sandbox import (
     source_filename,
     trial_run,
 )
-from rewardlab.rewards.terms import RewardFn
 
 STYLES = ("auto", "native", "eureka", "text2reward")
 """Values of ``style``."""

@@ -60,7 +60,7 @@ from typing import Any
 
 import torch
 
-from rewardlab.rewards.terms import RewardFn
+from rewardlab.core.reward import RewardFn
 
 # ---------------------------------------------------------------------------------------------
 # Results and errors

@@ -2,7 +2,7 @@
 
 Loaded from ``sim_configs/search/default.yaml``, then ``sim_configs/search/<task>.yaml`` when it
 exists, then ``--config FILE``, then ``key=value`` words (``rewardlab reward-search --help``
-lists every key). Values are checked by :func:`rewardlab.config.build`; nothing here rewrites
+lists every key). Values are checked by :func:`rewardlab.core.config.build`; nothing here rewrites
 what the user wrote: defaults taken from the environment (base URL, model, key) are resolved
 when used, by the ``resolved_*`` methods.
 """
@@ -269,9 +269,9 @@ def load_search_config(
     (when present), ``config_file``, ``overrides`` (``key=value`` strings or a mapping).
 
     Raises:
-        rewardlab.config.ConfigError: a bad file, key or value, naming where it came from.
+        rewardlab.core.config.ConfigError: a bad file, key or value, naming where it came from.
     """
-    from rewardlab.config import COMMAND_LINE, build, load_yaml, merge_layers, parse_overrides
+    from rewardlab.core.config import COMMAND_LINE, build, load_yaml, merge_layers, parse_overrides
 
     folder = search_config_dir(configs)
     cli = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)

@@ -16,6 +16,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecCheckNan, VecNormalize
 
+from rewardlab.core.reward import RewardTerm, action_rate_l2, compose
 from rewardlab.envs import make_env, task_names
 from rewardlab.envs.adapters.gymnasium import (
     GymnasiumEnv,
@@ -24,7 +25,6 @@ from rewardlab.envs.adapters.gymnasium import (
 )
 from rewardlab.envs.adapters.sb3 import Sb3VecEnv
 from rewardlab.envs.tasks import get_task
-from rewardlab.rewards.terms import RewardTerm, action_rate_l2, compose
 
 TASKS = task_names()
 # The only warning the checkers may raise: observations are honestly unbounded.

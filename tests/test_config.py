@@ -10,17 +10,14 @@ import yaml
 
 from rewardlab.agents.config import PPOConfig
 from rewardlab.config import (
-    ConfigError,
     EvalConfig,
     TrainConfig,
     config_dir,
-    field_docs,
     load_train_config,
-    parse_overrides,
-    parse_scalar,
     resolved_config_yaml,
     train_config_from_dict,
 )
+from rewardlab.core.config import ConfigError, field_docs, parse_overrides, parse_scalar
 from rewardlab.envs import task_names
 
 pytestmark = pytest.mark.unit
@@ -170,7 +167,14 @@ ERRORS = [
     ([TASK, "ppo=3"], ["command line", "ppo", "3", "a mapping"]),
     ([TASK, "ppo.gamma=2"], ["command line", "ppo.gamma", "2", "[0, 1]"]),
     ([TASK, "ppo.schedule=cosine"], ["command line", "ppo.schedule", "'cosine'", "adaptive, linear, fixed"]),
-    ([TASK, "num_envs=0"], ["command line", "num_envs", "0", ">= 1"]),
+    ([TASK, "num_envs=0"], ["command line", "num_envs", "0", "in [1, "]),
+    ([TASK, "num_envs=1000000000"], ["command line", "num_envs", "1000000000", "in [1, "]),
+    ([TASK, "num_envs=99999999999999999999999"], ["command line", "num_envs", "64-bit integer"]),
+    ([TASK, "ppo.learning_rate=.inf"], ["command line", "ppo.learning_rate", "inf", "finite number"]),
+    ([TASK, "ppo.clip_ratio=.inf"], ["command line", "ppo.clip_ratio", "finite number"]),
+    ([TASK, "ppo.desired_kl=.nan"], ["command line", "ppo.desired_kl", "finite number"]),
+    ([TASK, "run_dir=/etc/passwd"], ["command line", "run_dir", "/etc/passwd", "a directory"]),
+    ([TASK, "--num_envs"], ["command line", "--num_envs", "num_envs=..."]),
     ([TASK, "backend=warp9"], ["command line", "backend", "'warp9'", "mujoco"]),
     ([TASK, "agent=sac"], ["command line", "agent", "'sac'", "ppo, sb3_ppo, sb3_sac"]),
     ([TASK, "device=gpu0"], ["command line", "device", "'gpu0'", "cpu"]),
@@ -249,6 +253,58 @@ def test_bad_files(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_train_config([TASK], config_file=path)
     assert "bad.yaml" in str(info.value) and expected in str(info.value)
+
+
+_BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+    )
+    + "eval: *i\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_BOMB, "alias bomb"),  # 10**9 values once expanded; it used to print 312M characters
+        ("ppo: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested deeper than"),  # RecursionError
+        ("seed: 1\nseed: 2\n", "duplicate key 'seed' (line 2)"),  # used to keep the last one
+        (b"ppo:\n  gamma: 0.9\xff\n", "not UTF-8 text (byte 0xff at offset 17)"),
+        ("seed: " + "9" * 40 + "\n", "64-bit integer"),
+        ("ppo: {learning_rate: .inf}\n", "expected a finite number"),
+    ],
+    ids=["alias-bomb", "deep-nesting", "duplicate-key", "non-utf8", "huge-int", "inf"],
+)
+def test_hostile_files_get_one_bounded_line(
+    tmp_path: Path, text: str | bytes, expected: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    with pytest.raises(ConfigError) as info:
+        load_train_config([TASK], config_file=path)
+    msg = str(info.value)
+    assert "hostile.yaml" in msg and expected in msg, msg
+    assert len(msg) <= 600 and "\n" not in msg
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/urandom", "."])
+def test_config_file_must_be_a_small_regular_file(special: str) -> None:
+    with pytest.raises(ConfigError, match=r"not a regular file|is a directory"):
+        load_train_config([TASK], config_file=special)
+
+
+def test_config_file_size_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match=r"big\.yaml: larger than 1,048,576 bytes"):
+        load_train_config([TASK], config_file=path)
+
+
+def test_long_values_are_cut_in_messages() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_train_config([TASK, "seed=" + "y" * 10_000])
+    assert len(str(info.value)) <= 600 and "more)" in str(info.value)
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rewardlab.config import ConfigError, build, train_config_from_dict
+from rewardlab.config import train_config_from_dict
+from rewardlab.core.config import ConfigError, build
 from rewardlab.envs import make_env
 from rewardlab.envs.randomization import DomainRandConfig
 

@@ -92,8 +92,8 @@ def test_recorded_bag_is_a_readable_mcap_rosbag2(tmp_path):
 def test_replay_rebuilds_training_state_and_scores_the_task_reward(tmp_path):
     import torch
 
+    from rewardlab.core.reward import compose
     from rewardlab.envs.tasks.arm_reach import ArmReach
-    from rewardlab.rewards.terms import compose
 
     bag = tmp_path / "ep"
     truth = record_episode(bag, ticks=60)

@@ -121,7 +121,7 @@ def test_prompts_render_schema_priors_and_feedback():
 
 @pytest.mark.unit
 def test_search_config_errors_name_key_and_value(tmp_path):
-    from rewardlab.config import ConfigError
+    from rewardlab.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="command line: executor: got 'dask'"):
         load_search_config({"task": "cartpole_balance", "description": "x", "executor": "dask"})

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewardlab.config import field_docs
+from rewardlab.core.config import field_docs
 from rewardlab.envs import make_env, task_names
 from rewardlab.envs.robots import ROBOTS, arm_forward_kinematics
 from rewardlab.envs.tasks import get_task

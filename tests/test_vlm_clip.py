@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from rewardlab.config import ConfigError, build, train_config_from_dict
+from rewardlab.config import train_config_from_dict
+from rewardlab.core.config import ConfigError, build
 from rewardlab.vlm_reward.base import SCORERS, make_scorer, register_scorer
 from rewardlab.vlm_reward.clip_reward import CLIPReward, projection, vlm_rm_reward
 from rewardlab.vlm_reward.config import VLMConfig

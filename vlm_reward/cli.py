@@ -61,7 +61,7 @@ def cmd_vlm_eval(args: argparse.Namespace) -> int:
     """Record (or load) episodes, score them, write the report; prints the headline metrics."""
     from pathlib import Path
 
-    from rewardlab.config import COMMAND_LINE, build, merge_layers, parse_overrides
+    from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides
     from rewardlab.vlm_reward.base import make_scorer
     from rewardlab.vlm_reward.config import VLMConfig
     from rewardlab.vlm_reward.evaluation import (
@@ -136,7 +136,7 @@ def cmd_vlm_eval(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add this part's subparsers to the ``rewardlab`` command line."""
-    from rewardlab.config import schema_lines
+    from rewardlab.core.config import schema_lines
     from rewardlab.vlm_reward.prefs_command import add_prefs_command
 
     add_prefs_command(sub, formatter_class)

@@ -912,7 +912,7 @@ def run_prefs(a: PrefsArgs, labeller: Labeller | None = None) -> dict[str, Any]:
     """
     import json
 
-    from rewardlab.config import build
+    from rewardlab.core.config import build
     from rewardlab.vlm_reward.config import VLMConfig
     from rewardlab.vlm_reward.prompts import with_task_prompts
 

@@ -100,7 +100,7 @@ class ProgressArgs:
 
 
 def _args(cls: type, words: list[str]) -> Any:
-    from rewardlab.config import COMMAND_LINE, build, merge_layers, parse_overrides
+    from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides
 
     merged, sources = merge_layers(
         [(COMMAND_LINE, parse_overrides(words))], default_source=COMMAND_LINE
@@ -132,7 +132,7 @@ def _cmd_progress(args: Any) -> int:
 def add_prefs_command(sub: Any, formatter_class: Any) -> None:
     """Add ``rewardlab vlm-prefs`` and ``rewardlab vlm-progress`` (called from
     ``rewardlab.vlm_reward.cli.add_commands``)."""
-    from rewardlab.config import schema_lines
+    from rewardlab.core.config import schema_lines
 
     for name, cls, func, help_, example, hint in (
         ("vlm-prefs", PrefsArgs, _cmd_prefs,

@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
+from rewardlab.core.reward import RewardFn
 from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.envs.randomization import DomainRandConfig, DomainRandomizer
-from rewardlab.rewards.terms import RewardFn
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from rewardlab.core.reward import RewardFn
 from rewardlab.envs.adapters._isaac_common import (
     IsaacAdapterBase,
     StateMap,
@@ -49,7 +50,6 @@ from rewardlab.envs.adapters._isaac_common import (
 )
 from rewardlab.envs.base import StateField
 from rewardlab.envs.randomization import DomainRandConfig
-from rewardlab.rewards.terms import RewardFn
 
 # State maps for IsaacGymEnvs tasks, named as our tasks name them, so that a reward written for
 # ``cartpole_balance`` (or by an LLM from its describe()) runs on Isaac Gym's Cartpole unchanged.

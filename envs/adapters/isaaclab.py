@@ -45,6 +45,7 @@ from typing import Any
 
 import torch
 
+from rewardlab.core.reward import RewardFn
 from rewardlab.envs.adapters._isaac_common import (
     IsaacAdapterBase,
     StateMap,
@@ -54,7 +55,6 @@ from rewardlab.envs.adapters._isaac_common import (
 )
 from rewardlab.envs.base import StateField
 from rewardlab.envs.randomization import DomainRandConfig
-from rewardlab.rewards.terms import RewardFn
 
 CARTPOLE_STATE: dict[str, StateTerm] = {
     "cart_pos": StateTerm(

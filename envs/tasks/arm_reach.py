@@ -21,6 +21,7 @@ from typing import Any
 import mujoco
 import torch
 
+from rewardlab.core.reward import RewardTerm, action_l2, action_rate_l2
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import (
     ARM3,
@@ -29,7 +30,6 @@ from rewardlab.envs.robots import (
     ARM3_UPPER_ARM,
 )
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
-from rewardlab.rewards.terms import RewardTerm, action_l2, action_rate_l2
 
 State = Mapping[str, torch.Tensor]
 

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import mujoco
 import torch
 
+from rewardlab.core.reward import RewardTerm
 from rewardlab.envs.base import StateField
-from rewardlab.rewards.terms import RewardTerm
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 

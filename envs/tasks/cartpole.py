@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import mujoco
 import torch
 
+from rewardlab.core.reward import RewardTerm, action_l2
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
-from rewardlab.rewards.terms import RewardTerm, action_l2
 
 State = Mapping[str, torch.Tensor]
 

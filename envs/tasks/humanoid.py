@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import mujoco
 import torch
 
+from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import HUMANOID, HUMANOID_STANDING_HEAD_HEIGHT
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
-from rewardlab.rewards.terms import RewardTerm, action_l2, alive
 
 State = Mapping[str, torch.Tensor]
 

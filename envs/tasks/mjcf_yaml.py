@@ -63,6 +63,7 @@ import mujoco
 import torch
 import yaml
 
+from rewardlab.core.reward import RewardTerm, action_l2, action_rate_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.base import (
     SimView,
@@ -74,7 +75,6 @@ from rewardlab.envs.tasks.base import (
     task_names,
     uniform,
 )
-from rewardlab.rewards.terms import RewardTerm, action_l2, action_rate_l2, alive
 
 State = Mapping[str, torch.Tensor]
 

@@ -1,9 +1,12 @@
-"""Rewards as weighted terms (Isaac Lab's ``RewardTermCfg(func, weight, params)``).
+"""The reward contract: rewards as weighted terms (Isaac Lab's ``RewardTermCfg(func, weight, params)``).
+
+Tasks (``rewardlab.envs``) implement it and reward code (``rewardlab.rewards``) fulfils it, so
+it lives in this leaf module, which imports nothing from the rest of RewardLab.
 
 A term is a plain function ``func(state, action, **params) -> Tensor [N]`` of the task's state
 batch (see ``BatchedEnv.state_spec``) and the action ``[N, action_dim]`` in ``[-1, 1]``. Weights
 live in config, never in the function. :func:`compose` turns named terms into a reward with the
-contract of shared/DESIGN.md::
+contract of ``docs/design.md``::
 
     compute_reward(state, action) -> (total [N], {name: weighted term [N]})
 
