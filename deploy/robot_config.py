@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from rewardlab.core.resources import config_dir
+
 COMMAND_TYPES = ("position", "trajectory")
 """``position``: ``std_msgs/Float64MultiArray`` to a ros2_control forward position controller;
 ``trajectory``: a one-point ``trajectory_msgs/JointTrajectory`` (joint_trajectory_controller)."""
@@ -282,10 +284,9 @@ class RobotConfig:
 
 
 def robots_dir() -> Path:
-    """``sim_configs/robots/``: ``$REWARDLAB_CONFIG_DIR/robots`` or the one next to the package."""
-    env = os.environ.get("REWARDLAB_CONFIG_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent / "sim_configs"
-    return root / "robots"
+    """``sim_configs/robots/``: ``$REWARDLAB_CONFIG_DIR/robots`` or the installation's own
+    (:func:`rewardlab.core.resources.config_dir`)."""
+    return config_dir() / "robots"
 
 
 def robot_names() -> list[str]:

@@ -27,13 +27,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rewardlab.agents.config import PPOConfig
+from rewardlab.core import resources
 from rewardlab.core.config import (
     COMMAND_LINE,
     ConfigError,
@@ -66,11 +66,9 @@ MAX_NUM_ENVS = 1 << 20
 
 
 def config_dir() -> Path:
-    """The ``sim_configs/`` folder: ``$REWARDLAB_CONFIG_DIR`` or the one next to the package."""
-    env = os.environ.get("REWARDLAB_CONFIG_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "sim_configs"
+    """The ``sim_configs/`` folder: ``$REWARDLAB_CONFIG_DIR`` or the installation's own (a
+    checkout's, a wheel's, an ament prefix's: :func:`rewardlab.core.resources.config_dir`)."""
+    return resources.config_dir()
 
 
 # -------------------------------------------------------------------------------------------------

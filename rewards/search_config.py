@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardlab.core.resources import config_dir
+
 EXECUTORS = ("process", "ray", "sequential")
 """Where candidates train: a local process pool, a Ray cluster, or one after another."""
 
@@ -252,8 +254,6 @@ class SearchConfig:
 
 def search_config_dir(configs: str | Path | None = None) -> Path:
     """``sim_configs/search`` (or ``<configs>/search``)."""
-    from rewardlab.config import config_dir
-
     return Path(configs) / "search" if configs is not None else config_dir() / "search"
 
 

@@ -63,6 +63,7 @@ import mujoco
 import torch
 import yaml
 
+from rewardlab.core.resources import shipped_config_dir
 from rewardlab.core.reward import RewardTerm, action_l2, action_rate_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.base import (
@@ -78,8 +79,9 @@ from rewardlab.envs.tasks.base import (
 
 State = Mapping[str, torch.Tensor]
 
-CUSTOM_DIR = Path(__file__).resolve().parents[2] / "sim_configs" / "tasks" / "custom"
-"""Folder whose YAML tasks register when this module is imported (a source checkout only)."""
+CUSTOM_DIR = shipped_config_dir() / "tasks" / "custom"
+"""Folder whose YAML tasks register when this module is imported (``sim_configs/tasks/custom``
+of the checkout, the wheel or the ament prefix: :mod:`rewardlab.core.resources`)."""
 
 STATE_KINDS: dict[str, tuple[str, ...]] = {
     # kind -> keys it takes besides kind and doc
