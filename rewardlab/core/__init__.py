@@ -6,6 +6,8 @@
 - :mod:`rewardlab.core.reward`: the reward contract (``RewardFn``, ``RewardTerm``, ``compose``)
   that tasks implement and reward code fulfils.
 - :mod:`rewardlab.core.registry`: name -> object registries with "did you mean" errors.
+- :mod:`rewardlab.core.resources`: where the shipped ``sim_configs/`` is (checkout, wheel or
+  ament prefix).
 
 ``tests/test_layers.py`` checks that nothing here imports another ``rewardlab`` module.
 """
