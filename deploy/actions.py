@@ -11,8 +11,14 @@ Per control tick, in this order (each step only ever moves the command towards s
 4. rate limit: the command moves at most ``rate_limit`` rad per tick from the previous command;
 5. torque clamp: the command is kept where the servo's torque estimate
    ``kp (q_cmd - q) - kd qd`` is within ``effort_limits`` (the same torque a saturated
-   MuJoCo position servo applies, so it does not change what the policy was trained on);
-6. joint-limit clamp into ``position_limits`` (last: limits win over everything).
+   MuJoCo position servo applies, so it does not change what the policy was trained on), as far
+   as the rate limit allows: when the band lies beyond the step the rate limit allows (the
+   measured pose jumped: a glitch, a robot moved by hand, a sim reset), the command walks
+   towards it at the rate limit (``MappedAction.torque_out_of_reach``);
+6. joint-limit clamp into ``position_limits`` (last: limits win over everything). The previous
+   command is always within the limits, so this clamp never makes a step longer.
+
+HOLD and DAMP commands go through steps 4-6 too (:meth:`ActionMapper.limit`).
 
 Only position commands are produced: torque-controlled policies are not supported here.
 """
@@ -39,6 +45,9 @@ class MappedAction:
     rate_limited: np.ndarray
     torque_limited: np.ndarray
     position_limited: np.ndarray
+    torque_out_of_reach: np.ndarray | None = None
+    """Joints whose torque band lies beyond this tick's rate-limited step (the measured pose
+    jumped): the command walks towards the band at the rate limit."""
 
 
 class ActionMapper:
@@ -95,18 +104,42 @@ class ActionMapper:
         return self.kp * (q_cmd - q) - self.kd * qd
 
     def limit(
-        self, desired: np.ndarray, previous: np.ndarray, q: np.ndarray, qd: np.ndarray
+        self,
+        desired: np.ndarray,
+        previous: np.ndarray,
+        q: np.ndarray | None,
+        qd: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Steps 4-6 on a desired command: ``(command, rate_limited, torque_limited, position_limited)``."""
-        step = np.clip(desired - previous, -self.rate, self.rate)
-        cmd = previous + step
+        """Steps 4-6 on a desired command: ``(command, rate_limited, torque_limited, position_limited)``.
+
+        ``q, qd`` ``None`` (no fresh finite measurement): no torque clamp; a joint whose band is
+        not a number (NaN in ``q`` or ``qd``) is not torque-clamped either.
+        """
+        return self._limit(desired, previous, q, qd)[:4]
+
+    def _limit(
+        self,
+        desired: np.ndarray,
+        previous: np.ndarray,
+        q: np.ndarray | None,
+        qd: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        step_lo, step_hi = previous - self.rate, previous + self.rate
+        cmd = np.clip(desired, step_lo, step_hi)
         rate_limited = np.abs(desired - previous) > self.rate + 1e-12
-        lo, hi = self.torque_band(q, qd)
+        if q is None or qd is None:
+            lo, hi = np.full_like(cmd, -np.inf), np.full_like(cmd, np.inf)
+        else:
+            lo, hi = self.torque_band(q, qd)
+            lo, hi = np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
         torque_limited = (cmd < lo) | (cmd > hi)
-        cmd = np.clip(cmd, lo, hi)
+        banded = np.clip(cmd, lo, hi)
+        cmd = np.clip(banded, step_lo, step_hi)
+        # the band lies beyond this tick's step but within the joint limits: walk towards it
+        out_of_reach = (banded != cmd) & (hi >= self.lower) & (lo <= self.upper)
         position_limited = (cmd < self.lower) | (cmd > self.upper)
         cmd = np.clip(cmd, self.lower, self.upper)
-        return cmd, rate_limited, torque_limited, position_limited
+        return cmd, rate_limited, torque_limited, position_limited, out_of_reach
 
     def map(
         self,
@@ -133,5 +166,6 @@ class ActionMapper:
             if ramp_start is None:
                 raise ValueError("ramp_start is required while ramping")
             desired = ramp_start + alpha * (target - ramp_start)
-        cmd, rate, torque, pos = self.limit(desired, np.asarray(previous, dtype=np.float64), q, qd)
-        return MappedAction(cmd, target, a, rate, torque, pos)
+        previous = np.asarray(previous, dtype=np.float64)
+        cmd, rate, torque, pos, reach = self._limit(desired, previous, q, qd)
+        return MappedAction(cmd, target, a, rate, torque, pos, reach)

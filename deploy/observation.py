@@ -25,7 +25,11 @@ Other names (a task's ``torso_pos[z]``, ``cos(pole_angle)``...) have no robot-si
 :class:`ObservationBuilder` refuses the policy when it is created, naming the slice.
 
 Joint states are never trusted to come in the policy's order, nor to cover every joint in one
-message: each sample updates the joints it names (others keep their last value and time).
+message: each sample updates the joints it names (others keep their last value and time). A
+message is applied whole or not at all: one whose arrays do not match its names, or that names a
+joint twice, raises :class:`MalformedMessage` and changes nothing. A message with names but an
+empty ``position`` (legal ROS: effort- or velocity-only) refreshes no position, so it never keeps
+a joint fresh.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ KINEMATIC_TERMS = ("ee_pos", "ee_to_target")
 
 class ObservationError(ValueError):
     """The policy's observation layout cannot be built for this robot."""
+
+
+class MalformedMessage(ValueError):
+    """A robot message that cannot be read as what its topic carries (nothing of it was applied)."""
 
 
 class NotReady(RuntimeError):
@@ -132,9 +140,16 @@ class ObservationBuilder:
         self.obs_dim = int(obs_dim)
         self.slices: list[tuple[str, int, int]] = []
         start = 0
-        for item in layout:
-            name, width = str(item["name"]), int(item["width"])
-            if int(item.get("start", start)) != start:
+        for i, item in enumerate(layout):
+            try:
+                name, width = str(item["name"]), int(item["width"])
+                item_start = int(item.get("start", start))
+            except (TypeError, KeyError, ValueError, AttributeError):
+                raise ObservationError(
+                    f"observation.layout[{i}]: got {str(item)[:80]!r}, expected "
+                    '{"name": str, "start": int, "width": int}'
+                ) from None
+            if item_start != start:
                 raise ObservationError(
                     f"observation.layout: {name} starts at {item['start']}, expected {start}"
                 )
@@ -184,6 +199,8 @@ class ObservationBuilder:
         """Latest joint efforts in policy order (NaN when the robot sends none)."""
         self.joint_recv = np.full(n, -np.inf)
         """Receive time of each joint's latest position."""
+        self.named_without_position = np.zeros(n, dtype=bool)
+        """Joints named by a message that carried no positions (effort- or velocity-only)."""
         self.imu: ImuSample | None = None
         self.target: PointSample | None = None
         self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
@@ -191,51 +208,72 @@ class ObservationBuilder:
     # -- inputs ---------------------------------------------------------------------------------
 
     def update_joint_state(self, sample: JointStateSample) -> int:
-        """Take the joints ``sample`` names (unknown names are ignored); returns how many matched.
+        """Take the joints ``sample`` names (unknown names are ignored); returns how many positions
+        were taken.
 
         Raises:
-            ValueError: ``position`` (or non-empty ``velocity``/``effort``) has a different length
-                than ``names``.
+            MalformedMessage: ``position``, ``velocity`` or ``effort`` is neither empty nor as long
+                as ``names``, or a name appears twice. Nothing of the message is applied.
         """
-        k = len(sample.names)
-        if len(sample.position) != k:
-            raise ValueError(f"JointState: {k} names but {len(sample.position)} positions")
-        for key in ("velocity", "effort"):
-            if len(getattr(sample, key)) not in (0, k):
-                raise ValueError(
-                    f"JointState: {k} names but {len(getattr(sample, key))} {key} values"
-                )
-        matched = 0
-        for i, name in enumerate(sample.names):
-            j = self._index.get(name)
-            if j is None:
-                continue
-            matched += 1
-            if len(sample.velocity):
-                self.velocity[j] = sample.velocity[i]
-                self.velocity_estimated[j] = False
-            elif np.isfinite(self.position[j]):
-                dt = sample.stamp - self._stamp[j]
-                if not dt > 0:  # stamps missing or not advancing: receive times
-                    dt = sample.recv_time - self.joint_recv[j]
-                if dt > 0:
-                    self.velocity[j] = (sample.position[i] - self.position[j]) / dt
-                    self.velocity_estimated[j] = True
-            self.position[j] = sample.position[i]
-            self._stamp[j] = sample.stamp
-            if len(sample.effort):
-                self.effort[j] = sample.effort[i]
-            self.joint_recv[j] = sample.recv_time
-        return matched
+        names = sample.names
+        k = len(names)
+        for key in ("position", "velocity", "effort"):
+            m = len(getattr(sample, key))
+            if m not in (0, k):
+                raise MalformedMessage(f"JointState: {k} names but {m} {key} values")
+        if len(set(names)) != k:
+            seen: set[str] = set()
+            dup = next(n for n in names if n in seen or seen.add(n))
+            raise MalformedMessage(f"JointState: duplicate joint name {dup[:60]!r}")
+        rows = [(i, j) for i, name in enumerate(names) if (j := self._index.get(name)) is not None]
+        if not rows:
+            return 0
+        src = np.fromiter((i for i, _ in rows), dtype=np.intp, count=len(rows))
+        dst = np.fromiter((j for _, j in rows), dtype=np.intp, count=len(rows))
+        if len(sample.effort):
+            self.effort[dst] = sample.effort[src]
+        if len(sample.velocity):
+            self.velocity[dst] = sample.velocity[src]
+            self.velocity_estimated[dst] = False
+        if not len(sample.position):
+            self.named_without_position[dst] = True
+            return 0
+        pos = sample.position[src]
+        if not len(sample.velocity):  # finite differences over stamps, else receive times
+            known = np.isfinite(self.position[dst])
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                dt = sample.stamp - self._stamp[dst]
+                dt = np.where(dt > 0, dt, sample.recv_time - self.joint_recv[dst])
+                ok = known & (dt > 0)
+                est = (pos - self.position[dst]) / np.where(ok, dt, 1.0)
+            self.velocity[dst[ok]] = est[ok]
+            self.velocity_estimated[dst[ok]] = True
+        self.position[dst] = pos
+        self._stamp[dst] = sample.stamp
+        self.joint_recv[dst] = sample.recv_time
+        return len(rows)
 
     def update_imu(self, sample: ImuSample) -> None:
+        """Take an IMU sample.
+
+        Raises:
+            MalformedMessage: not a 4-value orientation and a 3-value angular velocity.
+        """
         if sample.orientation.shape != (4,) or sample.angular_velocity.shape != (3,):
-            raise ValueError("Imu: expected a 4-value orientation and a 3-value angular velocity")
+            raise MalformedMessage(
+                f"Imu: expected a 4-value orientation and a 3-value angular velocity, got "
+                f"{sample.orientation.size} and {sample.angular_velocity.size}"
+            )
         self.imu = sample
 
     def update_target(self, sample: PointSample) -> None:
+        """Take a target point.
+
+        Raises:
+            MalformedMessage: not 3 values.
+        """
         if sample.point.shape != (3,):
-            raise ValueError(f"target: expected 3 values, got {sample.point.shape}")
+            raise MalformedMessage(f"target: expected 3 values, got {sample.point.size}")
         self.target = sample
 
     # -- state ----------------------------------------------------------------------------------
@@ -247,9 +285,11 @@ class ObservationBuilder:
     def missing(self) -> list[str]:
         """Inputs the observation still waits for (empty when it can be built)."""
         out = [
-            f"joint_states[{n}]"
-            for n, t in zip(self.robot.joint_names, self.joint_recv, strict=True)
-            if not np.isfinite(t)
+            f"joint_states[{n}]" + (" (named without a position)" if blind else "")
+            for n, t, blind in zip(
+                self.robot.joint_names, self.joint_recv, self.named_without_position, strict=True
+            )
+            if t == -np.inf
         ]
         if self.needs_imu and self.imu is None:
             out.append(f"imu ({self.robot.topics.imu})")

@@ -10,14 +10,19 @@ States::
 - RAMP: the policy runs; its command is blended from the measured pose into the policy's.
 - RUN: the policy's command, through the action mapper's clamps.
 - HOLD: a position hold at the pose measured when it tripped (stale inputs, lost heartbeat,
-  NaN/Inf, over-speed, torque estimate over limit): the robot stops where it is.
+  NaN/Inf, over-speed, torque estimate over limit, a malformed message, an exception in the
+  policy, the observation or a transport callback): the robot stops where it is.
 - DAMP: the command follows the measured pose, so a position servo applies only its damping
   (e-stop, joint limit exceeded, attitude limit exceeded). With a pure position interface this
   is the closest to "motors off with damping" a forward controller can do; robots with a damping
   mode of their own should also wire ``/estop`` to it.
 
+HOLD and DAMP commands go through the same rate limit and clamps as RUN commands (the
+controller's job): a trip never makes the command jump.
+
 Trips latch: HOLD and DAMP last until :meth:`SafetyMonitor.reset` (an operator's decision),
 and a reset while the e-stop is engaged is refused. HOLD escalates to DAMP, never the reverse.
+Nothing but :meth:`SafetyMonitor.enter` from PASSIVE leads to RAMP or RUN.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class Trip(str, enum.Enum):
     JOINT_LIMIT = "joint_limit"
     ATTITUDE = "attitude"
     ESTOP = "estop"
+    MALFORMED = "malformed"
+    """A message that cannot be read as what its topic carries (lengths, duplicate joints)."""
+    FAULT = "fault"
+    """An exception in the policy, the observation builder, a transport callback or a publish."""
 
     @property
     def state(self) -> SafetyState:

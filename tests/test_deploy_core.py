@@ -19,7 +19,7 @@ from rewardlab.deploy.observation import (
     forward_kinematics,
     roll_pitch,
 )
-from rewardlab.deploy.policy import Policy, PolicyLoadError, load_policy
+from rewardlab.deploy.policy import Policy, PolicyLoadError, load_policy, seal_export, seal_sidecar
 from rewardlab.deploy.robot_config import (
     RobotConfigError,
     load_robot_config,
@@ -150,7 +150,7 @@ def test_joint_states_are_mapped_by_name_whatever_the_order_and_split():
     np.testing.assert_allclose(obs[9:12], np.array([0.3, 0.2, 0.5]) - ee)
     np.testing.assert_allclose(obs[12:15], [0.1, -0.2, 0.3])
     assert b.oldest_joint_recv() == 1.0  # base_yaw and elbow last came at t = 1
-    with pytest.raises(ValueError, match="2 names but 1 positions"):
+    with pytest.raises(ValueError, match="2 names but 1 position values"):
         b.update_joint_state(JointStateSample(("elbow", "shoulder"), [1.0]))
 
 
@@ -311,7 +311,7 @@ def test_passive_until_inputs_then_stale_by_receive_time_holds():
     assert c.tick(0.0) is None and "target (/target)" in c.status()
     c.on_target(PointSample([0.3, 0.0, 0.4], recv_time=0.0))
     assert c.tick(0.01).state == "RAMP"
-    t = run_until_run(c)
+    t = run_until_run(c, t0=0.02)
     # a message stamped "now" by the sender but received 0.15 s ago is stale (receive time counts)
     c.on_joint_state(js([0.0, 0.4, 1.0], t=t - 0.15, stamp=t))
     cmd = c.tick(t)
@@ -365,11 +365,14 @@ def test_joint_limit_damps_and_follows_measured_pose():
     c.on_joint_state(js([2.56, 0.4, 1.0], t=t))  # base_yaw limit 2.5 + margin 0.05
     cmd = c.tick(t)
     assert cmd.state == "DAMP" and c.last_trip.kind == Trip.JOINT_LIMIT
-    np.testing.assert_allclose(cmd.positions, [2.5, 0.4, 1.0])  # measured pose, clamped into limits
+    # towards the measured pose (clamped into the limits) at the rate limit, 0.3 rad per tick
+    np.testing.assert_allclose(cmd.positions, [0.3, 0.4, 1.0])
     c.on_joint_state(js([2.4, 0.5, 1.1], t=t + 0.02))
-    np.testing.assert_allclose(
-        c.tick(t + 0.02).positions, [2.4, 0.5, 1.1]
-    )  # follows (damping only)
+    np.testing.assert_allclose(c.tick(t + 0.02).positions, [0.6, 0.5, 1.1])
+    for k in range(2, 10):
+        c.on_joint_state(js([2.4, 0.5, 1.1], t=t + 0.02 * k))
+        cmd = c.tick(t + 0.02 * k)
+    np.testing.assert_allclose(cmd.positions, [2.4, 0.5, 1.1])  # follows (damping only)
 
 
 def test_overspeed_holds():
@@ -467,6 +470,7 @@ def exported(tmp_path_factory):
     )
     out = tmp_path_factory.mktemp("export")
     export_policy(net, env, out, git_revision="test")
+    seal_export(out)  # adds sidecar_sha256 where the exporter does not write it (yet)
     return out, net
 
 
@@ -498,7 +502,7 @@ def test_policy_file_errors(exported, tmp_path):
     with pytest.raises(PolicyLoadError, match="SHA-256 does not match"):
         load_policy(bad, backend="onnx")
     meta["format_version"] = 99
-    (bad / "policy.json").write_text(json.dumps(meta))
+    (bad / "policy.json").write_text(json.dumps(seal_sidecar(meta)))
     with pytest.raises(PolicyLoadError, match="format_version: got 99"):
         load_policy(bad)
 
