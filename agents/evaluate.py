@@ -37,7 +37,8 @@ def evaluate(
     Args:
         policy: raw observations ``[N, obs_dim]`` -> actions ``[N, action_dim]`` in ``[-1, 1]``
             (e.g. an exported or ``inference_policy()`` module). With ``deterministic=False`` it
-            must have a ``sample(obs)`` method drawing from its action distribution.
+            must have a ``sample(obs)`` method drawing from its action distribution (a
+            :class:`~rewardlab.agents.policy.Policy` with ``stochastic`` true).
         env: a :class:`~rewardlab.envs.base.BatchedEnv` used for evaluation only (it is reset).
         episodes: episodes to count.
         deterministic: call ``policy(obs)`` (the mean action) rather than ``policy.sample(obs)``.
@@ -59,7 +60,7 @@ def evaluate(
     act = policy
     if not deterministic:
         act = getattr(policy, "sample", None)
-        if act is None:
+        if act is None or not getattr(policy, "stochastic", True):
             raise ValueError(
                 "deterministic=false needs a stochastic policy (with a .sample method); "
                 "exported policies are deterministic"

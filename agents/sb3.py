@@ -1,6 +1,7 @@
 """Stable-baselines3 PPO and SAC on a batched env, through the SB3 ``VecEnv`` adapter.
 
-For users who know SB3 (``agent=sb3_ppo`` / ``agent=sb3_sac``). Public API, kept stable:
+For users who know SB3 (``agent=sb3_ppo`` / ``agent=sb3_sac``: :class:`SB3PPOAgent`,
+:class:`SB3SACAgent` in :data:`rewardlab.agents.registry.AGENTS`). Public API, kept stable:
 
 - :func:`train_sb3` ``(algo, env, total_steps, log_dir, seed, hyperparams) -> model``: trains,
   logs to TensorBoard in ``log_dir``, prints progress, saves
@@ -10,6 +11,8 @@ For users who know SB3 (``agent=sb3_ppo`` / ``agent=sb3_sac``). Public API, kept
   torch module, raw observation ``float32 [B, obs_dim]`` -> action ``[B, action_dim]`` in
   ``[-1, 1]``, observation normalization included; TorchScript (script or trace) and ONNX
   exportable, with the same signature as the native PPO policy.
+- :class:`SB3Policy` ``(model)``: the model behind the :class:`~rewardlab.agents.policy.Policy`
+  interface (deterministic ``__call__``, sampled ``sample``).
 
 What it cannot do: algorithms other than PPO and SAC; policies other than SB3's MLP policies
 on flat observations (no custom or CNN feature extractors, no recurrent policies); per-world
@@ -20,15 +23,16 @@ reset options; continuing training of a loaded model with its observation normal
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import json
 import math
 import os
 import time
-import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -40,12 +44,21 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 from torch import nn
 
+from rewardlab.agents.registry import TrainOutcome, TrainSpec
+from rewardlab.core.files import atomic_write
 from rewardlab.envs.adapters.sb3 import Sb3VecEnv
 from rewardlab.envs.base import BatchedEnv
+
+if TYPE_CHECKING:  # an annotation only
+    from rewardlab.agents.distributed import DistContext
 
 Algo = Literal["ppo", "sac"]
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
 """Algorithm name -> SB3 class."""
+
+WRAPPER_KEYS = ("normalize_obs", "normalize_reward")
+"""Keys of ``TrainConfig.sb3`` that configure the env wrapper (``VecNormalize``) rather than the
+SB3 algorithm."""
 
 
 def default_hyperparams(algo: Algo, num_envs: int, total_steps: int) -> dict[str, Any]:
@@ -170,29 +183,17 @@ def checkpoint_path(log_dir: str | os.PathLike[str], algo: str) -> Path:
 def save_sb3(model: BaseAlgorithm, path: str | os.PathLike[str]) -> Path:
     """Save ``model`` (and its observation-normalization statistics) atomically to ``path``.
 
-    The zip is built in memory, written to a temporary file next to ``path``, synced, then
-    renamed over ``path``: a crash leaves the previous checkpoint intact.
+    The zip is built in memory and written with :func:`rewardlab.core.files.atomic_write`: a
+    crash leaves the previous checkpoint intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     norm = _obs_norm_of(model)
     model.rewardlab_obs_norm = norm  # type: ignore[attr-defined]
     if not hasattr(model, "rewardlab_algo"):
         model.rewardlab_algo = _algo_of_model(model)  # type: ignore[attr-defined]
     buf = io.BytesIO()
     model.save(buf)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as umask allows
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, buf.getvalue())
 
 
 def load_sb3(
@@ -319,6 +320,83 @@ def sb3_inference_policy(model: BaseAlgorithm) -> Sb3InferencePolicy:
     return module
 
 
+class SB3Policy:
+    """Deterministic (``__call__``) and sampled (``sample``) actions of an SB3 model (a
+    :class:`~rewardlab.agents.policy.Policy`)."""
+
+    stochastic = True
+
+    def __init__(self, model: BaseAlgorithm) -> None:
+        self.model = model
+        self.inference = sb3_inference_policy(model)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.inference(obs)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        normalized = self.inference.normalizer(obs.cpu())  # what VecNormalize fed the model
+        action, _ = self.model.predict(normalized.numpy(), deterministic=False)
+        return torch.as_tensor(action, dtype=torch.float32).clamp(-1.0, 1.0)
+
+
+class _SB3Agent:
+    """An SB3 algorithm behind the :class:`~rewardlab.agents.registry.Agent` interface;
+    hyper-parameters: ``TrainConfig.sb3`` (SB3 keyword arguments plus :data:`WRAPPER_KEYS`)."""
+
+    algo: Algo
+    config_key = "sb3"
+    resumable = False
+    distributed = False
+    checkpoint_suffix = ".zip"
+
+    def train(
+        self,
+        env: BatchedEnv,
+        spec: TrainSpec,
+        resume: Path | bytes | None = None,
+        dist: DistContext | None = None,
+        log: Callable[[str], None] = print,
+    ) -> TrainOutcome:
+        """Train with :func:`train_sb3` into ``spec.log_dir`` (required: SB3 logs to TensorBoard).
+
+        Raises:
+            ValueError: ``resume``, ``dist`` or ``keep_state`` asked for, or no ``log_dir``.
+        """
+        name = f"sb3_{self.algo}"
+        if resume is not None or dist is not None or spec.keep_state:
+            raise ValueError(f"agent {name} cannot resume, run distributed or return its state")
+        if spec.log_dir is None:
+            raise ValueError(f"agent {name} needs a log_dir (SB3 logs to TensorBoard)")
+        hp = dict(spec.hyperparams or {})
+        wrapper = {k: bool(hp.pop(k)) for k in WRAPPER_KEYS if k in hp}
+        model = train_sb3(self.algo, env, spec.total_steps, spec.log_dir, spec.seed, hp, **wrapper)
+        return TrainOutcome(SB3Policy(model), int(model.num_timesteps))
+
+    def load(self, path: Path, env: BatchedEnv, spec: TrainSpec) -> SB3Policy:
+        """The policy of an SB3 checkpoint (the algorithm is read from the file)."""
+        return SB3Policy(load_sb3(path))
+
+    @classmethod
+    def hyperparam_names(cls) -> list[str]:
+        """Keys ``TrainConfig.sb3`` may hold: the algorithm's constructor arguments (those the
+        agent does not set itself) and :data:`WRAPPER_KEYS`."""
+        skip = ("self", "env", "seed", "tensorboard_log", "_init_setup_model")
+        names = inspect.signature(ALGOS[cls.algo].__init__).parameters
+        return [p for p in names if p not in skip] + list(WRAPPER_KEYS)
+
+
+class SB3PPOAgent(_SB3Agent):
+    """``agent=sb3_ppo``: stable-baselines3 PPO."""
+
+    algo = "ppo"
+
+
+class SB3SACAgent(_SB3Agent):
+    """``agent=sb3_sac``: stable-baselines3 SAC."""
+
+    algo = "sac"
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 
 
@@ -415,7 +493,11 @@ class _ProgressCallback(BaseCallback):
 
 __all__ = [
     "ALGOS",
+    "WRAPPER_KEYS",
     "ObsNormalizer",
+    "SB3PPOAgent",
+    "SB3Policy",
+    "SB3SACAgent",
     "Sb3InferencePolicy",
     "checkpoint_path",
     "default_hyperparams",

@@ -41,7 +41,7 @@ def compute_reward(state, action):
 
 def run(kind: str, n: int, steps: int, workers: int, nthread: int) -> dict:
     from rewardlab.config import load_train_config
-    from rewardlab.rewards.candidate import train_candidate
+    from rewardlab.rewards.candidate import CandidateSpec, train_candidate
     from rewardlab.rewards.executors import Job, ProcessExecutor, SequentialExecutor
     from rewardlab.rewards.sandbox import SandboxLimits
 
@@ -50,15 +50,7 @@ def run(kind: str, n: int, steps: int, workers: int, nthread: int) -> dict:
     ex = SequentialExecutor(limits) if kind == "sequential" else ProcessExecutor(limits, workers)
     jobs = []
     for i in range(n):
-        spec = {
-            "train_cfg": dataclasses.replace(cfg, seed=i),
-            "code": GOOD,
-            "steps": steps,
-            "checkpoint": None,
-            "eval_episodes": 10,
-            "analyst": True,
-            "correlation": True,
-        }
+        spec = CandidateSpec(dataclasses.replace(cfg, seed=i), steps, code=GOOD, eval_episodes=10)
         jobs.append(Job(f"c{i}", train_candidate, (spec,)))
     t0 = time.perf_counter()
     outs = ex.run(jobs)
@@ -74,8 +66,8 @@ def run(kind: str, n: int, steps: int, workers: int, nthread: int) -> dict:
         "wall_s": wall,
         "candidates_per_hour": n / wall * 3600,
         "mean_job_s": sum(o.seconds for o in outs) / n,
-        "mean_train_s_in_worker": sum(o.value["train_seconds"] for o in outs) / n,
-        "fitness": [o.value["fitness"] for o in outs],
+        "mean_train_s_in_worker": sum(o.value.train_seconds for o in outs) / n,
+        "fitness": [o.value.fitness for o in outs],
     }
 
 

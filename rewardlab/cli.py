@@ -18,37 +18,22 @@ status 2 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import importlib
-import json
 import os
 import sys
-import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rewardlab.config import SB3_WRAPPER_KEYS, TrainConfig, load_train_config
-from rewardlab.core.config import (
-    COMMAND_LINE,
-    ConfigError,
-    build,
-    load_yaml,
-    merge_layers,
-    parse_overrides,
-    schema_lines,
-)
-from rewardlab.runs import (
-    RunDir,
-    check_resumable,
-    default_run_dir,
-    git_info,
-    load_run_config,
-    write_run_files,
-)
+from rewardlab import __version__
+from rewardlab.config import TrainConfig
+from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides, schema_lines
+from rewardlab.runs import RunDir, load_run_config
+
+if TYPE_CHECKING:  # an annotation only: the pipeline imports torch (see "Commands" below)
+    from rewardlab.pipeline import EvalResult
 
 EXIT_USAGE = 2
 """Exit status of a bad setting, unknown task or missing file (argparse uses it too)."""
@@ -144,6 +129,8 @@ class ExportArgs:
 
 
 _SOURCES = ("auto", "checkpoint", "export")
+"""Values of ``source`` (``rewardlab.pipeline.SOURCES``; repeated here so that parsing needs no
+torch)."""
 
 
 def _check_run_args(args: EvalArgs | PlayArgs) -> None:
@@ -165,187 +152,17 @@ def _command_args(cls: type, words: Sequence[str]) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------
-# Helpers shared by the commands
+# Commands (each imports the pipeline when it runs: it loads torch and MuJoCo, and parsing the
+# command line, --help included, stays fast without them)
 
 
-def _make_env(
-    cfg: TrainConfig, num_envs: int, seed: int, task_cfg: Any = None, training: bool = True
-) -> Any:
-    """The env of a run: backend, task config and, when ``training``, the configured reward.
-
-    Evaluation envs (``training=False``) keep the task's own reward and nominal physics (no
-    domain randomization): success on the nominal robot is what they measure.
-    """
-    from rewardlab.envs import make_env
-
-    kwargs: dict[str, Any] = {"nthread": cfg.nthread} if cfg.backend == "mujoco" else {}
-    if cfg.domain_rand and training:  # evaluation measures the nominal robot
-        kwargs["domain_rand"] = cfg.domain_rand_config()
-    env = make_env(
-        cfg.task,
-        num_envs=num_envs,
-        backend=cfg.backend,
-        cfg=task_cfg if task_cfg is not None else cfg.task_config(),
-        seed=seed,
-        device=cfg.resolved_device(),
-        **kwargs,
-    )
-    return apply_reward(cfg, env) if training else env
-
-
-def apply_reward(cfg: TrainConfig, env: Any) -> Any:
-    """Put the reward ``cfg.reward`` names on ``env``; returns the env to train on.
-
-    ``task`` keeps the task's reward terms; ``code:<file.py>`` loads a reward file through the
-    sandboxed loader of :mod:`rewardlab.rewards`; ``clip`` / ``vlm`` wrap the env so that rewards
-    come from rendered frames scored by the model ``cfg.vlm`` configures.
-    """
-    kind, _, arg = cfg.reward.partition(":")
-    if kind == "task":
-        return env
-    if kind == "code":
-        from rewardlab.rewards.loader import load_reward_file
-
-        env.set_reward(load_reward_file(arg, env))
-        return env
-    from rewardlab.vlm_reward.training import wrap_env
-
-    return wrap_env(env, kind, cfg.vlm_config())
-
-
-class _PPOPolicy:
-    """Deterministic (``__call__``) and sampled (``sample``) actions of a PPO actor-critic."""
-
-    def __init__(self, runner: Any, seed: int) -> None:
-        import torch
-
-        self.inference = runner.inference_policy()
-        self.actor_critic = copy.deepcopy(runner.policy).cpu().eval()  # the runner's stays as is
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __call__(self, obs: Any) -> Any:
-        return self.inference(obs)
-
-    def sample(self, obs: Any) -> Any:
-        import torch
-
-        mean, _ = self.actor_critic(self.actor_critic.normalize(obs))
-        noise = torch.randn(mean.shape, generator=self.generator)
-        return (mean + self.actor_critic.action_std * noise).clamp(-1.0, 1.0)
-
-
-class _SB3Policy:
-    """Deterministic (``__call__``) and sampled (``sample``) actions of an SB3 model."""
-
-    def __init__(self, model: Any) -> None:
-        from rewardlab.agents.sb3 import sb3_inference_policy
-
-        self.model = model
-        self.inference = sb3_inference_policy(model)
-
-    def __call__(self, obs: Any) -> Any:
-        return self.inference(obs)
-
-    def sample(self, obs: Any) -> Any:
-        import torch
-
-        normalized = self.inference.normalizer(obs.cpu())  # what VecNormalize fed the model
-        action, _ = self.model.predict(normalized.numpy(), deterministic=False)
-        return torch.as_tensor(action, dtype=torch.float32).clamp(-1.0, 1.0)
-
-
-def _ppo_runner(cfg: TrainConfig, env: Any, log_dir: Path | None) -> Any:
-    from rewardlab.agents.runner import OnPolicyRunner
-
-    return OnPolicyRunner(
-        env,
-        cfg.ppo,
-        log_dir=log_dir,
-        device=cfg.resolved_device(),
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
-    )
-
-
-def _load_policy(
-    run: RunDir, cfg: TrainConfig, env: Any, source: str = "auto", checkpoint: str | None = None
-) -> tuple[Any, Path]:
-    """The run's policy for ``env``: from a checkpoint (ppo or sb3) or from the export.
-
-    Returns:
-        ``(policy, file it came from)``; the policy maps raw obs to actions and may ``sample``.
-    """
-    import torch
-
-    if checkpoint is not None:
-        path, source = Path(checkpoint), "checkpoint"
-        if not path.is_file():
-            raise FileNotFoundError(f"command line: checkpoint: {checkpoint!r} does not exist")
-    else:
-        path = run.latest_checkpoint()
-        exported = run.export / "policy.pt"
-        if source == "export" or (source == "auto" and path is None):
-            if not exported.is_file():
-                raise FileNotFoundError(
-                    f"{run.root}: no checkpoint and no export/policy.pt; train it first "
-                    f"(rewardlab train run_dir={run.root})"
-                )
-            with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript as deprecated
-                warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(exported), map_location="cpu").eval()
-            return module, exported
-        if path is None:
-            raise FileNotFoundError(f"{run.root}: no checkpoint in {run.checkpoints}")
-    if path.suffix == ".zip" or cfg.agent.startswith("sb3_"):
-        from rewardlab.agents.sb3 import load_sb3
-
-        return _SB3Policy(load_sb3(path)), path
-    runner = _ppo_runner(cfg, env, None)
-    runner.load(path, load_env=False)
-    return _PPOPolicy(runner, seed=cfg.eval_seed()), path
-
-
-def _print_eval(result: dict[str, Any]) -> None:
-    print(f"episodes: {result['episodes']}")
-    print(f"return_mean: {result['return_mean']:.3f} (std {result['return_std']:.3f})")
-    print(f"length_mean: {result['length_mean']:.1f}")
-    if result.get("video"):
-        print(f"video: {result['video']}")
-    print(f"success_rate: {result['success_rate']:.2f}")
-
-
-def _write_eval_json(path: Path, result: dict[str, Any], **meta: Any) -> None:
-    data = {**meta, **result, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
-def _export(
-    run: RunDir, cfg: TrainConfig, policy: Any, env: Any, out: Path, onnx: bool = True, **extra: Any
-) -> dict[str, Path]:
-    from rewardlab.agents.export import export_policy
-
-    module = getattr(policy, "inference", policy)
-    return export_policy(
-        module,
-        env,
-        out,
-        task=cfg.task,
-        git_revision=git_info().get("revision", "unknown"),
-        onnx=onnx,
-        extra={"agent": cfg.agent, "run_dir": str(run.root), **extra},
-    )
-
-
-# -------------------------------------------------------------------------------------------------
-# Commands
-
-
-def _peek(args: argparse.Namespace, key: str) -> Any:
-    """The value of a top-level key on the command line, else in ``--config`` (unvalidated)."""
-    cli = parse_overrides(args.overrides)
-    if key in cli:
-        return cli[key]
-    return load_yaml(args.config).get(key) if args.config else None
+def _print_eval(result: EvalResult) -> None:
+    print(f"episodes: {result.episodes}")
+    print(f"return_mean: {result.return_mean:.3f} (std {result.return_std:.3f})")
+    print(f"length_mean: {result.length_mean:.1f}")
+    if result.video:
+        print(f"video: {result.video}")
+    print(f"success_rate: {result.success_rate:.2f}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -354,163 +171,50 @@ def cmd_train(args: argparse.Namespace) -> int:
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains its share of the worlds of one
     run (:mod:`rewardlab.agents.distributed`); rank 0 alone writes and prints.
     """
-    dctx = _init_distributed()
-    run_dir, resume = _peek(args, "run_dir"), _peek(args, "resume")
-    run_config = None
-    if isinstance(run_dir, str) and resume is not False:
-        existing = RunDir(Path(run_dir))
-        if existing.config.is_file() and existing.latest_checkpoint() is not None:
-            run_config = existing.config  # continue the run as configured, plus these overrides
-    cfg = load_train_config(args.overrides, config_file=args.config, run_config=run_config)
-    run = RunDir(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg.task))
-    if dctx is not None:
-        if cfg.agent != "ppo":
-            raise ConfigError(COMMAND_LINE, "agent", "several processes (torchrun) need agent=ppo")
-        run = RunDir(dctx.broadcast_object(run.root))  # default run dirs carry the time
-    checkpoint = run.latest_checkpoint() if run.root.is_dir() else None
-    if dctx is not None:
-        dctx.barrier()  # every rank has looked before rank 0 moves earlier outputs aside
-    if checkpoint is not None and cfg.resume:
-        check_resumable(run, cfg)
-        if cfg.agent != "ppo":
-            raise ConfigError(
-                COMMAND_LINE, "resume",
-                f"{run.root} has a checkpoint but agent {cfg.agent} cannot resume; "
-                "pass resume=false (earlier outputs are kept in previous-*/) or another run_dir",
-            )  # fmt: skip
-    else:  # a fresh run never appends to an earlier one's metrics or checkpoints
-        checkpoint = None
-        main = dctx is None or dctx.is_main
-        moved = run.archive_outputs() if run.root.is_dir() and main else None
-        if moved is not None:
-            print(f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {moved}")
-    # The run directory keeps what was used: the path and the device ``auto`` resolved to.
-    cfg = dataclasses.replace(cfg, run_dir=str(run.root), device=cfg.resolved_device())
-    if dctx is None or dctx.is_main:
-        write_run_files(run, cfg)
-    if dctx is not None:
-        dctx.barrier()
-        cfg = dataclasses.replace(cfg, device=dctx.device(cfg.device))
+    from rewardlab import pipeline
+
+    dctx = pipeline.init_distributed()
+    cfg = pipeline.train_config(args.overrides, args.config)
+    start = pipeline.start_run(cfg, dctx)
+    cfg, run = start.cfg, start.run
+    if start.archived is not None:
+        print(
+            f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {start.archived}"
+        )
     print(f"[rewardlab] run directory: {run.root}")
     print(
         f"[rewardlab] task {cfg.task}, agent {cfg.agent}, {cfg.num_envs} worlds on {cfg.backend}/{cfg.device}, {cfg.total_steps:,} steps"
     )
-
-    task_cfg = cfg.task_config()
-    if dctx is None:
-        env = _make_env(cfg, cfg.num_envs, cfg.seed, task_cfg)
-    else:
-        env = _make_env(cfg, dctx.num_envs(cfg.num_envs), dctx.seed(cfg.seed), task_cfg)
-    t0 = time.perf_counter()
-    global_step = None
-    if cfg.agent == "ppo":
-        runner = _ppo_runner(cfg, env, run.root if dctx is None or dctx.is_main else None)
-        if checkpoint is not None:
-            runner.load(checkpoint, load_env=dctx is None or dctx.is_main)
-            print(
-                f"[rewardlab] resuming from {checkpoint} at step {runner.global_step:,} (iteration {runner.iteration})"
-            )
-            if runner.global_step >= cfg.total_steps:
-                print(
-                    f"[rewardlab] already trained {runner.global_step:,} >= total_steps={cfg.total_steps:,} steps; raise total_steps to train more"
-                )
-        if dctx is not None:
-            dctx.attach(runner)
-        try:
-            runner.learn(cfg.total_steps, progress=dctx is None or dctx.is_main)
-        except KeyboardInterrupt:
-            print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
-            raise
-        if dctx is not None:
-            from rewardlab.agents.distributed import detach
-
-            detach(runner)
-            dctx.close()
-            if not dctx.is_main:  # rank 0 exports and evaluates
-                env.close()
-                return 0
-        global_step = runner.global_step
-        policy: Any = _PPOPolicy(runner, seed=cfg.eval_seed())
-    else:
-        from rewardlab.agents.sb3 import train_sb3
-
-        hp = dict(cfg.sb3)
-        wrapper = {k: bool(hp.pop(k)) for k in SB3_WRAPPER_KEYS if k in hp}
-        model = train_sb3(
-            cfg.agent.removeprefix("sb3_"), env, cfg.total_steps, run.root, cfg.seed, hp, **wrapper
-        )
-        global_step = int(model.num_timesteps)
-        policy = _SB3Policy(model)
-        if not run.metrics.is_file():  # SB3 logs to TensorBoard only
-            from rewardlab.plots import metrics_from_tensorboard, write_metrics
-
-            write_metrics(metrics_from_tensorboard(run.root), run.metrics)
-    train_s = time.perf_counter() - t0
-    env.close()
-
-    paths = _export(run, cfg, policy, env, run.export, global_step=global_step)
-    print(f"[rewardlab] exported {', '.join(str(p) for p in paths.values())}")
-
-    eval_env = _make_env(
-        cfg, cfg.eval.resolved_num_envs(), cfg.eval_seed(), task_cfg, training=False
+    try:
+        result = pipeline.train(cfg, run, resume=start.checkpoint, dctx=dctx)
+    except KeyboardInterrupt:
+        print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
+        raise
+    if not result.is_main:  # rank 0 exports and evaluates
+        return 0
+    out = pipeline.finish_run(cfg, run, result)
+    ev = out.eval
+    print(
+        f"\n[rewardlab] done: {result.global_step:,} steps in {result.seconds:.0f} s (this session)"
     )
-    from rewardlab.agents.evaluate import evaluate
-
-    video = run.videos / "eval.mp4" if cfg.eval.video else None
-    result = evaluate(
-        policy,
-        eval_env,
-        cfg.eval.episodes,
-        deterministic=cfg.eval.deterministic,
-        video_path=video,
-        video_episodes=cfg.eval.video_episodes,
-        seed=cfg.eval_seed(),
-    )
-    eval_env.close()
-    _write_eval_json(run.eval_json, result, source="training", global_step=global_step)
-
-    plot = None
-    if run.metrics.is_file():
-        from rewardlab.plots import plot_learning_curves
-
-        plot = plot_learning_curves(
-            {cfg.agent: run.metrics},
-            run.plots / "learning_curve.png",
-            title=f"{cfg.task} ({run.root.name})",
-        )
-
-    print(f"\n[rewardlab] done: {global_step:,} steps in {train_s:.0f} s (this session)")
     print(f"  run dir:     {run.root}")
     print(f"  config:      {run.config}")
     print(f"  checkpoints: {run.latest_checkpoint() or run.checkpoints}")
-    print(f"  export:      {paths['pt']} (+ .onnx, .json)")
-    print(f"  video:       {result['video'] or '-'}")
-    print(f"  plot:        {plot or '-'}")
+    print(f"  export:      {out.export.pt} (+ .onnx, .json)")
+    print(f"  video:       {ev.video or '-'}")
+    print(f"  plot:        {out.plot or '-'}")
     print(f"  tensorboard: tensorboard --logdir {run.root}")
     print(
-        f"  evaluation:  {result['episodes']} episodes, return {result['return_mean']:.2f}, success_rate {result['success_rate']:.2f}"
+        f"  evaluation:  {ev.episodes} episodes, return {ev.return_mean:.2f}, success_rate {ev.success_rate:.2f}"
     )
     print(f"  next:        rewardlab eval run_dir={run.root} episodes=20")
     return 0
 
 
-def _init_distributed() -> Any:
-    """The process group ``torchrun`` set up (``WORLD_SIZE`` > 1), else ``None``.
-
-    Ranks other than 0 print nothing to stdout (their errors still go to stderr).
-    """
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
-        return None
-    from rewardlab.agents.distributed import init_from_env
-
-    dctx = init_from_env()
-    if dctx is not None and not dctx.is_main:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of this process
-    return dctx
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run's policy and print mean return, length and success rate."""
+    from rewardlab import pipeline
+
     a: EvalArgs = _command_args(EvalArgs, args.overrides)
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
@@ -521,27 +225,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ev = dataclasses.replace(cfg.eval, **{k: v for k, v in given.items() if v is not None})
     cfg = dataclasses.replace(cfg, eval=ev)
     num_envs, seed = ev.resolved_num_envs(), cfg.eval_seed()
-    env = _make_env(cfg, num_envs, seed, training=False)
-    policy, path = _load_policy(run, cfg, env, a.source, a.checkpoint)
-    mode = "deterministic" if ev.deterministic else "sampled"
-    print(
-        f"[rewardlab] evaluating {path} on {cfg.task}: {ev.episodes} episodes, {num_envs} worlds, seed {seed}, {mode} actions"
-    )
-    from rewardlab.agents.evaluate import evaluate
-
-    video = Path(a.out) if a.out else run.videos / "eval.mp4"
-    result = evaluate(
-        policy,
-        env,
-        ev.episodes,
-        deterministic=ev.deterministic,
-        video_path=video if a.video else None,
-        video_episodes=ev.video_episodes,
-        seed=seed,
-    )
-    env.close()
-    _write_eval_json(
-        run.eval_json, result, source=str(path), seed=seed, deterministic=ev.deterministic
+    env = pipeline.make_eval_env(cfg, num_envs, seed)
+    try:
+        loaded = pipeline.load_policy(cfg, run, env, a.source, a.checkpoint)
+        mode = "deterministic" if ev.deterministic else "sampled"
+        print(
+            f"[rewardlab] evaluating {loaded.path} on {cfg.task}: {ev.episodes} episodes, {num_envs} worlds, seed {seed}, {mode} actions"
+        )
+        video = Path(a.out) if a.out else run.videos / "eval.mp4"
+        result = pipeline.evaluate(cfg, loaded.policy, env=env, video=video if a.video else None)
+    finally:
+        env.close()
+    pipeline.write_eval_json(
+        run.eval_json, result, source=str(loaded.path), seed=seed, deterministic=ev.deterministic
     )
     _print_eval(result)
     return 0
@@ -549,27 +245,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_play(args: argparse.Namespace) -> int:
     """Render a run's policy to an mp4."""
+    from rewardlab import pipeline
+
     a: PlayArgs = _command_args(PlayArgs, args.overrides)
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
     seed = a.seed if a.seed is not None else cfg.eval_seed()
-    env = _make_env(cfg, 1, seed, training=False)
-    policy, path = _load_policy(run, cfg, env, a.source, a.checkpoint)
-    out = Path(a.out) if a.out else run.videos / "play.mp4"
-    from rewardlab.agents.evaluate import evaluate
-
-    result = evaluate(
-        policy,
-        env,
-        a.episodes,
-        deterministic=a.deterministic,
-        video_path=out,
-        video_episodes=a.episodes,
-        seed=seed,
-    )
-    env.close()
+    env = pipeline.make_eval_env(cfg, 1, seed)
+    try:
+        loaded = pipeline.load_policy(cfg, run, env, a.source, a.checkpoint)
+        out = Path(a.out) if a.out else run.videos / "play.mp4"
+        result = pipeline.evaluate(
+            cfg,
+            loaded.policy,
+            env=env,
+            episodes=a.episodes,
+            seed=seed,
+            deterministic=a.deterministic,
+            video=out,
+            video_episodes=a.episodes,
+        )
+    finally:
+        env.close()
     print(
-        f"[rewardlab] {path}: {a.episodes} episode(s), returns {', '.join(f'{r:.2f}' for r in result['returns'])}, success {sum(result['successes'])}/{a.episodes}"
+        f"[rewardlab] {loaded.path}: {a.episodes} episode(s), returns {', '.join(f'{r:.2f}' for r in result.returns)}, success {sum(result.successes)}/{a.episodes}"
     )
     print(f"video: {out}")
     return 0
@@ -577,16 +276,22 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run's policy (TorchScript, ONNX, JSON sidecar)."""
+    from rewardlab import pipeline
+
     a: ExportArgs = _command_args(ExportArgs, args.overrides)
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
-    env = _make_env(cfg, 1, cfg.seed, training=False)
-    policy, path = _load_policy(run, cfg, env, "checkpoint", a.checkpoint)
+    env = pipeline.make_eval_env(cfg, 1, cfg.seed)
+    try:
+        loaded = pipeline.load_policy(cfg, run, env, "checkpoint", a.checkpoint)
+    finally:
+        env.close()
     out = Path(a.out) if a.out else run.export
-    paths = _export(run, cfg, policy, env, out, onnx=a.onnx, checkpoint=str(path))
-    env.close()
-    print(f"[rewardlab] exported {path}:")
-    for p in paths.values():
+    paths = pipeline.export(
+        cfg, loaded.policy, out, run=run, onnx=a.onnx, checkpoint=str(loaded.path)
+    )
+    print(f"[rewardlab] exported {loaded.path}:")
+    for p in paths.paths():
         print(f"  {p}")
     return 0
 
@@ -633,8 +338,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Settings are key=value words with dotted keys; `rewardlab <command> --help` lists them.",
         formatter_class=fmt,
     )
-    from rewardlab import __version__
-
     parser.add_argument("--version", action="version", version=f"rewardlab {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks instead of one-line errors"

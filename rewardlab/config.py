@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rewardlab.agents.config import PPOConfig
+from rewardlab.agents.registry import AGENTS as AGENT_REGISTRY
 from rewardlab.core import resources
 from rewardlab.core.config import (
     COMMAND_LINE,
@@ -51,15 +51,17 @@ from rewardlab.core.config import (
     to_plain,
     unknown_key,
 )
+from rewardlab.core.registry import did_you_mean
+from rewardlab.reward_kinds import REWARD_KINDS as REWARD_KIND_REGISTRY
+from rewardlab.reward_kinds import reward_kind_usage
 
-AGENTS = ("ppo", "sb3_ppo", "sb3_sac")
-"""Learners ``TrainConfig.agent`` may name."""
+AGENTS = tuple(AGENT_REGISTRY.names())
+"""Learners ``TrainConfig.agent`` may name: those of :data:`rewardlab.agents.registry.AGENTS`
+when this module loaded (validation reads the registry, so later registrations count too)."""
 
-REWARD_KINDS = ("task", "code", "clip", "vlm")
-"""Kinds of ``TrainConfig.reward`` (``code`` takes a file: ``code:<file.py>``)."""
-
-SB3_WRAPPER_KEYS = ("normalize_obs", "normalize_reward")
-"""Keys of ``TrainConfig.sb3`` that configure the env wrapper rather than the SB3 algorithm."""
+REWARD_KINDS = tuple(REWARD_KIND_REGISTRY.names())
+"""Kinds of ``TrainConfig.reward``: those of :data:`rewardlab.reward_kinds.REWARD_KINDS` when
+this module loaded (``code`` takes a file: ``code:<file.py>``)."""
 
 MAX_NUM_ENVS = 1 << 20
 """Most parallel worlds a run may ask for (a GPU simulator runs tens of thousands)."""
@@ -160,7 +162,7 @@ class TrainConfig:
 
         checks = [
             ("backend", self.backend in BACKENDS, "one of " + ", ".join(BACKENDS)),
-            ("agent", self.agent in AGENTS, "one of " + ", ".join(AGENTS)),
+            ("agent", self.agent in AGENT_REGISTRY, "one of " + ", ".join(AGENT_REGISTRY)),
             ("num_envs", 1 <= self.num_envs <= MAX_NUM_ENVS, f"in [1, {MAX_NUM_ENVS}]"),
             ("nthread", self.nthread >= 0, ">= 0"),
             ("total_steps", self.total_steps >= 1, ">= 1"),
@@ -177,10 +179,11 @@ class TrainConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {allowed}")
-        kind, _, arg = self.reward.partition(":")
-        if kind not in REWARD_KINDS or (kind == "code") != bool(arg.strip()):
+        kind = self.reward.partition(":")[0]
+        if kind not in REWARD_KIND_REGISTRY:  # its argument is checked by _check_reward
             raise ValueError(
-                f"reward: got {self.reward!r}, expected task, clip, vlm or code:<file.py>"
+                f"reward: got {self.reward!r}, expected a reward kind; "
+                f"{did_you_mean(kind, REWARD_KIND_REGISTRY.names())}"
             )
         _check_device(self.device)
 
@@ -249,22 +252,33 @@ def _task_config(task: str, overrides: Mapping[str, Any], sources: Sources) -> d
     return converted
 
 
-def _sb3_hyperparams(agent: str, params: Mapping[str, Any], sources: Sources) -> None:
-    """Check ``sb3`` keys against the stable-baselines3 algorithm's constructor, when installed."""
-    if not params or not agent.startswith("sb3_"):
+def _agent_hyperparams(cfg: TrainConfig, sources: Sources) -> None:
+    """Check the keys of a mapping section of agent settings (``sb3``) against the names the
+    agent accepts (``hyperparam_names()``), when the agent's optional dependency is installed."""
+    params = cfg.sb3
+    if not params or not cfg.agent.startswith("sb3_"):
         return
     try:
-        import stable_baselines3 as sb3
-    except ImportError:
+        agent = AGENT_REGISTRY.get(cfg.agent)
+    except ImportError:  # stable-baselines3 missing: training says so when it starts
         return
-    algo = sb3.PPO if agent == "sb3_ppo" else sb3.SAC
-    allowed = [
-        p for p in inspect.signature(algo.__init__).parameters
-        if p not in ("self", "env", "seed", "tensorboard_log", "_init_setup_model")
-    ] + list(SB3_WRAPPER_KEYS)  # fmt: skip
+    allowed = agent.hyperparam_names()
     for k in params:
         if k not in allowed:
             raise unknown_key(f"sb3.{k}", str(k), allowed, sources)
+
+
+def _check_reward(reward: str, sources: Sources) -> None:
+    """``reward``'s argument: required by kinds that take one (``code:<file.py>``), refused by
+    the others (imports the kind's module)."""
+    kind, colon, arg = reward.partition(":")
+    wanted = REWARD_KIND_REGISTRY.get(kind).argument
+    if (wanted is not None) != bool(arg.strip()) or (wanted is None and colon):
+        raise ConfigError(
+            sources.of("reward"),
+            "reward",
+            f"got {show(reward)}, expected {reward_kind_usage()}",
+        )
 
 
 def load_train_config(
@@ -333,7 +347,8 @@ def _build_train_config(merged: Mapping[str, Any], sources: Sources) -> TrainCon
         raise ConfigError(
             sources.of("task_cfg"), "task_cfg", f"got {show(task_cfg)}, expected a mapping"
         )
-    _sb3_hyperparams(cfg.agent, cfg.sb3, sources)
+    _check_reward(cfg.reward, sources)
+    _agent_hyperparams(cfg, sources)
     if cfg.vlm or cfg.reward in ("clip", "vlm"):
         from rewardlab.vlm_reward.config import VLMConfig
 

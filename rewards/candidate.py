@@ -1,16 +1,18 @@
 """The training job of one reward candidate, run in a sandboxed worker process.
 
-:func:`train_candidate` builds the task's env with the candidate's reward (compiled by
+:func:`train_candidate` takes a :class:`CandidateSpec` and returns a :class:`CandidateResult`.
+It builds the training env of the search's ``TrainConfig`` through the training pipeline
+(:func:`rewardlab.pipeline.make_train_env`: backend, task config and ``domain_rand``, exactly
+as ``rewardlab train`` does) with the candidate's reward (compiled by
 :func:`rewardlab.rewards.loader.compile_source` in the style the search detected: native,
-Eureka or Text2Reward; every call is checked), trains it with the
-repository's PPO (:class:`rewardlab.agents.runner.OnPolicyRunner`), and scores the policy on a
-separate env with the task's own reward and ``success()``
-(:func:`rewardlab.agents.evaluate.evaluate`). It runs in a child process that drops root
+Eureka or Text2Reward; every call is checked), trains it with :func:`rewardlab.pipeline.train`
+(the repository's PPO), and scores the policy on a separate env with the task's own reward and
+``success()`` (:func:`rewardlab.pipeline.evaluate`). It runs in a child process that drops root
 privileges, so everything it needs is imported here at module level: the child imports this
 module while unpickling the job, before its limits apply (afterwards it may not be able to read
 the Python installation).
 
-What it cannot do: write files (results, including the runner checkpoint, travel back as the
+What it cannot do: write files (results, including the learner's state, travel back as the
 return value), or limit one reward call's time (the worker's wall-clock limit does).
 """
 
@@ -18,22 +20,84 @@ from __future__ import annotations
 
 import cProfile  # noqa: F401 - imported lazily by torch._dynamo during the first optimizer step
 import dataclasses
-import io
 import math
 import pstats  # noqa: F401
 import time
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch._dynamo  # noqa: F401 - loaded lazily by torch.optim; load it while files are readable
 
-from rewardlab.agents.evaluate import evaluate
-from rewardlab.agents.runner import OnPolicyRunner
-from rewardlab.envs import make_env
+import rewardlab.agents.ppo_agent  # noqa: F401 - the agent registry imports it lazily: load it now
+from rewardlab.config import TrainConfig
 from rewardlab.envs.mujoco_backend import MujocoEnv  # noqa: F401
+from rewardlab.pipeline import evaluate, make_eval_env, make_train_env, train
 from rewardlab.rewards.compat import build_eureka, build_text2reward  # noqa: F401 - see above
 from rewardlab.rewards.loader import compile_source
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One training job of a reward candidate (picklable: it travels to the worker process)."""
+
+    train_cfg: TrainConfig
+    """The search's training config (task, backend, worlds, PPO, ``domain_rand``, seed);
+    ``device`` ``auto`` is resolved in the worker."""
+    steps: int
+    """Env steps in total to reach (counting those of ``checkpoint``)."""
+    code: str | None = None
+    """The candidate's reward source; ``None``: the task's own reward."""
+    style: str | None = None
+    """Style of ``code`` (``native``, ``eureka``, ``text2reward``); ``None``: detected."""
+    checkpoint: bytes | None = None
+    """A learner state (:attr:`CandidateResult.checkpoint`) to continue from (successive
+    halving's next rung)."""
+    eval_episodes: int = 20
+    """Episodes of the fitness evaluation on the task's own success."""
+    analyst: bool = True
+    """Summarize how failed evaluation episodes ended (:attr:`CandidateResult.failure_analysis`)."""
+    correlation: bool = True
+    """Track the correlation of the candidate's reward with the task's own, step by step."""
+
+
+@dataclass(frozen=True)
+class CandidateEval:
+    """The task's own evaluation of a candidate's policy."""
+
+    success_rate: float
+    """Share of evaluation episodes that ended in the task's ``success()`` (the fitness)."""
+    return_mean: float
+    """Mean episode return on the task's own reward."""
+    return_std: float
+    """Standard deviation of those returns."""
+    length_mean: float
+    """Mean episode length in control steps."""
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """What a candidate's training job returns (plain data: it travels back from the worker)."""
+
+    steps: int
+    """Env steps trained in total."""
+    fitness: float
+    """The task's success rate of the trained policy (``eval.success_rate``)."""
+    eval: CandidateEval
+    """The task's own evaluation."""
+    checkpoint: bytes
+    """The learner's whole state, to continue training from (or to load the policy)."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One metric row per PPO iteration of this job."""
+    correlation: float | None = None
+    """Pearson correlation of the candidate's reward with the task's own (``None``: not tracked
+    or constant)."""
+    failure_analysis: str | None = None
+    """How failed evaluation episodes ended (length, termination, final state)."""
+    train_seconds: float = 0.0
+    """Wall time of training in the worker."""
+    seconds: float = 0.0
+    """Wall time of the whole job in the worker."""
 
 
 class _Correlation:
@@ -113,80 +177,63 @@ def _failure_analysis(policy: Any, env: Any, seed: int, max_fields: int = 8) -> 
     return "\n".join(lines)
 
 
-def train_candidate(spec: Mapping[str, Any]) -> dict[str, Any]:
+def train_candidate(spec: CandidateSpec) -> CandidateResult:
     """Train one candidate (or continue it) and score it; the body of a sandboxed job.
-
-    Args:
-        spec: ``train_cfg`` (a ``TrainConfig``), ``code`` (reward source, ``None`` for the
-            task's own reward), ``style`` (of ``code``; default ``auto``: detected), ``steps``
-            (total env steps to reach), ``checkpoint`` (bytes of a runner state to continue
-            from, or ``None``), ``eval_episodes``, ``analyst``, ``correlation``.
-
-    Returns:
-        ``history`` (one metric row per PPO iteration of this call), ``checkpoint`` (bytes),
-        ``steps``, ``eval`` (success rate, returns, lengths of the task's own evaluation),
-        ``fitness``, ``correlation`` sums, ``failure_analysis``, ``seconds``.
 
     Raises:
         SandboxFailure: the reward failed during training (through the sandbox's guard).
     """
     t0 = time.perf_counter()
-    cfg = spec["train_cfg"]
+    cfg = dataclasses.replace(spec.train_cfg, total_steps=int(spec.steps))
     if cfg.device == "auto":  # a config straight from load_train_config (the search resolves it)
         cfg = dataclasses.replace(cfg, device=cfg.resolved_device())
-    kwargs = {"nthread": cfg.nthread} if cfg.backend == "mujoco" else {}
-    env = make_env(
-        cfg.task, cfg.num_envs, cfg.backend, cfg.task_config(), cfg.seed, cfg.device, **kwargs
-    )
+    env = make_train_env(cfg, reward=False)  # the candidate's reward replaces the task's below
     corr = _Correlation()
-    if spec.get("code") is not None:
-        human = env.reward_fn
-        candidate = compile_source(
-            spec["code"],
-            list(env.state_spec()),
-            cfg.task,
-            float(env.control_dt),
-            spec.get("style") or "auto",
-        )
-        if spec.get("correlation", True):
+    try:
+        if spec.code is not None:
+            human = env.reward_fn
+            candidate = compile_source(
+                spec.code,
+                list(env.state_spec()),
+                cfg.task,
+                float(env.control_dt),
+                spec.style or "auto",
+            )
+            if spec.correlation:
 
-            def tracked(state: Any, action: torch.Tensor) -> Any:
-                total, parts = candidate(state, action)
-                with torch.no_grad():
-                    corr.add(total.detach(), human(state, action)[0])
-                return total, parts
+                def tracked(state: Any, action: torch.Tensor) -> Any:
+                    total, parts = candidate(state, action)
+                    with torch.no_grad():
+                        corr.add(total.detach(), human(state, action)[0])
+                    return total, parts
 
-            env.set_reward(tracked)
-        else:
-            env.set_reward(candidate)
-    runner = OnPolicyRunner(env, cfg.ppo, log_dir=None, device=cfg.device, seed=cfg.seed)
-    if spec.get("checkpoint"):
-        runner.load(io.BytesIO(spec["checkpoint"]))
-    history = runner.learn(int(spec["steps"]), progress=False)
-    buf = io.BytesIO()
-    torch.save(runner.state_dict(), buf)
+                env.set_reward(tracked)
+            else:
+                env.set_reward(candidate)
+        trained = train(cfg, None, env=env, resume=spec.checkpoint, progress=False, keep_state=True)
+    finally:
+        env.close()
     train_s = time.perf_counter() - t0
 
-    policy = runner.inference_policy()
-    episodes = int(spec["eval_episodes"])
+    episodes = int(spec.eval_episodes)
     eval_seed = cfg.eval_seed()
-    eval_env = make_env(
-        cfg.task, min(episodes, 32), cfg.backend, cfg.task_config(), eval_seed, cfg.device, **kwargs
+    eval_env = make_eval_env(cfg, num_envs=min(episodes, 32), seed=eval_seed)
+    try:
+        ev = evaluate(cfg, trained.policy, env=eval_env, episodes=episodes, deterministic=True)
+        analysis = None
+        if spec.analyst and ev.success_rate < 1.0:
+            analysis = _failure_analysis(trained.policy, eval_env, eval_seed + 1)
+    finally:
+        eval_env.close()
+    assert trained.state is not None  # keep_state=True
+    return CandidateResult(
+        steps=trained.global_step,
+        fitness=float(ev.success_rate),
+        eval=CandidateEval(**ev.summary()),
+        checkpoint=trained.state,
+        history=trained.history,
+        correlation=corr.value(),
+        failure_analysis=analysis,
+        train_seconds=train_s,
+        seconds=time.perf_counter() - t0,
     )
-    ev = evaluate(policy, eval_env, episodes, seed=eval_seed)
-    analysis = None
-    if spec.get("analyst", True) and ev["success_rate"] < 1.0:
-        analysis = _failure_analysis(policy, eval_env, eval_seed + 1)
-    env.close()
-    eval_env.close()
-    return {
-        "history": history,
-        "checkpoint": buf.getvalue(),
-        "steps": runner.global_step,
-        "eval": {k: ev[k] for k in ("success_rate", "return_mean", "return_std", "length_mean")},
-        "fitness": float(ev["success_rate"]),
-        "correlation": corr.value(),
-        "failure_analysis": analysis,
-        "train_seconds": train_s,
-        "seconds": time.perf_counter() - t0,
-    }

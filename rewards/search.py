@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rewardlab.rewards.candidate import train_candidate
+from rewardlab.rewards.candidate import CandidateResult, CandidateSpec, train_candidate
 from rewardlab.rewards.search_config import SearchConfig
 
 # -------------------------------------------------------------------------------------------------
@@ -550,16 +550,16 @@ class RewardSearch:
         from rewardlab.rewards.executors import Job
 
         cfg = self.train_cfg if seed is None else dataclasses.replace(self.train_cfg, seed=seed)
-        spec = {
-            "train_cfg": cfg,
-            "code": c.get("code"),
-            "style": c.get("style"),
-            "steps": steps,
-            "checkpoint": checkpoint,
-            "eval_episodes": self.cfg.eval_episodes,
-            "analyst": self.cfg.analyst,
-            "correlation": self.cfg.correlation,
-        }
+        spec = CandidateSpec(
+            train_cfg=cfg,
+            steps=steps,
+            code=c.get("code"),
+            style=c.get("style"),
+            checkpoint=checkpoint,
+            eval_episodes=self.cfg.eval_episodes,
+            analyst=self.cfg.analyst,
+            correlation=self.cfg.correlation,
+        )
         return Job(c["id"] if seed is None else f"{c['id']}/seed{seed}", train_candidate, (spec,))
 
     def _train_rungs(self, cands: list[dict[str, Any]]) -> None:
@@ -615,22 +615,22 @@ class RewardSearch:
         if not o.ok:
             res = {"status": "failed", "error": _error_dict(o.error), "seconds": o.seconds}
         else:
-            v = o.value
-            _write_bytes(cdir / "checkpoint.pt", v["checkpoint"])
+            v: CandidateResult = o.value
+            _write_bytes(cdir / "checkpoint.pt", v.checkpoint)
             self.trained += 1
-            curves = _curves(v["history"])
+            curves = _curves(v.history)
             if prev:
                 curves = _merge_curves(prev.get("curves", {}), curves)
             res = {
                 "status": "trained",
-                "fitness": v["fitness"],
-                "eval": v["eval"],
-                "steps": v["steps"],
-                "correlation": v["correlation"],
-                "failure_analysis": v["failure_analysis"],
+                "fitness": v.fitness,
+                "eval": dataclasses.asdict(v.eval),
+                "steps": v.steps,
+                "correlation": v.correlation,
+                "failure_analysis": v.failure_analysis,
                 "curves": curves,
                 "seconds": o.seconds + (prev or {}).get("seconds", 0.0),
-                "train_seconds": v["train_seconds"] + (prev or {}).get("train_seconds", 0.0),
+                "train_seconds": v.train_seconds + (prev or {}).get("train_seconds", 0.0),
             }
         _write_json(cdir / f"rung_{rung}.json", res)
         return res
@@ -756,15 +756,16 @@ class RewardSearch:
             def on_done(o: Any) -> None:
                 s = int(o.key.rsplit("seed", 1)[1])
                 if o.ok:
+                    v: CandidateResult = o.value
                     self.trained += 1
-                    _write_bytes(wdir / f"seed_{s}.pt", o.value["checkpoint"])
+                    _write_bytes(wdir / f"seed_{s}.pt", v.checkpoint)
                     res = {
                         "seed": s,
                         "status": "trained",
-                        "fitness": o.value["fitness"],
-                        "eval": o.value["eval"],
-                        "steps": o.value["steps"],
-                        "curves": _curves(o.value["history"]),
+                        "fitness": v.fitness,
+                        "eval": dataclasses.asdict(v.eval),
+                        "steps": v.steps,
+                        "curves": _curves(v.history),
                         "seconds": o.seconds,
                     }
                 else:

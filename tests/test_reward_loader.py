@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardlab.cli import apply_reward
+from rewardlab.pipeline import apply_reward
 from rewardlab.config import load_train_config
 from rewardlab.envs import make_env
 from rewardlab.rewards.loader import (

@@ -13,6 +13,7 @@ import pytest
 from openai_server import ChatRequest, OpenAIServer, fixture
 
 from rewardlab.rewards import prompting
+from rewardlab.rewards.candidate import CandidateEval, CandidateResult, CandidateSpec
 from rewardlab.rewards.search import RewardSearch
 from rewardlab.rewards.search_config import load_search_config
 
@@ -272,10 +273,9 @@ def test_ray_executor_on_local_ray():
 
     cfg = load_train_config({"task": "cartpole_balance", "num_envs": 16, "nthread": 1})
 
-    def spec(name: str) -> dict:
+    def spec(name: str) -> CandidateSpec:
         code = prompting.extract_code(fixture(name)).code
-        return {"train_cfg": cfg, "code": code, "steps": 512, "checkpoint": None,
-                "eval_episodes": 2, "analyst": False, "correlation": True}  # fmt: skip
+        return CandidateSpec(cfg, 512, code=code, eval_episodes=2, analyst=False)
 
     ex = RayExecutor(
         SandboxLimits(cpu_seconds=300, wall_seconds=240), num_cpus=1, init={"num_cpus": 2}
@@ -291,8 +291,8 @@ def test_ray_executor_on_local_ray():
         ex.close()
     assert not ray.is_initialized()
     assert sorted(seen) == ["broken", "good"]
-    assert good.ok and good.value["steps"] >= 512 and 0.0 <= good.value["fitness"] <= 1.0
-    assert good.value["history"] and isinstance(good.value["checkpoint"], bytes)
+    assert good.ok and good.value.steps >= 512 and 0.0 <= good.value.fitness <= 1.0
+    assert good.value.history and isinstance(good.value.checkpoint, bytes)
     assert not broken.ok and broken.error.kind == "unknown_state"
 
 
@@ -389,17 +389,15 @@ class _ScriptedExecutor:
         outs = []
         for j in jobs:
             spec = j.args[0]
-            self.jobs.append((j.key, spec["steps"], spec["checkpoint"]))
-            value = {
-                "history": [{"global_step": float(spec["steps"]), "reward/x": 1.0}],
-                "checkpoint": f"{j.key}@{spec['steps']}".encode(),
-                "steps": spec["steps"],
-                "eval": {"success_rate": self.fitness[j.key], "return_mean": 0.0},
-                "fitness": self.fitness[j.key],
-                "correlation": None,
-                "failure_analysis": None,
-                "train_seconds": 0.1,
-            }
+            self.jobs.append((j.key, spec.steps, spec.checkpoint))
+            value = CandidateResult(
+                steps=spec.steps,
+                fitness=self.fitness[j.key],
+                eval=CandidateEval(self.fitness[j.key], 0.0, 0.0, 1.0),
+                checkpoint=f"{j.key}@{spec.steps}".encode(),
+                history=[{"global_step": float(spec.steps), "reward/x": 1.0}],
+                train_seconds=0.1,
+            )
             o = JobOutcome(j.key, True, value, None, 0.1)
             outs.append(o)
             if on_done:
@@ -484,13 +482,12 @@ def test_candidate_check_accepts_eureka_and_text2reward_replies(tmp_path):
     cfg = load_train_config(
         {"task": "cartpole_balance", "num_envs": 8, "device": "cpu", "ppo": {"num_steps": 16}}
     )
-    spec = {"train_cfg": cfg, "code": eureka["code"], "style": "eureka",
-            "steps": 128, "checkpoint": None, "eval_episodes": 2, "analyst": False,
-            "correlation": True}  # fmt: skip
+    spec = CandidateSpec(cfg, 128, code=eureka["code"], style="eureka", eval_episodes=2,
+                         analyst=False)  # fmt: skip
     out = train_candidate(spec)
-    assert out["steps"] >= 128 and 0.0 <= out["fitness"] <= 1.0
-    assert "reward/upright" in out["history"][-1]
-    assert out["correlation"] is not None  # the candidate's total was computed every step
+    assert out.steps >= 128 and 0.0 <= out.fitness <= 1.0
+    assert "reward/upright" in out.history[-1]
+    assert out.correlation is not None  # the candidate's total was computed every step
 
 
 @pytest.mark.unit

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
+from rewardlab.core.config import build
 from rewardlab.envs.base import BatchedEnv, StateField
 from rewardlab.vlm_reward.base import FrameScorer, make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
@@ -307,6 +309,30 @@ class VLMRewardEnv(BatchedEnv):
         t = self.timing
         inside = t["env_s"] + t["render_s"] + t["score_s"]
         return {**t, "vlm_share_of_step": (t["render_s"] + t["score_s"]) / max(inside, 1e-12)}
+
+
+class VLMReward:
+    """``reward=vlm``: frames scored by the scorer ``vlm.scorer`` names (a
+    :class:`rewardlab.reward_kinds.RewardKind`; settings: ``TrainConfig.vlm``)."""
+
+    kind = "vlm"
+    argument = None
+    config_key = "vlm"
+
+    def apply(self, env: BatchedEnv, argument: str, settings: Mapping[str, Any]) -> VLMRewardEnv:
+        """:func:`wrap_env` with ``settings`` validated into a :class:`VLMConfig`.
+
+        Raises:
+            rewardlab.core.config.ConfigError: a bad ``vlm.*`` setting.
+            ValueError: as :func:`wrap_env`.
+        """
+        return wrap_env(env, self.kind, build(VLMConfig, settings, "vlm"))
+
+
+class ClipReward(VLMReward):
+    """``reward=clip``: the VLM-RM CLIP score of the frames (settings: ``TrainConfig.vlm``)."""
+
+    kind = "clip"
 
 
 def describe_config(cfg: VLMConfig) -> dict[str, Any]:
