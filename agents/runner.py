@@ -16,34 +16,46 @@ machine and thread counts; not across devices or library versions).
 Several processes (one per GPU) train one run through :mod:`rewardlab.agents.distributed`,
 which sets :attr:`OnPolicyRunner.env_seed` and :attr:`OnPolicyRunner.num_envs_total`.
 What it cannot do: asymmetric actor/critic observations, recurrent policies, or resume exactly
-from an env that cannot snapshot itself (it then starts new episodes). Checkpoints are loaded
-with ``torch.load(weights_only=True)`` when possible; a checkpoint holding other objects falls
-back to full unpickling, so only load checkpoints you trust.
+from an env that cannot snapshot itself (it then starts new episodes).
+
+Crashes leave no mess: checkpoints are written atomically and hold only tensors and plain data
+(loaded with ``torch.load(weights_only=True)``, never fully unpickled; a corrupt one raises
+:class:`~rewardlab.agents.checkpoints.CheckpointError` naming it, and
+:meth:`OnPolicyRunner.resume_if_possible` falls back to the newest one that loads). When
+:meth:`OnPolicyRunner.learn` starts, it cuts the log directory back to the iteration it
+continues from: metrics rows, TensorBoard events and numbered checkpoints written after it by a
+killed process are dropped, and temp files of interrupted writes removed. Only the last
+``keep_checkpoints`` numbered checkpoints and the best one are kept; ``checkpoints/index.json``
+says which is best and why (:func:`rewardlab.agents.checkpoints.best_checkpoint`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
+import errno
+import io
 import json
 import math
 import os
-import pickle
-import tempfile
 import time
 import warnings
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import numpy as np
 import torch
 
+from rewardlab.agents import checkpoints
+from rewardlab.agents.checkpoints import CheckpointError
 from rewardlab.agents.config import PPOConfig
 from rewardlab.agents.networks import ActorCritic, InferencePolicy
 from rewardlab.agents.ppo import PPO
+from rewardlab.core.files import DiskFullError, atomic_write, remove_stale_temps
 from rewardlab.envs.base import BatchedEnv
+
+__all__ = ["CheckpointError", "OnPolicyRunner", "truncate_metrics", "truncate_tensorboard"]
 
 CHECKPOINT_VERSION = 1
 
@@ -58,8 +70,12 @@ class OnPolicyRunner:
             written when ``None``.
         device: torch device of the networks and rollout buffers (the env may live elsewhere).
         seed: seeds network init, action noise, minibatch order and the env's first reset.
-        checkpoint_every: write ``checkpoints/model_<iteration>.pt`` every this many iterations
-            (and at the end of :meth:`learn`); 0 writes only at the end.
+        checkpoint_every: write ``checkpoints/model_<iteration>.pt`` (and ``latest.pt``) every
+            this many iterations and at the end of :meth:`learn`; 0 writes only at the end.
+        keep_checkpoints: keep the last this many ``model_<iteration>.pt`` files, plus the best
+            one (:data:`rewardlab.agents.checkpoints.BEST_METRIC`); older ones are deleted
+            after each checkpoint, their scores stay in ``checkpoints/index.json``. 0 keeps
+            all.
         log_every: print a progress line every this many iterations (and the last one).
         num_threads: torch intra-op threads on a CPU device; ``None`` picks 1, which is fastest
             for small MLPs while the physics runs on its own native threads. This sets
@@ -76,6 +92,7 @@ class OnPolicyRunner:
         checkpoint_every: int = 50,
         log_every: int = 10,
         num_threads: int | None = None,
+        keep_checkpoints: int = 5,
     ) -> None:
         cfg.validate()
         self.env = env
@@ -84,6 +101,9 @@ class OnPolicyRunner:
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.seed = int(seed)
         self.checkpoint_every = int(checkpoint_every)
+        if keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints: got {keep_checkpoints}, expected >= 0 (0: all)")
+        self.keep_checkpoints = int(keep_checkpoints)
         self.log_every = max(1, int(log_every))
         if self.device.type == "cpu":
             torch.set_num_threads(num_threads or 1)
@@ -111,6 +131,7 @@ class OnPolicyRunner:
         self._obs: torch.Tensor | None = None
         self._env_in_sync = True  # False while env.step() has run but self._obs is stale
         self._recent: deque[dict[str, float]] = deque(maxlen=1)
+        self._interval = _Interval(first_iteration=1)
 
     # -- training --------------------------------------------------------------------------------
 
@@ -118,7 +139,8 @@ class OnPolicyRunner:
         """Train until ``total_steps`` env steps in total (steps before a resume count).
 
         Every iteration collects ``num_steps`` steps of every world and runs one PPO update.
-        Metrics go to the returned list, ``log_dir/metrics.jsonl`` and TensorBoard. On
+        Metrics go to the returned list, ``log_dir/metrics.jsonl`` and TensorBoard (first cut
+        back to :attr:`iteration`, see the module docstring). On
         ``KeyboardInterrupt`` a checkpoint is saved to ``checkpoints/latest.pt`` before the
         interrupt is re-raised; any other exception leaves the last checkpoint as it was.
 
@@ -133,6 +155,7 @@ class OnPolicyRunner:
 
         Raises:
             FloatingPointError: a loss became NaN or infinite (e.g. a reward returned NaN).
+            DiskFullError: no space left while writing a checkpoint or metrics (names the file).
         """
         steps_per_iter = self.num_envs_total * self.cfg.num_steps
         history: list[dict[str, float]] = []
@@ -140,7 +163,7 @@ class OnPolicyRunner:
             return history
         if self._obs is None:
             self._obs = self.env.reset(seed=self.env_seed).to(self.device)
-        writer, metrics_file = self._open_logs()
+        writer, metrics_file = self._open_logs(progress)
         session_start, session_steps = time.perf_counter(), 0
         try:
             while self.global_step < total_steps:
@@ -176,7 +199,7 @@ class OnPolicyRunner:
                     last
                     or (self.checkpoint_every > 0 and self.iteration % self.checkpoint_every == 0)
                 ):
-                    self._save_checkpoints()
+                    self._save_checkpoints(writer, metrics_file)
                 if progress and (last or self.iteration % self.log_every == 0):
                     elapsed = time.perf_counter() - session_start
                     print(self._progress_line(row, total_steps, session_steps, elapsed), flush=True)
@@ -240,21 +263,70 @@ class OnPolicyRunner:
 
     # -- logging ---------------------------------------------------------------------------------
 
-    def _open_logs(self) -> tuple[Any, Any]:
+    def _open_logs(self, progress: bool) -> tuple[Any, Any]:
+        """Open TensorBoard and ``metrics.jsonl`` after cutting the run back to this iteration.
+
+        Metrics rows, TensorBoard scalars and numbered checkpoints from after
+        :attr:`iteration` (written by a process that died before its next checkpoint, or a
+        future being rewritten from an older checkpoint) are removed, as are temp files of
+        interrupted writes, so every iteration appears once.
+        """
         if self.log_dir is None:
             return None, None
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        notes = self._cut_back_to_iteration()
+        if notes and progress:
+            print(f"[ppo] continuing at iteration {self.iteration}: {'; '.join(notes)}", flush=True)
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(log_dir=str(self.log_dir))
+        # purge_step: TensorBoard readers also hide any older event at a later step.
+        writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.global_step + 1)
         return writer, open(self.log_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def _cut_back_to_iteration(self) -> list[str]:
+        """Remove what an earlier process wrote past this iteration; returns notes for the user."""
+        assert self.log_dir is not None
+        notes = []
+        ckpt_dir = self._checkpoint_dir()
+        temps = remove_stale_temps(ckpt_dir)
+        temps += remove_stale_temps(self.log_dir, "metrics.jsonl")
+        temps += remove_stale_temps(self.log_dir, "events.out.tfevents")
+        if temps:
+            notes.append(f"removed {len(temps)} temp file(s) of interrupted writes")
+        rows = truncate_metrics(self.log_dir / "metrics.jsonl", self.iteration)
+        if rows:
+            notes.append(f"dropped {rows} metrics.jsonl row(s) after iteration {self.iteration}")
+        events = truncate_tensorboard(self.log_dir, self.global_step)
+        if events:
+            notes.append(f"dropped {events} TensorBoard event(s) after step {self.global_step:,}")
+        gone = checkpoints.forget_after(ckpt_dir, self.iteration)
+        latest = ckpt_dir / checkpoints.LATEST_NAME
+        if latest.is_file():
+            try:
+                stale = int(checkpoints.load_checkpoint(latest)["iteration"]) > self.iteration
+            except checkpoints.CheckpointError:
+                stale = True
+            if stale:
+                latest.unlink(missing_ok=True)
+                gone.append(latest)
+        if gone:
+            notes.append(
+                "removed checkpoint(s) not continuing this run: " + ", ".join(p.name for p in gone)
+            )
+        return notes
 
     def _write_metrics(self, row: dict[str, float], writer: Any, metrics_file: Any) -> None:
         if "charts/episode_return" in row:
             self._recent.append(row)
+        self._interval.add(row)
         if metrics_file is not None:
-            metrics_file.write(json.dumps(row) + "\n")
-            metrics_file.flush()
+            try:
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(metrics_file.name) from None
+                raise
         if writer is not None:
             step = int(row["global_step"])
             for k, v in row.items():
@@ -291,17 +363,38 @@ class OnPolicyRunner:
             raise ValueError("this runner has no log_dir")
         return self.log_dir / "checkpoints"
 
-    def _save_checkpoints(self) -> None:
+    def _save_checkpoints(self, writer: Any, metrics_file: Any) -> None:
+        """Write ``latest.pt`` and ``model_<it>.pt``, index them, prune old ones.
+
+        The logs are flushed first, so they cover every iteration up to the checkpoint. The
+        order (numbered, index and pruning, then latest) means a crash at any point leaves
+        ``latest.pt`` at a complete earlier checkpoint; resuming from it drops the newer
+        numbered file and index entry, which training then writes again.
+        """
+        if writer is not None:
+            writer.flush()
+        if metrics_file is not None:
+            metrics_file.flush()
+            os.fsync(metrics_file.fileno())
+        record = self._interval.record(self.iteration, self.global_step)
+        self._interval = _Interval(self.iteration + 1)
         d = self._checkpoint_dir()
-        self.save(d / f"model_{self.iteration}.pt")
-        self.save(d / "latest.pt")
+        data = checkpoints.to_bytes(self.state_dict())
+        atomic_write(d / record.file, data)
+        checkpoints.update_index(d, record, self.keep_checkpoints)
+        atomic_write(d / checkpoints.LATEST_NAME, data)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything :meth:`load` restores, as a ``torch.save``-able dict."""
+        """Everything :meth:`load` restores: tensors and plain data only.
+
+        Numpy arrays of the env snapshot become tensors (see
+        :func:`rewardlab.agents.checkpoints.to_plain`), so the dict loads with
+        ``torch.load(weights_only=True)``.
+        """
         env_state = None
         if self._obs is not None and self._env_in_sync:
             try:
-                env_state = _pack(self.env.get_state_dict())
+                env_state = checkpoints.to_plain(self.env.get_state_dict(), "env snapshot")
             except NotImplementedError:
                 env_state = None
         rng: dict[str, Any] = {
@@ -313,13 +406,10 @@ class OnPolicyRunner:
         return {
             "version": CHECKPOINT_VERSION,
             "model": self.policy.state_dict(),
-            "optimizer": self.alg.optimizer.state_dict(),
-            "normalizer": self.policy.obs_normalizer.state_dict(),
-            "reward_normalizer": self.alg.reward_normalizer.state_dict(),
-            "learning_rate": self.alg.learning_rate,
+            **_alg_state(self.alg),
             "iteration": self.iteration,
             "global_step": self.global_step,
-            "cfg": dataclasses.asdict(self.cfg),
+            "cfg": checkpoints.to_plain(dataclasses.asdict(self.cfg), "cfg"),
             "obs_dim": self.env.obs_dim,
             "action_dim": self.env.action_dim,
             "num_envs": self.env.num_envs,
@@ -327,57 +417,59 @@ class OnPolicyRunner:
             "rng": rng,
             "env": env_state,
             "obs": None if env_state is None else self._obs.detach().cpu(),
+            "interval": dataclasses.asdict(self._interval),
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write a checkpoint atomically: a temp file in the same directory, then ``os.replace``.
+        """Write a checkpoint atomically (serialized in memory, then
+        :func:`rewardlab.core.files.atomic_write`: temp file in the same folder, ``os.replace``).
 
         A crash or interrupt while writing leaves any previous file at ``path`` intact.
-        """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = self.state_dict()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return path
 
-    def load(self, path: str | Path, load_env: bool = True) -> None:
+        Raises:
+            DiskFullError: no space left on the device (names ``path``; the old file is intact).
+        """
+        return atomic_write(Path(path), checkpoints.to_bytes(self.state_dict()))
+
+    def load(self, path: str | Path | IO[bytes], load_env: bool = True) -> None:
         """Restore a checkpoint written by :meth:`save`, for an exact resume.
 
+        The file is loaded with ``torch.load(weights_only=True)`` only, never fully unpickled.
+
         Args:
-            path: the checkpoint file.
+            path: the checkpoint file (or a binary file object holding one).
             load_env: also restore the env snapshot and the current observation (same task and
                 ``num_envs`` required). With ``False``, or when the checkpoint has no snapshot
                 or the env cannot restore one, the next :meth:`learn` starts new episodes.
 
         Raises:
+            CheckpointError: the file is empty, truncated, damaged or not a checkpoint (a
+                ``ValueError`` naming it, and the newest checkpoint beside it that loads).
             ValueError: the checkpoint's observation or action width differs from the env's.
         """
-        ckpt = _torch_load(path)
+        try:
+            ckpt = checkpoints.load_checkpoint(path)
+        except checkpoints.CheckpointError as e:
+            raise checkpoints.CheckpointError(e.path, e.reason, _previous_hint(e.path)) from None
+        self._restore(ckpt, path if isinstance(path, str | Path) else _source_name(path), load_env)
+
+    def _restore(self, ckpt: dict[str, Any], path: str | Path, load_env: bool) -> None:
         for key in ("obs_dim", "action_dim"):
             if ckpt[key] != getattr(self.env, key):
                 raise ValueError(
                     f"{path}: checkpoint has {key}={ckpt[key]}, env has {getattr(self.env, key)}"
                 )
         saved_cfg = ckpt.get("cfg", {})
-        if saved_cfg and saved_cfg != dataclasses.asdict(self.cfg):
-            diff = sorted(k for k, v in saved_cfg.items() if getattr(self.cfg, k, None) != v)
-            warnings.warn(
-                f"{path}: PPO config differs from the checkpoint's in {diff}; using the new one",
-                stacklevel=2,
-            )
+        current = dataclasses.asdict(self.cfg)
+        if saved_cfg and saved_cfg != current:
+            diff = sorted(k for k, v in saved_cfg.items() if _plain(current.get(k)) != _plain(v))
+            if diff:
+                warnings.warn(
+                    f"{path}: PPO config differs from the checkpoint's in {diff}; using the new one",
+                    stacklevel=3,
+                )
         self.policy.load_state_dict(ckpt["model"])
-        self.alg.optimizer.load_state_dict(ckpt["optimizer"])
-        self.alg._set_lr(float(ckpt["learning_rate"]))
+        _load_alg_state(self.alg, ckpt)
         self.iteration = int(ckpt["iteration"])
         self.global_step = int(ckpt["global_step"])
         self.generator.set_state(ckpt["rng"]["generator"])
@@ -387,7 +479,7 @@ class OnPolicyRunner:
         self._obs = None
         if load_env and ckpt.get("env") is not None:
             try:
-                self.env.load_state_dict(_unpack(ckpt["env"]))
+                self.env.load_state_dict(checkpoints.from_plain(ckpt["env"]))
                 self._obs = ckpt["obs"].to(self.device)
             except NotImplementedError:
                 self._obs = None
@@ -400,9 +492,17 @@ class OnPolicyRunner:
             else:  # new episodes: keep the statistics, restart the running returns
                 saved = dict(saved, ret=torch.zeros_like(rn.ret))
                 rn.load_state_dict(saved)
+        interval = ckpt.get("interval")
+        self._interval = (
+            _Interval(**interval) if isinstance(interval, dict) else _Interval(self.iteration + 1)
+        )
 
     def resume_if_possible(self, log_dir: str | Path | None = None) -> bool:
-        """Load ``<log_dir>/checkpoints/latest.pt`` if it exists (default: this runner's log_dir).
+        """Load the newest checkpoint of ``<log_dir>/checkpoints`` that loads.
+
+        That is ``latest.pt``, or, when it is corrupt (empty, truncated, damaged), the newest
+        ``model_<it>.pt`` that loads; a line on stdout then names the corrupt file and the
+        one used instead. ``log_dir`` defaults to this runner's.
 
         Returns:
             Whether a checkpoint was loaded.
@@ -410,11 +510,20 @@ class OnPolicyRunner:
         root = Path(log_dir) if log_dir is not None else self.log_dir
         if root is None:
             return False
-        path = root / "checkpoints" / "latest.pt"
-        if not path.is_file():
+        point, ckpt = checkpoints.newest_loadable(root / "checkpoints")
+        if (msg := point.message()) is not None:
+            print(f"[ppo] {msg}", flush=True)
+        if ckpt is None or point.path is None:
             return False
-        self.load(path)
+        self._restore(ckpt, point.path, load_env=True)
         return True
+
+    def best_checkpoint(self) -> checkpoints.BestCheckpoint | None:
+        """The best checkpoint of this runner's log_dir so far (see
+        :data:`rewardlab.agents.checkpoints.BEST_METRIC`); ``None`` without one."""
+        if self.log_dir is None:
+            return None
+        return checkpoints.best_checkpoint(self._checkpoint_dir())
 
     # -- the trained policy ----------------------------------------------------------------------
 
@@ -447,36 +556,142 @@ def _fmt_s(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
-def _pack(obj: Any) -> Any:
-    """Make an env snapshot loadable with ``weights_only=True``: numpy arrays become tensors."""
-    if isinstance(obj, np.ndarray):
-        try:
-            return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj).copy())}
-        except TypeError:  # a dtype torch lacks
-            return obj
-    if isinstance(obj, dict):
-        return {k: _pack(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_pack(v) for v in obj)
-    return obj
+@dataclass
+class _Interval:
+    """Training episodes since the last checkpoint (what the best checkpoint is chosen by)."""
 
+    first_iteration: int
+    episodes: float = 0.0
+    success_episodes: float = 0.0
+    success_sum: float = 0.0
+    return_sum: float = 0.0
 
-def _unpack(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        if set(obj) == {"__ndarray__"}:
-            return obj["__ndarray__"].numpy()
-        return {k: _unpack(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_unpack(v) for v in obj)
-    return obj
+    def add(self, row: dict[str, float]) -> None:
+        n = row.get("charts/episodes", 0.0)
+        if n <= 0 or "charts/episode_return" not in row:
+            return
+        self.episodes += n
+        self.return_sum += row["charts/episode_return"] * n
+        if "charts/success_rate" in row:
+            self.success_episodes += n
+            self.success_sum += row["charts/success_rate"] * n
 
-
-def _torch_load(path: str | Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        warnings.warn(
-            f"{path}: not loadable with weights_only=True; unpickling it fully (trusted files only)",
-            stacklevel=3,
+    def record(self, iteration: int, global_step: int) -> checkpoints.CheckpointRecord:
+        return checkpoints.CheckpointRecord(
+            file=f"model_{iteration}.pt",
+            iteration=iteration,
+            global_step=global_step,
+            first_iteration=self.first_iteration,
+            episodes=int(self.episodes),
+            success_rate=self.success_sum / self.success_episodes
+            if self.success_episodes
+            else None,
+            episode_return=self.return_sum / self.episodes if self.episodes else None,
         )
-        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _alg_state(alg: PPO) -> dict[str, Any]:
+    """The algorithm's part of a checkpoint (optimizer, reward normalizer, learning rate)."""
+    return {
+        "optimizer": alg.optimizer.state_dict(),
+        "reward_normalizer": alg.reward_normalizer.state_dict(),
+        "learning_rate": alg.learning_rate,
+    }
+
+
+def _load_alg_state(alg: PPO, ckpt: dict[str, Any]) -> None:
+    """Restore :func:`_alg_state` (the reward normalizer is restored by the runner)."""
+    alg.optimizer.load_state_dict(ckpt["optimizer"])
+    alg._set_lr(float(ckpt["learning_rate"]))
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, so a config read back from a checkpoint compares equal."""
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _source_name(source: str | Path | IO[bytes]) -> str | Path:
+    if isinstance(source, str | Path):
+        return source
+    return getattr(source, "name", None) or "<checkpoint in memory>"
+
+
+def _previous_hint(path: Path) -> str:
+    """Where to resume from instead of the corrupt ``path`` (the newest checkpoint beside it
+    that loads), for :class:`CheckpointError` messages."""
+    folder = path.parent
+    for other in checkpoints.candidates(folder):
+        if other.name == path.name:
+            continue
+        try:
+            it = int(checkpoints.load_checkpoint(other)["iteration"])
+        except (checkpoints.CheckpointError, OSError):
+            continue
+        return f"the newest checkpoint beside it that loads is {other} (iteration {it})"
+    return "no other checkpoint beside it loads"
+
+
+def truncate_metrics(path: str | Path, iteration: int) -> int:
+    """Keep the rows of a ``metrics.jsonl`` up to ``iteration``; rewrite it atomically.
+
+    Rows after ``iteration`` and lines that do not parse (a row torn by a kill) are dropped.
+
+    Returns:
+        How many lines were dropped (0: the file was left as it was).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+            ok = isinstance(row, dict) and int(row["iteration"]) <= iteration
+        except (ValueError, KeyError, TypeError):
+            ok = False
+        if ok:
+            keep.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write(path, "".join(keep))
+    return dropped
+
+
+def truncate_tensorboard(log_dir: str | Path, global_step: int) -> int:
+    """Drop TensorBoard scalar events after ``global_step`` from the event files in ``log_dir``.
+
+    Each changed file is rewritten atomically (a torn last record, left by a kill, goes too),
+    so any reader sees every step once and in order. Readers that honour ``purge_step``
+    would hide such events anyway; raw readers would not.
+
+    Returns:
+        How many events were dropped.
+    """
+    files = sorted(Path(log_dir).glob("events.out.tfevents.*"))
+    if not files:
+        return 0
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    dropped = 0
+    for path in files:
+        records = list(RawEventFileLoader(str(path)).Load())
+        buf = io.BytesIO()
+        out = RecordWriter(buf)
+        n = 0
+        for raw in records:
+            event = event_pb2.Event.FromString(raw)
+            if event.HasField("summary") and event.step > global_step:
+                n += 1
+                continue
+            out.write(raw)
+        if n or len(buf.getvalue()) != path.stat().st_size:  # dropped events or a torn tail
+            atomic_write(path, buf.getvalue())
+        dropped += n
+    return dropped

@@ -8,7 +8,8 @@
         metrics.jsonl        one JSON object per learner iteration (PPO's runner; for SB3 converted
                              from its TensorBoard scalars after training)
         events.out.tfevents.*  TensorBoard scalars (the runner writes them): tensorboard --logdir runs
-        checkpoints/         model_<iteration>.pt and latest.pt (SB3: sb3_<algo>.zip)
+        checkpoints/         latest.pt, the last keep_checkpoints model_<iteration>.pt and the best
+                             one, index.json (scores, which is best and why); SB3: sb3_<algo>.zip
         export/              policy.pt, policy.onnx, policy.json (see rewardlab.agents.export)
         videos/              eval.mp4, play.mp4
         plots/               learning_curve.png
@@ -16,7 +17,10 @@
 
 Training into a directory that already has a checkpoint resumes from it (``resume: true``);
 with ``resume: false`` the earlier outputs are moved into ``previous-<timestamp>/`` first, so a
-fresh run never mixes with an old one and nothing is deleted.
+fresh run never mixes with an old one and nothing is deleted. A resumed run continues from the
+newest checkpoint that loads (a corrupt ``latest.pt`` is skipped with a note), and PPO's runner
+cuts metrics, TensorBoard events and checkpoints back to that iteration, so a run killed any
+number of times reads like one that never was.
 """
 
 from __future__ import annotations
@@ -24,16 +28,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rewardlab.config import TrainConfig, load_train_config, resolved_config_yaml
 from rewardlab.core.config import ConfigError
+from rewardlab.core.files import atomic_write
+
+if TYPE_CHECKING:
+    from rewardlab.agents.checkpoints import BestCheckpoint
 
 SUBDIRS = ("checkpoints", "export", "videos", "plots")
 """Folders every run directory has."""
@@ -93,21 +101,41 @@ class RunDir:
     def eval_json(self) -> Path:
         return self.root / "eval.json"
 
+    @property
+    def checkpoint_index(self) -> Path:
+        """``checkpoints/index.json``: each kept checkpoint's scores, the best one and why."""
+        return self.checkpoints / "index.json"
+
     def latest_checkpoint(self) -> Path | None:
-        """``checkpoints/latest.pt``, else the ``model_<it>.pt`` with the highest iteration, else
-        the newest SB3 ``sb3_<algo>.zip``; ``None`` when the run has no checkpoint."""
-        latest = self.checkpoints / "latest.pt"
-        if latest.is_file():
-            return latest
-        numbered = [
-            (int(m.group(1)), p)
-            for p in self.checkpoints.glob("model_*.pt")
-            if (m := re.fullmatch(r"model_(\d+)\.pt", p.name))
-        ]
-        if numbered:
-            return max(numbered)[1]
+        """The checkpoint to resume or evaluate: the newest PPO checkpoint that loads
+        (``latest.pt``, else the ``model_<it>.pt`` with the highest iteration that loads), else
+        the newest SB3 ``sb3_<algo>.zip``; ``None`` when the run has no checkpoint.
+
+        A corrupt (empty, truncated, damaged) PPO checkpoint is skipped with one line on stderr
+        naming it and the one used instead. When no PPO checkpoint loads, the most recent one
+        is returned, so loading it raises :class:`~rewardlab.agents.checkpoints.CheckpointError`.
+        """
+        from rewardlab.agents import checkpoints
+
+        found = checkpoints.candidates(self.checkpoints)
+        if found:
+            point, _ = checkpoints.newest_loadable(self.checkpoints)
+            msg = point.message()
+            if msg is not None and msg not in _NOTED:
+                _NOTED.add(msg)
+                print(f"[rewardlab] warning: {msg}", file=sys.stderr, flush=True)
+            return point.path or found[0]
         sb3 = sorted(self.checkpoints.glob("sb3_*.zip"), key=lambda p: p.stat().st_mtime)
         return sb3[-1] if sb3 else None
+
+    def best_checkpoint(self) -> BestCheckpoint | None:
+        """The run's best PPO checkpoint as its runner recorded it in ``checkpoints/index.json``
+        (path, scores, and the reason: see ``rewardlab.agents.checkpoints.BEST_METRIC``);
+        ``None`` when there is no index or the file is gone. Whoever exports or evaluates the
+        best checkpoint instead of the latest should say so with ``reason``."""
+        from rewardlab.agents.checkpoints import best_checkpoint
+
+        return best_checkpoint(self.checkpoints)
 
     def create(self) -> RunDir:
         """Make the directory and its :data:`SUBDIRS`."""
@@ -163,11 +191,14 @@ def git_info(path: str | Path | None = None) -> dict[str, Any]:
 def write_run_files(run: RunDir, cfg: TrainConfig) -> None:
     """Write ``config.yaml`` (the resolved config) and ``git.json`` into the run directory."""
     run.create()
-    run.config.write_text(resolved_config_yaml(cfg))
+    atomic_write(run.config, resolved_config_yaml(cfg))
     info = git_info()
     info["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    run.git.write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write(run.git, json.dumps(info, indent=2) + "\n")
 
+
+_NOTED: set[str] = set()
+"""Corrupt-checkpoint notes already printed (each once per process)."""
 
 _MUST_MATCH = ("task", "backend", "agent", "num_envs")
 """Settings a resumed run must share with the run it continues (the checkpoint depends on them)."""
