@@ -51,11 +51,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewardlab.rewards.sandbox import (
-    RewardError,
-    SandboxFailure,
-    StateDict,
-    exec_source,
+from rewardlab.rewards.errors import RewardError, SandboxFailure
+from rewardlab.rewards.restricted import StateDict, exec_source
+from rewardlab.rewards.static_check import (
+    check_ast,
     find_function,
     parse_allowed,
     parse_source,
@@ -499,10 +498,14 @@ def _t2r_entry(tree: ast.Module) -> ast.FunctionDef | None:
 
 def check_text2reward(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:  # fmt: skip
     """Static checks of a Text2Reward-style reward: allow-list, ``(self, action)``, attributes."""
-    tree = parse_allowed(code)
+    tree = parse_source(code)
     if isinstance(tree, RewardError):
         return tree
     fn = _t2r_entry(tree)
+    # self.<path> chains are mapped below; the allow-list checks everything else
+    err = check_ast(tree, free_roots=positional_params(fn)[:1] if fn is not None else ())
+    if err:
+        return err
     if fn is None:
         return RewardError(
             "signature", f"no function named {' or '.join(TEXT2REWARD_ENTRIES)} defined"
@@ -846,8 +849,8 @@ EUREKA_ALL_NAMES = frozenset(n for m in EUREKA_NAMES.values() for n in m)
 
 
 def state_reads(fn: ast.AST, var: str) -> list[tuple[str, int]]:
-    """Re-export of :func:`rewardlab.rewards.sandbox.state_reads` for the detection above."""
-    from rewardlab.rewards.sandbox import state_reads as _reads
+    """Re-export of :func:`rewardlab.rewards.static_check.state_reads` for the detection above."""
+    from rewardlab.rewards.static_check import state_reads as _reads
 
     return _reads(fn, var)
 

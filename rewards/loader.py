@@ -9,34 +9,40 @@ three styles (see :mod:`rewardlab.rewards.compat`):
   bound by name (``@torch.jit.script`` accepted, run eagerly);
 - ``text2reward``: ``compute_dense_reward(self, action) -> float`` on one world, vectorized.
 
-Steps: static check (allow-list, signature, names) -> trial run on recorded states in a
-limited child process (shape, dtype, finite, speed) -> compile in this process, wrapped with
-per-call checks. Any failure raises :class:`rewardlab.rewards.sandbox.SandboxFailure` whose
-``error`` is a :class:`RewardError`; :func:`load_reward_file` raises :class:`RewardFileError`
-naming the file.
+Steps: static check (allow-list, signature, names) in this process -> the reward starts in
+the OS sandbox (:class:`rewardlab.rewards.remote.RemoteReward`, its own process for its whole
+life) -> trial run on recorded states (shape, dtype, finite, speed), checked here on the data
+that came back. The function returned *is* that proxy: every training call goes through the
+sandbox and is checked (shape, finite values, a per-call time budget). Any failure raises
+:class:`rewardlab.rewards.sandbox.SandboxFailure` whose ``error`` is a :class:`RewardError`
+naming the file and line; :func:`load_reward_file` raises :class:`RewardFileError`.
+
+``sandbox="none"`` (``rewardlab train ... sandbox=none``) opts out for code the user trusts:
+the reward is compiled into this process with a loud warning (:data:`NONE_WARNING`). A machine
+without the sandbox otherwise refuses (:class:`SandboxUnavailable`, saying why).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rewardlab.core.files import FileTooLargeError, read_text_bounded
 from rewardlab.core.reward import RewardFn
-from rewardlab.rewards.sandbox import (
-    DEFAULT_LIMITS,
-    RewardError,
-    SandboxFailure,
-    SandboxLimits,
-    check_source,
-    compile_reward,
-    guard_reward,
-    record_states,
-    source_filename,
-    trial_run,
-)
+from rewardlab.rewards.boundary import NONE_WARNING, resolve_mode
+from rewardlab.rewards.errors import RewardError, SandboxFailure, SandboxUnavailable
+from rewardlab.rewards.guard import compile_reward, guard_reward
+from rewardlab.rewards.limits import DEFAULT_LIMITS, SandboxLimits
+from rewardlab.rewards.restricted import source_filename
+from rewardlab.rewards.static_check import check_source
+from rewardlab.rewards.trial import evaluate_reward, record_states
+
+MAX_SOURCE_BYTES = 256 * 1024
+"""Largest reward file :func:`load_reward_file` reads (a reward is a page of Python)."""
 
 STYLES = ("auto", "native", "eureka", "text2reward")
 """Values of ``style``."""
@@ -45,7 +51,8 @@ _STATES_CACHE: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
 
 
 class RewardFileError(SandboxFailure, ValueError):
-    """A reward file could not be loaded; ``str()`` names the file and the failed check."""
+    """A reward file could not be loaded; ``str()`` names the file (and line) and the failed
+    check on its first line; the reward's own traceback frames follow, if any (bounded)."""
 
     def __init__(self, path: str | Path, error: RewardError) -> None:
         SandboxFailure.__init__(self, error)
@@ -142,6 +149,29 @@ def prepare_source(
     return style, builder, builder_args
 
 
+def _warn_unsandboxed(filename: str) -> None:
+    print(f"{NONE_WARNING} ({filename})", file=sys.stderr, flush=True)
+
+
+def _start(
+    code: str,
+    names: list[str],
+    style: str,
+    task: str | None,
+    control_dt: float,
+    filename: str,
+    limits: SandboxLimits,
+    check_finite: bool,
+) -> RewardFn:
+    """The reward in the sandbox: a :class:`rewardlab.rewards.remote.RemoteReward`."""
+    from rewardlab.rewards.remote import RemoteReward
+
+    return RemoteReward(
+        code, names, style, task, control_dt,
+        filename=filename, limits=limits, check_finite=check_finite,
+    )  # fmt: skip
+
+
 def compile_source(
     code: str,
     state_names: Collection[str],
@@ -152,28 +182,34 @@ def compile_source(
     filename: str | None = None,
     check_finite: bool = True,
     check_every: int = 16,
+    limits: SandboxLimits = DEFAULT_LIMITS,
+    sandbox: str = "auto",
 ) -> RewardFn:
-    """Check and compile reward source of any style in this process, without a trial run.
+    """Check reward source of any style and start it in the sandbox, without a trial run.
 
-    Call it only after a trial run of the same source passed (module-level code runs here); the
-    reward search's training workers use it. Arguments as :func:`prepare_source` and
-    :func:`load_reward_source`.
+    The reward search's training workers use it (after a trial run of the same source passed
+    in the search). Arguments as :func:`prepare_source` and :func:`load_reward_source`.
 
     Returns:
-        ``compute_reward(state, action)`` with per-call checks
-        (:func:`rewardlab.rewards.sandbox.guard_reward`) and ``.source``/``.style`` attributes.
+        ``compute_reward(state, action)``, a proxy to the sandboxed reward process, checked on
+        every call; ``.source``/``.style`` attributes; ``.close()`` ends the process. With
+        ``sandbox="none"``: the function compiled in this process (trusted code only).
 
     Raises:
-        SandboxFailure: the static check failed or building the function raised.
+        SandboxFailure: the static check failed or loading the reward raised.
+        SandboxUnavailable: no OS sandbox here and ``sandbox`` is not ``none``.
     """
+    mode = resolve_mode(sandbox)
     style, builder, builder_args = prepare_source(code, state_names, task, control_dt, style)
     filename = filename or source_filename(code)
-    return _build(
-        code, state_names, style, builder, builder_args, filename, check_finite, check_every
-    )
+    if mode == "none":
+        _warn_unsandboxed(filename)
+        return _build_in_process(code, state_names, style, builder, builder_args, filename, check_finite, check_every)  # fmt: skip
+    fn = _start(code, list(state_names), style, task, control_dt, filename, limits, check_finite)
+    return fn
 
 
-def _build(
+def _build_in_process(
     code: str,
     state_names: Collection[str],
     style: str,
@@ -183,8 +219,8 @@ def _build(
     check_finite: bool,
     check_every: int,
 ) -> RewardFn:
-    """Compile checked source of ``style`` (``builder`` from :func:`prepare_source`) in this
-    process, wrapped with the per-call checks, with ``.source`` and ``.style`` attributes."""
+    """Compile checked source of ``style`` in *this* process (``sandbox=none``: trusted code),
+    wrapped with the per-call checks, with ``.source`` and ``.style`` attributes."""
     if style == "native":
         fn = compile_reward(
             code,
@@ -198,13 +234,14 @@ def _build(
             raw = builder(code, *builder_args, filename=filename)
         except SandboxFailure:
             raise
-        except Exception as exc:  # module-level code raised here but not in the child
-            from rewardlab.rewards.sandbox import classify_exception
+        except Exception as exc:  # module-level code raised
+            from rewardlab.rewards.restricted import classify_exception
 
             raise SandboxFailure(classify_exception(exc, filename)) from exc
         fn = guard_reward(raw, filename, check_finite=check_finite, check_every=check_every)
     fn.source = code  # type: ignore[attr-defined]
     fn.style = style  # type: ignore[attr-defined]
+    fn.sandbox = "none"  # type: ignore[attr-defined]
     return fn
 
 
@@ -219,8 +256,9 @@ def load_reward_source(
     filename: str | None = None,
     check_finite: bool = True,
     check_every: int = 16,
+    sandbox: str = "auto",
 ) -> RewardFn:
-    """Check, trial-run and compile reward source for an env.
+    """Check reward source, start it in the sandbox, trial-run it, and return it.
 
     Args:
         code: the reward source (any of :data:`STYLES` but ``auto``).
@@ -228,25 +266,31 @@ def load_reward_source(
             ``control_dt`` are used and, when ``states`` is not given, its task is run with
             random actions to record states), or a ``state_spec()`` mapping, or state names.
         style: ``auto`` (see :func:`rewardlab.rewards.compat.detect_style`) or a style.
-        limits: limits of the trial run.
+        limits: limits of the reward process (the trial: ``wall_seconds``, ``cpu_seconds``;
+            training: ``call_seconds`` per call, ``train_cpu_seconds``; memory, files).
         states: recorded states with ``"action"`` for the trial run; default: recorded from the
             env's task, or standard-normal values of the spec's shapes if there is no env.
         task: task name for the compatibility maps when ``env_or_state_spec`` is not an env.
         filename: shown in tracebacks and errors (the file's path).
-        check_finite: include "the total is finite" in the output checks.
-        check_every: after the first ``check_every`` calls, check every ``check_every``-th
-            call's output (:func:`rewardlab.rewards.sandbox.guard_reward`; 1: every call).
+        check_finite: check that every output value is finite on every call.
+        check_every: with ``sandbox="none"`` only: check every call's output structure for
+            the first ``check_every`` calls, then at random 1 in ``check_every``.
+        sandbox: ``auto`` (the OS sandbox, refused where unavailable) or ``none`` (compile in
+            this process: trusted code only; a loud warning).
 
     Returns:
-        ``compute_reward(state, action) -> (total, components)`` with ``.source``, ``.style``
-        and ``.check`` (the :class:`CheckResult` of the trial run) attributes.
+        ``compute_reward(state, action) -> (total, components)`` -- a proxy to the sandboxed
+        reward process -- with ``.source``, ``.style``, ``.check`` (the trial run's
+        :class:`CheckResult`), ``.components`` and ``.close()``.
 
     Raises:
         SandboxFailure: a check failed; ``error`` is the :class:`RewardError`.
-        ValueError: unknown ``style``.
+        SandboxUnavailable: no OS sandbox here and ``sandbox`` is not ``none``.
+        ValueError: unknown ``style`` or ``sandbox``.
     """
     if style not in STYLES:
         raise ValueError(f"unknown reward style {style!r}; allowed: {', '.join(STYLES)}")
+    mode = resolve_mode(sandbox)
     names, env_task, dt, env = _spec_of(env_or_state_spec)
     task = task or env_task
     filename = filename or source_filename(code)
@@ -264,14 +308,29 @@ def load_reward_source(
                 spec = dict.fromkeys(names)  # bare names: scalars per world
             action_dim = int(getattr(env, "action_dim", 1)) if env is not None else 1
             states = synthetic_states(spec, action_dim)
-    result = trial_run(
-        code, states, limits, builder=builder, builder_args=builder_args, filename=filename
-    )
+    import time
+
+    t0 = time.perf_counter()
+    if mode == "none":
+        _warn_unsandboxed(filename)
+        fn = _build_in_process(code, names, style, builder, builder_args, filename, check_finite, check_every)  # fmt: skip
+        result = evaluate_reward(fn, states, filename, limits.max_ms_per_call)
+    else:
+        fn = _start(code, names, style, task, dt, filename, limits, False)
+        try:
+            fn.deadline = time.monotonic() + limits.wall_seconds  # type: ignore[attr-defined]
+            result = evaluate_reward(fn, states, filename, limits.max_ms_per_call)
+        except BaseException:
+            fn.close()  # type: ignore[attr-defined]
+            raise
+        fn.deadline = None  # type: ignore[attr-defined]
+        fn.check_finite = check_finite  # type: ignore[attr-defined]
+        if not result.ok:
+            fn.close()  # type: ignore[attr-defined]
+    result.load_seconds = time.perf_counter() - t0
     if not result.ok:
         assert result.error is not None
         raise SandboxFailure(result.error)
-
-    fn = _build(code, names, style, builder, builder_args, filename, check_finite, check_every)
     fn.check = result  # type: ignore[attr-defined]
     return fn
 
@@ -281,29 +340,41 @@ def load_reward_file(
     env: Any,
     style: str = "auto",
     limits: SandboxLimits = DEFAULT_LIMITS,
+    *,
+    sandbox: str = "auto",
 ) -> RewardFn:
     """Load a reward file for ``env`` (``rewardlab train reward=code:<file.py>``).
 
+    The file is read with a size limit (:data:`MAX_SOURCE_BYTES`; a regular file only, so
+    ``/dev/zero`` or a FIFO is refused at once), then goes through :func:`load_reward_source`.
+
     Raises:
-        RewardFileError: the file is missing, unreadable or its reward fails a check; the
-            message names the file (and line) and what was expected.
+        RewardFileError: the file is missing, unreadable, too large or not UTF-8, or its reward
+            fails a check; the message names the file (and line) and what was expected.
+        SandboxUnavailable: no OS sandbox here and ``sandbox`` is not ``none``.
     """
     p = Path(path)
     try:
-        code = p.read_text(encoding="utf-8")
+        code = read_text_bounded(p, MAX_SOURCE_BYTES, "reward file (Python source)")
     except FileNotFoundError:
         raise RewardFileError(p, RewardError("no_code", "no such file")) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RewardFileError(p, RewardError("no_code", f"cannot read the file: {exc}")) from None
+    except FileTooLargeError as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        raise RewardFileError(p, RewardError("no_code", reason)) from None
+    except UnicodeDecodeError as exc:
+        raise RewardFileError(p, RewardError("no_code", f"not UTF-8 text (byte {exc.start})")) from None  # fmt: skip
+    except OSError as exc:
+        raise RewardFileError(p, RewardError("no_code", f"cannot read the file: {exc.strerror or exc}")) from None  # fmt: skip
     try:
-        return load_reward_source(code, env, style, limits, filename=str(p))
-    except RewardFileError:
+        return load_reward_source(code, env, style, limits, filename=str(p), sandbox=sandbox)
+    except (RewardFileError, SandboxUnavailable):
         raise
     except SandboxFailure as exc:
         raise RewardFileError(p, exc.error) from None
 
 
 __all__ = [
+    "MAX_SOURCE_BYTES",
     "STYLES",
     "RewardFileError",
     "default_states",

@@ -1,0 +1,662 @@
+"""The static check of reward code: an allow-list of what a reward may touch.
+
+Defence in depth only: the boundary is the OS sandbox (:mod:`rewardlab.rewards.boundary`), and
+code that passes this check still runs only there. The check rejects, with the line:
+
+- imports of anything but ``torch``, ``math``, ``numpy`` and ``typing`` (and the computing
+  submodules of torch and numpy in :data:`ALLOWED_SUBMODULES`);
+- attributes of those modules that are not in the allow-list of *functions that compute*
+  (tensor ops, ufuncs, math functions, dtypes and constants): no ``torch.load``,
+  ``torch.functional.operator``, ``np.ma.mrecords``, ``torch.autograd.profiler_legacy``,
+  ``torch.set_num_threads``, ``np.seterr``, ``np.random.seed``, ...;
+- attributes of values (tensors, arrays, dicts, lists) outside the public methods and
+  properties of ``torch.Tensor``, ``numpy.ndarray`` and the builtin containers, and those of
+  :data:`DENIED_VALUE_ATTRIBUTES` (``.data``, ``.untyped_storage()``, ``.tofile()``, ...);
+  any name or attribute starting with ``_``;
+- assignments to anything but local names (``torch.optim.Adam.step = ...``, ``x.data[:] = 0``),
+  the ``out=`` keyword (a write into an existing tensor);
+- format strings whose fields read attributes or items (``"{0.os.environ[KEY]}"``, checked as
+  attribute access), ``.format`` on anything but a string literal, ``.format_map``;
+- builtins outside a small list of harmless ones (no ``open``, ``exec``, ``getattr``, ``type``,
+  ``vars``, ...), classes, ``global``, generators, ``async``, decorators other than
+  ``@torch.jit.script``, top-level code other than imports, functions and constants.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import functools
+import string
+import types
+from collections.abc import Collection
+
+from rewardlab.rewards.errors import RewardError
+
+ALLOWED_MODULES = frozenset({"torch", "math", "numpy", "typing"})
+"""Top-level modules reward code may import (``typing`` for annotations only)."""
+
+ALLOWED_SUBMODULES = frozenset(
+    {
+        "torch.linalg", "torch.special", "torch.fft", "torch.nn", "torch.nn.functional",
+        "numpy.linalg", "numpy.fft",
+    }
+)  # fmt: skip
+"""Submodules of the allowed modules that reward code may reach (they only compute)."""
+
+DENIED_MODULE_ATTRIBUTES = frozenset(
+    {
+        # files and processes
+        "load", "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt",
+        "fromfile", "from_file", "fromregex", "memmap", "DataSource", "tofile", "frombuffer",
+        "fromstring", "import_ir_module", "import_ir_module_from_buffer", "fork", "wait",
+        "from_dlpack", "to_dlpack", "compile", "vmap", "while_loop",
+        # global state of the process
+        "manual_seed", "seed", "initial_seed", "get_rng_state", "use_deterministic_algorithms",
+        "init_num_threads", "seterr", "seterrcall", "setbufsize", "printoptions",
+        "set_printoptions", "info", "source", "lookfor", "show_config", "show_runtime",
+        "get_include", "safe_eval", "byte_bounds", "add_docstring", "add_newdoc",
+        "add_newdoc_ufunc", "frompyfunc", "nested_iters", "prepare_multiprocessing_environment",
+        "thread_safe_generator", "get_file_path", "typename", "classproperty",
+        "parse_ir", "parse_schema", "parse_type_comment", "merge_type_from_type_comment",
+        "unify_type_list", "sym_fresh_size", "grad",
+    }
+)  # fmt: skip
+"""Names never allowed as attributes of the allowed modules (I/O, global state, code)."""
+
+DENIED_MODULE_PREFIXES = ("set_", "_", "autocast", "clear_", "is_autocast")
+"""Name prefixes never allowed as attributes of the allowed modules."""
+
+DENIED_VALUE_ATTRIBUTES = frozenset(
+    {
+        "data", "storage", "untyped_storage", "typed_storage", "_typed_storage", "tofile",
+        "dump", "dumps", "ctypes", "flags", "setflags", "share_memory_", "is_shared",
+        "pin_memory", "register_hook", "register_post_accumulate_grad_hook", "retain_grad",
+        "grad_fn", "set_", "resize_", "resize_as_", "module_load", "format", "format_map",
+        "apply_", "map_", "map2_", "storage_offset", "data_ptr", "untyped", "base",
+        "__dlpack__", "to_dlpack", "numpy_", "grad", "backward", "requires_grad_",
+    }
+)  # fmt: skip
+"""Attributes of values (tensors, arrays, ...) reward code may not use even though the types
+have them: memory, storage and autograd internals, file I/O, formatting."""
+
+EXTRA_VALUE_ATTRIBUTES = frozenset(
+    {
+        # torch.finfo / iinfo and namedtuple results (torch.max(x, 1).values, svd(...).S)
+        "eps", "tiny", "smallest_normal", "resolution", "bits", "max", "min",
+        "values", "indices", "U", "S", "V", "Vh", "Q", "R", "L", "LU", "eigenvalues",
+        "eigenvectors", "solution", "residuals", "rank", "singular_values", "sign", "logabsdet",
+        "pivots", "info", "mantissa", "exponent",
+    }
+)  # fmt: skip
+
+FORBIDDEN_NAMES = frozenset(
+    {
+        "open", "exec", "eval", "compile", "__import__", "getattr", "setattr", "delattr",
+        "hasattr", "globals", "locals", "vars", "dir", "input", "breakpoint", "help", "exit",
+        "quit", "memoryview", "type", "object", "super", "classmethod", "staticmethod",
+        "property", "id", "print", "bytearray", "copyright", "credits", "license", "format",
+        "chr", "ord", "callable", "hash", "aiter", "anext", "bytes",
+    }
+)  # fmt: skip
+"""Builtins reward code may not name (used or called)."""
+
+SAFE_BUILTIN_NAMES = (
+    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "frozenset",
+    "int", "isinstance", "issubclass", "iter", "len", "list", "map", "max", "min", "next",
+    "pow", "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum",
+    "tuple", "zip", "True", "False", "None", "Ellipsis", "NotImplemented",
+    "ArithmeticError", "AssertionError", "Exception", "IndexError", "KeyError",
+    "NotImplementedError", "RuntimeError", "StopIteration", "TypeError", "ValueError",
+    "ZeroDivisionError", "OverflowError", "AttributeError",
+)  # fmt: skip
+"""The builtins reward code gets (see :func:`rewardlab.rewards.restricted.safe_globals`)."""
+
+PRELUDE_NAMES = ("torch", "math", "np", "numpy", "Tuple", "Dict", "List", "Optional", "Tensor")
+"""Names defined for reward code without an import (Eureka's code assumes them)."""
+
+PRELUDE_MODULES = {"torch": "torch", "np": "numpy", "numpy": "numpy", "math": "math"}
+"""Prelude names bound to modules (their attributes are checked against the allow-list)."""
+
+JIT_DECORATORS = frozenset({"torch.jit.script", "jit.script", "torch.jit.ignore", "torch.jit.unused"})  # fmt: skip
+"""Decorators accepted (and removed before execution: the code runs eagerly)."""
+
+_FORBIDDEN_NODES = {
+    ast.ClassDef: "class definitions",
+    ast.Global: "'global'",
+    ast.Nonlocal: "'nonlocal'",
+    ast.AsyncFunctionDef: "async functions",
+    ast.Await: "'await'",
+    ast.AsyncFor: "'async for'",
+    ast.AsyncWith: "'async with'",
+    ast.Yield: "generators ('yield')",
+    ast.YieldFrom: "generators ('yield from')",
+    ast.GeneratorExp: "generator expressions (use a list comprehension)",
+}
+_TOP_LEVEL_OK = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.Assign, ast.AnnAssign, ast.Pass)
+_STATIC_NODES = (
+    ast.Constant, ast.Name, ast.Attribute, ast.Tuple, ast.List, ast.Subscript, ast.Slice,
+    ast.UnaryOp, ast.BinOp, ast.Load, ast.operator, ast.unaryop, ast.Compare, ast.cmpop,
+    ast.BoolOp, ast.boolop, ast.IfExp, ast.Dict, ast.Set,
+)  # fmt: skip
+_TYPING_NAMES = frozenset({"Tuple", "Dict", "List", "Optional", "Union", "Any", "Sequence", "Mapping"})  # fmt: skip
+_TORCH_FUNCTIONS = frozenset(
+    {
+        "atleast_1d", "atleast_2d", "atleast_3d", "block_diag", "broadcast_shapes",
+        "broadcast_tensors", "cartesian_prod", "cdist", "chain_matmul", "einsum", "is_tensor",
+        "meshgrid", "norm", "split", "tensordot", "unique", "unique_consecutive",
+        "unravel_index", "lstsq", "lu", "stft", "istft",
+    }
+)  # fmt: skip
+_TORCH_CLASSES = frozenset({"Tensor", "Size", "finfo", "iinfo", "no_grad", "inference_mode", "dtype"})  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# The allow-lists, built from the installed torch and numpy
+
+
+def _module_denied(name: str) -> bool:
+    return name in DENIED_MODULE_ATTRIBUTES or name.startswith(DENIED_MODULE_PREFIXES)
+
+
+@functools.lru_cache(maxsize=1)
+def module_allow_list() -> dict[str, frozenset[str]]:
+    """``{module path: names a reward may use}`` for the allowed modules and submodules.
+
+    Built by looking at the installed torch and numpy: their tensor ops (``torch``'s native
+    functions, numpy's ufuncs and array functions), dtypes and numeric constants, the math
+    module's functions; never modules (except :data:`ALLOWED_SUBMODULES`), classes other than
+    dtypes and a few value types, or the names of :data:`DENIED_MODULE_ATTRIBUTES`.
+    """
+    import math
+
+    import numpy as np
+    import torch
+
+    native = torch._C._VariableFunctions
+    out: dict[str, set[str]] = {}
+
+    def names(mod: types.ModuleType) -> list[str]:
+        return [n for n in dir(mod) if not _module_denied(n)]
+
+    t: set[str] = set()
+    for n in names(torch):
+        obj = getattr(torch, n, None)
+        if (
+            isinstance(obj, torch.dtype | float | int)
+            and not isinstance(obj, bool)
+            or isinstance(obj, types.BuiltinFunctionType)
+            and hasattr(native, n)
+            or n in _TORCH_FUNCTIONS
+            or n in _TORCH_CLASSES
+        ):
+            t.add(n)
+    out["torch"] = t
+    for sub in ("linalg", "special", "fft"):
+        mod = getattr(torch, sub)
+        out[f"torch.{sub}"] = {
+            n
+            for n in names(mod)
+            if isinstance(getattr(mod, n, None), types.BuiltinFunctionType | types.FunctionType)
+        }
+    out["torch.nn"] = set()
+    fn_mod = torch.nn.functional
+    out["torch.nn.functional"] = {
+        n
+        for n in names(fn_mod)
+        if isinstance(getattr(fn_mod, n, None), types.BuiltinFunctionType | types.FunctionType)
+    }
+    npset: set[str] = set()
+    dispatcher = type(np.add.reduce)  # builtin method
+    for n in names(np):
+        obj = getattr(np, n, None)
+        if (
+            isinstance(obj, np.ufunc | float | types.BuiltinFunctionType | types.FunctionType)
+            or type(obj).__name__ == "_ArrayFunctionDispatcher"
+            or isinstance(obj, dispatcher)
+            or isinstance(obj, type)
+            and (issubclass(obj, np.generic) or obj is np.ndarray)
+        ):
+            npset.add(n)
+    npset -= {"asmatrix", "bmat", "matrix", "recarray", "record", "chararray", "iterable"}
+    npset.add("newaxis")
+    out["numpy"] = npset
+    for sub in ("linalg", "fft"):
+        mod = getattr(np, sub)
+        out[f"numpy.{sub}"] = {
+            n
+            for n in names(mod)
+            if callable(getattr(mod, n, None))
+            and not isinstance(getattr(mod, n), type)  # fmt: skip
+        }
+    out["math"] = {n for n in dir(math) if not n.startswith("_")}
+    out["typing"] = set(_TYPING_NAMES)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def value_allow_list() -> frozenset[str]:
+    """Attribute names reward code may use on values of unknown type: the public methods and
+    properties of ``torch.Tensor``, ``numpy.ndarray`` and numpy scalars, ``dict``, ``list``,
+    ``tuple``, ``str``, ``float`` and ``int``, and the fields of torch's result tuples, less
+    :data:`DENIED_VALUE_ATTRIBUTES`."""
+    import numpy as np
+    import torch
+
+    names: set[str] = set(EXTRA_VALUE_ATTRIBUTES)
+    for typ in (torch.Tensor, np.ndarray, np.float64, dict, list, tuple, str, float, int):
+        names.update(n for n in dir(typ) if not n.startswith("_"))
+    return frozenset(n for n in names if n not in DENIED_VALUE_ATTRIBUTES)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a chain of attributes on a name, else ``None``."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def _forbidden(node: ast.AST, what: str) -> RewardError:
+    return RewardError("forbidden", what, getattr(node, "lineno", None))
+
+
+def parse_source(code: str, filename: str = "<reward>") -> ast.Module | RewardError:
+    """Parse ``code``; a :class:`RewardError` of kind ``syntax`` (or ``no_code``) if it fails."""
+    if not isinstance(code, str) or not code.strip():
+        return RewardError("no_code", "the reward source is empty")
+    try:
+        return ast.parse(code, filename=filename)
+    except SyntaxError as e:
+        text = (e.text or "").rstrip()
+        msg = f"{e.msg}" + (f": {text.strip()[:200]!r}" if text else "")
+        return RewardError("syntax", msg, e.lineno)
+    except (ValueError, RecursionError, MemoryError) as e:  # null bytes, absurd nesting
+        return RewardError("syntax", f"{type(e).__name__}: {e}")
+
+
+def parse_allowed(code: str, free_roots: Collection[str] = ()) -> ast.Module | RewardError:
+    """:func:`parse_source` then :func:`check_ast`: the tree, or the first error."""
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return tree
+    return check_ast(tree, free_roots) or tree
+
+
+# ---------------------------------------------------------------------------------------------
+# The check
+
+
+def _format_fields(text: str) -> list[str] | None:
+    """Field names of a ``str.format`` template (``None``: not a valid template)."""
+    try:
+        return [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError:
+        return None
+
+
+def _check_format_string(node: ast.Constant) -> RewardError | None:
+    text = node.value
+    if "{" not in text:
+        return None
+    fields = _format_fields(text)
+    if fields is None:
+        return None  # not a template; `.format` on anything but a literal is refused anyway
+    allowed = value_allow_list()
+    for f in fields:
+        if "[" in f:
+            return _forbidden(node, f"format field {{{f}}} reads an item (format fields are attribute access)")  # fmt: skip
+        for part in f.split(".")[1:]:
+            if part.startswith("_") or part not in allowed:
+                return _forbidden(
+                    node,
+                    f"format field {{{f}}} reads the attribute {part!r} (format fields are attribute access)",  # fmt: skip
+                )
+    return None
+
+
+class _Checker:
+    """One pass over a module; :meth:`run` returns the first error."""
+
+    def __init__(self, tree: ast.Module, free_roots: Collection[str]) -> None:
+        self.tree = tree
+        self.free_roots = set(free_roots)
+        self.modules = module_allow_list()
+        self.values = value_allow_list()
+        self.aliases: dict[str, str] = dict(PRELUDE_MODULES)
+        self.exempt: set[int] = set()
+
+    # -- names bound by imports -------------------------------------------------------------
+
+    def _module_or_leaf(self, path: str) -> str | None:
+        """``"module"`` / ``"leaf"`` for an allowed dotted path, else ``None``."""
+        if path in ALLOWED_MODULES or path in ALLOWED_SUBMODULES:
+            return "module"
+        mod, _, name = path.rpartition(".")
+        if mod in self.modules and name in self.modules[mod]:
+            return "leaf"
+        return None
+
+    def import_error(self, node: ast.Import | ast.ImportFrom) -> RewardError | None:
+        allowed = ", ".join(sorted(ALLOWED_MODULES | ALLOWED_SUBMODULES))
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] not in ALLOWED_MODULES or self._module_or_leaf(alias.name) != "module":  # fmt: skip
+                    return _forbidden(node, f"import of {alias.name!r}; allowed modules: {allowed}")  # fmt: skip
+                if alias.asname:
+                    self.aliases[alias.asname] = alias.name
+                else:
+                    root = alias.name.split(".")[0]
+                    self.aliases[root] = root
+            return None
+        mod = node.module or ""
+        if node.level or self._module_or_leaf(mod) != "module":
+            return _forbidden(node, f"import from {'.' * node.level + mod!r}; allowed modules: {allowed}")  # fmt: skip
+        for alias in node.names:
+            if alias.name == "*":
+                return _forbidden(node, f"'from {mod} import *'; import names explicitly")
+            kind = self._module_or_leaf(f"{mod}.{alias.name}")
+            if kind is None:
+                return _forbidden(node, f"import of {alias.name!r} from {mod!r} (not a function that computes)")  # fmt: skip
+            if kind == "module":
+                self.aliases[alias.asname or alias.name] = f"{mod}.{alias.name}"
+        return None
+
+    # -- attribute access --------------------------------------------------------------------
+
+    def attribute_error(self, node: ast.Attribute) -> RewardError | None:
+        a = node.attr
+        path = dotted(node)
+        if a.startswith("_"):
+            return _forbidden(node, f"attribute {path or '<expr>.' + a!r} (names starting with '_')")  # fmt: skip
+        if isinstance(node.ctx, ast.Store | ast.Del):
+            return _forbidden(
+                node,
+                f"assignment to the attribute {path or '<expr>.' + a!r}; only local names may be assigned",  # fmt: skip
+            )
+        if path is not None:
+            root, *parts = path.split(".")
+            if root in self.aliases:
+                return self._module_chain_error(node, self.aliases[root], parts, path)
+            if root in self.free_roots:  # e.g. Text2Reward's self.<path>, mapped by its check
+                return _forbidden(node, f"attribute {path!r}") if a in DENIED_VALUE_ATTRIBUTES else None  # fmt: skip
+        if a == "format":
+            if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+                return None  # its fields are checked as attribute access (_check_format_string)
+            return _forbidden(node, "'.format' on anything but a string literal")
+        if a not in self.values:
+            return _forbidden(
+                node,
+                f"attribute {path or '<expr>.' + a!r} (not a method or property of tensors, arrays or containers)",  # fmt: skip
+            )
+        return None
+
+    def _module_chain_error(self, node: ast.AST, mod: str, parts: list[str], path: str) -> RewardError | None:  # fmt: skip
+        current = mod
+        for i, part in enumerate(parts):
+            sub = f"{current}.{part}"
+            if sub in ALLOWED_SUBMODULES:
+                current = sub
+                continue
+            if part in self.modules.get(current, ()):
+                rest = parts[i + 1 :]  # attributes of the function / dtype / constant
+                bad = next((p for p in rest if p not in self.values), None)
+                if bad is None:
+                    return None
+                return _forbidden(node, f"attribute {path!r}")
+            return _forbidden(node, f"attribute {path!r} ({part!r} is not a function of {current} that computes)")  # fmt: skip
+        return None
+
+    # -- the walk ----------------------------------------------------------------------------
+
+    def top_level_error(self) -> RewardError | None:
+        for stmt in self.tree.body:
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                continue  # docstring
+            if not isinstance(stmt, _TOP_LEVEL_OK):
+                return _forbidden(
+                    stmt,
+                    f"top-level {type(stmt).__name__} statement; only imports, function "
+                    "definitions and constant assignments may appear outside functions",
+                )
+            # what runs when the module is executed must be deterministic: no calls in
+            # module-level values, default arguments or annotations
+            if isinstance(stmt, ast.FunctionDef):
+                a = stmt.args
+                parts = [*a.defaults, *(d for d in a.kw_defaults if d is not None), stmt.returns]
+                parts += [x.annotation for x in [*a.posonlyargs, *a.args, *a.kwonlyargs]]
+            elif isinstance(stmt, ast.Assign | ast.AnnAssign):
+                parts = [stmt.value, getattr(stmt, "annotation", None)]
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                if not all(isinstance(t, ast.Name) for t in targets):
+                    return _forbidden(stmt, "module-level assignments may only bind names")
+            else:
+                parts = []
+            for part in parts:
+                if part is None:
+                    continue
+                call = next((n for n in ast.walk(part) if not isinstance(n, _STATIC_NODES)), None)  # fmt: skip
+                if call is not None:
+                    return _forbidden(
+                        call,
+                        f"{type(call).__name__} outside a function (module-level values, "
+                        "default arguments and annotations must be constants)",
+                    )
+        return None
+
+    def run(self) -> RewardError | None:
+        err = self.top_level_error()
+        if err:
+            return err
+        for fn in ast.walk(self.tree):  # the accepted decorators are removed before execution
+            if isinstance(fn, ast.FunctionDef):
+                for dec in fn.decorator_list:
+                    if dotted(dec) in JIT_DECORATORS:
+                        self.exempt.update(id(n) for n in ast.walk(dec))
+        # imports first, wherever they are, so that aliases are known for every attribute
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                err = self.import_error(node)
+                if err:
+                    return err
+        for node in ast.walk(self.tree):
+            if id(node) in self.exempt:
+                continue
+            err = self.node_error(node)
+            if err:
+                return err
+        return None
+
+    def node_error(self, node: ast.AST) -> RewardError | None:  # noqa: PLR0911 - one rule per node type
+        kind = _FORBIDDEN_NODES.get(type(node))
+        if kind:
+            return _forbidden(node, f"{kind} are not allowed")
+        if isinstance(node, ast.Name):
+            if node.id.startswith("__"):
+                return _forbidden(node, f"name {node.id!r} (names starting with '__')")
+            if node.id in FORBIDDEN_NAMES or (
+                hasattr(builtins, node.id)
+                and node.id not in SAFE_BUILTIN_NAMES
+                and isinstance(node.ctx, ast.Load)  # fmt: skip
+                and node.id not in self.aliases
+                and node.id not in PRELUDE_NAMES
+            ):
+                return _forbidden(node, f"use of the builtin {node.id!r}")
+        elif isinstance(node, ast.Attribute):
+            return self.attribute_error(node)
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store | ast.Del):
+            base: ast.AST = node
+            while isinstance(base, ast.Subscript):
+                base = base.value
+            if not isinstance(base, ast.Name):
+                return _forbidden(node, "item assignment into anything but a local name")
+        elif isinstance(node, ast.FunctionDef | ast.Lambda):
+            if isinstance(node, ast.FunctionDef):
+                if node.name.startswith("__"):
+                    return _forbidden(node, f"function name {node.name!r}")
+                for dec in node.decorator_list:
+                    if dotted(dec) not in JIT_DECORATORS:
+                        return _forbidden(dec, "decorators other than @torch.jit.script are not allowed")  # fmt: skip
+            args = node.args
+            for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+                if arg is not None and arg.arg.startswith("__"):
+                    return _forbidden(node, f"argument name {arg.arg!r}")
+        elif isinstance(node, ast.alias) and node.asname and node.asname.startswith("__"):
+            return _forbidden(node, f"import alias {node.asname!r}")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return _check_format_string(node)
+        elif isinstance(node, ast.keyword) and node.arg:
+            if node.arg.startswith("__"):
+                return _forbidden(node, f"keyword argument {node.arg!r}")
+            if node.arg == "out":
+                return _forbidden(node, "the 'out=' keyword (it writes into an existing tensor); use the returned value")  # fmt: skip
+        elif isinstance(node, ast.ExceptHandler) and node.name and node.name.startswith("__"):
+            return _forbidden(node, f"name {node.name!r}")
+        elif isinstance(node, ast.NamedExpr) and node.target.id.startswith("__"):
+            return _forbidden(node, f"name {node.target.id!r}")
+        return None
+
+
+def check_ast(tree: ast.Module, free_roots: Collection[str] = ()) -> RewardError | None:
+    """The allow-list check of a parsed module (see the module docstring).
+
+    Args:
+        tree: the parsed reward source.
+        free_roots: local names whose attribute chains a style's own check maps (Text2Reward's
+            ``self``); only the deny-list applies to them here.
+
+    Returns:
+        ``None`` if the code passes, else the first :class:`RewardError` (kind ``forbidden``).
+    """
+    try:
+        return _Checker(tree, free_roots).run()
+    except RecursionError:
+        return RewardError("forbidden", "the code is nested too deeply to be checked")
+
+
+def find_function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
+    """The last top-level ``def name`` of the module (the one exec would keep)."""
+    found = None
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name == name:
+            found = stmt
+    return found
+
+
+def positional_params(fn: ast.FunctionDef) -> list[str]:
+    """Names of the positional parameters of ``fn``."""
+    return [a.arg for a in [*fn.args.posonlyargs, *fn.args.args]]
+
+
+def state_reads(tree: ast.AST, var: str) -> list[tuple[str, int]]:
+    """Constant keys read from the mapping named ``var``: ``var["k"]`` and ``var.get("k")``."""
+    out = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == var
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            out.append((node.slice.value, node.lineno))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == var
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            out.append((node.args[0].value, node.lineno))
+    return out
+
+
+def unknown_name_error(name: str, known: Collection[str], line: int | None, what: str) -> RewardError:  # fmt: skip
+    """An ``unknown_state`` error listing the known names (and the closest one)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return RewardError(
+        "unknown_state",
+        f"{what} {name!r} does not exist{hint}; known: {', '.join(sorted(known))}",
+        line,
+    )
+
+
+def check_source(
+    code: str, state_names: Collection[str], entry: str = "compute_reward"
+) -> RewardError | None:
+    """Static checks of a native reward: syntax, allow-list, signature, state names read.
+
+    Args:
+        code: Python source defining ``entry(state, action)``.
+        state_names: the task's state entries (``env.state_spec()`` keys).
+        entry: name of the reward function.
+
+    Returns:
+        ``None`` if the code passes, else the first :class:`RewardError` (kinds ``syntax``,
+        ``no_code``, ``forbidden``, ``signature``, ``unknown_state``).
+
+    Only constant keys (``state["pole_angle"]``, ``state.get("x")``) are checked here; computed
+    keys are caught when the code runs (the state mapping raises a ``KeyError`` listing names).
+    """
+    tree = parse_allowed(code)
+    if isinstance(tree, RewardError):
+        return tree
+    fn = find_function(tree, entry)
+    if fn is None:
+        defined = [s.name for s in tree.body if isinstance(s, ast.FunctionDef)]
+        return RewardError(
+            "signature",
+            f"no function {entry!r} defined"
+            + (f" (found: {', '.join(defined)})" if defined else ""),
+        )
+    params = positional_params(fn)
+    required = len(params) - len(fn.args.defaults)
+    if (
+        len(params) < 2
+        or required > 2
+        or fn.args.vararg
+        or fn.args.kwonlyargs
+        and any(d is None for d in fn.args.kw_defaults)
+    ):
+        return RewardError(
+            "signature",
+            f"{entry}({', '.join(params)}) must take exactly two positional arguments "
+            "(state, action)",
+            fn.lineno,
+        )
+    known = set(state_names)
+    for name, line in state_reads(fn, params[0]):
+        if name not in known:
+            return unknown_name_error(name, known, line, "state entry")
+    return None
+
+
+__all__ = [
+    "ALLOWED_MODULES",
+    "ALLOWED_SUBMODULES",
+    "FORBIDDEN_NAMES",
+    "PRELUDE_NAMES",
+    "check_ast",
+    "check_source",
+    "find_function",
+    "module_allow_list",
+    "parse_allowed",
+    "parse_source",
+    "positional_params",
+    "state_reads",
+    "unknown_name_error",
+    "value_allow_list",
+]
