@@ -35,6 +35,39 @@ class StateField:
         return f"{name}: {shape} {self.unit}, {self.frame} frame. {self.doc}"
 
 
+def check_actions(
+    actions: torch.Tensor, num_envs: int, action_dim: int, device: torch.device | str, name: str
+) -> torch.Tensor:
+    """Validate a batch of actions and clip it to ``[-1, 1]``.
+
+    Args:
+        actions: ``[num_envs, action_dim]``, anything ``torch.as_tensor`` takes.
+        num_envs, action_dim: the expected shape.
+        device: where the returned tensor lives.
+        name: the env's task name, for the error messages.
+
+    Returns:
+        ``[num_envs, action_dim]`` float32 on ``device``, detached and clipped.
+
+    Raises:
+        ValueError: wrong shape, or NaN/Inf (the message names up to 8 worlds).
+    """
+    actions = torch.as_tensor(actions)
+    expected = (num_envs, action_dim)
+    if tuple(actions.shape) != expected:
+        raise ValueError(
+            f"{name}: actions must have shape {list(expected)} "
+            f"[num_envs, action_dim], got {list(actions.shape)}"
+        )
+    actions = actions.detach().to(device, torch.float32)
+    if not bool(torch.isfinite(actions).all()):
+        bad = (~torch.isfinite(actions).all(-1)).nonzero().squeeze(-1)[:8].tolist()
+        raise ValueError(
+            f"{name}: actions contain NaN or Inf (worlds {bad}); expected finite values in [-1, 1]"
+        )
+    return actions.clamp(-1.0, 1.0)
+
+
 class BatchedEnv(abc.ABC):
     """A batch of ``num_envs`` worlds stepped together.
 

@@ -30,8 +30,11 @@ What this backend cannot do (see ``docs/gpu_simulation.md``):
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +42,9 @@ import mujoco
 import numpy as np
 import torch
 
-from rewardlab.core.reward import RewardFn, compose
-from rewardlab.envs.mujoco_backend import _env_tensors
-from rewardlab.envs.rendering import make_renderer
-from rewardlab.envs.sim_env import SimTaskEnv
+from rewardlab.core.reward import RewardFn
+from rewardlab.envs.randomization import DomainRandomizer
+from rewardlab.envs.sim_env import SimTaskEnv, env_tensors
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 
 # Rows of mujoco_warp.Data that are the integration state (as mjSTATE_INTEGRATION): restoring
@@ -163,32 +165,20 @@ class WarpEnv(SimTaskEnv):
         domain_rand: Any = None,
         torch_threads: int | None = 1,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
-        if self.device.type not in ("cpu", "cuda"):
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.type not in ("cpu", "cuda"):
             raise ValueError(f"device: got {str(device)!r}, expected cpu, cuda or cuda:<index>")
-        if torch_threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(torch_threads)
         wp = self._wp = init_warp()
         import mujoco_warp as mjw
 
         self._mjw = mjw
-        self.model = task_cls.load_model()
-        self.task = task_cls(cfg if cfg is not None else task_cls.default_config(), self.model)
-        self.cfg = self.task.cfg
-        self.num_envs = num_envs
-        self.max_episode_steps = self.cfg.episode_steps
-        self.control_dt = float(self.model.opt.timestep) * self.cfg.frame_skip
-        self.action_dim = self.model.nu
+        self._init_task(task_cls, cfg, num_envs, device, device, torch_threads)
         self._wp_device = wp.device_from_torch(self.device)
 
         self._dr = None
         if domain_rand is not None and domain_rand.enabled:
-            from rewardlab.envs.randomization import DomainRandomizer
-
             self._dr = DomainRandomizer(domain_rand, self.model, num_envs, seed, device=self.device)
         dr_fields = tuple(self._dr.physics_fields) if self._dr is not None else ()
 
@@ -227,25 +217,7 @@ class WarpEnv(SimTaskEnv):
         )
         self._model_rows = {f: wp.to_torch(getattr(self._m, f)) for f in dr_fields}
 
-        lo, hi = self.model.actuator_ctrlrange.T.copy()
-        limited = self.model.actuator_ctrllimited.astype(bool)
-        lo[~limited], hi[~limited] = -1.0, 1.0
-        f32 = {"dtype": torch.float32, "device": self.device}
-        self._ctrl_mid = torch.as_tensor((hi + lo) / 2, **f32)
-        self._ctrl_half = torch.as_tensor((hi - lo) / 2, **f32)
-        self.reward_fn: RewardFn = reward_fn or compose(self.task.reward_terms())
-
-        self._gen = torch.Generator(device=self.device)
-        self._gen.manual_seed(seed)
-        self._last_action = torch.zeros(num_envs, self.action_dim, **f32)
-        self._prev_action = torch.zeros(num_envs, self.action_dim, **f32)
-        self._ep_len = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self._ep_return = torch.zeros(num_envs, **f32)
-        self._ep_terms: dict[str, torch.Tensor] = {}
-        self._state: dict[str, torch.Tensor] | None = None
-        self._renderer: mujoco.Renderer | None = None
-        self._render_size = render_size
-        self._render_data: mujoco.MjData | None = None
+        self._init_buffers(seed, reward_fn, render_size, ctrl_dtype=torch.float32)
         self._nstep = 0
         self._overflow_warned = False
 
@@ -261,121 +233,14 @@ class WarpEnv(SimTaskEnv):
         if self._use_graph:
             self._capture()
 
-    # -- BatchedEnv ------------------------------------------------------------------------------
-
-    @_env_tensors
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        all_ids = torch.arange(self.num_envs, device=self.device)
-        if seed is not None:
-            self._gen.manual_seed(seed)
-            if self._dr is not None:  # the seed decides the worlds' physics too
-                self._dr.seed(seed)
-                if self._model_rows and not self._dr.cfg.resample_on_reset:
-                    self._write_physics(all_ids, self._dr.sample_physics(all_ids))
-        self._reset_worlds(all_ids)
-        self._state = self._full_state()
-        obs = self.task.observation(self._state)
-        return obs if self._dr is None else self._dr.noise(obs)
-
-    @_env_tensors
-    def step(
-        self, actions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
-        if self._state is None:
-            raise RuntimeError("call reset() before step()")
-        action = self._check_action(actions)
-        applied = action if self._dr is None else self._dr.delay(action)
-        self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * applied)
-        self._physics()
-        self._prev_action, self._last_action = self._last_action, action
-
-        state = self._full_state()
-        reward, terms = self.reward_fn(state, action)
-        # A world whose physics blew up (NaN/Inf) ends as terminated with zero reward.
-        diverged = ~torch.isfinite(self.sim.qpos.sum(-1) + self.sim.qvel.sum(-1))
-        terminated = self.task.terminated(state) | diverged
-        self._ep_len += 1
-        truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
-        success = self.task.success(state) & ~terminated
-        reward = reward.float().masked_fill(diverged, 0.0)
-        obs, state, info = self._end_step(state, reward, terms, terminated, truncated, success)
-        self._state = state
-        self._nstep += 1
-        n = self._nstep  # overflow flags are sticky: checks at steps 1, 2, 4, ... then every 1024
-        if n & (n - 1) == 0 or n % 1024 == 0:
-            self._check_overflow()
-        return obs, reward, terminated, truncated, info
-
-    def state(self) -> dict[str, torch.Tensor]:
-        if self._state is None:
-            raise RuntimeError("call reset() before state()")
-        return dict(self._state)
-
-    def success(self) -> torch.Tensor:
-        if self._state is None:
-            raise RuntimeError("call reset() before success()")
-        return self.task.success(self._state)
-
-    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
-        """Render worlds with MuJoCo's CPU renderer (their state rows are copied to the host)."""
-        ids = list(range(self.num_envs)) if env_ids is None else [int(i) for i in env_ids]
-        h, w = self._render_size
-        if not ids:
-            return torch.zeros((0, h, w, 3), dtype=torch.uint8)
-        if self._renderer is None:
-            # Same settings as the mujoco backend: fast software rendering.
-            self.model.vis.quality.offsamples = 0
-            self.model.vis.quality.shadowsize = min(int(self.model.vis.quality.shadowsize), 1024)
-            self._renderer = make_renderer(self.model, height=h, width=w)
-            self._render_data = mujoco.MjData(self.model)
-        data = self._render_data
-        assert data is not None
-        sel = torch.as_tensor(ids, device=self.device)
-        rows = {f: v[sel].double().cpu().numpy() for f, v in self._rows.items()}
-        camera = 0 if self.model.ncam > 0 else -1
-        frames = []
-        for k in range(len(ids)):
-            for f in ("time", "qpos", "qvel", "act", "mocap_pos", "mocap_quat"):
-                if f in rows:
-                    target = getattr(data, f)
-                    if f == "time":
-                        data.time = float(rows[f][k])
-                    else:
-                        target[...] = rows[f][k].reshape(target.shape)
-            mujoco.mj_forward(self.model, data)
-            self._renderer.update_scene(data, camera=camera)
-            frames.append(self._renderer.render().copy())
-        return torch.from_numpy(np.stack(frames))
-
-    def get_state_dict(self) -> dict[str, Any]:
-        """Physics rows (on the CPU), episode counters, RNG and task buffers, for exact resume."""
-        if self._state is None:
-            raise RuntimeError("call reset() before get_state_dict()")
-        return {
-            "physics": {f: rows.cpu().clone() for f, rows in self._rows.items()},
-            "ep_len": self._ep_len.cpu().clone(),
-            "ep_return": self._ep_return.cpu().clone(),
-            "ep_terms": {k: v.cpu().clone() for k, v in self._ep_terms.items()},
-            "last_action": self._last_action.cpu().clone(),
-            "prev_action": self._prev_action.cpu().clone(),
-            "generator": self._gen.get_state(),
-            "task": self.task.get_state_dict(),
-            **({"domain_rand": self._dr.state_dict()} if self._dr is not None else {}),
-        }
-
-    @_env_tensors
+    @env_tensors
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`get_state_dict` returned (same task and num_envs).
 
         A snapshot of the ``mujoco`` backend loads too (its float64 rows are rounded to
         float32); the reverse does not hold for the generator on a CUDA device.
         """
-        if ("domain_rand" in state) != (self._dr is not None):
-            raise ValueError(
-                f"{self.task.name}: the snapshot was taken "
-                f"{'with' if 'domain_rand' in state else 'without'} domain randomization, "
-                f"this env is {'with' if self._dr is not None else 'without'}"
-            )
+        self._check_snapshot(state)
         for f, value in state["physics"].items():
             value = torch.as_tensor(value)
             target = self._rows.get(f)
@@ -392,20 +257,8 @@ class WarpEnv(SimTaskEnv):
             self._dr.load_state_dict(state["domain_rand"])
             ids = torch.arange(self.num_envs, device=self.device)
             self._write_physics(ids, self._dr.current_physics())
-        self._forward()
-        dev = self.device
-        self._ep_len.copy_(torch.as_tensor(state["ep_len"]))
-        self._ep_return.copy_(torch.as_tensor(state["ep_return"]))
-        self._ep_terms = {
-            k: torch.as_tensor(v).to(dev).clone() for k, v in state["ep_terms"].items()
-        }
-        self._last_action = torch.as_tensor(state["last_action"]).to(dev, torch.float32).clone()
-        self._prev_action = torch.as_tensor(state["prev_action"]).to(dev, torch.float32).clone()
-        self._gen.set_state(state["generator"])
-        self.task.load_state_dict(state["task"])
-        if getattr(self.task, "target", None) is not None:  # task buffers follow the device
-            self.task.target = self.task.target.to(dev)
-        self._state = self._full_state()
+        self._forward_all()
+        self._load_bookkeeping(state)
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -432,7 +285,7 @@ class WarpEnv(SimTaskEnv):
                 mjw.step(m, d)
         mjw.step1(m, d)
 
-    def _physics(self) -> None:
+    def _physics_step(self) -> None:
         wp = self._wp
         with wp.ScopedDevice(self._wp_device), self._stream():
             if self._step_graph is not None:
@@ -440,7 +293,10 @@ class WarpEnv(SimTaskEnv):
             else:
                 self._physics_calls()
 
-    def _forward(self) -> None:
+    def _forward(self, ids: torch.Tensor) -> None:
+        self._forward_all()
+
+    def _forward_all(self) -> None:
         """Position and velocity stages for every world (after rows were written)."""
         wp = self._wp
         with wp.ScopedDevice(self._wp_device), self._stream():
@@ -451,8 +307,6 @@ class WarpEnv(SimTaskEnv):
 
     def _stream(self) -> Any:
         """Run Warp on torch's current stream, so that torch and Warp work stay ordered."""
-        import contextlib
-
         if self.device.type != "cuda":
             return contextlib.nullcontext()
         wp = self._wp
@@ -471,8 +325,6 @@ class WarpEnv(SimTaskEnv):
 
     def _capture(self) -> None:
         """Capture the step and the forward pass as CUDA graphs (arrays must not move after)."""
-        import gc
-
         wp = self._wp
         # Capture on Warp's own stream of the device (torch's default stream may be the legacy
         # stream, on which CUDA cannot capture); replays are launched on torch's stream.
@@ -495,7 +347,7 @@ class WarpEnv(SimTaskEnv):
         finally:
             if enabled:
                 gc.enable()
-        self._forward()  # derived fields of the restored state
+        self._forward_all()  # derived fields of the restored state
 
     def _write_physics(self, ids: torch.Tensor, values: dict[str, torch.Tensor]) -> None:
         """Write per-world model values (``DomainRandomizer.sample_physics``) into the model."""
@@ -508,39 +360,32 @@ class WarpEnv(SimTaskEnv):
             with self._wp.ScopedDevice(self._wp_device), self._stream():
                 self._mjw.set_const(self._m, self._d, groups=groups)
 
-    def _reset_worlds(self, ids: torch.Tensor) -> None:
+    def _restore_rows(self, ids: torch.Tensor) -> None:
         for f, rows in self._rows.items():
             rows[ids] = self._initial_row[f]
-        if self._dr is not None:
-            if self._model_rows and self._dr.cfg.resample_on_reset:
-                self._write_physics(ids, self._dr.sample_physics(ids))
-            self._dr.reset(ids)
-        self.task.reset(self.sim, ids, self._gen)
-        self._last_action[ids] = 0.0
-        self._prev_action[ids] = 0.0
-        self._forward()
-        self._ep_len[ids] = 0
-        self._ep_return[ids] = 0.0
-        for v in self._ep_terms.values():
-            v[ids] = 0.0
 
-    def _check_action(self, actions: torch.Tensor) -> torch.Tensor:
-        actions = torch.as_tensor(actions)
-        expected = (self.num_envs, self.action_dim)
-        if tuple(actions.shape) != expected:
-            raise ValueError(
-                f"{self.task.name}: actions must have shape {list(expected)} "
-                f"[num_envs, action_dim], got {list(actions.shape)}"
-            )
-        actions = actions.detach().to(self.device, torch.float32)
-        finite = torch.isfinite(actions).all(-1)
-        if not bool(finite.all()):
-            bad = (~finite).nonzero().squeeze(-1)[:8].tolist()
-            raise ValueError(
-                f"{self.task.name}: actions contain NaN or Inf (worlds {bad}); "
-                "expected finite values in [-1, 1]"
-            )
-        return actions.clamp(-1.0, 1.0)
+    def _physics_snapshot(self) -> dict[str, Any]:
+        return {f: rows.cpu().clone() for f, rows in self._rows.items()}
+
+    def _render_worlds(self, ids: list[int], data: mujoco.MjData) -> Iterator[mujoco.MjData]:
+        """Copy the worlds' rows to the host once, then fill ``data`` world by world."""
+        sel = torch.as_tensor(ids, device=self.device)
+        rows = {f: v[sel].double().cpu().numpy() for f, v in self._rows.items()}
+        for k in range(len(ids)):
+            for f in ("time", "qpos", "qvel", "act", "mocap_pos", "mocap_quat"):
+                if f in rows:
+                    if f == "time":
+                        data.time = float(rows[f][k])
+                    else:
+                        target = getattr(data, f)
+                        target[...] = rows[f][k].reshape(target.shape)
+            yield data
+
+    def _after_step(self) -> None:
+        self._nstep += 1
+        n = self._nstep  # overflow flags are sticky: checks at steps 1, 2, 4, ... then every 1024
+        if n & (n - 1) == 0 or n % 1024 == 0:
+            self._check_overflow()
 
     def _check_overflow(self) -> None:
         """Warn once when a world ran out of contact or constraint capacity."""
@@ -564,7 +409,3 @@ class WarpEnv(SimTaskEnv):
                 RuntimeWarning,
                 stacklevel=3,
             )
-
-    def _compute_obs_dim(self) -> int:
-        self._reset_worlds(torch.arange(self.num_envs, device=self.device))
-        return self.task.observation(self._full_state()).shape[-1]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from rewardlab.core.reward import RewardFn
-from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.base import BatchedEnv, StateField, check_actions
 from rewardlab.envs.randomization import DomainRandConfig, DomainRandomizer
 
 
@@ -130,13 +130,7 @@ class IsaacAdapterBase(BatchedEnv):
         self._ep_terms = {}
 
     def _check_action(self, actions: torch.Tensor) -> torch.Tensor:
-        actions = torch.as_tensor(actions)
-        if tuple(actions.shape) != (self.num_envs, self.action_dim):
-            raise ValueError(
-                f"{self.name}: actions must have shape [{self.num_envs}, {self.action_dim}] "
-                f"[num_envs, action_dim], got {list(actions.shape)}"
-            )
-        return actions.detach().to(self.device, torch.float32).clamp(-1.0, 1.0)
+        return check_actions(actions, self.num_envs, self.action_dim, self.device, self.name)
 
     def _our_reward(self, state: Mapping[str, torch.Tensor], action: torch.Tensor) -> torch.Tensor:
         """Evaluate ``reward_fn`` (checked), remembering its components for the logs."""
