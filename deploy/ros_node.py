@@ -29,6 +29,11 @@ the observation it used (lowest latency); a timer at the same rate still ticks w
 stop, so the watchdog sees a blackout. Per-tick latency (joint state received -> command
 published) and tick intervals are kept; ``stats_out`` writes them as JSON on exit.
 
+Fails closed: every callback runs under :meth:`DeployNode._guarded`; an exception in a callback,
+in a publish or in the executor itself (rclpy raises from ``spin_once`` when a message cannot be
+taken) is reported to the controller (:meth:`~rewardlab.deploy.controller.Controller.fault`:
+HOLD while the policy runs, with the reason on the safety-state topic) and the loop goes on.
+
 rclpy is imported only when a node is built: importing this module needs no ROS. Not supported:
 lifecycle (managed) nodes, services (std_srvs is not among the PyPI wheels), multi-threaded
 executors, ROS time / ``use_sim_time`` (the controller runs on ``time.monotonic()``).
@@ -106,6 +111,11 @@ def _stamp(header: Any) -> float:
     return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
 
 
+def _exc(where: str, e: BaseException) -> str:
+    text = " ".join(f"{where} raised {type(e).__name__}: {e}".split())
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
 class DeployNode:
     """The rclpy node around one controller (build it with :func:`create_node`).
 
@@ -161,6 +171,9 @@ class DeployNode:
         self._next_due = -math.inf
         self._last_log = time.monotonic()
         self._last_status = ""
+        self.errors = 0
+        """Exceptions caught in callbacks, publishes and the executor (each reported as a fault)."""
+        self._last_error_log = -math.inf
         self.lock = threading.Lock()
         """Held around every controller call (another thread may share the controller)."""
         if not rclpy.ok(context=context):
@@ -266,74 +279,100 @@ class DeployNode:
         if self.trigger == "timer" or now >= self._next_due + 0.5 * self.period:
             self._tick(now)
 
-    # Callbacks as the executor calls them: each under ``self.lock``.
+    # Callbacks as the executor calls them: each under ``self.lock``, each guarded.
+    def _guarded(self, where: str, fn: Callable[..., None], *args: Any) -> None:
+        """``fn(*args)`` under the lock; an exception becomes a controller fault (never raises)."""
+        try:
+            with self.lock:
+                fn(*args)
+        except Exception as e:  # noqa: BLE001 - no input may end the loop
+            self._report(_exc(where, e))
+
+    def _report(self, reason: str) -> None:
+        """Tell the controller (HOLD while running) and log, at most once a second."""
+        self.errors += 1
+        now = time.monotonic()
+        with contextlib.suppress(Exception), self.lock:  # reporting must not raise either
+            self.ctrl.fault(reason, now)
+            self._publish_status()
+        if now - self._last_error_log >= 1.0:
+            self._last_error_log = now
+            with contextlib.suppress(Exception):
+                self.log(f"[deploy] error ({self.errors} so far): {reason}")
+
     def _on_joint_state(self, msg: Any) -> None:
-        with self.lock:
-            self._on_joint_state_unlocked(msg)
+        self._guarded(f"{self.robot.topics.joint_states} callback", self._on_joint_state_unlocked, msg)  # fmt: skip
         if self.recorder is not None:
             self._record_input(self.robot.topics.joint_states, "sensor_msgs/msg/JointState", msg)
 
     def _on_imu(self, msg: Any) -> None:
-        with self.lock:
-            self._on_imu_unlocked(msg)
+        self._guarded(f"{self.robot.topics.imu} callback", self._on_imu_unlocked, msg)
         if self.recorder is not None:
             self._record_input(self.robot.topics.imu, "sensor_msgs/msg/Imu", msg)
 
     def _on_target(self, msg: Any) -> None:
-        with self.lock:
-            self._on_target_unlocked(msg)
+        self._guarded(f"{self.robot.topics.target} callback", self._on_target_unlocked, msg)
         if self.recorder is not None:
             self._record_input(self.robot.topics.target, "geometry_msgs/msg/PointStamped", msg)
 
     def _on_estop(self, msg: Any) -> None:
-        with self.lock:
-            self._on_estop_unlocked(msg)
+        self._guarded(f"{self.robot.topics.estop} callback", self._on_estop_unlocked, msg)
         if self.recorder is not None:
             self._record_input(self.robot.topics.estop, "std_msgs/msg/Bool", msg)
 
     def _on_heartbeat(self, msg: Any) -> None:
-        with self.lock:
-            self._on_heartbeat_unlocked(msg)
+        self._guarded(f"{self.robot.topics.heartbeat} callback", self._on_heartbeat_unlocked, msg)
 
     def _on_reset(self, msg: Any) -> None:
-        with self.lock:
-            self._on_reset_unlocked(msg)
+        self._guarded("~/reset callback", self._on_reset_unlocked, msg)
 
     def _on_timer(self) -> None:
-        with self.lock:
-            self._on_timer_unlocked()
+        self._guarded("control timer", self._on_timer_unlocked)
 
     def _record_input(self, topic: str, msgtype: str, msg: Any) -> None:
         from rclpy.serialization import serialize_message
 
-        self._rec_queue.put((topic, msgtype, serialize_message(msg), time.time()))
+        try:
+            self._rec_queue.put((topic, msgtype, serialize_message(msg), time.time()))
+        except Exception as e:  # noqa: BLE001 - a recording failure is a fault, not a crash
+            self._report(_exc(f"recording {topic}", e))
 
     def _record_loop(self) -> None:
         """Write queued inputs and commands to the bag (its own thread); ``None`` ends it."""
+        while (item := self._rec_queue.get()) is not None:
+            try:
+                self._record_item(item)
+            except RuntimeError:  # the recorder was closed meanwhile
+                pass
+            except Exception as e:  # noqa: BLE001 - a recording failure is a fault, not a crash
+                self._report(_exc("recording", e))
+
+    def _record_item(self, item: tuple) -> None:
         from rewardlab.deploy.transport_dds import deserialize
 
-        while (item := self._rec_queue.get()) is not None:
-            with contextlib.suppress(RuntimeError):  # the recorder was closed meanwhile
-                if isinstance(item[0], Command):
-                    self.recorder.record_command(*item)  # (command, wall time of the tick)
-                else:  # (topic, msgtype, rclpy CDR, wall time received)
-                    # rclpy (Fast CDR) pads a message to 8 bytes, which rosbags' reader refuses;
-                    # re-serialize through the DDS transport's types for canonical CDR
-                    topic, msgtype, data, t = item
-                    self.recorder.write_msg(topic, msgtype, deserialize(data, msgtype), t)
+        if isinstance(item[0], Command):
+            self.recorder.record_command(*item)  # (command, wall time of the tick)
+        else:  # (topic, msgtype, rclpy CDR, wall time received)
+            # rclpy (Fast CDR) pads a message to 8 bytes, which rosbags' reader refuses;
+            # re-serialize through the DDS transport's types for canonical CDR
+            topic, msgtype, data, t = item
+            self.recorder.write_msg(topic, msgtype, deserialize(data, msgtype), t)
 
     def _on_start(self, _msg: Any) -> None:
-        with self.lock:
-            self.ctrl.start()
+        self._guarded("~/start callback", self.ctrl.start)
 
     # -- the tick ------------------------------------------------------------------------------
 
     def _tick(self, now: float) -> None:
         # Next deadline one period on; after a long stall, re-anchor rather than burst.
         self._next_due = max(self._next_due + self.period, now + 0.5 * self.period)
-        cmd = self.ctrl.tick(now)
+        cmd = self.ctrl.tick(now)  # never raises
         if cmd is not None:
-            self._publish(cmd)
+            try:
+                self._publish(cmd)
+            except Exception as e:  # noqa: BLE001 - the loop goes on (and holds)
+                self.errors += 1
+                self.ctrl.fault(_exc(f"publishing on {self.robot.topics.command}", e), now)
             t_pub = time.monotonic()
             self.stats.tick_times.append(now)
             # latency of the policy path only: HOLD/DAMP commands may rest on old joint states
@@ -342,7 +381,11 @@ class DeployNode:
             self.stats.latencies.append(t_pub - cmd.obs_recv_time if ok else math.nan)
             self.stats.states.append(cmd.state)
             if self.record is not None:
-                self.record(cmd)
+                try:
+                    self.record(cmd)
+                except Exception as e:  # noqa: BLE001 - a consumer's failure is a fault
+                    self.errors += 1
+                    self.ctrl.fault(_exc("command callback", e), now)
             if self._rec_queue is not None:
                 self._rec_queue.put((cmd, time.time()))
         self._publish_status()
@@ -376,7 +419,11 @@ class DeployNode:
             self._last_status = status
             self.log(f"[deploy] safety: {status}")
             if self.state_pub is not None:
-                self.state_pub.publish(self._string(data=status))
+                try:
+                    self.state_pub.publish(self._string(data=status))
+                except Exception as e:  # noqa: BLE001 - the status is informative
+                    self.errors += 1
+                    self.ctrl.fault(_exc(f"publishing on {self.robot.topics.safety_state}", e))
 
     # -- running -------------------------------------------------------------------------------
 
@@ -389,7 +436,14 @@ class DeployNode:
         t_end = time.monotonic() + duration if duration else math.inf
         try:
             while time.monotonic() < t_end and not (stop is not None and stop.is_set()):
-                executor.spin_once(timeout_sec=min(0.1, max(0.0, t_end - time.monotonic())))
+                try:
+                    executor.spin_once(timeout_sec=min(0.1, max(0.0, t_end - time.monotonic())))
+                except (KeyboardInterrupt, ExternalShutdownException):
+                    raise
+                except Exception as e:  # noqa: BLE001 - e.g. a message rclpy cannot take
+                    if not self.node.context.ok():
+                        break
+                    self._report(_exc("rclpy executor", e))
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:

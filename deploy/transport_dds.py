@@ -346,6 +346,8 @@ def command_positions_from_msg(msg: Any, names: tuple[str, ...]) -> np.ndarray:
 
 
 QOS_KINDS = ("sensor", "reliable")
+MAX_TAKES_PER_CALLBACK = 256
+"""Samples one listener call takes at most (readers keep 5 or 10: never reached in practice)."""
 
 
 def make_qos(kind: str = "reliable", depth: int | None = None) -> Any:
@@ -402,11 +404,18 @@ class DdsNode:
 
     domain_id: int | None = None
     local_only: bool = False
+    on_error: Callable[[str], None] | None = None
+    """Called with a one-line reason when a sample cannot be taken (malformed CDR) or a callback
+    raises; ``None``: print the reason (at most once a second). Never lets the error reach
+    Cyclone's listener thread."""
+    errors: int = field(init=False, default=0)
+    """Samples that could not be taken and callbacks that raised."""
     participant: Any = field(init=False, default=None)
     subscriptions: list[Subscription] = field(init=False, default_factory=list)
     _writers: list[Any] = field(init=False, default_factory=list)
     _topics: dict[str, Any] = field(init=False, default_factory=dict)
     _domain: Any = field(init=False, default=None)
+    _last_error_print: float = field(init=False, default=-float("inf"))
 
     def __post_init__(self) -> None:
         from cyclonedds.domain import Domain, DomainParticipant
@@ -448,26 +457,39 @@ class DdsNode:
         depth: int | None = None,
     ) -> Subscription:
         """Call ``callback(msg, recv_time)`` for each message (``recv_time``: ``time.monotonic()``
-        when the listener took it)."""
-        from cyclonedds.core import Listener
+        when the listener took it).
+
+        Samples are taken one at a time: one that does not deserialize (malformed CDR) is lost
+        alone and reported to :attr:`on_error`, as is an exception from ``callback``."""
+        from cyclonedds.core import DDSException, Listener
         from cyclonedds.sub import DataReader
 
         sub = Subscription(topic, msgtype, None)
+        node = self
 
         class _Listener(Listener):
             def on_data_available(self, reader: Any) -> None:
-                if reader is None or sub.reader is None:  # the node is closing
-                    return
-                try:
-                    samples = reader.take(N=64)
-                except Exception:  # noqa: BLE001 - a reader deleted while closing
-                    return
-                for msg in samples:
+                for _ in range(MAX_TAKES_PER_CALLBACK):
+                    if reader is None or sub.reader is None:  # the node is closing
+                        return
+                    try:
+                        samples = reader.take(N=1)
+                    except DDSException:  # a reader deleted while closing
+                        return
+                    except Exception as e:  # noqa: BLE001 - a sample that does not deserialize
+                        node._error(f"{topic}: cannot read a {msgtype} sample", e)
+                        continue
+                    if not samples:
+                        return
+                    msg = samples[0]
                     now = time.monotonic()
                     if getattr(msg, "__class__", None) is not cls:  # invalid samples (disposals)
                         continue
                     sub.count += 1
-                    callback(msg, now)
+                    try:
+                        callback(msg, now)
+                    except Exception as e:  # noqa: BLE001 - never into Cyclone's thread
+                        node._error(f"{topic} callback", e)
 
         cls = msg_class(msgtype)
         sub.reader = DataReader(
@@ -478,6 +500,20 @@ class DdsNode:
         )
         self.subscriptions.append(sub)
         return sub
+
+    def _error(self, where: str, e: BaseException) -> None:
+        self.errors += 1
+        reason = " ".join(f"{where} raised {type(e).__name__}: {e}".split())[:240]
+        try:
+            if self.on_error is not None:
+                self.on_error(reason)
+                return
+        except Exception as e2:  # noqa: BLE001 - the handler failed: print both
+            reason += f" (and on_error raised {type(e2).__name__}: {e2})"
+        now = time.monotonic()
+        if now - self._last_error_print >= 1.0:
+            self._last_error_print = now
+            print(f"[dds] error ({self.errors} so far): {reason}", flush=True)
 
     def close(self) -> None:
         """Delete every entity of this node (readers stop calling back)."""
@@ -521,6 +557,12 @@ class LoopStats:
     """Ticks that finished after the next tick's scheduled start."""
     trips: list[str] = field(default_factory=list)
     final_state: str = ""
+    errors: int = 0
+    """Samples that could not be read, callbacks and publishes that raised (each a fault)."""
+
+
+def _exc(where: str, e: BaseException) -> str:
+    return " ".join(f"{where} raised {type(e).__name__}: {e}".split())[:240]
 
 
 def run_dds_controller(
@@ -536,6 +578,12 @@ def run_dds_controller(
 ) -> LoopStats:
     """Run a :class:`~rewardlab.deploy.controller.Controller` on DDS: subscribe to the robot
     config's topics, tick at the control rate, publish commands and the safety state.
+
+    Nothing a peer sends ends the loop: a sample that does not deserialize, a callback, a
+    publish or ``on_command`` that raises is reported to the controller
+    (:meth:`~rewardlab.deploy.controller.Controller.fault`: HOLD while the policy runs) and
+    counted in :attr:`LoopStats.errors`. The tick time is read under the controller's lock, so
+    no sample the controller holds was received after it.
 
     Args:
         controller: the controller (its ``robot`` config names the topics and command type).
@@ -559,6 +607,19 @@ def run_dds_controller(
     own = node is None
     node = node or DdsNode(domain_id, local_only)
     stats = LoopStats()
+    last_print = [-float("inf")]
+
+    def report(reason: str) -> None:
+        stats.errors += 1
+        with lock:
+            controller.fault(reason, time.monotonic())
+        now = time.monotonic()
+        if now - last_print[0] >= 1.0:
+            last_print[0] = now
+            print(f"[deploy] error ({stats.errors} so far): {reason}", flush=True)
+
+    previous_on_error = node.on_error
+    node.on_error = report
     try:
 
         def locked(fn: Callable[..., None]) -> Callable[[Any, float], None]:
@@ -609,27 +670,36 @@ def run_dds_controller(
             now = time.monotonic()
             if scheduled > now:
                 time.sleep(scheduled - now)
-                now = time.monotonic()
             if (stop is not None and stop.is_set()) or (
-                duration_s is not None and now - t0 >= duration_s
+                duration_s is not None and time.monotonic() - t0 >= duration_s
             ):
                 break
-            stats.tick_jitter_s.append(now - scheduled)
             with lock:
-                cmd = controller.tick(now)
+                now = time.monotonic()  # after every sample the controller holds was received
+                cmd = controller.tick(now)  # never raises
                 status = controller.status()
+            stats.tick_jitter_s.append(now - scheduled)
             stats.ticks += 1
             if cmd is not None:
-                publish(command_msg(cmd, robot.command_type, dt, stamp=time.time()))
+                try:
+                    publish(command_msg(cmd, robot.command_type, dt, stamp=time.time()))
+                except Exception as e:  # noqa: BLE001 - the loop goes on (and holds)
+                    report(_exc(f"publishing on {topics.command}", e))
                 sent = time.monotonic()
                 stats.commands += 1
                 stats.states[cmd.state] = stats.states.get(cmd.state, 0) + 1
                 if cmd.obs_recv_time is not None and np.isfinite(cmd.obs_recv_time):
                     stats.latencies_s.append(sent - cmd.obs_recv_time)
                 if on_command is not None:
-                    on_command(cmd)
+                    try:
+                        on_command(cmd)
+                    except Exception as e:  # noqa: BLE001 - a consumer's failure is a fault
+                        report(_exc("on_command", e))
             if publish_state is not None and (status != last_status or k % 10 == 0):
-                publish_state(string_cls(data=status))
+                try:
+                    publish_state(string_cls(data=status))
+                except Exception as e:  # noqa: BLE001 - informative topic
+                    report(_exc(f"publishing on {topics.safety_state}", e))
                 last_status = status
             k += 1
             if time.monotonic() > t0 + k * dt:
@@ -638,6 +708,7 @@ def run_dds_controller(
     except KeyboardInterrupt:
         pass
     finally:
+        node.on_error = previous_on_error
         stats.trips = [
             f"{e.time:.3f} {e.kind.value} -> {e.state.value}: {e.reason}"
             for e in controller.safety.events

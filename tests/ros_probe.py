@@ -5,17 +5,23 @@
     {
       "start_topic": "/cmd", "start_type": "std_msgs/msg/Float64MultiArray", "start_timeout": 60,
           # t = 0 is the first message on start_topic (default: the probe's start)
+      "t0_file": "/tmp/t0",                            # t = 0 (time.monotonic()) written there
       "duration": 5.0,                                 # seconds after t = 0
       "record": {"/cmd": "std_msgs/msg/Float64MultiArray", "/state": "std_msgs/msg/String"},
       "fake_robot": {                                  # publish sensor_msgs/JointState
           "topic": "/joint_states", "names": ["c", "b", "a"], "positions": [0.3, 0.2, 0.1],
           "rate_hz": 250, "blackouts": [[2.0, 2.5]],   # [t0, t1) relative to t = 0: publish nothing
-          "follow": {"topic": "/cmd", "names": ["a", "b", "c"]}   # perfect servo: q = command
+          "follow": {"topic": "/cmd", "names": ["a", "b", "c"]},  # perfect servo: q = command
+          "floods": [[6.0, 7.0, 10000]],                # [t0, t1, rate_hz]: publish faster
       },
       "publish": [{"at": 3.0, "topic": "/estop", "type": "std_msgs/msg/Bool",
-                   "fields": {"data": true}, "repeat": 3}],
+                   "fields": {"data": true}, "repeat": 3},
+                  {"at": 4.0, "topic": "/joint_states", "type": "sensor_msgs/msg/JointState",
+                   "raw": "truncated", "repeat": 20}],   # malformed CDR: truncated, garbage,
+                                                        # huge_seq (see RAW_FAULTS)
       "periodic": [{"topic": "/target", "type": "geometry_msgs/msg/PointStamped",
-                    "fields": {"point": {"x": 0.2, "y": 0.1, "z": 0.5}}, "rate_hz": 10}]
+                    "fields": {"point": {"x": 0.2, "y": 0.1, "z": 0.5}}, "rate_hz": 10,
+                    "blackouts": [[6.9, 7.3]]}]
                                                        # from the probe's start, until the end
     }
 
@@ -29,9 +35,29 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
+
+
+def raw_fault(kind: str, good: bytes) -> bytes:
+    """CDR bytes that no deserializer accepts, made from a valid serialized message ``good``."""
+    import struct
+
+    if kind == "truncated":
+        return good[: len(good) // 2]
+    if kind == "garbage":
+        return b"\x00\x01\x00\x00" + bytes(range(7, 200))
+    if kind == "huge_seq":  # a header, then a sequence claiming 2^31 - 1 elements
+        return (
+            good[:4]
+            + b"\x00" * 8
+            + struct.pack("<I", 1)
+            + b"\x00" * 4
+            + struct.pack("<I", 2**31 - 1)
+        )
+    raise ValueError(f"raw fault: got {kind!r}, expected truncated, garbage or huge_seq")
 
 
 def _msg_class(type_name: str) -> Any:
@@ -130,6 +156,8 @@ def main(plan_path: str, out_path: str) -> int:
             js_pub.publish(msg)
 
         node.create_timer(1.0 / float(robot.get("rate_hz", 250)), publish_js)
+        floods = [tuple(f) for f in robot.get("floods", [])]
+        flood_sent = [0] * len(floods)
 
     events = sorted(plan.get("publish", []), key=lambda e: e["at"])
     pubs = {}
@@ -137,10 +165,18 @@ def main(plan_path: str, out_path: str) -> int:
         if e["topic"] not in pubs:
             pubs[e["topic"]] = node.create_publisher(_msg_class(e["type"]), e["topic"], reliable)
 
+    def quiet(spans: list[tuple[float, float]]) -> bool:
+        """Inside one of ``spans`` ([t0, t1) relative to t = 0)."""
+        return t0[0] is not None and any(a <= time.monotonic() - t0[0] < b for a, b in spans)
+
     for spec in plan.get("periodic", []):
         pub = node.create_publisher(_msg_class(spec["type"]), spec["topic"], reliable)
         msg = _build(_msg_class(spec["type"]), spec.get("fields", {}))
-        node.create_timer(1.0 / float(spec.get("rate_hz", 10)), lambda p=pub, m=msg: p.publish(m))
+        spans = [tuple(b) for b in spec.get("blackouts", [])]
+        node.create_timer(
+            1.0 / float(spec.get("rate_hz", 10)),
+            lambda p=pub, m=msg, q=spans: None if quiet(q) else p.publish(m),
+        )
 
     deadline = time.monotonic() + float(plan.get("start_timeout", 60.0))
     while t0[0] is None:
@@ -150,6 +186,10 @@ def main(plan_path: str, out_path: str) -> int:
             node.destroy_node()
             rclpy.shutdown()
             return 3
+    if plan.get("t0_file"):  # other processes of a test share the time line
+        with open(plan["t0_file"] + ".tmp", "w") as f:
+            f.write(repr(t0[0]))
+        os.replace(plan["t0_file"] + ".tmp", plan["t0_file"])
     end = t0[0] + float(plan.get("duration", 5.0))
     pending = list(events)
     while time.monotonic() < end:
@@ -157,10 +197,25 @@ def main(plan_path: str, out_path: str) -> int:
         while pending and pending[0]["at"] <= t:
             e = pending.pop(0)
             msg = _build(_msg_class(e["type"]), e.get("fields", {}))
+            if e.get("raw"):
+                from rclpy.serialization import serialize_message
+
+                msg = raw_fault(e["raw"], serialize_message(msg))
             for _ in range(int(e.get("repeat", 1))):
                 pubs[e["topic"]].publish(msg)
-            print(f"probe: t={t:.3f} published {e['topic']} {e.get('fields')}", flush=True)
-        rclpy.spin_once(node, timeout_sec=0.002)
+            print(f"probe: t={t:.3f} published {e['topic']} {e.get('raw') or e.get('fields')}", flush=True)  # fmt: skip
+        busy = False
+        if robot:
+            for i, (a, b, rate) in enumerate(floods):
+                if a <= t < b:  # publish every message due since the flood began
+                    busy = True
+                    due = int((t - a) * rate)
+                    while flood_sent[i] < due:
+                        publish_js()
+                        flood_sent[i] += 1
+        rclpy.spin_once(node, timeout_sec=0.0 if busy else 0.002)
+    if robot and floods:
+        print(f"probe: flood messages sent {flood_sent}", flush=True)
     with open(out_path, "w") as f:
         json.dump({"t0": t0[0], "records": records}, f)
     counts = {k: len(v) for k, v in records.items()}
