@@ -223,6 +223,8 @@ class RemoteReward:
         limits: limits of the reward process.
         cpu_seconds: its ``RLIMIT_CPU`` (default ``limits.train_cpu_seconds``).
         check_finite: check that every output value is finite on every call.
+        unrestricted: for tests of the OS boundary only: execute the code with full Python
+            (no static check, all builtins), as if it had escaped both.
 
     Raises:
         SandboxFailure: the source failed the sandbox's checks or raised while loading.
@@ -241,6 +243,7 @@ class RemoteReward:
         limits: SandboxLimits = DEFAULT_LIMITS,
         cpu_seconds: float | None = None,
         check_finite: bool = True,
+        unrestricted: bool = False,
     ) -> None:
         self.source = code
         self.style = style
@@ -269,7 +272,8 @@ class RemoteReward:
             "limits": asdict(limits),
             "cpu_seconds": float(
                 cpu_seconds if cpu_seconds is not None else limits.train_cpu_seconds
-            ),  # fmt: skip
+            ),
+            "unrestricted": bool(unrestricted),
         }
         self.host = acquire_host(limits.scratch_mb)
         self._chan: Conn | None = None

@@ -186,6 +186,15 @@ def _build(spec: dict[str, Any]) -> Any:
 
     code, names, filename = spec["code"], list(spec["state_names"]), spec["filename"]
     style, task, dt = spec["style"], spec.get("task"), float(spec.get("control_dt", 0.02))
+    if spec.get("unrestricted"):
+        # tests of the OS boundary: the code runs with full Python, as if it had escaped the
+        # static check and the restricted builtins
+        import linecache
+
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        namespace: dict[str, Any] = {"__name__": "hostile_reward"}
+        exec(compile(code, filename, "exec"), namespace)  # noqa: S102 - in the sandbox
+        return guard_reward(namespace["compute_reward"], filename, check_every=1)
     if style == "native":
         return compile_reward(code, names, filename=filename, check_every=1)
     try:
