@@ -299,20 +299,19 @@ class OnPolicyRunner:
         events = truncate_tensorboard(self.log_dir, self.global_step)
         if events:
             notes.append(f"dropped {events} TensorBoard event(s) after step {self.global_step:,}")
-        gone = checkpoints.forget_after(ckpt_dir, self.iteration)
+        gone = [p.name for p in checkpoints.forget_after(ckpt_dir, self.iteration)]
         latest = ckpt_dir / checkpoints.LATEST_NAME
         if latest.is_file():
             try:
                 stale = int(checkpoints.load_checkpoint(latest)["iteration"]) > self.iteration
+                what = latest.name
             except checkpoints.CheckpointError:
-                stale = True
+                stale, what = True, f"{latest.name} (corrupt)"
             if stale:
                 latest.unlink(missing_ok=True)
-                gone.append(latest)
+                gone.append(what)
         if gone:
-            notes.append(
-                "removed checkpoint(s) not continuing this run: " + ", ".join(p.name for p in gone)
-            )
+            notes.append("removed checkpoint(s) this run does not continue: " + ", ".join(gone))
         return notes
 
     def _write_metrics(self, row: dict[str, float], writer: Any, metrics_file: Any) -> None:
@@ -450,6 +449,8 @@ class OnPolicyRunner:
         try:
             ckpt = checkpoints.load_checkpoint(path)
         except checkpoints.CheckpointError as e:
+            if not isinstance(path, str | Path):
+                raise
             raise checkpoints.CheckpointError(e.path, e.reason, _previous_hint(e.path)) from None
         self._restore(ckpt, path if isinstance(path, str | Path) else _source_name(path), load_env)
 

@@ -380,3 +380,8 @@ def test_purge_step_alone_hides_duplicates_from_tensorboard(tmp_path: Path) -> N
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     assert [(e.step, e.value) for e in acc.Scalars("x")] == [(1, 1), (2, 2), (3, 30), (4, 40)]
+
+
+def test_corrupt_bytes_in_memory_raise_checkpoint_error() -> None:
+    with pytest.raises(CheckpointError, match="<checkpoint in memory>: corrupt checkpoint"):
+        runner(None).load(io.BytesIO(b"not a checkpoint"))
