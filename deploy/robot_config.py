@@ -6,25 +6,30 @@ the command interface, and -- for the MuJoCo sim robot -- the model to simulate.
 checked when the file loads; a mistake raises :class:`RobotConfigError` (a ``ValueError``)
 naming the file, the dotted key, the value and what was expected.
 
-This module imports neither ROS nor the trainer (``rewardlab.config`` imports the agents, so it
-has its own small loader with the same error style).
+Loading goes through the project's one config engine, :mod:`rewardlab.core.config` (bounded,
+hostile-input-safe YAML; types and unknown keys checked field by field); this module adds the
+robot's own checks (:meth:`RobotConfig.validate`). It imports neither ROS nor the trainer:
+``rewardlab.core`` is a leaf package.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
-import types
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from rewardlab.core.config import (
+    ConfigError,
+    Sources,
+    convert_fields,
+    display_path,
+    load_yaml,
+    merge_layers,
+)
 from rewardlab.core.resources import config_dir
 
 COMMAND_TYPES = ("position", "trajectory")
@@ -32,12 +37,9 @@ COMMAND_TYPES = ("position", "trajectory")
 ``trajectory``: a one-point ``trajectory_msgs/JointTrajectory`` (joint_trajectory_controller)."""
 
 
-class RobotConfigError(ValueError):
-    """A robot config value that cannot be used: ``"<file>: <key>: <problem>"``."""
-
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        self.source, self.key, self.problem = source, key, problem
-        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+class RobotConfigError(ConfigError):
+    """A robot config value that cannot be used: ``"<file>: <key>: <problem>"`` (a
+    :class:`~rewardlab.core.config.ConfigError`, so a ``ValueError``)."""
 
 
 @dataclass(frozen=True)
@@ -313,137 +315,38 @@ def load_robot_config(
         path = robots_dir() / f"{text}.yaml"
         if not path.exists():
             known = ", ".join(robot_names()) or "none"
-            raise RobotConfigError(str(path), "", f"no robot named {text!r}; known robots: {known}")
-    source = str(path)
+            raise RobotConfigError(
+                display_path(path), "", f"no robot named {text!r}; known robots: {known}"
+            )
+    source = display_path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise RobotConfigError(source, "", "file not found") from None
-    except yaml.YAMLError as e:
-        raise RobotConfigError(source, "", f"invalid YAML: {' '.join(str(e).split())}") from None
-    data = {} if data is None else data
-    if not isinstance(data, Mapping):
-        raise RobotConfigError(source, "", f"got {type(data).__name__}, expected a mapping")
-    data = dict(data)
+        data = load_yaml(path)
+    except ConfigError as e:
+        raise RobotConfigError(e.source, e.key, e.problem) from None
     data.setdefault("name", path.stem)
+    layers = [(source, data)]
     if overrides:
-        data = _merge(data, overrides)
-        source = f"{source} (with overrides)"
-    return robot_config_from_dict(data, source)
+        layers.append((f"{source} (with overrides)", overrides))
+    merged, sources = merge_layers(layers, default_source=source)
+    return _from_dict(merged, sources)
 
 
 def robot_config_from_dict(data: Mapping[str, Any], source: str = "robot config") -> RobotConfig:
     """Validate a plain mapping into a :class:`RobotConfig` (see :func:`load_robot_config`)."""
-    cfg = _build(RobotConfig, data, "", source)
+    return _from_dict(data, Sources(source))
+
+
+def _from_dict(data: Any, sources: Sources) -> RobotConfig:
+    try:
+        if not isinstance(data, Mapping):
+            raise ConfigError(sources.default, "", f"got {data!r:.80}, expected a mapping")
+        kwargs = convert_fields(RobotConfig, data, "", sources)  # nested configs: build()
+        cfg = RobotConfig(**kwargs)
+    except ConfigError as e:
+        raise RobotConfigError(e.source, e.key, e.problem) from None
     try:
         cfg.validate()
-    except ValueError as e:
+    except ValueError as e:  # "<key>[<index>]...: <problem>"
         key, _, problem = str(e).partition(": ")
-        raise RobotConfigError(source, key, problem) from None
+        raise RobotConfigError(sources.of(key.split("[")[0]), key, problem) from None
     return cfg
-
-
-def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = (
-            _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-        )
-    return out
-
-
-def _describe(tp: Any) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
-    if tp is bool:
-        return "true or false"
-    if tp is float:
-        return "a number"
-    if tp is int:
-        return "an integer"
-    if tp is str:
-        return "a string"
-    if origin is tuple:
-        if args and args[-1] is not Ellipsis:
-            return f"a list of {len(args)} values"
-        return f"a list of ({_describe(args[0])})"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return str(tp)
-
-
-def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-
-    def bad() -> RobotConfigError:
-        return RobotConfigError(
-            source, key, f"got {value!r} ({type(value).__name__}), expected {_describe(tp)}"
-        )
-
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            if type(None) in args:
-                return None
-            raise bad()
-        for a in (a for a in args if a is not type(None)):
-            try:
-                return _convert(value, a, key, source)
-            except RobotConfigError:
-                continue
-        raise bad()
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, source)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad()
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise bad()
-    if tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise bad()
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad()
-    if origin is tuple:
-        if not isinstance(value, Sequence) or isinstance(value, str):
-            raise bad()
-        if args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise bad()
-            return tuple(
-                _convert(v, a, f"{key}[{i}]", source)
-                for i, (v, a) in enumerate(zip(value, args, strict=True))
-            )
-        return tuple(_convert(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
-    raise TypeError(f"robot config field {key}: unsupported type {tp!r}")  # schema bug
-
-
-def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise RobotConfigError(source, prefix, f"got {data!r}, expected a mapping")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for k, v in data.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if k not in names:
-            close = difflib.get_close_matches(str(k), names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise RobotConfigError(source, key, f"unknown key; {hint}allowed: {', '.join(names)}")
-        kwargs[k] = _convert(v, hints[k], key, source)
-    obj = cls(**kwargs)
-    if prefix and hasattr(obj, "validate"):
-        try:
-            obj.validate()
-        except ValueError as e:
-            sub, _, problem = str(e).partition(": ")
-            raise RobotConfigError(source, f"{prefix}.{sub}", problem) from None
-    return obj
