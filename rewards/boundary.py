@@ -109,6 +109,9 @@ def interpreter_paths() -> tuple[str, ...]:
             spec = None
         if spec is not None and spec.submodule_search_locations:
             found += list(spec.submodule_search_locations)
+    # a folder reached through a symlink (rewardlab/rewards -> ../rewards) is bound at its
+    # real place too, so that the link resolves inside the sandbox
+    found += [os.path.realpath(p) for p in found]
     keep: list[str] = []
     for p in found:
         p = os.path.abspath(p)

@@ -82,11 +82,14 @@ class Conn:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._poll.poll(max(0, int(remaining * 1000) + 1)):
                 raise ChannelError("no answer in time", timeout=True)
-        if max_fds and not fds:
-            chunk, got, _, _ = socket.recv_fds(self.sock, 1 << 16, max_fds)
-            fds += got
-        else:
-            chunk = self.sock.recv(1 << 16)
+        try:
+            if max_fds and not fds:
+                chunk, got, _, _ = socket.recv_fds(self.sock, 1 << 16, max_fds)
+                fds += got
+            else:
+                chunk = self.sock.recv(1 << 16)
+        except OSError as exc:  # ECONNRESET: the peer died with data unread
+            raise ChannelError(f"the connection broke: {exc.strerror or exc}") from None
         if not chunk:
             raise ChannelError("the peer closed the connection")
         self.buf += chunk

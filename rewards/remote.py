@@ -257,6 +257,9 @@ class RemoteReward:
         self.calls = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._ended = False
+        self._died = False
+        self._status: dict[str, Any] | None = None
         self._layout: Layout | None = None
         self._key: Any = None
         self._mem: mmap.mmap | None = None
@@ -328,9 +331,9 @@ class RemoteReward:
         return RewardError(kind, message, file=self.filename)
 
     def _fail(self, err: RewardError, kill: bool = True) -> None:
-        """End the reward process (if ``kill``), then raise ``err`` naming the file."""
-        if kill:
-            self._stop(kill=True)
+        """End the reward process (killing it if still alive), then raise ``err`` naming the
+        file. ``kill`` is kept for readability: the process is always ended."""
+        self._stop()
         if not err.file:
             err = RewardError(err.kind, err.message, err.line, err.traceback, self.filename)
         raise RewardRuntimeError(err)
@@ -362,13 +365,14 @@ class RemoteReward:
                 seconds = self.call_seconds if self.deadline is None else None
                 limit = f"{seconds:g} s per call" if seconds else "the trial's wall-clock limit"
                 self._fail(self._error("timeout", f"no result within {limit} while {what} (killed)"))  # fmt: skip
-            status = self.host.wait_exit(5.0)
-            self._stop(kill=status is None)
-            self._fail(self._death(status, what), kill=False)
+            # it died (the host says how) or broke the protocol (then it is killed)
+            status = self._end(wait=1.0)
+            broke = status is not None and status.get("signal") == signal.SIGKILL and not self._died
+            err = self._death(status, what) if not broke else self._error("crashed", f"the reward process broke the protocol while {what} ({exc}); killed")  # fmt: skip
+            self._fail(err)
         if msg.get("op") == "error":
-            err = RewardError.from_dict(msg.get("error"))
-            self._stop(kill=False)
-            self._fail(err, kill=False)
+            self._end(wait=2.0)
+            self._fail(RewardError.from_dict(msg.get("error")))
         return msg
 
     # -- calls -------------------------------------------------------------------------------
@@ -390,8 +394,7 @@ class RemoteReward:
             assert self._chan is not None
             self._chan.send({"op": "layout", "layout": layout.as_dict()}, (fd,))
         except OSError:
-            status = self.host.wait_exit(5.0)
-            self._fail(self._death(status, "receiving a new layout"), kill=status is None)
+            self._fail(self._death(self._end(wait=1.0), "receiving a new layout"))
         finally:
             os.close(fd)
         self._key = key
@@ -419,8 +422,7 @@ class RemoteReward:
             try:
                 self._chan.send({"op": "call", "n": n})
             except OSError:
-                status = self.host.wait_exit(5.0)
-                self._fail(self._death(status, f"call {self.calls}"), kill=status is None)
+                self._fail(self._death(self._end(wait=1.0), f"call {self.calls}"))
             msg = self._receive(deadline, f"call {self.calls}")
             return self._result(msg, n, action.device)
 
@@ -459,38 +461,43 @@ class RemoteReward:
 
     # -- life --------------------------------------------------------------------------------
 
-    def _stop(self, kill: bool) -> None:
+    def _end(self, wait: float, kill: bool = True) -> dict[str, Any] | None:
+        """Make sure the reward process has ended: wait ``wait`` s for the host to report its
+        end, else kill it (when ``kill``); how it ended, once (``None``: the host did not say;
+        then the whole sandbox is stopped)."""
+        if self._ended:
+            return self._status
+        self._ended = True
+        status = self.host.wait_exit(wait)
+        self._died = status is not None
+        if status is None and kill:
+            status = self.host.kill_reward()
+        if status is None:
+            self.host.close()
+        self._status = status
+        return status
+
+    def _stop(self) -> None:
+        """End the reward process (see :meth:`_end`) and give its host back."""
         if self._closed:
             return
         self._closed = True
         if self._chan is not None:
             with contextlib.suppress(OSError):
                 self._chan.close()
-        if kill:
-            status = self.host.kill_reward()
-            if status is None:
-                self.host.close()
-        else:
-            self.host.wait_exit(5.0)
+        self._end(wait=0.0)
         release_host(self.host)
 
     def close(self) -> None:
         """End the reward process (its sandbox host goes back to the pool)."""
+        if self._closed:
+            return
         with contextlib.suppress(Exception):
-            if not self._closed:
-                if self._chan is not None:
-                    with contextlib.suppress(OSError):
-                        self._chan.send({"op": "close"})
-                    status = self.host.wait_exit(5.0)
-                    self._closed = True
-                    with contextlib.suppress(OSError):
-                        self._chan.close()
-                    if status is None:
-                        self.host.close()
-                    release_host(self.host)
-                else:
-                    self._closed = True
-                    release_host(self.host)
+            if self._chan is not None and not self._ended:
+                self._chan.send({"op": "close"})
+                self._end(wait=5.0)
+        with contextlib.suppress(Exception):
+            self._stop()
 
     def __enter__(self) -> RemoteReward:
         return self

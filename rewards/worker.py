@@ -33,6 +33,7 @@ from rewardlab.rewards.restricted import classify_exception
 MAX_RESULT_BYTES = 1 << 30
 """Largest result a worker may send back (a checkpoint and the training history)."""
 _WORKER_OPEN_FILES = 4096
+_WORKER_FILE_MB = 4096
 _CTX_LOCK = threading.Lock()
 _CTX: Any = None
 
@@ -108,7 +109,10 @@ def decode_result(data: bytes) -> Any:
 def _child_main(conn: Any, fn: Callable, args: tuple, limits: SandboxLimits) -> None:
     with contextlib.suppress(OSError):
         os.setsid()
-    apply_rlimits(replace(limits, max_open_files=_WORKER_OPEN_FILES), limits.cpu_seconds, nproc=False)  # fmt: skip
+    # trusted code: enough descriptors and file size for the sandboxed reward's shared memory
+    # (a memfd is a file: RLIMIT_FSIZE applies to its size)
+    worker = replace(limits, max_open_files=_WORKER_OPEN_FILES, file_size_mb=max(limits.file_size_mb, _WORKER_FILE_MB))  # fmt: skip
+    apply_rlimits(worker, limits.cpu_seconds, nproc=False)
     signal.alarm(int(limits.wall_seconds) + 5)  # a backstop should the parent die
     torch.set_num_threads(max(1, limits.torch_threads))
     try:

@@ -382,7 +382,7 @@ def test_the_boundary_holds_for_code_with_full_python(monkeypatch, tmp_path):
     assert facts["ptrace"] == -1 and facts["mount"] == -1 and facts["unshare"] == -1
     assert "work" not in facts["top"] or not (tmp_path / "x").exists()
     assert set(facts["top"]) <= {"usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32", "etc", "sys", "proc", "dev", "tmp", "root", "work", "home", "opt", "srv", "var"}  # fmt: skip
-    assert max(facts["pids"]) < 10  # its own PID namespace: bwrap's init, the host, itself
+    assert len(facts["pids"]) <= 3  # its own PID namespace: bwrap's init, the host, itself
     assert not Path("/usr/pwned").exists() and not Path("/pwned").exists()
 
 

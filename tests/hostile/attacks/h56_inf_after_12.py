@@ -1,0 +1,17 @@
+# ruff: noqa
+# Deliberately hostile reward code for the sandbox's corpus (tests/hostile/test_hostile_corpus.py).
+# attack: inf in one world after 12 calls
+# class: output
+# static: pass
+# dynamic: nan
+import torch
+CALLS = [0]
+
+
+def compute_reward(state, action):
+    CALLS[0] += 1
+    x = state["cart_pos"] * 1.0
+    if CALLS[0] == 12:
+        x = x.clone()
+        x[7] = float("inf")
+    return x, {"x": x}
