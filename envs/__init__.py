@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rewardlab.envs.base import BatchedEnv, StateField
-from rewardlab.envs.tasks import TaskConfig, get_task, task_names
+from rewardlab.envs.tasks import TaskConfig, broken_tasks, get_task, task_names
 
 BACKENDS = ("mujoco", "warp", "ros2")
 
@@ -52,4 +52,12 @@ def make_env(
     raise ValueError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "BatchedEnv", "StateField", "make_env", "task_names", "get_task"]
+__all__ = [
+    "BACKENDS",
+    "BatchedEnv",
+    "StateField",
+    "broken_tasks",
+    "get_task",
+    "make_env",
+    "task_names",
+]

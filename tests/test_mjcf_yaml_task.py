@@ -38,11 +38,12 @@ def _restore_registry():
     """Tasks these tests register do not outlive them (other tests iterate over task_names())."""
     from rewardlab.envs.tasks import base
 
-    registry, factories, by_path = dict(base._REGISTRY), dict(base._FACTORIES), dict(_BY_PATH)
+    live = (base._REGISTRY, base._FACTORIES, base._BROKEN, _BY_PATH)
+    saved = [dict(d) for d in live]
     yield
-    for saved, live in ((registry, base._REGISTRY), (factories, base._FACTORIES), (by_path, _BY_PATH)):  # fmt: skip
-        live.clear()
-        live.update(saved)
+    for d, s in zip(live, saved, strict=True):
+        d.clear()
+        d.update(s)
 
 
 def _example_doc() -> dict:
@@ -284,7 +285,7 @@ def test_registration_is_lazy_and_names_are_unique(tmp_path: Path) -> None:
     cls = get_task("lazy_pendulum")
     assert path.resolve() in _BY_PATH and cls.name == "lazy_pendulum"
     assert register_yaml_task(path) is cls
-    with pytest.raises(YamlTaskError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(YamlTaskError, match="broken.yaml: invalid YAML"):
         get_task("broken")
 
     # another file claiming a taken name is refused
@@ -297,6 +298,31 @@ def test_registration_is_lazy_and_names_are_unique(tmp_path: Path) -> None:
         register_yaml_task(_write(other, doc, "dup2.yaml"))
     with pytest.warns(UserWarning, match="already registered"):
         assert register_yaml_dir(other) == []
+
+
+def test_broken_task_files_are_listed_not_fatal(tmp_path: Path) -> None:
+    """A listing (``rewardlab tasks``) learns which registered tasks cannot load, one line each,
+    instead of aborting on the first broken file."""
+    from rewardlab.envs import broken_tasks
+
+    good = _example_doc()
+    good["name"] = "fine_pendulum"
+    _write(tmp_path, good, "fine.yaml")
+    bad_model = _example_doc()
+    bad_model["name"] = "bad_joint"
+    bad_model["state"]["angle"]["joint"] = "nope"
+    _write(tmp_path, bad_model, "bad_joint.yaml")
+    (tmp_path / "syntax.yaml").write_text("name: [unclosed\n")
+    assert register_yaml_dir(tmp_path) == ["bad_joint", "fine_pendulum", "syntax"]
+    broken = broken_tasks()
+    assert set(broken) >= {"bad_joint", "syntax"} and "fine_pendulum" not in broken
+    assert "bad_joint.yaml: state.angle.joint: got 'nope'" in broken["bad_joint"]
+    assert "syntax.yaml: invalid YAML" in broken["syntax"]
+    assert all("\n" not in line for line in broken.values())
+    assert not set(broken) & {"pendulum_swingup", "cartpole_balance"}
+    assert get_task("fine_pendulum").name == "fine_pendulum"
+    with pytest.raises(YamlTaskError, match="state.angle.joint"):
+        get_task("bad_joint")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,13 +401,22 @@ def test_bad_yaml_errors_are_clear(tmp_path: Path, key: str, value: object, expe
 
 def test_unparsable_and_non_mapping_yaml(tmp_path: Path) -> None:
     path = _write(tmp_path, "name: x\nstate: [unclosed\n", "syntax.yaml")
-    with pytest.raises(YamlTaskError, match=r"syntax\.yaml: not valid YAML"):
+    with pytest.raises(YamlTaskError, match=r"syntax\.yaml: invalid YAML"):
         load_yaml_task_spec(path)
     path = _write(tmp_path, "- just\n- a list\n", "list.yaml")
-    with pytest.raises(YamlTaskError, match=r"list\.yaml: \(top level\): must be a mapping"):
+    with pytest.raises(YamlTaskError, match=r"list\.yaml: got \[.*\(list\), expected a mapping"):
         load_yaml_task_spec(path)
-    with pytest.raises(YamlTaskError, match="cannot read"):
+    with pytest.raises(YamlTaskError, match=r"absent\.yaml: file not found"):
         load_yaml_task_spec(tmp_path / "absent.yaml")
+    # bounded, safe YAML (rewardlab.core.config.load_yaml): an alias bomb is refused in one line
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefg", "bcdefgh", strict=True)
+    )
+    path = _write(tmp_path, bomb + "name: *h\n", "bomb.yaml")
+    with pytest.raises(YamlTaskError, match=r"bomb\.yaml: invalid YAML: more than") as err:
+        load_yaml_task_spec(path)
+    assert len(str(err.value)) < 600
 
 
 def test_acceleration_sensors_are_refused(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Tasks register themselves by name with :func:`register_task` (MuJoCo Playground'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
@@ -224,6 +225,8 @@ uniform = _uniform
 
 _REGISTRY: dict[str, type[Task]] = {}
 _FACTORIES: dict[str, Callable[[], type[Task]]] = {}
+_BROKEN: dict[str, str] = {}
+"""Registered names whose task could not be built -> the one-line error (see broken_tasks)."""
 
 
 def register_task(cls: type[Task]) -> type[Task]:
@@ -231,6 +234,7 @@ def register_task(cls: type[Task]) -> type[Task]:
     if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
         raise ValueError(f"task {cls.name!r} is registered twice")
     _REGISTRY[cls.name] = cls
+    _BROKEN.pop(cls.name, None)
     return cls
 
 
@@ -240,16 +244,44 @@ def register_task_factory(name: str, factory: Callable[[], type[Task]]) -> None:
 
 
 def task_names() -> list[str]:
+    """Every registered task name, sorted (including lazily registered tasks that may turn out
+    not to load: :func:`broken_tasks`)."""
     return sorted(set(_REGISTRY) | set(_FACTORIES))
 
 
 def get_task(name: str) -> type[Task]:
+    """The task class registered as ``name``, built now if it was registered lazily.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+        Exception: a lazily registered task that cannot be built raises its own error (e.g.
+            ``YamlTaskError`` naming the file and key); :func:`broken_tasks` then lists it.
+    """
     if name not in _REGISTRY and name in _FACTORIES:
-        _REGISTRY[name] = _FACTORIES[name]()
+        try:
+            cls = _FACTORIES[name]()
+        except Exception as e:
+            _BROKEN[name] = " ".join(str(e).split()) or type(e).__name__
+            raise
+        _REGISTRY[name] = cls
+        _BROKEN.pop(name, None)
     try:
         return _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}") from None
+
+
+def broken_tasks() -> dict[str, str]:
+    """Registered tasks that cannot be loaded (e.g. an invalid YAML task file), each with its
+    one-line error, sorted by name; every lazily registered task is built now to find out.
+
+    A listing (``rewardlab tasks``) prints one line for each of these and skips them.
+    """
+    for name in list(_FACTORIES):
+        if name not in _REGISTRY:
+            with contextlib.suppress(Exception):  # recorded in _BROKEN by get_task
+                get_task(name)
+    return dict(sorted(_BROKEN.items()))
 
 
 def replace_config(cfg: TaskConfig, **changes: object) -> TaskConfig:

@@ -2,10 +2,14 @@
 
 A YAML file names the model, the state (by joints, bodies, sites and sensors of the model), the
 observation, success, termination and a reward built from a small library of term kinds. It is
-validated into frozen dataclasses; every error names the file, the key, the bad value and the
-allowed values. :func:`register_yaml_task` registers one file under its ``name``; every
-``*.yaml`` under ``sim_configs/tasks/custom/`` (and the folders in ``$REWARDLAB_TASK_DIRS``,
-``os.pathsep``-separated) is registered lazily when this module is imported.
+read and validated by the project's one config engine (:mod:`rewardlab.core.config`: bounded,
+safe YAML; frozen dataclasses with a docstring per field, :class:`TaskDoc` and the entry classes);
+every error is one line naming the file, the dotted key, the bad value and what was expected.
+:func:`register_yaml_task` registers one file under its ``name``; every ``*.yaml`` under
+``sim_configs/tasks/custom/`` (and the folders in ``$REWARDLAB_TASK_DIRS``,
+``os.pathsep``-separated) is registered lazily when this module is imported: only its ``name``
+is read then, and a file that turns out invalid is reported by
+:func:`rewardlab.envs.tasks.broken_tasks` (and raises when the task is used).
 
 Schema (keys marked * are required)::
 
@@ -48,8 +52,8 @@ Reward term kinds (:data:`TERM_KINDS`), each ``{kind, weight, ...}`` (weight def
 step) without a state.
 """
 
-from __future__ import annotations
-
+import dataclasses
+import difflib
 import math
 import os
 import re
@@ -57,12 +61,22 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import mujoco
 import torch
-import yaml
 
+from rewardlab.core.config import (
+    ConfigError,
+    Sources,
+    build,
+    display_path,
+    field_names,
+    join_key,
+    load_yaml,
+    show,
+    unknown_key,
+)
 from rewardlab.core.resources import shipped_config_dir
 from rewardlab.core.reward import RewardTerm, action_l2, action_rate_l2, alive
 from rewardlab.envs.base import StateField
@@ -125,67 +139,125 @@ OPS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 """Comparison operators of success and termination conditions."""
 TRANSFORMS = ("identity", "cos", "sin")
 """Transforms an observation entry may apply to its state."""
-_AXES = {"x": 0, "y": 1, "z": 2}
+AXES = ("x", "y", "z")
+"""Components a 3-vector state entry may keep (``axis``)."""
 _SCALAR_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-_TOP_KEYS = (
-    "name", "description", "model", "frame_skip", "episode_steps", "reset_noise", "keyframe",
-    "success_threshold", "state", "observation", "success", "termination", "reward",
-)  # fmt: skip
+_SECTIONS = ("state", "observation", "success", "termination", "reward")
 _REQUIRED = ("name", "model", "state", "observation", "success", "reward")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_YAML_KEYS = {"point_from": "from", "point_to": "to"}
+"""Fields whose YAML key is a Python keyword."""
 
 
-class YamlTaskError(ValueError):
-    """A YAML task file is invalid. The message names the file, the key and the allowed values."""
+class YamlTaskError(ConfigError):
+    """A YAML task file is invalid. ``str()`` reads ``"<file>: <dotted key>: <problem>"``, the
+    problem naming the value given and what was expected (the allowed values, the closest one)."""
+
+
+def _choice(value: Any, allowed: Sequence[str]) -> str:
+    """The problem text of a value that is not one of ``allowed`` (with the closest one)."""
+    close = difflib.get_close_matches(value, allowed, n=1, cutoff=0.6) if isinstance(value, str) else []  # fmt: skip
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"got {show(value)}; {hint}allowed: {', '.join(allowed)}"
 
 
 # ---------------------------------------------------------------------------------------------
-# The validated spec
+# The validated spec (frozen dataclasses, built by rewardlab.core.config.build)
 
 
 @dataclass(frozen=True)
 class PointRef:
-    """A point of the model: a site's or a body's origin."""
+    """A point of the model: a site's position or a body's origin (``{site: name}`` or
+    ``{body: name}``)."""
 
-    kind: str
-    """``"site"`` or ``"body"``."""
-    name: str
-    """Name of the site or body in the MJCF."""
+    site: str | None = None
+    """Name of the site in the MJCF."""
+    body: str | None = None
+    """Name of the body in the MJCF."""
+
+    def validate(self) -> None:
+        """Exactly one of ``site`` and ``body``."""
+        if (self.site is None) == (self.body is None):
+            raise ValueError("expected {site: name} or {body: name}, exactly one of the two")
+
+    @property
+    def kind(self) -> str:
+        """``"site"`` or ``"body"``."""
+        return "site" if self.site is not None else "body"
+
+    @property
+    def name(self) -> str:
+        """The site's or body's name."""
+        return self.site if self.site is not None else str(self.body)
 
 
 @dataclass(frozen=True)
 class StateEntry:
-    """One named state quantity, computed from the model's joints, bodies, sites or sensors."""
+    """One named state quantity, computed from the model's joints, bodies, sites or sensors
+    (the YAML keys a kind takes: :data:`STATE_KINDS`)."""
 
     name: str
-    """State name, as rewards read it."""
+    """State name, as rewards read it (the entry's key under ``state``)."""
     kind: str
     """One of :data:`STATE_KINDS`."""
-    joints: tuple[str, ...] = ()
-    """Joint names (``joint_pos``, ``joint_vel``)."""
-    vector: bool = False
-    """For joints: given as a list (``joints``), so the state is a vector even of one joint."""
-    body: str = ""
-    """Body name (``body_*`` kinds)."""
-    site: str = ""
-    """Site name (``site_pos``)."""
-    sensor: str = ""
-    """Sensor name (``sensor``)."""
-    point_from: PointRef | None = None
-    """Start point (``distance``, ``offset``)."""
-    point_to: PointRef | None = None
-    """End point (``distance``, ``offset``)."""
-    axis: int | None = None
-    """Keep one component (0, 1, 2 for x, y, z) of a 3-vector; ``None`` keeps all."""
+    joint: str | None = None
+    """Joint name (``joint_pos``, ``joint_vel``): the state is a scalar."""
+    joints: tuple[str, ...] | None = None
+    """Joint names (``joint_pos``, ``joint_vel``): the state is a vector, even of one joint."""
     wrap: bool = False
     """Wrap hinge angles to [-pi, pi] (``joint_pos``)."""
+    body: str | None = None
+    """Body name (``body_*`` kinds)."""
+    site: str | None = None
+    """Site name (``site_pos``)."""
+    sensor: str | None = None
+    """Sensor name (``sensor``)."""
+    point_from: PointRef | None = None
+    """Start point (``distance``, ``site_distance``, ``offset``); YAML key ``from``."""
+    point_to: PointRef | None = None
+    """End point (``distance``, ``site_distance``, ``offset``); YAML key ``to``."""
+    axis: str | None = None
+    """Keep one component (``x``, ``y`` or ``z``) of a 3-vector; null keeps all three."""
     doc: str = ""
     """Description for the LLM prompt; generated from the kind when empty."""
+
+    def validate(self) -> None:
+        """The keys the kind needs are there and the values are allowed."""
+        if self.kind not in STATE_KINDS:
+            raise ValueError(f"kind: {_choice(self.kind, sorted(STATE_KINDS))}")
+        if self.kind in ("joint_pos", "joint_vel"):
+            if (self.joint is None) == (self.joints is None):
+                raise ValueError("needs exactly one of 'joint' (a name) or 'joints' (a list of names)")  # fmt: skip
+            if self.joints is not None and not self.joints:
+                raise ValueError("joints: got [], expected a non-empty list of joint names")
+        for key in ("body", "site", "sensor"):
+            if key in STATE_KINDS[self.kind] and getattr(self, key) is None:
+                raise ValueError(f"{key}: required for kind {self.kind}; expected a {key} name of the model")  # fmt: skip
+        for key in ("point_from", "point_to"):
+            if _YAML_KEYS[key] in STATE_KINDS[self.kind] and getattr(self, key) is None:
+                raise ValueError(f"{key}: required for kind {self.kind}; expected {{site: name}} or {{body: name}}")  # fmt: skip
+        if self.axis is not None and self.axis not in AXES:
+            raise ValueError(f"axis: {_choice(self.axis, AXES)}")
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """The joints of a ``joint_pos`` / ``joint_vel`` entry."""
+        return self.joints if self.joints is not None else (() if self.joint is None else (self.joint,))  # fmt: skip
+
+    @property
+    def vector(self) -> bool:
+        """Whether a joint entry is a vector (given as ``joints``)."""
+        return self.joints is not None
+
+    @property
+    def axis_index(self) -> int | None:
+        """``axis`` as an index (0, 1, 2), or ``None``."""
+        return None if self.axis is None else AXES.index(self.axis)
 
 
 @dataclass(frozen=True)
 class ObsEntry:
-    """One slice of the observation."""
+    """One slice of the observation (a state name alone means ``{state: name}``)."""
 
     state: str
     """State name."""
@@ -194,10 +266,18 @@ class ObsEntry:
     scale: float = 1.0
     """Multiplies the (transformed) value."""
 
+    EXPECTED: ClassVar[dict[str, str]] = {"scale": "a finite number"}
+
+    def validate(self) -> None:
+        """``transform`` is one of :data:`TRANSFORMS`."""
+        if self.transform not in TRANSFORMS:
+            raise ValueError(f"transform: {_choice(self.transform, TRANSFORMS)}")
+
 
 @dataclass(frozen=True)
 class Condition:
-    """A comparison on a scalar state entry."""
+    """A comparison on a scalar state entry: ``state op value`` (``|state| op value`` with
+    ``abs``)."""
 
     state: str
     """State name (a scalar)."""
@@ -208,316 +288,288 @@ class Condition:
     abs: bool = False
     """Compare the absolute value of the state."""
 
+    EXPECTED: ClassVar[dict[str, str]] = {"value": "a finite number"}
+
+    def validate(self) -> None:
+        """``op`` is one of :data:`OPS`."""
+        if self.op not in OPS:
+            raise ValueError(f"op: {_choice(self.op, list(OPS))}")
+
 
 @dataclass(frozen=True)
 class TermSpec:
-    """One reward term."""
+    """One reward term (the YAML keys a kind takes: ``kind``, ``weight``, ``state`` unless it is
+    ``action_l2``, ``action_rate_l2`` or ``alive``, and ``sigma``, ``target`` for
+    ``gaussian``)."""
 
     name: str
-    """Term name (logged as ``reward/<name>``)."""
+    """Term name, logged as ``reward/<name>`` (the term's key under ``reward``)."""
     kind: str
     """One of :data:`TERM_KINDS`."""
     weight: float = 1.0
     """Multiplies the term; negative for penalties."""
-    state: str = ""
-    """State the term reads (all kinds but action_l2, action_rate_l2, alive)."""
-    sigma: float = 1.0
-    """Width of ``gaussian``."""
+    state: str | None = None
+    """State the term reads (every kind but action_l2, action_rate_l2 and alive)."""
+    sigma: float | None = None
+    """Width of ``gaussian`` (required there, > 0)."""
     target: float = 0.0
     """Centre of ``gaussian``."""
+
+    EXPECTED: ClassVar[dict[str, str]] = {
+        "weight": "a finite number",
+        "sigma": "a finite number > 0.0",
+        "target": "a finite number",
+    }
+
+    def validate(self) -> None:
+        """The keys the kind needs are there; ``sigma`` > 0."""
+        if self.kind not in TERM_KINDS:
+            raise ValueError(f"kind: {_choice(self.kind, sorted(TERM_KINDS))}")
+        if self.kind not in _STATELESS_TERMS and self.state is None:
+            raise ValueError(f"state: required for kind {self.kind}; expected a state name")
+        if self.kind == "gaussian":
+            if self.sigma is None:
+                raise ValueError("sigma: required for kind gaussian (exp(-sum (x - target)^2 / sigma)); expected a number > 0.0")  # fmt: skip
+            if not self.sigma > 0:
+                raise ValueError(f"sigma: got {show(self.sigma)}, expected {self.EXPECTED['sigma']}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TaskDoc:
+    """What a task YAML file says, validated (the model's names are checked when the task
+    class is built, :func:`build_yaml_task`)."""
+
+    name: str
+    """Registry name: lowercase letters, digits and _, starting with a letter."""
+    model: str
+    """MJCF file, relative to the YAML file."""
+    description: str = ""
+    """One sentence, for humans (``rewardlab tasks``) and LLM prompts."""
+    frame_skip: int = TaskConfig.frame_skip
+    """Physics steps per control step (>= 1)."""
+    episode_steps: int = TaskConfig.episode_steps
+    """Time limit in control steps (>= 1)."""
+    reset_noise: float = TaskConfig.reset_noise
+    """Half-width of the uniform noise on hinge/slide joint positions and all velocities (>= 0)."""
+    keyframe: str = ""
+    """MJCF keyframe to reset around; empty: ``qpos0``."""
+    success_threshold: float = 0.9
+    """Episode success rate at which the task counts as solved, in [0, 1]."""
+    state: tuple[StateEntry, ...] = ()
+    """State entries, in order (``last_action`` is added after them)."""
+    observation: tuple[ObsEntry, ...] = ()
+    """Observation slices, in order."""
+    success: tuple[Condition, ...] = ()
+    """Conditions that must all hold on an episode's last step for it to succeed."""
+    termination: tuple[Condition, ...] = ()
+    """Conditions any one of which ends the episode (terminated)."""
+    reward: tuple[TermSpec, ...] = ()
+    """Default reward terms."""
+
+    EXPECTED: ClassVar[dict[str, str]] = {
+        "frame_skip": "an integer >= 1",
+        "episode_steps": "an integer >= 1",
+        "reset_noise": "a finite number >= 0.0",
+        "success_threshold": "a finite number >= 0.0 and <= 1.0",
+    }
+
+    def validate(self) -> None:
+        """Name, ranges and a one-line description."""
+        if not _NAME_RE.match(self.name):
+            raise ValueError(f"name: got {show(self.name)}, expected lowercase letters, digits and _, starting with a letter")  # fmt: skip
+        if not self.model:
+            raise ValueError("model: got '', expected an MJCF file name")
+        checks = {
+            "frame_skip": self.frame_skip >= 1,
+            "episode_steps": self.episode_steps >= 1,
+            "reset_noise": self.reset_noise >= 0,
+            "success_threshold": 0.0 <= self.success_threshold <= 1.0,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{key}: got {show(getattr(self, key))}, expected {self.EXPECTED[key]}")  # fmt: skip
+        if "\n" in self.description.strip():
+            raise ValueError(f"description: got {show(self.description)}, expected one line")
 
 
 @dataclass(frozen=True)
 class YamlTaskSpec:
-    """A task YAML file, validated (model names are checked when the task class is built)."""
+    """A task YAML file, loaded: where it is, its MJCF, and what it says."""
 
     path: Path
-    """The YAML file."""
-    name: str
-    """Registry name."""
+    """The YAML file (absolute)."""
     model: Path
     """Absolute path of the MJCF file."""
-    description: str
-    """One-line description."""
-    frame_skip: int
-    """Physics steps per control step."""
-    episode_steps: int
-    """Time limit in control steps."""
-    reset_noise: float
-    """Half-width of the reset noise."""
-    keyframe: str
-    """Keyframe to reset around; empty for qpos0."""
-    success_threshold: float
-    """Episode success rate that counts as solved."""
-    state: tuple[StateEntry, ...]
-    """State entries, in order (``last_action`` is added after them)."""
-    observation: tuple[ObsEntry, ...]
-    """Observation slices, in order."""
-    success: tuple[Condition, ...]
-    """All must hold for success."""
-    termination: tuple[Condition, ...]
-    """Any holding terminates the episode."""
-    reward: tuple[TermSpec, ...]
-    """Default reward terms."""
+    doc: TaskDoc
+    """The file's content, validated."""
+
+    @property
+    def name(self) -> str:
+        """Registry name (``doc.name``)."""
+        return self.doc.name
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing
-
-
-class _Ctx:
-    """Error helper: knows the file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, key: str, problem: str, value: Any = None, allowed: Sequence[str] | str | None = None) -> YamlTaskError:  # fmt: skip
-        msg = f"{self.path}: {key}: {problem}"
-        if value is not None:
-            msg += f"; got {value!r}"
-        if allowed is not None:
-            allowed_text = allowed if isinstance(allowed, str) else ", ".join(allowed)
-            msg += f"; allowed: {allowed_text}"
-        return YamlTaskError(msg)
-
-    def mapping(self, key: str, value: Any) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(key, "must be a mapping", value)
-        return value
-
-    def keys(self, key: str, value: Mapping[str, Any], allowed: Sequence[str]) -> None:
-        bad = [k for k in value if k not in allowed]
-        if bad:
-            raise self.fail(f"{key}.{bad[0]}" if key else str(bad[0]), "unknown key", bad[0], sorted(allowed))  # fmt: skip
-
-    def string(self, key: str, value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, "must be a non-empty string", value)
-        return value
-
-    def integer(self, key: str, value: Any, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"must be an integer >= {minimum}", value)
-        return value
-
-    def number(self, key: str, value: Any, minimum: float | None = None, maximum: float | None = None, strict: bool = False) -> float:  # fmt: skip
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if ok and minimum is not None:
-            ok = value > minimum if strict else value >= minimum
-        if ok and maximum is not None:
-            ok = value <= maximum
-        if not ok:
-            rng = []
-            if minimum is not None:
-                rng.append(f"{'>' if strict else '>='} {minimum}")
-            if maximum is not None:
-                rng.append(f"<= {maximum}")
-            raise self.fail(key, "must be a finite number" + (" " + " and ".join(rng) if rng else ""), value)  # fmt: skip
-        return float(value)
-
-    def boolean(self, key: str, value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, "must be true or false", value)
-        return value
-
-    def choice(self, key: str, value: Any, allowed: Sequence[str]) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise self.fail(key, "unknown value", value, allowed)
-        return value
+# Loading
 
 
 def load_yaml_task_spec(path: str | os.PathLike[str]) -> YamlTaskSpec:
-    """Read and validate a task YAML file (the MJCF names are checked by :func:`build_yaml_task`).
+    """Read a task YAML file (bounded, safe: :func:`rewardlab.core.config.load_yaml`) and
+    validate it (the MJCF's names are checked by :func:`build_yaml_task`).
 
     Raises:
-        YamlTaskError: the file is unreadable or invalid; the message names file, key and value.
+        YamlTaskError: the file is unreadable or invalid; the message names the file, the dotted
+            key, the value and what was expected.
     """
     path = Path(path).resolve()
-    c = _Ctx(path)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise YamlTaskError(f"{path}: cannot read the task file: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise YamlTaskError(f"{path}: not valid YAML: {e}") from e
-    doc = c.mapping("(top level)", raw)
-    c.keys("", doc, _TOP_KEYS)
+        return _load(path, Sources(display_path(path)))
+    except YamlTaskError:
+        raise
+    except ConfigError as e:
+        raise YamlTaskError(e.source, e.key, e.problem) from None
+
+
+def _fail(sources: Sources, key: str, problem: str) -> ConfigError:
+    return ConfigError(sources.of(key), key, problem)
+
+
+def _build(cls: type, data: Any, key: str, sources: Sources) -> Any:
+    """``build(cls, data)`` with the YAML's key names: required keys are named when missing,
+    ``from`` / ``to`` stand for ``point_from`` / ``point_to``, and a value of the wrong type
+    is told what ``cls.EXPECTED`` says the field takes (e.g. "an integer >= 1")."""
+    if not isinstance(data, Mapping):
+        raise _fail(sources, key, f"got {show(data)}, expected a mapping")
+    yaml_key = {v: k for k, v in _YAML_KEYS.items()}
+    data = {yaml_key.get(k, k) if isinstance(k, str) else k: v for k, v in data.items()}
+    for f in dataclasses.fields(cls):
+        if f.init and f.default is dataclasses.MISSING and f.name not in data:
+            raise _fail(sources, join_key(key, _YAML_KEYS.get(f.name, f.name)), "required key is missing")  # fmt: skip
+    try:
+        return build(cls, data, key, sources)
+    except ConfigError as e:
+        k, problem = e.key, e.problem
+        field = k.removeprefix(f"{key}.") if key else k
+        expected = getattr(cls, "EXPECTED", {})
+        if field in expected and problem.startswith("got ") and ", expected " in problem:
+            problem = f"got {show(data[field])}, expected {expected[field]}"
+        for name, yaml_name in _YAML_KEYS.items():
+            k = re.sub(rf"\b{name}\b", yaml_name, k)
+            problem = re.sub(rf"\b{name}\b", yaml_name, problem)
+        raise ConfigError(e.source, k, problem) from None
+
+
+def _mapping(sources: Sources, key: str, value: Any, what: str) -> Mapping[Any, Any]:
+    if not isinstance(value, Mapping) or not value:
+        raise _fail(sources, key, f"got {show(value)}, expected a mapping of {what} (at least one)")  # fmt: skip
+    return value
+
+
+def _entry_name(sources: Sources, key: str, name: Any) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise _fail(sources, key, f"got {show(name)}, expected a name of lowercase letters, digits and _")  # fmt: skip
+    return name
+
+
+def _kind(sources: Sources, key: str, entry: Mapping[Any, Any], kinds: Sequence[str]) -> str:
+    if "kind" not in entry:
+        raise _fail(sources, f"{key}.kind", f"required key is missing; allowed: {', '.join(kinds)}")  # fmt: skip
+    kind = entry["kind"]
+    if kind not in kinds:
+        raise _fail(sources, f"{key}.kind", _choice(kind, kinds))
+    return kind
+
+
+def _known_keys(sources: Sources, key: str, entry: Mapping[Any, Any], allowed: Sequence[str]) -> None:  # fmt: skip
+    for k in entry:
+        if k not in allowed:
+            raise unknown_key(f"{key}.{k}", str(k), list(allowed), sources)
+
+
+def _state_name(sources: Sources, key: str, name: str, names: Sequence[str]) -> None:
+    if name not in names:
+        raise _fail(sources, key, f"got {show(name)}; expected a state name: {', '.join(names)}")
+
+
+def _load(path: Path, sources: Sources) -> YamlTaskSpec:
+    raw = load_yaml(path)
+    allowed = field_names(TaskDoc)
+    for k in raw:
+        if k not in allowed:
+            raise unknown_key(str(k), str(k), allowed, sources)
     for k in _REQUIRED:
-        if k not in doc:
-            raise c.fail(k, "required key is missing", allowed=list(_REQUIRED) + ["(optional) " + ", ".join(k2 for k2 in _TOP_KEYS if k2 not in _REQUIRED)])  # fmt: skip
-
-    name = c.string("name", doc["name"])
-    if not _NAME_RE.match(name):
-        raise c.fail(
-            "name", "must be lowercase letters, digits and _, starting with a letter", name
-        )
-    model = path.parent / c.string("model", doc["model"])
+        if k not in raw:
+            raise _fail(sources, k, f"required key is missing; a task file needs {', '.join(_REQUIRED)}")  # fmt: skip
+    head: TaskDoc = _build(TaskDoc, {k: v for k, v in raw.items() if k not in _SECTIONS}, "", sources)  # fmt: skip
+    model = path.parent / head.model
     if not model.is_file():
-        raise c.fail("model", f"MJCF file not found (looked for {model})", doc["model"])
-    defaults = TaskConfig()
-    frame_skip = c.integer("frame_skip", doc.get("frame_skip", defaults.frame_skip), 1)
-    episode_steps = c.integer("episode_steps", doc.get("episode_steps", defaults.episode_steps), 1)
-    reset_noise = c.number("reset_noise", doc.get("reset_noise", defaults.reset_noise), 0.0)
-    keyframe = doc.get("keyframe", "")
-    if keyframe != "":
-        keyframe = c.string("keyframe", keyframe)
-    threshold = c.number("success_threshold", doc.get("success_threshold", 0.9), 0.0, 1.0)
-    description = doc.get("description", "")
-    if not isinstance(description, str):
-        raise c.fail("description", "must be a string", description)
+        raise _fail(sources, "model", f"got {show(head.model)}; MJCF file not found (looked for {model})")  # fmt: skip
 
-    states = _parse_state(c, c.mapping("state", doc["state"]))
-    shapes = {s.name: _entry_is_scalar(s) for s in states}
-    shapes["last_action"] = False
-    observation = _parse_observation(c, doc["observation"], shapes)
-    success = _parse_conditions(c, "success", doc["success"], shapes)
-    termination = _parse_conditions(c, "termination", doc.get("termination", []), shapes)
-    reward = _parse_reward(c, c.mapping("reward", doc["reward"]), shapes)
-    return YamlTaskSpec(
-        path=path, name=name, model=model.resolve(), description=description,
-        frame_skip=frame_skip, episode_steps=episode_steps, reset_noise=reset_noise,
-        keyframe=keyframe, success_threshold=threshold, state=states,
-        observation=observation, success=success, termination=termination, reward=reward,
-    )  # fmt: skip
-
-
-def _entry_is_scalar(s: StateEntry) -> bool:
-    """Whether the entry is a scalar per world (sensor dims are only known with the model)."""
-    if s.kind in ("joint_pos", "joint_vel"):
-        return not s.vector
-    if s.kind in ("distance", "site_distance", "body_upright"):
-        return True
-    if s.kind == "sensor":
-        return False  # decided with the model; conditions on sensors are checked then
-    return s.axis is not None
-
-
-def _parse_point(c: _Ctx, key: str, value: Any) -> PointRef:
-    m = c.mapping(key, value)
-    if len(m) != 1 or next(iter(m)) not in ("site", "body"):
-        raise c.fail(key, "must be {site: name} or {body: name}", dict(m), ["site", "body"])
-    kind = next(iter(m))
-    return PointRef(kind, c.string(f"{key}.{kind}", m[kind]))
-
-
-def _parse_state(c: _Ctx, doc: Mapping[str, Any]) -> tuple[StateEntry, ...]:
-    if not doc:
-        raise c.fail("state", "must name at least one state entry", dict(doc))
-    out = []
-    for name, raw in doc.items():
-        key = f"state.{name}"
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise c.fail(key, "state names must be lowercase letters, digits and _", name)
+    state = []
+    for name, entry in _mapping(sources, "state", raw["state"], "state names to entries").items():
+        key = f"state.{_entry_name(sources, f'state.{name}', name)}"
         if name == "last_action":
-            raise c.fail(key, "is always provided (the previous action); choose another name", name)
-        e = c.mapping(key, raw)
-        if "kind" not in e:
-            raise c.fail(f"{key}.kind", "required key is missing", allowed=sorted(STATE_KINDS))
-        kind = c.choice(f"{key}.kind", e["kind"], sorted(STATE_KINDS))
-        c.keys(key, e, ("kind", "doc", *STATE_KINDS[kind]))
-        fields: dict[str, Any] = {"name": name, "kind": kind}
-        if "doc" in e:
-            fields["doc"] = c.string(f"{key}.doc", e["doc"])
-        if kind in ("joint_pos", "joint_vel"):
-            if ("joint" in e) == ("joints" in e):
-                raise c.fail(key, "needs exactly one of 'joint' (a name) or 'joints' (a list of names)", dict(e), ["joint", "joints"])  # fmt: skip
-            if "joint" in e:
-                fields["joints"] = (c.string(f"{key}.joint", e["joint"]),)
-            else:
-                js = e["joints"]
-                if not isinstance(js, list) or not js:
-                    raise c.fail(f"{key}.joints", "must be a non-empty list of joint names", js)
-                fields["joints"] = tuple(c.string(f"{key}.joints[{i}]", j) for i, j in enumerate(js))  # fmt: skip
-                fields["vector"] = True
-            if "wrap" in e:
-                fields["wrap"] = c.boolean(f"{key}.wrap", e["wrap"])
-        for k in ("body", "site", "sensor"):
-            if k in STATE_KINDS[kind]:
-                if k not in e:
-                    raise c.fail(f"{key}.{k}", f"required for kind {kind}", allowed=f"a {k} name of the model")  # fmt: skip
-                fields[k] = c.string(f"{key}.{k}", e[k])
-        if "from" in STATE_KINDS[kind]:
-            for k, f in (("from", "point_from"), ("to", "point_to")):
-                if k not in e:
-                    raise c.fail(f"{key}.{k}", f"required for kind {kind}", allowed=["{site: name}", "{body: name}"])  # fmt: skip
-                fields[f] = _parse_point(c, f"{key}.{k}", e[k])
-        if "axis" in e:
-            fields["axis"] = _AXES[c.choice(f"{key}.axis", e["axis"], list(_AXES))]
-        out.append(StateEntry(**fields))
-    return tuple(out)
+            raise _fail(sources, key, "is always provided (the previous action); choose another name")  # fmt: skip
+        entry = _mapping(sources, key, entry, "keys to values")
+        kind = _kind(sources, key, entry, sorted(STATE_KINDS))
+        _known_keys(sources, key, entry, ("kind", "doc", *STATE_KINDS[kind]))
+        # Points are built here, so that their errors name their own keys (a union with null
+        # would report only "expected a mapping or null").
+        points = {k: _build(PointRef, entry[k], f"{key}.{k}", sources) for k in ("from", "to") if k in entry}  # fmt: skip
+        state.append(_build(StateEntry, {**entry, **points, "name": name}, key, sources))
+    names = [e.name for e in state] + ["last_action"]
 
-
-def _parse_observation(c: _Ctx, doc: Any, shapes: Mapping[str, bool]) -> tuple[ObsEntry, ...]:
-    if not isinstance(doc, list) or not doc:
-        raise c.fail("observation", "must be a non-empty list of state names or {state, transform, scale}", doc)  # fmt: skip
-    out = []
-    for i, raw in enumerate(doc):
+    obs_raw = raw["observation"]
+    if not isinstance(obs_raw, list) or not obs_raw:
+        raise _fail(sources, "observation", f"got {show(obs_raw)}, expected a non-empty list of state names or {{state, transform, scale}}")  # fmt: skip
+    observation = []
+    for i, item in enumerate(obs_raw):
         key = f"observation[{i}]"
-        if isinstance(raw, str):
-            raw = {"state": raw}
-        e = c.mapping(key, raw)
-        c.keys(key, e, ("state", "transform", "scale"))
-        if "state" not in e:
-            raise c.fail(f"{key}.state", "required key is missing", allowed=sorted(shapes))
-        state = c.choice(f"{key}.state", e["state"], sorted(shapes))
-        transform = c.choice(f"{key}.transform", e.get("transform", "identity"), TRANSFORMS)
-        scale = c.number(f"{key}.scale", e.get("scale", 1.0))
-        out.append(ObsEntry(state, transform, scale))
-    return tuple(out)
+        o = _build(ObsEntry, {"state": item} if isinstance(item, str) else item, key, sources)
+        _state_name(sources, f"{key}.state", o.state, names)
+        observation.append(o)
 
+    conditions = {}
+    for section in ("success", "termination"):
+        items = raw.get(section, [])
+        listed = isinstance(items, list)
+        if not listed:
+            items = [items]
+        if section == "success" and not items:
+            raise _fail(sources, section, "got [], expected a comparison {state, op, value} or a non-empty list of them")  # fmt: skip
+        out = []
+        for i, item in enumerate(items):
+            key = f"{section}[{i}]" if listed else section
+            c = _build(Condition, item, key, sources)
+            _state_name(sources, f"{key}.state", c.state, names[:-1])
+            out.append(c)
+        conditions[section] = tuple(out)
 
-def _parse_conditions(c: _Ctx, key: str, doc: Any, shapes: Mapping[str, bool]) -> tuple[Condition, ...]:  # fmt: skip
-    items = doc if isinstance(doc, list) else [doc]
-    if key == "success" and not items:
-        raise c.fail(key, "must be a comparison {state, op, value} or a non-empty list of them", doc)  # fmt: skip
-    out = []
-    for i, raw in enumerate(items):
-        k = key if not isinstance(doc, list) else f"{key}[{i}]"
-        e = c.mapping(k, raw)
-        c.keys(k, e, ("state", "op", "value", "abs"))
-        for req in ("state", "op", "value"):
-            if req not in e:
-                raise c.fail(f"{k}.{req}", "required key is missing", allowed=["state", "op", "value", "abs"])  # fmt: skip
-        scalars = sorted(n for n, s in shapes.items() if s) + sorted(n for n, s in shapes.items() if not s and n != "last_action")  # fmt: skip
-        state = c.choice(f"{k}.state", e["state"], scalars)
-        op = c.choice(f"{k}.op", e["op"], list(OPS))
-        value = c.number(f"{k}.value", e["value"])
-        use_abs = c.boolean(f"{k}.abs", e.get("abs", False))
-        out.append(Condition(state, op, value, use_abs))
-    return tuple(out)
-
-
-def _parse_reward(c: _Ctx, doc: Mapping[str, Any], shapes: Mapping[str, bool]) -> tuple[TermSpec, ...]:  # fmt: skip
-    if not doc:
-        raise c.fail("reward", "must name at least one term", dict(doc))
-    out = []
-    for name, raw in doc.items():
-        key = f"reward.{name}"
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise c.fail(key, "term names must be lowercase letters, digits and _", name)
-        e = c.mapping(key, raw)
-        if "kind" not in e:
-            raise c.fail(f"{key}.kind", "required key is missing", allowed=sorted(TERM_KINDS))
-        kind = c.choice(f"{key}.kind", e["kind"], sorted(TERM_KINDS))
-        allowed = ["kind", "weight"]
+    reward = []
+    for name, term in _mapping(sources, "reward", raw["reward"], "term names to terms").items():
+        key = f"reward.{_entry_name(sources, f'reward.{name}', name)}"
+        term = _mapping(sources, key, term, "keys to values")
+        kind = _kind(sources, key, term, sorted(TERM_KINDS))
+        allowed_keys = ["kind", "weight"]
         if kind not in _STATELESS_TERMS:
-            allowed.append("state")
+            allowed_keys.append("state")
         if kind == "gaussian":
-            allowed += ["sigma", "target"]
-        c.keys(key, e, allowed)
-        fields: dict[str, Any] = {"name": name, "kind": kind}
-        fields["weight"] = c.number(f"{key}.weight", e.get("weight", 1.0))
-        if kind not in _STATELESS_TERMS:
-            if "state" not in e:
-                raise c.fail(f"{key}.state", f"required for kind {kind}", allowed=sorted(shapes))
-            fields["state"] = c.choice(f"{key}.state", e["state"], sorted(shapes))
-        if kind == "gaussian":
-            if "sigma" not in e:
-                raise c.fail(f"{key}.sigma", "required for kind gaussian (exp(-sum (x - target)^2 / sigma))", allowed="a number > 0")  # fmt: skip
-            fields["sigma"] = c.number(f"{key}.sigma", e["sigma"], 0.0, strict=True)
-            fields["target"] = c.number(f"{key}.target", e.get("target", 0.0))
-        out.append(TermSpec(**fields))
-    return tuple(out)
+            allowed_keys += ["sigma", "target"]
+        _known_keys(sources, key, term, allowed_keys)
+        t = _build(TermSpec, {**term, "name": name}, key, sources)
+        if t.state is not None:
+            _state_name(sources, f"{key}.state", t.state, names)
+        reward.append(t)
+
+    doc = dataclasses.replace(
+        head,
+        state=tuple(state),
+        observation=tuple(observation),
+        success=conditions["success"],
+        termination=conditions["termination"],
+        reward=tuple(reward),
+    )
+    return YamlTaskSpec(path=path, model=model.resolve(), doc=doc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,14 +609,14 @@ class YamlTask(Task):
 
     @classmethod
     def default_config(cls) -> YamlTaskConfig:
-        s = cls.spec
+        s = cls.spec.doc
         return YamlTaskConfig(frame_skip=s.frame_skip, episode_steps=s.episode_steps, reset_noise=s.reset_noise)  # fmt: skip
 
     def __init__(self, cfg: TaskConfig, model: mujoco.MjModel) -> None:
         super().__init__(cfg, model)
         self._qpos0 = torch.as_tensor(model.qpos0.copy())
-        if self.spec.keyframe:
-            self._qpos0 = torch.as_tensor(model.key(self.spec.keyframe).qpos.copy())
+        if self.spec.doc.keyframe:
+            self._qpos0 = torch.as_tensor(model.key(self.spec.doc.keyframe).qpos.copy())
         adr = [
             int(model.jnt_qposadr[j])
             for j in range(model.njnt)
@@ -634,7 +686,7 @@ class YamlTask(Task):
             return x if r.shape else x[:, 0]
         else:  # pragma: no cover - kinds are validated
             raise AssertionError(kind)
-        return x if e.axis is None else x[:, e.axis]
+        return x if e.axis is None else x[:, e.axis_index]
 
     def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {r.entry.name: self._value(sim, r).float() for r in self._resolved}
@@ -643,7 +695,7 @@ class YamlTask(Task):
 
     def observation(self, state: State) -> torch.Tensor:
         parts = []
-        for o in self.spec.observation:
+        for o in self.spec.doc.observation:
             x = state[o.state]
             x = x.reshape(x.shape[0], -1)
             if o.transform == "cos":
@@ -656,7 +708,7 @@ class YamlTask(Task):
     def obs_layout(self) -> list[tuple[str, int]]:
         spec = self.state_spec()
         out = []
-        for o in self.spec.observation:
+        for o in self.spec.doc.observation:
             label = o.state if o.transform == "identity" else f"{o.transform}({o.state})"
             if o.scale != 1.0:
                 label = f"{o.scale:g} * {label}"
@@ -672,16 +724,16 @@ class YamlTask(Task):
         return out
 
     def success(self, state: State) -> torch.Tensor:
-        result = self._check(self.spec.success, state)
+        result = self._check(self.spec.doc.success, state)
         return torch.stack(result).all(0)
 
     def terminated(self, state: State) -> torch.Tensor:
-        if not self.spec.termination:
+        if not self.spec.doc.termination:
             return super().terminated(state)
-        return torch.stack(self._check(self.spec.termination, state)).any(0)
+        return torch.stack(self._check(self.spec.doc.termination, state)).any(0)
 
     def reward_terms(self) -> dict[str, RewardTerm]:
-        return self._weighted({t.name: (_term_func(t), t.weight) for t in self.spec.reward})
+        return self._weighted({t.name: (_term_func(t), t.weight) for t in self.spec.doc.reward})
 
 
 def _term_func(t: TermSpec) -> Callable[..., torch.Tensor]:
@@ -692,7 +744,7 @@ def _term_func(t: TermSpec) -> Callable[..., torch.Tensor]:
         return action_rate_l2
     if t.kind == "alive":
         return alive
-    name, kind, sigma, target = t.state, t.kind, t.sigma, t.target
+    name, kind, sigma, target = str(t.state), t.kind, float(t.sigma or 1.0), t.target
 
     def flat(state: State) -> torch.Tensor:
         x = state[name]
@@ -759,15 +811,20 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
         YamlTaskError: the MJCF does not compile, or names a joint, body, site, sensor or
             keyframe that the model does not have (the message lists the model's names).
     """
-    c = _Ctx(spec.path)
+    source, doc = display_path(spec.path), spec.doc
+
+    def fail(key: str, problem: str) -> YamlTaskError:
+        return YamlTaskError(source, key, problem)
+
     try:
         model = mujoco.MjModel.from_xml_path(str(spec.model))
     except Exception as e:  # mujoco raises ValueError with the XML error
-        raise c.fail("model", f"MJCF does not compile: {e}", str(spec.model)) from e
+        raise fail("model", f"got {doc.model!r}; the MJCF does not compile: {e}") from e
     if model.nu == 0:
-        raise c.fail("model", "the MJCF has no actuators, so a policy cannot act", str(spec.model))
-    if spec.keyframe and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, spec.keyframe) < 0:
-        raise c.fail("keyframe", "no such keyframe in the model", spec.keyframe, _names(model, mujoco.mjtObj.mjOBJ_KEY, model.nkey))  # fmt: skip
+        raise fail("model", f"got {doc.model!r}; the MJCF has no actuators, so a policy cannot act")  # fmt: skip
+    if doc.keyframe and mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, doc.keyframe) < 0:
+        keys = ", ".join(_names(model, mujoco.mjtObj.mjOBJ_KEY, model.nkey))
+        raise fail("keyframe", f"got {doc.keyframe!r}; no such keyframe in {spec.model.name}; allowed: {keys}")  # fmt: skip
 
     def lookup(key: str, kind: str, name: str) -> int:
         obj, count = {
@@ -778,23 +835,23 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
         }[kind]
         i = mujoco.mj_name2id(model, obj, name)
         if i < 0:
-            raise c.fail(key, f"no {kind} of this name in {spec.model.name}", name, _names(model, obj, count))  # fmt: skip
+            raise fail(key, f"got {name!r}; no {kind} of this name in {spec.model.name}; allowed: {', '.join(_names(model, obj, count))}")  # fmt: skip
         return i
 
     resolved: list[_Resolved] = []
     fields: set[str] = set()
-    for e in spec.state:
+    for e in doc.state:
         key = f"state.{e.name}"
         fields.update(_SIM_FIELDS.get(e.kind, ()))
         vec3: tuple[int, ...] = (3,) if e.axis is None else ()
         if e.kind in ("joint_pos", "joint_vel"):
             ids, hinge, units = [], [], set()
-            for j, jn in enumerate(e.joints):
+            for j, jn in enumerate(e.joint_names):
                 jkey = f"{key}.joints[{j}]" if e.vector else f"{key}.joint"
                 jid = lookup(jkey, "joint", jn)
                 jtype = int(model.jnt_type[jid])
                 if jtype not in _SCALAR_JOINTS:
-                    raise c.fail(jkey, f"joint type {mujoco.mjtJoint(jtype).name} has no scalar position; use body_pos/body_quat of its body", jn, ["hinge", "slide"])  # fmt: skip
+                    raise fail(jkey, f"got {jn!r}, a {mujoco.mjtJoint(jtype).name} joint, which has no scalar position; expected a hinge or slide joint (use body_pos/body_quat of its body)")  # fmt: skip
                 is_hinge = jtype == int(mujoco.mjtJoint.mjJNT_HINGE)
                 ids.append(int(model.jnt_qposadr[jid] if e.kind == "joint_pos" else model.jnt_dofadr[jid]))  # fmt: skip
                 hinge.append(bool(is_hinge))
@@ -803,16 +860,16 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
             r = _Resolved(
                 e, shape, " or ".join(sorted(units)), "joint", "", tuple(ids), tuple(hinge)
             )
-            what = ", ".join(e.joints)
+            what = ", ".join(e.joint_names)
         elif e.kind in ("body_pos", "body_quat", "body_upright", "body_linvel", "body_angvel"):
-            bid = lookup(f"{key}.body", "body", e.body)
+            bid = lookup(f"{key}.body", "body", str(e.body))
             shape = {"body_quat": (4,), "body_upright": ()}.get(e.kind, vec3)
             unit = {"body_pos": "m", "body_quat": "1", "body_upright": "1", "body_linvel": "m/s", "body_angvel": "rad/s"}[e.kind]  # fmt: skip
             r = _Resolved(e, shape, unit, "world", "", (bid,))
-            what = e.body
+            what = str(e.body)
         elif e.kind == "site_pos":
-            r = _Resolved(e, vec3, "m", "world", "", (lookup(f"{key}.site", "site", e.site),))
-            what = e.site
+            r = _Resolved(e, vec3, "m", "world", "", (lookup(f"{key}.site", "site", str(e.site)),))
+            what = str(e.site)
         elif e.kind in ("distance", "site_distance", "offset"):
             assert e.point_from is not None and e.point_to is not None
             ids = []
@@ -824,35 +881,37 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
             fr, to = e.point_from, e.point_to
             what = f"from {fr.kind} {fr.name} to {to.kind} {to.name}"
         else:  # sensor
-            sid = lookup(f"{key}.sensor", "sensor", e.sensor)
+            sid = lookup(f"{key}.sensor", "sensor", str(e.sensor))
             if int(model.sensor_needstage[sid]) == int(mujoco.mjtStage.mjSTAGE_ACC):
-                raise c.fail(f"{key}.sensor", "acceleration-stage sensors (touch, accelerometer, force, torque, ...) are not current after a step; use position or velocity sensors", e.sensor)  # fmt: skip
+                raise fail(f"{key}.sensor", f"acceleration-stage sensors (touch, accelerometer, force, torque, ...) are not current after a step; got {e.sensor!r}, expected a position or velocity sensor")  # fmt: skip
             dim = int(model.sensor_dim[sid])
             r = _Resolved(e, (dim,) if dim > 1 else (), "sensor units", "sensor", "", (int(model.sensor_adr[sid]), dim))  # fmt: skip
-            what = e.sensor
+            what = str(e.sensor)
         if e.axis is not None:
-            what += f", {'xyz'[e.axis]} component"
-        doc = e.doc or _DOCS[e.kind].format(what=what)
-        resolved.append(_Resolved(r.entry, r.shape, r.unit, r.frame, doc, r.ids, r.hinge))
+            what += f", {e.axis} component"
+        text = e.doc or _DOCS[e.kind].format(what=what)
+        resolved.append(_Resolved(r.entry, r.shape, r.unit, r.frame, text, r.ids, r.hinge))
 
     shapes = {r.entry.name: r.shape for r in resolved}
     shapes["last_action"] = (model.nu,)
-    for section, conds in (("success", spec.success), ("termination", spec.termination)):
+    for section, conds in (("success", doc.success), ("termination", doc.termination)):
         for i, cond in enumerate(conds):
             if shapes[cond.state] != ():
-                raise c.fail(f"{section}[{i}].state" if len(conds) > 1 else f"{section}.state", f"must be a scalar state, this one has shape {list(shapes[cond.state])}; add 'axis' or use a distance", cond.state, sorted(n for n, s in shapes.items() if s == ()))  # fmt: skip
-    for t in spec.reward:
-        if t.kind in _SCALAR_TERMS and shapes[t.state] != ():
-            raise c.fail(f"reward.{t.name}.state", f"kind {t.kind} needs a scalar state, this one has shape {list(shapes[t.state])}", t.state, sorted(n for n, s in shapes.items() if s == ()))  # fmt: skip
+                scalars = ", ".join(sorted(n for n, s in shapes.items() if s == ()))
+                raise fail(f"{section}[{i}].state" if len(conds) > 1 else f"{section}.state", f"got {cond.state!r}, a state of shape {list(shapes[cond.state])}; expected a scalar state (or add 'axis', or use a distance): {scalars}")  # fmt: skip
+    for t in doc.reward:
+        if t.kind in _SCALAR_TERMS and shapes[str(t.state)] != ():
+            scalars = ", ".join(sorted(n for n, s in shapes.items() if s == ()))
+            raise fail(f"reward.{t.name}.state", f"got {t.state!r}, a state of shape {list(shapes[str(t.state)])}; kind {t.kind} expects a scalar state: {scalars}")  # fmt: skip
 
     attrs = {
         "name": spec.name,
         "model_file": str(spec.model),
         "sim_fields": tuple(sorted(fields)),
-        "success_threshold": spec.success_threshold,
+        "success_threshold": doc.success_threshold,
         "spec": spec,
         "_resolved": tuple(resolved),
-        "__doc__": spec.description or f"Task {spec.name} from {spec.path.name}.",
+        "__doc__": doc.description or f"Task {spec.name} from {spec.path.name}.",
         "__module__": __name__,
     }
     cls_name = "".join(p.capitalize() for p in spec.name.split("_")) + "YamlTask"
@@ -909,10 +968,10 @@ def register_yaml_dir(folder: str | os.PathLike[str]) -> list[str]:
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         name = path.stem
         try:
-            doc = yaml.safe_load(path.read_text())
-            if isinstance(doc, Mapping) and isinstance(doc.get("name"), str):
+            doc = load_yaml(path)
+            if isinstance(doc.get("name"), str):
                 name = doc["name"]
-        except (OSError, yaml.YAMLError):
+        except ConfigError:  # reported when the task is used (or by broken_tasks())
             pass
         if name in task_names():
             warnings.warn(f"{path}: task name {name!r} is already registered; skipping this file", stacklevel=2)  # fmt: skip
@@ -935,6 +994,7 @@ __all__ = [
     "CUSTOM_DIR",
     "OPS",
     "STATE_KINDS",
+    "TaskDoc",
     "TERM_KINDS",
     "TRANSFORMS",
     "YamlTask",
