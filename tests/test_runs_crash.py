@@ -90,14 +90,32 @@ def _rows(run: Path) -> list[dict]:
     return out
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_child_left_behind():
+    """Kill the children a failed assertion left running (each by its own handle)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def _start(script: Path, run: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, str(script), str(run), str(ITERATIONS), str(KEEP)],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def _kill_when(proc: subprocess.Popen, run: Path, rows: int, delay: float) -> None:
