@@ -169,8 +169,15 @@ def _bind_args(binds: list[tuple[str, str]]) -> list[str]:
     return args
 
 
-def bwrap_argv(command: Sequence[str], scratch_mb: int, *, bwrap: str | None = None) -> list[str]:
-    """The full ``bwrap ... -- command`` argument list (see the module docstring)."""
+def bwrap_argv(
+    command: Sequence[str],
+    scratch_mb: int,
+    *,
+    bwrap: str | None = None,
+    extra_ro: Sequence[str] = (),
+) -> list[str]:
+    """The full ``bwrap ... -- command`` argument list (see the module docstring);
+    ``extra_ro``: more folders to show read-only (benchmarks of the trainer-inside design)."""
     bwrap = bwrap or find_bwrap()
     if bwrap is None:
         raise SandboxUnavailable(RewardError("unavailable", unavailable_reason() or "no bwrap"))
@@ -181,7 +188,7 @@ def bwrap_argv(command: Sequence[str], scratch_mb: int, *, bwrap: str | None = N
     ]  # fmt: skip
     for k, v in _ENV.items():
         argv += ["--setenv", k, v]
-    argv += _bind_args(_binds())
+    argv += _bind_args(_binds() + [("--ro-bind", os.path.abspath(p)) for p in extra_ro])
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--size", str(scratch_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
     argv += ["--remount-ro", "/", "--chdir", "/tmp"]
