@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import imageio.v2 as imageio
 import numpy as np
 import torch
 
@@ -136,8 +137,6 @@ def _fps(env: Any) -> float:
 
 def _open_video(path: str | Path, fps: float) -> Any:
     """An imageio mp4 writer (H.264 via imageio-ffmpeg); ``append_data(uint8 [H, W, 3])``."""
-    import imageio.v2 as imageio
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return imageio.get_writer(str(path), fps=fps, codec="libx264", quality=7)

@@ -27,7 +27,6 @@ Loading needs only torch or onnxruntime (this is what ``rewardlab.deploy`` does)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import time
@@ -35,8 +34,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import mujoco
 import torch
 from torch import nn
+
+from rewardlab.core.files import atomic_write, sha256
 
 FORMAT_VERSION = 1
 """Version of the ``policy.json`` layout; bumped on incompatible changes."""
@@ -100,8 +102,7 @@ def export_policy(
     meta["git_revision"] = git_revision if git_revision is not None else _git_revision()
     meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta.update(extra or {})
-    paths["json"] = out / "policy.json"
-    paths["json"].write_text(_json_text(meta))
+    paths["json"] = atomic_write(out / "policy.json", _json_text(meta))
     return paths
 
 
@@ -138,8 +139,6 @@ def policy_metadata(
     actuators: list[str] = []
     timestep = None
     if model is not None:
-        import mujoco
-
         lo, hi = model.actuator_ctrlrange.T.copy()
         limited = model.actuator_ctrllimited.astype(bool)
         lo[~limited], hi[~limited] = -1.0, 1.0
@@ -219,15 +218,6 @@ def _json_text(data: Any, level: int = 0) -> str:
     return text + "\n" if level == 0 else text
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _to_torchscript(policy: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     """Script the module (keeps any control flow); fall back to tracing."""
     with warnings.catch_warnings():
@@ -287,6 +277,7 @@ def load_exported(path: str | Path, backend: str = "torch") -> tuple[Any, dict[s
         ``(act, meta)``: ``act(obs)`` maps a float32 array ``[B, obs_dim]`` (numpy or torch) to a
         numpy array ``[B, action_dim]`` in ``[-1, 1]``; ``meta`` is the parsed ``policy.json``.
     """
+    # everything imported here, not from this module: the function is meant to be copied
     import json as _json
     from pathlib import Path as _Path
 

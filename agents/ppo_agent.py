@@ -38,6 +38,7 @@ class PPOAgent:
             device=spec.device,
             seed=spec.seed,
             checkpoint_every=spec.checkpoint_every,
+            keep_checkpoints=spec.keep_checkpoints,
         )
 
     def train(
@@ -82,8 +83,9 @@ class PPOAgent:
             PPOPolicy(runner, seed=spec.sample_seed), runner.global_step, history, state
         )
 
-    def load(self, path: Path, env: BatchedEnv, spec: TrainSpec) -> PPOPolicy:
-        """The policy of a PPO checkpoint (``model_<it>.pt``, ``latest.pt``) for ``env``."""
+    def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> PPOPolicy:
+        """The policy of a PPO checkpoint (``model_<it>.pt``, ``latest.pt``, or a learner state
+        as bytes) for ``env``."""
         runner = self.runner(env, dataclasses.replace(spec, log_dir=None))
-        runner.load(path, load_env=False)
+        runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, load_env=False)
         return PPOPolicy(runner, seed=spec.sample_seed)

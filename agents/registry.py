@@ -48,6 +48,9 @@ class TrainSpec:
     (agents that cannot train without a folder raise ``ValueError``)."""
     checkpoint_every: int = 50
     """Learner iterations between checkpoints (for agents that count iterations)."""
+    keep_checkpoints: int = 5
+    """Numbered checkpoints to keep besides the best one; 0 keeps all (for agents that keep
+    several)."""
     progress: bool = True
     """Print progress lines while training."""
     keep_state: bool = False
@@ -103,8 +106,9 @@ class Agent(Protocol):
         """
         ...
 
-    def load(self, path: Path, env: BatchedEnv, spec: TrainSpec) -> Policy:
-        """The policy saved in the checkpoint ``path`` (for ``env``'s observation/action sizes)."""
+    def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> Policy:
+        """The policy saved in the checkpoint ``path`` (or a :attr:`TrainOutcome.state`), for
+        ``env``'s observation and action sizes."""
         ...
 
 

@@ -41,9 +41,9 @@ def compute_reward(state, action):
 
 def run(kind: str, n: int, steps: int, workers: int, nthread: int) -> dict:
     from rewardlab.config import load_train_config
-    from rewardlab.rewards.candidate import CandidateSpec, train_candidate
-    from rewardlab.rewards.executors import Job, ProcessExecutor, SequentialExecutor
     from rewardlab.rewards.sandbox import SandboxLimits
+    from rewardlab.search.candidate import CandidateResult, CandidateSpec, candidate_job
+    from rewardlab.search.executors import Job, ProcessExecutor, SequentialExecutor
 
     cfg = load_train_config({"task": "cartpole_balance", "nthread": nthread})
     limits = SandboxLimits(cpu_seconds=3600, wall_seconds=1800)
@@ -51,13 +51,14 @@ def run(kind: str, n: int, steps: int, workers: int, nthread: int) -> dict:
     jobs = []
     for i in range(n):
         spec = CandidateSpec(dataclasses.replace(cfg, seed=i), steps, code=GOOD, eval_episodes=10)
-        jobs.append(Job(f"c{i}", train_candidate, (spec,)))
+        jobs.append(Job(f"c{i}", candidate_job, (spec,)))
     t0 = time.perf_counter()
     outs = ex.run(jobs)
     wall = time.perf_counter() - t0
     bad = [o for o in outs if not o.ok]
     if bad:
         raise RuntimeError(f"{kind}: {len(bad)} candidate(s) failed: {bad[0].error}")
+    results = [CandidateResult.from_data(o.value) for o in outs]
     return {
         "executor": kind,
         "workers": 1 if kind == "sequential" else workers,
@@ -66,8 +67,8 @@ def run(kind: str, n: int, steps: int, workers: int, nthread: int) -> dict:
         "wall_s": wall,
         "candidates_per_hour": n / wall * 3600,
         "mean_job_s": sum(o.seconds for o in outs) / n,
-        "mean_train_s_in_worker": sum(o.value.train_seconds for o in outs) / n,
-        "fitness": [o.value.fitness for o in outs],
+        "mean_train_s_in_worker": sum(r.train_seconds for r in results) / n,
+        "fitness": [r.fitness for r in results],
     }
 
 

@@ -33,10 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from _common import RESULTS, contention_note, markdown_table, system_info, write_json  # noqa: E402
 from openai_server import ChatRequest, OpenAIServer  # noqa: E402
 
-from rewardlab.rewards.llm import ChatClient  # noqa: E402
-from rewardlab.rewards.search_config import LLMConfig  # noqa: E402
+from rewardlab.rewards.llm import (
+    ChatClient,  # noqa: E402
+    LLMConfig,  # noqa: E402
+)
 from rewardlab.vlm_reward.judge import VLMJudge  # noqa: E402
-from rewardlab.vlm_reward.preference import PreferenceScorer, RewardEnsemble  # noqa: E402
+from rewardlab.vlm_reward.preference import PreferenceScorer  # noqa: E402
+from rewardlab.vlm_reward.preference_model import RewardEnsemble  # noqa: E402
 
 
 def _frames(n: int, size: int, seed: int) -> torch.Tensor:

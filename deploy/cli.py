@@ -137,29 +137,6 @@ class SimRobotArgs:
             raise ValueError(f"duration: got {self.duration!r}, expected > 0 or null")
 
 
-@dataclass(frozen=True)
-class ReplayArgs:
-    """``rewardlab replay``: score a recorded episode (rosbag2) with any reward function."""
-
-    bag: str = ""
-    """rosbag2 folder recorded by ``rewardlab deploy record=DIR``; required."""
-    reward: str = ""
-    """``task:<task>`` (the task's own reward) or ``code:<file.py>`` (e.g. an LLM-written one)."""
-    robot: str = "arm"
-    """Robot config the bag was recorded with."""
-    task: str | None = None
-    """Task whose state schema a ``code:`` reward reads; default: the one in ``task:<task>``."""
-    json: str | None = None
-    """Also write the summary (reward/<term> sums, return, ticks) as JSON to this file."""
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field and the allowed values."""
-        if not self.bag:
-            raise ValueError("bag: required (bag=DIR, a folder written by deploy record=DIR)")
-        if not self.reward.startswith(("task:", "code:")):
-            raise ValueError(f"reward: got {self.reward!r}, expected task:<task> or code:<file.py>")
-
-
 # -------------------------------------------------------------------------------------------------
 # key=value words -> frozen dataclass
 
@@ -467,16 +444,6 @@ def _cmd_sim_robot(ns: argparse.Namespace) -> int:
     return int(sim_robot.main(argv) or 0)
 
 
-def _cmd_replay(ns: argparse.Namespace) -> int:
-    args = build_args(ReplayArgs, parse_words(ns.overrides))
-    from rewardlab.deploy import recording
-
-    argv = [args.bag, "--robot", args.robot, "--reward", args.reward]
-    argv += ["--task", args.task] if args.task else []
-    argv += ["--json", args.json] if args.json else []
-    return int(recording.main(argv) or 0)
-
-
 def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add ``deploy`` and ``sim-robot`` to the ``rewardlab`` command line (imports nothing heavy)."""
     for name, cls, func, help_, example in (
@@ -484,8 +451,6 @@ def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> Non
          "rewardlab deploy policy=runs/arm_reach/export robot=arm"),
         ("sim-robot", SimRobotArgs, _cmd_sim_robot, "simulate a robot that speaks its ROS 2 topics",
          "rewardlab sim-robot robot=arm"),
-        ("replay", ReplayArgs, _cmd_replay, "score a recorded robot episode with a reward function",
-         "rewardlab replay bag=runs/arm/bag reward=task:arm_reach"),
     ):  # fmt: skip
         p = sub.add_parser(
             name,

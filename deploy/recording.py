@@ -21,7 +21,8 @@ the whole batch (torch tensors, as in training): a generated code reward or a VL
 bag's camera frames, aligned to the rows, come with :func:`bag_states` as ``frames``).
 
 Reward code from an LLM must be loaded through ``rewardlab.rewards`` (checked in a sandbox)
-before it is handed here: this module calls the function it is given.
+before it is handed here: this module calls the function it is given (``rewardlab replay``,
+:mod:`rewardlab.replay`, loads a task's or a file's reward and calls :func:`replay_reward`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,66 +343,3 @@ def scorer_reward(
         return scores, {name: scores}
 
     return compute_reward
-
-
-def load_reward(spec: str, task: str | None = None) -> Callable[[dict[str, Any], Any], tuple[Any, dict[str, Any]]]:  # fmt: skip
-    """A reward for :func:`replay_reward` from a spec: ``task:<task>`` (the task's own weighted
-    terms) or ``code:<file.py>`` (a reward file, checked by ``rewardlab.rewards`` in its sandbox
-    against ``task``'s state schema before use). Imports the simulator (torch), not the trainer.
-
-    Raises:
-        ValueError: unknown spec kind, or ``code:`` without a task.
-    """
-    kind, _, arg = spec.partition(":")
-    if kind == "task" and arg:
-        from rewardlab.core.reward import compose
-        from rewardlab.envs import get_task
-
-        cls = get_task(arg)
-        return compose(cls(cls.default_config(), cls.load_model()).reward_terms())
-    if kind == "code" and arg:
-        if not task:
-            raise ValueError(
-                "reward code:<file.py> needs the task whose state the file reads (--task)"
-            )
-        from rewardlab.envs import make_env
-        from rewardlab.rewards.loader import load_reward_file
-
-        return load_reward_file(arg, make_env(task, num_envs=2))
-    raise ValueError(f"reward: got {spec!r}, expected task:<task> or code:<file.py>")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m rewardlab.deploy.recording BAG --robot arm --reward task:arm_reach``: score a
-    recorded episode; prints ``reward/<term>`` sums and the return (``--json FILE`` writes them)."""
-    import argparse
-    import json
-
-    p = argparse.ArgumentParser(
-        prog="python -m rewardlab.deploy.recording", description=main.__doc__
-    )
-    p.add_argument("bag", help="rosbag2 folder written by BagRecorder")
-    p.add_argument("--robot", default="arm", help="robot config the bag was recorded with")
-    p.add_argument("--reward", required=True, help="task:<task> or code:<file.py>")
-    p.add_argument("--task", default=None, help="task whose state schema a code: reward reads")
-    p.add_argument("--json", default=None, help="also write the summary as JSON to this file")
-    args = p.parse_args(argv)
-    from rewardlab.deploy.robot_config import load_robot_config
-
-    robot = load_robot_config(args.robot)
-    task = args.task or (args.reward.partition(":")[2] if args.reward.startswith("task:") else None)
-    result = replay_reward(args.bag, robot, load_reward(args.reward, task))
-    summary = result.summary()
-    summary["ticks"] = int(result.total.size)
-    summary["duration_s"] = float(result.times[-1]) if result.times.size else 0.0
-    for key, value in summary.items():
-        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from rewardlab import __version__
 from rewardlab.config import TrainConfig
 from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides, schema_lines
+from rewardlab.core.files import DiskFullError
 from rewardlab.runs import RunDir, load_run_config
 
 if TYPE_CHECKING:  # an annotation only: the pipeline imports torch (see "Commands" below)
@@ -39,8 +40,8 @@ EXIT_USAGE = 2
 """Exit status of a bad setting, unknown task or missing file (argparse uses it too)."""
 
 EXTRA_COMMAND_MODULES = (
-    "rewardlab.rewards.cli",
-    "rewardlab.vlm_reward.cli",
+    "rewardlab.search.cli",
+    "rewardlab.vlm_commands",
     "rewardlab.deploy.cli",
 )
 """Modules whose ``add_commands(subparsers, formatter_class)`` add the other parts' commands."""
@@ -126,6 +127,29 @@ class ExportArgs:
         """Raise ``ValueError`` naming the field and the allowed values."""
         if not self.run_dir:
             raise ValueError("run_dir: required (run_dir=DIR)")
+
+
+@dataclass(frozen=True)
+class ReplayArgs:
+    """``rewardlab replay``: score a recorded episode (rosbag2) with any reward function."""
+
+    bag: str = ""
+    """rosbag2 folder recorded by ``rewardlab deploy record=DIR``; required."""
+    reward: str = ""
+    """``task:<task>`` (the task's own reward) or ``code:<file.py>`` (e.g. an LLM-written one)."""
+    robot: str = "arm"
+    """Robot config the bag was recorded with."""
+    task: str | None = None
+    """Task whose state schema a ``code:`` reward reads; default: the one in ``task:<task>``."""
+    json: str | None = None
+    """Also write the summary (reward/<term> sums, return, ticks) as JSON to this file."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        if not self.bag:
+            raise ValueError("bag: required (bag=DIR, a folder written by deploy record=DIR)")
+        if not self.reward.startswith(("task:", "code:")):
+            raise ValueError(f"reward: got {self.reward!r}, expected task:<task> or code:<file.py>")
 
 
 _SOURCES = ("auto", "checkpoint", "export")
@@ -296,9 +320,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Score a recorded robot episode with a reward function (:mod:`rewardlab.replay`)."""
+    from rewardlab import replay  # torch, MuJoCo, the sandbox: when it runs
+
+    a: ReplayArgs = _command_args(ReplayArgs, args.overrides)
+    replay.replay(a.bag, a.reward, a.robot, a.task, a.json)
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     """List the registered tasks with their sizes, rates and state schema."""
-    from rewardlab.envs import get_task, make_env, task_names
+    from rewardlab.envs import get_task, make_env, task_names  # torch, MuJoCo: when it runs
 
     names = args.names or task_names()
     for name in names:
@@ -406,6 +439,18 @@ def build_parser() -> argparse.ArgumentParser:
     # must import nothing heavy at that point (parsing the command line stays fast).
     for module in EXTRA_COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub, fmt)
+
+    # Scoring a robot's recording combines deploy (the bag) with the tasks and the reward
+    # loader, so it is an application command (after deploy's own, as it always was listed).
+    p = sub.add_parser(
+        "replay",
+        help="score a recorded robot episode with a reward function",
+        description=f"{ReplayArgs.__doc__}\n\nexample: rewardlab replay bag=runs/arm/bag reward=task:arm_reach",
+        epilog=_keys_epilog("keys:", schema_lines(ReplayArgs)),
+        formatter_class=fmt,
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. robot=arm")
+    p.set_defaults(func=cmd_replay)
     return parser
 
 
@@ -420,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\n[rewardlab] interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError) as e:  # ConfigError is a ValueError
+    except (ValueError, KeyError, FileNotFoundError, DiskFullError) as e:  # ConfigError: ValueError
         if args.debug:
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -20,6 +20,10 @@ task's own config dataclass (``CartpoleConfig``, ...) and is validated against i
 
 The dataclasses never change what the user wrote: values are only converted on load
 (an integer where a float is expected becomes a float, a YAML list becomes a tuple).
+
+The schema is read when the command line is parsed (``--help`` lists it), so this module imports
+no torch: the tasks (``rewardlab.envs``: torch and MuJoCo) and torch itself are imported inside
+the methods that need them.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ from rewardlab.core.config import (
 from rewardlab.core.registry import did_you_mean
 from rewardlab.reward_kinds import REWARD_KINDS as REWARD_KIND_REGISTRY
 from rewardlab.reward_kinds import reward_kind_usage
+from rewardlab.rewards.boundary import SANDBOX_MODES
+from rewardlab.vlm_reward.config import VLMConfig
 
 AGENTS = tuple(AGENT_REGISTRY.names())
 """Learners ``TrainConfig.agent`` may name: those of :data:`rewardlab.agents.registry.AGENTS`
@@ -136,6 +142,9 @@ class TrainConfig:
     """Environment steps (summed over worlds) to train for, counting those before a resume."""
     checkpoint_every: int = 50
     """Learner iterations between checkpoints (``ppo``)."""
+    keep_checkpoints: int = 5
+    """Numbered PPO checkpoints to keep besides the best one (checkpoints/index.json says which
+    is best and why); 0 keeps all."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """Hyper-parameters of the ``ppo`` agent."""
     sb3: dict[str, Any] = field(default_factory=dict)
@@ -149,6 +158,11 @@ class TrainConfig:
     """Reward to train on: ``task`` (the task's own terms), ``code:<file.py>`` (a reward file,
     checked in a sandbox before use), ``clip`` or ``vlm`` (frames scored by the model ``vlm``
     configures). Evaluation always measures the task's own success."""
+    sandbox: str = "auto"
+    """Where untrusted reward code (reward=code:..., search candidates) runs: ``auto`` in the OS
+    sandbox (bubblewrap; refused with a clear message where it is unavailable), ``none`` in the
+    trainer's own process -- only for reward code you trust; a loud warning, recorded in the run
+    directory."""
     vlm: dict[str, Any] = field(default_factory=dict)
     """Settings of the vision-language reward (``rewardlab.vlm_reward.config.VLMConfig`` fields:
     model, pretrained, goal prompts, ...); used when ``reward`` is ``clip`` or ``vlm``."""
@@ -158,7 +172,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
-        from rewardlab.envs import BACKENDS
+        from rewardlab.envs import BACKENDS  # torch, MuJoCo: see the module docstring
 
         checks = [
             ("backend", self.backend in BACKENDS, "one of " + ", ".join(BACKENDS)),
@@ -167,6 +181,8 @@ class TrainConfig:
             ("nthread", self.nthread >= 0, ">= 0"),
             ("total_steps", self.total_steps >= 1, ">= 1"),
             ("checkpoint_every", self.checkpoint_every >= 1, ">= 1"),
+            ("keep_checkpoints", self.keep_checkpoints >= 0, ">= 0 (0 keeps all)"),
+            ("sandbox", self.sandbox in SANDBOX_MODES, "one of " + ", ".join(SANDBOX_MODES)),
             ("run_dir", self.run_dir is None or self.run_dir.strip() != "", "a path or null"),
             (
                 "run_dir",
@@ -189,21 +205,19 @@ class TrainConfig:
 
     def task_config(self) -> Any:
         """The task's config dataclass with ``task_cfg`` applied (a ``TaskConfig``)."""
-        from rewardlab.envs import get_task
+        from rewardlab.envs import get_task  # torch, MuJoCo: see the module docstring
 
         return dataclasses.replace(get_task(self.task).default_config(), **self.task_cfg)
 
     def vlm_config(self) -> Any:
         """``vlm`` validated into the VLM reward's config dataclass (``VLMConfig``)."""
-        from rewardlab.vlm_reward.config import VLMConfig
-
         return build(VLMConfig, self.vlm, "vlm")
 
     def domain_rand_config(self) -> Any:
         """``domain_rand`` validated into ``DomainRandConfig`` (``None`` when empty)."""
         if not self.domain_rand:
             return None
-        from rewardlab.envs.randomization import DomainRandConfig
+        from rewardlab.envs.randomization import DomainRandConfig  # MuJoCo (module docstring)
 
         return build(DomainRandConfig, self.domain_rand, "domain_rand")
 
@@ -241,7 +255,7 @@ def _check_device(device: str) -> None:
 
 def _task_config(task: str, overrides: Mapping[str, Any], sources: Sources) -> dict[str, Any]:
     """Validate ``task_cfg`` overrides against the task's config dataclass; returns them converted."""
-    from rewardlab.envs import get_task
+    from rewardlab.envs import get_task  # torch, MuJoCo: see the module docstring
 
     default = get_task(task).default_config()
     converted = convert_fields(type(default), overrides, "task_cfg", sources)
@@ -350,11 +364,9 @@ def _build_train_config(merged: Mapping[str, Any], sources: Sources) -> TrainCon
     _check_reward(cfg.reward, sources)
     _agent_hyperparams(cfg, sources)
     if cfg.vlm or cfg.reward in ("clip", "vlm"):
-        from rewardlab.vlm_reward.config import VLMConfig
-
         build(VLMConfig, cfg.vlm, "vlm", sources)
     if cfg.domain_rand:
-        from rewardlab.envs.randomization import DomainRandConfig
+        from rewardlab.envs.randomization import DomainRandConfig  # MuJoCo (module docstring)
 
         build(DomainRandConfig, cfg.domain_rand, "domain_rand", sources)
     return dataclasses.replace(cfg, task_cfg=_task_config(cfg.task, task_cfg, sources))

@@ -45,7 +45,11 @@ from rewardlab.envs import make_env
 from rewardlab.envs.base import BatchedEnv
 from rewardlab.plots import metrics_from_tensorboard, plot_learning_curves, write_metrics
 from rewardlab.reward_kinds import REWARD_KINDS
+from rewardlab.rewards.boundary import NONE_WARNING
 from rewardlab.runs import RunDir, check_resumable, default_run_dir, git_info, write_run_files
+
+SANDBOX_NONE_FILE = "SANDBOX_NONE.txt"
+"""Written into a run directory trained with ``sandbox=none`` (reward code ran unsandboxed)."""
 
 Log = Callable[[str], None]
 """Receives one progress line at a time (``print`` by default)."""
@@ -205,6 +209,8 @@ def start_run(cfg: TrainConfig, dctx: DistContext | None = None) -> RunStart:
     cfg = dataclasses.replace(cfg, run_dir=str(run.root), device=cfg.resolved_device())
     if main:
         write_run_files(run, cfg)
+        if cfg.sandbox == "none":  # the run directory says that its reward code ran unsandboxed
+            atomic_write(run.root / SANDBOX_NONE_FILE, NONE_WARNING + "\n")
     if dctx is not None:
         dctx.barrier()
         cfg = dataclasses.replace(cfg, device=dctx.device(cfg.device))
@@ -273,6 +279,7 @@ def train_spec(
         hyperparams=getattr(cfg, agent.config_key),
         log_dir=log_dir,
         checkpoint_every=cfg.checkpoint_every,
+        keep_checkpoints=cfg.keep_checkpoints,
         progress=progress,
         keep_state=keep_state,
         sample_seed=cfg.eval_seed(),
@@ -532,6 +539,13 @@ def load_policy(
         path = latest
     agent = _agent_of_checkpoint(cfg.agent, path)
     return LoadedPolicy(agent.load(path, env, train_spec(cfg, agent, None)), path)
+
+
+def policy_from_state(cfg: TrainConfig, state: bytes, env: BatchedEnv) -> Policy:
+    """The policy in a learner state (:attr:`TrainResult.state`, a search candidate's
+    ``checkpoint.pt``), loaded on the CPU for ``env``'s observation and action sizes."""
+    agent = make_agent(cfg.agent)
+    return agent.load(state, env, train_spec(dataclasses.replace(cfg, device="cpu"), agent, None))
 
 
 def _agent_of_checkpoint(name: str, path: Path) -> Agent:

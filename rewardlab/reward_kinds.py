@@ -17,7 +17,6 @@ schema can list the names while the command line is parsed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from rewardlab.core.registry import Registry
@@ -32,15 +31,17 @@ class RewardKind(Protocol):
     argument: ClassVar[str | None]
     """What must follow ``<kind>:`` (e.g. ``"file.py"``); ``None``: the kind takes no argument."""
     config_key: ClassVar[str | None]
-    """The ``TrainConfig`` field holding its settings (``"vlm"``); ``None``: it has none."""
+    """The ``TrainConfig`` field holding its settings (``"vlm"``: a mapping; ``"sandbox"``: where
+    untrusted code runs); ``None``: it has none."""
 
-    def apply(self, env: BatchedEnv, argument: str, settings: Mapping[str, Any]) -> BatchedEnv:
+    def apply(self, env: BatchedEnv, argument: str, settings: Any) -> BatchedEnv:
         """Put this reward on ``env``; returns the env to train on (``env`` or a wrapper).
 
         Args:
             env: the training env, with the task's own reward.
             argument: what followed ``<kind>:`` (empty when nothing did).
-            settings: the ``TrainConfig`` section :attr:`config_key` names (empty when none).
+            settings: the value of the ``TrainConfig`` field :attr:`config_key` names (``{}``
+                when none).
         """
         ...
 

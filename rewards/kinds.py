@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from rewardlab.envs.base import BatchedEnv
@@ -17,7 +16,7 @@ class TaskReward:
     argument = None
     config_key = None
 
-    def apply(self, env: BatchedEnv, argument: str, settings: Mapping[str, Any]) -> BatchedEnv:
+    def apply(self, env: BatchedEnv, argument: str, settings: Any) -> BatchedEnv:
         """Return ``env`` unchanged."""
         return env
 
@@ -27,13 +26,14 @@ class CodeReward:
     (:func:`rewardlab.rewards.loader.load_reward_file`)."""
 
     argument = "file.py"
-    config_key = None
+    config_key = "sandbox"
 
-    def apply(self, env: BatchedEnv, argument: str, settings: Mapping[str, Any]) -> BatchedEnv:
-        """Load the file ``argument`` names, check it against ``env`` and set it as its reward.
+    def apply(self, env: BatchedEnv, argument: str, settings: Any) -> BatchedEnv:
+        """Load the file ``argument`` names, check it against ``env`` and set it as its reward;
+        ``settings`` is ``TrainConfig.sandbox`` (where the code runs: ``auto`` or ``none``).
 
         Raises:
             rewardlab.rewards.loader.RewardFileError: the file is missing, unsafe or broken.
         """
-        env.set_reward(load_reward_file(argument, env))
+        env.set_reward(load_reward_file(argument, env, sandbox=settings or "auto"))
         return env

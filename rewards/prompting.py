@@ -168,7 +168,7 @@ def series_line(name: str, values: Sequence[float], max_points: int = 10) -> str
 def candidate_feedback(result: Mapping[str, Any], folder: str | Path | None = None) -> str:
     """Feedback on one candidate: its statistics (trained) or its structured error (failed).
 
-    ``result`` is a candidate's ``result.json`` (see :mod:`rewardlab.rewards.search`).
+    ``result`` is a candidate's ``result.json`` (see :mod:`rewardlab.search.reward_search`).
     """
     label = f"`{result['id']}`"
     if result.get("status") != "trained":

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from openai_server import ChatRequest, Fault, OpenAIServer, serve
 
-from rewardlab.rewards.llm import CacheMiss, ChatClient, LLMError, image_part
-from rewardlab.rewards.search_config import LLMConfig
+from rewardlab.rewards.llm import CacheMiss, ChatClient, LLMConfig, LLMError, image_part
 
 pytestmark = pytest.mark.unit
 

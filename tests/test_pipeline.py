@@ -21,20 +21,20 @@ from rewardlab.config import REWARD_KINDS, load_train_config
 from rewardlab.core.config import ConfigError
 from rewardlab.core.registry import UnknownNameError
 from rewardlab.reward_kinds import REWARD_KINDS as REWARD_KIND_REGISTRY
-from rewardlab.rewards.candidate import train_candidate
-from rewardlab.rewards.search import RewardSearch
-from rewardlab.rewards.search_config import load_search_config
+from rewardlab.search.candidate import train_candidate
+from rewardlab.search.config import load_search_config
+from rewardlab.search.reward_search import RewardSearch
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
 
-UPRIGHT = '''
+UPRIGHT = """
 import torch
 
 
 def compute_reward(state, action):
     upright = torch.cos(state["pole_angle"])
     return upright, {"upright": upright}
-'''
+"""
 
 DOMAIN_RAND = {"mass_scale": [0.5, 1.5], "friction_scale": [0.8, 1.2], "obs_noise_std": 0.01}
 TINY = {

@@ -198,11 +198,11 @@ def test_compressed_images_round_trip():
 
 @pytest.mark.unit
 def test_score_a_recorded_episode_from_the_command_line(tmp_path, capsys):
-    """`python -m rewardlab.deploy.recording BAG --reward ...` with the task's reward and with a
+    """`python -m rewardlab.replay BAG --reward ...` with the task's reward and with a
     reward file (sandbox-checked by rewardlab.rewards against arm_reach's state schema)."""
     import json
 
-    from rewardlab.deploy.recording import main
+    from rewardlab.replay import main
 
     bag = tmp_path / "ep"
     truth = record_episode(bag, ticks=40)

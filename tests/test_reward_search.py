@@ -13,9 +13,9 @@ import pytest
 from openai_server import ChatRequest, OpenAIServer, fixture
 
 from rewardlab.rewards import prompting
-from rewardlab.rewards.candidate import CandidateEval, CandidateResult, CandidateSpec
-from rewardlab.rewards.search import RewardSearch
-from rewardlab.rewards.search_config import load_search_config
+from rewardlab.search.candidate import CandidateEval, CandidateResult, CandidateSpec
+from rewardlab.search.config import load_search_config
+from rewardlab.search.reward_search import RewardSearch
 
 ROUND1 = ["broken_unknown_state", "hack", "hang", "no_code"]
 """Round 1: nothing usable -- an unknown state name, a hacked reward, an endless loop, prose."""
@@ -267,9 +267,9 @@ def test_ray_executor_on_local_ray():
     a good reward trains and is scored, a broken one comes back as a structured error."""
     ray = pytest.importorskip("ray")
     from rewardlab.config import load_train_config
-    from rewardlab.rewards.candidate import train_candidate
-    from rewardlab.rewards.executors import Job, RayExecutor
     from rewardlab.rewards.sandbox import SandboxLimits
+    from rewardlab.search.candidate import candidate_job
+    from rewardlab.search.executors import Job, RayExecutor
 
     cfg = load_train_config({"task": "cartpole_balance", "num_envs": 16, "nthread": 1})
 
@@ -283,16 +283,17 @@ def test_ray_executor_on_local_ray():
     try:
         seen: list[str] = []
         good, broken = ex.run(
-            [Job("good", train_candidate, (spec("good"),)),
-             Job("broken", train_candidate, (spec("broken_unknown_state"),))],
+            [Job("good", candidate_job, (spec("good"),)),
+             Job("broken", candidate_job, (spec("broken_unknown_state"),))],
             on_done=lambda o: seen.append(o.key),
         )  # fmt: skip
     finally:
         ex.close()
     assert not ray.is_initialized()
     assert sorted(seen) == ["broken", "good"]
-    assert good.ok and good.value.steps >= 512 and 0.0 <= good.value.fitness <= 1.0
-    assert good.value.history and isinstance(good.value.checkpoint, bytes)
+    value = CandidateResult.from_data(good.value)
+    assert good.ok and value.steps >= 512 and 0.0 <= value.fitness <= 1.0
+    assert value.history and isinstance(value.checkpoint, bytes)
     assert not broken.ok and broken.error.kind == "unknown_state"
 
 
@@ -352,8 +353,8 @@ def test_process_executor_turns_failures_into_structured_errors():
     """Jobs that hang, allocate too much or raise come back as errors; the others still run."""
     import time
 
-    from rewardlab.rewards.executors import Job, ProcessExecutor
     from rewardlab.rewards.sandbox import SandboxLimits
+    from rewardlab.search.executors import Job, ProcessExecutor
 
     ex = ProcessExecutor(SandboxLimits(wall_seconds=3, cpu_seconds=10, memory_mb=512), workers=2)
     seen: list[str] = []
@@ -384,7 +385,7 @@ class _ScriptedExecutor:
         self.fitness, self.jobs = fitness, []
 
     def run(self, jobs, on_done=None):
-        from rewardlab.rewards.executors import JobOutcome
+        from rewardlab.search.executors import JobOutcome
 
         outs = []
         for j in jobs:
@@ -397,7 +398,7 @@ class _ScriptedExecutor:
                 checkpoint=f"{j.key}@{spec.steps}".encode(),
                 history=[{"global_step": float(spec.steps), "reward/x": 1.0}],
                 train_seconds=0.1,
-            )
+            ).to_data()
             o = JobOutcome(j.key, True, value, None, 0.1)
             outs.append(o)
             if on_done:
@@ -452,7 +453,7 @@ def test_candidate_check_accepts_eureka_and_text2reward_replies(tmp_path):
     """Replies in Eureka (``@torch.jit.script``, arguments by name) and Text2Reward style pass
     the search's check path with their style recorded, and train in the worker's code path."""
     from rewardlab.config import load_train_config
-    from rewardlab.rewards.candidate import train_candidate
+    from rewardlab.search.candidate import train_candidate
 
     with OpenAIServer(["unused"]) as srv:
         search = _trial_search(tmp_path, srv)
@@ -515,7 +516,7 @@ def test_search_without_nonzero_fitness_names_no_winner(tmp_path, monkeypatch, c
     """Every candidate trains but scores fitness 0: no winner, nothing retrained or exported,
     the report and the CLI say so, and the exit status is EXIT_NO_WINNER."""
     from rewardlab.cli import main
-    from rewardlab.rewards.cli import EXIT_NO_WINNER
+    from rewardlab.search.cli import EXIT_NO_WINNER
 
     ex = _ScriptedExecutor({"r1c0": 0.0, "r1c1": 0.0})
     monkeypatch.setattr(RewardSearch, "executor", lambda self: ex)

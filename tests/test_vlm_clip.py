@@ -114,7 +114,7 @@ def test_train_config_validates_vlm_section_at_load() -> None:
 @pytest.mark.unit
 def test_shipped_model_card_matches_files() -> None:
     card = shipped_models()[TINY]
-    from rewardlab.agents.export import sha256
+    from rewardlab.core.files import sha256
 
     assert sha256(SHIPPED_DIR / card["checkpoint"]) == card["checkpoint_sha256"]
     assert (SHIPPED_DIR / card["checkpoint"]).stat().st_size < 8 * 2**20  # "a few MB"
@@ -277,7 +277,7 @@ def test_tiny_training_script_runs_one_step(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((out / f"{TINY}.card.json").read_text())
-    from rewardlab.agents.export import sha256
+    from rewardlab.core.files import sha256
 
     assert card["checkpoint_sha256"] == sha256(out / f"{TINY}.pt")
     assert set(card["heldout_caption_accuracy"]) == {"cartpole", "arm", "humanoid"}

@@ -11,8 +11,7 @@ import pytest
 import torch
 from openai_server import ChatRequest, Fault, OpenAIServer
 
-from rewardlab.rewards.llm import ChatClient, LLMError
-from rewardlab.rewards.search_config import LLMConfig
+from rewardlab.rewards.llm import ChatClient, LLMConfig, LLMError
 from rewardlab.vlm_reward.base import make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
 from rewardlab.vlm_reward.judge import (

@@ -14,23 +14,25 @@ import torch
 from openai_server import ChatRequest, OpenAIServer
 
 from rewardlab.envs import make_env
-from rewardlab.rewards.llm import ChatClient, LLMError
-from rewardlab.rewards.search_config import LLMConfig
+from rewardlab.rewards.llm import ChatClient, LLMConfig, LLMError
 from rewardlab.vlm_reward.base import make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
 from rewardlab.vlm_reward.judge import VLMJudge
-from rewardlab.vlm_reward.preference import (
+from rewardlab.vlm_reward.preference import PreferenceScorer
+from rewardlab.vlm_reward.preference_data import (
     PreferenceDataset,
-    PreferenceScorer,
-    RewardEnsemble,
-    bradley_terry_loss,
     collect_preferences,
     disagreement,
+    select_queries,
+)
+from rewardlab.vlm_reward.preference_model import (
+    RewardEnsemble,
+    bradley_terry_loss,
     frames_to_input,
     save_ensemble,
-    select_queries,
-    train_ensemble,
 )
+from rewardlab.vlm_reward.preference_online import OnlinePreferenceScorer
+from rewardlab.vlm_reward.preference_training import train_ensemble
 
 
 @pytest.mark.unit
@@ -296,7 +298,6 @@ def test_online_preference_loop_labels_trains_and_resumes(tmp_path):
 def test_online_rounds_in_background_and_failed_rounds(tmp_path):
     from openai_server import Fault
 
-    from rewardlab.vlm_reward.preference import OnlinePreferenceScorer
 
     def darker(req: ChatRequest) -> str:
         a, b = (

@@ -129,7 +129,7 @@ class VLMConfig:
     """Judge scorer: folder of the on-disk reply cache (replays a run offline); null: none."""
     preference_checkpoint: str | None = None
     """Preference scorer: reward-ensemble file written by
-    ``rewardlab.vlm_reward.preference.save_ensemble`` (required with ``scorer=preference``)."""
+    ``rewardlab.vlm_reward.preference_model.save_ensemble`` (required with ``scorer=preference``)."""
     preference_online: bool = False
     """Preference scorer: RL-VLM-F's online loop -- label pairs of frames seen during training
     with the judge (``judge_*``) and retrain the ensemble every ``preference_every`` frames;

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from rewardlab.rewards.llm import ChatClient, LLMConfig, image_part, text_part
 from rewardlab.vlm_reward.base import check_frames, register_scorer
 
 PROGRESS_PROMPT = (
@@ -314,8 +315,6 @@ class VLMJudge:
 
     def progress_messages(self, frame: torch.Tensor) -> list[dict[str, Any]]:
         """The chat messages that ask for one frame's progress."""
-        from rewardlab.rewards.llm import image_part, text_part
-
         return [
             {
                 "role": "user",
@@ -331,8 +330,6 @@ class VLMJudge:
     ) -> list[dict[str, Any]]:
         """The chat messages that ask which of two frames (or clips) is better (or ``prompt``,
         formatted with ``goal``, ``items``, ``first``, ``second``)."""
-        from rewardlab.rewards.llm import image_part, text_part
-
         clips = a.ndim == 4
         parts: list[dict[str, Any]] = []
         for label, item in (("1", a), ("2", b)):
@@ -407,8 +404,6 @@ class VLMJudge:
 
 def judge_from_config(cfg: Any) -> VLMJudge:
     """Build the judge from ``VLMConfig`` (``judge_*`` fields; goal = the first goal prompt)."""
-    from rewardlab.rewards.llm import ChatClient
-    from rewardlab.rewards.search_config import LLMConfig
 
     if not cfg.goal_prompts:
         raise ValueError("vlm.goal_prompts: the judge needs the goal in words (none given)")

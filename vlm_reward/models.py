@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from rewardlab.agents.export import sha256
+from rewardlab.core.files import sha256
 from rewardlab.vlm_reward.config import VLMConfig
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "models"

@@ -41,8 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rewardlab.vlm_reward.base import check_frames, register_scorer
-from rewardlab.vlm_reward.preference import FrameRewardNet, _atomic_save, frames_to_input
+from rewardlab.vlm_reward.base import check_frames, make_scorer, register_scorer
+from rewardlab.vlm_reward.evaluation import EpisodeSet
+from rewardlab.vlm_reward.preference_model import FrameRewardNet, frames_to_input, save_tensors
+from rewardlab.vlm_reward.rendering import TiledRenderer
 
 # -------------------------------------------------------------------------------------------------
 # Prompt interpolation (a construction over any CLIP-style embedding model)
@@ -364,9 +366,6 @@ def train_from_episode_set(
     Raises:
         ValueError: unknown ``kind``, or no episode in the file ends in success.
     """
-    from rewardlab.vlm_reward.evaluation import EpisodeSet
-    from rewardlab.vlm_reward.rendering import TiledRenderer
-
     if kind not in _KINDS:
         raise ValueError(f"model: got {kind!r}, expected one of {', '.join(_KINDS)}")
     eps = EpisodeSet.load(path)
@@ -403,7 +402,7 @@ _KINDS = {"progress": ProgressModel, "pairwise": PairwiseProgress}
 def save_progress_model(model: ProgressModel | PairwiseProgress, path: str | Path) -> None:
     """Write the model (kind, hyper-parameters, weights) atomically."""
     kind = "pairwise" if isinstance(model, PairwiseProgress) else "progress"
-    _atomic_save(
+    save_tensors(
         {
             "kind": f"rewardlab-{kind}-model",
             "hparams": model.hparams,
@@ -439,8 +438,6 @@ def load_progress_model(path: str | Path) -> ProgressModel | PairwiseProgress:
 @register_scorer("progress")
 def _make_progress(cfg: Any) -> Any:
     path = getattr(cfg, "progress_checkpoint", None)
-    from rewardlab.vlm_reward.base import make_scorer
-
     if path:
         model = load_progress_model(path)
         if model.hparams.get("embed_dim") is not None:

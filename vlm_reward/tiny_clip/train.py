@@ -25,6 +25,7 @@ and a baseline, not a general vision-language model.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import shutil
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rewardlab.agents.export import sha256
+from rewardlab.core.files import atomic_write, sha256
+from rewardlab.vlm_reward.rendering import TiledRenderer
 from rewardlab.vlm_reward.tiny_clip.captions import FAMILIES
 
 HERE = Path(__file__).resolve().parent
@@ -50,8 +52,6 @@ DEFAULT_SHARE = {"cartpole": 0.35, "arm": 0.4, "humanoid": 0.25}
 
 def render_dataset(frames_per_family: dict[str, int], size: int, seed: int) -> dict[str, dict]:
     """Draw and render labelled states of each family: ``{family: {"images", "soft", "label"}}``."""
-    from rewardlab.vlm_reward.rendering import TiledRenderer
-
     rng = np.random.default_rng(seed)
     out = {}
     for family, n in frames_per_family.items():
@@ -190,9 +190,9 @@ def train(
 
     ckpt = out / f"{name}.pt"
     state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    tmp = ckpt.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    tmp.replace(ckpt)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write(ckpt, buf.getvalue())
     card = {
         "name": name,
         "checkpoint": ckpt.name,

@@ -4,7 +4,7 @@ winning code, the LLM's usage and links to every candidate's folder and video.
 
 ``write_report(run_dir)`` reads only the search directory (``search.json``, each candidate's
 ``result.json`` and the ``winner/`` folder), so it also works on a search that is still running
-or that crashed: ``python -m rewardlab.rewards.report runs/search-...``.
+or that crashed: ``python -m rewardlab.search.report runs/search-...``.
 
 What it cannot do: HTML with embedded videos (the markdown links the mp4 files), or plots of
 candidates' curves other than the winner's and each round's best.
@@ -36,7 +36,7 @@ def _candidates(root: Path) -> list[dict[str, Any]]:
 
 
 def _plot_fitness(cands: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy, and its backend must be chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -72,7 +72,7 @@ def _plot_fitness(cands: list[dict[str, Any]], path: Path) -> None:
 
 
 def _plot_curves(curves: dict[str, list[list[float]]], title: str, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy, and its backend must be chosen before pyplot loads
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

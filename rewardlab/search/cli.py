@@ -1,4 +1,4 @@
-"""Command-line commands of this part (added to ``rewardlab`` by ``rewardlab.cli``).
+"""``rewardlab reward-search`` (added to the ``rewardlab`` command line by ``rewardlab.cli``).
 
 ::
 
@@ -8,7 +8,7 @@
     rewardlab reward-search --task cartpole_balance --description "..." run_dir=runs/replay \\
         llm.cache_dir=runs/s1/llm_cache llm.offline=true                                 # replay
 
-Nothing heavy is imported until a command runs.
+Nothing heavy is imported until a command runs (the search itself loads torch and MuJoCo).
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+
+from rewardlab.core.config import parse_overrides, schema_lines
+from rewardlab.rewards.llm import LLMError
+from rewardlab.search.config import SearchConfig, load_search_config
 
 EXIT_LLM = 3
 """Exit status when the LLM server could not be reached or refused the request."""
@@ -25,10 +29,7 @@ EXIT_NO_WINNER = 4
 
 def cmd_reward_search(args: argparse.Namespace) -> int:
     """Run (or resume) a reward search; prints progress lines and the winner at the end."""
-    from rewardlab.core.config import parse_overrides
-    from rewardlab.rewards.llm import LLMError
-    from rewardlab.rewards.search import RewardSearch
-    from rewardlab.rewards.search_config import load_search_config
+    from rewardlab.search.reward_search import RewardSearch  # heavy: torch, MuJoCo, the trainer
 
     overrides = parse_overrides(args.overrides)
     if args.task:
@@ -62,9 +63,6 @@ def cmd_reward_search(args: argparse.Namespace) -> int:
 
 def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add ``reward-search`` to the ``rewardlab`` command line."""
-    from rewardlab.core.config import schema_lines
-    from rewardlab.rewards.search_config import SearchConfig
-
     p = sub.add_parser(
         "reward-search",
         help="let an LLM write reward code for a task, Eureka-style, and train the best",

@@ -1,15 +1,71 @@
-"""``rewardlab vlm-prefs`` and ``rewardlab vlm-progress``: arguments and parsers, importable
-without torch.
+"""The vision-language commands of the ``rewardlab`` command line: arguments and parsers.
 
-The work is done by :func:`rewardlab.vlm_reward.preference.run_prefs` and
-:func:`rewardlab.vlm_reward.progress.train_from_episode_set`, imported when a command runs (so
-that building the ``rewardlab`` command line stays light).
+::
+
+    rewardlab vlm-eval task=cartpole_swingup                        # shipped tiny CLIP, task prompts
+    rewardlab vlm-eval task=arm_reach vlm.alpha=1.0 out=runs/vlm-eval-arm
+    rewardlab vlm-eval task=cartpole_swingup vlm.model=ViT-B-32 vlm.pretrained=laion2b_s34b_b79k \\
+        'vlm.goal_prompts=[a pole standing upright on a cart]'
+    rewardlab vlm-prefs task=cartpole_swingup out=runs/prefs ...    # RL-VLM-F preference labels
+    rewardlab vlm-progress episodes_file=.../episodes.npz out=runs/progress.pt
+
+The work is done by :mod:`rewardlab.vlm_tools`, imported when a command runs: it loads torch,
+MuJoCo and the models, and building the command line (``--help`` included) stays light.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from rewardlab.core.config import (
+    COMMAND_LINE,
+    Sources,
+    build,
+    merge_layers,
+    parse_overrides,
+    schema_lines,
+)
+
+
+@dataclass(frozen=True)
+class VLMEvalArgs:
+    """``rewardlab vlm-eval`` settings: which episodes, which reward model, where the report goes."""
+
+    task: str = "cartpole_swingup"
+    """Task whose scripted episodes (successes, partial progress, failures) are recorded."""
+    episodes: int = 8
+    """Episodes per script (each script runs its episodes in one batched env)."""
+    steps: int | None = None
+    """Steps per episode; default: the task's episode length, at most 300."""
+    hold_steps: int = 50
+    """A successful episode ends once the task's success has held this many steps (50: 1 s of
+    cart-pole balance after the swing-up)."""
+    seed: int = 0
+    """Seed of the recorded episodes."""
+    episodes_file: str | None = None
+    """Score these recorded episodes (``.npz`` from an earlier run's ``episodes.npz``) instead
+    of recording new ones."""
+    frame_stride: int = 1
+    """Score every k-th frame; the others are interpolated linearly (or held with
+    ``vlm.interpolate=false``)."""
+    out: str | None = None
+    """Report folder (report.json, report.md, plots, episodes.npz); default runs/vlm-eval-<task>."""
+    vlm: dict[str, Any] = field(default_factory=dict)
+    """The reward model: ``VLMConfig`` fields (model, pretrained, checkpoint, goal_prompts, ...)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and what was expected."""
+        if self.episodes < 1:
+            raise ValueError(f"episodes: got {self.episodes!r}, expected >= 1")
+        if self.steps is not None and self.steps < 2:
+            raise ValueError(f"steps: got {self.steps!r}, expected >= 2")
+        if self.hold_steps < 1:
+            raise ValueError(f"hold_steps: got {self.hold_steps!r}, expected >= 1")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride: got {self.frame_stride!r}, expected >= 1")
 
 
 @dataclass(frozen=True)
@@ -99,28 +155,43 @@ class ProgressArgs:
             raise ValueError(f"epochs: got {self.epochs!r}, expected >= 1")
 
 
-def _args(cls: type, words: list[str]) -> Any:
-    from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides
+def _args(cls: type, words: Sequence[str]) -> Any:
+    return _args_and_sources(cls, words)[0]
 
+
+def _args_and_sources(cls: type, words: Sequence[str]) -> tuple[Any, Sources]:
     merged, sources = merge_layers(
         [(COMMAND_LINE, parse_overrides(words))], default_source=COMMAND_LINE
     )
-    return build(cls, merged, "", sources)
+    return build(cls, merged, "", sources), sources
 
 
-def _cmd_prefs(args: Any) -> int:
-    from rewardlab.vlm_reward.preference import run_prefs
+def cmd_vlm_eval(args: argparse.Namespace) -> int:
+    """Record (or load) episodes, score them, write the report; prints the headline metrics."""
+    from rewardlab import vlm_tools  # heavy (torch, MuJoCo, the model): only when it runs
 
-    run_prefs(_args(PrefsArgs, args.overrides))
+    a, sources = _args_and_sources(VLMEvalArgs, args.overrides)
+    vcfg = build(vlm_tools.VLMConfig, a.vlm, "vlm", sources)
+    report = vlm_tools.vlm_eval(a, vcfg)
+    print(f"[vlm-eval] report: {report.path}")
+    print(f"voc: {report.metrics['voc_mean']:.3f}")
+    print(f"success_auroc: {report.metrics['success_auroc_frames']:.3f}")
+    print(f"human_reward_spearman: {report.metrics['human_reward_spearman']:.3f}")
     return 0
 
 
-def _cmd_progress(args: Any) -> int:
-    from rewardlab.vlm_reward.progress import save_progress_model, train_from_episode_set
+def _cmd_prefs(args: argparse.Namespace) -> int:
+    from rewardlab import vlm_tools  # heavy: only when it runs
+
+    vlm_tools.run_prefs(_args(PrefsArgs, args.overrides))
+    return 0
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from rewardlab import vlm_tools  # heavy: only when it runs
 
     a: ProgressArgs = _args(ProgressArgs, args.overrides)
-    model = train_from_episode_set(a.episodes_file, a.model, a.image_size, a.epochs, a.seed)
-    save_progress_model(model, a.out)
+    vlm_tools.train_progress(a)
     print(
         f"[vlm-progress] wrote {a.out}; evaluate it on other episodes with: rewardlab vlm-eval "
         f"vlm.scorer=progress vlm.progress_checkpoint={a.out} seed=1; train with: rewardlab "
@@ -131,9 +202,7 @@ def _cmd_progress(args: Any) -> int:
 
 def add_prefs_command(sub: Any, formatter_class: Any) -> None:
     """Add ``rewardlab vlm-prefs`` and ``rewardlab vlm-progress`` (called from
-    ``rewardlab.vlm_reward.cli.add_commands``)."""
-    from rewardlab.core.config import schema_lines
-
+    :func:`add_commands`)."""
     for name, cls, func, help_, example, hint in (
         ("vlm-prefs", PrefsArgs, _cmd_prefs,
          "label frame pairs with a VLM judge and train a preference reward model (RL-VLM-F)",
@@ -153,3 +222,27 @@ def add_prefs_command(sub: Any, formatter_class: Any) -> None:
         )
         p.add_argument("overrides", nargs="*", metavar="key=value", help=f"settings, e.g. {hint}")
         p.set_defaults(func=func)
+
+
+def add_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add ``vlm-prefs``, ``vlm-progress`` and ``vlm-eval`` to the ``rewardlab`` command line."""
+    add_prefs_command(sub, formatter_class)
+    p = sub.add_parser(
+        "vlm-eval",
+        help="check a VLM reward against ground truth (VOC, success AUROC) before training",
+        description=(
+            "Record scripted episodes of a task (successes, partial progress, failures), render\n"
+            "every step with the task's reward camera, score the frames with the reward model\n"
+            "the vlm.* keys configure, and report value-order correlation (Spearman of score vs\n"
+            "time on successful episodes), success-detection AUROC and the correlation with the\n"
+            "task's own reward, with plots. Use it to pick prompts and models before training.\n\n"
+            "example: rewardlab vlm-eval task=arm_reach vlm.alpha=1.0"
+        ),
+        epilog="keys (vlm.<field> sets a field of VLMConfig, see `rewardlab train --help`):\n"
+        + "\n".join(f"  {line}" for line in schema_lines(VLMEvalArgs)),
+        formatter_class=formatter_class,
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="settings, e.g. task=arm_reach"
+    )
+    p.set_defaults(func=cmd_vlm_eval)

@@ -1,4 +1,5 @@
-"""Settings of a reward search and of the LLM it talks to, as frozen dataclasses.
+"""Settings of a reward search, as frozen dataclasses (the LLM endpoint's,
+:class:`~rewardlab.rewards.llm.LLMConfig`, lives with the client).
 
 Loaded from ``sim_configs/search/default.yaml``, then ``sim_configs/search/<task>.yaml`` when it
 exists, then ``--config FILE``, then ``key=value`` words (``rewardlab reward-search --help``
@@ -9,13 +10,14 @@ when used, by the ``resolved_*`` methods.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardlab.core.config import COMMAND_LINE, build, load_yaml, merge_layers, parse_overrides
 from rewardlab.core.resources import config_dir
+from rewardlab.rewards.llm import LLMConfig
 
 EXECUTORS = ("process", "ray", "sequential")
 """Where candidates train: a local process pool, a Ray cluster, or one after another."""
@@ -25,94 +27,6 @@ HUMAN_FEEDBACK = ("none", "file", "prompt")
 
 VIDEOS = ("none", "best", "all")
 """Which candidates of a round get an evaluation video."""
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    """An OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp server)."""
-
-    base_url: str | None = None
-    """Base URL up to ``/v1`` (e.g. ``http://localhost:11434/v1`` for Ollama); null: the
-    ``OPENAI_BASE_URL`` environment variable, else ``https://api.openai.com/v1``."""
-    model: str | None = None
-    """Model name as the server knows it; null: the ``REWARDLAB_LLM_MODEL`` environment variable."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the API key (sent as ``Authorization: Bearer``); unset or
-    empty: no key is sent (local servers need none). The key is never written to disk."""
-    temperature: float = 1.0
-    """Sampling temperature (Eureka samples at 1.0 for diversity)."""
-    top_p: float = 1.0
-    """Nucleus sampling mass."""
-    max_tokens: int = 2048
-    """Most tokens per reply."""
-    seed: int | None = 0
-    """Base of the per-sample ``seed`` sent with each request (sample ``i`` sends ``seed + i``);
-    null: send none. Servers that honour it (OpenAI, vLLM, llama.cpp) then reproduce samples."""
-    use_n: bool = True
-    """Ask for several samples in one request with ``n``; samples a server does not return
-    (Ollama, llama.cpp ignore ``n``) are fetched by repeated calls."""
-    timeout_s: float = 120.0
-    """Socket timeout of one request in seconds (a reply slower than this is retried)."""
-    max_retries: int = 5
-    """Retries of one request on 429, 5xx, timeouts and connection errors."""
-    backoff_s: float = 1.0
-    """First retry delay in seconds; doubles on every retry (a ``Retry-After`` header wins)."""
-    backoff_max_s: float = 60.0
-    """Longest delay between retries."""
-    cache_dir: str | None = None
-    """Response cache folder; null: ``<run_dir>/llm_cache``. Point a new search at an old
-    search's cache to replay it without any server."""
-    offline: bool = False
-    """Answer only from the cache; a request the cache does not hold is an error."""
-    price_prompt_per_1m: float = 0.0
-    """US dollars per million prompt tokens, for the cost estimate."""
-    price_completion_per_1m: float = 0.0
-    """US dollars per million completion tokens, for the cost estimate."""
-    extra_body: dict[str, Any] = field(default_factory=dict)
-    """Extra JSON fields sent with every request (e.g. ``{"reasoning_effort": "low"}``)."""
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the field and the allowed values."""
-        checks = [
-            ("temperature", 0.0 <= self.temperature <= 2.0, "between 0 and 2"),
-            ("top_p", 0.0 < self.top_p <= 1.0, "in (0, 1]"),
-            ("max_tokens", self.max_tokens >= 1, ">= 1"),
-            ("timeout_s", self.timeout_s > 0, "> 0"),
-            ("max_retries", self.max_retries >= 0, ">= 0"),
-            ("backoff_s", self.backoff_s >= 0, ">= 0"),
-            ("backoff_max_s", self.backoff_max_s >= 0, ">= 0"),
-            ("price_prompt_per_1m", self.price_prompt_per_1m >= 0, ">= 0"),
-            ("price_completion_per_1m", self.price_completion_per_1m >= 0, ">= 0"),
-        ]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {allowed}")
-        url = self.base_url
-        if url is not None and not url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url: got {url!r}, expected an http:// or https:// URL")
-
-    def resolved_base_url(self) -> str:
-        """``base_url``, else ``$OPENAI_BASE_URL``, else OpenAI's; without a trailing slash."""
-        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        return url.rstrip("/")
-
-    def resolved_model(self) -> str:
-        """``model``, else ``$REWARDLAB_LLM_MODEL``.
-
-        Raises:
-            ValueError: neither is set.
-        """
-        model = self.model or os.environ.get("REWARDLAB_LLM_MODEL")
-        if not model:
-            raise ValueError(
-                "llm.model: not set; pass llm.model=NAME or set REWARDLAB_LLM_MODEL "
-                "(e.g. gpt-4o, Qwen/Qwen2.5-Coder-32B-Instruct, llama3.1:8b)"
-            )
-        return model
-
-    def api_key(self) -> str | None:
-        """The key from ``api_key_env`` (``None`` when unset or empty)."""
-        return os.environ.get(self.api_key_env) or None
 
 
 @dataclass(frozen=True)
@@ -271,8 +185,6 @@ def load_search_config(
     Raises:
         rewardlab.core.config.ConfigError: a bad file, key or value, naming where it came from.
     """
-    from rewardlab.core.config import COMMAND_LINE, build, load_yaml, merge_layers, parse_overrides
-
     folder = search_config_dir(configs)
     cli = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
     layers: list[tuple[str, Mapping[str, Any]]] = []

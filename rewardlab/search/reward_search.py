@@ -3,7 +3,7 @@
 Per round, ``K`` candidate rewards are sampled from the LLM; each is extracted from its reply,
 checked (static allow-list and a trial run on recorded states in a limited child process, see
 :mod:`rewardlab.rewards.sandbox`), optionally reviewed by the LLM (critic), then trained with the
-repository's PPO in a sandboxed worker process (:mod:`rewardlab.rewards.executors`). Fitness is
+repository's PPO in a sandboxed worker process (:mod:`rewardlab.search.executors`). Fitness is
 the success rate of the trained policy on the task's own ``success()`` over evaluation
 episodes -- never the candidate's own reward. Successive halving spends the budget on the
 promising ones. The best candidate's statistics (per-component curves sampled over training,
@@ -27,7 +27,7 @@ Everything is written to the search directory as it happens::
       round_1/r1c0/            reply.md, code.py, result.json, checkpoint.pt, critic.md
       round_1/best.mp4         video of the round's best policy
       winner/                  reward.py, result.json, export/ (policy.pt/.onnx/.json), video
-      report.md, plots/        the report (see rewardlab.rewards.report)
+      report.md, plots/        the report (see rewardlab.search.report)
 
 A search started again on the same directory resumes: finished candidates (and finished rungs of
 halving) are loaded, not trained again, and LLM replies come from the cache. A new search given
@@ -41,41 +41,51 @@ training run with one seed (the winner's retraining on several seeds reports tha
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rewardlab.rewards.candidate import CandidateResult, CandidateSpec, train_candidate
-from rewardlab.rewards.search_config import SearchConfig
+from rewardlab import pipeline
+from rewardlab.agents.registry import make_agent
+from rewardlab.config import load_train_config
+from rewardlab.core.config import ConfigError
+from rewardlab.core.files import atomic_write
+from rewardlab.envs import get_task
+from rewardlab.rewards import prompting
+from rewardlab.rewards.compat import detect_style
+from rewardlab.rewards.llm import ChatClient
+from rewardlab.rewards.loader import prepare_source
+from rewardlab.rewards.sandbox import (
+    CheckResult,
+    SandboxFailure,
+    SandboxLimits,
+    record_states,
+    trial_run,
+)
+from rewardlab.search.candidate import CandidateResult, CandidateSpec, candidate_job
+from rewardlab.search.config import SearchConfig
+from rewardlab.search.executors import Job, make_executor, preload_training_modules, run_all
+from rewardlab.search.report import write_report
 
 # -------------------------------------------------------------------------------------------------
 # Files
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, default=str)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, default=str))
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write(path, data)
 
 
 def _write_text(path: Path, text: str) -> None:
-    _write_bytes(path, text.encode("utf-8"))
+    atomic_write(path, text)
 
 
 def _read_json(path: Path) -> Any:
@@ -146,7 +156,6 @@ class RewardSearch:
         log: Callable[[str], None] | None = None,
         human_input: Callable[[str], str] | None = None,
     ) -> None:
-        from rewardlab.envs import get_task
 
         cfg.validate()
         get_task(cfg.task)  # an unknown task fails here (KeyError listing the known ones)
@@ -155,15 +164,11 @@ class RewardSearch:
         self._log = log or (lambda line: print(line, flush=True))
         self._human_input = human_input or input
         if client is None:
-            from rewardlab.rewards.llm import ChatClient
-
             cache = cfg.llm.cache_dir or self.root / "llm_cache"
             client = ChatClient(cfg.llm, cache_dir=cache, log=self._log)
         self.client = client
         self.root.mkdir(parents=True, exist_ok=True)
         if cfg.executor != "ray":
-            from rewardlab.rewards.executors import preload_training_modules
-
             preload_training_modules()  # before the trial runs start the sandbox's forkserver
         self._executor = executor
         self.train_cfg = self._train_config()
@@ -176,19 +181,20 @@ class RewardSearch:
     # -- set-up --------------------------------------------------------------------------------
 
     def _train_config(self) -> Any:
-        from rewardlab.config import load_train_config
-
         overrides = {"task": self.cfg.task, "seed": self.cfg.seed, **self.cfg.train}
         workers = self.cfg.workers or os.cpu_count() or 1
         if "nthread" not in self.cfg.train and self.cfg.executor != "sequential" and workers > 1:
             overrides["nthread"] = 1  # parallel candidates: one physics thread each
         cfg = load_train_config(overrides)
+        if not make_agent(cfg.agent).resumable:  # halving continues candidates from their state
+            raise ConfigError(
+                "search config", "train.agent", f"got {cfg.agent!r}, expected ppo (candidates "
+                "continue from their learner state between rungs)",
+            )  # fmt: skip
         # device=auto is resolved here, once, as `rewardlab train` does (make_env needs a device)
         return dataclasses.replace(cfg, device=cfg.resolved_device())
 
     def _limits(self) -> Any:
-        from rewardlab.rewards.sandbox import SandboxLimits
-
         lim = self.cfg.limits
         return SandboxLimits(
             cpu_seconds=float(lim.cpu_s or 4 * lim.timeout_s),
@@ -199,8 +205,6 @@ class RewardSearch:
     def executor(self) -> Any:
         """The executor (built on first use)."""
         if self._executor is None:
-            from rewardlab.rewards.executors import make_executor
-
             self._executor = make_executor(
                 self.cfg.executor,
                 self._limits(),
@@ -212,9 +216,7 @@ class RewardSearch:
         return self._executor
 
     def _task_info(self) -> dict[str, Any]:
-        from rewardlab.envs import make_env
-
-        env = make_env(self.cfg.task, num_envs=1, cfg=self.train_cfg.task_config())
+        env = pipeline.make_eval_env(self.train_cfg, num_envs=1)
         try:
             return {
                 "schema": env.describe(),
@@ -245,8 +247,6 @@ class RewardSearch:
             rewardlab.rewards.llm.LLMError: the LLM could not be reached after retries (the
                 search directory keeps everything done so far; run again to resume).
         """
-        from rewardlab.rewards import prompting
-        from rewardlab.rewards.sandbox import record_states
 
         cfg = self.cfg
         info = self._task_info()
@@ -330,8 +330,6 @@ class RewardSearch:
             if self._executor is not None:
                 self._executor.close()
         try:
-            from rewardlab.rewards.report import write_report
-
             path = write_report(self.root)
             self.log(f"report: {path}")
         except Exception as e:  # noqa: BLE001 - the search's results stay on disk regardless
@@ -345,7 +343,6 @@ class RewardSearch:
         focus: dict[str, Any] | None,
         human: str | None,
     ) -> list[dict[str, Any]]:
-        from rewardlab.rewards import prompting
 
         cfg = self.cfg
         trained = sorted(
@@ -416,8 +413,6 @@ class RewardSearch:
     # -- one round -----------------------------------------------------------------------------
 
     def _round(self, r: int, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from rewardlab.rewards import prompting
-
         cfg = self.cfg
         rdir = self.root / f"round_{r}"
         _write_json(rdir / "prompt.json", messages)
@@ -465,16 +460,6 @@ class RewardSearch:
 
     def _trial(self, cands: list[dict[str, Any]]) -> None:
         """Sandboxed trial run of each candidate on recorded states (in parallel threads)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from rewardlab.rewards.compat import detect_style
-        from rewardlab.rewards.loader import prepare_source
-        from rewardlab.rewards.sandbox import (
-            CheckResult,
-            SandboxFailure,
-            SandboxLimits,
-            trial_run,
-        )
 
         if not cands:
             return
@@ -514,8 +499,6 @@ class RewardSearch:
             self.log(f"{c['id']}: rejected by the trial run: {check.error}")
 
     def _critic(self, cands: list[dict[str, Any]], r: int) -> None:
-        from rewardlab.rewards import prompting
-
         for c in cands:
             msgs = prompting.critic_messages(
                 self.cfg.task,
@@ -547,7 +530,6 @@ class RewardSearch:
     def _job(
         self, c: Mapping[str, Any], steps: int, checkpoint: bytes | None, seed: int | None = None
     ) -> Any:
-        from rewardlab.rewards.executors import Job
 
         cfg = self.train_cfg if seed is None else dataclasses.replace(self.train_cfg, seed=seed)
         spec = CandidateSpec(
@@ -560,7 +542,7 @@ class RewardSearch:
             analyst=self.cfg.analyst,
             correlation=self.cfg.correlation,
         )
-        return Job(c["id"] if seed is None else f"{c['id']}/seed{seed}", train_candidate, (spec,))
+        return Job(c["id"] if seed is None else f"{c['id']}/seed{seed}", candidate_job, (spec,))
 
     def _train_rungs(self, cands: list[dict[str, Any]]) -> None:
         """Successive halving over the rungs; writes each candidate's final ``result.json``."""
@@ -582,8 +564,6 @@ class RewardSearch:
                     ckpt = ckpt_path.read_bytes() if i > 0 and ckpt_path.is_file() else None
                     todo.append(self._job(c, steps, ckpt))
             if todo:
-                from rewardlab.rewards.executors import run_all
-
                 progress = _RungProgress(
                     self, {c["id"]: c for c in alive}, i, len(rungs), len(todo)
                 )
@@ -615,7 +595,7 @@ class RewardSearch:
         if not o.ok:
             res = {"status": "failed", "error": _error_dict(o.error), "seconds": o.seconds}
         else:
-            v: CandidateResult = o.value
+            v = CandidateResult.from_data(o.value)
             _write_bytes(cdir / "checkpoint.pt", v.checkpoint)
             self.trained += 1
             curves = _curves(v.history)
@@ -646,13 +626,6 @@ class RewardSearch:
 
     # -- after a round -------------------------------------------------------------------------
 
-    def _policy_from(self, checkpoint: bytes, env: Any) -> Any:
-        from rewardlab.agents.runner import OnPolicyRunner
-
-        runner = OnPolicyRunner(env, self.train_cfg.ppo, log_dir=None, device="cpu", seed=0)
-        runner.load(io.BytesIO(checkpoint), load_env=False)
-        return runner.inference_policy()
-
     def _video(self, result: Mapping[str, Any], path: Path) -> None:
         """Render the candidate's policy (one episode, the task's own env) to ``path``."""
         ckpt = self.root / result["dir"] / "checkpoint.pt"
@@ -664,20 +637,21 @@ class RewardSearch:
     def _render_policy(self, checkpoint: bytes | Path, path: Path, what: str) -> bool:
         """One episode of a checkpoint's policy on the task's own env, to ``path``; a failure
         (e.g. no renderer) is logged as ``<what> failed: ...`` and returns false."""
-        from rewardlab.agents.evaluate import evaluate
-        from rewardlab.envs import make_env
-
+        cfg = self.train_cfg
         try:
             data = checkpoint.read_bytes() if isinstance(checkpoint, Path) else checkpoint
-            env = make_env(
-                self.cfg.task,
-                num_envs=1,
-                cfg=self.train_cfg.task_config(),
-                seed=self.train_cfg.eval_seed(),
-            )
+            env = pipeline.make_eval_env(cfg, num_envs=1)
             try:
-                policy = self._policy_from(data, env)
-                evaluate(policy, env, 1, video_path=path, seed=self.train_cfg.eval_seed())
+                policy = pipeline.policy_from_state(cfg, data, env)
+                pipeline.evaluate(
+                    cfg,
+                    policy,
+                    env=env,
+                    episodes=1,
+                    deterministic=True,
+                    video=path,
+                    video_episodes=1,
+                )
             finally:
                 env.close()
         except Exception as e:  # noqa: BLE001 - a missing renderer must not stop the search
@@ -756,7 +730,7 @@ class RewardSearch:
             def on_done(o: Any) -> None:
                 s = int(o.key.rsplit("seed", 1)[1])
                 if o.ok:
-                    v: CandidateResult = o.value
+                    v = CandidateResult.from_data(o.value)
                     self.trained += 1
                     _write_bytes(wdir / f"seed_{s}.pt", v.checkpoint)
                     res = {
@@ -775,8 +749,6 @@ class RewardSearch:
                 self.log(f"winner seed {s}: {res.get('fitness', res.get('error'))}")
 
             if todo:
-                from rewardlab.rewards.executors import run_all
-
                 run_all(self.executor(), todo, on_done)
         trained = [x for x in runs if x["status"] == "trained"]
         if trained:
@@ -810,26 +782,20 @@ class RewardSearch:
         return summary
 
     def _export(self, checkpoint: bytes, out: Path, cid: str) -> str | None:
-        from rewardlab.agents.export import export_policy
-        from rewardlab.envs import make_env
-
-        env = make_env(self.cfg.task, num_envs=1, cfg=self.train_cfg.task_config())
+        cfg = self.train_cfg
         try:
-            policy = self._policy_from(checkpoint, env)
-            export_policy(
-                policy,
-                env,
-                out,
-                task=self.cfg.task,
-                onnx=False,
-                extra={"agent": "ppo", "reward": "winner/reward.py", "search_candidate": cid},
+            env = pipeline.make_eval_env(cfg, num_envs=1)
+            try:
+                policy = pipeline.policy_from_state(cfg, checkpoint, env)
+            finally:
+                env.close()
+            pipeline.export(
+                cfg, policy, out, onnx=False, reward="winner/reward.py", search_candidate=cid
             )
             return str(out.relative_to(self.root))
         except Exception as e:  # noqa: BLE001 - keep the search result even if export fails
             self.log(f"export failed: {type(e).__name__}: {e}")
             return None
-        finally:
-            env.close()
 
     def _winner_video(self, checkpoint: bytes, path: Path) -> None:
         if not path.is_file():

@@ -1,6 +1,7 @@
 """The training job of one reward candidate, run in a sandboxed worker process.
 
-:func:`train_candidate` takes a :class:`CandidateSpec` and returns a :class:`CandidateResult`.
+:func:`train_candidate` takes a :class:`CandidateSpec` and returns a :class:`CandidateResult`
+(:func:`candidate_job`, what a worker process runs, returns it as plain data).
 It builds the training env of the search's ``TrainConfig`` through the training pipeline
 (:func:`rewardlab.pipeline.make_train_env`: backend, task config and ``domain_rand``, exactly
 as ``rewardlab train`` does) with the candidate's reward (compiled by
@@ -99,6 +100,23 @@ class CandidateResult:
     seconds: float = 0.0
     """Wall time of the whole job in the worker."""
 
+    def to_data(self) -> dict[str, Any]:
+        """Plain containers, numbers, strings and bytes only (what crosses back from a worker
+        process as data, never as an unpickled object)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> CandidateResult:
+        """The inverse of :meth:`to_data`.
+
+        Raises:
+            ValueError: ``data`` is not a candidate result (a missing or unknown field).
+        """
+        try:
+            return cls(**{**data, "eval": CandidateEval(**data["eval"])})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a candidate result: {e}") from None
+
 
 class _Correlation:
     """Running Pearson correlation of two per-step reward streams."""
@@ -177,6 +195,13 @@ def _failure_analysis(policy: Any, env: Any, seed: int, max_fields: int = 8) -> 
     return "\n".join(lines)
 
 
+def candidate_job(spec: CandidateSpec) -> dict[str, Any]:
+    """The job a worker process runs: :func:`train_candidate`, its result as plain data
+    (:meth:`CandidateResult.to_data`; the search rebuilds it with :meth:`CandidateResult.from_data`).
+    """
+    return train_candidate(spec).to_data()
+
+
 def train_candidate(spec: CandidateSpec) -> CandidateResult:
     """Train one candidate (or continue it) and score it; the body of a sandboxed job.
 
@@ -189,6 +214,7 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
         cfg = dataclasses.replace(cfg, device=cfg.resolved_device())
     env = make_train_env(cfg, reward=False)  # the candidate's reward replaces the task's below
     corr = _Correlation()
+    candidate: Any = None
     try:
         if spec.code is not None:
             human = env.reward_fn
@@ -198,6 +224,7 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
                 cfg.task,
                 float(env.control_dt),
                 spec.style or "auto",
+                sandbox=cfg.sandbox,
             )
             if spec.correlation:
 
@@ -213,6 +240,8 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
         trained = train(cfg, None, env=env, resume=spec.checkpoint, progress=False, keep_state=True)
     finally:
         env.close()
+        if hasattr(candidate, "close"):  # the sandboxed reward process
+            candidate.close()
     train_s = time.perf_counter() - t0
 
     episodes = int(spec.eval_episodes)

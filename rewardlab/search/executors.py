@@ -27,11 +27,13 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from typing import Any
 
+from rewardlab.rewards import sandbox
 from rewardlab.rewards.sandbox import RewardError, SandboxFailure, SandboxLimits, run_in_sandbox
 
-PRELOAD = ("torch", "numpy", "rewardlab.rewards.sandbox", "rewardlab.rewards.candidate")
+PRELOAD = ("torch", "numpy", "rewardlab.rewards.sandbox", "rewardlab.search.candidate")
 """Modules the sandbox's forkserver imports once, so that a training job's child starts in a
 fraction of a second instead of importing torch, MuJoCo and the trainer (seconds) every time."""
 
@@ -42,10 +44,6 @@ def preload_training_modules() -> bool:
     Returns:
         Whether the request can still take effect (the forkserver was not running yet).
     """
-    from multiprocessing import forkserver
-
-    from rewardlab.rewards import sandbox
-
     ctx = sandbox._mp_context()
     server = forkserver._forkserver
     if getattr(server, "_forkserver_pid", None) is not None:
@@ -181,7 +179,7 @@ class RayExecutor:
         init: dict[str, Any] | None = None,
     ) -> None:
         try:
-            import ray
+            import ray  # optional (the ray extra): imported only when this executor is used
         except ImportError as e:  # pragma: no cover - ray is in the test extras
             raise RuntimeError(
                 "executor=ray needs Ray: pip install 'rewardlab[ray]' (or pip install ray)"
