@@ -4,9 +4,9 @@
 
 1. ``$REWARDLAB_CONFIG_DIR`` (:func:`config_dir` only; a user's replacement for the whole folder);
 2. the package's own copy, ``rewardlab/sim_configs`` through :mod:`importlib.resources` (a wheel,
-   ``pip install .``, a strict editable install, a colcon install);
-3. the folder next to the package in a source checkout (``pip install -e .``, ``PYTHONPATH``,
-   ``colcon build --symlink-install``);
+   ``pip install .``, a colcon install; in a source checkout that is the symlink to the top-level
+   ``sim_configs/``, resolved);
+3. the folder next to the package in a source tree without that symlink;
 4. ``<prefix>/share/rewardlab/sim_configs`` of an ament prefix on ``$AMENT_PREFIX_PATH`` that
    holds the ``rewardlab`` package, or of the prefix the package is installed in (the data files
    ``setup.py`` installs for ROS 2 tools).
@@ -53,7 +53,7 @@ def _candidates() -> list[Path]:
     out: list[Path] = []
     packaged = resources.files(PACKAGE) / FOLDER
     if isinstance(packaged, Path):  # a zip import has no folder to hand out
-        out.append(packaged)
+        out.append(packaged.resolve())  # in a checkout, rewardlab/sim_configs -> ../sim_configs
     out.append(here.parents[2] / FOLDER)
     for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
         marker = Path(prefix) / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE
