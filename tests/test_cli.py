@@ -80,6 +80,32 @@ def test_train_leaves_a_complete_run_directory(run: dict[str, Any]) -> None:
 
 
 @pytest.mark.smoke
+def test_readme_run_directory_layout_is_what_train_writes(run: dict[str, Any]) -> None:
+    """Every entry of the README's run-directory listing exists in a trained run, and every
+    entry the run holds is listed (the README once promised a tensorboard/ folder that no run
+    had: the events sit in the run root)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```\nruns/cartpole_balance/\n", 1)[1].split("```", 1)[0]
+    listed = {line.split()[0].rstrip("/") for line in block.splitlines() if line.startswith("  ") and line.strip() and not line.startswith("    ")}  # fmt: skip
+    d: Path = run["dir"]
+    for entry in listed:
+        assert list(d.glob(entry)), f"README lists {entry}, the run directory has none"
+    held = {"events.out.tfevents.*" if p.name.startswith("events.out") else p.name for p in d.iterdir()}  # fmt: skip
+    assert held <= listed, f"README does not list {sorted(held - listed)}"
+
+
+@pytest.mark.unit
+def test_readme_links_point_into_the_repository() -> None:
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)\)", readme)
+    local = [link for link in links if "://" not in link]
+    assert "docs/design.md" in local
+    missing = [link for link in local if not (root / link).exists()]
+    assert not missing, missing
+
+
+@pytest.mark.smoke
 def test_eval_prints_success_rate_last(run: dict[str, Any]) -> None:
     code, out, _ = run_cli("eval", f"run_dir={run['dir']}", "episodes=5")
     assert code == 0
