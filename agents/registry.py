@@ -119,11 +119,29 @@ AGENTS.register("sb3_ppo", "rewardlab.agents.sb3:SB3PPOAgent")
 AGENTS.register("sb3_sac", "rewardlab.agents.sb3:SB3SACAgent")
 
 
-def make_agent(name: str) -> Agent:
-    """An instance of the agent registered as ``name``.
+class AgentUnavailableError(ValueError):
+    """A registered agent whose module cannot be imported (its optional extra is missing)."""
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The class of the agent registered as ``name``.
 
     Raises:
         rewardlab.core.registry.UnknownNameError: no such agent (the message lists the known ones).
-        ImportError: its optional dependency is missing (e.g. stable-baselines3 for ``sb3_*``).
+        AgentUnavailableError: its optional dependency is missing (one line naming it and the
+            extra to install, e.g. stable-baselines3 for ``sb3_*``).
     """
-    return AGENTS.get(name)()
+    try:
+        return AGENTS.get(name)
+    except ImportError as e:
+        missing = getattr(e, "name", None) or str(e)
+        extra = "sb3" if str(missing).startswith("stable_baselines3") else None
+        hint = f"pip install 'rewardlab[{extra}]'" if extra else "install it"
+        raise AgentUnavailableError(
+            f"agent {name}: needs the module {missing!r}, which is not installed ({hint})"
+        ) from None
+
+
+def make_agent(name: str) -> Agent:
+    """An instance of the agent registered as ``name`` (errors as :func:`agent_class`)."""
+    return agent_class(name)()

@@ -37,7 +37,7 @@ from rewardlab.agents.distributed import DistContext, init_from_env
 from rewardlab.agents.evaluate import evaluate as run_episodes
 from rewardlab.agents.export import export_policy
 from rewardlab.agents.policy import ExportedPolicy, Policy
-from rewardlab.agents.registry import AGENTS, Agent, TrainSpec, make_agent
+from rewardlab.agents.registry import AGENTS, Agent, TrainSpec, agent_class, make_agent
 from rewardlab.config import TrainConfig, load_train_config
 from rewardlab.core.config import COMMAND_LINE, ConfigError, load_yaml, parse_overrides
 from rewardlab.core.files import atomic_write
@@ -179,7 +179,7 @@ def start_run(cfg: TrainConfig, dctx: DistContext | None = None) -> RunStart:
         ConfigError: the run cannot be continued with ``cfg`` (another task, agent, network
             shape, ...), or the agent cannot resume or cannot run in several processes.
     """
-    agent = AGENTS.get(cfg.agent)
+    agent = agent_class(cfg.agent)
     run = RunDir(Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg.task))
     main = dctx is None or dctx.is_main
     if dctx is not None:

@@ -185,3 +185,14 @@ def test_a_new_agent_is_one_class_and_one_registry_entry(tmp_path: Path) -> None
         assert json.loads(start.run.eval_json.read_text())["global_step"] == 256
     finally:
         AGENTS.unregister("test_zero")
+
+
+@pytest.mark.unit
+def test_an_agent_whose_extra_is_missing_is_a_one_line_error(tmp_path: Path) -> None:
+    AGENTS.register("test_missing", "rewardlab_no_such_module:Agent")
+    try:
+        cfg = load_train_config({**TINY, "agent": "test_missing", "run_dir": str(tmp_path / "r")})
+        with pytest.raises(ValueError, match="needs the module 'rewardlab_no_such_module'"):
+            pipeline.start_run(cfg)
+    finally:
+        AGENTS.unregister("test_missing")
