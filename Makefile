@@ -1,12 +1,16 @@
 # RewardLab developer entry points. Every target sets up what it needs by itself.
 #   make train   install, then train the default task on the CPU and leave a run directory
-#   make test    install the test extras, then lint and run the whole test suite (what CI runs)
+#   make test    install the test extras, then run every tier: ruff, pyright, the main test suite
+#                and the ROS 2 suite (what CI runs); each tier runs whatever another's result, and
+#                the target fails if any failed
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 TASK   ?= cartpole_balance
 RUN_DIR ?= runs/$(TASK)
+# Extra key=value words for `make train` (e.g. TRAIN_ARGS="num_envs=32 total_steps=50000").
+TRAIN_ARGS ?=
 # Pytest selection; CI runs every tier that needs neither ROS 2 nor a GPU.
 PYTEST_ARGS ?= -m "not ros and not gpu"
 # The ROS 2 tier runs in a second venv: rclpy and message packages from PyPI (their start-up hook
@@ -21,7 +25,11 @@ ROS_PACKAGES = ros-rclpy ros-rmw-fastrtps-cpp ros-builtin-interfaces ros-std-msg
 
 export MUJOCO_GL ?= egl
 
-.PHONY: install install-test install-ros system-deps train test test-ros lint clean
+# The tiers of `make test`, in any order: each is its own process and shares no state with another.
+TIERS ?= lint typecheck main ros
+
+.PHONY: install install-test install-ros system-deps train test test-main test-ros lint typecheck \
+  tier-lint tier-typecheck tier-main tier-ros clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +50,15 @@ install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet -e ".[test]"
 
 train: install
-	$(BIN)/rewardlab train task=$(TASK) run_dir=$(RUN_DIR)
+	$(BIN)/rewardlab train task=$(TASK) run_dir=$(RUN_DIR) $(TRAIN_ARGS)
 	$(BIN)/rewardlab eval run_dir=$(RUN_DIR) episodes=20
 
 lint: install-test
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory tier-lint
+
+# pyright (pinned in the test extra; [tool.pyright] in pyproject.toml) sees .venv and .venv-ros.
+typecheck: install-ros
+	$(MAKE) --no-print-directory tier-typecheck
 
 # .venv-ros: python3.11 (the ROS wheels are cp311) + the ROS wheels + a .pth onto .venv's packages.
 install-ros: install-test
@@ -58,11 +69,34 @@ install-ros: install-test
 	echo "import site; site.addsitedir('$$main')" > "$$ros/zz_rewardlab_main_venv.pth"
 	$(ROS_BIN)/python -c "import rclpy, rewardlab.deploy, cyclonedds"
 
-test-ros: install-ros
-	$(ROS_BIN)/python -m pytest $(ROS_PYTEST_ARGS) --durations=10
+test-main: install-test
+	$(MAKE) --no-print-directory tier-main
 
-test: lint install-ros
+test-ros: install-ros
+	$(MAKE) --no-print-directory tier-ros
+
+# Every tier runs, whatever the others' results; the target fails if any tier failed.
+test: install-ros
+	@failed=""; for tier in $(TIERS); do \
+	  echo "=== make test: tier $$tier"; start=$$(date +%s); \
+	  if $(MAKE) --no-print-directory tier-$$tier; then result=ok; else result=FAILED; failed="$$failed $$tier"; fi; \
+	  echo "=== make test: tier $$tier $$result ($$(( $$(date +%s) - start )) s)"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "=== make test: failed tiers:$$failed"; exit 1; fi; \
+	echo "=== make test: every tier ok ($(TIERS))"
+
+# The tiers themselves, without the installs (the targets above run those first).
+tier-lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+tier-typecheck:
+	$(BIN)/python .ci/typecheck.py
+
+tier-main:
 	$(BIN)/python -m pytest $(PYTEST_ARGS) --durations=15
+
+tier-ros:
 	$(ROS_BIN)/python -m pytest $(ROS_PYTEST_ARGS) --durations=10
 
 clean:

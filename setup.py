@@ -10,6 +10,7 @@ options do not apply (pip installs the scripts into the venv's ``bin/``).
 
 from glob import glob
 from pathlib import Path
+from typing import Any
 
 import setuptools
 from setuptools import setup
@@ -42,6 +43,7 @@ dist = setup(
 
 # colcon-python-setup-py reads the distribution's attributes back with ast.literal_eval, which
 # cannot parse the SpecifierSet that setuptools makes of pyproject's requires-python.
-for obj in (dist, getattr(dist, "metadata", None)):
+holders: tuple[Any, ...] = (dist, getattr(dist, "metadata", None))
+for obj in holders:
     if obj is not None and getattr(obj, "python_requires", None) is not None:
         obj.python_requires = str(obj.python_requires)
