@@ -570,7 +570,7 @@ def run_dds_controller(
     duration_s: float | None = None,
     domain_id: int | None = None,
     local_only: bool = False,
-    on_command: Callable[[Command], None] | None = None,
+    on_command: Callable[[Command], None] | None = None,  # pyright: ignore[reportRedeclaration]
     stop: threading.Event | None = None,
     node: DdsNode | None = None,
     node_name: str = "rewardlab_deploy",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import mujoco
@@ -83,7 +84,7 @@ def actions(env, steps: int, seed: int = 0) -> list[torch.Tensor]:
 
 
 @pytest.fixture(scope="module", params=TASKS)
-def envs(request: pytest.FixtureRequest) -> dict[str, object]:
+def envs(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
     """Native and warp envs of one task: on its own model, and (contacts) the elliptic variant."""
     task_cls = get_task(request.param)
     out: dict[str, object] = {"task": request.param, "default": pair(task_cls)}

@@ -259,7 +259,7 @@ def from_isaacgymenvs(
     """
     try:
         import isaacgym  # noqa: F401 - must be imported before torch-using isaacgymenvs modules
-        import isaacgymenvs
+        import isaacgymenvs  # pyright: ignore[reportMissingImports] (not installable here)
     except ImportError as e:
         raise ImportError(
             "backend isaacgym needs NVIDIA Isaac Gym (Preview 4, Python 3.8, download from "

@@ -251,7 +251,7 @@ def from_isaaclab(
         ImportError: Isaac Lab is not installed (with what to install).
     """
     try:
-        from isaaclab.app import AppLauncher
+        from isaaclab.app import AppLauncher  # pyright: ignore[reportMissingImports]
     except ImportError as e:
         raise ImportError(
             "backend isaaclab needs Isaac Lab 3 (Python 3.12, its own pinned stack) installed in "
@@ -259,8 +259,8 @@ def from_isaaclab(
         ) from None
     AppLauncher(headless=True, device=device)  # must start before Isaac Lab modules import
     import gymnasium as gym
-    import isaaclab_tasks  # noqa: F401 - registers the Isaac-* tasks
-    from isaaclab_tasks.utils import parse_env_cfg
+    import isaaclab_tasks  # pyright: ignore[reportMissingImports]  # noqa: F401 - registers the Isaac-* tasks
+    from isaaclab_tasks.utils import parse_env_cfg  # pyright: ignore[reportMissingImports]
 
     cfg = parse_env_cfg(task_id, device=device, num_envs=num_envs)
     return IsaacLabEnv(gym.make(task_id, cfg=cfg), **kwargs)
