@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -31,14 +32,20 @@ class PPOConfig:
     learning_rate: float = 1e-3
     """Initial Adam learning rate."""
     schedule: str = "adaptive"
-    """``adaptive`` (KL-targeted, rsl_rl), ``linear`` (anneal to 0) or ``fixed``."""
+    """``adaptive`` (before each minibatch step the rate is divided by 1.5 when the KL so far is
+    over twice ``desired_kl * steps done / steps planned``, multiplied by 1.5 under half of it),
+    ``linear`` (anneal to 0) or ``fixed``."""
     desired_kl: float = 0.01
-    """KL target of the adaptive schedule."""
+    """KL (nats, mean over samples) one update should move the policy by: the target of the
+    adaptive schedule and the unit of ``kl_stop_ratio``."""
+    kl_stop_ratio: float = 2.0
+    """End an update early (skip its remaining minibatches and epochs) once the KL between the
+    current and the rollout policy exceeds ``kl_stop_ratio * desired_kl``, for every schedule
+    (SB3's ``target_kl`` stops at 1.5x). 0 disables the stop."""
     min_learning_rate: float = 1e-5
     """Lower bound of the adaptive schedule's learning rate."""
     max_learning_rate: float = 3e-3
-    """Upper bound of the adaptive schedule's learning rate (rsl_rl: 1e-2, which made small
-    policies collapse after they had learned, on cart-pole)."""
+    """Upper bound of the adaptive schedule's learning rate (rsl_rl: 1e-2)."""
     max_grad_norm: float = 1.0
     """Global gradient-norm clip."""
     actor_hidden: tuple[int, ...] = (64, 64)
@@ -60,6 +67,13 @@ class PPOConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
+        floats = ("gamma", "lam", "clip_ratio", "value_coef", "entropy_coef", "learning_rate",
+                  "desired_kl", "kl_stop_ratio", "min_learning_rate", "max_learning_rate",
+                  "max_grad_norm", "init_noise_std")  # fmt: skip
+        for name in floats:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"ppo.{name}: got {value!r}, expected a finite number")
         checks = [
             ("num_steps", self.num_steps >= 1, ">= 1"),
             ("num_epochs", self.num_epochs >= 1, ">= 1"),
@@ -70,6 +84,7 @@ class PPOConfig:
             ("learning_rate", self.learning_rate > 0.0, "> 0"),
             ("schedule", self.schedule in ("adaptive", "linear", "fixed"), "one of adaptive, linear, fixed"),
             ("desired_kl", self.desired_kl > 0.0, "> 0"),
+            ("kl_stop_ratio", self.kl_stop_ratio == 0.0 or self.kl_stop_ratio >= 1.0, "0 (off) or >= 1"),
             ("min_learning_rate", self.min_learning_rate > 0.0, "> 0"),
             ("max_learning_rate", self.max_learning_rate >= self.min_learning_rate, ">= min_learning_rate"),
             ("max_grad_norm", self.max_grad_norm > 0.0, "> 0"),

@@ -40,6 +40,33 @@ class Batch:
     """Value targets ``[B]`` = advantages + old values."""
 
 
+@dataclass(frozen=True)
+class Transition:
+    """One step of every world, as :meth:`RolloutStorage.add` records it (``N`` worlds)."""
+
+    obs: torch.Tensor
+    """Normalized observations ``[N, obs_dim]`` the actions were chosen on."""
+    actions: torch.Tensor
+    """Sampled (unclipped) actions ``[N, action_dim]``."""
+    log_prob: torch.Tensor
+    """Their log-probabilities ``[N]`` under the acting policy."""
+    mean: torch.Tensor
+    """Action means ``[N, action_dim]``."""
+    std: torch.Tensor
+    """Action stds, ``[N, action_dim]`` or ``[action_dim]``."""
+    value: torch.Tensor
+    """``V(obs)`` ``[N]``."""
+    reward: torch.Tensor
+    """Rewards ``[N]`` of this step (raw: the reward scale is applied in ``compute_returns``)."""
+    terminated: torch.Tensor
+    """``[N]`` bool: the task ended (no bootstrap)."""
+    truncated: torch.Tensor
+    """``[N]`` bool: the time limit cut the episode (bootstrap ``gamma * V(final_obs)``)."""
+    final_value: torch.Tensor | None = None
+    """``V(final_obs)`` ``[N]``; only its rows where ``truncated`` are used. ``None`` means no
+    world was truncated."""
+
+
 class RolloutStorage:
     """Fixed-size buffer of one rollout, filled step by step, then read in shuffled minibatches.
 
@@ -84,33 +111,8 @@ class RolloutStorage:
         self.returns = z()
         self.step = 0
 
-    def add(
-        self,
-        obs: torch.Tensor,
-        actions: torch.Tensor,
-        log_prob: torch.Tensor,
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        value: torch.Tensor,
-        reward: torch.Tensor,
-        terminated: torch.Tensor,
-        truncated: torch.Tensor,
-        final_value: torch.Tensor | None = None,
-    ) -> None:
+    def add(self, step: Transition) -> None:
         """Record one step of every world.
-
-        Args:
-            obs: normalized observations ``[N, obs_dim]`` the actions were chosen on.
-            actions: sampled actions ``[N, action_dim]``.
-            log_prob: their log-probabilities ``[N]``.
-            mean: action means ``[N, action_dim]``.
-            std: action stds, ``[N, action_dim]`` or ``[action_dim]``.
-            value: ``V(obs)`` ``[N]``.
-            reward: rewards ``[N]`` of this step.
-            terminated: ``[N]`` bool, the task ended (no bootstrap).
-            truncated: ``[N]`` bool, the time limit cut the episode (bootstrap).
-            final_value: ``V(final_obs)`` ``[N]``; only its rows where ``truncated`` are used.
-                ``None`` means no world was truncated.
 
         Raises:
             OverflowError: more than ``num_steps`` steps added since :meth:`clear`.
@@ -118,18 +120,19 @@ class RolloutStorage:
         if self.step >= self.num_steps:
             raise OverflowError(f"rollout storage is full ({self.num_steps} steps); call clear()")
         i = self.step
-        self.obs[i].copy_(obs)
-        self.actions[i].copy_(actions)
-        self.log_probs[i].copy_(log_prob)
-        self.means[i].copy_(mean)
-        self.stds[i].copy_(std.expand_as(mean))
-        self.values[i].copy_(value)
-        self.rewards[i].copy_(reward)
-        if final_value is not None:
-            self.bootstraps[i].copy_(self.gamma * final_value * truncated.to(final_value.dtype))
+        self.obs[i].copy_(step.obs)
+        self.actions[i].copy_(step.actions)
+        self.log_probs[i].copy_(step.log_prob)
+        self.means[i].copy_(step.mean)
+        self.stds[i].copy_(step.std.expand_as(step.mean))
+        self.values[i].copy_(step.value)
+        self.rewards[i].copy_(step.reward)
+        if step.final_value is not None:
+            truncated = step.truncated.to(step.final_value.dtype)
+            self.bootstraps[i].copy_(self.gamma * step.final_value * truncated)
         else:
             self.bootstraps[i].zero_()
-        self.dones[i].copy_((terminated | truncated).to(self.dones.dtype))
+        self.dones[i].copy_((step.terminated | step.truncated).to(self.dones.dtype))
         self.step += 1
 
     def compute_returns(

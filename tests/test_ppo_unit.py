@@ -14,9 +14,16 @@ import torch
 from rewardlab.agents import runner as runner_module
 from rewardlab.agents.config import PPOConfig
 from rewardlab.agents.networks import EmpiricalNormalization
-from rewardlab.agents.ppo import RewardNormalizer, gaussian_kl, ppo_losses
+from rewardlab.agents.ppo import (
+    LossInputs,
+    LossSettings,
+    RewardNormalizer,
+    gaussian_kl,
+    paced_learning_rate,
+    ppo_losses,
+)
 from rewardlab.agents.runner import OnPolicyRunner
-from rewardlab.agents.storage import RolloutStorage
+from rewardlab.agents.storage import RolloutStorage, Transition
 from rewardlab.envs import make_env
 from rewardlab.envs.tasks.base import get_task, replace_config
 
@@ -31,6 +38,15 @@ SMALL_CFG = PPOConfig(
 def small_env(num_envs: int = 8, seed: int = 0):
     cfg = replace_config(get_task("cartpole_balance").default_config(), episode_steps=20)
     return make_env("cartpole_balance", num_envs=num_envs, cfg=cfg, seed=seed, nthread=1)
+
+
+def _transition(ids: torch.Tensor, obs_dim: int) -> Transition:
+    """A step whose every field of world ``i`` holds ``ids[i]`` (reward 0, no episode end)."""
+    n = ids.shape[0]
+    no = torch.zeros(n, dtype=torch.bool)
+    return Transition(obs=ids[:, None].repeat(1, obs_dim), actions=ids[:, None], log_prob=ids,
+                      mean=ids[:, None], std=torch.ones(1), value=ids, reward=torch.zeros(n),
+                      terminated=no, truncated=no)  # fmt: skip
 
 
 # -- GAE -----------------------------------------------------------------------------------------
@@ -57,16 +73,18 @@ def test_gae_matches_hand_computed_values() -> None:
     final_values = [None, torch.tensor([999.0, 6.0]), None]  # row 0 not truncated: unused
     for t in range(3):
         s.add(
-            obs=torch.zeros(2, 1),
-            actions=torch.zeros(2, 1),
-            log_prob=torch.zeros(2),
-            mean=torch.zeros(2, 1),
-            std=torch.ones(1),
-            value=torch.tensor(values[t]),
-            reward=torch.tensor(rewards[t]),
-            terminated=torch.tensor(terminated[t]),
-            truncated=torch.tensor(truncated[t]),
-            final_value=final_values[t],
+            Transition(
+                obs=torch.zeros(2, 1),
+                actions=torch.zeros(2, 1),
+                log_prob=torch.zeros(2),
+                mean=torch.zeros(2, 1),
+                std=torch.ones(1),
+                value=torch.tensor(values[t]),
+                reward=torch.tensor(rewards[t]),
+                terminated=torch.tensor(terminated[t]),
+                truncated=torch.tensor(truncated[t]),
+                final_value=final_values[t],
+            )
         )
     s.compute_returns(last_value=torch.tensor([4.0, 10.0]))
     expected_adv = torch.tensor([[1.125, 2.0], [0.5, 4.0], [0.0, -2.0]])
@@ -75,17 +93,14 @@ def test_gae_matches_hand_computed_values() -> None:
     torch.testing.assert_close(s.bootstraps[1], torch.tensor([0.0, 3.0]))  # gamma * V(final)
     torch.testing.assert_close(s.dones, torch.tensor([[0.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
     with pytest.raises(OverflowError):
-        s.add(*(torch.zeros(2, 1),) * 2, torch.zeros(2), torch.zeros(2, 1), torch.ones(1),
-              torch.zeros(2), torch.zeros(2), torch.zeros(2, dtype=torch.bool),
-              torch.zeros(2, dtype=torch.bool))  # fmt: skip
+        s.add(_transition(torch.zeros(2), obs_dim=1))
 
 
 def test_minibatches_cover_the_rollout_once_per_epoch() -> None:
     s = RolloutStorage(num_envs=4, num_steps=3, obs_dim=2, action_dim=1, gamma=0.9, lam=0.9)
     for t in range(3):
         ids = torch.arange(4, dtype=torch.float32) + 10 * t
-        s.add(ids[:, None].repeat(1, 2), ids[:, None], ids, ids[:, None], torch.ones(1), ids,
-              torch.zeros(4), torch.zeros(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool))  # fmt: skip
+        s.add(_transition(ids, obs_dim=2))
     s.compute_returns(torch.zeros(4))
     gen = torch.Generator().manual_seed(0)
     batches = list(s.minibatches(num_minibatches=3, num_epochs=2, generator=gen))
@@ -134,9 +149,10 @@ def test_observation_std_floor_keeps_constant_features_bounded() -> None:
 def test_gae_applies_the_reward_scale_before_the_bootstrap() -> None:
     """One world, one truncated step: A = scale * r + gamma * V(final) - V = .5*4 + .5*6 - 1 = 4."""
     s = RolloutStorage(num_envs=1, num_steps=1, obs_dim=1, action_dim=1, gamma=0.5, lam=0.5)
-    s.add(torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, 1), torch.ones(1),
-          torch.tensor([1.0]), torch.tensor([4.0]), torch.tensor([False]), torch.tensor([True]),
-          final_value=torch.tensor([6.0]))  # fmt: skip
+    s.add(Transition(obs=torch.zeros(1, 1), actions=torch.zeros(1, 1), log_prob=torch.zeros(1),
+                     mean=torch.zeros(1, 1), std=torch.ones(1), value=torch.tensor([1.0]),
+                     reward=torch.tensor([4.0]), terminated=torch.tensor([False]),
+                     truncated=torch.tensor([True]), final_value=torch.tensor([6.0])))  # fmt: skip
     s.compute_returns(torch.tensor([100.0]), reward_scale=0.5)
     torch.testing.assert_close(s.advantages[0], torch.tensor([4.0]))
     s.compute_returns(torch.tensor([100.0]), reward_scale=0.5, reward_clip=1.0)
@@ -184,11 +200,12 @@ def test_ppo_loss_clipping_on_a_hand_made_batch() -> None:
     old_values = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
     returns = torch.tensor([3.0, 0.0, 0.0, 0.0, 0.0])
     entropy = torch.tensor(1.5)
+    inputs = LossInputs(log_prob=log_prob, old_log_prob=old_log_prob, advantages=adv,
+                        values=values, old_values=old_values, returns=returns, entropy=entropy)  # fmt: skip
+    settings = LossSettings(clip_ratio=0.2, clip_value=True, value_coef=0.5, entropy_coef=0.1)
     with torch.no_grad():
-        ref = ppo_losses(log_prob, old_log_prob, adv, values, old_values, returns, entropy,
-                         clip_ratio=0.2, clip_value=True, value_coef=0.5, entropy_coef=0.1)  # fmt: skip
-    out = ppo_losses(log_prob, old_log_prob, adv, values, old_values, returns, entropy,
-                     clip_ratio=0.2, clip_value=True, value_coef=0.5, entropy_coef=0.1)  # fmt: skip
+        ref = ppo_losses(inputs, settings)
+    out = ppo_losses(inputs, settings)
     assert float(ref.policy) == pytest.approx(0.32, abs=1e-6)
     # value: unclipped (2-3)^2 = 1, clipped (1.2-3)^2 = 3.24 -> max 3.24 on sample 0, mean /5
     assert float(ref.value) == pytest.approx(3.24 / 5, abs=1e-6)
@@ -201,8 +218,8 @@ def test_ppo_loss_clipping_on_a_hand_made_batch() -> None:
     torch.testing.assert_close(grad, torch.tensor([-0.5, 1.0, 0.0, 1.5, 0.0]) / 5)
     assert values.grad is not None and float(values.grad[0]) == 0.0  # clipped value: no gradient
 
-    unclipped = ppo_losses(log_prob, old_log_prob, adv, values, old_values, returns, entropy,
-                           clip_ratio=0.2, clip_value=False, value_coef=0.5, entropy_coef=0.0)  # fmt: skip
+    unclipped = ppo_losses(inputs, LossSettings(clip_ratio=0.2, clip_value=False, value_coef=0.5,
+                                                entropy_coef=0.0))  # fmt: skip
     assert float(unclipped.value.detach()) == pytest.approx(1.0 / 5, abs=1e-6)
 
 
@@ -422,3 +439,120 @@ def test_load_rejects_a_checkpoint_of_another_task(tmp_path: Path) -> None:
     torch.save(ckpt, path)
     with pytest.raises(ValueError, match="obs_dim"):
         OnPolicyRunner(small_env(), SMALL_CFG, seed=0).load(path)
+
+
+# -- the KL bound per update, the learning-rate schedule, the algorithm's own state ----------------
+
+
+def _first_update(cfg: PPOConfig, seed: int = 0) -> tuple[OnPolicyRunner, dict[str, float]]:
+    """One rollout and one update; runners with the same seed collect the same rollout."""
+    r = OnPolicyRunner(small_env(num_envs=16), cfg, seed=seed, num_threads=1)
+    (stats,) = r.learn(16 * cfg.num_steps, progress=False)
+    return r, stats
+
+
+def test_adaptive_rate_follows_a_paced_kl_target() -> None:
+    """After k of K steps the KL should be about desired_kl * k / K. rsl_rl's rule compares every
+    reading with the whole desired_kl, so the near-zero KL of an update's first steps raised the
+    rate at the start of every update; paced, an on-pace reading leaves it alone."""
+    cfg = PPOConfig(desired_kl=0.01, min_learning_rate=1e-5, max_learning_rate=3e-3)
+    # 1 of 20 steps done: target 0.0005
+    assert paced_learning_rate(1e-3, 0.0005, 1, 20, cfg) == 1e-3  # on pace: unchanged
+    assert paced_learning_rate(1e-3, 0.0011, 1, 20, cfg) == pytest.approx(1e-3 / 1.5)
+    assert paced_learning_rate(1e-3, 0.0002, 1, 20, cfg) == pytest.approx(1.5e-3)
+    # 19 of 20: target 0.0095
+    assert paced_learning_rate(1e-3, 0.0095, 19, 20, cfg) == 1e-3
+    assert paced_learning_rate(1e-3, 0.03, 19, 20, cfg) == pytest.approx(1e-3 / 1.5)
+    # bounds
+    assert paced_learning_rate(2.5e-3, 0.0, 5, 20, cfg) == 3e-3
+    assert paced_learning_rate(1.2e-5, 1.0, 5, 20, cfg) == 1e-5
+
+
+def test_update_stops_once_the_kl_bound_is_exceeded() -> None:
+    """A narrow policy (std 0.05) and a fixed rate: one step moves it by more than
+    kl_stop_ratio * desired_kl, so with the stop the update ends there; without, all steps run."""
+    greedy = dict(SMALL_CFG.__dict__, schedule="fixed", learning_rate=3e-3, num_epochs=8,
+                  num_minibatches=4, desired_kl=0.01, init_noise_std=0.05)  # fmt: skip
+    _, free = _first_update(PPOConfig(**{**greedy, "kl_stop_ratio": 0.0}))
+    _, bounded = _first_update(PPOConfig(**{**greedy, "kl_stop_ratio": 2.0}))
+    assert free["losses/early_stop"] == 0.0 and free["losses/minibatch_steps"] == 32
+    assert bounded["losses/early_stop"] == 1.0
+    assert 1 <= bounded["losses/minibatch_steps"] < 32
+    assert bounded["losses/approx_kl"] > 0.02  # it stopped because the bound was exceeded
+
+
+def test_update_kl_is_the_kl_of_the_whole_update() -> None:
+    """``losses/approx_kl`` is KL(rollout policy || updated policy) over the rollout."""
+    r = OnPolicyRunner(small_env(num_envs=16), SMALL_CFG, seed=1, num_threads=1)
+    r.learn(16 * SMALL_CFG.num_steps, progress=False)  # normalizers and policy move once
+    alg, storage = r.alg, r.alg.storage
+    r._collect(SMALL_CFG.num_steps)
+    t = storage.step
+    obs, old_mean = storage.obs[:t].flatten(0, 1).clone(), storage.means[:t].flatten(0, 1).clone()
+    old_std = storage.stds[:t].flatten(0, 1).clone()
+    stats = alg.update()
+    with torch.no_grad():
+        expected = gaussian_kl(old_mean, old_std, r.policy.actor(obs), r.policy.action_std).mean()
+    assert stats["losses/approx_kl"] == pytest.approx(float(expected), rel=1e-5)
+    assert stats["losses/approx_kl"] > 0.0
+
+
+def test_adaptive_learning_rate_stays_within_its_bounds() -> None:
+    cfg = PPOConfig(**{**SMALL_CFG.__dict__, "learning_rate": 1e-3, "min_learning_rate": 5e-4,
+                       "max_learning_rate": 2e-3})  # fmt: skip
+    r = OnPolicyRunner(small_env(), cfg, seed=0, num_threads=1)
+    lrs: list[float] = []
+    real_set = r.alg.set_learning_rate
+
+    def spy(lr: float) -> None:
+        lrs.append(lr)
+        real_set(lr)
+
+    r.alg.set_learning_rate = spy  # type: ignore[method-assign]
+    r.learn(6 * 8 * cfg.num_steps, progress=False)
+    assert all(5e-4 <= lr <= 2e-3 for lr in lrs)
+    assert len(set(lrs)) > 1, "the adaptive schedule never moved the rate: weak test"
+
+
+def test_set_learning_rate_rejects_non_finite_values() -> None:
+    r = OnPolicyRunner(small_env(), SMALL_CFG, seed=0)
+    r.alg.set_learning_rate(2e-4)
+    assert r.alg.learning_rate == 2e-4
+    assert all(g["lr"] == 2e-4 for g in r.alg.optimizer.param_groups)
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="learning rate"):
+            r.alg.set_learning_rate(bad)
+
+
+def test_config_rejects_non_finite_numbers() -> None:
+    for name in ("learning_rate", "clip_ratio", "desired_kl", "kl_stop_ratio"):
+        with pytest.raises(ValueError, match=f"ppo.{name}: got inf, expected a finite number"):
+            PPOConfig(**{name: float("inf")}).validate()
+    with pytest.raises(ValueError, match="ppo.kl_stop_ratio"):
+        PPOConfig(kl_stop_ratio=0.5).validate()
+
+
+def test_ppo_state_dict_round_trip() -> None:
+    a = OnPolicyRunner(small_env(), SMALL_CFG, seed=0, num_threads=1)
+    a.learn(3 * 8 * SMALL_CFG.num_steps, progress=False)
+    state = a.alg.state_dict()
+    assert set(state) == {"model", "optimizer", "reward_normalizer", "learning_rate"}
+    assert float(a.alg.reward_normalizer.ret.abs().sum()) > 0.0, "no running return: weak test"
+
+    b = OnPolicyRunner(small_env(), SMALL_CFG, seed=5, num_threads=1)
+    b.alg.load_state_dict(state)
+    for k, v in a.policy.state_dict().items():
+        assert torch.equal(v, b.policy.state_dict()[k]), k
+    assert b.alg.learning_rate == a.alg.learning_rate
+    assert all(g["lr"] == a.alg.learning_rate for g in b.alg.optimizer.param_groups)
+    sa, sb = a.alg.optimizer.state_dict()["state"], b.alg.optimizer.state_dict()["state"]
+    assert sa.keys() == sb.keys() and all(
+        torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa
+    )
+    for k, v in a.alg.reward_normalizer.state_dict().items():
+        assert torch.equal(v, b.alg.reward_normalizer.state_dict()[k]), k
+
+    c = OnPolicyRunner(small_env(), SMALL_CFG, seed=5, num_threads=1)
+    c.alg.load_state_dict(state, new_episodes=True)  # statistics kept, running returns restart
+    assert float(c.alg.reward_normalizer.ret.abs().sum()) == 0.0
+    assert float(c.alg.reward_normalizer.scale()) == float(a.alg.reward_normalizer.scale())
