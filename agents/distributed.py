@@ -130,7 +130,7 @@ class DistContext:
         alg.reward_normalizer.stats = _synced(alg.reward_normalizer.stats)
         lr = torch.tensor([alg.learning_rate], dtype=torch.float64, device=_comm_device())
         dist.broadcast(lr, 0)
-        alg._set_lr(float(lr.item()))
+        alg.set_learning_rate(float(lr.item()))
         if not self.is_main:
             runner.generator.manual_seed(self.seed(runner.seed) + runner.iteration)
         runner.env_seed = self.seed(runner.seed)
