@@ -61,7 +61,7 @@ NONE_WARNING = (
 )
 """The warning printed (and recorded in the run directory) when the sandbox is off."""
 
-_PACKAGE_DIRS = ("rewardlab", "rewardlab.core", "rewardlab.rewards", "rewardlab.envs", "rewardlab.envs.tasks")  # fmt: skip
+_PACKAGE_DIRS = ("rewardlab", "rewardlab.core", "rewardlab.rewards", "rewardlab.envs", "rewardlab.envs.tasks", "rewardlab.sim_configs")  # fmt: skip
 _ENV = {
     "HOME": "/tmp",
     "TMPDIR": "/tmp",

@@ -361,6 +361,8 @@ def load_reward_file(
     except FileTooLargeError as exc:
         reason = str(exc).split(": ", 1)[-1]
         raise RewardFileError(p, RewardError("no_code", reason)) from None
+    except IsADirectoryError:
+        raise RewardFileError(p, RewardError("no_code", "not a regular file (a folder), expected a reward file (Python source)")) from None  # fmt: skip
     except UnicodeDecodeError as exc:
         raise RewardFileError(p, RewardError("no_code", f"not UTF-8 text (byte {exc.start})")) from None  # fmt: skip
     except OSError as exc:

@@ -486,6 +486,9 @@ class RemoteReward:
             with contextlib.suppress(OSError):
                 self._chan.close()
         self._end(wait=0.0)
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:  # the host may serve another reward from now on
+            finalizer.detach()
         release_host(self.host)
 
     def close(self) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rewardlab.pipeline import apply_reward
 from rewardlab.config import load_train_config
 from rewardlab.envs import make_env
+from rewardlab.pipeline import apply_reward
 from rewardlab.rewards.loader import (
     RewardFileError,
     load_reward_file,
@@ -217,3 +217,51 @@ def test_text2reward_staged_file_gets_inferred_components():
         assert info["log"]["reward/effort_penalty"] == pytest.approx(-0.075, abs=1e-6)
     finally:
         env.close()
+
+
+def test_reward_files_are_read_bounded_with_one_line_errors(cartpole, tmp_path):
+    for path, fragment in (
+        (Path("/dev/zero"), "not a regular file"),
+        (tmp_path, "not a regular file"),
+    ):
+        with pytest.raises(RewardFileError) as info:
+            load_reward_file(path, cartpole)
+        assert str(info.value).startswith(f"{path}: reward rejected (no_code)")
+        assert fragment in str(info.value) and "\n" not in str(info.value)
+    big = tmp_path / "big.py"
+    big.write_text("# " + "x" * (300 * 1024) + "\n")
+    with pytest.raises(RewardFileError, match="larger than 262,144 bytes"):
+        load_reward_file(big, cartpole)
+    latin = tmp_path / "latin.py"
+    latin.write_bytes(b"# caf\xe9\n")
+    with pytest.raises(RewardFileError, match="not UTF-8"):
+        load_reward_file(latin, cartpole)
+
+
+def test_a_loaded_reward_runs_in_the_sandbox_and_errors_name_file_and_line(cartpole, tmp_path):
+    from rewardlab.rewards.remote import RemoteReward
+
+    path = tmp_path / "late.py"
+    path.write_text(
+        "import torch\nCALLS = [0]\n\ndef compute_reward(state, action):\n"
+        "    CALLS[0] += 1\n    if CALLS[0] > 40:\n        raise ValueError('late failure')\n"
+        "    return state['cart_pos'] * 1.0, {}\n"
+    )
+    fn = load_reward_file(path, cartpole, limits=LIMITS)
+    assert isinstance(fn, RemoteReward) and fn.check.ok
+    state, action = cartpole.state(), torch.zeros(16, 1)
+    with pytest.raises(RewardRuntimeError) as info:
+        for _ in range(60):
+            fn(state, action)
+    err = info.value.error
+    assert err.kind == "exception" and err.file == str(path) and err.line == 7
+    assert str(err).startswith(f"{path}:7: exception: ValueError: late failure")
+
+
+def test_sandbox_none_compiles_in_process_with_a_warning(cartpole, capsys):
+    code = (FIXTURES / "cartpole_native.py").read_text()
+    fn = load_reward_source(code, cartpole, limits=LIMITS, sandbox="none")
+    assert fn.sandbox == "none" and fn.check.ok
+    assert "WARNING: sandbox=none" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="sandbox: got 'maybe'"):
+        load_reward_source(code, cartpole, sandbox="maybe")
