@@ -291,8 +291,9 @@ def test_ray_executor_on_local_ray():
         ex.close()
     assert not ray.is_initialized()
     assert sorted(seen) == ["broken", "good"]
+    assert good.ok, good.error
     value = CandidateResult.from_data(good.value)
-    assert good.ok and value.steps >= 512 and 0.0 <= value.fitness <= 1.0
+    assert value.steps >= 512 and 0.0 <= value.fitness <= 1.0
     assert value.history and isinstance(value.checkpoint, bytes)
     assert not broken.ok and broken.error.kind == "unknown_state"
 
