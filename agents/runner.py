@@ -404,8 +404,7 @@ class OnPolicyRunner:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "version": CHECKPOINT_VERSION,
-            "model": self.policy.state_dict(),
-            **_alg_state(self.alg),
+            **self.alg.state_dict(),  # model, optimizer, reward_normalizer, learning_rate
             "iteration": self.iteration,
             "global_step": self.global_step,
             "cfg": checkpoints.to_plain(dataclasses.asdict(self.cfg), "cfg"),
@@ -469,14 +468,6 @@ class OnPolicyRunner:
                     f"{path}: PPO config differs from the checkpoint's in {diff}; using the new one",
                     stacklevel=3,
                 )
-        self.policy.load_state_dict(ckpt["model"])
-        _load_alg_state(self.alg, ckpt)
-        self.iteration = int(ckpt["iteration"])
-        self.global_step = int(ckpt["global_step"])
-        self.generator.set_state(ckpt["rng"]["generator"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self._obs = None
         if load_env and ckpt.get("env") is not None:
             try:
@@ -485,14 +476,15 @@ class OnPolicyRunner:
             except NotImplementedError:
                 self._obs = None
         self._env_in_sync = True
-        rn = self.alg.reward_normalizer
-        if ckpt.get("reward_normalizer") is not None:
-            saved = ckpt["reward_normalizer"]
-            if self._obs is not None and saved["ret"].shape == rn.ret.shape:
-                rn.load_state_dict(saved)
-            else:  # new episodes: keep the statistics, restart the running returns
-                saved = dict(saved, ret=torch.zeros_like(rn.ret))
-                rn.load_state_dict(saved)
+        # the algorithm owns its state; without the env snapshot its reward normalizer
+        # restarts the per-world running returns
+        self.alg.load_state_dict(ckpt, new_episodes=self._obs is None)
+        self.iteration = int(ckpt["iteration"])
+        self.global_step = int(ckpt["global_step"])
+        self.generator.set_state(ckpt["rng"]["generator"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         interval = ckpt.get("interval")
         self._interval = (
             _Interval(**interval) if isinstance(interval, dict) else _Interval(self.iteration + 1)
@@ -589,21 +581,6 @@ class _Interval:
             else None,
             episode_return=self.return_sum / self.episodes if self.episodes else None,
         )
-
-
-def _alg_state(alg: PPO) -> dict[str, Any]:
-    """The algorithm's part of a checkpoint (optimizer, reward normalizer, learning rate)."""
-    return {
-        "optimizer": alg.optimizer.state_dict(),
-        "reward_normalizer": alg.reward_normalizer.state_dict(),
-        "learning_rate": alg.learning_rate,
-    }
-
-
-def _load_alg_state(alg: PPO, ckpt: dict[str, Any]) -> None:
-    """Restore :func:`_alg_state` (the reward normalizer is restored by the runner)."""
-    alg.optimizer.load_state_dict(ckpt["optimizer"])
-    alg._set_lr(float(ckpt["learning_rate"]))
 
 
 def _plain(value: Any) -> Any:
