@@ -10,7 +10,8 @@
         return total, {"forward": forward}
 
 and Eureka calls it with the env attributes of the same names (``self.root_states``, ...). Here
-each argument is bound BY NAME through the task's map in :data:`EUREKA_NAMES`: every native state
+each argument is bound BY NAME through the task's own ``eureka_names`` (declared on the task,
+:mod:`rewardlab.envs.tasks.knowledge`; see :func:`eureka_names`): every native state
 entry under its own name, plus IsaacGymEnvs names (``root_states``, ``dof_pos``, ``up_vec``,
 ``potentials``, ``actions``, ``dt``, ...) computed from the state. The ``@torch.jit.script``
 decorator is accepted and removed: the function runs eagerly (TorchScript needs the source file
@@ -23,7 +24,7 @@ and rejects much of what eager runs; on CPU eager is as fast for these few tenso
         distance = np.linalg.norm(self.robot.ee_position - self.goal_position)
         return -distance
 
-reading attributes of ``self``. :data:`TEXT2REWARD_ATTRS` maps each task's attribute paths to
+reading attributes of ``self``. The task's ``text2reward_attrs`` map its attribute paths to
 state entries (every state entry is also ``self.<name>``). The adapter first calls the function
 once on the whole batch (attributes are ``[N, ...]`` arrays); if the result has shape ``[N]`` and
 agrees with per-world calls on a few worlds it keeps calling it batched, otherwise it loops over
@@ -45,12 +46,15 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from rewardlab.envs.tasks import get_task, shipped_task_names, task_names
+from rewardlab.envs.tasks.isaacgym_names import quat_rotate_wxyz as _quat_rotate
+from rewardlab.envs.tasks.knowledge import Binding, declared
+from rewardlab.envs.tasks.knowledge import entry as _entry
 from rewardlab.rewards.errors import RewardError, SandboxFailure
 from rewardlab.rewards.restricted import StateDict, exec_source
 from rewardlab.rewards.static_check import (
@@ -65,98 +69,7 @@ from rewardlab.rewards.static_check import (
 State = Mapping[str, torch.Tensor]
 
 # ---------------------------------------------------------------------------------------------
-# Quaternion helpers (w, x, y, z), as our state stores them
-
-
-def _quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate ``v`` ``[N, 3]`` by unit quaternions ``q`` ``[N, 4]`` (w, x, y, z)."""
-    u = q[:, 1:]
-    t = 2.0 * torch.linalg.cross(u, v)
-    return v + q[:, :1] * t + torch.linalg.cross(u, t)
-
-
-def _axis(q: torch.Tensor, i: int) -> torch.Tensor:
-    """Column ``i`` of the rotation matrix of ``q``: the body's x / y / z axis in the world."""
-    w, x, y, z = q.unbind(-1)
-    if i == 0:
-        cols = [1 - 2 * (y * y + z * z), 2 * (x * y + w * z), 2 * (x * z - w * y)]
-    elif i == 1:
-        cols = [2 * (x * y - w * z), 1 - 2 * (x * x + z * z), 2 * (y * z + w * x)]
-    else:
-        cols = [2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y)]
-    return torch.stack(cols, -1)
-
-
-def _up_proj(q: torch.Tensor) -> torch.Tensor:
-    x, y = q[:, 1], q[:, 2]
-    return 1 - 2 * (x * x + y * y)
-
-
-def _xyzw(q: torch.Tensor) -> torch.Tensor:
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([x, y, z, w], -1)
-
-
-@dataclass(frozen=True)
-class Binding:
-    """How one foreign name is computed from our state."""
-
-    fn: Callable[[State, torch.Tensor, float], Any]
-    """``fn(state, action, dt) -> value`` (a tensor ``[N, ...]`` or a float)."""
-    doc: str
-    """The mapping in words, for docs/rewards.md."""
-
-
-def _entry(name: str) -> Binding:
-    return Binding(lambda s, a, dt: s[name], f"`{name}`")
-
-
-# ---------------------------------------------------------------------------------------------
-# Eureka / IsaacGymEnvs names per task
-
-_TARGET_X = 1000.0  # IsaacGymEnvs Ant/Humanoid run towards targets = (1000, 0, 0)
-
-
-def _targets(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    pos = s["torso_pos"]
-    t = torch.zeros_like(pos)
-    t[:, 0] = _TARGET_X
-    return t
-
-
-def _to_target_xy(s: State) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(dx, dy, distance)`` from the torso to the target in the xy plane."""
-    pos = s["torso_pos"]
-    dx, dy = _TARGET_X - pos[:, 0], -pos[:, 1]
-    return dx, dy, torch.sqrt(dx * dx + dy * dy)
-
-
-def _potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    return _to_target_xy(s)[2] * (-1.0 / dt)
-
-
-def _prev_potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    dx, dy, dist = _to_target_xy(s)
-    v = s["torso_linvel"]
-    return dist * (-1.0 / dt) - (v[:, 0] * dx + v[:, 1] * dy) / dist.clamp_min(1e-9)
-
-
-def _angvel_world(s: State) -> torch.Tensor:
-    return _quat_rotate(s["torso_quat"], s["torso_angvel"])
-
-
-def _root_states(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    return torch.cat(
-        [s["torso_pos"], _xyzw(s["torso_quat"]), s["torso_linvel"], _angvel_world(s)], -1
-    )
-
-
-def _heading_proj(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
-    w, x, y, z = s["torso_quat"].unbind(-1)
-    hx, hy = 1 - 2 * (y * y + z * z), 2 * (x * y + w * z)
-    dx, dy, dist = _to_target_xy(s)
-    return (hx * dx + hy * dy) / (torch.sqrt(hx * hx + hy * hy) * dist).clamp_min(1e-9)
-
+# Eureka / IsaacGymEnvs names: the common ones here, each task's own on the task
 
 _COMMON = {
     "actions": Binding(lambda s, a, dt: a, "the action `[N, action_dim]` in [-1, 1]"),
@@ -166,106 +79,34 @@ _COMMON = {
     ),  # fmt: skip
     "dt": Binding(lambda s, a, dt: float(dt), "the control step `env.control_dt` in s (a float)"),
 }
+"""Names every task binds: the action, the previous action, the control step."""
 
-_LOCOMOTION = {
-    "root_states": Binding(
-        _root_states,
-        "`[N, 13]`: `torso_pos`, `torso_quat` reordered to (x, y, z, w), `torso_linvel`, `torso_angvel` rotated to the world frame (IsaacGym layout)",
-    ),  # fmt: skip
-    "torso_position": _entry("torso_pos"),
-    "torso_rotation": Binding(
-        lambda s, a, dt: _xyzw(s["torso_quat"]), "`torso_quat` as (x, y, z, w)"
-    ),  # fmt: skip
-    "velocity": _entry("torso_linvel"),
-    "torso_velocity": _entry("torso_linvel"),
-    "ang_velocity": Binding(
-        lambda s, a, dt: _angvel_world(s), "`torso_angvel` rotated to the world frame"
-    ),  # fmt: skip
-    "dof_pos": _entry("joint_pos"),
-    "dof_vel": _entry("joint_vel"),
-    "targets": Binding(
-        _targets, "`[N, 3]` constant (1000, 0, 0): IsaacGymEnvs' far target along +x"
-    ),  # fmt: skip
-    "potentials": Binding(_potentials, "`-norm((targets - torso_pos)[:, :2]) / dt`"),
-    "prev_potentials": Binding(
-        _prev_potentials,
-        "`potentials - (velocity toward the target)`, the first-order value of the previous step's potential",
-    ),  # fmt: skip
-    "up_vec": Binding(
-        lambda s, a, dt: _axis(s["torso_quat"], 2),
-        "the torso's up axis (z) in the world frame, `[N, 3]`",
-    ),  # fmt: skip
-    "heading_vec": Binding(
-        lambda s, a, dt: _axis(s["torso_quat"], 0),
-        "the torso's forward axis (x) in the world frame, `[N, 3]`",
-    ),  # fmt: skip
-    "up_proj": Binding(
-        lambda s, a, dt: _axis(s["torso_quat"], 2)[:, 2], "z of `up_vec` (1 upright)"
-    ),  # fmt: skip
-    "heading_proj": Binding(
-        _heading_proj,
-        "cosine between the torso's forward axis and the direction to the target, in the xy plane",
-    ),  # fmt: skip
-}
 
-_CARTPOLE = {
-    "dof_pos": Binding(
-        lambda s, a, dt: torch.stack([s["cart_pos"], s["pole_angle"]], -1),
-        "`[N, 2]`: (`cart_pos`, `pole_angle`)",
-    ),  # fmt: skip
-    "dof_vel": Binding(
-        lambda s, a, dt: torch.stack([s["cart_vel"], s["pole_angvel"]], -1),
-        "`[N, 2]`: (`cart_vel`, `pole_angvel`)",
-    ),  # fmt: skip
-    "obs_buf": Binding(
-        lambda s, a, dt: torch.stack(
-            [s["cart_pos"], s["cart_vel"], s["pole_angle"], s["pole_angvel"]], -1
-        ),
-        "`[N, 4]`: IsaacGymEnvs Cartpole observation (`cart_pos`, `cart_vel`, `pole_angle`, `pole_angvel`)",
-    ),  # fmt: skip
-    "pole_vel": _entry("pole_angvel"),
-}
+def _task_declared(task: str | None, name: str) -> Any:
+    """The registered task's declaration ``name`` (``eureka_names``, ``text2reward_attrs``), or
+    ``None`` (no task, an unknown name, not declared, or opted out)."""
+    if not task:
+        return None
+    try:
+        cls = get_task(task)
+    except KeyError:
+        return None
+    return declared(cls, name)
 
-_PENDULUM = {
-    "dof_pos": Binding(lambda s, a, dt: s["angle"][:, None], "`[N, 1]`: `angle`"),
-    "dof_vel": Binding(lambda s, a, dt: s["angvel"][:, None], "`[N, 1]`: `angvel`"),
-    "pole_angle": _entry("angle"),
-    "pole_vel": _entry("angvel"),
-}
 
-_ARM = {
-    "dof_pos": _entry("joint_pos"),
-    "dof_vel": _entry("joint_vel"),
-    "hand_pos": _entry("ee_pos"),
-    "franka_grasp_pos": _entry("ee_pos"),
-    "end_effector_pos": _entry("ee_pos"),
-    "goal_pos": _entry("target_pos"),
-    "object_pos": _entry("target_pos"),
-    "target_position": _entry("target_pos"),
-}
-
-EUREKA_NAMES: dict[str, dict[str, Binding]] = {
-    "cartpole_balance": {**_COMMON, **_CARTPOLE},
-    "cartpole_swingup": {**_COMMON, **_CARTPOLE},
-    "pendulum_swingup": {**_COMMON, **_PENDULUM},
-    "arm_reach": {**_COMMON, **_ARM},
-    "ant_run": {**_COMMON, **_LOCOMOTION},
-    "humanoid_stand": {**_COMMON, **_LOCOMOTION},
-    "humanoid_walk": {**_COMMON, **_LOCOMOTION},
-}
-"""Per task: IsaacGymEnvs-style argument name -> how it is computed from our state. Every
-native state entry is bindable under its own name too (see :func:`eureka_names`)."""
+def task_eureka_names(task: str | None) -> dict[str, Binding]:
+    """The IsaacGymEnvs names of ``task``: the common ones, then the task's own declaration."""
+    return {**_COMMON, **(_task_declared(task, "eureka_names") or {})}
 
 
 def eureka_names(task: str | None, state_names: Collection[str]) -> dict[str, Binding]:
     """The names an Eureka-style ``compute_reward`` may take as arguments for ``task``.
 
-    Native state entries first, then the task's IsaacGymEnvs names (tasks without a map,
-    e.g. user YAML tasks, get the native names and the common ones).
+    Native state entries first, then the task's IsaacGymEnvs names (tasks that declare none,
+    e.g. user YAML tasks without ``eureka_names``, get the native names and the common ones).
     """
     out = {n: _entry(n) for n in state_names}
-    extra = EUREKA_NAMES.get(task or "", _COMMON)
-    out.update({k: v for k, v in extra.items() if k not in out})
+    out.update({k: v for k, v in task_eureka_names(task).items() if k not in out})
     return out
 
 
@@ -410,62 +251,15 @@ def build_eureka(
 # ---------------------------------------------------------------------------------------------
 # Text2Reward names per task
 
-_T2R_COMMON = {
-    "robot.qpos": "joint_pos",
-    "robot.qvel": "joint_vel",
-    "last_action": "last_action",
-    "prev_action": "prev_action",
-}
-_T2R_LOCOMOTION = {
-    "robot.root_position": "torso_pos",
-    "robot.root_quat": "torso_quat",
-    "robot.root_velocity": "torso_linvel",
-    "robot.root_angular_velocity": "torso_angvel",
-    "robot.torso_position": "torso_pos",
-    "robot.torso_velocity": "torso_linvel",
-}
-TEXT2REWARD_ATTRS: dict[str, dict[str, str]] = {
-    "cartpole_balance": {
-        "cart_position": "cart_pos",
-        "cart_velocity": "cart_vel",
-        "pole_angular_velocity": "pole_angvel",
-        "pole_tip_position": "pole_tip_pos",
-        "last_action": "last_action",
-        "prev_action": "prev_action",
-    },
-    "pendulum_swingup": {
-        "pole_angle": "angle",
-        "pole_angular_velocity": "angvel",
-        "pole_tip_position": "tip_pos",
-        "last_action": "last_action",
-        "prev_action": "prev_action",
-    },
-    "arm_reach": {
-        **_T2R_COMMON,
-        "robot.ee_position": "ee_pos",
-        "robot.ee_pose.p": "ee_pos",
-        "tcp.pose.p": "ee_pos",
-        "robot.ee_to_goal": "ee_to_target",
-        "goal_pos": "target_pos",
-        "goal_position": "target_pos",
-        "goal.position": "target_pos",
-    },
-    "ant_run": {**_T2R_COMMON, **_T2R_LOCOMOTION, "robot.forward_velocity": "forward_vel"},
-    "humanoid_stand": {**_T2R_COMMON, **_T2R_LOCOMOTION, "robot.head_height": "head_height"},
-    "humanoid_walk": {**_T2R_COMMON, **_T2R_LOCOMOTION, "robot.head_height": "head_height"},
-}
-TEXT2REWARD_ATTRS["cartpole_swingup"] = dict(TEXT2REWARD_ATTRS["cartpole_balance"])
-"""Per task: Text2Reward-style ``self.<path>`` -> state entry. Every state entry is also
-``self.<name>`` (see :func:`text2reward_attrs`)."""
-
 TEXT2REWARD_ENTRIES = ("compute_dense_reward", "compute_sparse_reward", "compute_reward")
 """Function names the Text2Reward adapter looks for, in order."""
 
 
 def text2reward_attrs(task: str | None, state_names: Collection[str]) -> dict[str, str]:
-    """``self.<path>`` -> state entry for ``task`` (only entries the state has)."""
+    """``self.<path>`` -> state entry for ``task``: every entry under its own name, then the
+    task's declared ``text2reward_attrs`` (only entries the state has)."""
     out = {n: n for n in state_names}
-    for path, entry in TEXT2REWARD_ATTRS.get(task or "", {}).items():
+    for path, entry in (_task_declared(task, "text2reward_attrs") or {}).items():
         if entry in state_names:
             out.setdefault(path, entry)
     return out
@@ -840,12 +634,20 @@ def detect_style(code: str) -> str:
         return "native"
     if any(isinstance(d, ast.Attribute | ast.Name) for d in fn.decorator_list):
         return "eureka"
-    if len(params) == 2 and not fn.args.kwonlyargs and params[0] not in EUREKA_ALL_NAMES:
+    if len(params) == 2 and not fn.args.kwonlyargs and params[0] not in eureka_all_names():
         return "native"
     return "eureka"
 
 
-EUREKA_ALL_NAMES = frozenset(n for m in EUREKA_NAMES.values() for n in m)
+def eureka_all_names() -> frozenset[str]:
+    """Every IsaacGymEnvs name some registered task binds (for :func:`detect_style`)."""
+    names = set(_COMMON)
+    for task in task_names():
+        try:
+            names.update(task_eureka_names(task))
+        except Exception:  # noqa: BLE001 - a task that does not load binds nothing
+            continue
+    return frozenset(names)
 
 
 def state_reads(fn: ast.AST, var: str) -> list[tuple[str, int]]:
@@ -855,36 +657,24 @@ def state_reads(fn: ast.AST, var: str) -> list[tuple[str, int]]:
     return _reads(fn, var)
 
 
-SHIPPED_TASKS = (
-    "cartpole_balance",
-    "cartpole_swingup",
-    "pendulum_swingup",
-    "arm_reach",
-    "ant_run",
-    "humanoid_stand",
-    "humanoid_walk",
-)
-"""Tasks whose name maps docs/rewards.md documents."""
-
 DOCS_BEGIN = "<!-- BEGIN GENERATED: python -m rewardlab.rewards.compat --write docs/rewards.md -->"
 DOCS_END = "<!-- END GENERATED -->"
 
 
-def mapping_markdown(tasks: Collection[str] = SHIPPED_TASKS) -> str:
-    """Markdown tables of the Eureka and Text2Reward names of each task (for docs/rewards.md)."""
-    from rewardlab.envs import get_task
-
+def mapping_markdown(tasks: Collection[str] | None = None) -> str:
+    """Markdown tables of the Eureka and Text2Reward names of each task (for docs/rewards.md),
+    generated from the tasks' own declarations; ``tasks``: the shipped ones when ``None``."""
     out = []
-    for task in tasks:
+    for task in shipped_task_names() if tasks is None else tasks:
         cls = get_task(task)
         names = list(cls(cls.default_config(), cls.load_model()).full_state_spec())
         out.append(f"### {task}\n")
         out.append(f"State entries (also bindable by their own names): {', '.join(f'`{n}`' for n in names)}.\n")  # fmt: skip
         out.append("| Eureka / IsaacGymEnvs argument | computed from our state |")
         out.append("|---|---|")
-        for name, binding in EUREKA_NAMES.get(task, _COMMON).items():
+        for name, binding in task_eureka_names(task).items():
             out.append(f"| `{name}` | {binding.doc} |")
-        t2r = [(k, v) for k, v in TEXT2REWARD_ATTRS.get(task, {}).items() if v in names]
+        t2r = [(k, v) for k, v in (declared(cls, "text2reward_attrs") or {}).items() if v in names]
         if t2r:
             out.append("")
             out.append("| Text2Reward attribute | state entry |")
@@ -925,8 +715,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = [
-    "EUREKA_NAMES",
-    "TEXT2REWARD_ATTRS",
     "Binding",
     "StateDict",
     "build_eureka",
@@ -935,9 +723,11 @@ __all__ = [
     "check_text2reward",
     "detect_style",
     "infer_components",
+    "eureka_all_names",
     "eureka_names",
     "mapping_markdown",
     "update_docs",
+    "task_eureka_names",
     "text2reward_attrs",
 ]
 

@@ -385,6 +385,16 @@ BAD = [
         {"state": "angvel", "op": ">", "value": 50, "abs": 1},
         ["termination.abs", "true or false"],
     ),
+    # the task's knowledge (rewardlab.envs.tasks.knowledge)
+    ("reward_camera.track_body", "nope", ["reward_camera.track_body", "'nope'", "pole"]),
+    ("reward_camera.distance", -1, ["reward_camera.distance", "-1", "> 0"]),
+    ("reward_camera.lookat", [0, 1], ["reward_camera.lookat", "[0, 1]", "list of 3 numbers"]),
+    ("prompts.goal", [], ["prompts.goal", "at least one"]),
+    ("prompts", {"opt_out": ""}, ["prompts.opt_out", "''", "saying why"]),
+    ("eureka_names.dof_pos", ["tip_pos"], ["eureka_names.dof_pos[0]", "'tip_pos'", "scalar"]),
+    ("eureka_names.pole_angle", "nope", ["eureka_names.pole_angle", "'nope'", "angvel"]),
+    ("text2reward_attrs.pole_angle", "angel", ["text2reward_attrs.pole_angle", "'angel'", "angle"]),
+    ("scripted_episodes", {"swing": "x"}, ["scripted_episodes", "opt_out", "Python"]),
 ]
 
 

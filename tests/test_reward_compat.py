@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rewardlab.envs import make_env
+from rewardlab.envs import get_task, make_env, task_names
+from rewardlab.envs.tasks import shipped_task_names
+from rewardlab.envs.tasks.isaacgym_names import body_axis
+from rewardlab.envs.tasks.knowledge import declared
 from rewardlab.rewards import compat
 from rewardlab.rewards.sandbox import SandboxFailure, StateDict
 
@@ -32,10 +35,12 @@ def _stepped_state(task: str, n: int = 8, steps: int = 5, seed: int = 0):
     return state, action, dt
 
 
-@pytest.mark.parametrize("task", compat.SHIPPED_TASKS)
+@pytest.mark.parametrize("task", task_names())
 def test_every_mapped_name_reads_real_state_entries(task):
+    """Every registered task's declared names (on the task: envs/tasks/knowledge.py) compute
+    from real state entries (a KeyError if a map is stale)."""
     state, action, dt = _stepped_state(task, steps=2)
-    assert set(compat.EUREKA_NAMES[task]) >= {"actions", "dt"}
+    assert set(compat.task_eureka_names(task)) >= {"actions", "dt"}
     n = action.shape[0]
     for name, binding in compat.eureka_names(task, list(state)).items():
         value = binding.fn(StateDict(state), action, dt)  # KeyError if the map is stale
@@ -44,7 +49,7 @@ def test_every_mapped_name_reads_real_state_entries(task):
         else:
             assert isinstance(value, torch.Tensor) and value.shape[0] == n, name
             assert torch.isfinite(value).all(), name
-    for path, entry in compat.TEXT2REWARD_ATTRS[task].items():
+    for path, entry in (declared(get_task(task), "text2reward_attrs") or {}).items():
         assert entry in state, f"{task}: self.{path} -> {entry!r} is not a state entry"
 
 
@@ -62,7 +67,7 @@ def test_quaternion_helpers_match_mujoco():
 
 def test_ant_root_states_layout_and_world_angular_velocity():
     state, action, dt = _stepped_state("ant_run", steps=6)
-    rs = compat.EUREKA_NAMES["ant_run"]["root_states"].fn(state, action, dt)
+    rs = compat.task_eureka_names("ant_run")["root_states"].fn(state, action, dt)
     assert rs.shape == (8, 13)
     assert torch.equal(rs[:, 0:3], state["torso_pos"])
     assert torch.equal(rs[:, 3:7], state["torso_quat"][:, [1, 2, 3, 0]])  # IsaacGym (x, y, z, w)
@@ -78,7 +83,7 @@ def test_prev_potentials_estimate_matches_the_previous_step():
     env = make_env("ant_run", num_envs=32, seed=3)
     gen = torch.Generator().manual_seed(3)
     env.reset(seed=3)
-    b = compat.EUREKA_NAMES["ant_run"]
+    b = compat.task_eureka_names("ant_run")
     dt = env.control_dt
     errors = []
     prev = None
@@ -209,7 +214,7 @@ def test_docs_tables_are_generated_from_the_maps():
     assert block.strip() == compat.mapping_markdown().strip(), (
         "docs/rewards.md is stale: run python -m rewardlab.rewards.compat --write docs/rewards.md"
     )
-    for task in compat.SHIPPED_TASKS:
+    for task in shipped_task_names():
         assert f"### {task}" in block
 
 
@@ -282,7 +287,7 @@ def test_eureka_code_can_call_isaacgym_helpers():
     w, x, y, z = q.unbind(-1)
     yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
     assert torch.allclose(comps["yaw"], yaw, atol=1e-4)
-    assert torch.allclose(comps["heading"], compat._axis(q, 0)[:, 0], atol=1e-5)
+    assert torch.allclose(comps["heading"], body_axis(q, 0)[:, 0], atol=1e-5)
 
 
 def test_isaacgym_quaternion_helpers_match_scipy():

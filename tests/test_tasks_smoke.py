@@ -22,6 +22,18 @@ from rewardlab.envs import make_env, task_names
 from rewardlab.envs.robots import ROBOTS, arm_forward_kinematics
 from rewardlab.envs.tasks import get_task
 from rewardlab.envs.tasks.base import ASSETS, TaskConfig
+from rewardlab.envs.tasks.knowledge import (
+    KNOWLEDGE,
+    Binding,
+    CameraSpec,
+    MultiView,
+    OptOut,
+    Prompts,
+    Script,
+    camera_bodies,
+    declared,
+    knowledge_gaps,
+)
 
 pytestmark = pytest.mark.smoke
 
@@ -124,6 +136,66 @@ def test_task_config_documented(task: str) -> None:
     documented = field_docs(type(cfg))
     missing = [f.name for f in dataclasses.fields(cfg) if f.name not in documented]
     assert not missing, f"{type(cfg).__name__}: fields without a docstring: {missing}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What every task knows about itself (envs/tasks/knowledge.py), declared in one place
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("task", task_names())
+def test_task_declares_its_knowledge(task: str) -> None:
+    """Every registered task (Python or YAML) declares its reward camera, prompts, Eureka and
+    Text2Reward names and scripted episodes, or opts out with a reason; and each declaration
+    fits the task: cameras track bodies of its model, names map to its state entries, scripts
+    act in its action space."""
+    cls = get_task(task)
+    gaps = knowledge_gaps(cls)
+    assert not gaps, (
+        f"{task}: declares none of {gaps}; declare them on the task (its module, or its YAML "
+        "file), or opt out with OptOut(reason) / {opt_out: reason}"
+    )
+    for name in KNOWLEDGE:
+        value = getattr(cls, name)
+        if isinstance(value, OptOut):
+            assert len(value.reason.split()) >= 3, f"{task}.{name}: say why it opts out: {value}"
+    model = cls.load_model()
+    spec = cls(cls.default_config(), model).full_state_spec()
+    camera = declared(cls, "reward_camera")
+    if camera is not None:
+        assert isinstance(camera, CameraSpec | MultiView)
+        for body in camera_bodies(camera):
+            assert mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body) >= 0, body
+    prompts = declared(cls, "prompts")
+    if prompts is not None:
+        assert isinstance(prompts, Prompts) and prompts.goal
+        assert all(p.strip() for p in (*prompts.goal, *prompts.baseline))
+    for path, entry in (declared(cls, "text2reward_attrs") or {}).items():
+        assert entry in spec, f"{task}: text2reward_attrs {path} -> {entry!r} is not a state entry"
+    eureka = declared(cls, "eureka_names") or {}
+    assert all(isinstance(b, Binding) and b.doc for b in eureka.values())
+    assert all(k.isidentifier() for k in eureka), "Eureka names are Python argument names"
+    scripts = declared(cls, "scripted_episodes") or {}
+    if scripts:
+        n = 3
+        env = make_env(task, num_envs=n, seed=0, nthread=1)
+        env.reset()
+        state = env.state()
+        for script_name, script in scripts.items():
+            assert isinstance(script, Script), script_name
+            action = script.policy(state, env)
+            assert action.shape == (n, env.action_dim) and torch.isfinite(action).all()
+            assert action.abs().max() <= 1.0, f"{task}: script {script_name} leaves [-1, 1]"
+        env.close()
+
+
+def test_a_gap_is_found() -> None:
+    """The check above can fail: a task that forgets a declaration has a gap."""
+
+    class Forgetful(get_task("cartpole_balance")):  # type: ignore[misc, valid-type]
+        prompts = None
+
+    assert knowledge_gaps(Forgetful) == ["prompts"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -259,12 +259,12 @@ def test_text_embeddings_are_computed_once(tiny_scorer: CLIPReward, monkeypatch)
 def test_tiny_model_reads_the_pole(tiny_scorer: CLIPReward) -> None:
     """The shipped model means something: upright poles score above fallen ones."""
     from rewardlab.envs import get_task
-    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, TiledRenderer
+    from rewardlab.vlm_reward.rendering import TiledRenderer, reward_camera
 
     angles = np.array([0.0, 0.1, -0.1, 1.5, -1.5, 3.1, -3.0, 2.5])
     qpos = np.stack([np.linspace(-1, 1, len(angles)), angles], -1)
     model = get_task("cartpole_swingup").load_model()
-    frames = TiledRenderer(model, 64, TASK_CAMERAS["cartpole_swingup"], 8).render_rows({"qpos": qpos})  # fmt: skip
+    frames = TiledRenderer(model, 64, reward_camera("cartpole_swingup"), 8).render_rows({"qpos": qpos})  # fmt: skip
     s = tiny_scorer.score(frames)
     assert float(s[:3].min()) > float(s[3:].max())
 
@@ -316,7 +316,7 @@ def test_tiled_frames_match_per_world_content() -> None:
 @pytest.mark.unit
 def test_multiview_camera_stacks_views_in_bands() -> None:
     from rewardlab.envs import get_task
-    from rewardlab.vlm_reward.rendering import TASK_CAMERAS, CameraSpec, MultiView, TiledRenderer
+    from rewardlab.vlm_reward.rendering import CameraSpec, MultiView, TiledRenderer, reward_camera
 
     model = get_task("arm_reach").load_model()
     rows = {"qpos": np.array([[0.0, 0.4, 1.0], [0.8, 1.0, 0.6]]), "mocap_pos": np.array([[[0.35, 0.0, 0.55]], [[0.2, 0.3, 0.3]]])}  # fmt: skip
@@ -334,7 +334,7 @@ def test_multiview_camera_stacks_views_in_bands() -> None:
     same = draw(MultiView((side, side)))
     # equal views, equal bands (up to rasterization rounding at a few edge pixels)
     torch.testing.assert_close(same[:, :16].int(), same[:, 16:].int(), atol=2, rtol=0)
-    both = draw(TASK_CAMERAS["arm_reach"])
+    both = draw(reward_camera("arm_reach"))
     assert both.shape == (2, 32, 32, 3)
     assert not torch.equal(both[:, :16], both[:, 16:])  # side and top views differ
     # the target (green) is drawn at the centre of each band: it tracks the target body

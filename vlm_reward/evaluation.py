@@ -1,7 +1,7 @@
 """Evaluating a frame scorer against the simulator's ground truth, before training on it.
 
-1. :func:`record_episodes` runs scripted policies of a task (successes, partial progress,
-   failures) in the batched env and keeps, per step, the physics rows needed to redraw the frame,
+1. :func:`record_episodes` runs the scripted policies a task declares (``Task.scripted_episodes``
+   in its module: successes, partial progress, failures) in the batched env and keeps, per step, the physics rows needed to redraw the frame,
    the task's own success flag and its human-written reward. Successful episodes end once the
    task's success has held for ``hold_steps`` steps (a demonstration of reaching the goal).
    :meth:`EpisodeSet.save` / :meth:`EpisodeSet.load` keep them (``.npz``), so several models and
@@ -18,9 +18,9 @@
 
    plus plots (score over time by episode kind, ROC curve, score against the human reward).
 
-What it cannot do: scripted policies exist for ``cartpole_swingup``, ``cartpole_balance`` and
-``arm_reach`` only; other tasks need episodes recorded by the user (:class:`EpisodeSet` from
-any policy).
+What it cannot do: scripted policies exist where a task declares them (``cartpole_swingup``,
+``cartpole_balance`` and ``arm_reach`` today; the others opt out, saying why); other tasks need
+episodes recorded by the user (:class:`EpisodeSet` from any policy).
 """
 
 from __future__ import annotations
@@ -29,107 +29,29 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from rewardlab.envs import get_task, make_env, task_names
+from rewardlab.envs.tasks.knowledge import OptOut, Script, declared
 from rewardlab.vlm_reward.base import FrameScorer
-
-Policy = Callable[[dict[str, torch.Tensor], Any], torch.Tensor]
-"""``policy(state, env) -> actions [N, action_dim]``."""
-
-
-# -- scripted policies -------------------------------------------------------------------------
-
-
-def _cartpole_swingup(
-    pump_sign: float, gain: float, balance: bool, centering: float = 0.5
-) -> Policy:
-    """Energy pumping to the upright energy, then a PD balance near upright."""
-
-    def policy(st: dict[str, torch.Tensor], env: Any) -> torch.Tensor:
-        th, w, x, v = st["pole_angle"], st["pole_angvel"], st["cart_pos"], st["cart_vel"]
-        energy = 0.5 * (0.1 / 3) * w**2 + 0.1 * 9.81 * 0.5 * torch.cos(th)
-        pump = pump_sign * gain * torch.sign(w * torch.cos(th) + 1e-6) * (energy < 0.49).float()
-        pump = pump - centering * (x + v)
-        bal = 12 * th + 2 * w + 0.6 * x + 1.0 * v
-        u = torch.where(th.abs() < 0.35, bal, pump) if balance else pump
-        return u.clamp(-1, 1)[:, None]
-
-    return policy
-
-
-def _cartpole_balance(kp: float, push: float) -> Policy:
-    def policy(st: dict[str, torch.Tensor], env: Any) -> torch.Tensor:
-        th, w, x, v = st["pole_angle"], st["pole_angvel"], st["cart_pos"], st["cart_vel"]
-        return (kp * th + (2.0 if kp else 0.0) * w + 0.6 * x + 1.0 * v + push).clamp(-1, 1)[:, None]  # fmt: skip
-
-    return policy
-
-
-def arm_ik(target: torch.Tensor) -> torch.Tensor:
-    """Joint angles ``[N, 3]`` (yaw, shoulder, elbow) putting arm3's hand on ``target [N, 3]``
-    (elbow-up solution, clamped to the joint limits; unreachable targets get the nearest
-    stretched pose)."""
-    from rewardlab.envs.robots import ARM3, ARM3_FOREARM, ARM3_SHOULDER_HEIGHT, ARM3_UPPER_ARM
-
-    l1, l2 = ARM3_UPPER_ARM, ARM3_FOREARM
-    x, y, z = target.double().unbind(-1)
-    yaw = torch.atan2(y, x)
-    r, h = torch.hypot(x, y), z - ARM3_SHOULDER_HEIGHT
-    c = ((r**2 + h**2 - l1**2 - l2**2) / (2 * l1 * l2)).clamp(-1.0, 1.0)
-    el = torch.acos(c)
-    sh = torch.atan2(r, h) - torch.atan2(l2 * torch.sin(el), l1 + l2 * torch.cos(el))
-    q = torch.stack([yaw, sh, el], -1)
-    lo = torch.tensor([lim[0] for lim in ARM3.joint_limits], dtype=q.dtype)
-    hi = torch.tensor([lim[1] for lim in ARM3.joint_limits], dtype=q.dtype)
-    return torch.maximum(torch.minimum(q, hi), lo)
-
-
-def _arm(fraction: float, yaw_offset: float = 0.0) -> Policy:
-    """Servo to ``fraction`` of the way (in joint space) from home to the IK of the target."""
-
-    def policy(st: dict[str, torch.Tensor], env: Any) -> torch.Tensor:
-        q_goal = arm_ik(st["target_pos"])
-        q_goal[:, 0] += yaw_offset
-        lo, hi = torch.as_tensor(env.model.actuator_ctrlrange, dtype=q_goal.dtype).T
-        home = torch.zeros_like(q_goal)
-        from rewardlab.envs.robots import ARM3
-
-        home[:] = torch.tensor(ARM3.default_pose, dtype=q_goal.dtype)
-        q = home + fraction * (q_goal - home)
-        return ((q - (hi + lo) / 2) / ((hi - lo) / 2)).clamp(-1, 1).float()
-
-    return policy
-
-
-SCRIPTS: dict[str, dict[str, tuple[str, Policy]]] = {
-    "cartpole_swingup": {
-        "swingup": ("success", _cartpole_swingup(-1.0, 1.0, True)),
-        "swingup_slow": ("success", _cartpole_swingup(-1.0, 0.8, True)),
-        "swing_no_balance": ("partial", _cartpole_swingup(-1.0, 1.0, False)),
-        "wrong_pump": ("failure", _cartpole_swingup(1.0, 1.0, True)),
-    },
-    "cartpole_balance": {
-        "balance": ("success", _cartpole_balance(12.0, 0.0)),
-        "weak": ("partial", _cartpole_balance(4.0, 0.0)),
-        "push": ("failure", _cartpole_balance(0.0, 0.6)),
-    },
-    "arm_reach": {
-        "reach": ("success", _arm(1.0)),
-        "halfway": ("partial", _arm(0.5)),
-        "miss": ("failure", _arm(1.0, yaw_offset=0.6)),
-        "home": ("failure", _arm(0.0)),
-    },
-}
-"""Task -> script name -> (kind, policy). Kinds: success, partial, failure (intended outcomes;
-the recorded success flag is the task's own verdict)."""
-
+from rewardlab.vlm_reward.rendering import TiledRenderer, env_physics
 
 # -- recording -------------------------------------------------------------------------------
+
+
+def scripted_tasks() -> list[str]:
+    """The registered tasks that declare scripted episodes (tasks that fail to load skipped)."""
+    out = []
+    for name in task_names():
+        try:
+            if declared(get_task(name), "scripted_episodes"):
+                out.append(name)
+        except Exception:  # noqa: BLE001, S112 - a broken task file declares nothing
+            continue
+    return out
 
 
 @dataclasses.dataclass
@@ -204,7 +126,7 @@ def record_episodes(
     """Run the task's scripted policies and record every step.
 
     Args:
-        task: a task with scripts in :data:`SCRIPTS`.
+        task: a task that declares scripted episodes (``Task.scripted_episodes``).
         episodes_per_script: parallel episodes per script (one batched env each).
         steps: steps per episode; default: the task's episode length (capped at 300).
         hold_steps: a successful episode ends once the task's success has held this long.
@@ -214,22 +136,22 @@ def record_episodes(
     Raises:
         ValueError: no scripts for ``task`` or an unknown script name.
     """
-    from rewardlab.envs import make_env
-    from rewardlab.vlm_reward.rendering import env_physics
-
-    if task not in SCRIPTS:
+    own = get_task(task).scripted_episodes
+    table: dict[str, Script] = dict(own) if own is not None and not isinstance(own, OptOut) else {}
+    if not table:
+        why = f" ({own.reason})" if isinstance(own, OptOut) else ""
         raise ValueError(
-            f"task: no scripted episodes for {task!r}; scripted tasks: {', '.join(SCRIPTS)} "
-            "(record an EpisodeSet from your own policy instead)"
+            f"task: no scripted episodes for {task!r}{why}; tasks with scripted episodes: "
+            f"{', '.join(scripted_tasks())} (or record an EpisodeSet from your own policy)"
         )
-    names = scripts or list(SCRIPTS[task])
-    unknown = [s for s in names if s not in SCRIPTS[task]]
+    names = scripts or list(table)
+    unknown = [s for s in names if s not in table]
     if unknown:
-        raise ValueError(f"scripts: unknown {unknown} for {task}; known: {list(SCRIPTS[task])}")
+        raise ValueError(f"scripts: unknown {unknown} for {task}; known: {list(table)}")
     fields: dict[str, list[np.ndarray]] = {}
     lengths, succ, rew, kinds, script_names = [], [], [], [], []
     for k, name in enumerate(names):
-        kind, policy = SCRIPTS[task][name]
+        kind, policy = table[name].kind, table[name].policy
         env = make_env(task, num_envs=episodes_per_script, nthread=1, seed=seed + 1000 * k)
         env.reset(seed=seed + 1000 * k)
         horizon = int(steps or min(env.max_episode_steps, 300))
@@ -353,8 +275,6 @@ def score_episode(
 ) -> np.ndarray:
     """Scores ``[length]`` of one recorded episode; with ``stride`` > 1 only every ``stride``-th
     frame is scored and the rest interpolated linearly (or held, ``interpolate=False``)."""
-    from rewardlab.vlm_reward.rendering import TiledRenderer
-
     n = int(episodes.length[index])
     if renderer is None:
         renderer = TiledRenderer.for_task(episodes.task, scorer.image_size)
@@ -375,8 +295,6 @@ def evaluate(
     Returns:
         ``(report, scores)``: the metrics as a JSON-able dict, and each episode's scores.
     """
-    from rewardlab.vlm_reward.rendering import TiledRenderer
-
     renderer = TiledRenderer.for_task(episodes.task, scorer.image_size)
     t0 = time.perf_counter()
     scores = [score_episode(scorer, episodes, i, stride, renderer, interpolate) for i in range(len(episodes.length))]  # fmt: skip

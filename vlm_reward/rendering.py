@@ -7,11 +7,13 @@ offscreen buffer and reads it back once, with shadows, reflections and skybox of
 model does not need them); on the project's CPU machine that is about 10x faster per 64-pixel
 frame (and 10x more on the humanoid's large reflective floor). It reads the worlds' physics rows through the public ``env.get_state_dict()``.
 
-Each task has a *reward camera* (:data:`TASK_CAMERAS`) that frames what the reward is about
-(e.g. follows the cart so that the pole fills the frame); tasks without one use the model's
-camera 0 (or the free camera). A reward camera may be several views drawn into one frame, one
-horizontal band each (:class:`MultiView`): arm_reach shows its target from the side and from
-above, so that the hand-to-target distance, a 3-D quantity, is visible in the 2-D frame.
+Each task declares its *reward camera* (``Task.reward_camera``, in the task's own module or
+YAML file; :func:`reward_camera`) that frames what the reward is about (e.g. follows the cart
+so that the pole fills the frame); a task that opts out uses the model's camera 0 (or the free
+camera). A reward camera may be several views drawn into one frame, one horizontal band each
+(:class:`~rewardlab.envs.tasks.knowledge.MultiView`): arm_reach shows its target from the side
+and from above, so that the hand-to-target distance, a 3-D quantity, is visible in the 2-D
+frame.
 
 What it cannot do: render envs that cannot snapshot their physics (a real robot, GPU backends
 without ``get_state_dict``): :func:`render_env` falls back to ``env.render`` there.
@@ -22,63 +24,26 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 import torch
 
-
-@dataclass(frozen=True)
-class CameraSpec:
-    """A free camera placed relative to a body (or the world origin)."""
-
-    distance: float
-    """Distance from the look-at point (m)."""
-    azimuth: float
-    """Azimuth in degrees (90: looking along +y, from the -y side)."""
-    elevation: float
-    """Elevation in degrees (negative: looking down)."""
-    lookat: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Look-at point (m): in the world, or relative to ``track_body``'s position."""
-    track_body: str | None = None
-    """Body whose position (x, y, z from ``track_axes``) the look-at point follows."""
-    track_axes: tuple[bool, bool, bool] = (True, True, True)
-    """Which coordinates of ``track_body`` the look-at point follows."""
+from rewardlab.envs import get_task
+from rewardlab.envs.tasks.knowledge import Camera, CameraSpec, MultiView, declared
 
 
-@dataclass(frozen=True)
-class MultiView:
-    """Several camera views stacked into one square frame, view ``i`` in horizontal band ``i``
-    (top first; each band is ``size / len(views)`` pixels tall and the full width, so each view's
-    vertical field of view is the model's ``fovy`` over fewer pixels)."""
+def reward_camera(task: str | None) -> Camera | None:
+    """The reward camera registered ``task`` declares; ``None`` when it opts out (or for no or
+    an unknown task): the model's camera 0 is used then."""
+    if not task:
+        return None
+    try:
+        cls = get_task(task)
+    except KeyError:
+        return None
+    return declared(cls, "reward_camera")
 
-    views: tuple[CameraSpec, ...]
-    """The views, top to bottom (at least one)."""
-
-
-Camera = CameraSpec | MultiView
-"""A reward camera: one view, or several stacked in one frame."""
-
-
-TASK_CAMERAS: dict[str, Camera] = {
-    "cartpole_balance": CameraSpec(3.0, 90.0, 0.0, (0.0, 0.0, 1.0), "cart", (True, False, False)),
-    "cartpole_swingup": CameraSpec(3.0, 90.0, 0.0, (0.0, 0.0, 1.0), "cart", (True, False, False)),
-    # Side (looking along +y) and top views centred on the target, 0.6 m away: about 1.6 cm per
-    # pixel at 64 px, so the hand on the target (< 5 cm) sits within ~3 px of the frame centre
-    # line in both bands, and a hand in front of or behind the target in one view is off-centre
-    # in the other.
-    "arm_reach": MultiView(
-        (
-            CameraSpec(0.6, 90.0, -10.0, track_body="target"),
-            CameraSpec(0.6, 90.0, -89.9, track_body="target"),
-        )
-    ),
-    "humanoid_stand": CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False)),
-    "humanoid_walk": CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False)),
-    "humanoid_kneel": CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False)),
-}
-"""Task name -> reward camera. The shipped tiny CLIP model was trained on these views."""
 
 _OFF_FLAGS = ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX")
 
@@ -175,10 +140,8 @@ class TiledRenderer:
     @classmethod
     def for_task(cls, task: str, size: int, max_tiles: int = 64) -> TiledRenderer:
         """A renderer of registered ``task``'s model with its reward camera
-        (:data:`TASK_CAMERAS`; the model's camera 0 when it has none)."""
-        from rewardlab.envs import get_task
-
-        return cls(get_task(task).load_model(), size, TASK_CAMERAS.get(task), max_tiles)
+        (:func:`reward_camera`; the model's camera 0 when the task opts out)."""
+        return cls(get_task(task).load_model(), size, reward_camera(task), max_tiles)
 
     def render_rows(
         self, physics: dict[str, np.ndarray], ids: list[int] | None = None
@@ -261,7 +224,7 @@ class EnvFrames:
     Args:
         env: a batched env.
         size: side of the square frames.
-        task: task name, to pick the reward camera (:data:`TASK_CAMERAS`).
+        task: task name, to pick its reward camera (:func:`reward_camera`).
     """
 
     def __init__(self, env: object, size: int, task: str | None = None) -> None:
@@ -276,7 +239,7 @@ class EnvFrames:
         if physics is not None:
             if self.tiled is None:
                 n = int(getattr(self.env, "num_envs", 64))
-                camera = TASK_CAMERAS.get(self.task or "")
+                camera = reward_camera(self.task)
                 self.tiled = TiledRenderer(self.env.model, self.size, camera, min(n, 64))  # type: ignore[attr-defined]
             return self.tiled.render_rows(physics, ids)
         frames = self.env.render(ids)  # type: ignore[attr-defined]
@@ -300,3 +263,15 @@ def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
     x = frames[:, top : top + side, left : left + side].permute(0, 3, 1, 2).float()
     x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+__all__ = [
+    "Camera",
+    "CameraSpec",
+    "EnvFrames",
+    "MultiView",
+    "TiledRenderer",
+    "env_physics",
+    "resize_frames",
+    "reward_camera",
+]

@@ -20,6 +20,8 @@ from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import ANT, ANT_FEET
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
+from rewardlab.envs.tasks.isaacgym_names import LOCOMOTION_EUREKA, T2R_LOCOMOTION
+from rewardlab.envs.tasks.knowledge import CameraSpec, OptOut, Prompts
 
 State = Mapping[str, torch.Tensor]
 
@@ -78,6 +80,22 @@ class AntRun(Task):
     model_file = ANT.model_file
     sim_fields = ("site_xpos",)
     success_threshold = 0.8
+
+    # From the front left and above, following the torso in x and y: the whole ant (legs
+    # included) at every step, upright or flipped.
+    reward_camera = CameraSpec(3.0, 60.0, -25.0, (0.0, 0.0, 0.3), "torso", (True, True, False))
+    # For a pretrained CLIP (the shipped tiny CLIP knows no ant). A frame shows posture, not
+    # speed: the goal sentence rewards an upright walking pose, the baseline the fall this task
+    # terminates on.
+    prompts = Prompts(
+        ("a four-legged robot walking upright",),
+        ("a four-legged robot flipped upside down",),
+    )
+    eureka_names = LOCOMOTION_EUREKA
+    text2reward_attrs = {**T2R_LOCOMOTION, "robot.forward_velocity": "forward_vel"}
+    scripted_episodes = OptOut(
+        "no hand-written gait runs the ant; record an EpisodeSet from a trained policy instead"
+    )
 
     def __init__(self, cfg: AntConfig, model: mujoco.MjModel) -> None:
         super().__init__(cfg, model)

@@ -30,6 +30,15 @@ from rewardlab.envs.robots import (
     ARM3_UPPER_ARM,
 )
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
+from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS
+from rewardlab.envs.tasks.knowledge import (
+    CameraSpec,
+    MultiView,
+    Prompts,
+    Script,
+    ScriptedPolicy,
+    entry,
+)
 
 State = Mapping[str, torch.Tensor]
 
@@ -89,6 +98,39 @@ def forward_kinematics(q: torch.Tensor) -> torch.Tensor:
     return torch.stack([r * torch.cos(yaw), r * torch.sin(yaw), z], -1)
 
 
+def arm_ik(target: torch.Tensor) -> torch.Tensor:
+    """Joint angles ``[N, 3]`` (yaw, shoulder, elbow) putting arm3's hand on ``target [N, 3]``
+    (elbow-up solution, clamped to the joint limits; unreachable targets get the nearest
+    stretched pose)."""
+    l1, l2 = ARM3_UPPER_ARM, ARM3_FOREARM
+    x, y, z = target.double().unbind(-1)
+    yaw = torch.atan2(y, x)
+    r, h = torch.hypot(x, y), z - ARM3_SHOULDER_HEIGHT
+    c = ((r**2 + h**2 - l1**2 - l2**2) / (2 * l1 * l2)).clamp(-1.0, 1.0)
+    el = torch.acos(c)
+    sh = torch.atan2(r, h) - torch.atan2(l2 * torch.sin(el), l1 + l2 * torch.cos(el))
+    q = torch.stack([yaw, sh, el], -1)
+    lo = torch.tensor([lim[0] for lim in ARM3.joint_limits], dtype=q.dtype)
+    hi = torch.tensor([lim[1] for lim in ARM3.joint_limits], dtype=q.dtype)
+    return torch.maximum(torch.minimum(q, hi), lo)
+
+
+def reach_policy(fraction: float, yaw_offset: float = 0.0) -> ScriptedPolicy:
+    """Servo to ``fraction`` of the way (in joint space) from home to the IK of the target,
+    ``yaw_offset`` rad off in base yaw."""
+
+    def policy(st: State, env: Any) -> torch.Tensor:
+        q_goal = arm_ik(st["target_pos"])
+        q_goal[:, 0] += yaw_offset
+        lo, hi = torch.as_tensor(env.model.actuator_ctrlrange, dtype=q_goal.dtype).T
+        home = torch.zeros_like(q_goal)
+        home[:] = torch.tensor(ARM3.default_pose, dtype=q_goal.dtype)
+        q = home + fraction * (q_goal - home)
+        return ((q - (hi + lo) / 2) / ((hi - lo) / 2)).clamp(-1, 1).float()
+
+    return policy
+
+
 # -- reward terms ------------------------------------------------------------------------------
 
 
@@ -110,6 +152,47 @@ class ArmReach(Task):
     model_file = ARM3.model_file
     sim_fields = ("site_xpos", "mocap_pos")
     success_threshold = 0.9
+
+    # Side (looking along +y) and top views centred on the target, 0.6 m away: about 1.6 cm per
+    # pixel at 64 px, so the hand on the target (< 5 cm) sits within ~3 px of the frame centre
+    # line in both bands, and a hand in front of or behind the target in one view is off-centre
+    # in the other. The shipped tiny CLIP was trained on these views.
+    reward_camera = MultiView(
+        (
+            CameraSpec(0.6, 90.0, -10.0, track_body="target"),
+            CameraSpec(0.6, 90.0, -89.9, track_body="target"),
+        )
+    )
+    prompts = Prompts(
+        ("the arm's hand is touching the green target",),
+        ("the arm's hand is far from the green target",),
+    )
+    eureka_names = {
+        "dof_pos": entry("joint_pos"),
+        "dof_vel": entry("joint_vel"),
+        "hand_pos": entry("ee_pos"),
+        "franka_grasp_pos": entry("ee_pos"),
+        "end_effector_pos": entry("ee_pos"),
+        "goal_pos": entry("target_pos"),
+        "object_pos": entry("target_pos"),
+        "target_position": entry("target_pos"),
+    }
+    text2reward_attrs = {
+        **T2R_JOINTS,
+        "robot.ee_position": "ee_pos",
+        "robot.ee_pose.p": "ee_pos",
+        "tcp.pose.p": "ee_pos",
+        "robot.ee_to_goal": "ee_to_target",
+        "goal_pos": "target_pos",
+        "goal_position": "target_pos",
+        "goal.position": "target_pos",
+    }
+    scripted_episodes = {
+        "reach": Script("success", reach_policy(1.0)),
+        "halfway": Script("partial", reach_policy(0.5)),
+        "miss": Script("failure", reach_policy(1.0, yaw_offset=0.6)),
+        "home": Script("failure", reach_policy(0.0)),
+    }
 
     def __init__(self, cfg: ArmReachConfig, model: mujoco.MjModel) -> None:
         super().__init__(cfg, model)

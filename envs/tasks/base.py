@@ -21,6 +21,7 @@ import torch
 
 from rewardlab.core.reward import RewardTerm
 from rewardlab.envs.base import StateField
+from rewardlab.envs.tasks.knowledge import Binding, Camera, OptOut, Prompts, Script
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -96,6 +97,21 @@ class Task:
     """Derived MjData fields the task reads (bound, so copied out after every step)."""
     success_threshold: ClassVar[float] = 0.9
     """Episode success rate at which the task counts as solved (used by tests and searches)."""
+
+    # What the task knows about itself besides its physics (:mod:`.knowledge`): each is declared
+    # here, in the task's own module, or opted out of with ``OptOut(reason)``; ``None`` is a gap
+    # (refused by tests/test_tasks_smoke.py).
+    reward_camera: ClassVar[Camera | OptOut | None] = None
+    """How a vision-language reward sees the task (``rewardlab.vlm_reward.rendering``)."""
+    prompts: ClassVar[Prompts | OptOut | None] = None
+    """Goal and baseline sentences of a CLIP-style reward (``reward=clip`` without prompts)."""
+    eureka_names: ClassVar[Mapping[str, Binding] | OptOut | None] = None
+    """IsaacGymEnvs argument name -> how it is computed from the state (Eureka-style rewards;
+    every state entry is bindable under its own name besides these)."""
+    text2reward_attrs: ClassVar[Mapping[str, str] | OptOut | None] = None
+    """Text2Reward ``self.<path>`` -> state entry (every entry is also ``self.<name>``)."""
+    scripted_episodes: ClassVar[Mapping[str, Script] | OptOut | None] = None
+    """Script name -> hand-written policy and intended outcome (``rewardlab vlm-eval``)."""
 
     def __init__(self, cfg: TaskConfig, model: mujoco.MjModel) -> None:
         cfg.validate()

@@ -26,6 +26,8 @@ from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import HUMANOID, HUMANOID_STANDING_HEAD_HEIGHT
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
+from rewardlab.envs.tasks.isaacgym_names import LOCOMOTION_EUREKA, T2R_LOCOMOTION
+from rewardlab.envs.tasks.knowledge import CameraSpec, OptOut, Prompts
 
 State = Mapping[str, torch.Tensor]
 
@@ -113,6 +115,16 @@ def forward_speed(state: State, action: torch.Tensor, speed: float = 1.0) -> tor
 class _Humanoid(Task):
     model_file = HUMANOID.model_file
     sim_fields = ("xpos", "xquat", "site_xpos", "subtree_com", "sensordata", "time")
+
+    # From the side, following the torso in x and y at a fixed height: standing, kneeling,
+    # sitting and lying bodies all fit (the shipped tiny CLIP was trained on this view).
+    reward_camera = CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False))
+    eureka_names = LOCOMOTION_EUREKA
+    text2reward_attrs = {**T2R_LOCOMOTION, "robot.head_height": "head_height"}
+    scripted_episodes = OptOut(
+        "no hand-written controller holds a humanoid posture; record an EpisodeSet from a "
+        "trained policy instead"
+    )
 
     def __init__(self, cfg: HumanoidConfig, model: mujoco.MjModel) -> None:
         super().__init__(cfg, model)
@@ -236,6 +248,10 @@ class HumanoidStand(_Humanoid):
 
     name = "humanoid_stand"
     success_threshold = 0.8
+    prompts = Prompts(
+        ("a humanoid robot standing upright",),
+        ("a humanoid robot lying on the floor",),
+    )
 
     def success(self, state: State) -> torch.Tensor:
         return state["head_height"] >= self.cfg.success_head_height
@@ -259,6 +275,12 @@ class HumanoidWalk(_Humanoid):
 
     name = "humanoid_walk"
     success_threshold = 0.5
+    # A frame shows a walking posture, not the speed: the goal is an upright stride, the baseline
+    # the fall this task terminates on (for a pretrained CLIP; the tiny CLIP knows no walking).
+    prompts = Prompts(
+        ("a humanoid robot walking forward",),
+        ("a humanoid robot lying on the floor",),
+    )
 
     def success(self, state: State) -> torch.Tensor:
         t = torch.clamp(state["episode_time"], min=1e-6)
@@ -347,6 +369,10 @@ class HumanoidKneel(_Humanoid):
 
     name = "humanoid_kneel"
     success_threshold = 0.5
+    prompts = Prompts(
+        ("a humanoid robot kneeling",),
+        ("a humanoid robot standing upright", "a humanoid robot lying on the floor"),
+    )
 
     @classmethod
     def default_config(cls) -> HumanoidKneelConfig:

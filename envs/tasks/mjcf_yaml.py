@@ -32,6 +32,13 @@ Schema (keys marked * are required)::
     reward*:                                               # name -> term
       upright: {kind: cos, state: angle, weight: 1.0}
       effort:  {kind: action_l2, weight: -0.01}
+    # What the task knows about itself (rewardlab.envs.tasks.knowledge); each may be
+    # {opt_out: reason} instead; left out, it is a gap the task smoke test refuses.
+    reward_camera: {distance: 2.0, azimuth: 90, elevation: 0, lookat: [0, 0, 1]}  # or {views: [..]}
+    prompts: {goal: ["the pole is upright"], baseline: ["the pole is hanging down"]}
+    eureka_names: {dof_pos: [angle], pole_angle: angle}    # IsaacGymEnvs name -> entry or [scalars]
+    text2reward_attrs: {pole_angle: angle}                 # Text2Reward self.<path> -> entry
+    scripted_episodes: {opt_out: "no scripted policy"}     # Python task modules declare scripts
 
 State kinds (:data:`STATE_KINDS`): ``joint_pos`` / ``joint_vel`` (``joint: name`` gives a scalar,
 ``joints: [names]`` a vector; hinge and slide joints; ``wrap: true`` wraps hinge angles to
@@ -90,6 +97,17 @@ from rewardlab.envs.tasks.base import (
     task_names,
     uniform,
 )
+from rewardlab.envs.tasks.knowledge import (
+    KNOWLEDGE,
+    Binding,
+    CameraSpec,
+    MultiView,
+    OptOut,
+    Prompts,
+    camera_bodies,
+    entry,
+    stacked,
+)
 
 State = Mapping[str, torch.Tensor]
 
@@ -142,7 +160,7 @@ TRANSFORMS = ("identity", "cos", "sin")
 AXES = ("x", "y", "z")
 """Components a 3-vector state entry may keep (``axis``)."""
 _SCALAR_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-_SECTIONS = ("state", "observation", "success", "termination", "reward")
+_SECTIONS = ("state", "observation", "success", "termination", "reward", *KNOWLEDGE)
 _REQUIRED = ("name", "model", "state", "observation", "success", "reward")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _YAML_KEYS = {"point_from": "from", "point_to": "to"}
@@ -365,6 +383,21 @@ class TaskDoc:
     """Conditions any one of which ends the episode (terminated)."""
     reward: tuple[TermSpec, ...] = ()
     """Default reward terms."""
+    reward_camera: CameraSpec | MultiView | OptOut | None = None
+    """How a vision-language reward sees the task: one free camera ``{distance, azimuth,
+    elevation, lookat, track_body, track_axes}``, ``{views: [camera, ...]}`` (bands of one
+    frame), or ``{opt_out: reason}``; null: not declared."""
+    prompts: Prompts | OptOut | None = None
+    """``{goal: [sentences], baseline: [sentences]}`` of a CLIP-style reward, or
+    ``{opt_out: reason}``; null: not declared."""
+    eureka_names: Mapping[str, str | tuple[str, ...]] | OptOut | None = None
+    """IsaacGymEnvs argument name -> a state entry, or a list of scalar entries stacked into
+    ``[N, k]``; or ``{opt_out: reason}``; null: not declared."""
+    text2reward_attrs: Mapping[str, str] | OptOut | None = None
+    """Text2Reward ``self.<path>`` -> state entry; or ``{opt_out: reason}``; null: not declared."""
+    scripted_episodes: OptOut | None = None
+    """``{opt_out: reason}`` (scripted policies are Python: a Python task module declares
+    them); null: not declared."""
 
     EXPECTED: ClassVar[dict[str, str]] = {
         "frame_skip": "an integer >= 1",
@@ -506,17 +539,17 @@ def _load(path: Path, sources: Sources) -> YamlTaskSpec:
         raise _fail(sources, "model", f"got {show(head.model)}; MJCF file not found (looked for {model})")  # fmt: skip
 
     state = []
-    for name, entry in _mapping(sources, "state", raw["state"], "state names to entries").items():
+    for name, item in _mapping(sources, "state", raw["state"], "state names to entries").items():
         key = f"state.{_entry_name(sources, f'state.{name}', name)}"
         if name == "last_action":
             raise _fail(sources, key, "is always provided (the previous action); choose another name")  # fmt: skip
-        entry = _mapping(sources, key, entry, "keys to values")
-        kind = _kind(sources, key, entry, sorted(STATE_KINDS))
-        _known_keys(sources, key, entry, ("kind", "doc", *STATE_KINDS[kind]))
+        item = _mapping(sources, key, item, "keys to values")
+        kind = _kind(sources, key, item, sorted(STATE_KINDS))
+        _known_keys(sources, key, item, ("kind", "doc", *STATE_KINDS[kind]))
         # Points are built here, so that their errors name their own keys (a union with null
         # would report only "expected a mapping or null").
-        points = {k: _build(PointRef, entry[k], f"{key}.{k}", sources) for k in ("from", "to") if k in entry}  # fmt: skip
-        state.append(_build(StateEntry, {**entry, **points, "name": name}, key, sources))
+        points = {k: _build(PointRef, item[k], f"{key}.{k}", sources) for k in ("from", "to") if k in item}  # fmt: skip
+        state.append(_build(StateEntry, {**item, **points, "name": name}, key, sources))
     names = [e.name for e in state] + ["last_action"]
 
     obs_raw = raw["observation"]
@@ -568,8 +601,89 @@ def _load(path: Path, sources: Sources) -> YamlTaskSpec:
         success=conditions["success"],
         termination=conditions["termination"],
         reward=tuple(reward),
+        **_knowledge(raw, names, sources),
     )
     return YamlTaskSpec(path=path, model=model.resolve(), doc=doc)
+
+
+def _opt_out(sources: Sources, key: str, value: Any) -> OptOut | None:
+    """``{opt_out: reason}`` -> :class:`OptOut`; anything else -> ``None``."""
+    if not (isinstance(value, Mapping) and "opt_out" in value):
+        return None
+    if len(value) != 1:
+        raise _fail(sources, key, f"got {show(dict(value))}, expected {{opt_out: reason}} alone")
+    reason = value["opt_out"]
+    if not isinstance(reason, str) or not reason.strip():
+        raise _fail(sources, f"{key}.opt_out", f"got {show(reason)}, expected a sentence saying why the task has none")  # fmt: skip
+    return OptOut(reason)
+
+
+def _knowledge(raw: Mapping[str, Any], names: Sequence[str], sources: Sources) -> dict[str, Any]:
+    """The task's declarations (:mod:`rewardlab.envs.tasks.knowledge`) in the file; a key left
+    out stays ``None`` (not declared)."""
+    out: dict[str, Any] = {}
+    bindable = [*names, "prev_action"]
+
+    def name_map(key: str, value: Any, check_name: Callable[[str], bool], what: str) -> Mapping[str, Any]:  # fmt: skip
+        if not isinstance(value, Mapping):
+            raise _fail(sources, key, f"got {show(value)}, expected a mapping of {what} to state entries, or {{opt_out: reason}}")  # fmt: skip
+        for k in value:
+            if not isinstance(k, str) or not check_name(k):
+                raise _fail(sources, f"{key}.{k}", f"got {show(k)}, expected {what}")
+        return value
+
+    key = "reward_camera"
+    if raw.get(key) is not None:
+        value = raw[key]
+        camera = _opt_out(sources, key, value)
+        if camera is None and isinstance(value, Mapping) and "views" in value:
+            _known_keys(sources, key, value, ("views",))
+            views = value["views"]
+            if not isinstance(views, list) or not views:
+                raise _fail(sources, f"{key}.views", f"got {show(views)}, expected a non-empty list of cameras")  # fmt: skip
+            camera = MultiView(tuple(_build(CameraSpec, v, f"{key}.views[{i}]", sources) for i, v in enumerate(views)))  # fmt: skip
+        elif camera is None:
+            camera = _build(CameraSpec, value, key, sources)
+        out[key] = camera
+    key = "prompts"
+    if raw.get(key) is not None:
+        out[key] = _opt_out(sources, key, raw[key]) or _build(Prompts, raw[key], key, sources)
+    key = "eureka_names"
+    if raw.get(key) is not None:
+        opt = _opt_out(sources, key, raw[key])
+        if opt is None:
+            bindings: dict[str, str | tuple[str, ...]] = {}
+            for k, v in name_map(key, raw[key], str.isidentifier, "argument names (Python identifiers)").items():  # fmt: skip
+                if isinstance(v, list) and v:
+                    for i, n in enumerate(v):
+                        _state_name(sources, f"{key}.{k}[{i}]", n, bindable)
+                    bindings[k] = tuple(v)
+                elif isinstance(v, str):
+                    _state_name(sources, f"{key}.{k}", v, bindable)
+                    bindings[k] = v
+                else:
+                    raise _fail(sources, f"{key}.{k}", f"got {show(v)}, expected a state entry or a non-empty list of scalar entries: {', '.join(bindable)}")  # fmt: skip
+            out[key] = bindings
+        else:
+            out[key] = opt
+    key = "text2reward_attrs"
+    if raw.get(key) is not None:
+        opt = _opt_out(sources, key, raw[key])
+        if opt is None:
+            path_ok = lambda p: all(part.isidentifier() for part in p.split("."))  # noqa: E731
+            attrs = name_map(key, raw[key], path_ok, "attribute paths (e.g. robot.ee_position)")
+            for k, v in attrs.items():
+                _state_name(sources, f"{key}.{k}", v, bindable)
+            out[key] = dict(attrs)
+        else:
+            out[key] = opt
+    key = "scripted_episodes"
+    if raw.get(key) is not None:
+        opt = _opt_out(sources, key, raw[key])
+        if opt is None:
+            raise _fail(sources, key, f"got {show(raw[key])}, expected {{opt_out: reason}}: scripted policies are Python code, declared in a Python task module")  # fmt: skip
+        out[key] = opt
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -904,6 +1018,24 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
             scalars = ", ".join(sorted(n for n, s in shapes.items() if s == ()))
             raise fail(f"reward.{t.name}.state", f"got {t.state!r}, a state of shape {list(shapes[str(t.state)])}; kind {t.kind} expects a scalar state: {scalars}")  # fmt: skip
 
+    if isinstance(doc.reward_camera, CameraSpec | MultiView):
+        for body in camera_bodies(doc.reward_camera):
+            lookup("reward_camera.track_body", "body", body)
+    eureka: dict[str, Binding] | OptOut | None = None
+    if isinstance(doc.eureka_names, Mapping):
+        eureka = {}
+        for k, v in doc.eureka_names.items():
+            if isinstance(v, str):
+                eureka[k] = entry(v)
+                continue
+            for i, n in enumerate(v):
+                shape = [model.nu] if n == "prev_action" else list(shapes[n])
+                if shape:
+                    raise fail(f"eureka_names.{k}[{i}]", f"got {n!r}, a state of shape {shape}; a list stacks scalar entries (give a vector entry by its name alone)")  # fmt: skip
+            eureka[k] = stacked(*v)
+    elif isinstance(doc.eureka_names, OptOut):
+        eureka = doc.eureka_names
+
     attrs = {
         "name": spec.name,
         "model_file": str(spec.model),
@@ -913,6 +1045,11 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
         "_resolved": tuple(resolved),
         "__doc__": doc.description or f"Task {spec.name} from {spec.path.name}.",
         "__module__": __name__,
+        "reward_camera": doc.reward_camera,
+        "prompts": doc.prompts,
+        "eureka_names": eureka,
+        "text2reward_attrs": doc.text2reward_attrs,
+        "scripted_episodes": doc.scripted_episodes,
     }
     cls_name = "".join(p.capitalize() for p in spec.name.split("_")) + "YamlTask"
     return type(cls_name, (YamlTask,), attrs)
@@ -981,14 +1118,20 @@ def register_yaml_dir(folder: str | os.PathLike[str]) -> list[str]:
     return out
 
 
-def _autoregister() -> None:
-    register_yaml_dir(CUSTOM_DIR)
-    for folder in os.environ.get("REWARDLAB_TASK_DIRS", "").split(os.pathsep):
+TASK_DIRS_ENV = "REWARDLAB_TASK_DIRS"
+"""Environment variable: more folders of YAML tasks (``os.pathsep``-separated)."""
+
+
+def register_user_task_dirs() -> list[str]:
+    """Register the YAML tasks of the folders in ``$REWARDLAB_TASK_DIRS``; returns their names."""
+    out = []
+    for folder in os.environ.get(TASK_DIRS_ENV, "").split(os.pathsep):
         if folder:
-            register_yaml_dir(folder)
+            out += register_yaml_dir(folder)
+    return out
 
 
-_autoregister()
+register_yaml_dir(CUSTOM_DIR)  # the shipped YAML tasks; user folders: rewardlab.envs.tasks
 
 __all__ = [
     "CUSTOM_DIR",
@@ -1003,6 +1146,7 @@ __all__ = [
     "YamlTaskSpec",
     "build_yaml_task",
     "load_yaml_task_spec",
+    "register_user_task_dirs",
     "register_yaml_dir",
     "register_yaml_task",
 ]

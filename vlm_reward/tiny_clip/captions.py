@@ -83,10 +83,10 @@ ARM_CAPTIONS = (
     ("the arm's hand is far from the green target", 0.3),
 )
 """(caption, hand-to-target distance in m at its centre); the boundaries fall near 0.05 m (the
-task's success distance) and 0.16 m. The arm's reward camera shows the target from the side and
-from above (:data:`rewardlab.vlm_reward.rendering.TASK_CAMERAS`): with one view, a hand in front
-of or behind the target looks the same as a hand on it, and a model trained on one view learned
-next to nothing about these captions (held-out accuracy 0.40 with three captions)."""
+task's success distance) and 0.16 m. The arm's reward camera (``ArmReach.reward_camera``) shows
+the target from the side and from above: with one view, a hand in front of or behind the target
+looks the same as a hand on it, and a model trained on one view learned next to nothing about
+these captions (held-out accuracy 0.40 with three captions)."""
 
 
 def arm_scenes(n: int, rng: np.random.Generator, sigma: float = 0.35) -> Scenes:
