@@ -71,6 +71,20 @@ def test_setup_py_shim_installs_what_ros_tools_look_for() -> None:
     assert files["share/rewardlab"] == ["package.xml"]
     assert "launch/deploy.launch.py" in files["share/rewardlab/launch"]
     assert "sim_configs/robots/arm.yaml" in files["share/rewardlab/sim_configs/robots"]
+    # every config file, in its folder under share/rewardlab/ (where ament tools look)
+    shipped = {
+        src
+        for dst, srcs in files.items()
+        if dst.startswith("share/rewardlab/sim_configs")
+        for src in srcs
+    }
+    configs = {
+        p.relative_to(REPO).as_posix() for p in (REPO / "sim_configs").rglob("*") if p.is_file()
+    }
+    assert shipped == configs, configs ^ shipped
+    for dst, srcs in files.items():
+        if dst.startswith("share/rewardlab/sim_configs"):
+            assert all(dst == f"share/rewardlab/{Path(s).parent.as_posix()}" for s in srcs), dst
     scripts = data["entry_points"]["console_scripts"]
     assert "rewardlab-deploy = rewardlab.deploy.cli:deploy_main" in scripts
     # setup.cfg: console scripts into lib/<package>, where `ros2 run` looks
@@ -144,6 +158,7 @@ def test_colcon_build_installs_a_runnable_package(tmp_path: Path) -> None:
     assert (prefix / "share/ament_index/resource_index/packages/rewardlab").is_file()
     assert (prefix / "share/rewardlab/package.xml").is_file()
     assert (prefix / "share/rewardlab/launch/deploy.launch.py").is_file()
+    assert (prefix / "share/rewardlab/sim_configs/train/default.yaml").is_file()
     exe = prefix / "lib" / "rewardlab" / "rewardlab-deploy"
     assert exe.is_file() and os.access(exe, os.X_OK)
     # What `ros2 run rewardlab rewardlab-deploy` does: find the package prefix through the ament
@@ -158,6 +173,20 @@ def test_colcon_build_installs_a_runnable_package(tmp_path: Path) -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert found == [str(prefix), str(prefix / "share" / "rewardlab")]
+    # the installed package finds its own configs (not the checkout's) and its YAML task
+    code = (
+        "from rewardlab.core.resources import config_dir; from rewardlab.envs import task_names;"
+        "from rewardlab.deploy.robot_config import robot_names;"
+        "print(config_dir()); print('pendulum_swingup' in task_names(), robot_names())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    where, tasks = out.stdout.strip().splitlines()[-2:]
+    assert Path(where).resolve().is_relative_to(prefix.resolve()), where
+    assert tasks == "True ['arm']", tasks
     out = subprocess.run([str(exe), "--help"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "policy=" in out.stdout, out.stdout + out.stderr
     bad = subprocess.run(
