@@ -189,6 +189,36 @@ def test_task_declares_its_knowledge(task: str) -> None:
         env.close()
 
 
+def _is_sentence(text: str) -> bool:
+    """One complete sentence: a capital first, a full stop last, brackets and quotes closed."""
+    pairs = (("(", ")"), ("[", "]"), ("{", "}"))
+    return (
+        bool(text)
+        and text[0].isupper()
+        and text.endswith((".", "!"))
+        and all(text.count(a) == text.count(b) for a, b in pairs)
+        and text.count('"') % 2 == 0
+        and text.count("``") % 2 == 0
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("task", task_names())
+def test_task_summary_is_one_complete_sentence(task: str) -> None:
+    """``rewardlab tasks`` shows each task's one-line description: it must not be cut off."""
+    summary = get_task(task).summary()
+    assert _is_sentence(summary), f"{task}: the first docstring line is not a sentence: {summary!r}"
+    assert len(summary) <= 100, f"{task}: keep the one-line description short: {summary!r}"
+
+
+def test_a_cut_description_is_caught() -> None:
+    # humanoid_kneel's first docstring line before issue 11 (item 5)
+    assert not _is_sentence(
+        """Go down on one or both knees and stay kneeling upright (VLM-RM's "a humanoid robot"""
+    )
+    assert _is_sentence(get_task("humanoid_kneel").summary())
+
+
 def test_a_gap_is_found() -> None:
     """The check above can fail: a task that forgets a declaration has a gap."""
 

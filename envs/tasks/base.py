@@ -123,6 +123,13 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def summary(cls) -> str:
+        """The task in one complete sentence: the first line of its docstring (a YAML task's
+        ``description``), as ``rewardlab tasks`` shows it."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    @classmethod
     def load_model(cls) -> mujoco.MjModel:
         path = Path(cls.model_file)
         if not path.is_absolute():

@@ -363,9 +363,11 @@ def kneeling(
 
 @register_task
 class HumanoidKneel(_Humanoid):
-    """Go down on one or both knees and stay kneeling upright (VLM-RM's "a humanoid robot
-    kneeling"); success: a knee on the floor, pelvis and head in the kneeling bands, torso
-    upright, on the last step."""
+    """Go down on one or both knees and stay kneeling upright ("a humanoid robot kneeling").
+
+    VLM-RM's kneeling task. Success: on the last step a knee is on the floor, pelvis and head
+    are in the kneeling bands and the torso is upright.
+    """
 
     name = "humanoid_kneel"
     success_threshold = 0.5
