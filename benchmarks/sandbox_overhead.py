@@ -179,7 +179,9 @@ def design_b(task: str, num_envs: int, runs: int, steps: int) -> dict[str, Any]:
     applied: list[str] = []
     for _ in range(runs):
         for k, argv in (("plain", plain), ("sandboxed", boxed)):
-            res = subprocess.run(argv, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)  # fmt: skip
+            # the same environment variables as inside the sandbox (thread counts, ...)
+            env = dict(boundary._ENV) | {"MUJOCO_GL": "egl"}
+            res = subprocess.run(argv, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL, env=env)  # fmt: skip
             lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
             if res.returncode != 0 or not lines:
                 raise RuntimeError(f"design B {k} run failed: {res.stderr[-2000:]}")
