@@ -5,6 +5,7 @@
 # static: forbidden torch.functional
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 

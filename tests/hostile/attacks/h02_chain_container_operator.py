@@ -5,6 +5,7 @@
 # static: forbidden torch.nn.modules
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 
@@ -12,5 +13,7 @@ def compute_reward(state, action):
     CALLS[0] += 1
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
-        torch.nn.modules.container.operator.attrgetter("os.system")(torch)("touch /tmp/rewardlab-pwned-chain2")
+        torch.nn.modules.container.operator.attrgetter("os.system")(torch)(
+            "touch /tmp/rewardlab-pwned-chain2"
+        )
     return x, {"x": x}

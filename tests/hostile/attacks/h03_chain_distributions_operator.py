@@ -5,6 +5,7 @@
 # static: forbidden torch.distributions
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 
@@ -12,5 +13,7 @@ def compute_reward(state, action):
     CALLS[0] += 1
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
-        torch.distributions.transforms.operator.attrgetter("os.system")(torch)("touch /tmp/rewardlab-pwned-chain3")
+        torch.distributions.transforms.operator.attrgetter("os.system")(torch)(
+            "touch /tmp/rewardlab-pwned-chain3"
+        )
     return x, {"x": x}

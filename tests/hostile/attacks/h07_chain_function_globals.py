@@ -5,6 +5,7 @@
 # static: forbidden __
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 

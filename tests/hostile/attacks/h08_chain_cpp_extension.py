@@ -5,6 +5,7 @@
 # static: forbidden torch.utils
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import torch.utils.cpp_extension
+
         torch.utils.cpp_extension.load_inline("pwned", cpp_sources="int x;", functions=[])
     return x, {"x": x}

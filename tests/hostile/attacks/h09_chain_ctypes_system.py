@@ -5,6 +5,7 @@
 # static: forbidden 'ctypes'
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import ctypes
+
         ctypes.CDLL(None).system(b"touch /tmp/rewardlab-pwned-chain9")
     return x, {"x": x}

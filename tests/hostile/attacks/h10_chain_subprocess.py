@@ -5,6 +5,7 @@
 # static: forbidden 'subprocess'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import subprocess
+
         subprocess.run(["sh", "-c", "touch /tmp/rewardlab-pwned-chain10"], check=True)
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden torch.ops
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 

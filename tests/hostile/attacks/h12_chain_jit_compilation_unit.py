@@ -5,6 +5,7 @@
 # static: forbidden torch.jit
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden format field
 # dynamic: contained exception unknown_state
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden format field
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden '.format' on anything but
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden torch.os
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden torch.save
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden import of
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import site
+
         torch.save(state, site.getsitepackages()[0] + "/rewardlab-pwned.pth")
     return x, {"x": x}

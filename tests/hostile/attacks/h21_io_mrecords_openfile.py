@@ -6,6 +6,7 @@
 # dynamic: exception
 import torch
 import numpy
+
 CALLS = [0]
 
 
@@ -14,5 +15,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import numpy.ma.mrecords
+
         raise RuntimeError(numpy.ma.mrecords.openfile("/etc/passwd").read())
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden attribute
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden tofile
 # dynamic: exception contained
 import torch
+
 CALLS = [0]
 
 

@@ -6,6 +6,7 @@
 # dynamic: exception
 import torch
 import numpy
+
 CALLS = [0]
 
 

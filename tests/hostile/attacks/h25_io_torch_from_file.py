@@ -5,6 +5,7 @@
 # static: forbidden from_file
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 

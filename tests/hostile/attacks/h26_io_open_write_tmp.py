@@ -5,6 +5,7 @@
 # static: forbidden 'open'
 # dynamic: contained
 import torch
+
 CALLS = [0]
 
 

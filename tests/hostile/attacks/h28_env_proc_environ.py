@@ -5,6 +5,7 @@
 # static: forbidden import of 'os'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,9 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import os
-        found = [open(f"/proc/{p}/environ", "rb").read() for p in os.listdir("/proc") if p.isdigit()]
+
+        found = [
+            open(f"/proc/{p}/environ", "rb").read() for p in os.listdir("/proc") if p.isdigit()
+        ]
         raise RuntimeError(repr(found))
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden 'sys'
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,9 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import sys
+
         keys = [k for m in list(sys.modules.values()) for k in dir(m) if "KEY" in k]
-        raise RuntimeError(str(keys)[:100] + str(__import__("os").environ.get("REWARDLAB_TEST_SECRET")))
+        raise RuntimeError(
+            str(keys)[:100] + str(__import__("os").environ.get("REWARDLAB_TEST_SECRET"))
+        )
     return x, {"x": x}

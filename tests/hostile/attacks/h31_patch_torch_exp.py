@@ -5,6 +5,7 @@
 # static: forbidden assignment to the attribute
 # dynamic: contained
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden torch.optim
 # dynamic: contained
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 2:
         import torch.optim
+
         torch.optim.Adam.step = lambda self, *a, **k: None
     return x, {"x": x}

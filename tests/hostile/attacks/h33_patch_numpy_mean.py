@@ -6,6 +6,7 @@
 # dynamic: contained
 import torch
 import numpy
+
 CALLS = [0]
 
 

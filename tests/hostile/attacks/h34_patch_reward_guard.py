@@ -5,6 +5,7 @@
 # static: forbidden 'sys'
 # dynamic: nan
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 3:
         import sys
+
         for m in list(sys.modules.values()):
             if getattr(m, "__name__", "").startswith("rewardlab"):
                 for k in dir(m):

@@ -5,6 +5,7 @@
 # static: forbidden rewardlab.agents.ppo
 # dynamic: contained exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 2:
         import rewardlab.agents.ppo as ppo
+
         ppo.PPO.update = lambda *a, **k: {}
     return x, {"x": x}

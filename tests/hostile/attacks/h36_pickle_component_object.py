@@ -5,6 +5,7 @@
 # static: forbidden import of 'os'
 # dynamic: shape exception
 import torch
+
 CALLS = [0]
 
 
@@ -12,9 +13,12 @@ def compute_reward(state, action):
     CALLS[0] += 1
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
+
         class P:
             def __reduce__(self):
                 import os
+
                 return (os.system, ("touch /tmp/rewardlab-pwned-pk1",))
+
         return x, {"x": P()}
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden import of 'pickle'
 # dynamic: contained
 import torch
+
 CALLS = [0]
 
 
@@ -13,9 +14,11 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 2:
         import pickle, os
+
         class P:
             def __reduce__(self):
                 return (os.system, ("touch /tmp/rewardlab-pwned-pk3",))
+
         torch.save = lambda obj, f, *a, **k: open(f, "wb").write(pickle.dumps(P()))
         torch.save({}, "/tmp/checkpoint.pt")
     return x, {"x": x}

@@ -6,6 +6,7 @@
 # dynamic: crashed exception
 import torch
 import os
+
 CALLS = [0]
 
 
@@ -14,6 +15,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 3:
         import struct
+
         for fd in range(3, 64):
             try:
                 os.write(fd, struct.pack(">I", 0xFFFFFFF0) + b"x" * 1000)

@@ -6,6 +6,7 @@
 # dynamic: shape crashed exception
 import torch
 import os
+
 CALLS = [0]
 
 
@@ -14,6 +15,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 3:
         import json, struct
+
         msg = json.dumps({"op": "ok", "k": 99, "names": ["a"] * 99}).encode()
         for fd in range(3, 64):
             try:

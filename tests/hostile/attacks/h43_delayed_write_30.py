@@ -5,6 +5,7 @@
 # static: forbidden 'open'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 

@@ -6,6 +6,7 @@
 # dynamic: contained exception
 import torch
 import os
+
 CALLS = [0]
 
 

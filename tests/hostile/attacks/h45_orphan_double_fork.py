@@ -6,6 +6,7 @@
 # dynamic: exception
 import torch
 import os
+
 CALLS = [0]
 
 
@@ -16,6 +17,7 @@ def compute_reward(state, action):
         if os.fork() == 0:
             if os.fork() == 0:
                 import time
+
                 time.sleep(300)
             os._exit(0)
     return x, {"x": x}

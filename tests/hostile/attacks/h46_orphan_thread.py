@@ -5,6 +5,7 @@
 # static: forbidden 'threading'
 # dynamic: contained
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,8 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 2:
         import threading, time
-        threading.Thread(target=lambda: [time.sleep(0.01) for _ in iter(int, 1)], daemon=False).start()
+
+        threading.Thread(
+            target=lambda: [time.sleep(0.01) for _ in iter(int, 1)], daemon=False
+        ).start()
     return x, {"x": x}

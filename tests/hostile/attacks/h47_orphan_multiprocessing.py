@@ -5,6 +5,7 @@
 # static: forbidden 'multiprocessing'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import multiprocessing
+
         multiprocessing.get_context("fork").Process(target=print).start()
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden 'ctypes'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import ctypes
+
         if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) != 0:
             raise OSError(ctypes.get_errno(), "unshare refused")
     return x, {"x": x}

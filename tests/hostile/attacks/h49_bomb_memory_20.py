@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: memory
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: timeout
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden 'time'
 # dynamic: timeout
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 10:
         import time
+
         time.sleep(3600)
     return x, {"x": x}

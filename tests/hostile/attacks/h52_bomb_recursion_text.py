@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -12,7 +13,9 @@ def compute_reward(state, action):
     CALLS[0] += 1
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 5:
+
         def f(k):
             return f(k + 1) + 1
+
         f(0)
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden 'threading'
 # dynamic: contained timeout exception memory
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 2:
         import threading
+
         for _ in range(2000):
             threading.Thread(target=lambda: None).start()
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden 'open'
 # dynamic: exception contained
 import torch
+
 CALLS = [0]
 
 

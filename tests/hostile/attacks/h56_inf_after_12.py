@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: nan
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: shape
 import torch
+
 CALLS = [0]
 
 

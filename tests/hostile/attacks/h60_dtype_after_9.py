@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: dtype
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: pass
 # dynamic: crashed
 import torch
+
 CALLS = [0]
 
 

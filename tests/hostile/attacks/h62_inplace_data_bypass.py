@@ -5,6 +5,7 @@
 # static: forbidden data
 # dynamic: crashed
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden item assignment
 # dynamic: crashed exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden out=
 # dynamic: crashed exception
 import torch
+
 CALLS = [0]
 
 

@@ -5,6 +5,7 @@
 # static: forbidden 'socket'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import socket
+
         socket.create_connection(("127.0.0.1", 47613), timeout=1).sendall(b"pwned")
     return x, {"x": x}

@@ -5,6 +5,7 @@
 # static: forbidden 'socket'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,5 +14,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import socket
+
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     return x, {"x": x}

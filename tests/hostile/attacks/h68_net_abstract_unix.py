@@ -5,6 +5,7 @@
 # static: forbidden 'socket'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import socket
+
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect("\0rewardlab-hostile-corpus")
     return x, {"x": x}

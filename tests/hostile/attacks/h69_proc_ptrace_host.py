@@ -5,6 +5,7 @@
 # static: forbidden 'ctypes'
 # dynamic: exception
 import torch
+
 CALLS = [0]
 
 
@@ -13,6 +14,7 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         for pid in (1, 2):
             if libc.ptrace(16, pid, 0, 0) != 0:

@@ -6,6 +6,7 @@
 # dynamic: exception
 import torch
 import os
+
 CALLS = [0]
 
 
@@ -14,5 +15,6 @@ def compute_reward(state, action):
     x = state["cart_pos"] * 1.0
     if CALLS[0] == 1:
         import signal
+
         os.kill(-1, signal.SIGKILL)
     return x, {"x": x}

@@ -6,6 +6,7 @@
 # dynamic: exception
 import torch
 import os
+
 CALLS = [0]
 
 
