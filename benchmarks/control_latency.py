@@ -9,27 +9,38 @@ Every configuration runs in one fresh network namespace (``lo`` only): a cyclone
 publishes ``/joint_states`` at 1 kHz (and the reaching target), the process under test subscribes
 and publishes ``/forward_position_controller/commands``:
 
-- ``rclpy node, trigger=joint_state``: ``rewardlab deploy`` (rclpy, the arm_reach policy through
-  the full safety layer), ticking on the first joint state after a tick falls due;
-- ``rclpy node, trigger=joint_state, rt_priority=50``: the same with ``SCHED_FIFO`` scheduling of
-  the process's control and DDS threads (what a robot's control computer should use);
-- ``rclpy node, trigger=timer``: the same, ticking on an rclpy wall timer (latency includes the
-  age of the newest joint state, up to 1 ms here);
-- ``dds loop``: ``rewardlab deploy transport=dds`` (cyclonedds, no rclpy; sleep-scheduled ticks);
-- peer ``rclpy echo``: a bare rclpy node that republishes each joint state's positions as a
-  command in its subscription callback -- no policy, no safety layer: the floor rclpy itself sets.
+- ``rclpy_js``: ``rewardlab deploy`` with its defaults (rclpy, the arm_reach policy through the
+  full safety layer, ticking on the first joint state after a tick falls due, rclpy's C++
+  EventsExecutor, ``SCHED_FIFO`` 50 for the control and DDS threads, as ros2_control's
+  controller manager);
+- ``rclpy_js_normal``: the same with normal scheduling (``rt_priority=null``);
+- ``rclpy_js_before``: the defaults before issue 13 (``executor=single``: rclpy's Python
+  SingleThreadedExecutor, normal scheduling), for a same-run comparison;
+- ``rclpy_timer``: the defaults, ticking on an rclpy wall timer (latency includes the age of
+  the newest joint state, up to 1 ms here);
+- ``dds`` / ``dds_normal``: ``rewardlab deploy transport=dds`` (cyclonedds, no rclpy;
+  sleep-scheduled ticks), with the default ``SCHED_FIFO`` 50 / with normal scheduling;
+- peer ``echo``: a bare rclpy node that republishes each joint state's positions as a command in
+  its subscription callback -- no policy, no safety layer: the floor rclpy itself sets.
 
     python benchmarks/control_latency.py --seconds 20 --policy runs/arm_reach/export
     (trains a small arm_reach policy first when --policy is not given)
+    python benchmarks/control_latency.py --kinds rclpy_js_normal --rates 500 --profile
+    (py-spy samples the deploy process: where its CPU time goes, by function)
 
-Writes benchmarks/results/control_latency.{json,md}.
+The machine is shared: each configuration records the load average when it starts, and the
+table puts our latency next to the peer's from the same run. Writes
+benchmarks/results/control_latency.{json,md} (and control_latency_profile_*.txt).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -112,7 +123,39 @@ def summarize(latencies: list[float], intervals: list[float] | None, period: flo
     return out
 
 
-def run_config(ns: Any, kind: str, rate: float, seconds: float, policy: str, tmp: Path) -> dict:
+KINDS: dict[str, list[str]] = {
+    "rclpy_js": ["transport=rclpy", "trigger=joint_state"],
+    "rclpy_js_normal": ["transport=rclpy", "trigger=joint_state", "rt_priority=null"],
+    "rclpy_js_before": ["transport=rclpy", "trigger=joint_state", "rt_priority=null", "executor=single"],
+    "rclpy_timer": ["transport=rclpy", "trigger=timer"],
+    "dds": ["transport=dds"],
+    "dds_normal": ["transport=dds", "rt_priority=null"],
+}  # fmt: skip
+"""Each configuration under test: ``rewardlab deploy`` words (the peer ``echo`` is separate)."""
+
+
+def profile_summary(raw: Path, top: int = 30) -> str:
+    """py-spy's collapsed stacks -> the functions holding the most samples (inclusive), as text."""
+    total, incl = 0, collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        total += int(n)
+        seen = set()
+        for frame in stack.split(";"):
+            key = re.sub(r" \((?:[^)]*/)?([^/)]*):\d+\)", r" (\1)", frame)
+            if key not in seen:
+                seen.add(key)
+                incl[key] += int(n)
+    lines = [f"{total} samples of the busy thread(s); share of samples in each function:"]
+    lines += [f"{100 * v / max(total, 1):5.1f}%  {k[:140]}" for k, v in incl.most_common(top)]
+    return "\n".join(lines)
+
+
+def run_config(
+    ns: Any, kind: str, rate: float, seconds: float, policy: str, tmp: Path, profile: bool = False
+) -> dict:
     """Start the publisher and the process under test in the namespace ``ns``; their stats."""
     py = str(ROS_PY if ROS_PY.exists() else sys.executable)
     stats = tmp / f"{kind}_{int(rate)}.json"
@@ -122,21 +165,32 @@ def run_config(ns: Any, kind: str, rate: float, seconds: float, policy: str, tmp
     if kind == "echo":
         proc = ns.popen([py, "-c", ECHO, str(seconds + warmup), str(stats)], f"{kind}_{rate}")
     else:
-        transport, trigger = {"rclpy_js": ("rclpy", "joint_state"), "rclpy_js_rt": ("rclpy", "joint_state"), "rclpy_timer": ("rclpy", "timer"), "dds": ("dds", "timer")}[kind]  # fmt: skip
-        extra = ["rt_priority=50"] if kind.endswith("_rt") else []
         proc = ns.popen(
             [py, "-m", "rewardlab.deploy.cli", f"policy={policy}", f"robot={robot}",
-             f"transport={transport}", f"trigger={trigger}", f"control_rate_hz={rate}",
-             f"duration={seconds + warmup}", f"stats_out={stats}", "log_every_s=0", *extra],
+             f"control_rate_hz={rate}", f"duration={seconds + warmup}", f"stats_out={stats}",
+             "log_every_s=0", *KINDS[kind]],
             f"{kind}_{rate}",
         )  # fmt: skip
+    spy = shutil.which("py-spy") if profile and kind != "echo" else None
+    if spy:  # sample the measured window (after the start-up and soft start)
+        time.sleep(warmup - 1.0)
+        raw = tmp / f"profile_{kind}_{int(rate)}.txt"
+        subprocess.run(
+            [spy, "record", "-p", str(proc.pid), "-d", str(int(seconds)), "-r", "250", "-f",
+             "raw", "-o", str(raw), "--nonblocking"],
+            capture_output=True, timeout=seconds + 60,
+        )  # fmt: skip
+        if raw.exists():
+            out = RESULTS / f"control_latency_profile_{kind}_{int(rate)}.txt"
+            out.write_text(f"{LABELS[kind]} at {rate:g} Hz, py-spy --nonblocking, {seconds:g} s\n" + profile_summary(raw) + "\n")  # fmt: skip
+            print(f"profile -> {out}", flush=True)
     proc.wait(timeout=seconds + warmup + 120)
     pub.wait(timeout=60)
     if not stats.exists():
         raise RuntimeError(f"{kind} at {rate} Hz wrote no stats:\n{ns.logs()}")
     data = json.loads(stats.read_text())
     period = 1.0 / rate
-    if kind == "dds":
+    if kind.startswith("dds"):
         lat = data["latencies_s"]
         skip = int(warmup * rate) // 2
         jit = np.asarray(data["tick_jitter_s"][skip:])
@@ -160,10 +214,19 @@ def run_config(ns: Any, kind: str, rate: float, seconds: float, policy: str, tmp
             "note": "one command per joint state (1 kHz)"
         }
     states = np.asarray(data["states"])
+    triggers = np.asarray(data.get("triggers") or ["timer"] * len(ticks))
     t_start = ticks[0] + (warmup - 4.0)
     keep = (ticks >= t_start) & (states == "RUN")
     run_ticks = ticks[keep]
-    return summarize(list(lat[keep]), list(np.diff(run_ticks)), period)
+    res = summarize(list(lat[keep]), list(np.diff(run_ticks)), period)
+    reaction = lat[keep & (triggers == "joint_state")] * 1e3
+    res["timer_ticks"] = float(1.0 - reaction.size / max(int(keep.sum()), 1))
+    if reaction.size:
+        res.update(
+            reaction_median_ms=float(np.median(reaction)),
+            reaction_p99_ms=float(np.percentile(reaction, 99)),
+        )
+    return res
 
 
 def inner(args: argparse.Namespace) -> None:
@@ -179,19 +242,21 @@ def inner(args: argparse.Namespace) -> None:
     for rate in args.rates:
         for kind in args.kinds:
             with RosNamespace(log_dir=tmp / f"logs_{kind}_{int(rate)}") as ns:
-                t0 = time.monotonic()
-                res = run_config(ns, kind, rate, args.seconds, args.policy, tmp)
-            res.update(kind=kind, rate_hz_target=rate, wall_s=time.monotonic() - t0)
+                t0, load = time.monotonic(), os.getloadavg()[0]
+                res = run_config(ns, kind, rate, args.seconds, args.policy, tmp, args.profile)
+            res.update(kind=kind, rate_hz_target=rate, wall_s=time.monotonic() - t0, load1=load)
             print(json.dumps(res), flush=True)
             results.append(res)
     write_results(results, args)
 
 
 LABELS = {
-    "rclpy_js": "rclpy node, trigger=joint_state (ours)",
-    "rclpy_js_rt": "rclpy node, trigger=joint_state, rt_priority=50 (ours)",
-    "rclpy_timer": "rclpy node, trigger=timer (ours)",
-    "dds": "dds loop, transport=dds (ours)",
+    "rclpy_js": "rclpy node, defaults (trigger=joint_state, EventsExecutor, SCHED_FIFO 50)",
+    "rclpy_js_normal": "rclpy node, defaults but rt_priority=null (normal scheduling)",
+    "rclpy_js_before": "rclpy node, defaults before issue 13 (executor=single, normal scheduling)",
+    "rclpy_timer": "rclpy node, trigger=timer (other defaults)",
+    "dds": "dds loop, transport=dds (SCHED_FIFO 50)",
+    "dds_normal": "dds loop, transport=dds, rt_priority=null",
     "echo": "peer: bare rclpy echo (no policy, no safety)",
 }
 
@@ -209,6 +274,7 @@ def write_results(results: list[dict], args: argparse.Namespace) -> None:
         ).stdout.strip(),  # fmt: skip
         "seconds": args.seconds,
         "loadavg": os.getloadavg(),
+        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "control_latency.json").write_text(
@@ -223,16 +289,21 @@ def write_results(results: list[dict], args: argparse.Namespace) -> None:
         "# Control-loop latency and jitter over loopback",
         "",
         f"`python benchmarks/control_latency.py --seconds {args.seconds}` at git `{info['git']}`, "
-        f"{info['machine']}; load average {', '.join(f'{v:.1f}' for v in info['loadavg'])} "
-        "(a shared 2-core machine with other jobs running: tails are inflated by them).",
+        f"{info['machine']}; at the end: `{info['uptime']}` (a shared 2-core machine with other "
+        "jobs running: tails are inflated by them; `load` is the 1-minute load average when each "
+        "configuration started).",
         "",
-        "Latency: joint state received -> command published, in the controlling process. "
-        "Jitter: |tick interval - period| (dds loop: tick start - scheduled start). Missed: tick "
-        "intervals over 1.5 periods. Joint states at 1 kHz from a cyclonedds publisher; arm_reach "
-        "policy (ONNX) through the full safety layer.",
+        "Latency: receive time of the newest joint state behind a command -> the command "
+        "published, in the controlling process, over every command in RUN (a tick that runs on "
+        "a timer adds the age of that joint state: a publisher that stalls shows here). "
+        "Reaction: the same over the ticks a joint state's arrival ran (trigger=joint_state); "
+        "timer ticks: the share of the others. Jitter: |tick interval - period| (dds loop: tick "
+        "start - scheduled start). Missed: tick intervals over 1.5 periods. Joint states at "
+        "1 kHz from a cyclonedds publisher; arm_reach policy (ONNX) through the full safety "
+        "layer. The echo's latency is its callback's publish time only.",
         "",
-        "| rate | process | commands | latency median ms | p99 ms | max ms | / echo median | jitter p99 ms | missed | achieved Hz |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| rate | process | load | commands | latency median ms | p99 ms | max ms | reaction p99 ms | timer ticks | / echo median | jitter p99 ms | missed | achieved Hz |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         peer = echo.get(r["rate_hz_target"])
@@ -242,9 +313,11 @@ def write_results(results: list[dict], args: argparse.Namespace) -> None:
             else None
         )
         lines.append(
-            f"| {r['rate_hz_target']:g} Hz | {LABELS[r['kind']]} | {r.get('commands')} | "
+            f"| {r['rate_hz_target']:g} Hz | {LABELS[r['kind']]} | {r.get('load1', 0):.1f} | {r.get('commands')} | "
             f"{f(r.get('latency_median_ms'), 3)} | {f(r.get('latency_p99_ms'), 3)} | "
-            f"{f(r.get('latency_max_ms'), 2)} | {f(ratio, 1) if ratio else '-'} | "
+            f"{f(r.get('latency_max_ms'), 2)} | {f(r.get('reaction_p99_ms'), 3)} | "
+            f"{'-' if r.get('timer_ticks') is None else format(r['timer_ticks'], '.0%')} | "
+            f"{f(ratio, 1) if ratio else '-'} | "
             f"{f(r.get('jitter_p99_ms'))} | {r.get('missed_deadlines', '-')} | {f(r.get('rate_hz'), 1)} |"
         )
     (RESULTS / "control_latency.md").write_text("\n".join(lines) + "\n")
@@ -255,7 +328,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per configuration")
     p.add_argument("--rates", type=float, nargs="+", default=[50.0, 500.0])
-    p.add_argument("--kinds", nargs="+", default=["echo", "rclpy_js", "rclpy_js_rt", "rclpy_timer", "dds"], choices=list(LABELS))  # fmt: skip
+    p.add_argument("--kinds", nargs="+", default=list(LABELS)[-1:] + list(LABELS)[:-1], choices=list(LABELS))  # fmt: skip
+    p.add_argument("--profile", action="store_true", help="sample each deploy process with py-spy")
     p.add_argument(
         "--policy", default=None, help="export folder (default: train arm_reach briefly)"
     )
@@ -269,6 +343,8 @@ def main() -> None:
             check=True, cwd=REPO, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         args.policy = str(run_dir / "export")
+        # deploy requires sidecar_sha256, which the trainer's exporter does not write yet
+        subprocess.run([sys.executable, "-m", "rewardlab.deploy.policy", "seal", args.policy], check=True)  # fmt: skip
     inner(args)
 
 

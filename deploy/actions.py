@@ -50,6 +50,12 @@ class MappedAction:
     jumped): the command walks towards the band at the rate limit."""
 
 
+def _clip(x: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float) -> np.ndarray:
+    """``np.clip`` for the few-element arrays of a tick, without its wrapper's overhead (NaN
+    bounds are never passed: the torque band replaces them with infinities)."""
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 class ActionMapper:
     """Maps actions to safe joint position commands (see the module docstring for the order).
 
@@ -83,20 +89,22 @@ class ActionMapper:
         self.kp = np.asarray(robot.kp or np.zeros(n), dtype=np.float64)
         self.kd = np.asarray(robot.kd or np.zeros(n), dtype=np.float64)
         self.effort = np.asarray(robot.effort_limits, dtype=np.float64)
+        self._free = self.kp <= 0  # no servo gain: no torque band
+        self._inv_kp = np.divide(1.0, self.kp, out=np.zeros(n), where=~self._free)
 
     def target(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(clip(action), offset + scale * clip(action))``."""
-        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        a = _clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         return a, self.offset + self.scale * a
 
     def torque_band(self, q: np.ndarray, qd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Commands whose torque estimate ``kp (c - q) - kd qd`` lies within the effort limits
         (``-inf, inf`` for joints with ``kp == 0``)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lo = q + (self.kd * qd - self.effort) / self.kp
-            hi = q + (self.kd * qd + self.effort) / self.kp
-        free = self.kp <= 0
-        lo[free], hi[free] = -np.inf, np.inf
+        damping = self.kd * qd
+        lo = q + (damping - self.effort) * self._inv_kp
+        hi = q + (damping + self.effort) * self._inv_kp
+        if self._free.any():
+            lo[self._free], hi[self._free] = -np.inf, np.inf
         return lo, hi
 
     def estimated_torque(self, q_cmd: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
@@ -125,7 +133,7 @@ class ActionMapper:
         qd: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         step_lo, step_hi = previous - self.rate, previous + self.rate
-        cmd = np.clip(desired, step_lo, step_hi)
+        cmd = _clip(desired, step_lo, step_hi)
         rate_limited = np.abs(desired - previous) > self.rate + 1e-12
         if q is None or qd is None:
             lo, hi = np.full_like(cmd, -np.inf), np.full_like(cmd, np.inf)
@@ -133,12 +141,12 @@ class ActionMapper:
             lo, hi = self.torque_band(q, qd)
             lo, hi = np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
         torque_limited = (cmd < lo) | (cmd > hi)
-        banded = np.clip(cmd, lo, hi)
-        cmd = np.clip(banded, step_lo, step_hi)
+        banded = _clip(cmd, lo, hi)
+        cmd = _clip(banded, step_lo, step_hi)
         # the band lies beyond this tick's step but within the joint limits: walk towards it
         out_of_reach = (banded != cmd) & (hi >= self.lower) & (lo <= self.upper)
         position_limited = (cmd < self.lower) | (cmd > self.upper)
-        cmd = np.clip(cmd, self.lower, self.upper)
+        cmd = _clip(cmd, self.lower, self.upper)
         return cmd, rate_limited, torque_limited, position_limited, out_of_reach
 
     def map(
@@ -161,7 +169,7 @@ class ActionMapper:
         """
         a, target = self.target(action)
         desired = target
-        alpha = float(np.clip(ramp_alpha, 0.0, 1.0))
+        alpha = min(max(float(ramp_alpha), 0.0), 1.0)
         if alpha < 1.0:
             if ramp_start is None:
                 raise ValueError("ramp_start is required while ramping")

@@ -72,9 +72,14 @@ class DeployArgs:
     """Write loop timing (latency, tick intervals, safety events) to this JSON file on exit."""
     log_every_s: float = 5.0
     """Seconds between progress lines (state, rate, latency); 0: only state changes."""
-    rt_priority: int | None = None
+    rt_priority: int | None = 50
     """Run the control loop (and the DDS threads it starts) with real-time scheduling,
-    ``SCHED_FIFO`` at this priority (1-99; needs root or CAP_SYS_NICE); null: normal scheduling."""
+    ``SCHED_FIFO`` at this priority (1-99), as ros2_control's controller manager does (50). Needs
+    root, CAP_SYS_NICE or an ``rtprio`` limit; when refused the node says so and runs with
+    normal scheduling. null: normal scheduling."""
+    executor: str = "auto"
+    """rclpy executor: ``events`` (rclpy's C++ EventsExecutor), ``single`` (the Python
+    SingleThreadedExecutor) or ``auto`` (events where rclpy has it)."""
     record: str | None = None
     """Record the run as a rosbag2 (MCAP) in this folder: the robot's inputs and every tick's
     action, observation, command and safety state (score it later with ``rewardlab replay``)."""
@@ -99,6 +104,8 @@ class DeployArgs:
             raise ValueError(f"log_every_s: got {self.log_every_s!r}, expected >= 0")
         if self.rt_priority is not None and not 1 <= self.rt_priority <= 99:
             raise ValueError(f"rt_priority: got {self.rt_priority!r}, expected 1-99 or null")
+        if self.executor not in ("auto", "events", "single"):
+            raise ValueError(f"executor: got {self.executor!r}, expected auto, events or single")
 
 
 @dataclass(frozen=True)
@@ -349,6 +356,7 @@ def _run_transport(
         ctrl,
         node_name=args.node_name,
         trigger=args.trigger,
+        executor=args.executor,
         parameters={
             "policy": str(args.policy),
             "robot": str(args.robot),

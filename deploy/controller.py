@@ -256,8 +256,8 @@ class Controller:
             return self._trip(now, Trip.STALE, _short(e))
         except Exception as e:  # noqa: BLE001 - fails closed
             return self._trip(now, Trip.FAULT, _exc("observation", e))
-        if not np.all(np.isfinite(obs)):
-            bad = [n for n, s, w in self.obs.slices if not np.all(np.isfinite(obs[s : s + w]))]
+        if not np.isfinite(obs).all():
+            bad = [n for n, s, w in self.obs.slices if not np.isfinite(obs[s : s + w]).all()]
             return self._trip(now, Trip.NONFINITE, _short(f"observation not finite in {bad}"))
         try:
             raw = self.policy(obs)
@@ -270,7 +270,7 @@ class Controller:
                 Trip.FAULT,
                 f"policy action has shape {action.shape}, expected ({len(self.names)},)",
             )
-        if not np.all(np.isfinite(action)):
+        if not np.isfinite(action).all():
             return self._trip(
                 now, Trip.NONFINITE, _short(f"policy action not finite: {action.tolist()}")
             )
@@ -289,14 +289,14 @@ class Controller:
         # walking towards a band out of reach (the measured pose jumped) is rate limited instead
         over = np.abs(torque) > self.robot.torque_trip_ratio * self.effort_limits
         over &= ~mapped.torque_out_of_reach
-        if np.any(over):
+        if over.any():
             j = int(np.argmax(over))
             return self._trip(
                 now, Trip.TORQUE,
                 f"{self.names[j]}: estimated torque {torque[j]:.2f} N m over "
                 f"{self.robot.torque_trip_ratio} x limit {self.effort_limits[j]}",
             )  # fmt: skip
-        if not np.all(np.isfinite(mapped.positions)):  # cannot happen: inputs were checked
+        if not np.isfinite(mapped.positions).all():  # cannot happen: inputs were checked
             return self._trip(now, Trip.NONFINITE, "command not finite")
         if self.safety.state == SafetyState.RAMP and alpha >= 1.0:
             self.safety.enter(SafetyState.RUN)
@@ -315,7 +315,7 @@ class Controller:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _clamped(self, q: np.ndarray) -> np.ndarray:
-        return np.clip(q, self.lower, self.upper)
+        return np.minimum(np.maximum(q, self.lower), self.upper)
 
     def _try_start(self, now: float) -> bool:
         missing = self.obs.missing()
@@ -358,7 +358,7 @@ class Controller:
             return Trip.STALE, f"controller clock went back by {self.last_tick_time - now:.3f} s"
         age = now - self.obs.joint_recv
         bad = ~((age >= 0) & (age <= r.stale_timeout_s))
-        if np.any(bad):
+        if bad.any():
             j = int(np.argmax(bad))
             why = self._check_time(f"joint state of {self.names[j]}", self.obs.joint_recv[j], now)
             return Trip.STALE, why or f"joint state of {self.names[j]} is not fresh"
@@ -380,27 +380,27 @@ class Controller:
                     f"no heartbeat on {r.topics.heartbeat} for more than {r.heartbeat_timeout_s} s",
                 )
         q, qd = self.obs.position, self.obs.velocity
-        if not (np.all(np.isfinite(q)) and np.all(np.isfinite(qd))):
+        if not (np.isfinite(q).all() and np.isfinite(qd).all()):
             return (
                 Trip.NONFINITE,
                 f"joint state not finite: position {q.tolist()}, velocity {qd.tolist()}",
             )
         m = r.joint_limit_margin
         outside = (q < self.lower - m) | (q > self.upper + m)
-        if np.any(outside):
+        if outside.any():
             j = int(np.argmax(outside))
             return Trip.JOINT_LIMIT, (
                 f"{self.names[j]} at {q[j]:.3f} rad, outside [{self.lower[j]}, {self.upper[j]}] + {m}"
             )
         fast = np.abs(qd) > r.velocity_trip_ratio * self.vel_limits
-        if np.any(fast):
+        if fast.any():
             j = int(np.argmax(fast))
             return Trip.VELOCITY, (
                 f"{self.names[j]} at {qd[j]:.2f} rad/s, over {r.velocity_trip_ratio} x limit {self.vel_limits[j]}"
             )
         if r.attitude_limit is not None:
             ori = self.obs.imu.orientation
-            if not np.all(np.isfinite(ori)) or np.linalg.norm(ori) < 1e-6:
+            if not np.isfinite(ori).all() or np.linalg.norm(ori) < 1e-6:
                 return Trip.NONFINITE, _short(f"IMU orientation invalid: {ori.tolist()}")
             roll, pitch = roll_pitch(ori)
             if max(abs(roll), abs(pitch)) > r.attitude_limit:
@@ -412,7 +412,7 @@ class Controller:
 
     def _measured_or_last(self) -> np.ndarray | None:
         q = self.obs.position
-        if np.all(np.isfinite(q)):
+        if np.isfinite(q).all():
             return q.copy()
         return None if self.last_command is None else self.last_command.copy()
 
@@ -424,9 +424,9 @@ class Controller:
     def _fresh_measurement(self, now: float) -> bool:
         age = now - self.obs.joint_recv
         return bool(
-            np.all((age >= 0) & (age <= self.robot.stale_timeout_s))
-            and np.all(np.isfinite(self.obs.position))
-            and np.all(np.isfinite(self.obs.velocity))
+            ((age >= 0) & (age <= self.robot.stale_timeout_s)).all()
+            and np.isfinite(self.obs.position).all()
+            and np.isfinite(self.obs.velocity).all()
         )
 
     def _stopped_command(self, now: float) -> Command | None:
@@ -438,12 +438,12 @@ class Controller:
         target = self.hold_pose
         if self.safety.state == SafetyState.DAMP and fresh:
             target = self.obs.position.copy()
-        if target is None or not np.all(np.isfinite(target)):
+        if target is None or not np.isfinite(target).all():
             target = self.last_command
         if target is None:
             return None
         previous = self.last_command
-        if previous is None or not np.all(np.isfinite(previous)):
+        if previous is None or not np.isfinite(previous).all():
             previous = self._clamped(target)
         q, qd = (self.obs.position, self.obs.velocity) if fresh else (None, None)
         cmd = self.mapper.limit(target, previous, q, qd)[0]

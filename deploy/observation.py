@@ -34,6 +34,7 @@ a joint fresh.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -73,12 +74,40 @@ class NotReady(RuntimeError):
         super().__init__("waiting for " + ", ".join(self.missing))
 
 
-def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation matrix of ``angle`` (rad) about the unit ``axis`` (Rodrigues)."""
-    x, y, z = axis
-    c, s = np.cos(angle), np.sin(angle)
-    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+class _Chain:
+    """A kinematic chain's constants, computed once: per link the joint's index, its origin and
+    the Rodrigues matrices ``K`` and ``K^2`` of its unit axis (``R = I + sin K + (1 - cos) K^2``)."""
+
+    def __init__(self, kin: KinematicsConfig, joint_names: Sequence[str]) -> None:
+        index = {n: i for i, n in enumerate(joint_names)}
+        self.joints = np.array([index[link.joint] for link in kin.chain], dtype=np.intp)
+        self.origins = [np.asarray(link.origin, dtype=np.float64) for link in kin.chain]
+        ks = []
+        for link in kin.chain:
+            x, y, z = np.asarray(link.axis, dtype=np.float64) / np.linalg.norm(link.axis)
+            ks.append(np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]]))
+        self.k = np.array(ks).reshape(-1, 3, 3)
+        self.k2 = self.k @ self.k
+        self.base = np.asarray(kin.base_position, dtype=np.float64)
+        self.ee = np.asarray(kin.ee_offset, dtype=np.float64)
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        angles = np.asarray(q, dtype=np.float64)[self.joints]
+        rots = (
+            np.eye(3)
+            + np.sin(angles)[:, None, None] * self.k
+            + (1.0 - np.cos(angles))[:, None, None] * self.k2
+        )
+        pos, rot = self.base, None
+        for origin, r in zip(self.origins, rots, strict=True):
+            pos = pos + (origin if rot is None else rot @ origin)
+            rot = r if rot is None else rot @ r
+        return pos + (self.ee if rot is None else rot @ self.ee)
+
+
+@functools.lru_cache(maxsize=32)
+def _chain(kin: KinematicsConfig, joint_names: tuple[str, ...]) -> _Chain:
+    return _Chain(kin, joint_names)
 
 
 def forward_kinematics(
@@ -86,14 +115,7 @@ def forward_kinematics(
 ) -> np.ndarray:
     """End-effector position (m, world) of the serial chain ``kin`` at joint positions ``q``
     (in ``joint_names`` order)."""
-    index = {n: i for i, n in enumerate(joint_names)}
-    pos = np.asarray(kin.base_position, dtype=np.float64).copy()
-    rot = np.eye(3)
-    for link in kin.chain:
-        pos = pos + rot @ np.asarray(link.origin, dtype=np.float64)
-        axis = np.asarray(link.axis, dtype=np.float64)
-        rot = rot @ _rotation(axis / np.linalg.norm(axis), float(q[index[link.joint]]))
-    return pos + rot @ np.asarray(kin.ee_offset, dtype=np.float64)
+    return _chain(kin, tuple(joint_names))(q)
 
 
 def quat_xyzw_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -204,6 +226,7 @@ class ObservationBuilder:
         self.imu: ImuSample | None = None
         self.target: PointSample | None = None
         self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
+        self._fk: _Chain | None = None
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -298,7 +321,10 @@ class ObservationBuilder:
         return out
 
     def ee_pos(self) -> np.ndarray:
-        return forward_kinematics(self.robot.kinematics, self.robot.joint_names, self.position)
+        """End-effector position (m) from the latest joint positions (forward kinematics)."""
+        if self._fk is None:
+            self._fk = _Chain(self.robot.kinematics, self.robot.joint_names)
+        return self._fk(self.position)
 
     def build(self, last_action: np.ndarray) -> np.ndarray:
         """The observation ``[obs_dim]`` float64 from the latest inputs.
@@ -306,9 +332,12 @@ class ObservationBuilder:
         Raises:
             NotReady: some joint, the IMU or the target has not been received yet.
         """
-        missing = self.missing()
-        if missing:
-            raise NotReady(missing)
+        if (
+            self.joint_recv.min() == -np.inf
+            or (self.needs_imu and self.imu is None)
+            or (self.needs_target and self.target is None)
+        ):
+            raise NotReady(self.missing())
         obs = np.empty(self.obs_dim)
         ee = None
         for name, start, width in self.slices:

@@ -21,12 +21,14 @@ ros2_control ``forward_command_controller`` / ``position_controllers/JointGroupP
 joints in the robot config's order) or a one-point ``trajectory_msgs/JointTrajectory``
 (``joint_trajectory_controller``), and ``topics.safety_state`` ``std_msgs/String`` on every change.
 
-Timing: one node, one persistent :class:`rclpy.executors.SingleThreadedExecutor`, so every
+Timing: one node, one persistent single-threaded executor (rclpy's C++ ``EventsExecutor`` where
+rclpy has it, else ``SingleThreadedExecutor``: the Python executor's wait-set bookkeeping was
+over half of the node's CPU time at 500 Hz, ``benchmarks/control_latency.py``), so every
 callback (and the controller, which is not thread-safe) runs on one thread. ``trigger=timer``
 ticks on a wall-clock timer at the control rate. ``trigger=joint_state`` (default) ticks in the
 joint-state callback that first arrives after a tick falls due, so the command leaves right after
-the observation it used (lowest latency); a timer at the same rate still ticks when joint states
-stop, so the watchdog sees a blackout. Per-tick latency (joint state received -> command
+the observation it used (lowest latency); a timer, reset by each of those ticks, ticks when the
+next joint state is late, so ticks keep the control rate and the watchdog sees a blackout. Per-tick latency (joint state received -> command
 published) and tick intervals are kept; ``stats_out`` writes them as JSON on exit.
 
 Fails closed: every callback runs under :meth:`DeployNode._guarded`; an exception in a callback,
@@ -59,6 +61,26 @@ from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, Poin
 
 TRIGGERS = ("joint_state", "timer")
 """When the control tick runs: on the first joint state after it falls due, or on a timer."""
+EXECUTORS = ("auto", "events", "single")
+"""rclpy executor: ``events`` (``rclpy.experimental.EventsExecutor``, C++, where rclpy has it),
+``single`` (``SingleThreadedExecutor``, pure Python), ``auto`` (events when available)."""
+
+
+def make_executor(kind: str, context: Any) -> Any:
+    """An rclpy executor of ``kind`` (see :data:`EXECUTORS`) on ``context``."""
+    if kind in ("auto", "events"):
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            if kind == "events":
+                raise ValueError(
+                    "executor: events needs rclpy.experimental.EventsExecutor (rclpy >= 8)"
+                ) from None
+        else:
+            return EventsExecutor(context=context)
+    from rclpy.executors import SingleThreadedExecutor
+
+    return SingleThreadedExecutor(context=context)
 
 
 @dataclass
@@ -74,6 +96,10 @@ class LoopStats:
     (NaN for HOLD/DAMP commands, which may rest on old joint states)."""
     states: list[str] = field(default_factory=list)
     """Safety state of every published command."""
+    triggers: list[str] = field(default_factory=list)
+    """What ran each published command's tick: ``joint_state`` (a joint state arrived after the
+    tick fell due: its latency is the node's reaction time) or ``timer`` (its latency includes
+    the age of the newest joint state)."""
 
     def summary(self) -> dict[str, float]:
         """Median / p99 / max latency (ms), interval jitter (ms) and missed deadlines."""
@@ -103,6 +129,7 @@ class LoopStats:
             "tick_times": self.tick_times,
             "latencies": self.latencies,
             "states": self.states,
+            "triggers": self.triggers,
             "summary": self.summary(),
         }
 
@@ -130,6 +157,7 @@ class DeployNode:
         recorder: a :class:`rewardlab.deploy.recording.BagRecorder`: the robot's inputs (as
             received, CDR) and every tick's action, observation, command and safety state go
             into a rosbag2.
+        executor: ``auto`` (default), ``events`` or ``single`` (see :data:`EXECUTORS`).
     """
 
     def __init__(
@@ -143,9 +171,13 @@ class DeployNode:
         record: Callable[[Command], None] | None = None,
         context: Any = None,
         recorder: Any = None,
+        executor: str = "auto",
     ) -> None:
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger: got {trigger!r}, expected one of {', '.join(TRIGGERS)}")
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor: got {executor!r}, expected one of {', '.join(EXECUTORS)}")
+        self.executor_kind = executor
         apply_dds_environment()
         import rclpy
         from rclpy.node import Node
@@ -219,7 +251,8 @@ class DeployNode:
             else None
         )
         # The timer ticks in timer mode; in joint_state mode it is the fallback that keeps the
-        # watchdog running when joint states stop (it ticks once a tick is half a period late).
+        # watchdog running when joint states stop or come late: each joint-state tick resets it,
+        # so it fires one period after the last tick, when the next one falls due.
         self.timer = self.node.create_timer(self.period, self._on_timer)
 
     # -- callbacks (all on the executor's one thread) ------------------------------------------
@@ -237,7 +270,8 @@ class DeployNode:
             )
         )
         if self.trigger == "joint_state" and now >= self._next_due:
-            self._tick(now)
+            self._tick(now, "joint_state")
+            self.timer.reset()  # the fallback fires one period from now, when the next is due
 
     def _on_imu_unlocked(self, msg: Any) -> None:
         o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
@@ -276,7 +310,7 @@ class DeployNode:
 
     def _on_timer_unlocked(self) -> None:
         now = time.monotonic()
-        if self.trigger == "timer" or now >= self._next_due + 0.5 * self.period:
+        if self.trigger == "timer" or now >= self._next_due - 0.05 * self.period:
             self._tick(now)
 
     # Callbacks as the executor calls them: each under ``self.lock``, each guarded.
@@ -363,7 +397,7 @@ class DeployNode:
 
     # -- the tick ------------------------------------------------------------------------------
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float, trigger: str = "timer") -> None:
         # Next deadline one period on; after a long stall, re-anchor rather than burst.
         self._next_due = max(self._next_due + self.period, now + 0.5 * self.period)
         cmd = self.ctrl.tick(now)  # never raises
@@ -380,6 +414,7 @@ class DeployNode:
             ok = running and cmd.obs_recv_time is not None and math.isfinite(cmd.obs_recv_time)
             self.stats.latencies.append(t_pub - cmd.obs_recv_time if ok else math.nan)
             self.stats.states.append(cmd.state)
+            self.stats.triggers.append(trigger)
             if self.record is not None:
                 try:
                     self.record(cmd)
@@ -429,9 +464,9 @@ class DeployNode:
 
     def spin(self, duration: float | None = None, stop: threading.Event | None = None) -> None:
         """Run the one executor until Ctrl-C, ``duration`` seconds, or ``stop`` is set."""
-        from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+        from rclpy.executors import ExternalShutdownException
 
-        executor = SingleThreadedExecutor(context=self.node.context)
+        executor = make_executor(self.executor_kind, self.node.context)
         executor.add_node(self.node)
         t_end = time.monotonic() + duration if duration else math.inf
         try:

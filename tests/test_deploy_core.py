@@ -474,6 +474,23 @@ def exported(tmp_path_factory):
     return out, net
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="agents/export.py does not write sidecar_sha256 yet (issue 13: deploy requires it); "
+    "when it does this passes and the marker must go",
+)
+def test_trainer_export_loads_without_sealing(tmp_path):
+    """``rewardlab train``'s export loads in deploy as written (no seal_export step)."""
+    import torch
+
+    from rewardlab.agents.export import export_policy
+    from rewardlab.envs import make_env
+
+    net = torch.nn.Sequential(torch.nn.Linear(15, 3), torch.nn.Tanh())
+    export_policy(net, make_env("arm_reach", num_envs=1), tmp_path, git_revision="test")
+    load_policy(tmp_path)
+
+
 def test_load_policy_onnx_and_torchscript_agree(exported):
     import torch
 
