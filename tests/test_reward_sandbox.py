@@ -361,6 +361,8 @@ def compute_reward(state, action):
 @needs_sandbox
 def test_the_boundary_holds_for_code_with_full_python(monkeypatch, tmp_path):
     monkeypatch.setenv("REWARDLAB_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("HF_TOKEN", "hf-test")
     r = RemoteReward(PROBE, NAMES, filename="probe.py", limits=FAST, unrestricted=True)
     with pytest.raises(RewardRuntimeError) as info:
         r(*_batch())
@@ -371,7 +373,10 @@ def test_the_boundary_holds_for_code_with_full_python(monkeypatch, tmp_path):
     assert facts["cap_eff"] == "0000000000000000" and facts["nnp"] == "1"
     assert facts["seccomp"] == "2"  # a filter is installed
     assert facts["secret"] is None and "REWARDLAB_TEST_SECRET" not in facts["env"]
-    assert set(facts["env"]) <= {"HOME", "TMPDIR", "LANG", "PATH", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONDONTWRITEBYTECODE", "LC_CTYPE", "PWD", "MUJOCO_GL"}  # fmt: skip
+    # only the sandbox's fixed variables (and those rewardlab's import sets: MUJOCO_GL, ...)
+    assert set(boundary._ENV) <= set(facts["env"]) and len(facts["env"]) <= len(boundary._ENV) + 4
+    assert not any(w in k for k in facts["env"] for w in ("KEY", "TOKEN", "SECRET", "PASSWORD"))
+    assert "OPENAI_API_KEY" not in facts["env"] and "HF_TOKEN" not in facts["env"]
     assert facts["ifaces"] == ["lo"]  # a network namespace with no interface but loopback
     for key in ("socket", "raw", "fork", "exec"):
         assert facts[key].startswith("PermissionError"), (key, facts[key])  # seccomp: EPERM
