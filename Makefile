@@ -40,6 +40,10 @@ system-deps:
 	@ldconfig -p | grep -q 'libEGL.so.1' || { \
 	  echo "installing EGL/Mesa for offscreen rendering"; \
 	  apt-get update -qq && apt-get install -y -qq libegl1 libgl1-mesa-dri libglvnd0; }
+	@# untrusted reward code runs only in a bubblewrap sandbox (docs/security.md)
+	@command -v bwrap >/dev/null && ldconfig -p | grep -q 'libseccomp.so.2' || { \
+	  echo "installing bubblewrap and libseccomp for the reward sandbox"; \
+	  apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 util-linux; }
 
 install: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
