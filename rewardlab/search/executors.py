@@ -1,17 +1,19 @@
 """Where candidate jobs run: a local pool of sandboxed worker processes, or a Ray cluster.
 
 A *job* is a picklable top-level function and its arguments (``train_candidate(spec)``). Every
-job runs in a child process with the sandbox's limits (:func:`rewardlab.rewards.sandbox.
-run_in_sandbox`: CPU time, memory, no file writes, no network, unprivileged user, wall-clock
-kill of its process group), because it executes LLM-written reward code. Its outcome is a
+job runs in a limited worker process (:func:`rewardlab.rewards.worker.run_in_worker`, alias
+``run_in_sandbox``: CPU time, memory, wall-clock kill of its process group; its result comes
+back as plain data, read with ``torch.load(weights_only=True)``). The job itself is trusted code;
+the LLM-written reward it trains on runs in the OS sandbox (a
+:class:`rewardlab.rewards.remote.RemoteReward`), never in the worker. Its outcome is a
 :class:`JobOutcome`: the result, or the structured :class:`RewardError` of a failure
 (exception, timeout, out of memory); an executor never raises for a failed job.
 
 - :class:`ProcessExecutor` (default): up to ``workers`` jobs at once on this machine, each in
-  its own sandboxed child process (a thread per job waits on the child; the GIL is not held).
+  its own limited worker process (a thread per job waits on it; the GIL is not held).
 - :class:`RayExecutor`: one Ray task per job (``num_cpus`` / ``num_gpus`` reserved per job,
   ``max_calls=1`` so that every job gets a fresh worker process); inside the task the job runs
-  in the same sandboxed child as locally. ``ray.init(address=...)`` joins a cluster, so a
+  in the same limited worker as locally. ``ray.init(address=...)`` joins a cluster, so a
   search that outgrows one machine runs unchanged across many.
 
 What it cannot do: move files between machines (results travel back as the return value, so
