@@ -411,9 +411,10 @@ class RemoteReward:
             self._ensure_layout(state, action)
             n = int(action.shape[0])
             with torch.no_grad():
-                for k, v in state.items():
+                for k, v in [*state.items(), ("action", action)]:
+                    if v.shape[:1] != (n,):
+                        raise RewardRuntimeError(self._error("shape", f"state entry {k!r} has shape {list(v.shape)}; expected [{n}, ...] like the action"))  # fmt: skip
                     self._in[k][:n].copy_(v)
-                self._in["action"][:n].copy_(action)
             now = time.monotonic()
             deadline = now + self.call_seconds
             if self.deadline is not None:
