@@ -298,7 +298,6 @@ def test_online_preference_loop_labels_trains_and_resumes(tmp_path):
 def test_online_rounds_in_background_and_failed_rounds(tmp_path):
     from openai_server import Fault
 
-
     def darker(req: ChatRequest) -> str:
         a, b = (
             iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
