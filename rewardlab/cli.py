@@ -31,6 +31,7 @@ from rewardlab import __version__
 from rewardlab.config import TrainConfig
 from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides, schema_lines
 from rewardlab.core.files import DiskFullError
+from rewardlab.core.registry import UnknownNameError
 from rewardlab.runs import RunDir, load_run_config
 
 if TYPE_CHECKING:  # an annotation only: the pipeline imports torch (see "Commands" below)
@@ -330,14 +331,29 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    """List the registered tasks with their sizes, rates and state schema."""
-    from rewardlab.envs import get_task, make_env, task_names  # torch, MuJoCo: when it runs
+    """List the registered tasks with their sizes, rates and state schema.
 
-    names = args.names or task_names()
-    for name in names:
+    A name that is not registered is a one-line error with "did you mean" (before anything is
+    listed); a registered task that cannot be loaded (an invalid YAML task file) is listed as one
+    line with its error, and makes the exit status 1 when it was asked for by name.
+    """
+    # torch, MuJoCo: when it runs
+    from rewardlab.envs import broken_tasks, get_task, make_env, task_names
+
+    known = task_names()
+    for name in args.names:
+        if name not in known:
+            raise UnknownNameError("task", name, known)
+    broken = broken_tasks()
+    status = 0
+    for name in args.names or known:
+        if name in broken:
+            print(f"{name}: cannot load: {broken[name]}")
+            status = 1 if args.names else status
+            continue
         task_cls = get_task(name)
         env = make_env(name, num_envs=1, nthread=1)
-        doc = (task_cls.__doc__ or "").strip().splitlines()[0] if task_cls.__doc__ else ""
+        doc = task_cls.summary()
         hz = 1.0 / env.control_dt
         print(
             f"{name}: obs {env.obs_dim}, action {env.action_dim}, {hz:g} Hz, {env.max_episode_steps} steps/episode"
@@ -351,7 +367,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         for line in env.describe().splitlines():
             print(f"    {line}")
         env.close()
-    return 0
+    return status
 
 
 # -------------------------------------------------------------------------------------------------

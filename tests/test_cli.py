@@ -204,7 +204,7 @@ ERRORS = [
     (["eval", "run_dir=x", "episodes=many"], ["episodes", "'many'", "an integer"]),
     (["eval", "run_dir=x", "source=best"], ["source", "'best'", "auto, checkpoint, export"]),
     (["play", "run_dir=x", "epsiodes=3"], ["epsiodes", "did you mean 'episodes'"]),
-    (["tasks", "nope"], ["unknown task 'nope'", "known tasks"]),
+    (["tasks", "nope"], ["unknown task 'nope'", "known: ", "cartpole_balance"]),
 ]  # fmt: skip
 
 
