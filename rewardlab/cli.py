@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from rewardlab import __version__
 from rewardlab.config import TrainConfig
-from rewardlab.core.config import COMMAND_LINE, build, merge_layers, parse_overrides, schema_lines
+from rewardlab.core.config import (
+    COMMAND_LINE,
+    build,
+    clip_text,
+    merge_layers,
+    parse_overrides,
+    schema_lines,
+)
 from rewardlab.core.files import DiskFullError
 from rewardlab.core.registry import UnknownNameError
 from rewardlab.runs import RunDir, load_run_config
@@ -374,6 +381,78 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 # Parser
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: options (``--config FILE``) and ``key=value`` words in any order
+    (argparse's intermixed parsing; plain ``parse_known_args`` stops taking ``key=value`` words
+    after the first option)."""
+
+    _parsing = False
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        if self._parsing:  # the passes of parse_known_intermixed_args
+            return super().parse_known_args(args, namespace)
+        self._parsing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        except TypeError:  # a parser that intermixed parsing does not support (subcommands)
+            return super().parse_known_args(args, namespace)
+        finally:
+            self._parsing = False
+
+
+def _is_value(word: str) -> bool:
+    """Whether ``word``, after a ``--key`` word, is its value (not an option or a setting)."""
+    if "=" in word:
+        return False
+    if not word.startswith("-"):
+        return True
+    try:
+        float(word)  # -1, -3e-4
+    except ValueError:
+        return False
+    return True
+
+
+def _dashed_words_error(
+    command: str, words: Sequence[str], extras: Sequence[str], settings: type
+) -> str:
+    """The one-line error for ``extras`` (words argparse did not take) of a command whose
+    settings are the fields of ``settings``: ``--key value`` / ``--key=value`` words of known
+    keys get the ``key=value`` to write instead."""
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    unknown = set(extras)
+    typed, instead, other = [], [], []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in unknown and word.startswith("--") and len(word) > 2:
+            key, eq, value = word[2:].partition("=")
+            key = key.replace("-", "_")
+            head = fields.get(key.split(".")[0])
+            if head is None:
+                other.append(word)
+            else:
+                shown = word
+                if not eq and i + 1 < len(words) and _is_value(words[i + 1]):
+                    i += 1
+                    value, shown = words[i], f"{word} {words[i]}"
+                elif not eq:
+                    value = "true" if head.type in (bool, "bool") and "." not in key else "VALUE"
+                typed.append(shown)
+                instead.append(f"{key}={value}")
+        elif word in unknown:
+            other.append(word)
+        i += 1
+    rule = "settings are key=value words, not --options"
+    listed = f"`rewardlab {command} --help` lists the keys"
+    if not instead:
+        return f"unrecognized argument{'s' if len(other) > 1 else ''} {' '.join(other)}: {rule} ({listed})"
+    parts = [f"{rule}: write {' '.join(instead)} instead of {' '.join(typed)}"]
+    if other:
+        parts.append(f"unrecognized: {' '.join(other)} ({listed})")
+    return "; ".join(parts)
+
+
 def _keys_epilog(title: str, lines: Sequence[str]) -> str:
     return title + "\n" + "\n".join(f"  {line}" for line in lines)
 
@@ -391,7 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="show tracebacks instead of one-line errors"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_CommandParser
+    )
 
     p = sub.add_parser(
         "train",
@@ -419,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="key=value",
         help="settings, e.g. task=cartpole_balance num_envs=32",
     )
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, settings=TrainConfig)
 
     for name, cls, func, help_, example in (
         ("eval", EvalArgs, cmd_eval, "evaluate a run's policy; ends with 'success_rate: X'", "rewardlab eval run_dir=runs/cp episodes=20 video=true"),
@@ -436,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "overrides", nargs="*", metavar="key=value", help="settings, e.g. run_dir=runs/cp"
         )
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, settings=cls)
 
     p = sub.add_parser(
         "tasks",
@@ -466,16 +547,41 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="settings, e.g. robot=arm")
-    p.set_defaults(func=cmd_replay)
+    p.set_defaults(func=cmd_replay, settings=ReplayArgs)
     return parser
+
+
+MAX_ERROR_CHARS = 800
+"""An error message is cut to this many characters (one line, whatever the input)."""
+
+
+def error_line(command: str | None, error: BaseException | str) -> str:
+    """``rewardlab <command>: error: <message>``: one line, at most :data:`MAX_ERROR_CHARS`
+    characters of message (a ``KeyError``'s message without its quotes)."""
+    msg = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    msg = clip_text(" ".join(msg.split()), MAX_ERROR_CHARS)
+    return f"rewardlab{' ' + command if command else ''}: error: {msg}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rewardlab`` command line; returns the exit status."""
     if sys.platform.startswith("linux"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; read when mujoco loads
+    words = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(words)
+    if "--debug" in extras:  # `rewardlab train --debug ...` as well as `rewardlab --debug train`
+        args.debug, extras = True, [w for w in extras if w != "--debug"]
+    if extras:
+        settings = getattr(args, "settings", None)
+        if settings is None:  # a command with options of its own: argparse's error
+            parser.parse_args(words)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        print(
+            error_line(args.command, _dashed_words_error(args.command, words, extras, settings)),
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -484,8 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError, FileNotFoundError, DiskFullError) as e:  # ConfigError: ValueError
         if args.debug:
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"rewardlab {args.command}: error: {msg}", file=sys.stderr)
+        print(error_line(args.command, e), file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -5,6 +5,7 @@ behind."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,6 +51,51 @@ def test_tasks_with_a_misspelt_name_suggests_the_task(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize(
+    ("argv", "instead"),
+    [
+        (["train", "--num_envs", "32"], "num_envs=32"),
+        (["train", "task=cartpole_balance", "--num_envs=32"], "num_envs=32"),
+        (["train", "--ppo.learning_rate", "3e-4"], "ppo.learning_rate=3e-4"),
+        (["train", "--task", "cartpole_balance", "--total_steps", "1000"], "task=cartpole_balance"),
+        (["train", "--task_cfg.episode_steps", "20"], "task_cfg.episode_steps=20"),
+        (["eval", "--run_dir", "runs/cp"], "run_dir=runs/cp"),
+        (["play", "runs/cp", "--episodes", "3"], "episodes=3"),
+        (["export", "--out=robot/policy"], "out=robot/policy"),
+    ],
+)
+def test_dash_dash_key_says_what_to_type_instead(
+    capsys: pytest.CaptureFixture[str], argv: list[str], instead: str
+) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    line = one_line_error(code, err)
+    assert f"write {instead}" in line, line
+    assert "usage:" not in err and out == ""
+
+
+@pytest.mark.unit
+def test_an_unknown_dash_dash_word_is_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run_cli(capsys, "train", "--bogus", "1")
+    line = one_line_error(code, err)
+    assert "--bogus" in line and "key=value" in line and "rewardlab train --help" in line
+    assert "write" not in line  # no made-up key to suggest
+
+
+@pytest.mark.unit
+def test_dash_dash_hint_through_the_console_script() -> None:
+    proc = subprocess.run(
+        [*console_script(), "train", "--num_envs", "32"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "write num_envs=32" in proc.stderr, proc.stderr
+
+
+@pytest.mark.unit
 def test_tasks_names_a_task_that_cannot_load(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -65,3 +111,22 @@ def test_tasks_names_a_task_that_cannot_load(
         base._BROKEN.pop("broken_demo", None)
     assert code == 1 and err == ""
     assert out == "broken_demo: cannot load: broken.yaml: model: expected a file\n"
+
+
+@pytest.mark.unit
+def test_settings_may_follow_an_option(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``key=value`` words after ``--config FILE`` are settings too (argparse's plain parsing
+    stopped taking them after the first option: "unrecognized arguments: num_envs=abc")."""
+    config = tmp_path / "c.yaml"
+    config.write_text("total_steps: 64\n")
+    code, _, err = run_cli(
+        capsys, "train", "task=cartpole_balance", "--config", str(config), "num_envs=abc"
+    )
+    line = one_line_error(code, err)
+    assert "command line: num_envs: got 'abc'" in line, line
+
+
+@pytest.mark.unit
+def test_debug_is_accepted_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="num_envs"):
+        main(["train", "--debug", "task=cartpole_balance", "num_envs=abc"])
