@@ -162,7 +162,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "worst_seed": worst["seed"],
                 "target": None
                 if bound == 0.0
-                else f">= {bound:g} on {'every' if need is None else need} seed(s)",
+                else f">= {bound:g} on "
+                + ("every seed" if need is None else f"{need} of {len(rs)} seeds"),
                 "seeds_at_target": hit,
                 "verdict": verdict,
                 "final_below_best": sum(

@@ -1,4 +1,12 @@
-"""Learning tests: batched PPO trains tasks to their thresholds on 2 CPU cores (marker ``slow``)."""
+"""Learning tests: batched PPO trains tasks to their success metric on 2 CPU cores (marker ``slow``).
+
+Each test trains exactly as ``benchmarks/seed_table.py`` does (the task's shipped config in
+``sim_configs/train/``, ``OnPolicyRunner`` + ``make_env``) and judges the policy the same way:
+``agents.evaluate.evaluate`` on 64 fresh episodes, deterministic actions, an eval env seeded
+``10_000 + seed``. The bounds come from that seed table (``benchmarks/results/seed_table.md``:
+many seeds, not one lucky run) with a wide margin below its worst seed, so that another
+machine's float rounding, which changes every trajectory, cannot fail them.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +15,56 @@ import time
 import pytest
 import torch
 
-from rewardlab.agents.config import PPOConfig
 from rewardlab.agents.evaluate import evaluate
 from rewardlab.agents.runner import OnPolicyRunner
+from rewardlab.config import load_train_config
 from rewardlab.envs import make_env
-from rewardlab.envs.tasks import get_task
 
 pytestmark = pytest.mark.slow
 
-# Measured on 2 shared cores: success 1.0 on 16/16 seeds after 100k steps (first reached after
-# 20k-50k steps, 1-3 s of training on an idle machine).
-CARTPOLE_PPO = PPOConfig()
-CARTPOLE_ENVS = 64
-CARTPOLE_STEPS = 120_000
+
+def train(task: str, seed: int, steps: int | None = None) -> tuple[OnPolicyRunner, float]:
+    """Train ``task`` with its shipped config to ``steps`` (default: its ``total_steps``)."""
+    cfg = load_train_config({"task": task, "seed": seed})
+    env = make_env(
+        task, num_envs=cfg.num_envs, cfg=cfg.task_config(), seed=seed, nthread=cfg.nthread
+    )
+    runner = OnPolicyRunner(env, cfg.ppo, seed=seed, log_every=25)
+    start = time.perf_counter()
+    runner.learn(steps or cfg.total_steps)
+    return runner, time.perf_counter() - start
+
+
+def success_rate(runner: OnPolicyRunner, task: str, seed: int) -> float:
+    """Deterministic success of the runner's current policy on 64 fresh episodes."""
+    cfg = load_train_config({"task": task, "seed": seed})
+    env = make_env(task, num_envs=64, cfg=cfg.task_config(), seed=10_000 + seed)
+    try:
+        return evaluate(runner.inference_policy(), env, episodes=64, seed=10_000 + seed)[
+            "success_rate"
+        ]
+    finally:
+        env.close()
+
+
+# Seed table, cartpole_balance at its default budget (200k steps): final success 1.00 on 9 of 10
+# seeds, 0.98 on the worst. 0.9 leaves 5 of 64 episodes of margin below the worst seed and still
+# fails the collapse issue 11 reported (0.75-0.82 after a late update of KL 10x desired_kl).
+CARTPOLE_BOUND = 0.9
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ppo_solves_cartpole_balance(seed: int) -> None:
-    env = make_env("cartpole_balance", num_envs=CARTPOLE_ENVS, seed=seed)
-    runner = OnPolicyRunner(env, CARTPOLE_PPO, seed=seed, log_every=10)
-    start = time.perf_counter()
-    runner.learn(CARTPOLE_STEPS)
-    train_s = time.perf_counter() - start
-    env = make_env("cartpole_balance", num_envs=64, seed=10_000 + seed)
-    rate = evaluate(runner.inference_policy(), env, episodes=64, seed=10_000 + seed)["success_rate"]
-    env.close()
-    print(f"cartpole_balance seed {seed}: {train_s:.1f} s of training, success {rate:.2f}")
-    assert rate >= get_task("cartpole_balance").success_threshold
+    runner, train_s = train("cartpole_balance", seed)
+    rate = success_rate(runner, "cartpole_balance", seed)
+    print(f"cartpole_balance seed {seed}: {train_s:.1f} s of training, final success {rate:.2f}")
+    assert rate >= CARTPOLE_BOUND
 
 
-# Ant: the stochastic policy runs after ~150k steps, the deterministic one (what is exported)
-# after ~350k-450k; at 500k seeds 0/1/2 ran 8.4/13.4/6.3 m per episode (random policy: ~0 m),
-# about 50 s of training on 2 idle cores.
-ANT_PPO = PPOConfig(actor_hidden=(128, 128), critic_hidden=(128, 128))
-ANT_ENVS = 64
+# Seed table, ant_run at half its default budget (500k of 1M steps): see ANT_BOUND's note.
 ANT_STEPS = 500_000
+ANT_BOUND = 0.5
+ANT_DISTANCE_M = 3.0
 
 
 def forward_distance(policy, num_envs: int = 64, seed: int = 10_000) -> torch.Tensor:
@@ -71,16 +94,13 @@ def forward_distance(policy, num_envs: int = 64, seed: int = 10_000) -> torch.Te
 def test_ppo_makes_ant_run_forward() -> None:
     gen = torch.Generator().manual_seed(0)
     random_dist = forward_distance(lambda o: torch.rand(o.shape[0], 8, generator=gen) * 2 - 1)
-    env = make_env("ant_run", num_envs=ANT_ENVS, seed=0)
-    runner = OnPolicyRunner(env, ANT_PPO, seed=0, log_every=25)
-    start = time.perf_counter()
-    runner.learn(ANT_STEPS)
-    train_s = time.perf_counter() - start
+    runner, train_s = train("ant_run", 0, ANT_STEPS)
+    rate = success_rate(runner, "ant_run", 0)
     dist = forward_distance(runner.inference_policy())
     print(
-        f"ant_run: {train_s:.1f} s of training; forward distance per episode "
+        f"ant_run: {train_s:.1f} s of training; success {rate:.2f}; forward distance per episode "
         f"{dist.mean():.2f} m (random policy {random_dist.mean():.2f} m)"
     )
-    # Random play goes nowhere (~0 m); trained policies measured 6-13 m. Wall time is printed,
-    # not asserted: speed is measured in benchmarks/, not in tests.
-    assert dist.mean() > random_dist.mean() + 4.0
+    # Wall time is printed, not asserted: speed is measured in benchmarks/, not in tests.
+    assert dist.mean() > random_dist.mean() + ANT_DISTANCE_M
+    assert rate >= ANT_BOUND
