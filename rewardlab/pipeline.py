@@ -39,7 +39,14 @@ from rewardlab.agents.export import export_policy
 from rewardlab.agents.policy import ExportedPolicy, Policy
 from rewardlab.agents.registry import AGENTS, Agent, TrainSpec, agent_class, make_agent
 from rewardlab.config import TrainConfig, load_train_config
-from rewardlab.core.config import COMMAND_LINE, ConfigError, load_yaml, parse_overrides
+from rewardlab.core.config import (
+    COMMAND_LINE,
+    ConfigError,
+    clip_text,
+    display_path,
+    load_yaml,
+    parse_overrides,
+)
 from rewardlab.core.files import atomic_write
 from rewardlab.envs import make_env
 from rewardlab.envs.base import BatchedEnv
@@ -151,7 +158,24 @@ def train_config(overrides: Sequence[str], config_file: str | Path | None = None
         existing = RunDir(Path(run_dir))
         if existing.config.is_file() and existing.latest_checkpoint() is not None:
             run_config = existing.config
+            task, source = cli.get("task"), COMMAND_LINE
+            if task is None:
+                task, source = from_file.get("task"), display_path(config_file or "")
+            _check_same_task(existing, task, source)
     return load_train_config(overrides, config_file=config_file, run_config=run_config)
+
+
+def _check_same_task(run: RunDir, task: Any, source: str) -> None:
+    """Raise :class:`ConfigError` when ``run`` holds a run of another task than ``task`` (the
+    task's own settings would not fit the saved ``task_cfg``: say which run it is instead)."""
+    saved = load_yaml(run.config).get("task")
+    if task is None or not isinstance(saved, str) or task == saved:
+        return
+    raise ConfigError(
+        source, "task",
+        f"got {clip_text(repr(task), 80)}, but {run.root} holds a run of task {saved} ({run.config}); train into "
+        f"another run_dir, or pass resume=false to start over there (its outputs move to previous-*/)",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

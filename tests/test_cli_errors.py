@@ -130,3 +130,41 @@ def test_settings_may_follow_an_option(capsys: pytest.CaptureFixture[str], tmp_p
 def test_debug_is_accepted_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError, match="num_envs"):
         main(["train", "--debug", "task=cartpole_balance", "num_envs=abc"])
+
+
+TINY = [
+    "task=cartpole_balance",
+    "total_steps=256",
+    "num_envs=8",
+    "nthread=1",
+    "ppo.num_steps=32",
+    "task_cfg.episode_steps=15",
+    "eval.episodes=2",
+    "eval.video=false",
+]
+"""One PPO iteration of 8 worlds x 32 steps: a real run directory in a few seconds."""
+
+
+@pytest.fixture(scope="module")
+def cartpole_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs") / "cp"
+    assert main(["train", *TINY, f"run_dir={root}"]) == 0
+    return root
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.smoke
+def test_another_task_into_a_run_directory_names_the_run_s_task(
+    capsys: pytest.CaptureFixture[str], cartpole_run: Path
+) -> None:
+    capsys.readouterr()
+    before = _tree(cartpole_run)
+    code, out, err = run_cli(capsys, "train", "task=pendulum_swingup", f"run_dir={cartpole_run}")
+    line = one_line_error(code, err)
+    assert f"{cartpole_run} holds a run of task cartpole_balance" in line, line
+    assert "another run_dir" in line and "resume=false" in line
+    assert "task_cfg" not in line and "unknown key" not in line
+    assert out == "" and _tree(cartpole_run) == before  # nothing touched
