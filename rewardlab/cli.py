@@ -563,8 +563,46 @@ def error_line(command: str | None, error: BaseException | str) -> str:
     return f"rewardlab{' ' + command if command else ''}: error: {msg}"
 
 
+EXIT_BROKEN_PIPE = 128 + 13
+"""Exit status when stdout's reader went away (``rewardlab tasks | head``), as for a process
+killed by SIGPIPE."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``rewardlab`` command line; returns the exit status."""
+    """Run the ``rewardlab`` command line; returns the exit status.
+
+    Output into a pipe whose reader has gone (``rewardlab tasks | head``) ends the command
+    quietly with :data:`EXIT_BROKEN_PIPE` (the Python documentation's recipe: the rest of the
+    output goes to ``/dev/null``), not with a ``BrokenPipeError`` traceback. SIGPIPE itself is
+    left ignored, so that a broken socket or worker pipe is still an error.
+    """
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush goes nowhere
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # not a file descriptor (captured output)
+        return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     if sys.platform.startswith("linux"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering; read when mujoco loads
     words = list(sys.argv[1:] if argv is None else argv)

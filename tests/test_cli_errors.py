@@ -168,3 +168,23 @@ def test_another_task_into_a_run_directory_names_the_run_s_task(
     assert "another run_dir" in line and "resume=false" in line
     assert "task_cfg" not in line and "unknown key" not in line
     assert out == "" and _tree(cartpole_run) == before  # nothing touched
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("argv", "status"),
+    [(["tasks", "cartpole_balance"], 141), (["train", "--help"], 0)],
+    ids=["tasks", "help"],
+)
+def test_output_into_a_closed_pipe_exits_quietly(argv: list[str], status: int) -> None:
+    """``rewardlab tasks | head`` once ended in a BrokenPipeError traceback; here the reader
+    closes the pipe before anything is written, as ``head`` does after its lines."""
+    proc = subprocess.Popen(
+        [*console_script(), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    code = proc.wait(timeout=120)
+    assert err == "", err
+    assert code == status  # 141: as a process killed by SIGPIPE (argparse's help: its own 0)
