@@ -50,7 +50,12 @@ from rewardlab.core.config import (
 from rewardlab.core.files import atomic_write
 from rewardlab.envs import make_env
 from rewardlab.envs.base import BatchedEnv
-from rewardlab.plots import metrics_from_tensorboard, plot_learning_curves, write_metrics
+from rewardlab.plots import (
+    metrics_from_tensorboard,
+    plot_learning_curves,
+    run_title,
+    write_metrics,
+)
 from rewardlab.reward_kinds import REWARD_KINDS
 from rewardlab.rewards.boundary import NONE_WARNING
 from rewardlab.runs import RunDir, check_resumable, default_run_dir, git_info, write_run_files
@@ -621,5 +626,5 @@ def plot_run(cfg: TrainConfig, run: RunDir) -> Path | None:
     return plot_learning_curves(
         {cfg.agent: run.metrics},
         run.plots / "learning_curve.png",
-        title=f"{cfg.task} ({run.root.name})",
+        title=run_title(cfg.task, run.root.name),
     )

@@ -84,6 +84,12 @@ def _aggregate(
     return grid, ys.mean(0), ys.min(0), ys.max(0)
 
 
+def run_title(task: str, run_name: str) -> str:
+    """A run's plot title, naming the task once: the run directory's name when it already says
+    the task (the default ``<task>-<time>``), else ``"<task> (<run name>)"``."""
+    return run_name if task and task in run_name else f"{task} ({run_name})"
+
+
 def plot_learning_curves(
     runs: Mapping[str, PathLike | Sequence[PathLike]] | Sequence[PathLike] | PathLike,
     out_path: PathLike,

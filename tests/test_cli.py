@@ -343,3 +343,29 @@ def test_plot_several_runs(tmp_path: Path) -> None:
     out = plot_learning_curves({"ours": a, "sb3": b}, tmp_path / "plots" / "cmp.png", title="cmp")
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert plot_learning_curves(tmp_path / "b", tmp_path / "one.png").is_file()
+
+
+@pytest.mark.unit
+def test_learning_curve_title_names_the_task_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default run directory is named <task>-<time>: its plot was titled
+    "cartpole_balance (cartpole_balance-20260101-120000)"."""
+    from rewardlab import pipeline
+    from rewardlab.config import load_train_config
+    from rewardlab.runs import RunDir
+
+    titles: list[str | None] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Path:
+        titles.append(kwargs.get("title"))
+        return plot_learning_curves(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "plot_learning_curves", spy)
+    cfg = load_train_config(["task=cartpole_balance"])
+    for name in ("cartpole_balance-20260101-120000", "cp"):
+        run = RunDir(tmp_path / name)
+        run.root.mkdir()
+        run.metrics.write_text(json.dumps({"global_step": 1.0, "charts/success_rate": 0.5}) + "\n")
+        assert pipeline.plot_run(cfg, run) == run.plots / "learning_curve.png"
+    assert titles == ["cartpole_balance-20260101-120000", "cartpole_balance (cp)"]
