@@ -244,8 +244,11 @@ class SimTaskEnv(BatchedEnv):
         terminated = self.task.terminated(state) | diverged
         self._ep_len += 1
         truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
-        success = self.task.success(state) & ~terminated
+        success = self.task.success(state)
+        if not self.task.success_survives_termination:
+            success = success & ~terminated
         reward = reward.masked_fill(diverged, 0.0)
+        self.task.after_step(self.sim, state, self._gen)  # e.g. a reached goal is redrawn
         obs, state, info = self._end_step(state, reward, terms, terminated, truncated, success)
         self._state = state
         self._after_step()
@@ -402,6 +405,7 @@ class SimTaskEnv(BatchedEnv):
                 "length": self._ep_len[ids].clone(),
                 "success": success[ids],
                 **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
+                **self.task.episode_metrics(ids),
             }
             self._reset_worlds(ids)
             state = self._full_state()

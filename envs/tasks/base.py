@@ -97,6 +97,10 @@ class Task:
     """Derived MjData fields the task reads (bound, so copied out after every step)."""
     success_threshold: ClassVar[float] = 0.9
     """Episode success rate at which the task counts as solved (used by tests and searches)."""
+    success_survives_termination: ClassVar[bool] = False
+    """``False``: an episode that terminated failed. ``True``: its success is :meth:`success`
+    on its last state even when it terminated (an achievement counted so far, e.g. goals
+    reached before the cube fell, as IsaacGymEnvs counts consecutive successes)."""
 
     # What the task knows about itself besides its physics (:mod:`.knowledge`): each is declared
     # here, in the task's own module, or opted out of with ``OptOut(reason)``; ``None`` is a gap
@@ -209,6 +213,18 @@ class Task:
         """``[N]`` bool: the episode ended early (fell over, left the rail). Default: never."""
         ref = next(iter(state.values()))
         return torch.zeros(ref.shape[0], dtype=torch.bool, device=ref.device)
+
+    def after_step(self, sim: SimView, state: Mapping[str, torch.Tensor], gen: torch.Generator) -> None:  # fmt: skip
+        """Per-world events that follow a control step: called once per step, after its reward,
+        termination and success were computed from ``state`` and before finished worlds reset
+        (e.g. a reached goal is counted and a new one drawn from ``gen``, IsaacGymEnvs'
+        ``reset_goal_buf``). Default: nothing."""
+
+    def episode_metrics(self, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Task metrics of the episodes ending now in worlds ``env_ids`` (``[M]``), each ``[M]``
+        and named by namespace (``charts/consecutive_successes``); called before those worlds
+        reset, carried in ``info["episode"]`` and logged as means by the trainer. Default: none."""
+        return {}
 
     def get_state_dict(self) -> dict[str, Any]:
         """Per-world task buffers (targets, episode-start values) for exact resume; none by default."""
