@@ -28,6 +28,11 @@ and publishes ``/forward_position_controller/commands``:
     python benchmarks/control_latency.py --kinds rclpy_js_normal --rates 500 --profile
     (py-spy samples the deploy process: where its CPU time goes, by function)
 
+The joint-state publisher runs with the scheduling of the process under test (``SCHED_FIFO`` 50
+with the defaults, as a robot's joint_state_broadcaster in ros2_control's controller manager;
+normal scheduling with ``rt_priority=null`` and for the echo): a starved publisher would show as
+stale data in the latency of timer ticks, not as the node's cost.
+
 The machine is shared: each configuration records the load average when it starts, and the
 table puts our latency next to the peer's from the same run. Writes
 benchmarks/results/control_latency.{json,md} (and control_latency_profile_*.txt).
@@ -57,7 +62,10 @@ ROS_PY = REPO / ".venv-ros" / "bin" / "python"
 PUBLISHER = r"""
 import sys, time
 from rewardlab.deploy import transport_dds as t
-rate, seconds = float(sys.argv[1]), float(sys.argv[2])
+rate, seconds, rt = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+if rt:  # as a robot's joint_state_broadcaster, in ros2_control's SCHED_FIFO 50 thread
+    import os
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt))
 names = ["base_yaw", "shoulder", "elbow"]
 with t.DdsNode() as node:
     js = node.publisher("/joint_states", "sensor_msgs/msg/JointState", qos="sensor")
@@ -160,7 +168,8 @@ def run_config(
     py = str(ROS_PY if ROS_PY.exists() else sys.executable)
     stats = tmp / f"{kind}_{int(rate)}.json"
     warmup = 6.0  # process start, policy load, discovery, 1 s soft start
-    pub = ns.popen([py, "-c", PUBLISHER, "1000", str(seconds + warmup + 4)], f"pub_{kind}_{rate}")
+    rt = "0" if kind == "echo" or "rt_priority=null" in KINDS.get(kind, []) else "50"
+    pub = ns.popen([py, "-c", PUBLISHER, "1000", str(seconds + warmup + 4), rt], f"pub_{kind}_{rate}")  # fmt: skip
     robot = tmp / "arm_bench.yaml"
     if kind == "echo":
         proc = ns.popen([py, "-c", ECHO, str(seconds + warmup), str(stats)], f"{kind}_{rate}")
@@ -299,7 +308,7 @@ def write_results(results: list[dict], args: argparse.Namespace) -> None:
         "Reaction: the same over the ticks a joint state's arrival ran (trigger=joint_state); "
         "timer ticks: the share of the others. Jitter: |tick interval - period| (dds loop: tick "
         "start - scheduled start). Missed: tick intervals over 1.5 periods. Joint states at "
-        "1 kHz from a cyclonedds publisher; arm_reach policy (ONNX) through the full safety "
+        "1 kHz from a cyclonedds publisher (SCHED_FIFO 50 where the node under test is); arm_reach policy (ONNX) through the full safety "
         "layer. The echo's latency is its callback's publish time only.",
         "",
         "| rate | process | load | commands | latency median ms | p99 ms | max ms | reaction p99 ms | timer ticks | / echo median | jitter p99 ms | missed | achieved Hz |",

@@ -330,12 +330,24 @@ def run_deploy(args: DeployArgs, ros_argv: Sequence[str] = ()) -> int:
             recorder.close()
 
 
+def _freeze_gc() -> None:
+    """Collect, then move every object alive now (modules, the policy, rclpy, the node) out of
+    the cyclic GC's reach (``gc.freeze``): without it a full collection scanned them all and
+    paused the control loop for 10-30 ms (measured with ``gc.callbacks``); ticks now only pay
+    for the young objects they make. This is a process of its own, so nothing else is frozen."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def _run_transport(
     args: DeployArgs, ctrl: Any, robot: Any, recorder: Any, ros_argv: Sequence[str]
 ) -> int:
     if args.transport == "dds":
         from rewardlab.deploy import transport_dds
 
+        _freeze_gc()
         stats = transport_dds.run_dds_controller(
             ctrl, duration_s=args.duration, node_name=args.node_name, recorder=recorder
         )
@@ -370,6 +382,7 @@ def _run_transport(
         recorder=recorder,
     )
     try:
+        _freeze_gc()
         node.spin(duration=args.duration)
     finally:
         if args.stats_out:
