@@ -58,12 +58,13 @@ from rewardlab.envs.tasks.knowledge import entry as _entry
 from rewardlab.rewards.errors import RewardError, SandboxFailure
 from rewardlab.rewards.restricted import StateDict, exec_source
 from rewardlab.rewards.static_check import (
+    UnknownName,
     check_ast,
     find_function,
     parse_allowed,
     parse_source,
     positional_params,
-    unknown_name_error,
+    unknown_names_error,
 )
 
 State = Mapping[str, torch.Tensor]
@@ -180,15 +181,121 @@ def unscale(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.
     return (2.0 * x - upper - lower) / (upper - lower)
 
 
+def quat_apply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors ``b`` ``[..., 3]`` by quaternions ``a`` ``[..., 4]`` (x, y, z, w)."""
+    shape = b.shape
+    a, b = a.reshape(-1, 4), b.reshape(-1, 3)
+    xyz = a[:, :3]
+    t = 2.0 * torch.linalg.cross(xyz, b)
+    return (b + a[:, 3:] * t + torch.linalg.cross(xyz, t)).view(shape)
+
+
+def quat_unit(a: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions."""
+    return normalize(a)
+
+
+def quat_from_angle_axis(angle: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
+    """Quaternions (x, y, z, w) of rotations by ``angle`` ``[N]`` about ``axis`` ``[N, 3]``."""
+    half = (angle / 2.0).unsqueeze(-1)
+    return quat_unit(torch.cat([normalize(axis) * torch.sin(half), torch.cos(half)], -1))
+
+
+def quat_axis(q: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    """The body's ``axis`` (0 x, 1 y, 2 z) in the world frame, for quaternions (x, y, z, w)."""
+    basis = torch.zeros(q.shape[0], 3, dtype=q.dtype, device=q.device)
+    basis[:, axis] = 1.0
+    return quat_rotate(q, basis)
+
+
+def quat_diff_rad(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angle (rad) of the rotation between quaternions ``a`` and ``b`` (x, y, z, w)."""
+    d = quat_mul(a, quat_conjugate(b))
+    return 2.0 * torch.asin(torch.clamp(torch.norm(d[:, :3], p=2, dim=-1), max=1.0))
+
+
+def my_quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """:func:`quat_rotate` under the name IsaacGymEnvs' AMP tasks use."""
+    return quat_rotate(q, v)
+
+
+def wrap_to_pi(angles: torch.Tensor) -> torch.Tensor:
+    """Angles wrapped to ``(-pi, pi]`` (legged_gym's helper)."""
+    return normalize_angle(angles)
+
+
+def copysign(a: float, b: torch.Tensor) -> torch.Tensor:
+    """``|a|`` with the sign of each element of ``b``."""
+    return torch.full_like(b, abs(float(a))) * torch.sign(b)
+
+
+def scale_transform(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``[lower, upper]`` -> ``[-1, 1]`` about the range's centre."""
+    return 2.0 * (x - (lower + upper) * 0.5) / (upper - lower)
+
+
+def unscale_transform(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` -> ``[lower, upper]`` (the inverse of :func:`scale_transform`)."""
+    return x * (upper - lower) * 0.5 + (lower + upper) * 0.5
+
+
+def saturate(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
+    """``x`` clamped elementwise between ``lower`` and ``upper``."""
+    return torch.max(torch.min(x, upper), lower)
+
+
+def get_basis_vector(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``v`` rotated by ``q`` (x, y, z, w)."""
+    return quat_rotate(q, v)
+
+
+def tf_vector(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """A direction ``v`` expressed in the world by the frame rotation ``q``."""
+    return quat_apply(q, v)
+
+
+def tf_apply(q: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """A point ``v`` of the frame ``(q, t)`` in the world."""
+    return quat_apply(q, v) + t
+
+
+def tf_inverse(q: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of the frame ``(q, t)``."""
+    q_inv = quat_conjugate(q)
+    return q_inv, -quat_apply(q_inv, t)
+
+
+def tf_combine(q1: torch.Tensor, t1: torch.Tensor, q2: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The frame ``(q2, t2)`` given in the frame ``(q1, t1)``, in the world."""
+    return quat_mul(q1, q2), quat_apply(q1, t2) + t1
+
+
+def quat_apply_yaw(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """Rotate ``vec`` by the yaw part of ``quat`` (x, y, z, w) only (legged_gym's helper)."""
+    yaw_only = torch.cat([torch.zeros_like(quat[..., :2]), quat[..., 2:]], -1)
+    return quat_apply(normalize(yaw_only), vec)
+
+
+def to_torch(x: Any, dtype: torch.dtype = torch.float, device: Any = "cpu", requires_grad: bool = False) -> torch.Tensor:  # fmt: skip
+    """A tensor of ``x`` (on the CPU: the reward computes there)."""
+    return torch.tensor(x, dtype=dtype)
+
+
 ISAACGYM_UTILS: dict[str, Callable[..., Any]] = {
     f.__name__: f
     for f in (
-        quat_mul, quat_conjugate, quat_rotate, quat_rotate_inverse, normalize, normalize_angle,
-        get_euler_xyz, tensor_clamp, scale, unscale,
+        quat_mul, quat_conjugate, quat_rotate, quat_rotate_inverse, quat_apply, quat_unit,
+        quat_from_angle_axis, quat_axis, quat_diff_rad, my_quat_rotate, get_euler_xyz,
+        normalize, normalize_angle, wrap_to_pi, copysign, tensor_clamp, scale, unscale,
+        scale_transform, unscale_transform, saturate, get_basis_vector, tf_vector, tf_apply,
+        tf_inverse, tf_combine, quat_apply_yaw, to_torch,
     )
 }  # fmt: skip
-"""Helpers of ``isaacgymenvs.utils.torch_jit_utils`` predefined for Eureka-style code (its env
-modules import them with ``*``, so Eureka's rewards call them unqualified)."""
+"""Helpers of ``isaacgymenvs.utils.torch_jit_utils`` / ``isaacgym.torch_utils`` (and legged_gym's
+``quat_apply_yaw``, ``wrap_to_pi``) predefined for foreign-style code: their env modules import
+them with ``*``, so the rewards call them unqualified. RewardLab's own implementations, with
+IsaacGym's (x, y, z, w) quaternions; the names are
+:data:`rewardlab.rewards.static_check.PREDEFINED_HELPERS`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,9 +313,13 @@ def check_eureka(code: str, task: str | None, state_names: Collection[str]) -> R
     if fn.args.vararg or fn.args.kwarg:
         return RewardError("signature", "compute_reward may not take *args or **kwargs", fn.lineno)
     names = eureka_names(task, state_names)
-    for arg in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]:
-        if arg.arg not in names:
-            return unknown_name_error(arg.arg, names, fn.lineno, "argument")
+    unknown = [
+        UnknownName(a.arg, a.lineno)
+        for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
+        if a.arg not in names
+    ]
+    if unknown:
+        return unknown_names_error(unknown, names, "argument")
     return None
 
 
@@ -311,7 +422,8 @@ def check_text2reward(code: str, task: str | None, state_names: Collection[str])
         )
     attrs = text2reward_attrs(task, state_names)
     prefixes = {p.rsplit(".", i)[0] for p in attrs for i in range(p.count(".") + 1)}
-    for path, line in _self_paths(fn, params[0]):
+    unknown: dict[str, UnknownName] = {}
+    for path, line in sorted(_self_paths(fn, params[0]), key=lambda pl: pl[1]):
         if not path:
             return RewardError(
                 "forbidden", f"'{params[0]}' may only be used for attribute reads", line
@@ -319,8 +431,10 @@ def check_text2reward(code: str, task: str | None, state_names: Collection[str])
         # a chain may continue into methods of the value (self.goal_position.copy())
         parts = path.split(".")
         known = any(".".join(parts[:k]) in attrs for k in range(1, len(parts) + 1))
-        if not known and path not in prefixes:
-            return unknown_name_error(f"self.{path}", [f"self.{p}" for p in attrs], line, "attribute")  # fmt: skip
+        if not known and path not in prefixes and f"self.{path}" not in unknown:
+            unknown[f"self.{path}"] = UnknownName(f"self.{path}", line)
+    if unknown:
+        return unknown_names_error(list(unknown.values()), [f"self.{p}" for p in attrs], "attribute", prefix="self.")  # fmt: skip
     return None
 
 

@@ -38,7 +38,7 @@ from rewardlab.rewards.errors import RewardError, SandboxFailure, SandboxUnavail
 from rewardlab.rewards.guard import compile_reward, guard_reward
 from rewardlab.rewards.limits import DEFAULT_LIMITS, SandboxLimits
 from rewardlab.rewards.restricted import source_filename
-from rewardlab.rewards.static_check import check_source
+from rewardlab.rewards.static_check import check_source, import_notes
 from rewardlab.rewards.trial import evaluate_reward, record_states
 
 MAX_SOURCE_BYTES = 256 * 1024
@@ -281,7 +281,8 @@ def load_reward_source(
     Returns:
         ``compute_reward(state, action) -> (total, components)`` -- a proxy to the sandboxed
         reward process -- with ``.source``, ``.style``, ``.check`` (the trial run's
-        :class:`CheckResult`), ``.components`` and ``.close()``.
+        :class:`CheckResult`), ``.components``, ``.notes`` (imports the static check ignored:
+        :class:`rewardlab.rewards.static_check.IgnoredImport`) and ``.close()``.
 
     Raises:
         SandboxFailure: a check failed; ``error`` is the :class:`RewardError`.
@@ -332,6 +333,7 @@ def load_reward_source(
         assert result.error is not None
         raise SandboxFailure(result.error)
     fn.check = result  # type: ignore[attr-defined]
+    fn.notes = import_notes(code)  # type: ignore[attr-defined]
     return fn
 
 
@@ -347,6 +349,8 @@ def load_reward_file(
 
     The file is read with a size limit (:data:`MAX_SOURCE_BYTES`; a regular file only, so
     ``/dev/zero`` or a FIFO is refused at once), then goes through :func:`load_reward_source`.
+    Imports the static check ignored (unused, or IsaacGym helpers RewardLab predefines) are
+    printed to stderr as ``FILE:LINE: note: ...``.
 
     Raises:
         RewardFileError: the file is missing, unreadable, too large or not UTF-8, or its reward
@@ -368,11 +372,14 @@ def load_reward_file(
     except OSError as exc:
         raise RewardFileError(p, RewardError("no_code", f"cannot read the file: {exc.strerror or exc}")) from None  # fmt: skip
     try:
-        return load_reward_source(code, env, style, limits, filename=str(p), sandbox=sandbox)
+        fn = load_reward_source(code, env, style, limits, filename=str(p), sandbox=sandbox)
     except (RewardFileError, SandboxUnavailable):
         raise
     except SandboxFailure as exc:
         raise RewardFileError(p, exc.error) from None
+    for note in getattr(fn, "notes", []):
+        print(f"{p}:{note.line}: note: import of {note.name!r} ignored: {note.why}", file=sys.stderr, flush=True)  # fmt: skip
+    return fn
 
 
 __all__ = [

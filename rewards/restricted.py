@@ -25,6 +25,7 @@ from rewardlab.rewards.static_check import (
     JIT_DECORATORS,
     SAFE_BUILTIN_NAMES,
     dotted,
+    strip_ignored_imports,
 )
 
 
@@ -95,6 +96,7 @@ def exec_source(
     ``extra_globals`` are predefined names (trusted helpers, e.g. IsaacGym's quaternion utils).
     """
     tree = ast.parse(code, filename=filename)
+    strip_ignored_imports(tree)  # imports the static check let through because nothing uses them
     if transform is not None:
         transform(tree)
     for node in ast.walk(tree):

@@ -4,7 +4,11 @@ Defence in depth only: the boundary is the OS sandbox (:mod:`rewardlab.rewards.b
 code that passes this check still runs only there. The check rejects, with the line:
 
 - imports of anything but ``torch``, ``math``, ``numpy`` and ``typing`` (and the computing
-  submodules of torch and numpy in :data:`ALLOWED_SUBMODULES`);
+  submodules of torch and numpy in :data:`ALLOWED_SUBMODULES`) that the code *uses*: an import
+  of another module whose name is never read (Text2Reward's ``from scipy.spatial import
+  distance``), or one from IsaacGym's helper modules whose names RewardLab predefines
+  (:data:`PREDEFINED_HELPERS`), is removed before the code runs and reported as a note
+  (:func:`import_notes`), never refused;
 - attributes of those modules that are not in the allow-list of *functions that compute*
   (tensor ops, ufuncs, math functions, dtypes and constants): no ``torch.load``,
   ``torch.functional.operator``, ``np.ma.mrecords``, ``torch.autograd.profiler_legacy``,
@@ -29,7 +33,8 @@ import builtins
 import functools
 import string
 import types
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from rewardlab.rewards.errors import RewardError
 
@@ -120,6 +125,28 @@ PRELUDE_MODULES = {"torch": "torch", "np": "numpy", "numpy": "numpy", "math": "m
 
 JIT_DECORATORS = frozenset({"torch.jit.script", "jit.script", "torch.jit.ignore", "torch.jit.unused"})  # fmt: skip
 """Decorators accepted (and removed before execution: the code runs eagerly)."""
+
+FOREIGN_HELPER_MODULES = frozenset(
+    {
+        "isaacgym.torch_utils", "isaacgymenvs.utils.torch_jit_utils", "utils.torch_jit_utils",
+        "torch_jit_utils", "isaacgym.gymtorch", "isaacgym.gymapi", "isaacgym",
+    }
+)  # fmt: skip
+"""Modules of IsaacGym / IsaacGymEnvs whose imports reward files carry (``from
+isaacgymenvs.utils.torch_jit_utils import *``): removed before the code runs, with a note; the
+names the rewards call from them are predefined (:data:`PREDEFINED_HELPERS`)."""
+
+PREDEFINED_HELPERS = (
+    "quat_mul", "quat_conjugate", "quat_rotate", "quat_rotate_inverse", "quat_apply",
+    "quat_unit", "quat_from_angle_axis", "quat_axis", "quat_diff_rad", "my_quat_rotate",
+    "get_euler_xyz", "normalize", "normalize_angle", "wrap_to_pi", "copysign", "tensor_clamp",
+    "scale", "unscale", "scale_transform", "unscale_transform", "saturate", "get_basis_vector",
+    "tf_vector", "tf_apply", "tf_inverse", "tf_combine", "quat_apply_yaw", "to_torch",
+)  # fmt: skip
+"""Helpers of ``isaacgymenvs.utils.torch_jit_utils`` / ``isaacgym.torch_utils`` (and legged_gym's
+``quat_apply_yaw``, ``wrap_to_pi``) that foreign-style reward code may call unqualified:
+RewardLab's own implementations (``rewardlab.rewards.compat``); an import of these names from
+a foreign module is satisfied by them."""
 
 _FORBIDDEN_NODES = {
     ast.ClassDef: "class definitions",
@@ -290,6 +317,238 @@ def parse_allowed(code: str, free_roots: Collection[str] = ()) -> ast.Module | R
 
 
 # ---------------------------------------------------------------------------------------------
+# Imports that are not used: ignored with a note (the code never reads them)
+
+_SCOPE_NODES = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.ClassDef)  # fmt: skip
+
+
+class _Scopes:
+    """Which scope each name read resolves to (Python's rules for functions, lambdas and
+    comprehensions; the reward language has no ``global``/``nonlocal`` and no classes)."""
+
+    def __init__(self, tree: ast.Module) -> None:
+        self.parent: dict[int, ast.AST | None] = {id(tree): None}
+        self.locals: dict[int, set[str]] = {id(tree): set()}
+        self.loads: list[tuple[ast.Name, ast.AST]] = []
+        self.scope_of: dict[int, ast.AST] = {}
+        self._visit(tree, tree)
+
+    def _new(self, node: ast.AST, parent: ast.AST) -> ast.AST:
+        self.parent[id(node)] = parent
+        self.locals[id(node)] = set()
+        return node
+
+    def _function_scope(self, scope: ast.AST) -> ast.AST:
+        """The innermost enclosing scope that is not a comprehension (where ``:=`` binds)."""
+        while isinstance(scope, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            scope = self.parent[id(scope)]  # type: ignore[assignment]
+        return scope
+
+    def _visit_args(self, args: ast.arguments, outer: ast.AST, inner: ast.AST) -> None:
+        for d in [*args.defaults, *(d for d in args.kw_defaults if d is not None)]:
+            self._visit(d, outer)
+        for a in [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]:
+            if a is not None:
+                self.locals[id(inner)].add(a.arg)
+                if a.annotation is not None:
+                    self._visit(a.annotation, outer)
+
+    def _visit(self, node: ast.AST, scope: ast.AST) -> None:  # noqa: PLR0912 - one rule per node type
+        self.scope_of[id(node)] = scope
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            self.locals[id(scope)].add(node.name)
+            for d in node.decorator_list:
+                self._visit(d, scope)
+            if node.returns is not None:
+                self._visit(node.returns, scope)
+            inner = self._new(node, scope)
+            self._visit_args(node.args, scope, inner)
+            for stmt in node.body:
+                self._visit(stmt, inner)
+            return
+        if isinstance(node, ast.Lambda):
+            inner = self._new(node, scope)
+            self._visit_args(node.args, scope, inner)
+            self._visit(node.body, inner)
+            return
+        if isinstance(node, ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp):
+            gens = node.generators
+            self._visit(gens[0].iter, scope)  # evaluated in the enclosing scope
+            inner = self._new(node, scope)
+            for i, gen in enumerate(gens):
+                self._visit(gen.target, inner)
+                if i:
+                    self._visit(gen.iter, inner)
+                for cond in gen.ifs:
+                    self._visit(cond, inner)
+            elts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+            for e in elts:
+                self._visit(e, inner)
+            return
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                self.loads.append((node, scope))
+            else:
+                self.locals[id(scope)].add(node.id)
+            return
+        if isinstance(node, ast.NamedExpr):
+            self.locals[id(self._function_scope(scope))].add(node.target.id)
+            self._visit(node.value, scope)
+            return
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name != "*":
+                    self.locals[id(scope)].add(_bound_name(node, alias))
+            return
+        if isinstance(node, ast.ExceptHandler) and node.name:
+            self.locals[id(scope)].add(node.name)
+        for child in ast.iter_child_nodes(node):
+            self._visit(child, scope)
+
+    def resolve(self, name: str, scope: ast.AST) -> ast.AST | None:
+        """The scope whose binding a read of ``name`` in ``scope`` sees (``None``: a builtin)."""
+        cur: ast.AST | None = scope
+        while cur is not None:
+            if name in self.locals[id(cur)]:
+                return cur
+            cur = self.parent[id(cur)]
+        return None
+
+    def read(self, name: str, scope: ast.AST) -> list[int]:
+        """Lines where ``name`` bound in ``scope`` is read."""
+        return [n.lineno for n, s in self.loads if n.id == name and self.resolve(name, s) is scope]
+
+
+def _bound_name(node: ast.Import | ast.ImportFrom, alias: ast.alias) -> str:
+    """The local name an import alias binds (``import a.b`` binds ``a``)."""
+    if alias.asname:
+        return alias.asname
+    return alias.name.split(".")[0] if isinstance(node, ast.Import) else alias.name
+
+
+def _import_allowed(node: ast.Import | ast.ImportFrom, alias: ast.alias) -> bool:
+    """Whether the allow-list accepts this import (see :class:`_Checker.import_error`)."""
+    modules = module_allow_list()
+
+    def kind(path: str) -> str | None:
+        if path in ALLOWED_MODULES or path in ALLOWED_SUBMODULES:
+            return "module"
+        mod, _, name = path.rpartition(".")
+        return "leaf" if mod in modules and name in modules[mod] else None
+
+    if isinstance(node, ast.Import):
+        return alias.name.split(".")[0] in ALLOWED_MODULES and kind(alias.name) == "module"
+    mod = node.module or ""
+    if node.level or kind(mod) != "module" or alias.name == "*":
+        return False
+    return kind(f"{mod}.{alias.name}") is not None
+
+
+@dataclass(frozen=True)
+class IgnoredImport:
+    """An import the static check lets through because the code never needs it (it is removed
+    before the code runs)."""
+
+    line: int
+    """Line of the import statement."""
+    name: str
+    """What it imports, e.g. ``scipy.spatial.distance``."""
+    why: str
+    """Why it is harmless to drop it (``unused``, or RewardLab predefines its names)."""
+
+    def __str__(self) -> str:
+        return f"line {self.line}: import of {self.name!r} ignored: {self.why}"
+
+
+def _dotted_chains(tree: ast.AST) -> set[str]:
+    chains = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            path = dotted(node)
+            if path:
+                parts = path.split(".")
+                chains.update(".".join(parts[:k]) for k in range(2, len(parts) + 1))
+    return chains
+
+
+def ignored_imports(tree: ast.Module) -> list[tuple[ast.stmt, ast.alias, IgnoredImport]]:
+    """Imports the allow-list would refuse but that the code does not need: the bound name is
+    never read (in the scope of the import, or a nested one that does not rebind it), or every
+    name imported from an IsaacGym helper module is predefined (:data:`PREDEFINED_HELPERS`; a
+    star import of such a module too). ``import torch.optim`` (an allowed root) counts as used
+    when ``torch.optim`` appears in the code. A used disallowed import is not listed: the
+    allow-list refuses it."""
+    scopes = _Scopes(tree)
+    chains: set[str] | None = None
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        for alias in node.names:
+            if _import_allowed(node, alias):
+                continue
+            mod = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
+            full = f"{mod}.{alias.name}" if mod else alias.name
+            helper_mod = isinstance(node, ast.ImportFrom) and not node.level and mod in FOREIGN_HELPER_MODULES  # fmt: skip
+            if alias.name == "*":
+                if helper_mod:
+                    why = "RewardLab predefines the helpers reward code calls from it (quat_mul, quat_rotate, ...)"  # fmt: skip
+                    out.append((node, alias, IgnoredImport(node.lineno, full, why)))
+                continue
+            if helper_mod and alias.name in PREDEFINED_HELPERS and not alias.asname:
+                why = f"RewardLab predefines {alias.name}"
+                out.append((node, alias, IgnoredImport(node.lineno, full, why)))
+                continue
+            if isinstance(node, ast.Import) and alias.name.split(".")[0] in PRELUDE_MODULES and not alias.asname:  # fmt: skip
+                if chains is None:
+                    chains = _dotted_chains(tree)
+                used = alias.name in chains
+            else:
+                used = bool(scopes.read(_bound_name(node, alias), scopes.scope_of[id(node)]))
+            if not used:
+                why = "it is never used; reward code may import only torch, math, numpy and typing, so remove this import"  # fmt: skip
+                out.append((node, alias, IgnoredImport(node.lineno, full, why)))
+    return out
+
+
+def strip_ignored_imports(tree: ast.Module) -> list[IgnoredImport]:
+    """Remove the imports of :func:`ignored_imports` from ``tree`` in place (a statement left
+    without names is removed; a body left empty gets ``pass``); returns what was removed."""
+    found = ignored_imports(tree)
+    if not found:
+        return []
+    drop = {(id(stmt), id(alias)) for stmt, alias, _ in found}
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            block = getattr(node, field, None)
+            if not isinstance(block, list) or not block or not isinstance(block[0], ast.stmt):
+                continue
+            kept = []
+            for stmt in block:
+                if isinstance(stmt, ast.Import | ast.ImportFrom):
+                    stmt.names = [a for a in stmt.names if (id(stmt), id(a)) not in drop]
+                    if not stmt.names:
+                        continue
+                kept.append(stmt)
+            if not kept and field == "body" and not isinstance(node, ast.Module):
+                kept = [ast.copy_location(ast.Pass(), block[0])]
+            block[:] = kept
+    return [note for _, _, note in found]
+
+
+def import_notes(code: str) -> list[IgnoredImport]:
+    """The imports of ``code`` that the static check ignores (see :func:`ignored_imports`), to
+    tell the user; ``[]`` for code that does not parse."""
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return []
+    try:
+        return [note for _, _, note in ignored_imports(tree)]
+    except RecursionError:
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
 # The check
 
 
@@ -343,12 +602,20 @@ class _Checker:
             return "leaf"
         return None
 
+    def _used_at(self, node: ast.Import | ast.ImportFrom, alias: ast.alias) -> str:
+        """`` (used on line N)`` for a refused import whose name the code reads."""
+        if not hasattr(self, "_scopes"):
+            self._scopes = _Scopes(self.tree)
+        scope = self._scopes.scope_of.get(id(node))
+        lines = self._scopes.read(_bound_name(node, alias), scope) if scope is not None else []
+        return f" (used on line {min(lines)})" if lines else ""
+
     def import_error(self, node: ast.Import | ast.ImportFrom) -> RewardError | None:
         allowed = ", ".join(sorted(ALLOWED_MODULES | ALLOWED_SUBMODULES))
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] not in ALLOWED_MODULES or self._module_or_leaf(alias.name) != "module":  # fmt: skip
-                    return _forbidden(node, f"import of {alias.name!r}; allowed modules: {allowed}")  # fmt: skip
+                    return _forbidden(node, f"import of {alias.name!r}{self._used_at(node, alias)}; allowed modules: {allowed}")  # fmt: skip
                 if alias.asname:
                     self.aliases[alias.asname] = alias.name
                 else:
@@ -357,13 +624,14 @@ class _Checker:
             return None
         mod = node.module or ""
         if node.level or self._module_or_leaf(mod) != "module":
-            return _forbidden(node, f"import from {'.' * node.level + mod!r}; allowed modules: {allowed}")  # fmt: skip
+            used = next((u for a in node.names if (u := self._used_at(node, a))), "")
+            return _forbidden(node, f"import from {'.' * node.level + mod!r}{used}; allowed modules: {allowed}")  # fmt: skip
         for alias in node.names:
             if alias.name == "*":
                 return _forbidden(node, f"'from {mod} import *'; import names explicitly")
             kind = self._module_or_leaf(f"{mod}.{alias.name}")
             if kind is None:
-                return _forbidden(node, f"import of {alias.name!r} from {mod!r} (not a function that computes)")  # fmt: skip
+                return _forbidden(node, f"import of {alias.name!r} from {mod!r} (not a function that computes){self._used_at(node, alias)}")  # fmt: skip
             if kind == "module":
                 self.aliases[alias.asname or alias.name] = f"{mod}.{alias.name}"
         return None
@@ -534,8 +802,11 @@ def check_ast(tree: ast.Module, free_roots: Collection[str] = ()) -> RewardError
 
     Returns:
         ``None`` if the code passes, else the first :class:`RewardError` (kind ``forbidden``).
+
+    Imports the code does not need (:func:`ignored_imports`) are removed from ``tree`` first.
     """
     try:
+        strip_ignored_imports(tree)
         return _Checker(tree, free_roots).run()
     except RecursionError:
         return RewardError("forbidden", "the code is nested too deeply to be checked")
@@ -582,17 +853,67 @@ def state_reads(tree: ast.AST, var: str) -> list[tuple[str, int]]:
     return out
 
 
-def unknown_name_error(name: str, known: Collection[str], line: int | None, what: str) -> RewardError:  # fmt: skip
-    """An ``unknown_state`` error listing the known names (and the closest one)."""
+def suggest(name: str, known: Collection[str], prefix: str = "") -> str | None:
+    """The one known name close enough to ``name`` to suggest, or ``None``.
+
+    ``prefix`` (e.g. ``"self."``), shared by all names, is left out of the comparison (it
+    would make every pair look alike). Dotted names must also agree on their first part
+    (``self.cubeA.pose.p`` is not ``self.tcp.pose.p``).
+    """
     import difflib
 
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return RewardError(
-        "unknown_state",
-        f"{what} {name!r} does not exist{hint}; known: {', '.join(sorted(known))}",
-        line,
-    )
+    def bare(n: str) -> str:
+        return n[len(prefix) :] if prefix and n.startswith(prefix) else n
+
+    target = bare(name)
+    pool = {bare(k): k for k in known}
+    for cand in difflib.get_close_matches(target, list(pool), n=5, cutoff=0.7):
+        a, b = target.split(".", 1)[0], cand.split(".", 1)[0]
+        if ("." in target or "." in cand) and a != b and difflib.SequenceMatcher(None, a, b).ratio() < 0.75:  # fmt: skip
+            continue
+        return pool[cand]
+    return None
+
+
+@dataclass(frozen=True)
+class UnknownName:
+    """A name reward code uses that the task does not provide."""
+
+    name: str
+    """The name as written (``'pole_angel'``, ``'self.cubeA.pose.p'``)."""
+    line: int | None
+    """Where it is first used."""
+    reason: str | None = None
+    """Why the task cannot provide it, when it is a known foreign name (``None``: unknown)."""
+
+
+def unknown_names_error(
+    unknown: Sequence[UnknownName], known: Collection[str], what: str, prefix: str = ""
+) -> RewardError:
+    """One ``unknown_state`` error for every unknown name at once (sorted by line), each with
+    its line and a suggestion when a known name is close (:func:`suggest`), then the known
+    names. The error's ``line`` is the first one's."""
+    items = sorted(unknown, key=lambda u: (u.line or 0, u.name))
+
+    def one(u: UnknownName, with_line: bool) -> str:
+        where = f"line {u.line}: " if with_line and u.line else ""
+        if u.reason:
+            return f"{where}{what} {u.name!r} is not available: {u.reason}"
+        close = suggest(u.name, known, prefix)
+        hint = f" (did you mean {close!r}?)" if close else ""
+        return f"{where}{what} {u.name!r} does not exist{hint}"
+
+    listed = ", ".join(sorted(known))
+    if len(items) == 1:
+        text = f"{one(items[0], False)}; known: {listed}"
+    else:
+        text = f"{len(items)} unknown names: " + "; ".join(one(u, True) for u in items) + f". Known: {listed}"  # fmt: skip
+    return RewardError("unknown_state", text, items[0].line)
+
+
+def unknown_name_error(name: str, known: Collection[str], line: int | None, what: str) -> RewardError:  # fmt: skip
+    """An ``unknown_state`` error for one name (see :func:`unknown_names_error`)."""
+    return unknown_names_error([UnknownName(name, line)], known, what)
 
 
 def check_source(
@@ -639,9 +960,12 @@ def check_source(
             fn.lineno,
         )
     known = set(state_names)
+    unknown: dict[str, UnknownName] = {}
     for name, line in state_reads(fn, params[0]):
-        if name not in known:
-            return unknown_name_error(name, known, line, "state entry")
+        if name not in known and (name not in unknown or line < (unknown[name].line or 0)):
+            unknown[name] = UnknownName(name, line)
+    if unknown:
+        return unknown_names_error(list(unknown.values()), known, "state entry")
     return None
 
 
@@ -650,8 +974,17 @@ __all__ = [
     "ALLOWED_SUBMODULES",
     "FORBIDDEN_NAMES",
     "PRELUDE_NAMES",
+    "FOREIGN_HELPER_MODULES",
+    "PREDEFINED_HELPERS",
+    "IgnoredImport",
+    "UnknownName",
     "check_ast",
     "check_source",
+    "ignored_imports",
+    "import_notes",
+    "strip_ignored_imports",
+    "suggest",
+    "unknown_names_error",
     "find_function",
     "module_allow_list",
     "parse_allowed",

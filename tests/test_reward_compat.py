@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import mujoco
@@ -307,3 +308,136 @@ def test_isaacgym_quaternion_helpers_match_scipy():
     roll, pitch, yaw = compat.get_euler_xyz(q)
     ref_euler = r.as_euler("xyz") % (2 * np.pi)
     assert np.allclose(torch.stack([roll, pitch, yaw], -1).numpy(), ref_euler, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# imports the code does not use, and every unknown name at once
+
+
+def test_an_unused_disallowed_import_is_ignored_with_a_note_and_a_used_one_refused():
+    from rewardlab.rewards.static_check import check_source, import_notes
+
+    names = ["cart_pos", "pole_angle"]
+    unused = (
+        "import numpy as np\nfrom scipy.spatial import distance\n\n"
+        "def compute_reward(state, action):\n    distance = state['cart_pos'] * 2.0\n"
+        "    return distance, {}\n"
+    )  # the local `distance` shadows the import: it is never read
+    assert check_source(unused, names) is None
+    notes = import_notes(unused)
+    assert [(n.line, n.name) for n in notes] == [(2, "scipy.spatial.distance")]
+    assert "remove this import" in str(notes[0])
+    used = unused.replace("distance = state['cart_pos'] * 2.0", "d = distance.euclidean([0], [1])").replace("return distance", "return state['cart_pos']")  # fmt: skip
+    err = check_source(used, names)
+    assert err is not None and err.kind == "forbidden" and err.line == 2
+    assert "scipy.spatial" in err.message and "used on line 5" in err.message
+    # the unused import is removed before the code runs (scipy is not importable there)
+    state, action, _ = _stepped_state("cartpole_balance")
+    from rewardlab.rewards.guard import compile_reward
+
+    fn = compile_reward(unused, list(state), filename="<t>")
+    total, _ = fn(StateDict(state), action)
+    assert torch.allclose(total, state["cart_pos"] * 2.0)
+
+
+def test_isaacgym_helper_imports_are_satisfied_by_predefined_helpers():
+    from rewardlab.rewards.static_check import PREDEFINED_HELPERS, import_notes
+
+    assert set(compat.ISAACGYM_UTILS) == set(PREDEFINED_HELPERS)
+    code = (
+        "from isaacgym import gymtorch\nfrom isaacgymenvs.utils.torch_jit_utils import *\n"
+        "from isaacgym.torch_utils import quat_rotate_inverse, normalize\n\n"
+        "def compute_reward(root_states, heading_vec):\n"
+        "    v = quat_rotate_inverse(root_states[:, 3:7], root_states[:, 7:10])\n"
+        "    return v[:, 0] + normalize(heading_vec)[:, 0], {}\n"
+    )
+    assert compat.check_eureka(code, "ant_run", []) is None
+    assert len(import_notes(code)) == 4
+    state, action, dt = _stepped_state("ant_run")
+    fn = compat.build_eureka(code, "ant_run", list(state), dt, filename="<t>")
+    total, _ = fn(StateDict(state), action)
+    assert total.shape == (8,) and torch.isfinite(total).all()
+
+
+def test_every_unknown_name_is_reported_at_once_with_its_line():
+    from rewardlab.rewards.static_check import check_source
+
+    code = (
+        "def compute_reward(state, action):\n"
+        "    a = state['pole_angel']\n"
+        "    b = state['cart_pos'] + state['zzz']\n"
+        "    c = state['pole_angel'] * 2\n"
+        "    return a + b + c, {}\n"
+    )
+    err = check_source(code, ["cart_pos", "pole_angle", "pole_angvel"])
+    assert err.kind == "unknown_state" and err.line == 2
+    assert "2 unknown names" in err.message
+    assert "line 2: state entry 'pole_angel' does not exist (did you mean" in err.message
+    assert "line 3: state entry 'zzz' does not exist" in err.message
+    # Eureka arguments: all of them, each on its own line
+    eureka = "def compute_reward(root_states,\n                   vec_sensor_tensorr,\n                   rigid_body_pos):\n    return root_states[:, 0], {}\n"  # fmt: skip
+    err = compat.check_eureka(eureka, "ant_run", ["torso_pos"])
+    assert err.kind == "unknown_state" and err.line == 2
+    assert "line 2: argument 'vec_sensor_tensorr'" in err.message
+    assert "line 3: argument 'rigid_body_pos'" in err.message
+
+
+def test_text2reward_unknown_attributes_all_at_once_with_lines_and_real_suggestions_only():
+    code = (
+        "import numpy as np\n"
+        "def compute_dense_reward(self, action):\n"
+        "    gripper = self.tcp.pose.p\n"
+        "    cube = self.cubeA.pose.p\n"
+        "    goal = self.goal_positon\n"
+        "    grasped = self.agent.check_grasp(self.cubeA, max_angle=30)\n"
+        "    return -np.linalg.norm(gripper - cube) - np.linalg.norm(goal - cube) + float(grasped)\n"
+    )
+    err = compat.check_text2reward(code, "arm_reach", ["ee_pos", "target_pos", "distance"])
+    assert err.kind == "unknown_state" and err.line == 4
+    msg = err.message
+    assert "line 4: attribute 'self.cubeA.pose.p' does not exist;" in msg  # no suggestion
+    assert "line 5: attribute 'self.goal_positon' does not exist (did you mean 'self.goal_position'?)" in msg  # fmt: skip
+    assert "line 6: attribute 'self.agent.check_grasp'" in msg
+    assert "self.distance'?" not in msg  # the shared `self.` prefix is no reason to suggest
+
+
+def test_suggestions_compare_the_name_not_the_shared_prefix():
+    from rewardlab.rewards.static_check import suggest
+
+    known = ["self.distance", "self.tcp.pose.p", "self.goal_position", "self.robot.ee_position"]
+    assert suggest("self.cubeA", known, "self.") is None
+    assert suggest("self.cubeA.pose.p", known, "self.") is None
+    assert suggest("self.robot.ee_positon", known, "self.") == "self.robot.ee_position"
+    assert suggest("self.goal_pos", known, "self.") == "self.goal_position"
+    assert suggest("dof_force", ["dof_force_tensor", "dof_pos"]) == "dof_force_tensor"
+
+
+def test_more_isaacgym_helpers_match_scipy():
+    from scipy.spatial.transform import Rotation
+
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randn(16, 4, generator=gen, dtype=torch.float64)
+    q = q / q.norm(dim=-1, keepdim=True)
+    q2 = torch.roll(q, 3, 0)
+    v = torch.randn(16, 3, generator=gen, dtype=torch.float64)
+    r, r2 = Rotation.from_quat(q.numpy()), Rotation.from_quat(q2.numpy())
+    assert np.allclose(compat.quat_apply(q, v).numpy(), r.apply(v.numpy()), atol=1e-12)
+    angle = torch.rand(16, generator=gen, dtype=torch.float64) * 3
+    qa = compat.quat_from_angle_axis(angle, v)
+    ref = Rotation.from_rotvec((v / v.norm(dim=-1, keepdim=True) * angle[:, None]).numpy())
+    assert np.allclose(compat.quat_apply(qa, v).numpy(), ref.apply(v.numpy()), atol=1e-9)
+    diff = (r * r2.inv()).magnitude()
+    assert np.allclose(compat.quat_diff_rad(q, q2).numpy(), diff, atol=1e-6)
+    assert np.allclose(compat.quat_axis(q, 2).numpy(), r.as_matrix()[:, :, 2], atol=1e-12)
+    t1, t2 = torch.randn(16, 3, generator=gen, dtype=torch.float64), v
+    qc, tc = compat.tf_combine(q, t1, q2, t2)
+    point = torch.randn(16, 3, generator=gen, dtype=torch.float64)
+    direct = compat.tf_apply(q, t1, compat.tf_apply(q2, t2, point))
+    assert torch.allclose(compat.tf_apply(qc, tc, point), direct, atol=1e-9)
+    qi, ti = compat.tf_inverse(q, t1)
+    assert torch.allclose(compat.tf_apply(qi, ti, compat.tf_apply(q, t1, point)), point, atol=1e-9)
+    x = torch.linspace(-7, 7, 29, dtype=torch.float64)
+    assert torch.allclose(torch.cos(compat.wrap_to_pi(x)), torch.cos(x)) and compat.wrap_to_pi(x).abs().max() <= math.pi + 1e-12  # fmt: skip
+    lo, hi = torch.tensor([-1.0, 0.0]), torch.tensor([3.0, 2.0])
+    y = torch.tensor([[0.5, 1.5]])
+    assert torch.allclose(compat.unscale_transform(compat.scale_transform(y, lo, hi), lo, hi), y)

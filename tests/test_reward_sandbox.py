@@ -97,10 +97,11 @@ def test_good_code_passes_static_check():
 
 FORBIDDEN = [
     (_body('x = open("/etc/passwd").read()'), "'open'"),
-    (_body("import os"), "'os'"),
-    (_body("import subprocess"), "'subprocess'"),
-    (_body("from pathlib import Path"), "'pathlib'"),
-    (_body("import socket"), "'socket'"),
+    # a disallowed import the code uses (an unused one is ignored with a note: test_reward_compat)
+    (_body("import os\nos.getcwd()"), "'os'"),
+    (_body("import subprocess\nsubprocess.run(['ls'])"), "'subprocess'"),
+    (_body("from pathlib import Path\nPath('/etc/passwd').exists()"), "'pathlib'"),
+    (_body("import socket\ns = socket.socket()"), "'socket'"),
     (_body('eval("1")'), "'eval'"),
     (_body('exec("x = 1")'), "'exec'"),
     (_body('compile("1", "f", "eval")'), "'compile'"),
@@ -138,8 +139,8 @@ FORBIDDEN = [
     (_body("x = action.untyped_storage()"), "untyped_storage"),
     (_body("action.tofile('/tmp/x')"), "tofile"),
     (_body("g = (x for x in range(3))"), "generator"),
-    (_body("from torch import load"), "'load'"),
-    (_body("from numpy import ctypeslib"), "ctypeslib"),
+    (_body("from torch import load\nx = load('x.pt')"), "'load'"),
+    (_body("from numpy import ctypeslib\nx = ctypeslib.as_array"), "ctypeslib"),
     (_body("x = torch.from_file('/etc/passwd', size=10)"), "from_file"),
     (_body("t = torch.tensor([1.0]).grad_fn"), "grad_fn"),
     # older ones
@@ -150,12 +151,15 @@ FORBIDDEN = [
     (GOOD.replace("(state, action)", "(state: torch.ones(3), action)"), "Call outside"),
     ("import torch\nS = [i for i in range(3)]\n" + GOOD, "ListComp outside"),
     ("from torch import *\n" + GOOD, "import *"),
-    ("import numpy.ctypeslib\n" + GOOD, "numpy.ctypeslib"),
+    ("import numpy.ctypeslib\n" + _body("x = numpy.ctypeslib.as_array"), "numpy.ctypeslib"),
     (GOOD.replace("def compute", "@staticmethod\ndef compute"), "decorators"),
     (_body("cu = torch.jit.CompilationUnit('def f(x): return x')"), "torch.jit"),
     (_body("g = torch.fx.symbolic_trace(torch.cos)"), "torch.fx"),
     ("import typing\n" + _body("typing.get_type_hints(compute_reward)"), "get_type_hints"),
-    ("from typing import get_type_hints\n" + GOOD, "get_type_hints"),
+    (
+        "from typing import get_type_hints\n" + _body("h = get_type_hints(compute_reward)"),
+        "get_type_hints",
+    ),
     (_body("torch.onnx.export(None, None, 'x.onnx')"), "torch.onnx"),
 ]
 
