@@ -207,21 +207,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     dctx = pipeline.init_distributed()
     cfg = pipeline.train_config(args.overrides, args.config)
-    start = pipeline.start_run(cfg, dctx)
-    cfg, run = start.cfg, start.run
-    if start.archived is not None:
-        print(
-            f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {start.archived}"
-        )
-    print(f"[rewardlab] run directory: {run.root}")
-    print(
-        f"[rewardlab] task {cfg.task}, agent {cfg.agent}, {cfg.num_envs} worlds on {cfg.backend}/{cfg.device}, {cfg.total_steps:,} steps"
-    )
+    # The env (and its reward, e.g. a reward file's checks) before the run directory: a rejected
+    # reward leaves nothing behind.
+    env = pipeline.train_env(cfg, dctx)
     try:
-        result = pipeline.train(cfg, run, resume=start.checkpoint, dctx=dctx)
-    except KeyboardInterrupt:
-        print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
-        raise
+        start = pipeline.start_run(cfg, dctx)
+        cfg, run = start.cfg, start.run
+        if start.archived is not None:
+            print(
+                f"[rewardlab] starting over: moved the earlier outputs of {run.root} to {start.archived}"
+            )
+        print(f"[rewardlab] run directory: {run.root}")
+        print(
+            f"[rewardlab] task {cfg.task}, agent {cfg.agent}, {cfg.num_envs} worlds on {cfg.backend}/{cfg.device}, {cfg.total_steps:,} steps"
+        )
+        try:
+            result = pipeline.train(cfg, run, env=env, resume=start.checkpoint, dctx=dctx)
+        except KeyboardInterrupt:
+            print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
+            raise
+    finally:
+        env.close()
     if not result.is_main:  # rank 0 exports and evaluates
         return 0
     out = pipeline.finish_run(cfg, run, result)

@@ -127,6 +127,19 @@ def make_eval_env(
     )
 
 
+def train_env(cfg: TrainConfig, dctx: DistContext | None = None) -> BatchedEnv:
+    """This process's training env of ``cfg`` (:func:`make_train_env`): every world, or under
+    ``torchrun`` this rank's share of them, its seed and its device.
+
+    ``rewardlab train`` makes it before the run directory (:func:`start_run`), so that a reward
+    file that fails its checks leaves nothing behind, and passes it to :func:`train`.
+    """
+    if dctx is None:
+        return make_train_env(cfg)
+    cfg = dataclasses.replace(cfg, device=dctx.device(cfg.resolved_device()))
+    return make_train_env(cfg, num_envs=dctx.num_envs(cfg.num_envs), seed=dctx.seed(cfg.seed))
+
+
 def apply_reward(cfg: TrainConfig, env: BatchedEnv) -> BatchedEnv:
     """Put the reward ``cfg.reward`` names on ``env``; returns the env to train on.
 
@@ -347,9 +360,7 @@ def train(
     main = dctx is None or dctx.is_main
     own_env = env is None
     if env is None:
-        num_envs = dctx.num_envs(cfg.num_envs) if dctx is not None else None
-        seed = dctx.seed(cfg.seed) if dctx is not None else None
-        env = make_train_env(cfg, num_envs=num_envs, seed=seed)
+        env = train_env(cfg, dctx)
     log_dir = run.root if run is not None and main else None
     spec = train_spec(cfg, agent, log_dir, progress=progress, keep_state=keep_state)
     t0 = time.perf_counter()

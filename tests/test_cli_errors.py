@@ -188,3 +188,52 @@ def test_output_into_a_closed_pipe_exits_quietly(argv: list[str], status: int) -
     code = proc.wait(timeout=120)
     assert err == "", err
     assert code == status  # 141: as a process killed by SIGPIPE (argparse's help: its own 0)
+
+
+REJECTED = """import os
+
+
+def compute_reward(state, action):
+    os.system("true")
+    return state["pole_angle"], {}
+"""
+"""A reward file the sandbox's checks reject (line 1 imports os, which it uses)."""
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("reward", ["bad.py", "/dev/zero", "missing.py"])
+def test_a_rejected_reward_file_leaves_no_run_directory(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    reward: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.py").write_text(REJECTED)
+    code, out, err = run_cli(capsys, "train", *TINY, f"reward=code:{reward}")  # default run_dir
+    line = one_line_error(code, err)
+    assert {"bad.py": "bad.py:1:", "/dev/zero": "/dev/zero:", "missing.py": "missing.py:"}[
+        reward
+    ] in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.py"]  # no runs/
+    assert out == ""
+
+
+@pytest.mark.smoke
+def test_a_rejected_reward_file_does_not_touch_an_existing_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cartpole_run: Path
+) -> None:
+    (tmp_path / "bad.py").write_text(REJECTED)
+    capsys.readouterr()
+    before = _tree(cartpole_run)
+    for resume in ("true", "false"):  # false would have moved the run's outputs to previous-*/
+        code, _, err = run_cli(
+            capsys,
+            "train",
+            *TINY,
+            f"run_dir={cartpole_run}",
+            f"reward=code:{tmp_path / 'bad.py'}",
+            f"resume={resume}",
+        )
+        assert "bad.py:1:" in one_line_error(code, err)
+        assert _tree(cartpole_run) == before
