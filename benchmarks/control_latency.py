@@ -35,7 +35,7 @@ stale data in the latency of timer ticks, not as the node's cost.
 
 The machine is shared: each configuration records the load average when it starts, and the
 table puts our latency next to the peer's from the same run. Writes
-benchmarks/results/control_latency.{json,md} (and control_latency_profile_*.txt).
+benchmarks/results/control_latency.{json,md} (and control_latency.profile.txt).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 ROS_PY = REPO / ".venv-ros" / "bin" / "python"
+PROFILES: list[str] = []
+"""py-spy summaries of this run (``--profile``), written to control_latency.profile.txt."""
 
 PUBLISHER = r"""
 import sys, time
@@ -190,9 +192,7 @@ def run_config(
             capture_output=True, timeout=seconds + 60,
         )  # fmt: skip
         if raw.exists():
-            out = RESULTS / f"control_latency_profile_{kind}_{int(rate)}.txt"
-            out.write_text(f"{LABELS[kind]} at {rate:g} Hz, py-spy --nonblocking, {seconds:g} s\n" + profile_summary(raw) + "\n")  # fmt: skip
-            print(f"profile -> {out}", flush=True)
+            PROFILES.append(f"## {LABELS[kind]} at {rate:g} Hz (py-spy --nonblocking, {seconds:g} s)\n" + profile_summary(raw) + "\n")  # fmt: skip
     proc.wait(timeout=seconds + warmup + 120)
     pub.wait(timeout=60)
     if not stats.exists():
@@ -330,6 +330,9 @@ def write_results(results: list[dict], args: argparse.Namespace) -> None:
             f"{f(r.get('jitter_p99_ms'))} | {r.get('missed_deadlines', '-')} | {f(r.get('rate_hz'), 1)} |"
         )
     (RESULTS / "control_latency.md").write_text("\n".join(lines) + "\n")
+    if PROFILES:
+        head = f"# py-spy profiles of benchmarks/control_latency.py at git {info['git']}\n\n"
+        (RESULTS / "control_latency.profile.txt").write_text(head + "\n".join(PROFILES))
     print("\n".join(lines))
 
 
