@@ -90,6 +90,8 @@ class MujocoEnv(SimTaskEnv):
                 ctrl=torch.from_numpy(self._batch.bind("ctrl")),
                 derived={f: torch.from_numpy(self._batch.bind(f)) for f in self.task.sim_fields},
             )
+        # Per-world model fields the task writes at reset (object properties): live views.
+        self.sim.model = {f: torch.from_numpy(self._batch.expand(f)) for f in self.task.model_fields}  # fmt: skip
         self._init_buffers(seed, reward_fn, render_size, ctrl_dtype=torch.float64)
         self._dr = None
         self._dr_fields: dict[str, np.ndarray] = {}
@@ -111,7 +113,11 @@ class MujocoEnv(SimTaskEnv):
             self._dr.load_state_dict(state["domain_rand"])
             self._write_physics(torch.arange(self.num_envs), self._dr.current_physics())
         for f, value in state["physics"].items():
-            target = self._rows.get(f)
+            if f.startswith("model."):  # a per-world model field the task writes at reset
+                view = self.sim.model.get(f.removeprefix("model."))
+                target = None if view is None else view.numpy()
+            else:
+                target = self._rows.get(f)
             if target is None or target.shape != value.shape:
                 raise ValueError(
                     f"{self.task.name}: saved physics field {f!r} has shape {value.shape}, "
@@ -119,6 +125,8 @@ class MujocoEnv(SimTaskEnv):
                     "(different num_envs or model?)"
                 )
             target[...] = value
+        if self.task.model_fields:
+            self._model_fields_written(torch.arange(self.num_envs))
         self._batch.forward(stage=mujoco.mjtStage.mjSTAGE_VEL)
         self._load_bookkeeping(state)
 
@@ -136,7 +144,13 @@ class MujocoEnv(SimTaskEnv):
         self._batch.forward(ids.numpy().astype(np.int32), stage=mujoco.mjtStage.mjSTAGE_VEL)
 
     def _physics_snapshot(self) -> dict[str, Any]:
-        return {f: rows.copy() for f, rows in self._rows.items()}
+        out = {f: rows.copy() for f, rows in self._rows.items()}
+        out.update({f"model.{f}": v.numpy().copy() for f, v in self.sim.model.items()})
+        return out
+
+    def _model_fields_written(self, ids: torch.Tensor) -> None:
+        if {"body_mass", "body_inertia"} & set(self.task.model_fields):
+            self._batch.set_const(ids.numpy().astype(np.int32))
 
     def _render_worlds(self, ids: list[int], data: mujoco.MjData) -> Iterator[mujoco.MjData]:
         for i in ids:

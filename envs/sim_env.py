@@ -143,7 +143,7 @@ class SimTaskEnv(BatchedEnv):
         self.num_envs = num_envs
         self.max_episode_steps = self.cfg.episode_steps
         self.control_dt = float(self.model.opt.timestep) * self.cfg.frame_skip
-        self.action_dim = self.model.nu
+        self.action_dim = self.task.action_dim  # the task's action map's, else model.nu
 
     def _init_buffers(
         self,
@@ -205,6 +205,10 @@ class SimTaskEnv(BatchedEnv):
 
     def _after_step(self) -> None:
         """Called at the end of every :meth:`step` (e.g. capacity checks); nothing by default."""
+
+    def _model_fields_written(self, ids: torch.Tensor) -> None:
+        """The task wrote per-world model fields (``sim.model``) of worlds ``ids`` at reset:
+        recompute what the backend derives from them; nothing by default."""
 
     # -- BatchedEnv --------------------------------------------------------------------------------
 
@@ -332,7 +336,11 @@ class SimTaskEnv(BatchedEnv):
 
     def _apply_action(self, applied: torch.Tensor) -> None:
         """Write controls for ``applied`` ``[N, A]`` in ``[-1, 1]``: each actuator's range
-        centre plus the action times its half-width (``[-1, 1]`` for unlimited actuators)."""
+        centre plus the action times its half-width (``[-1, 1]`` for unlimited actuators), or
+        what the task's action map says (``rewardlab.envs.tasks.authoring.ActionMap``)."""
+        if self.task.action_map is not None:
+            self.task.action_map.apply(self.sim.ctrl, applied)
+            return
         self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * applied.to(self._ctrl_mid.dtype))
 
     def _full_state(self) -> dict[str, torch.Tensor]:
@@ -347,7 +355,11 @@ class SimTaskEnv(BatchedEnv):
             if self._dr.physics_fields and self._dr.cfg.resample_on_reset:
                 self._write_physics(ids, self._dr.sample_physics(ids))
             self._dr.reset(ids)
+        if self.task.action_map is not None:  # controls start at the map's default pose
+            self.task.action_map.reset(self.sim.ctrl, ids)
         self.task.reset(self.sim, ids, self._gen)
+        if self.task.model_fields:
+            self._model_fields_written(ids)
         self._last_action[ids] = 0.0
         self._prev_action[ids] = 0.0
         self._forward(ids)

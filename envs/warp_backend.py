@@ -175,6 +175,12 @@ class WarpEnv(SimTaskEnv):
 
         self._mjw = mjw
         self._init_task(task_cls, cfg, num_envs, device, device, torch_threads)
+        if self.task.model_fields:
+            raise NotImplementedError(
+                f"{self.task.name}: the warp backend cannot give per-world model fields at reset "
+                f"({', '.join(self.task.model_fields)}: the task's object-property events); use "
+                "backend=mujoco, or domain_rand for masses and friction"
+            )
         self._wp_device = wp.device_from_torch(self.device)
 
         self._dr = None

@@ -4,6 +4,7 @@ A training run is described by one :class:`TrainConfig`. It is assembled from la
 overriding the one before it, key by key (mappings merge, everything else replaces)::
 
     sim_configs/train/default.yaml      the project's defaults
+    the task file's ``train:`` section  a YAML task's own defaults (``Task.train_defaults``)
     sim_configs/train/<task>.yaml       per-task defaults (when the file exists)
     <run_dir>/config.yaml               a run being resumed (the CLI adds it)
     --config FILE                       the user's file
@@ -325,6 +326,9 @@ def load_train_config(
     top.append((COMMAND_LINE, cli))
 
     task = next((layer["task"] for _, layer in reversed(base + top) if "task" in layer), None)
+    own = _task_train_layer(task)  # the task file's own `train:` section (a YAML task)
+    if own is not None:
+        base.append(own)
     task_file = root / "train" / f"{task}.yaml"
     if isinstance(task, str) and task and "/" not in task and task_file.exists():
         task_layer = load_yaml(task_file)
@@ -337,6 +341,24 @@ def load_train_config(
         base.append((display_path(task_file), task_layer))
     merged, sources = merge_layers(base + top)
     return _build_train_config(merged, sources)
+
+
+def _task_train_layer(task: Any) -> tuple[str, dict[str, Any]] | None:
+    """``(source, settings)`` of the training defaults a task declares in its own file
+    (``Task.train_defaults``: a YAML task's ``train:`` section), or ``None``."""
+    if not isinstance(task, str) or not task:
+        return None
+    from rewardlab.envs import get_task, task_names  # torch, MuJoCo: see the module docstring
+
+    if task not in task_names():
+        return None  # reported by _build_train_config
+    cls = get_task(task)
+    own = getattr(cls, "train_defaults", None)
+    if not own:
+        return None
+    spec = getattr(cls, "spec", None)
+    where = f"{display_path(spec.path)}: train" if spec is not None else f"task {task}: train_defaults"  # fmt: skip
+    return where, {**dict(own), "task": task}
 
 
 def _build_train_config(merged: Mapping[str, Any], sources: Sources) -> TrainConfig:

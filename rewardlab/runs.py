@@ -14,6 +14,9 @@
         videos/              eval.mp4, play.mp4
         plots/               learning_curve.png
         eval.json            the last evaluation's results
+        task/                the task files it trained on: task.json (each file's path and sha256),
+                             a YAML task's YAML and MJCF files (so eval/play find the task
+                             anywhere), a Python task's module source (its model files: hashes)
 
 Training into a directory that already has a checkpoint resumes from it (``resume: true``);
 with ``resume: false`` the earlier outputs are moved into ``previous-<timestamp>/`` first, so a
@@ -48,6 +51,7 @@ SUBDIRS = ("checkpoints", "export", "videos", "plots")
 
 _OUTPUTS = (
     "checkpoints", "export", "videos", "plots", "metrics.jsonl", "eval.json", "config.yaml", "git.json",
+    "task",
 )  # fmt: skip
 """What a fresh (``resume: false``) run moves aside; TensorBoard event files move too."""
 
@@ -189,12 +193,138 @@ def git_info(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def write_run_files(run: RunDir, cfg: TrainConfig) -> None:
-    """Write ``config.yaml`` (the resolved config) and ``git.json`` into the run directory."""
+    """Write ``config.yaml`` (the resolved config), ``git.json`` and ``task/`` (the task's
+    files: :func:`record_task_files`) into the run directory."""
     run.create()
     atomic_write(run.config, resolved_config_yaml(cfg))
     info = git_info()
     info["written"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write(run.git, json.dumps(info, indent=2) + "\n")
+    record_task_files(run, cfg.task)
+
+
+TASK_RECORD = "task"
+"""Folder of a run directory holding the task files it trained on."""
+_RECORD_LIMIT = 64 << 20
+"""Most bytes of task files a run directory copies (larger trees are recorded by hash only)."""
+
+
+def mjcf_files(path: Path) -> list[Path]:
+    """An MJCF file and every file it reads that exists: ``<include>`` files (recursively) and
+    asset files (meshes, textures, height fields, skins; ``compiler`` meshdir / texturedir /
+    assetdir honoured)."""
+    import xml.etree.ElementTree as ET
+
+    out: list[Path] = []
+    dirs: dict[str, Path] = {}
+
+    def walk(p: Path, model_dir: Path) -> None:
+        if p in out or not p.is_file():
+            return
+        out.append(p)
+        try:
+            root = ET.parse(p).getroot()
+        except (ET.ParseError, OSError):
+            return
+        for comp in root.iter("compiler"):
+            for key in ("assetdir", "meshdir", "texturedir"):
+                if comp.get(key):
+                    dirs[key] = model_dir / str(comp.get(key))
+        for el in root.iter():
+            f = el.get("file")
+            if not f or el.tag == "compiler":
+                continue
+            if el.tag == "include":
+                walk((p.parent / f).resolve(), model_dir)
+                continue
+            key = {"mesh": "meshdir", "skin": "meshdir", "texture": "texturedir"}.get(el.tag, "assetdir")  # fmt: skip
+            base = dirs.get(key) or dirs.get("assetdir") or model_dir
+            q = (base / f).resolve()
+            if q.is_file() and q not in out:
+                out.append(q)
+
+    path = Path(path).resolve()
+    walk(path, path.parent)
+    return out
+
+
+def record_task_files(run: RunDir, task: str) -> Path | None:
+    """Record the files that define ``task`` in ``<run>/task/``: ``task.json`` lists each with
+    its sha256; a YAML task's YAML and the MJCF files it reads (those under the YAML's folder)
+    are copied, so that ``eval`` and ``play`` find the task from the run directory alone; a
+    Python task's module sources are copied and its model files hashed. Returns the folder
+    (``None`` when the task is not registered)."""
+    import shutil
+
+    from rewardlab.core.files import sha256
+    from rewardlab.envs import get_task, task_names
+
+    if task not in task_names():
+        return None
+    cls = get_task(task)
+    dest = run.root / TASK_RECORD
+    spec = getattr(cls, "spec", None)
+    if spec is not None:  # a YAML task
+        kind, base = "yaml", Path(spec.path).parent
+        files = [Path(spec.path), *mjcf_files(Path(spec.model))]
+    else:
+        kind, base = "python", None
+        files = [Path(f) for f in cls.task_files()]
+    entries, total = [], 0
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if not f.is_file():
+            continue
+        entry: dict[str, Any] = {"path": str(f), "sha256": sha256(f), "copy": None}
+        size = f.stat().st_size
+        if kind == "yaml" and base is not None and f.is_relative_to(base) and total + size <= _RECORD_LIMIT:  # fmt: skip
+            rel = f.relative_to(base)
+        elif kind == "python" and f.suffix == ".py":
+            rel = Path("source") / f.name
+        else:
+            rel = None
+        if rel is not None:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest / rel)
+            entry["copy"] = str(rel)
+            total += size
+        entries.append(entry)
+    record = {"task": task, "kind": kind, "files": entries}
+    if kind == "yaml":
+        record["yaml"] = str(Path(spec.path).relative_to(base))
+    atomic_write(dest / "task.json", json.dumps(record, indent=2) + "\n")
+    return dest
+
+
+def register_recorded_task(run: RunDir, task: str) -> str | None:
+    """Make a run's task available from its ``task/`` record: a YAML task that is not
+    registered (trained from another folder, another machine) is registered from the copy;
+    a registered YAML task whose file differs from the recorded one gets a warning on stderr.
+    Returns what was done, or ``None``."""
+    from rewardlab.core.files import sha256
+    from rewardlab.envs import task_names
+
+    record_path = run.root / TASK_RECORD / "task.json"
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("task") != task or record.get("kind") != "yaml":
+        return None
+    copy = run.root / TASK_RECORD / str(record.get("yaml"))
+    if task not in task_names():
+        from rewardlab.envs.tasks.mjcf_yaml import register_yaml_task
+
+        register_yaml_task(copy)
+        return f"registered task {task!r} from {copy}"
+    first = record["files"][0] if record.get("files") else None
+    if first and Path(first["path"]).is_file() and sha256(Path(first["path"])) != first["sha256"]:
+        msg = f"task {task!r}: {first['path']} changed since this run trained (the run recorded it in {copy})"  # fmt: skip
+        print(f"[rewardlab] warning: {msg}", file=sys.stderr, flush=True)
+        return msg
+    return None
 
 
 _NOTED: set[str] = set()
@@ -252,5 +382,11 @@ def load_run_config(run_dir: str | Path, overrides: Any = ()) -> TrainConfig:
             "run_dir",
             f"{str(run_dir)!r} has no config.yaml (not a RewardLab run directory)",
         )
+    import yaml
+
+    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+        task = (yaml.safe_load(run.config.read_text()) or {}).get("task")
+        if isinstance(task, str):
+            register_recorded_task(run, task)  # a YAML task trained elsewhere: from task/
     cfg = load_train_config(overrides, run_config=run.config)
     return dataclasses.replace(cfg, run_dir=str(run.root))

@@ -70,6 +70,9 @@ class SimView:
     """``[N, nu]`` actuator controls."""
     derived: dict[str, torch.Tensor]
     """MjData field name -> ``[N, ...]`` tensor, e.g. ``"xpos"`` -> ``[N, nbody, 3]``."""
+    model: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Per-world MjModel fields the task writes at reset (``Task.model_fields``), live
+    ``[N, ...]`` views, e.g. ``"body_mass"`` -> ``[N, nbody]`` (object properties)."""
 
     def __getattr__(self, name: str) -> torch.Tensor:
         try:
@@ -101,6 +104,15 @@ class Task:
     """``False``: an episode that terminated failed. ``True``: its success is :meth:`success`
     on its last state even when it terminated (an achievement counted so far, e.g. goals
     reached before the cube fell, as IsaacGymEnvs counts consecutive successes)."""
+    model_fields: ClassVar[tuple[str, ...]] = ()
+    """MjModel fields the task gives per-world values at reset (object masses, friction:
+    ``rewardlab.envs.tasks.authoring``); the backend exposes them in ``SimView.model``."""
+    train_defaults: ClassVar[Mapping[str, Any] | None] = None
+    """Training settings of the task's own file (a YAML task's ``train:`` section), a config
+    layer above ``sim_configs/train/default.yaml`` (``rewardlab.config``)."""
+    action_map: Any = None
+    """How actions become controls (``authoring.BoundActionMap``); ``None``: one action per
+    actuator, ``ctrl = mid + half * a`` over its control range."""
 
     # What the task knows about itself besides its physics (:mod:`.knowledge`): each is declared
     # here, in the task's own module, or opted out of with ``OptOut(reason)``; ``None`` is a gap
@@ -121,6 +133,25 @@ class Task:
         cfg.validate()
         self.cfg = cfg
         self.model = model
+
+    @property
+    def action_dim(self) -> int:
+        """Length of one world's action: the action map's, else one per actuator."""
+        return self.model.nu if self.action_map is None else int(self.action_map.action_dim)
+
+    @classmethod
+    def task_files(cls) -> list[Path]:
+        """The files that define the task (its module's source and its model files), which a
+        run directory records (``rewardlab.runs``); a YAML task lists its YAML and MJCF."""
+        import inspect
+
+        out = []
+        with contextlib.suppress(TypeError, OSError):
+            out.append(Path(inspect.getfile(cls)).resolve())
+        path = Path(cls.model_file) if getattr(cls, "model_file", "") else None
+        if path is not None:
+            out.append(path if path.is_absolute() else ASSETS / path)
+        return out
 
     @classmethod
     def default_config(cls) -> TaskConfig:
@@ -189,7 +220,7 @@ class Task:
         """:meth:`state_spec` plus ``prev_action``: the schema of :meth:`full_state`."""
         spec = dict(self.state_spec())
         spec["prev_action"] = StateField(
-            (self.model.nu,),
+            (self.action_dim,),
             "1",
             "actuator",
             "Action applied one control step before last_action, in [-1, 1]; "

@@ -87,6 +87,19 @@ from rewardlab.core.config import (
 from rewardlab.core.resources import shipped_config_dir
 from rewardlab.core.reward import RewardTerm, action_l2, action_rate_l2, alive
 from rewardlab.envs.base import StateField
+from rewardlab.envs.tasks import authoring
+from rewardlab.envs.tasks.authoring import (
+    ActionMap,
+    Contact,
+    EventManager,
+    Frame,
+    Gaussian,
+    Grasp,
+    Gripper,
+    JointTargets,
+    Uniform,
+    add_contact_sensors,
+)
 from rewardlab.envs.tasks.base import (
     SimView,
     Task,
@@ -129,8 +142,16 @@ STATE_KINDS: dict[str, tuple[str, ...]] = {
     "site_distance": ("from", "to"),
     "offset": ("from", "to", "axis"),
     "sensor": ("sensor",),
+    "frame_pos": ("frame", "axis"),
+    "frame_quat": ("frame",),
+    "target": ("target", "axis"),
+    "contact": ("geom1", "body1", "subtree1", "geom2", "body2", "subtree2", "data"),
+    "grasp": ("fingers", "body"),
 }
 """Kinds of state entries and the keys each takes (besides ``kind`` and ``doc``)."""
+
+AUTHORING_STATE_KINDS = ("frame_pos", "frame_quat", "target", "contact", "grasp")
+"""State kinds built on :mod:`rewardlab.envs.tasks.authoring` (tests/test_authoring_yaml.py)."""
 
 TERM_KINDS: dict[str, str] = {
     "value": "x (a scalar state)",
@@ -143,10 +164,14 @@ TERM_KINDS: dict[str, str] = {
     "action_l2": "squared norm of the action",
     "action_rate_l2": "squared change of the action since the previous step",
     "alive": "1 per step",
+    "tanh": "1 - tanh(x / scale) (x a scalar >= 0, e.g. a distance; or the norm of a vector)",
+    "product": "the product of its 'factors' (terms without weights, e.g. a reach kernel times a grasp flag)",
 }
 """Kinds of reward terms and what each computes."""
+AUTHORING_TERM_KINDS = ("tanh", "product")
+"""Term kinds added with the authoring building blocks (tests/test_authoring_yaml.py)."""
 
-_STATELESS_TERMS = ("action_l2", "action_rate_l2", "alive")
+_STATELESS_TERMS = ("action_l2", "action_rate_l2", "alive", "product")
 _SCALAR_TERMS = ("value", "negative", "cos")
 OPS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
     "<": lambda x, v: x < v,
@@ -160,7 +185,7 @@ TRANSFORMS = ("identity", "cos", "sin")
 AXES = ("x", "y", "z")
 """Components a 3-vector state entry may keep (``axis``)."""
 _SCALAR_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-_SECTIONS = ("state", "observation", "success", "termination", "reward", *KNOWLEDGE)
+_SECTIONS = ("state", "observation", "success", "termination", "reward", "frames", "reset", "actions", "train", *KNOWLEDGE)  # fmt: skip
 _REQUIRED = ("name", "model", "state", "observation", "success", "reward")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _YAML_KEYS = {"point_from": "from", "point_to": "to"}
@@ -192,21 +217,28 @@ class PointRef:
     """Name of the site in the MJCF."""
     body: str | None = None
     """Name of the body in the MJCF."""
+    frame: str | None = None
+    """Name of a frame of the task's ``frames`` section (e.g. a TCP)."""
+    target: str | None = None
+    """Name of a target the task's ``reset`` section draws."""
 
     def validate(self) -> None:
-        """Exactly one of ``site`` and ``body``."""
-        if (self.site is None) == (self.body is None):
-            raise ValueError("expected {site: name} or {body: name}, exactly one of the two")
+        """Exactly one of ``site``, ``body``, ``frame`` and ``target``."""
+        if sum(v is not None for v in (self.site, self.body, self.frame, self.target)) != 1:
+            raise ValueError("expected {site: name}, {body: name}, {frame: name} or {target: name}, exactly one")  # fmt: skip
 
     @property
     def kind(self) -> str:
-        """``"site"`` or ``"body"``."""
-        return "site" if self.site is not None else "body"
+        """``"site"``, ``"body"``, ``"frame"`` or ``"target"``."""
+        for k in ("site", "body", "frame", "target"):
+            if getattr(self, k) is not None:
+                return k
+        raise AssertionError("validated")  # pragma: no cover
 
     @property
     def name(self) -> str:
-        """The site's or body's name."""
-        return self.site if self.site is not None else str(self.body)
+        """The site's, body's, frame's or target's name."""
+        return str(getattr(self, self.kind))
 
 
 @dataclass(frozen=True)
@@ -236,6 +268,26 @@ class StateEntry:
     """End point (``distance``, ``site_distance``, ``offset``); YAML key ``to``."""
     axis: str | None = None
     """Keep one component (``x``, ``y`` or ``z``) of a 3-vector; null keeps all three."""
+    frame: str | None = None
+    """A frame of the ``frames`` section (``frame_pos``, ``frame_quat``)."""
+    target: str | None = None
+    """A target the ``reset`` section draws (``target``)."""
+    geom1: str | None = None
+    """``contact``: first side, a geom (exactly one of geom1, body1, subtree1)."""
+    body1: str | None = None
+    """``contact``: first side, a body's geoms."""
+    subtree1: str | None = None
+    """``contact``: first side, a body's and its descendants' geoms."""
+    geom2: str | None = None
+    """``contact``: second side, a geom (at most one of geom2, body2, subtree2; none: anything)."""
+    body2: str | None = None
+    """``contact``: second side, a body's geoms."""
+    subtree2: str | None = None
+    """``contact``: second side, a subtree's geoms."""
+    data: str = "found"
+    """``contact``: ``found`` (1 touching, 0 not) or ``force`` (net contact force, N)."""
+    fingers: tuple[str, ...] = ()
+    """``grasp``: finger geoms that must all touch ``body``."""
     doc: str = ""
     """Description for the LLM prompt; generated from the kind when empty."""
 
@@ -243,6 +295,14 @@ class StateEntry:
         """The keys the kind needs are there and the values are allowed."""
         if self.kind not in STATE_KINDS:
             raise ValueError(f"kind: {_choice(self.kind, sorted(STATE_KINDS))}")
+        if self.kind in ("frame_pos", "frame_quat") and self.frame is None:
+            raise ValueError(f"frame: required for kind {self.kind}; expected a name of the frames section")  # fmt: skip
+        if self.kind == "target" and self.target is None:
+            raise ValueError("target: required for kind target; expected a target name of the reset section")  # fmt: skip
+        if self.kind == "contact":
+            self.as_contact().validate()
+        if self.kind == "grasp" and not self.fingers:
+            raise ValueError("fingers: required for kind grasp; expected a list of finger geom names")  # fmt: skip
         if self.kind in ("joint_pos", "joint_vel"):
             if (self.joint is None) == (self.joints is None):
                 raise ValueError("needs exactly one of 'joint' (a name) or 'joints' (a list of names)")  # fmt: skip
@@ -256,6 +316,15 @@ class StateEntry:
                 raise ValueError(f"{key}: required for kind {self.kind}; expected {{site: name}} or {{body: name}}")  # fmt: skip
         if self.axis is not None and self.axis not in AXES:
             raise ValueError(f"axis: {_choice(self.axis, AXES)}")
+
+    def as_contact(self) -> Contact:
+        """The :class:`~rewardlab.envs.tasks.authoring.Contact` of a ``contact`` entry."""
+        sides = {k: getattr(self, k) for k in ("geom1", "body1", "subtree1", "geom2", "body2", "subtree2")}  # fmt: skip
+        return Contact(self.name, **sides, data=self.data)
+
+    def as_grasp(self) -> Grasp:
+        """The :class:`~rewardlab.envs.tasks.authoring.Grasp` of a ``grasp`` entry."""
+        return Grasp(self.name, self.fingers, str(self.body))
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -332,11 +401,21 @@ class TermSpec:
     """Width of ``gaussian`` (required there, > 0)."""
     target: float = 0.0
     """Centre of ``gaussian``."""
+    scale: float | None = None
+    """Length scale of ``tanh`` (required there, > 0)."""
+    factors: "tuple[TermSpec, ...]" = ()
+    """``product``: the terms multiplied (each a term without ``weight``)."""
+    when: tuple[Condition, ...] = ()
+    """Conditions that must all hold for the term to count (else it is 0), e.g. reward lifting
+    only once grasped: ``when: {state: grasped, op: ">", value: 0.5}``."""
+    clip: tuple[float, float] | None = None
+    """``[low, high]``: clip the term's value (before the weight)."""
 
     EXPECTED: ClassVar[dict[str, str]] = {
         "weight": "a finite number",
         "sigma": "a finite number > 0.0",
         "target": "a finite number",
+        "scale": "a finite number > 0.0",
     }
 
     def validate(self) -> None:
@@ -350,6 +429,10 @@ class TermSpec:
                 raise ValueError("sigma: required for kind gaussian (exp(-sum (x - target)^2 / sigma)); expected a number > 0.0")  # fmt: skip
             if not self.sigma > 0:
                 raise ValueError(f"sigma: got {show(self.sigma)}, expected {self.EXPECTED['sigma']}")  # fmt: skip
+        if self.kind == "tanh" and not (self.scale is not None and self.scale > 0):
+            raise ValueError(f"scale: required for kind tanh (1 - tanh(x / scale)); got {show(self.scale)}, expected a number > 0.0")  # fmt: skip
+        if self.clip is not None and not self.clip[0] <= self.clip[1]:
+            raise ValueError(f"clip: got {list(self.clip)}, expected [low, high] with low <= high")
 
 
 @dataclass(frozen=True)
@@ -398,6 +481,15 @@ class TaskDoc:
     scripted_episodes: OptOut | None = None
     """``{opt_out: reason}`` (scripted policies are Python: a Python task module declares
     them); null: not declared."""
+    frames: tuple[Frame, ...] = ()
+    """Named frames with offsets on bodies or sites (``{tcp: {body: hand, offset: [0, 0, 0.1]}}``)."""
+    reset: tuple[Any, ...] = ()
+    """Reset events applied after ``reset_noise``, in order (authoring's event classes)."""
+    actions: ActionMap | None = None
+    """How actions become controls; null: one action per actuator over its control range."""
+    train: Mapping[str, Any] | None = None
+    """Training defaults of the task (TrainConfig keys), a layer above
+    ``sim_configs/train/default.yaml``; validated when training."""
 
     EXPECTED: ClassVar[dict[str, str]] = {
         "frame_skip": "an integer >= 1",
@@ -581,18 +673,20 @@ def _load(path: Path, sources: Sources) -> YamlTaskSpec:
     reward = []
     for name, term in _mapping(sources, "reward", raw["reward"], "term names to terms").items():
         key = f"reward.{_entry_name(sources, f'reward.{name}', name)}"
-        term = _mapping(sources, key, term, "keys to values")
-        kind = _kind(sources, key, term, sorted(TERM_KINDS))
-        allowed_keys = ["kind", "weight"]
-        if kind not in _STATELESS_TERMS:
-            allowed_keys.append("state")
-        if kind == "gaussian":
-            allowed_keys += ["sigma", "target"]
-        _known_keys(sources, key, term, allowed_keys)
-        t = _build(TermSpec, {**term, "name": name}, key, sources)
-        if t.state is not None:
-            _state_name(sources, f"{key}.state", t.state, names)
-        reward.append(t)
+        reward.append(_term(sources, key, name, term, names, weighted=True))
+
+    frames = []
+    if raw.get("frames") is not None:
+        for name, item in _mapping(sources, "frames", raw["frames"], "frame names to {body or site, offset}").items():  # fmt: skip
+            key = f"frames.{_entry_name(sources, f'frames.{name}', name)}"
+            frames.append(_build(Frame, {**_mapping(sources, key, item, "keys to values"), "name": name}, key, sources))  # fmt: skip
+    reset = _reset_events(sources, raw.get("reset"))
+    actions = _actions(sources, raw.get("actions"))
+    train = raw.get("train")
+    if train is not None and not isinstance(train, Mapping):
+        raise _fail(sources, "train", f"got {show(train)}, expected a mapping of training settings (TrainConfig keys, e.g. total_steps)")  # fmt: skip
+    if isinstance(train, Mapping) and "task" in train and train["task"] != head.name:
+        raise _fail(sources, "train.task", f"got {show(train['task'])}, expected {head.name!r} (the task's own name) or nothing")  # fmt: skip
 
     doc = dataclasses.replace(
         head,
@@ -601,9 +695,166 @@ def _load(path: Path, sources: Sources) -> YamlTaskSpec:
         success=conditions["success"],
         termination=conditions["termination"],
         reward=tuple(reward),
+        frames=tuple(frames),
+        reset=reset,
+        actions=actions,
+        train=dict(train) if isinstance(train, Mapping) else None,
         **_knowledge(raw, names, sources),
     )
     return YamlTaskSpec(path=path, model=model.resolve(), doc=doc)
+
+
+def _term(sources: Sources, key: str, name: str, term: Any, names: Sequence[str], weighted: bool) -> TermSpec:  # fmt: skip
+    """One reward term (or a factor of a ``product``, ``weighted`` false) of the YAML file."""
+    term = _mapping(sources, key, term, "keys to values")
+    kind = _kind(sources, key, term, sorted(TERM_KINDS))
+    allowed_keys = ["kind"] + (["weight"] if weighted else [])
+    if kind not in _STATELESS_TERMS:
+        allowed_keys.append("state")
+    if kind == "gaussian":
+        allowed_keys += ["sigma", "target"]
+    if kind == "tanh":
+        allowed_keys.append("scale")
+    if kind == "product":
+        allowed_keys.append("factors")
+    allowed_keys += ["when", "clip"]
+    _known_keys(sources, key, term, allowed_keys)
+    data = {k: v for k, v in term.items() if k not in ("when", "factors")}
+    t = _build(TermSpec, {**data, "name": name, "factors": (), "when": ()}, key, sources)
+    if t.state is not None:
+        _state_name(sources, f"{key}.state", t.state, names)
+    when = term.get("when", [])
+    listed = isinstance(when, list)
+    conds = []
+    for i, item in enumerate(when if listed else [when]):
+        ckey = f"{key}.when[{i}]" if listed else f"{key}.when"
+        c = _build(Condition, item, ckey, sources)
+        _state_name(sources, f"{ckey}.state", c.state, names)
+        conds.append(c)
+    factors = []
+    if kind == "product":
+        raw_factors = term.get("factors")
+        if not isinstance(raw_factors, list) or not raw_factors:
+            raise _fail(sources, f"{key}.factors", f"got {show(raw_factors)}, expected a non-empty list of terms (without weights)")  # fmt: skip
+        for i, f in enumerate(raw_factors):
+            factors.append(_term(sources, f"{key}.factors[{i}]", f"{name}_{i}", f, names, weighted=False))  # fmt: skip
+    return dataclasses.replace(t, when=tuple(conds), factors=tuple(factors))
+
+
+def _distribution(sources: Sources, key: str, value: Any) -> Uniform | Gaussian | None:
+    """``{uniform: [low, high]}`` or ``{gaussian: {std, mean, low, high}}`` (null: none)."""
+    if value is None:
+        return None
+    expected = "expected {uniform: [low, high]} or {gaussian: {std: s, mean: m}} (numbers or lists)"
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise _fail(sources, key, f"got {show(value)}, {expected}")
+    ((kind, args),) = value.items()
+    try:
+        if kind == "uniform":
+            if not isinstance(args, list) or len(args) != 2:
+                raise ValueError(f"uniform: got {show(args)}, expected [low, high]")
+            lo, hi = (tuple(a) if isinstance(a, list) else a for a in args)
+            d: Uniform | Gaussian = Uniform(lo, hi)
+        elif kind == "gaussian":
+            if not isinstance(args, Mapping) or "std" not in args or set(args) - {"std", "mean", "low", "high"}:  # fmt: skip
+                raise ValueError(f"gaussian: got {show(args)}, expected {{std, mean, low, high}} (std required)")  # fmt: skip
+            d = Gaussian(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+        else:
+            raise ValueError(f"got {show(kind)}; {expected}")
+        d.validate()
+    except (TypeError, ValueError) as e:
+        raise _fail(sources, key, str(e)) from None
+    return d
+
+
+_EVENT_KEYS = {
+    "joints": ("joints", "position", "velocity"),
+    "free_body": ("body", "position", "yaw"),
+    "target": ("name", "center", "position", "mocap", "relative_to"),
+    "body_position": ("name", "body"),
+    "body_mass": ("bodies", "scale"),
+    "geom_friction": ("geoms", "scale"),
+}
+"""Reset event kinds of the YAML ``reset`` section and the keys each takes (besides kind)."""
+_EVENT_CLASSES = {
+    "joints": authoring.JointPositions,
+    "free_body": authoring.FreeBodyPose,
+    "target": authoring.TargetPosition,
+    "body_position": authoring.BodyPosition,
+    "body_mass": authoring.BodyMass,
+    "geom_friction": authoring.GeomFriction,
+}
+_DISTRIBUTIONS = ("position", "velocity", "yaw", "scale")
+
+
+def _reset_events(sources: Sources, value: Any) -> tuple[Any, ...]:
+    """The ``reset`` section: a list of events ``{kind, ...}`` (:data:`_EVENT_KEYS`)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(sources, "reset", f"got {show(value)}, expected a list of reset events {{kind: {', '.join(_EVENT_KEYS)}, ...}}")  # fmt: skip
+    out = []
+    for i, item in enumerate(value):
+        key = f"reset[{i}]"
+        item = _mapping(sources, key, item, "keys to values")
+        kind = _kind(sources, key, item, list(_EVENT_KEYS))
+        _known_keys(sources, key, item, ("kind", *_EVENT_KEYS[kind]))
+        args: dict[str, Any] = {}
+        for k, v in item.items():
+            if k == "kind":
+                continue
+            if k in _DISTRIBUTIONS:
+                args[k] = _distribution(sources, f"{key}.{k}", v)
+            elif k in ("joints", "bodies", "geoms"):
+                if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+                    raise _fail(sources, f"{key}.{k}", f"got {show(v)}, expected a list of names")
+                args[k] = tuple(v)
+            elif k == "center":
+                if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, int | float) for x in v)):  # fmt: skip
+                    raise _fail(sources, f"{key}.center", f"got {show(v)}, expected [x, y, z] (m)")
+                args[k] = tuple(float(x) for x in v)
+            elif not isinstance(v, str):
+                raise _fail(sources, f"{key}.{k}", f"got {show(v)}, expected a name")
+            else:
+                args[k] = v
+        required = {"free_body": ("body",), "target": ("name",), "body_position": ("name", "body"), "body_mass": ("bodies", "scale"), "geom_friction": ("geoms", "scale")}  # fmt: skip
+        for k in required.get(kind, ()):
+            if args.get(k) is None:
+                raise _fail(sources, f"{key}.{k}", f"required key is missing for kind {kind}")
+        for k in ("name",):
+            if k in args:
+                _entry_name(sources, f"{key}.{k}", args[k])
+        out.append(_EVENT_CLASSES[kind](**args))
+    return tuple(out)
+
+
+def _actions(sources: Sources, value: Any) -> ActionMap | None:
+    """The ``actions`` section: ``{terms: [...], hold: {actuator: ctrl}}``."""
+    if value is None:
+        return None
+    value = _mapping(sources, "actions", value, "terms and hold")
+    _known_keys(sources, "actions", value, ("terms", "hold"))
+    terms_raw = value.get("terms")
+    if not isinstance(terms_raw, list) or not terms_raw:
+        raise _fail(sources, "actions.terms", f"got {show(terms_raw)}, expected a non-empty list of {{kind: joint_targets | gripper, ...}}")  # fmt: skip
+    terms: list[JointTargets | Gripper] = []
+    for i, item in enumerate(terms_raw):
+        key = f"actions.terms[{i}]"
+        item = _mapping(sources, key, item, "keys to values")
+        kind = _kind(sources, key, item, ["joint_targets", "gripper"])
+        data = {k: v for k, v in item.items() if k != "kind"}
+        cls = JointTargets if kind == "joint_targets" else Gripper
+        allowed = field_names(cls)
+        _known_keys(sources, key, item, ("kind", *allowed))
+        if kind == "gripper":
+            for k in ("actuator", "open", "closed"):
+                if k not in data:
+                    raise _fail(sources, f"{key}.{k}", "required key is missing for kind gripper")
+        terms.append(build(cls, data, key, sources))
+    hold = value.get("hold", {})
+    if not isinstance(hold, Mapping) or not all(isinstance(v, int | float) for v in hold.values()):
+        raise _fail(sources, "actions.hold", f"got {show(hold)}, expected a mapping of actuator names to controls")  # fmt: skip
+    return ActionMap(tuple(terms), {str(k): float(v) for k, v in hold.items()})
 
 
 def _opt_out(sources: Sources, key: str, value: Any) -> OptOut | None:
@@ -737,6 +988,22 @@ class YamlTask(Task):
             if int(model.jnt_type[j]) in _SCALAR_JOINTS
         ]
         self._noisy_qpos = torch.as_tensor(adr, dtype=torch.long)
+        # Noise stays inside the joints' ranges (a finger slide at its limit stays valid).
+        limited = [bool(model.jnt_limited[j]) for j in range(model.njnt) if int(model.jnt_type[j]) in _SCALAR_JOINTS]  # fmt: skip
+        rng = [model.jnt_range[j] for j in range(model.njnt) if int(model.jnt_type[j]) in _SCALAR_JOINTS]  # fmt: skip
+        self._noise_lo = torch.as_tensor([r[0] if lim else -math.inf for r, lim in zip(rng, limited, strict=True)], dtype=torch.float64)  # fmt: skip
+        self._noise_hi = torch.as_tensor([r[1] if lim else math.inf for r, lim in zip(rng, limited, strict=True)], dtype=torch.float64)  # fmt: skip
+        doc = self.spec.doc
+        self.events = EventManager(model, doc.reset, self._qpos0.numpy()) if doc.reset else None
+        if doc.actions is not None:
+            self.action_map = doc.actions.bind(model, _default_ctrl(model, doc))
+        self._frames = {f.name: f.bind(model) for f in doc.frames}
+        self._contacts: dict[str, Any] = {}
+        for e in doc.state:
+            if e.kind == "contact":
+                self._contacts[e.name] = e.as_contact().bind(model)
+            elif e.kind == "grasp":
+                self._contacts[e.name] = e.as_grasp().bind(model)
         self._rootid = torch.as_tensor(model.body_rootid.copy(), dtype=torch.long)
         self._sensor_adr = {
             mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_SENSOR, i): (
@@ -746,20 +1013,48 @@ class YamlTask(Task):
             for i in range(model.nsensor)
         }
 
+    @classmethod
+    def load_model(cls) -> mujoco.MjModel:
+        """The MJCF, compiled with the contact sensors the state needs."""
+        return compile_model(cls.spec)
+
+    @classmethod
+    def task_files(cls) -> list[Path]:
+        """The task's YAML file and its MJCF."""
+        return [cls.spec.path, cls.spec.model]
+
     def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
         n, s = len(env_ids), self.cfg.reset_noise
         qpos = self._qpos0.to(sim.qpos).repeat(n, 1)
         if len(self._noisy_qpos):
-            qpos[:, self._noisy_qpos] += s * uniform(gen, (n, len(self._noisy_qpos)), sim.qpos)
+            noisy = qpos[:, self._noisy_qpos] + s * uniform(gen, (n, len(self._noisy_qpos)), sim.qpos)  # fmt: skip
+            lo, hi = self._noise_lo.to(noisy), self._noise_hi.to(noisy)
+            qpos[:, self._noisy_qpos] = torch.maximum(torch.minimum(noisy, hi), lo)
         sim.qpos[env_ids] = qpos
         sim.qvel[env_ids] = s * uniform(gen, (n, self.model.nv), sim.qvel)
+        if self.events is not None:  # the reset section, after the noise (it sets what it names)
+            for b in self.events._bound:
+                b.apply(sim, env_ids, gen, self.events.buffers)
+
+    def get_state_dict(self) -> dict[str, Any]:
+        """The reset events' per-world buffers (targets), for exact resume."""
+        return self.events.state_dict() if self.events is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.events is not None:
+            self.events.load_state_dict(state)
 
     def state_spec(self) -> dict[str, StateField]:
         out = {r.entry.name: StateField(r.shape, r.unit, r.frame, r.doc) for r in self._resolved}
-        out["last_action"] = StateField((self.model.nu,), "1", "actuator", "Action of the previous control step, in [-1, 1].")  # fmt: skip
+        out["last_action"] = StateField((self.action_dim,), "1", "actuator", "Action of the previous control step, in [-1, 1].")  # fmt: skip
         return out
 
     def _point(self, sim: SimView, ref: PointRef, idx: int) -> torch.Tensor:
+        if ref.kind == "frame":
+            return self._frames[ref.name].pos(sim)
+        if ref.kind == "target":
+            assert self.events is not None
+            return self.events.buffers[ref.name].to(sim.qpos)
         return sim.site_xpos[:, idx] if ref.kind == "site" else sim.xpos[:, idx]
 
     def _value(self, sim: SimView, r: _Resolved) -> torch.Tensor:
@@ -794,6 +1089,15 @@ class YamlTask(Task):
             x = self._point(sim, e.point_to, r.ids[1]) - self._point(sim, e.point_from, r.ids[0])
             if kind != "offset":
                 return torch.linalg.vector_norm(x, dim=-1)
+        elif kind == "frame_pos":
+            x = self._frames[str(e.frame)].pos(sim)
+        elif kind == "frame_quat":
+            return self._frames[str(e.frame)].quat(sim)
+        elif kind == "target":
+            assert self.events is not None
+            x = self.events.buffers[str(e.target)].to(sim.qpos)
+        elif kind in ("contact", "grasp"):
+            return self._contacts[e.name].value(sim)
         elif kind == "sensor":
             adr, dim = r.ids
             x = sim.sensordata[:, adr : adr + dim]
@@ -851,7 +1155,21 @@ class YamlTask(Task):
 
 
 def _term_func(t: TermSpec) -> Callable[..., torch.Tensor]:
-    """The reward function of a term spec, named after it (for logs and reflection)."""
+    """The reward function of a term spec (with its ``when`` conditions and ``clip``), named
+    after it (for logs and reflection)."""
+    fn = _kind_func(t)
+    if t.clip is not None:
+        fn = authoring.clipped(fn, t.clip[0], t.clip[1])
+    if t.when:
+        conds = [(lambda s, c=c: OPS[c.op](s[c.state].abs() if c.abs else s[c.state], c.value)) for c in t.when]  # fmt: skip
+        fn = authoring.gated(fn, *conds)
+    return fn
+
+
+def _kind_func(t: TermSpec) -> Callable[..., torch.Tensor]:
+    """The term's kind as a function of (state, action)."""
+    if t.kind == "product":
+        return authoring.product(*(_term_func(f) for f in t.factors))
     if t.kind == "action_l2":
         return action_l2
     if t.kind == "action_rate_l2":
@@ -859,6 +1177,7 @@ def _term_func(t: TermSpec) -> Callable[..., torch.Tensor]:
     if t.kind == "alive":
         return alive
     name, kind, sigma, target = str(t.state), t.kind, float(t.sigma or 1.0), t.target
+    scale = float(t.scale or 1.0)
 
     def flat(state: State) -> torch.Tensor:
         x = state[name]
@@ -880,6 +1199,9 @@ def _term_func(t: TermSpec) -> Callable[..., torch.Tensor]:
             return torch.linalg.vector_norm(x, dim=-1)
         if kind == "gaussian":
             return torch.exp(-((x - target) ** 2).sum(-1) / sigma)
+        if kind == "tanh":
+            v = x[:, 0] if x.shape[-1] == 1 else torch.linalg.vector_norm(x, dim=-1)
+            return 1.0 - torch.tanh(v / scale)
         raise AssertionError(kind)  # pragma: no cover - kinds are validated
 
     term.__name__ = f"{kind}_{name}"
@@ -915,6 +1237,11 @@ _DOCS = {
     "site_distance": "Distance {what}.",
     "offset": "Vector {what}.",
     "sensor": "Values of sensor {what}.",
+    "frame_pos": "Position of frame {what}.",
+    "frame_quat": "Orientation quaternion (w, x, y, z) of frame {what}.",
+    "target": "Target {what}, drawn at every reset; fixed during an episode.",
+    "contact": "Contact of {what}: 1 touching, 0 not (force: the net contact force).",
+    "grasp": "Grasp: 1 when {what}, else 0.",
 }
 
 
@@ -931,7 +1258,9 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
         return YamlTaskError(source, key, problem)
 
     try:
-        model = mujoco.MjModel.from_xml_path(str(spec.model))
+        model = compile_model(spec)
+    except _ContactError as e:
+        raise fail(e.key, str(e)) from None
     except Exception as e:  # mujoco raises ValueError with the XML error
         raise fail("model", f"got {doc.model!r}; the MJCF does not compile: {e}") from e
     if model.nu == 0:
@@ -952,8 +1281,42 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
             raise fail(key, f"got {name!r}; no {kind} of this name in {spec.model.name}; allowed: {', '.join(_names(model, obj, count))}")  # fmt: skip
         return i
 
+    frames = {}
+    for f in doc.frames:
+        lookup(f"frames.{f.name}.{'body' if f.body else 'site'}", "body" if f.body else "site", str(f.body or f.site))  # fmt: skip
+        frames[f.name] = f
+    targets = [ev.name for ev in doc.reset if isinstance(ev, authoring.TargetPosition | authoring.BodyPosition)]  # fmt: skip
+
+    def point_ok(key: str, p: PointRef) -> None:
+        if p.kind == "frame" and p.name not in frames:
+            raise fail(key, f"got {p.name!r}; no frame of this name in the frames section; allowed: {', '.join(frames) or '(none)'}")  # fmt: skip
+        if p.kind == "target" and p.name not in targets:
+            raise fail(key, f"got {p.name!r}; no target of this name in the reset section; allowed: {', '.join(targets) or '(none)'}")  # fmt: skip
+
+    home = authoring.home_qpos(model, doc.keyframe or None)
+    try:
+        for i, ev in enumerate(doc.reset):
+            key_i = f"reset[{i}]"
+            try:
+                ev.bind(model, home)
+            except ValueError as e:
+                raise fail(key_i, str(e)) from None
+        if doc.actions is not None:
+            try:
+                doc.actions.bind(model, _default_ctrl(model, doc))
+            except ValueError as e:
+                raise fail("actions", str(e)) from None
+    except YamlTaskError:
+        raise
+    action_dim = model.nu if doc.actions is None else doc.actions.bind(model, _default_ctrl(model, doc)).action_dim  # fmt: skip
+
     resolved: list[_Resolved] = []
     fields: set[str] = set()
+    model_fields: set[str] = set()
+    for ev in doc.reset:
+        b = ev.bind(model, home)
+        fields.update(b.fields)
+        model_fields.update(b.model_fields)
     for e in doc.state:
         key = f"state.{e.name}"
         fields.update(_SIM_FIELDS.get(e.kind, ()))
@@ -988,35 +1351,71 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
             assert e.point_from is not None and e.point_to is not None
             ids = []
             for k, p in (("from", e.point_from), ("to", e.point_to)):
+                if p.kind in ("frame", "target"):
+                    point_ok(f"{key}.{k}.{p.kind}", p)
+                    ids.append(-1)
+                    if p.kind == "frame":
+                        fields.update(frames[p.name].sim_fields)
+                    continue
                 ids.append(lookup(f"{key}.{k}.{p.kind}", p.kind, p.name))
                 fields.add("site_xpos" if p.kind == "site" else "xpos")
             shape = vec3 if e.kind == "offset" else ()
             r = _Resolved(e, shape, "m", "world", "", tuple(ids))
             fr, to = e.point_from, e.point_to
             what = f"from {fr.kind} {fr.name} to {to.kind} {to.name}"
+        elif e.kind in ("frame_pos", "frame_quat"):
+            point_ok(f"{key}.frame", PointRef(frame=e.frame))
+            fields.update(frames[str(e.frame)].sim_fields)
+            shape = (4,) if e.kind == "frame_quat" else vec3
+            r = _Resolved(e, shape, "m" if e.kind == "frame_pos" else "1", "world", "")
+            what = str(e.frame)
+        elif e.kind == "target":
+            point_ok(f"{key}.target", PointRef(target=e.target))
+            r = _Resolved(e, vec3, "m", "world", "")
+            what = str(e.target)
+        elif e.kind in ("contact", "grasp"):
+            fields.add("sensordata")
+            unit = "N" if e.kind == "contact" and e.data == "force" else "1"
+            r = _Resolved(e, (), unit, "contact", "")
+            if e.kind == "grasp":
+                what = f"every finger of {', '.join(e.fingers)} on body {e.body}"
+            else:
+                c = e.as_contact()
+                first = next(f"{k[:-1]} {getattr(c, k)}" for k in ("geom1", "body1", "subtree1") if getattr(c, k))  # fmt: skip
+                second = next((f"{k[:-1]} {getattr(c, k)}" for k in ("geom2", "body2", "subtree2") if getattr(c, k)), "anything")  # fmt: skip
+                what = f"{first} with {second}" + (" (net force, N)" if e.data == "force" else "")
         else:  # sensor
             sid = lookup(f"{key}.sensor", "sensor", str(e.sensor))
-            if int(model.sensor_needstage[sid]) == int(mujoco.mjtStage.mjSTAGE_ACC):
-                raise fail(f"{key}.sensor", f"acceleration-stage sensors (touch, accelerometer, force, torque, ...) are not current after a step; got {e.sensor!r}, expected a position or velocity sensor")  # fmt: skip
             dim = int(model.sensor_dim[sid])
             r = _Resolved(e, (dim,) if dim > 1 else (), "sensor units", "sensor", "", (int(model.sensor_adr[sid]), dim))  # fmt: skip
             what = str(e.sensor)
+            if int(model.sensor_needstage[sid]) == int(mujoco.mjtStage.mjSTAGE_ACC):
+                what += " (an acceleration-stage sensor, e.g. touch: the value of the control step's last physics substep)"  # fmt: skip
         if e.axis is not None:
             what += f", {e.axis} component"
         text = e.doc or _DOCS[e.kind].format(what=what)
         resolved.append(_Resolved(r.entry, r.shape, r.unit, r.frame, text, r.ids, r.hinge))
 
     shapes = {r.entry.name: r.shape for r in resolved}
-    shapes["last_action"] = (model.nu,)
+    shapes["last_action"] = (action_dim,)
     for section, conds in (("success", doc.success), ("termination", doc.termination)):
         for i, cond in enumerate(conds):
             if shapes[cond.state] != ():
                 scalars = ", ".join(sorted(n for n, s in shapes.items() if s == ()))
                 raise fail(f"{section}[{i}].state" if len(conds) > 1 else f"{section}.state", f"got {cond.state!r}, a state of shape {list(shapes[cond.state])}; expected a scalar state (or add 'axis', or use a distance): {scalars}")  # fmt: skip
-    for t in doc.reward:
+    scalars = ", ".join(sorted(n for n, s in shapes.items() if s == ()))
+
+    def check_term(t: TermSpec, key: str) -> None:
         if t.kind in _SCALAR_TERMS and shapes[str(t.state)] != ():
-            scalars = ", ".join(sorted(n for n, s in shapes.items() if s == ()))
-            raise fail(f"reward.{t.name}.state", f"got {t.state!r}, a state of shape {list(shapes[str(t.state)])}; kind {t.kind} expects a scalar state: {scalars}")  # fmt: skip
+            raise fail(f"{key}.state", f"got {t.state!r}, a state of shape {list(shapes[str(t.state)])}; kind {t.kind} expects a scalar state: {scalars}")  # fmt: skip
+        for i, c in enumerate(t.when):
+            if shapes[c.state] != ():
+                raise fail(f"{key}.when[{i}].state" if len(t.when) > 1 else f"{key}.when.state", f"got {c.state!r}, a state of shape {list(shapes[c.state])}; expected a scalar state: {scalars}")  # fmt: skip
+        for i, f in enumerate(t.factors):
+            check_term(f, f"{key}.factors[{i}]")
+
+    for t in doc.reward:
+        check_term(t, f"reward.{t.name}")
 
     if isinstance(doc.reward_camera, CameraSpec | MultiView):
         for body in camera_bodies(doc.reward_camera):
@@ -1043,6 +1442,8 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
         "success_threshold": doc.success_threshold,
         "spec": spec,
         "_resolved": tuple(resolved),
+        "model_fields": tuple(sorted(model_fields)),
+        "train_defaults": doc.train,
         "__doc__": doc.description or f"Task {spec.name} from {spec.path.name}.",
         "__module__": __name__,
         "reward_camera": doc.reward_camera,
@@ -1053,6 +1454,42 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
     }
     cls_name = "".join(p.capitalize() for p in spec.name.split("_")) + "YamlTask"
     return type(cls_name, (YamlTask,), attrs)
+
+
+class _ContactError(ValueError):
+    """A contact or grasp state entry names a geom or body the MJCF does not have."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+
+
+def compile_model(spec: YamlTaskSpec) -> mujoco.MjModel:
+    """The task's MJCF compiled with the ``contact`` sensors its contact and grasp state
+    entries need (:func:`rewardlab.envs.tasks.authoring.add_contact_sensors`)."""
+    contacts = []
+    for e in spec.doc.state:
+        if e.kind == "contact":
+            contacts.append((f"state.{e.name}", (e.as_contact(),)))
+        elif e.kind == "grasp":
+            contacts.append((f"state.{e.name}", e.as_grasp().contacts()))
+    if not contacts:
+        return mujoco.MjModel.from_xml_path(str(spec.model))
+    mj = mujoco.MjSpec.from_file(str(spec.model))
+    for key, cs in contacts:
+        try:
+            add_contact_sensors(mj, cs)
+        except ValueError as e:
+            raise _ContactError(key, str(e)) from None
+    return mj.compile()
+
+
+def _default_ctrl(model: mujoco.MjModel, doc: TaskDoc) -> Any:
+    """The controls an action map is taken about: the keyframe's ``ctrl``, else the controls
+    that hold the reset pose."""
+    if doc.keyframe:
+        return model.key_ctrl[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_KEY, doc.keyframe)].copy()  # fmt: skip
+    return authoring.default_controls(model)
 
 
 def _names(model: mujoco.MjModel, obj: mujoco.mjtObj, count: int) -> list[str]:
@@ -1135,6 +1572,8 @@ register_yaml_dir(CUSTOM_DIR)  # the shipped YAML tasks; user folders: rewardlab
 
 __all__ = [
     "CUSTOM_DIR",
+    "AUTHORING_STATE_KINDS",
+    "AUTHORING_TERM_KINDS",
     "OPS",
     "STATE_KINDS",
     "TaskDoc",
