@@ -137,8 +137,11 @@ class ActionMapper:
         rate_limited = np.abs(desired - previous) > self.rate + 1e-12
         if q is None or qd is None:
             lo, hi = np.full_like(cmd, -np.inf), np.full_like(cmd, np.inf)
-        else:
+        elif np.isfinite(q).all() and np.isfinite(qd).all():
             lo, hi = self.torque_band(q, qd)
+        else:  # no band for a joint whose measurement is not a number
+            with np.errstate(invalid="ignore", over="ignore"):
+                lo, hi = self.torque_band(q, qd)
             lo, hi = np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
         torque_limited = (cmd < lo) | (cmd > hi)
         banded = _clip(cmd, lo, hi)
