@@ -9,9 +9,11 @@ reset, snapshots and rendering. One control step (:meth:`SimTaskEnv.step`)::
     action = check(actions)                        # [N, A] float32, clipped to [-1, 1]
     ctrl = mid + half * delay(action)              # _apply_action: domain-rand delay, scaling
     _physics_step()                                # backend: frame_skip physics steps
+    episode_length += 1                            # the state's episode_step counts this step
     state = task.full_state(sim, action, previous) # the task's named quantities [N, ...]
-    reward, terms = reward_fn(state, action)
+    reward, terms = reward_fn(state, action)       # terms named signal/... are signals:
     terminated = task.terminated(state) | diverged # diverged: NaN/Inf physics, reward 0
+                 | terms["signal/terminate"] > 0.5 # a reward's own termination (IsaacGymEnvs)
     truncated = episode length reached & ~terminated
     _end_step(...)                                 # book episodes, reset finished worlds, info
     _after_step()                                  # backend: optional checks
@@ -42,11 +44,20 @@ import mujoco
 import numpy as np
 import torch
 
-from rewardlab.core.reward import RewardFn, compose
+from rewardlab.core.reward import TERMINATE, RewardFn, compose, split_signals
 from rewardlab.envs.base import BatchedEnv, StateField, check_actions
 from rewardlab.envs.randomization import DomainRandomizer
 from rewardlab.envs.rendering import make_renderer
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
+
+EPISODE_STEP = StateField(
+    (),
+    "1",
+    "episode",
+    "Control steps taken in the current episode, this one included: 0 right after a reset, "
+    "1 after the first step (IsaacGymEnvs' progress_buf).",
+)
+"""The ``episode_step`` entry every simulated task's state ends with."""
 
 StepResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]
 """``(obs [N, obs_dim], reward [N], terminated [N], truncated [N], info)``."""
@@ -168,6 +179,7 @@ class SimTaskEnv(BatchedEnv):
         self._ep_len = torch.zeros(n, dtype=torch.long, device=self.sim_device)
         self._ep_return = torch.zeros(n, **f32)
         self._ep_terms = {}
+        self._signals: dict[str, torch.Tensor] = {}
         self._state = None
         self._renderer = None
         self._render_size = render_size
@@ -240,13 +252,16 @@ class SimTaskEnv(BatchedEnv):
         self._apply_action(action if self._dr is None else self._dr.delay(action))
         self._physics_step()
         self._prev_action, self._last_action = self._last_action, action
+        self._ep_len += 1  # the state's episode_step counts this step (IsaacGymEnvs' progress_buf)
 
         state = self._full_state()
         reward, terms = self.reward_fn(state, action)
+        terms, self._signals = split_signals(terms)  # signal/... components are not terms
         # A world whose physics blew up (NaN/Inf) ends as terminated with zero reward.
         diverged = ~torch.isfinite(self.sim.qpos.sum(-1) + self.sim.qvel.sum(-1))
         terminated = self.task.terminated(state) | diverged
-        self._ep_len += 1
+        if TERMINATE in self._signals:  # the reward's own termination (an IsaacGymEnvs reset)
+            terminated = terminated | (self._signals[TERMINATE] > 0.5)
         truncated = (self._ep_len >= self.max_episode_steps) & ~terminated
         success = self.task.success(state)
         if not self.task.success_survives_termination:
@@ -272,7 +287,7 @@ class SimTaskEnv(BatchedEnv):
         return {k: self._out(v) for k, v in self._state.items()}
 
     def state_spec(self) -> dict[str, StateField]:
-        return self.task.full_state_spec()
+        return {**self.task.full_state_spec(), "episode_step": EPISODE_STEP}
 
     def success(self) -> torch.Tensor:
         if self._state is None:
@@ -344,8 +359,11 @@ class SimTaskEnv(BatchedEnv):
         self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * applied.to(self._ctrl_mid.dtype))
 
     def _full_state(self) -> dict[str, torch.Tensor]:
-        """The task's state plus ``prev_action``, each ``[N, ...]`` on ``sim_device``."""
-        return self.task.full_state(self.sim, self._last_action, self._prev_action)
+        """The task's state plus ``prev_action`` and ``episode_step``, each ``[N, ...]`` on
+        ``sim_device``."""
+        out = self.task.full_state(self.sim, self._last_action, self._prev_action)
+        out["episode_step"] = self._ep_len.to(torch.float32)
+        return out
 
     def _reset_worlds(self, ids: torch.Tensor) -> None:
         """Start new episodes in worlds ``ids`` (``[M]`` int64 on ``sim_device``): fresh rows,
@@ -417,6 +435,7 @@ class SimTaskEnv(BatchedEnv):
                 "length": self._ep_len[ids].clone(),
                 "success": success[ids],
                 **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
+                **{k: v[ids].clone() for k, v in self._signals.items()},  # on the last step
                 **self.task.episode_metrics(ids),
             }
             self._reset_worlds(ids)

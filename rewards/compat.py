@@ -44,18 +44,57 @@ of our tasks.
 from __future__ import annotations
 
 import ast
-import math
+import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
+from rewardlab.core.reward import SUCCESS, TERMINATE
 from rewardlab.envs.tasks import get_task, shipped_task_names, task_names
-from rewardlab.envs.tasks.isaacgym_names import quat_rotate_wxyz as _quat_rotate
-from rewardlab.envs.tasks.knowledge import Binding, declared
+from rewardlab.envs.tasks.isaacgym_names import quat_rotate_wxyz as _quat_rotate  # noqa: F401 - compat._quat_rotate
+from rewardlab.envs.tasks.knowledge import (
+    Binding,
+    Columns,
+    Constant,
+    ForeignName,
+    Unavailable,
+    declared,
+)
 from rewardlab.envs.tasks.knowledge import entry as _entry
 from rewardlab.rewards.errors import RewardError, SandboxFailure
+from rewardlab.rewards.isaacgym_utils import (  # noqa: F401 - re-exported: compat.quat_mul, ...
+    ISAACGYM_UTILS,
+    copysign,
+    get_basis_vector,
+    get_euler_xyz,
+    my_quat_rotate,
+    normalize,
+    normalize_angle,
+    quat_apply,
+    quat_apply_yaw,
+    quat_axis,
+    quat_conjugate,
+    quat_diff_rad,
+    quat_from_angle_axis,
+    quat_mul,
+    quat_rotate,
+    quat_rotate_inverse,
+    quat_unit,
+    saturate,
+    scale,
+    scale_transform,
+    tensor_clamp,
+    tf_apply,
+    tf_combine,
+    tf_inverse,
+    tf_vector,
+    to_torch,
+    unscale,
+    unscale_transform,
+    wrap_to_pi,
+)
 from rewardlab.rewards.restricted import StateDict, exec_source
 from rewardlab.rewards.static_check import (
     UnknownName,
@@ -70,292 +109,369 @@ from rewardlab.rewards.static_check import (
 State = Mapping[str, torch.Tensor]
 
 # ---------------------------------------------------------------------------------------------
-# Eureka / IsaacGymEnvs names: the common ones here, each task's own on the task
+# Eureka / IsaacGymEnvs / DrEureka names: the common ones here, each task's own on the task
 
-_COMMON = {
+_COMMON: dict[str, ForeignName] = {
     "actions": Binding(lambda s, a, dt: a, "the action `[N, action_dim]` in [-1, 1]"),
     "action": Binding(lambda s, a, dt: a, "the action `[N, action_dim]` in [-1, 1]"),
     "last_actions": Binding(
         lambda s, a, dt: s["prev_action"], "`prev_action` (IsaacGymEnvs' action of the step before)"
     ),  # fmt: skip
     "dt": Binding(lambda s, a, dt: float(dt), "the control step `env.control_dt` in s (a float)"),
+    "progress_buf": Binding(
+        lambda s, a, dt: s["episode_step"].long(),
+        "`episode_step` as int64: control steps of the episode, this one included (IsaacGymEnvs counts the step before computing the reward)",
+    ),  # fmt: skip
+    "episode_length_buf": Binding(
+        lambda s, a, dt: s["episode_step"].long(), "`episode_step` as int64 (legged_gym's name)"
+    ),  # fmt: skip
+    "reset_buf": Binding(
+        lambda s, a, dt: torch.zeros(a.shape[0], dtype=torch.long, device=a.device),
+        '`[N]` int64 zeros: IsaacGymEnvs resets finished worlds before the reward is computed, so the reset_buf it passes is 0; the reset the reward returns ends the episode (see "Returns" above)',
+    ),  # fmt: skip
+    "max_episode_length": Constant(
+        lambda task: int(task.cfg.episode_steps),
+        "the task config's `episode_steps` (the time limit in control steps, an int)",
+    ),  # fmt: skip
+    "num_envs": Binding(
+        lambda s, a, dt: int(a.shape[0]), "`N`, the number of worlds in this call (an int)"
+    ),  # fmt: skip
+    "vec_sensor_tensor": Unavailable(
+        "the task's model has no force-torque sensors (IsaacGymEnvs' foot sensors)"
+    ),  # fmt: skip
+    "dof_force_tensor": Unavailable("the task's state has no joint forces"),
+    "contact_forces": Unavailable("the task's state has no contact forces"),
 }
-"""Names every task binds: the action, the previous action, the control step."""
+"""Names every task binds (a task's own declaration overrides them): the action, the previous
+action, the control step, IsaacGymEnvs' episode buffers and the number of worlds; and the
+sensor tensors no task has unless it declares them."""
+
+_DEFAULT_TASKS: dict[str, Any] = {}
 
 
 def _task_declared(task: str | None, name: str) -> Any:
     """The registered task's declaration ``name`` (``eureka_names``, ``text2reward_attrs``), or
     ``None`` (no task, an unknown name, not declared, or opted out)."""
+    cls = _task_class(task)
+    return None if cls is None else declared(cls, name)
+
+
+def _task_class(task: str | None) -> Any:
     if not task:
         return None
     try:
-        cls = get_task(task)
+        return get_task(task)
     except KeyError:
         return None
-    return declared(cls, name)
 
 
-def task_eureka_names(task: str | None) -> dict[str, Binding]:
-    """The IsaacGymEnvs names of ``task``: the common ones, then the task's own declaration."""
+def task_eureka_names(task: str | None) -> dict[str, ForeignName]:
+    """The foreign names of ``task``: the common ones, then the task's own declaration."""
     return {**_COMMON, **(_task_declared(task, "eureka_names") or {})}
 
 
-def eureka_names(task: str | None, state_names: Collection[str]) -> dict[str, Binding]:
-    """The names an Eureka-style ``compute_reward`` may take as arguments for ``task``.
+def eureka_names(task: str | None, state_names: Collection[str]) -> dict[str, ForeignName]:
+    """The names an Eureka-style ``compute_reward`` (or an IsaacGymEnvs ``compute_<task>_reward``,
+    or DrEureka's ``env.<name>``) may use for ``task``.
 
-    Native state entries first, then the task's IsaacGymEnvs names (tasks that declare none,
-    e.g. user YAML tasks without ``eureka_names``, get the native names and the common ones).
+    Native state entries first, then the task's foreign names (tasks that declare none, e.g.
+    user YAML tasks without ``eureka_names``, get the native names and the common ones).
     """
-    out = {n: _entry(n) for n in state_names}
+    out: dict[str, ForeignName] = {n: _entry(n) for n in state_names}
     out.update({k: v for k, v in task_eureka_names(task).items() if k not in out})
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# isaacgymenvs.utils.torch_jit_utils helpers Eureka's code calls (quaternions as (x, y, z, w))
+def _plain(value: Any) -> Any:
+    """A constant's value as JSON data (numbers and nested lists)."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | int | float):
+        return value
+    raise TypeError(f"a constant must be a number or a sequence of numbers, got {type(value).__name__}")  # fmt: skip
 
 
-def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of ``[..., 4]`` quaternions (x, y, z, w)."""
-    x1, y1, z1, w1 = a.unbind(-1)
-    x2, y2, z2, w2 = b.unbind(-1)
-    return torch.stack(
-        [
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        ],
-        -1,
-    )
+def env_constants(task: str | None, env: Any = None) -> dict[str, Any]:
+    """The values of the task's :class:`Constant` names (the common ones included), computed in
+    the trainer from the env's own task instance (its config and model; a default instance of
+    the task when ``env`` has none), as JSON data for the reward sandbox. A constant that
+    cannot be computed is left out (reward code that uses it is refused, naming it)."""
+    consts = {k: v for k, v in task_eureka_names(task).items() if isinstance(v, Constant)}
+    instance = getattr(env, "task", None)
+    if instance is None and consts:
+        cls = _task_class(task)
+        if cls is None:
+            return {}
+        if task not in _DEFAULT_TASKS:
+            _DEFAULT_TASKS[task] = cls(cls.default_config(), cls.load_model())  # type: ignore[index]
+        instance = _DEFAULT_TASKS[task]  # type: ignore[index]
+    out = {}
+    for name, c in consts.items():
+        try:
+            out[name] = _plain(c.compute(instance))
+        except Exception:  # noqa: BLE001 - a constant this task or env cannot give: not bound
+            continue
+    return out
 
 
-def quat_conjugate(a: torch.Tensor) -> torch.Tensor:
-    """Conjugate of ``[..., 4]`` quaternions (x, y, z, w)."""
-    return torch.cat([-a[..., :3], a[..., 3:]], -1)
-
-
-def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate ``v`` ``[N, 3]`` by ``q`` ``[N, 4]`` (x, y, z, w)."""
-    return _quat_rotate(q[:, [3, 0, 1, 2]], v)
-
-
-def quat_rotate_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate ``v`` ``[N, 3]`` by the inverse of ``q`` ``[N, 4]`` (x, y, z, w)."""
-    return quat_rotate(quat_conjugate(q), v)
-
-
-def normalize(x: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """``x`` divided by its norm over the last axis."""
-    return x / x.norm(p=2, dim=-1).clamp(min=eps).unsqueeze(-1)
-
-
-def normalize_angle(x: torch.Tensor) -> torch.Tensor:
-    """Angles wrapped to ``(-pi, pi]``."""
-    return torch.atan2(torch.sin(x), torch.cos(x))
-
-
-def get_euler_xyz(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Roll, pitch, yaw in ``[0, 2 pi)`` of ``[N, 4]`` quaternions (x, y, z, w), as IsaacGym."""
-    qx, qy, qz, qw = q.unbind(-1)
-    roll = torch.atan2(2.0 * (qw * qx + qy * qz), qw * qw - qx * qx - qy * qy + qz * qz)
-    sinp = 2.0 * (qw * qy - qz * qx)
-    pitch = torch.where(sinp.abs() >= 1, torch.copysign(torch.full_like(sinp, math.pi / 2), sinp), torch.asin(sinp.clamp(-1, 1)))  # fmt: skip
-    yaw = torch.atan2(2.0 * (qw * qz + qx * qy), qw * qw + qx * qx - qy * qy - qz * qz)
-    two_pi = 2 * math.pi
-    return roll % two_pi, pitch % two_pi, yaw % two_pi
-
-
-def tensor_clamp(t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """``t`` clamped elementwise between tensors ``lo`` and ``hi``."""
-    return torch.max(torch.min(t, hi), lo)
-
-
-def scale(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """``[-1, 1]`` -> ``[lower, upper]``."""
-    return 0.5 * (x + 1.0) * (upper - lower) + lower
-
-
-def unscale(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """``[lower, upper]`` -> ``[-1, 1]``."""
-    return (2.0 * x - upper - lower) / (upper - lower)
-
-
-def quat_apply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Rotate vectors ``b`` ``[..., 3]`` by quaternions ``a`` ``[..., 4]`` (x, y, z, w)."""
-    shape = b.shape
-    a, b = a.reshape(-1, 4), b.reshape(-1, 3)
-    xyz = a[:, :3]
-    t = 2.0 * torch.linalg.cross(xyz, b)
-    return (b + a[:, 3:] * t + torch.linalg.cross(xyz, t)).view(shape)
-
-
-def quat_unit(a: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions."""
-    return normalize(a)
-
-
-def quat_from_angle_axis(angle: torch.Tensor, axis: torch.Tensor) -> torch.Tensor:
-    """Quaternions (x, y, z, w) of rotations by ``angle`` ``[N]`` about ``axis`` ``[N, 3]``."""
-    half = (angle / 2.0).unsqueeze(-1)
-    return quat_unit(torch.cat([normalize(axis) * torch.sin(half), torch.cos(half)], -1))
-
-
-def quat_axis(q: torch.Tensor, axis: int = 0) -> torch.Tensor:
-    """The body's ``axis`` (0 x, 1 y, 2 z) in the world frame, for quaternions (x, y, z, w)."""
-    basis = torch.zeros(q.shape[0], 3, dtype=q.dtype, device=q.device)
-    basis[:, axis] = 1.0
-    return quat_rotate(q, basis)
-
-
-def quat_diff_rad(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Angle (rad) of the rotation between quaternions ``a`` and ``b`` (x, y, z, w)."""
-    d = quat_mul(a, quat_conjugate(b))
-    return 2.0 * torch.asin(torch.clamp(torch.norm(d[:, :3], p=2, dim=-1), max=1.0))
-
-
-def my_quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """:func:`quat_rotate` under the name IsaacGymEnvs' AMP tasks use."""
-    return quat_rotate(q, v)
-
-
-def wrap_to_pi(angles: torch.Tensor) -> torch.Tensor:
-    """Angles wrapped to ``(-pi, pi]`` (legged_gym's helper)."""
-    return normalize_angle(angles)
-
-
-def copysign(a: float, b: torch.Tensor) -> torch.Tensor:
-    """``|a|`` with the sign of each element of ``b``."""
-    return torch.full_like(b, abs(float(a))) * torch.sign(b)
-
-
-def scale_transform(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """``[lower, upper]`` -> ``[-1, 1]`` about the range's centre."""
-    return 2.0 * (x - (lower + upper) * 0.5) / (upper - lower)
-
-
-def unscale_transform(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """``[-1, 1]`` -> ``[lower, upper]`` (the inverse of :func:`scale_transform`)."""
-    return x * (upper - lower) * 0.5 + (lower + upper) * 0.5
-
-
-def saturate(x: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor) -> torch.Tensor:
-    """``x`` clamped elementwise between ``lower`` and ``upper``."""
-    return torch.max(torch.min(x, upper), lower)
-
-
-def get_basis_vector(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``v`` rotated by ``q`` (x, y, z, w)."""
-    return quat_rotate(q, v)
-
-
-def tf_vector(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """A direction ``v`` expressed in the world by the frame rotation ``q``."""
-    return quat_apply(q, v)
-
-
-def tf_apply(q: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """A point ``v`` of the frame ``(q, t)`` in the world."""
-    return quat_apply(q, v) + t
-
-
-def tf_inverse(q: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The inverse of the frame ``(q, t)``."""
-    q_inv = quat_conjugate(q)
-    return q_inv, -quat_apply(q_inv, t)
-
-
-def tf_combine(q1: torch.Tensor, t1: torch.Tensor, q2: torch.Tensor, t2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """The frame ``(q2, t2)`` given in the frame ``(q1, t1)``, in the world."""
-    return quat_mul(q1, q2), quat_apply(q1, t2) + t1
-
-
-def quat_apply_yaw(quat: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
-    """Rotate ``vec`` by the yaw part of ``quat`` (x, y, z, w) only (legged_gym's helper)."""
-    yaw_only = torch.cat([torch.zeros_like(quat[..., :2]), quat[..., 2:]], -1)
-    return quat_apply(normalize(yaw_only), vec)
-
-
-def to_torch(x: Any, dtype: torch.dtype = torch.float, device: Any = "cpu", requires_grad: bool = False) -> torch.Tensor:  # fmt: skip
-    """A tensor of ``x`` (on the CPU: the reward computes there)."""
-    return torch.tensor(x, dtype=dtype)
-
-
-ISAACGYM_UTILS: dict[str, Callable[..., Any]] = {
-    f.__name__: f
-    for f in (
-        quat_mul, quat_conjugate, quat_rotate, quat_rotate_inverse, quat_apply, quat_unit,
-        quat_from_angle_axis, quat_axis, quat_diff_rad, my_quat_rotate, get_euler_xyz,
-        normalize, normalize_angle, wrap_to_pi, copysign, tensor_clamp, scale, unscale,
-        scale_transform, unscale_transform, saturate, get_basis_vector, tf_vector, tf_apply,
-        tf_inverse, tf_combine, quat_apply_yaw, to_torch,
-    )
-}  # fmt: skip
-"""Helpers of ``isaacgymenvs.utils.torch_jit_utils`` / ``isaacgym.torch_utils`` (and legged_gym's
-``quat_apply_yaw``, ``wrap_to_pi``) predefined for foreign-style code: their env modules import
-them with ``*``, so the rewards call them unqualified. RewardLab's own implementations, with
-IsaacGym's (x, y, z, w) quaternions; the names are
-:data:`rewardlab.rewards.static_check.PREDEFINED_HELPERS`."""
+def _materialize(constants: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Constants as the reward sees them: numbers as they are, sequences as float32 tensors."""
+    return {
+        k: torch.tensor(v, dtype=torch.float32) if isinstance(v, list) else v
+        for k, v in (constants or {}).items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------
-# Eureka adapter
+# isaacgymenvs.utils.torch_jit_utils helpers: rewards/isaacgym_utils.py (re-exported here)
+
+# ---------------------------------------------------------------------------------------------
+# Eureka / IsaacGymEnvs adapter
+
+_IGE_ENTRY = re.compile(r"^compute_\w+_reward$")
 
 
-def check_eureka(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:
-    """Static checks of an Eureka-style reward: allow-list, a ``compute_reward``, known args."""
-    tree = parse_allowed(code)
-    if isinstance(tree, RewardError):
-        return tree
+def eureka_entry(tree: ast.Module) -> ast.FunctionDef | RewardError:
+    """The reward function of Eureka / IsaacGymEnvs code: ``compute_reward``, else the one
+    ``compute_<task>_reward`` (IsaacGymEnvs' name, e.g. ``compute_ant_reward``)."""
     fn = find_function(tree, "compute_reward")
-    if fn is None:
-        return RewardError("signature", "no function 'compute_reward' defined")
-    if fn.args.vararg or fn.args.kwarg:
-        return RewardError("signature", "compute_reward may not take *args or **kwargs", fn.lineno)
-    names = eureka_names(task, state_names)
-    unknown = [
-        UnknownName(a.arg, a.lineno)
-        for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]
-        if a.arg not in names
-    ]
-    if unknown:
-        return unknown_names_error(unknown, names, "argument")
+    if fn is not None:
+        return fn
+    found = {s.name: s for s in tree.body if isinstance(s, ast.FunctionDef) and _IGE_ENTRY.match(s.name)}  # fmt: skip
+    if len(found) == 1:
+        return next(iter(found.values()))
+    defined = [s.name for s in tree.body if isinstance(s, ast.FunctionDef)]
+    if found:
+        return RewardError(
+            "signature",
+            f"several reward functions ({', '.join(found)}); keep one, or name the one to use compute_reward",  # fmt: skip
+        )
+    return RewardError(
+        "signature",
+        "no reward function: define compute_reward(...) (Eureka) or compute_<task>_reward(...) (IsaacGymEnvs)"  # fmt: skip
+        + (f"; found: {', '.join(defined)}" if defined else ""),
+    )
+
+
+def _const_index(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) and type(node.operand.value) is int:  # fmt: skip
+        return -node.operand.value
     return None
 
 
-def build_eureka(
-    code: str, task: str | None, state_names: Collection[str], dt: float, *, filename: str
-) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """Build ``fn(state, action)`` from Eureka-style source (after :func:`check_eureka`).
+def column_reads(fn: ast.AST, var: str, columns: Columns, batched: bool = True) -> list[UnknownName]:  # fmt: skip
+    """Reads of unavailable columns of ``var`` (a :class:`Columns` vector) by constant index:
+    ``var[:, 28:52]``, ``var[..., 3]`` (``batched``) or ``var[4:7]``, ``var[-3:]`` (one world).
+    Computed indices are not checked here (those columns are NaN at run time)."""
+    out = []
+    width = columns.width
+    for node in ast.walk(fn):
+        if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == var):  # fmt: skip
+            continue
+        idx = node.slice
+        if batched:
+            if not (isinstance(idx, ast.Tuple) and len(idx.elts) == 2):
+                continue
+            idx = idx.elts[1]
+        if isinstance(idx, ast.Slice):
+            lo = _const_index(idx.lower) if idx.lower is not None else 0
+            hi = _const_index(idx.upper) if idx.upper is not None else width
+            if lo is None or hi is None or idx.step is not None:
+                continue
+            span = range(width)[lo:hi]
+        else:
+            i = _const_index(idx)
+            if i is None or not -width <= i < width:
+                continue
+            span = range(width)[i : i + 1 if i != -1 else None]
+        if not span:
+            continue
+        missing = columns.missing(span.start, span.stop)
+        if missing:
+            out.append(UnknownName(ast.unparse(node), node.lineno, f"columns {'; '.join(missing)}"))
+    return out
 
-    Picklable by reference, so :func:`rewardlab.rewards.sandbox.trial_run` can call it in the
-    child as ``builder``.
+
+def _used_names(fn: ast.FunctionDef) -> list[tuple[str, int]]:
+    return [(a.arg, a.lineno) for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]  # fmt: skip
+
+
+def check_names(
+    used: list[tuple[str, int]],
+    fn: ast.AST,
+    task: str | None,
+    state_names: Collection[str],
+    constants: Mapping[str, Any] | None,
+    what: str,
+    var_of: Mapping[str, str] | None = None,
+) -> RewardError | None:
+    """Every foreign name ``used`` (``(name, line)``) must be bound for ``task``: not unknown,
+    not :class:`Unavailable`, a :class:`Constant` with a value (when ``constants`` is given),
+    and no :class:`Columns` vector read at an unavailable column by constant index (the
+    variable holding it is ``var_of.get(name, name)``). All problems in one error."""
+    names = eureka_names(task, state_names)
+    unknown: dict[str, UnknownName] = {}
+    for name, line in used:
+        b = names.get(name)
+        if name in unknown:
+            continue
+        if b is None:
+            unknown[name] = UnknownName(name, line)
+        elif isinstance(b, Unavailable):
+            unknown[name] = UnknownName(name, line, f"{b.reason} (task {task})")
+        elif isinstance(b, Constant) and constants is not None and name not in constants:
+            unknown[name] = UnknownName(name, line, f"its value could not be computed for task {task}")  # fmt: skip
+        elif isinstance(b, Columns):
+            for u in column_reads(fn, (var_of or {}).get(name, name), b):
+                unknown.setdefault(u.name, UnknownName(u.name, u.line, f"{u.reason} on task {task}"))  # fmt: skip
+    if unknown:
+        known = [k for k, v in names.items() if not isinstance(v, Unavailable)]
+        return unknown_names_error(list(unknown.values()), known, what)
+    return None
+
+
+def check_eureka(
+    code: str,
+    task: str | None,
+    state_names: Collection[str],
+    constants: Mapping[str, Any] | None = None,
+) -> RewardError | None:
+    """Static checks of an Eureka / IsaacGymEnvs reward: allow-list, one reward function
+    (:func:`eureka_entry`), every argument bound for the task (:func:`check_names`)."""
+    tree = parse_allowed(code)
+    if isinstance(tree, RewardError):
+        return tree
+    fn = eureka_entry(tree)
+    if isinstance(fn, RewardError):
+        return fn
+    if fn.args.vararg or fn.args.kwarg:
+        return RewardError("signature", f"{fn.name} may not take *args or **kwargs", fn.lineno)
+    return check_names(_used_names(fn), fn, task, state_names, constants, "argument")
+
+
+def bind(
+    name: str,
+    names: Mapping[str, ForeignName],
+    ctx: Mapping[str, Any],
+    action: torch.Tensor,
+    dt: float,  # fmt: skip
+) -> Any:
+    """The value of foreign ``name`` for one call (``ctx``: the state and the constants)."""
+    b = names[name]
+    if isinstance(b, Constant):
+        return ctx[name]
+    return b.fn(ctx, action, dt)  # type: ignore[union-attr]
+
+
+def _return_names(fn: ast.FunctionDef) -> list[str] | None:
+    """Names of the final ``return a, b, c`` of ``fn`` (``None``: not a tuple of names)."""
+    last = fn.body[-1] if fn.body else None
+    if isinstance(last, ast.Return) and isinstance(last.value, ast.Tuple):
+        elts = last.value.elts
+        if all(isinstance(e, ast.Name) for e in elts):
+            return [e.id for e in elts]  # type: ignore[attr-defined]
+    return None
+
+
+def _roles(n: int, names: list[str] | None) -> list[str]:
+    """What each element of an IsaacGymEnvs return tuple is: ``reward``, ``reset``, ``success``
+    or ``other`` -- by position for 2- and 3-tuples, by the returned names otherwise
+    (ShadowHand's ``reward, resets, goal_resets, progress_buf, successes, cons_successes``)."""
+    if names is not None and len(names) == n and n > 3:
+        roles = ["reward"]
+        for nm in names[1:]:
+            low = nm.lower()
+            if "success" in low and "cons" not in low and "success" not in roles:
+                roles.append("success")
+            elif "reset" in low and "goal" not in low and "reset" not in roles:
+                roles.append("reset")
+            else:
+                roles.append("other")
+        return roles
+    return ["reward", "reset", "success", *["other"] * max(0, n - 3)][:n]
+
+
+def foreign_output(out: Any, ctx: Mapping[str, Any], roles_of: Callable[[int], list[str]]) -> Any:
+    """A foreign reward's return value as the reward contract ``(total, {name: [N]})``.
+
+    - a tensor: the total, no components (Eureka accepts a bare reward);
+    - ``(total, {components})``: Eureka's shape, as it is;
+    - ``(reward, reset)``, ``(reward, reset, successes)`` (IsaacGymEnvs) or a longer tuple
+      whose names say which is which: the reward is the total; the reset becomes the signal
+      component ``signal/terminate`` -- honoured by the env as an extra termination -- except on
+      the time-limit steps (``episode_step >= max_episode_length - 1``: IsaacGymEnvs' own
+      time-out reset; the env truncates those episodes itself); successes become
+      ``signal/success``, recorded in ``info["episode"]``. The other elements are dropped.
+
+    Anything else is returned unchanged (the guard then reports what is wrong with it).
     """
-    err = check_eureka(code, task, state_names)
+    if isinstance(out, torch.Tensor):
+        return out, {}
+    if not isinstance(out, tuple | list) or len(out) < 2:
+        return out
+    if len(out) == 2 and isinstance(out[1], dict):
+        return out[0], out[1]
+    if not all(isinstance(x, torch.Tensor) for x in out):
+        return out
+    comps: dict[str, torch.Tensor] = {}
+    for role, value in zip(roles_of(len(out)), out, strict=True):
+        if role == "reset":
+            reset = value.reshape(-1) != 0
+            limit = ctx.get("max_episode_length")
+            step = ctx.get("episode_step")
+            if isinstance(limit, int | float) and isinstance(step, torch.Tensor):
+                reset = reset & (step < limit - 1)
+            comps[TERMINATE] = reset.float()
+        elif role == "success":
+            comps[SUCCESS] = value.reshape(-1).float()
+    return out[0], comps
+
+
+def build_eureka(
+    code: str,
+    task: str | None,
+    state_names: Collection[str],
+    dt: float,
+    constants: Mapping[str, Any] | None = None,
+    *,
+    filename: str,
+) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Build ``fn(state, action)`` from Eureka / IsaacGymEnvs source (after :func:`check_eureka`).
+
+    Each argument is bound by name (:func:`bind`; ``constants`` from :func:`env_constants`);
+    the return value is mapped by :func:`foreign_output`. Picklable by reference, so the
+    sandbox can build it from the builder's arguments.
+    """
+    err = check_eureka(code, task, state_names, constants)
     if err:
         raise SandboxFailure(err)
     namespace = exec_source(code, filename, extra_globals=ISAACGYM_UTILS)
-    fn = namespace["compute_reward"]
     tree = ast.parse(code)
-    node = find_function(tree, "compute_reward")
-    assert node is not None
+    node = eureka_entry(tree)
+    assert isinstance(node, ast.FunctionDef)
+    fn = namespace[node.name]
     params = positional_params(node)
     kwonly = [a.arg for a in node.args.kwonlyargs]
     names = eureka_names(task, state_names)
-    bind = [(p, names[p].fn) for p in params]
-    bind_kw = [(p, names[p].fn) for p in kwonly]
+    consts = _materialize(constants)
+    ret_names = _return_names(node)
 
     def compute_reward(
         state: State, action: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        args = [b(state, action, dt) for _, b in bind]
-        kwargs = {p: b(state, action, dt) for p, b in bind_kw}
-        out = fn(*args, **kwargs)
-        if isinstance(out, torch.Tensor):  # Eureka also accepts a bare reward
-            return out, {}
-        return out
+        ctx = StateDict({**consts, **state})
+        args = [bind(p, names, ctx, action, dt) for p in params]
+        kwargs = {p: bind(p, names, ctx, action, dt) for p in kwonly}
+        return foreign_output(fn(*args, **kwargs), ctx, lambda n: _roles(n, ret_names))
 
     compute_reward.arguments = params + kwonly  # type: ignore[attr-defined]
+    compute_reward.entry = node.name  # type: ignore[attr-defined]
     return compute_reward
 
 
@@ -722,28 +838,55 @@ def _batched_agrees(batched: Callable, loop: Callable, data: dict, act: np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------
+# DrEureka adapter
+
+
+def dreureka_container(tree: ast.Module) -> Any:
+    """DrEureka's reward class of ``tree`` (``None``: none)."""
+    return None
+
+
+def check_dreureka(code: str, task: str | None, state_names: Collection[str], constants: Mapping[str, Any] | None = None) -> RewardError | None:  # fmt: skip
+    """Static checks of a DrEureka reward class."""
+    return RewardError("signature", "DrEureka reward classes are not supported yet")
+
+
+def build_dreureka(code: str, task: str | None, state_names: Collection[str], dt: float, constants: Mapping[str, Any] | None = None, *, filename: str) -> Any:  # fmt: skip
+    """Build ``fn(state, action)`` from a DrEureka reward class."""
+    raise SandboxFailure(RewardError("signature", "DrEureka reward classes are not supported yet"))
+
+
+# ---------------------------------------------------------------------------------------------
 # Style detection
 
 
 def detect_style(code: str) -> str:
-    """``"native"``, ``"eureka"`` or ``"text2reward"`` from the source's shape.
+    """``"native"``, ``"eureka"``, ``"dreureka"`` or ``"text2reward"`` from the source's shape.
 
     Text2Reward: a ``compute_dense_reward``/``compute_sparse_reward``/``compute_reward`` whose
-    first parameter is ``self``. Native: ``compute_reward`` with two positional parameters whose
-    first is read with string keys (``state["x"]``) or named ``state``/``states``/``s``.
-    Eureka: any other ``compute_reward`` (arguments bound by name). Unparsable code is
-    ``"native"`` (the native check then reports the syntax error).
+    first parameter is ``self`` and that takes the action (``(self, action)``, MetaWorld's
+    ``(self, action, obs)``). DrEureka: a reward class (``class EurekaReward`` with
+    ``compute_reward(self)`` or ``_reward_<name>(self)`` methods), or such methods as
+    top-level functions of ``self`` alone. Native: ``compute_reward`` with two positional
+    parameters whose first is read with string keys (``state["x"]``) or named
+    ``state``/``states``/``s``. Eureka / IsaacGymEnvs: any other ``compute_reward`` or one
+    ``compute_<task>_reward`` (arguments bound by name). Unparsable code is ``"native"`` (the
+    native check then reports the syntax error).
     """
     tree = parse_source(code)
     if isinstance(tree, RewardError):
         return "native"
+    if dreureka_container(tree) is not None:
+        return "dreureka"
     t2r = _t2r_entry(tree)
     if t2r is not None and positional_params(t2r)[:1] == ["self"]:
         return "text2reward"
-    fn = find_function(tree, "compute_reward")
-    if fn is None:
+    fn = eureka_entry(tree)
+    if isinstance(fn, RewardError):
         return "native"
     params = positional_params(fn)
+    if fn.name != "compute_reward":
+        return "eureka"  # IsaacGymEnvs' compute_<task>_reward
     if len(params) == 2 and (params[0] in ("state", "states", "s") or state_reads(fn, params[0])):
         return "native"
     if any(isinstance(d, ast.Attribute | ast.Name) for d in fn.decorator_list):
@@ -775,19 +918,43 @@ DOCS_BEGIN = "<!-- BEGIN GENERATED: python -m rewardlab.rewards.compat --write d
 DOCS_END = "<!-- END GENERATED -->"
 
 
+def _value_text(value: Any) -> str:
+    if isinstance(value, list):
+        flat = np.asarray(value, dtype=np.float64).round(4)
+        return f"`{flat.tolist()}`" if flat.size <= 8 else f"`[{flat.size} values]`"
+    return f"`{value!r}`"
+
+
+def foreign_doc(name: str, binding: Any, consts: Mapping[str, Any]) -> str:
+    """One table cell: how ``binding`` (of foreign ``name``) is computed."""
+    if isinstance(binding, Unavailable):
+        return f"**unavailable**: {binding.reason}"
+    if isinstance(binding, Constant):
+        value = f"{_value_text(consts[name])} = " if name in consts else ""
+        return f"constant: {value}{binding.doc}"
+    if isinstance(binding, Columns):
+        parts = [
+            f"{a}" + (f":{b}" if b - a > 1 else "") + f" {p.label}" + ("" if p.fn else " (**unavailable**: NaN)")  # fmt: skip
+            for a, b, p in binding.spans()
+        ]
+        return f"`[N, {binding.width}]` {binding.doc}: " + ", ".join(parts)
+    return str(binding.doc)
+
+
 def mapping_markdown(tasks: Collection[str] | None = None) -> str:
-    """Markdown tables of the Eureka and Text2Reward names of each task (for docs/rewards.md),
-    generated from the tasks' own declarations; ``tasks``: the shipped ones when ``None``."""
+    """Markdown tables of the foreign names of each task (for docs/rewards.md), generated from
+    the tasks' own declarations; ``tasks``: the shipped ones when ``None``."""
     out = []
     for task in shipped_task_names() if tasks is None else tasks:
         cls = get_task(task)
-        names = list(cls(cls.default_config(), cls.load_model()).full_state_spec())
+        names = [*cls(cls.default_config(), cls.load_model()).full_state_spec(), "episode_step"]
+        consts = env_constants(task)
         out.append(f"### {task}\n")
         out.append(f"State entries (also bindable by their own names): {', '.join(f'`{n}`' for n in names)}.\n")  # fmt: skip
-        out.append("| Eureka / IsaacGymEnvs argument | computed from our state |")
+        out.append("| Eureka / IsaacGymEnvs / DrEureka name | bound to |")
         out.append("|---|---|")
         for name, binding in task_eureka_names(task).items():
-            out.append(f"| `{name}` | {binding.doc} |")
+            out.append(f"| `{name}` | {foreign_doc(name, binding, consts)} |")
         t2r = [(k, v) for k, v in (declared(cls, "text2reward_attrs") or {}).items() if v in names]
         if t2r:
             out.append("")

@@ -5,8 +5,12 @@
 three styles (see :mod:`rewardlab.rewards.compat`):
 
 - ``native``: ``compute_reward(state, action) -> (total [N], {name: [N]})`` over ``env.state()``;
-- ``eureka``: IsaacGymEnvs/Eureka ``compute_reward(root_states, actions, ...)`` with arguments
-  bound by name (``@torch.jit.script`` accepted, run eagerly);
+- ``eureka``: IsaacGymEnvs/Eureka ``compute_reward(root_states, actions, ...)`` (or
+  IsaacGymEnvs' ``compute_<task>_reward``) with arguments bound by name (``@torch.jit.script``
+  accepted, run eagerly), returning ``(total, {components})``, a tensor, or IsaacGymEnvs'
+  ``(reward, reset[, successes])``;
+- ``dreureka``: DrEureka's ``class EurekaReward`` (``compute_reward(self)`` or
+  ``_reward_<name>(self)`` terms reading ``self.env.<name>``);
 - ``text2reward``: ``compute_dense_reward(self, action) -> float`` on one world, vectorized.
 
 Steps: static check (allow-list, signature, names) in this process -> the reward starts in
@@ -44,7 +48,7 @@ from rewardlab.rewards.trial import evaluate_reward, record_states
 MAX_SOURCE_BYTES = 256 * 1024
 """Largest reward file :func:`load_reward_file` reads (a reward is a page of Python)."""
 
-STYLES = ("auto", "native", "eureka", "text2reward")
+STYLES = ("auto", "native", "eureka", "dreureka", "text2reward")
 """Values of ``style``."""
 
 _STATES_CACHE: dict[tuple[str, int], dict[str, torch.Tensor]] = {}
@@ -106,6 +110,8 @@ def prepare_source(
     task: str | None,
     control_dt: float = 0.02,
     style: str = "auto",
+    *,
+    env: Any = None,
 ) -> tuple[str, Any, tuple]:
     """Detect the style of reward source and check it statically (no code runs).
 
@@ -118,11 +124,14 @@ def prepare_source(
         task: task name for the compatibility maps (``None``: state names only).
         control_dt: the env's control step (Eureka's ``dt``).
         style: ``auto`` (see :func:`rewardlab.rewards.compat.detect_style`) or a style.
+        env: the env the reward is for: the constants of foreign names (IsaacGymEnvs'
+            ``max_episode_length``, joint limits, ...) come from its task instance
+            (:func:`rewardlab.rewards.compat.env_constants`); ``None``: the task's defaults.
 
     Returns:
         ``(style, builder, builder_args)``: the resolved style, and the picklable ``builder`` for
         :func:`rewardlab.rewards.sandbox.trial_run` (``None`` for native code) with its extra
-        arguments.
+        arguments (for foreign styles ``(task, state names, dt, constants)``).
 
     Raises:
         SandboxFailure: the static check failed; ``error`` is the :class:`RewardError`.
@@ -139,8 +148,16 @@ def prepare_source(
         err = check_source(code, names)
         builder, builder_args = None, ()
     elif style == "eureka":
-        err = compat.check_eureka(code, task, names)
-        builder, builder_args = compat.build_eureka, (task, tuple(names), float(control_dt))
+        consts = compat.env_constants(task, env)
+        err = compat.check_eureka(code, task, names, consts)
+        builder, builder_args = compat.build_eureka, (task, tuple(names), float(control_dt), consts)
+    elif style == "dreureka":
+        consts = compat.env_constants(task, env)
+        err = compat.check_dreureka(code, task, names, consts)
+        builder, builder_args = (
+            compat.build_dreureka,
+            (task, tuple(names), float(control_dt), consts),
+        )
     else:
         err = compat.check_text2reward(code, task, names)
         builder, builder_args = compat.build_text2reward, (task, tuple(names))
@@ -153,6 +170,11 @@ def _warn_unsandboxed(filename: str) -> None:
     print(f"{NONE_WARNING} ({filename})", file=sys.stderr, flush=True)
 
 
+def _constants(builder_args: tuple) -> Any:
+    """The constants of a foreign style's builder arguments (``None`` for native code)."""
+    return builder_args[3] if len(builder_args) > 3 else None
+
+
 def _start(
     code: str,
     names: list[str],
@@ -162,13 +184,14 @@ def _start(
     filename: str,
     limits: SandboxLimits,
     check_finite: bool,
+    constants: Any = None,
 ) -> RewardFn:
     """The reward in the sandbox: a :class:`rewardlab.rewards.remote.RemoteReward`."""
     from rewardlab.rewards.remote import RemoteReward
 
     return RemoteReward(
         code, names, style, task, control_dt,
-        filename=filename, limits=limits, check_finite=check_finite,
+        filename=filename, limits=limits, check_finite=check_finite, constants=constants,
     )  # fmt: skip
 
 
@@ -184,11 +207,13 @@ def compile_source(
     check_every: int = 16,
     limits: SandboxLimits = DEFAULT_LIMITS,
     sandbox: str = "auto",
+    env: Any = None,
 ) -> RewardFn:
     """Check reward source of any style and start it in the sandbox, without a trial run.
 
     The reward search's training workers use it (after a trial run of the same source passed
-    in the search). Arguments as :func:`prepare_source` and :func:`load_reward_source`.
+    in the search). Arguments as :func:`prepare_source` (``env``: the constants of foreign
+    names come from its task) and :func:`load_reward_source`.
 
     Returns:
         ``compute_reward(state, action)``, a proxy to the sandboxed reward process, checked on
@@ -200,12 +225,12 @@ def compile_source(
         SandboxUnavailable: no OS sandbox here and ``sandbox`` is not ``none``.
     """
     mode = resolve_mode(sandbox)
-    style, builder, builder_args = prepare_source(code, state_names, task, control_dt, style)
+    style, builder, builder_args = prepare_source(code, state_names, task, control_dt, style, env=env)  # fmt: skip
     filename = filename or source_filename(code)
     if mode == "none":
         _warn_unsandboxed(filename)
         return _build_in_process(code, state_names, style, builder, builder_args, filename, check_finite, check_every)  # fmt: skip
-    fn = _start(code, list(state_names), style, task, control_dt, filename, limits, check_finite)
+    fn = _start(code, list(state_names), style, task, control_dt, filename, limits, check_finite, _constants(builder_args))  # fmt: skip
     return fn
 
 
@@ -295,7 +320,7 @@ def load_reward_source(
     names, env_task, dt, env = _spec_of(env_or_state_spec)
     task = task or env_task
     filename = filename or source_filename(code)
-    style, builder, builder_args = prepare_source(code, names, task, dt, style)
+    style, builder, builder_args = prepare_source(code, names, task, dt, style, env=env)
 
     if states is None:
         if env is not None and task is not None:
@@ -317,7 +342,7 @@ def load_reward_source(
         fn = _build_in_process(code, names, style, builder, builder_args, filename, check_finite, check_every)  # fmt: skip
         result = evaluate_reward(fn, states, filename, limits.max_ms_per_call)
     else:
-        fn = _start(code, names, style, task, dt, filename, limits, False)
+        fn = _start(code, names, style, task, dt, filename, limits, False, _constants(builder_args))
         try:
             fn.deadline = time.monotonic() + limits.wall_seconds  # type: ignore[attr-defined]
             result = evaluate_reward(fn, states, filename, limits.max_ms_per_call)

@@ -223,6 +223,8 @@ class RemoteReward:
         limits: limits of the reward process.
         cpu_seconds: its ``RLIMIT_CPU`` (default ``limits.train_cpu_seconds``).
         check_finite: check that every output value is finite on every call.
+        constants: constants of the foreign names of ``task`` (JSON data,
+            :func:`rewardlab.rewards.compat.env_constants`), computed here from the env.
         unrestricted: for tests of the OS boundary only: execute the code with full Python
             (no static check, all builtins), as if it had escaped both.
 
@@ -243,6 +245,7 @@ class RemoteReward:
         limits: SandboxLimits = DEFAULT_LIMITS,
         cpu_seconds: float | None = None,
         check_finite: bool = True,
+        constants: Mapping[str, Any] | None = None,
         unrestricted: bool = False,
     ) -> None:
         self.source = code
@@ -277,6 +280,7 @@ class RemoteReward:
                 cpu_seconds if cpu_seconds is not None else limits.train_cpu_seconds
             ),
             "unrestricted": bool(unrestricted),
+            "constants": dict(constants or {}),
         }
         self.host = acquire_host(limits.scratch_mb)
         self._chan: Conn | None = None

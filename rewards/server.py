@@ -202,7 +202,9 @@ def _build(spec: dict[str, Any]) -> Any:
         return compile_reward(code, names, filename=filename, check_every=1)
     try:
         if style == "eureka":
-            raw = compat.build_eureka(code, task, tuple(names), dt, filename=filename)
+            raw = compat.build_eureka(code, task, tuple(names), dt, spec.get("constants"), filename=filename)  # fmt: skip
+        elif style == "dreureka":
+            raw = compat.build_dreureka(code, task, tuple(names), dt, spec.get("constants"), filename=filename)  # fmt: skip
         elif style == "text2reward":
             raw = compat.build_text2reward(code, task, tuple(names), filename=filename)
         else:

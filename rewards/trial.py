@@ -189,20 +189,21 @@ def evaluate_reward(
     return CheckResult(True, None, names, ms, stats)
 
 
-def _style_of(builder: Any, builder_args: tuple, states: Mapping[str, Any]) -> tuple[str, str | None, list[str], float]:  # fmt: skip
-    """``(style, task, state names, dt)`` from :func:`rewardlab.rewards.loader.prepare_source`'s
-    builder and arguments."""
+def _style_of(builder: Any, builder_args: tuple, states: Mapping[str, Any]) -> tuple[str, str | None, list[str], float, Any]:  # fmt: skip
+    """``(style, task, state names, dt, constants)`` from
+    :func:`rewardlab.rewards.loader.prepare_source`'s builder and arguments."""
     names = [k for k in states if k != "action"]
     if builder is None:
-        return "native", None, names, 0.02
+        return "native", None, names, 0.02, None
     from rewardlab.rewards import compat
 
-    if builder is compat.build_eureka:
-        task, names_, dt = builder_args
-        return "eureka", task, list(names_), float(dt)
+    if builder in (compat.build_eureka, compat.build_dreureka):
+        task, names_, dt, *rest = builder_args
+        style = "eureka" if builder is compat.build_eureka else "dreureka"
+        return style, task, list(names_), float(dt), rest[0] if rest else None
     if builder is compat.build_text2reward:
-        task, names_ = builder_args
-        return "text2reward", task, list(names_), 0.02
+        task, names_ = builder_args[:2]
+        return "text2reward", task, list(names_), 0.02, None
     raise ValueError(f"unknown reward builder {builder!r}")
 
 
@@ -242,14 +243,16 @@ def trial_run(
 
     filename = filename or source_filename(code)
     t0 = time.perf_counter()
+    constants = None
     if style is None:
-        style, task, names, control_dt = _style_of(builder, builder_args, states)
+        style, task, names, control_dt, constants = _style_of(builder, builder_args, states)
     else:
         names = list(state_names if state_names is not None else [k for k in states if k != "action"])  # fmt: skip
     try:
         reward = RemoteReward(
             code, names, style, task, control_dt,
             filename=filename, limits=limits, cpu_seconds=limits.cpu_seconds, check_finite=False,
+            constants=constants,
         )  # fmt: skip
     except SandboxFailure as exc:
         result = CheckResult(False, exc.error)

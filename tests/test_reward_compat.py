@@ -13,13 +13,14 @@ import torch
 from rewardlab.envs import get_task, make_env, task_names
 from rewardlab.envs.tasks import shipped_task_names
 from rewardlab.envs.tasks.isaacgym_names import body_axis
-from rewardlab.envs.tasks.knowledge import declared
+from rewardlab.envs.tasks.knowledge import Columns, Constant, Unavailable, declared
 from rewardlab.rewards import compat
 from rewardlab.rewards.sandbox import SandboxFailure, StateDict
 
 pytestmark = pytest.mark.unit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rewards"
+FOREIGN = Path(__file__).parent / "fixtures" / "foreign"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "rewards.md"
 
 
@@ -41,15 +42,30 @@ def test_every_mapped_name_reads_real_state_entries(task):
     """Every registered task's declared names (on the task: envs/tasks/knowledge.py) compute
     from real state entries (a KeyError if a map is stale)."""
     state, action, dt = _stepped_state(task, steps=2)
-    assert set(compat.task_eureka_names(task)) >= {"actions", "dt"}
+    assert set(compat.task_eureka_names(task)) >= {"actions", "dt", "progress_buf", "max_episode_length"}  # fmt: skip
     n = action.shape[0]
-    for name, binding in compat.eureka_names(task, list(state)).items():
-        value = binding.fn(StateDict(state), action, dt)  # KeyError if the map is stale
+    consts = compat.env_constants(task)
+    names = compat.eureka_names(task, list(state))
+    constant_names = {k for k, v in names.items() if isinstance(v, Constant)}
+    assert constant_names <= set(consts), f"{task}: constants that do not compute: {constant_names - set(consts)}"  # fmt: skip
+    ctx = StateDict({**compat._materialize(consts), **state})
+    for name, binding in names.items():
+        if isinstance(binding, Unavailable):
+            assert len(binding.reason.split()) >= 4, f"{task}.{name}: say why"
+            continue
+        value = compat.bind(name, names, ctx, action, dt)  # KeyError if the map is stale
         if name == "dt":
             assert value == pytest.approx(dt)
-        else:
-            assert isinstance(value, torch.Tensor) and value.shape[0] == n, name
-            assert torch.isfinite(value).all(), name
+        elif isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == n:
+            finite = torch.isfinite(value)
+            if isinstance(binding, Columns):  # NaN exactly in the unavailable columns
+                for a, b, col in binding.spans():
+                    assert bool(finite[:, a:b].all()) == (col.fn is not None), (name, col.label)
+            else:
+                assert finite.all(), name
+        else:  # a constant or a per-model tensor (joint limits): a number or [k] values
+            assert isinstance(value, int | float | torch.Tensor), (name, type(value))
+            assert isinstance(binding, Constant) or name in ("num_envs", "dt") or not isinstance(value, torch.Tensor), name  # fmt: skip
     for path, entry in (declared(get_task(task), "text2reward_attrs") or {}).items():
         assert entry in state, f"{task}: self.{path} -> {entry!r} is not a state entry"
 
@@ -441,3 +457,124 @@ def test_more_isaacgym_helpers_match_scipy():
     lo, hi = torch.tensor([-1.0, 0.0]), torch.tensor([3.0, 2.0])
     y = torch.tensor([[0.5, 1.5]])
     assert torch.allclose(compat.unscale_transform(compat.scale_transform(y, lo, hi), lo, hi), y)
+
+
+# ---------------------------------------------------------------------------------------------
+# IsaacGymEnvs functions as written: their names, their buffers, their (reward, reset) returns
+
+
+def test_isaacgymenvs_buffers_are_bound_from_the_episode_and_the_task_config():
+    from rewardlab.envs.tasks.base import replace_config
+
+    cfg = replace_config(get_task("cartpole_balance").default_config(), episode_steps=77)
+    env = make_env("cartpole_balance", num_envs=4, seed=1, cfg=cfg)
+    env.reset(seed=1)
+    for _ in range(3):
+        env.step(torch.zeros(4, 1))
+    state, action = env.state(), torch.zeros(4, 1)
+    consts = compat.env_constants("cartpole_balance", env)
+    assert consts["max_episode_length"] == 77 and consts["reset_dist"] == pytest.approx(1.7)
+    names = compat.eureka_names("cartpole_balance", list(state))
+    ctx = StateDict({**compat._materialize(consts), **state})
+    progress = compat.bind("progress_buf", names, ctx, action, env.control_dt)
+    assert progress.dtype == torch.int64 and progress.tolist() == [3, 3, 3, 3]
+    reset = compat.bind("reset_buf", names, ctx, action, env.control_dt)
+    assert reset.dtype == torch.int64 and not reset.any()
+    assert compat.bind("num_envs", names, ctx, action, env.control_dt) == 4
+    env.close()
+
+
+def test_isaacgymenvs_reward_under_its_own_name_returns_reward_and_reset_mapped_to_terminations():
+    code = (FOREIGN / "isaacgymenvs_cartpole.py").read_text()
+    assert compat.detect_style(code) == "eureka"
+    state, action, dt = _stepped_state("cartpole_balance", n=16, steps=3)
+    state = dict(state)
+    # hand-made worlds: fallen, off the rail, at the time limit, fine
+    state["pole_angle"] = state["pole_angle"].clone()
+    state["pole_angle"][0] = 1.0
+    state["cart_pos"] = state["cart_pos"].clone()
+    state["cart_pos"][1] = 1.8
+    state["episode_step"] = state["episode_step"].clone()
+    state["episode_step"][2] = 499.0  # max_episode_length - 1: IsaacGymEnvs' time-out reset
+    consts = compat.env_constants("cartpole_balance")
+    assert compat.check_eureka(code, "cartpole_balance", list(state), consts) is None
+    fn = compat.build_eureka(code, "cartpole_balance", list(state), dt, consts, filename="f.py")
+    assert fn.entry == "compute_cartpole_reward"
+    total, comps = fn(StateDict(state), action)
+    assert list(comps) == ["signal/terminate"]
+    angle, pos = state["pole_angle"].double(), state["cart_pos"].double()
+    vel, avel = state["cart_vel"].double(), state["pole_angvel"].double()
+    ref = torch.cos(angle) + 0.2 * (1 - torch.clamp(pos.abs() / 1.7, max=1.0)) - 0.01 * vel**2 - 0.005 * avel**2  # fmt: skip
+    failed = (angle.abs() > math.pi / 4) | (pos.abs() > 1.7)
+    ref = torch.where(failed, torch.full_like(ref, -1.0), ref)
+    assert torch.allclose(total.double(), ref, atol=1e-5)
+    # the reset of a failure terminates; the time-out reset does not (the env truncates itself)
+    assert comps["signal/terminate"][:3].tolist() == [1.0, 1.0, 0.0]
+    assert torch.equal(comps["signal/terminate"][3:] > 0, failed[3:])
+
+
+def test_the_env_honours_a_reward_terminate_signal_and_records_signals():
+    env = make_env("cartpole_balance", num_envs=3, seed=0)
+
+    def reward(state, action):
+        one = torch.ones(action.shape[0])
+        stop = (state["episode_step"] >= 2).float() * torch.tensor([0.0, 1.0, 1.0])
+        return one, {"one": one, "signal/terminate": stop, "signal/success": 0.5 * one}
+
+    env.set_reward(reward)
+    env.reset(seed=0)
+    _, _, term, _, info = env.step(torch.zeros(3, 1))
+    assert not term.any() and "episode" not in info
+    _, _, term, trunc, info = env.step(torch.zeros(3, 1))
+    assert term.tolist() == [False, True, True] and not trunc.any()
+    ep = info["episode"]
+    assert ep["env_ids"].tolist() == [1, 2] and ep["length"].tolist() == [2, 2]
+    assert ep["signal/terminate"].tolist() == [1.0, 1.0] and ep["signal/success"].tolist() == [0.5, 0.5]  # fmt: skip
+    assert list(info["log"]) == ["reward/one"]  # signals are not reward terms
+    assert env.state()["episode_step"].tolist() == [2.0, 0.0, 0.0]
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "ret, expected",
+    [
+        ("return r, reset", {"signal/terminate": [1.0, 0.0]}),
+        (
+            "return r, reset, succ",
+            {"signal/terminate": [1.0, 0.0], "signal/success": [0.0, 2.0]},
+        ),  # fmt: skip
+        (
+            "return r, resets, goal_resets, progress_buf, successes, cons_successes",
+            {"signal/terminate": [1.0, 0.0], "signal/success": [0.0, 2.0]},
+        ),
+        ("return r, {'a': r}", {"a": None}),
+        ("return r", {}),
+    ],
+)
+def test_return_shapes_map_to_the_reward_contract(ret, expected):
+    code = (
+        "def compute_hand_reward(progress_buf, reset_buf):\n"
+        "    r = progress_buf.float()\n"
+        "    reset = torch.tensor([1, 0])\n    resets = reset\n"
+        "    goal_resets = torch.tensor([0, 1])\n"
+        "    succ = torch.tensor([0.0, 2.0])\n    successes = succ\n"
+        "    cons_successes = torch.tensor([5.0, 5.0])\n"
+        f"    {ret}\n"
+    )
+    state, action, dt = _stepped_state("cartpole_balance", n=2, steps=1)
+    consts = compat.env_constants("cartpole_balance")
+    fn = compat.build_eureka(code, "cartpole_balance", list(state), dt, consts, filename="f.py")
+    total, comps = fn(StateDict(state), action)
+    assert total.tolist() == [1.0, 1.0] and set(comps) == set(expected)
+    for k, v in expected.items():
+        if v is not None:
+            assert comps[k].tolist() == v, k
+
+
+def test_reward_function_names():
+    assert compat.detect_style("def compute_ant_reward(obs_buf, actions):\n    return obs_buf[:, 0]\n") == "eureka"  # fmt: skip
+    two = "def compute_a_reward(actions):\n    return actions[:, 0]\ndef compute_b_reward(actions):\n    return actions[:, 0]\n"  # fmt: skip
+    err = compat.check_eureka(two, "cartpole_balance", ["cart_pos"])
+    assert err.kind == "signature" and "compute_a_reward, compute_b_reward" in err.message
+    err = compat.check_eureka("def helper(actions):\n    return actions\n", "cartpole_balance", [])  # fmt: skip
+    assert err.kind == "signature" and "compute_<task>_reward" in err.message and "helper" in err.message  # fmt: skip

@@ -23,6 +23,7 @@ from rewardlab.envs.tasks.knowledge import (
     Prompts,
     Script,
     ScriptedPolicy,
+    config_value,
     entry,
     stacked,
 )
@@ -121,6 +122,9 @@ class _Cartpole(Task):
             doc="`[N, 4]`: IsaacGymEnvs Cartpole observation (`cart_pos`, `cart_vel`, `pole_angle`, `pole_angvel`)",
         ),  # fmt: skip
         "pole_vel": entry("pole_angvel"),
+        "reset_dist": config_value(
+            "rail_limit", "the task config's `rail_limit` (m; IsaacGymEnvs' resetDist: 3.0)"
+        ),  # fmt: skip
     }
     text2reward_attrs = {
         "cart_position": "cart_pos",

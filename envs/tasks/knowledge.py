@@ -8,10 +8,15 @@ an Isaac Lab env cfg does:
   (``rewardlab.vlm_reward.rendering`` draws it);
 - ``prompts`` (:class:`Prompts`): goal and baseline sentences for a CLIP-style reward
   (``reward=clip`` without prompts given);
-- ``eureka_names`` (``{name: Binding}``): the IsaacGymEnvs argument names an Eureka-style
-  ``compute_reward`` may take, computed from the task's state (``rewardlab.rewards.compat``);
-- ``text2reward_attrs`` (``{self.<path>: state entry}``): the attribute paths a
-  Text2Reward-style reward reads;
+- ``eureka_names`` (``{name: Binding | Constant | Unavailable | Columns}``): the IsaacGymEnvs /
+  Eureka / DrEureka names (a ``compute_<task>_reward`` argument, an ``env.<name>`` of DrEureka's
+  reward class) computed from the task's state, constants of its config or model, foreign
+  observation vectors column by column, or names it cannot provide and why
+  (``rewardlab.rewards.compat``);
+- ``text2reward_attrs`` (``{self.<path>: state entry | Binding | Unavailable}``): the attribute
+  paths a Text2Reward-style reward reads (a path ending in ``()`` is a method, e.g.
+  ``"env._get_pos_goal()"``); optional ``text2reward_obs`` (a :class:`Columns`): MetaWorld's
+  ``obs`` argument of ``compute_dense_reward(self, action, obs)``;
 - ``scripted_episodes`` (``{script name: Script}``): hand-written policies whose episodes
   (successes, partial progress, failures) judge a frame scorer (``rewardlab vlm-eval``).
 
@@ -133,9 +138,110 @@ class Binding:
     """The mapping in words, for docs/rewards.md."""
 
 
+@dataclass(frozen=True)
+class Constant:
+    """A foreign name bound to a constant of the task: a config or model value (IsaacGymEnvs'
+    ``max_episode_length``, ``dof_limits_lower``, a reward scale of its task config).
+
+    ``compute(task)`` runs in the trainer on the env's own task instance (its config, overrides
+    included, and its MuJoCo model); the value crosses into the reward sandbox as data. A
+    scalar is passed as a Python number, a sequence as a float32 tensor. The task's other
+    bindings read it as ``state[name]`` (the state and the constants share one mapping there).
+    """
+
+    compute: Callable[[Any], Any]
+    """``compute(task) -> float | int | bool | nested sequence of numbers``."""
+    doc: str
+    """The value in words, for docs/rewards.md."""
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A foreign name the task knows of but cannot provide; reward code that uses it is refused
+    with this reason (instead of "does not exist")."""
+
+    reason: str
+    """Why, and what to use instead (one sentence)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A slice of a foreign observation vector (see :class:`Columns`)."""
+
+    label: str
+    """What the source framework puts there (``"torso height"``, ``"dof_pos_scaled"``)."""
+    width: int
+    """Number of columns."""
+    fn: Callable[[State, torch.Tensor, float], torch.Tensor] | None = None
+    """``fn(state, action, dt) -> [N, width]`` (or ``[N]`` when ``width`` is 1); ``None``:
+    the task has no counterpart (the columns are NaN)."""
+    missing: str = ""
+    """Why there is no counterpart (when ``fn`` is ``None``)."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A foreign observation vector assembled column by column, in the source framework's
+    layout (IsaacGymEnvs' ``obs_buf``, MetaWorld's ``obs``). Columns the task lacks are NaN, and
+    reward code that reads them by constant index (``obs_buf[:, 28:52]``, ``obs[7:11]``) is
+    refused before it runs, naming the columns and why they are missing."""
+
+    parts: tuple[Column, ...]
+    """The slices, in order."""
+    doc: str
+    """The vector in words, for docs/rewards.md."""
+
+    @property
+    def width(self) -> int:
+        """Total number of columns."""
+        return sum(p.width for p in self.parts)
+
+    def spans(self) -> list[tuple[int, int, Column]]:
+        """``(start, stop, column)`` of every part."""
+        out, start = [], 0
+        for p in self.parts:
+            out.append((start, start + p.width, p))
+            start += p.width
+        return out
+
+    def missing(self, start: int, stop: int) -> list[str]:
+        """Descriptions of the unavailable parts that overlap columns ``start:stop``."""
+        return [
+            f"{a}:{b} {p.label} ({p.missing})"
+            for a, b, p in self.spans()
+            if p.fn is None and a < stop and start < b
+        ]
+
+    def fn(self, s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+        """The vector ``[N, width]`` float32 (NaN in the unavailable parts)."""
+        n = a.shape[0]
+        cols = []
+        for p in self.parts:
+            if p.fn is None:
+                cols.append(torch.full((n, p.width), float("nan"), device=a.device))
+            else:
+                cols.append(p.fn(s, a, dt).reshape(n, p.width).float())
+        return torch.cat(cols, -1)
+
+
+ForeignName = Binding | Constant | Unavailable | Columns
+"""How a task binds one foreign name (an ``eureka_names`` value)."""
+
+
 def entry(name: str) -> Binding:
     """The state entry ``name`` as it is."""
     return Binding(lambda s, a, dt: s[name], f"`{name}`")
+
+
+def constant(value: float | int | bool, doc: str) -> Constant:
+    """A constant that does not depend on the task's config (a source framework's default
+    setting, e.g. IsaacGymEnvs' ``up_weight``); ``doc`` says where it comes from."""
+    return Constant(lambda task: value, f"`{value!r}`: {doc}")
+
+
+def config_value(field: str, doc: str | None = None) -> Constant:
+    """The task config's ``field`` (``task.cfg.<field>``), as the env runs it."""
+    return Constant(lambda task: getattr(task.cfg, field), doc or f"the task config's `{field}`")
 
 
 def stacked(*names: str, doc: str | None = None) -> Binding:
@@ -175,8 +281,8 @@ class Script:
 KNOWLEDGE: dict[str, str] = {
     "reward_camera": "how a vision-language reward sees the task (a CameraSpec or MultiView)",
     "prompts": "goal and baseline sentences of a CLIP-style reward (Prompts)",
-    "eureka_names": "IsaacGymEnvs argument names -> Binding (Eureka-style rewards)",
-    "text2reward_attrs": "Text2Reward self.<path> -> state entry",
+    "eureka_names": "IsaacGymEnvs/Eureka/DrEureka names -> Binding, Constant, Columns or Unavailable",
+    "text2reward_attrs": "Text2Reward self.<path> -> state entry, Binding or Unavailable",
     "scripted_episodes": "script name -> Script (vlm-eval's successes, partial runs, failures)",
 }
 """What every task declares (a class attribute of each name), or opts out of with :class:`OptOut`."""
@@ -199,6 +305,13 @@ __all__ = [
     "SCRIPT_KINDS",
     "Binding",
     "Camera",
+    "Column",
+    "Columns",
+    "Constant",
+    "ForeignName",
+    "Unavailable",
+    "config_value",
+    "constant",
     "CameraSpec",
     "MultiView",
     "OptOut",

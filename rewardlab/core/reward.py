@@ -12,6 +12,12 @@ contract of ``docs/design.md``::
 
 The components returned are the weighted contributions, so they add up to the total and are
 logged as ``reward/<name>``.
+
+A component whose name starts with :data:`SIGNAL_PREFIX` is not a reward term but a per-world
+signal to the env (:func:`split_signals`): ``signal/terminate`` (> 0.5 ends that world's
+episode as terminated; the simulator backends honour it, e.g. the reset tensor of an
+IsaacGymEnvs reward) and any other ``signal/<name>`` (recorded: its value on each finished
+episode's last step goes to ``info["episode"]["signal/<name>"]``, e.g. ``signal/success``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,24 @@ import torch
 
 State = Mapping[str, torch.Tensor]
 RewardFn = Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+SIGNAL_PREFIX = "signal/"
+"""Components named ``signal/<name>`` are signals to the env, not reward terms."""
+TERMINATE = "signal/terminate"
+"""A signal > 0.5 ends the world's episode as terminated (besides the task's own terminations)."""
+SUCCESS = "signal/success"
+"""The reward's own success measure (recorded beside the task's success, not used for it)."""
+
+
+def split_signals(
+    components: Mapping[str, torch.Tensor],
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(terms, signals)``: the reward terms and the ``signal/...`` components of a reward."""
+    terms = {k: v for k, v in components.items() if not k.startswith(SIGNAL_PREFIX)}
+    if len(terms) == len(components):
+        return terms, {}
+    return terms, {k: v for k, v in components.items() if k.startswith(SIGNAL_PREFIX)}
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,7 @@ def train_candidate(spec: CandidateSpec) -> CandidateResult:
                 float(env.control_dt),
                 spec.style or "auto",
                 sandbox=cfg.sandbox,
+                env=env,  # constants of foreign names (IsaacGymEnvs' max_episode_length, ...)
             )
             if spec.correlation:
 
