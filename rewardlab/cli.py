@@ -47,6 +47,10 @@ if TYPE_CHECKING:  # an annotation only: the pipeline imports torch (see "Comman
 EXIT_USAGE = 2
 """Exit status of a bad setting, unknown task or missing file (argparse uses it too)."""
 
+MAX_VIDEO_TILES = 9
+"""Worlds ``rewardlab play`` renders at once (``rewardlab.agents.evaluate.MAX_VIDEO_TILES``;
+repeated here so that parsing needs no torch)."""
+
 EXTRA_COMMAND_MODULES = (
     "rewardlab.search.cli",
     "rewardlab.vlm_commands",
@@ -67,7 +71,8 @@ class EvalArgs:
     episodes: int | None = None
     """Episodes to evaluate over; default: the run's eval.episodes."""
     video: bool = False
-    """Also write an mp4 of world 0 (``out`` or ``<run_dir>/videos/eval.mp4``)."""
+    """Also write an mp4 (``out`` or ``<run_dir>/videos/eval.mp4``): a grid of up to 9 worlds,
+    each captioned with its episode's outcome."""
     video_episodes: int | None = None
     """Episodes in the video; default: the run's eval.video_episodes."""
     deterministic: bool | None = None
@@ -99,7 +104,7 @@ class PlayArgs:
     run_dir: str = ""
     """The run directory whose policy to render (required)."""
     episodes: int = 2
-    """Episodes to render, one after another."""
+    """Episodes to render: side by side, a grid of up to 9 worlds (more take turns)."""
     out: str | None = None
     """Video path; default: ``<run_dir>/videos/play.mp4``."""
     deterministic: bool = True
@@ -289,7 +294,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     cfg = load_run_config(a.run_dir)
     run = RunDir(Path(a.run_dir))
     seed = a.seed if a.seed is not None else cfg.eval_seed()
-    env = pipeline.make_eval_env(cfg, 1, seed)
+    env = pipeline.make_eval_env(cfg, min(a.episodes, MAX_VIDEO_TILES), seed)
     try:
         loaded = pipeline.load_policy(cfg, run, env, a.source, a.checkpoint)
         out = Path(a.out) if a.out else run.videos / "play.mp4"

@@ -91,9 +91,10 @@ class EvalConfig:
     episodes: int = 20
     """Episodes to evaluate over (each world counts its first ceil(episodes / num_envs))."""
     video: bool = True
-    """Record an mp4 of world 0 into ``<run_dir>/videos/``."""
-    video_episodes: int = 1
-    """Episodes of world 0 to put in the video."""
+    """Record an mp4 into ``<run_dir>/videos/``: a grid of worlds, each captioned with its
+    episode's outcome (success or failure, return, length)."""
+    video_episodes: int = 9
+    """Episodes in the video, one world each up to a 3x3 grid (more take turns); 0: no video."""
     deterministic: bool = True
     """Act with the policy's mean action (false: sample from the policy's distribution)."""
     num_envs: int | None = None

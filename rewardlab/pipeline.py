@@ -35,6 +35,7 @@ from typing import Any
 
 from rewardlab.agents.distributed import DistContext, init_from_env
 from rewardlab.agents.evaluate import evaluate as run_episodes
+from rewardlab.agents.evaluate import video_grid
 from rewardlab.agents.export import export_policy
 from rewardlab.agents.policy import ExportedPolicy, Policy
 from rewardlab.agents.registry import AGENTS, Agent, TrainSpec, agent_class, make_agent
@@ -59,6 +60,7 @@ from rewardlab.plots import (
 from rewardlab.reward_kinds import REWARD_KINDS
 from rewardlab.rewards.boundary import NONE_WARNING
 from rewardlab.runs import RunDir, check_resumable, default_run_dir, git_info, write_run_files
+from rewardlab.vlm_reward.rendering import EnvFrames
 
 SANDBOX_NONE_FILE = "SANDBOX_NONE.txt"
 """Written into a run directory trained with ``sandbox=none`` (reward code ran unsandboxed)."""
@@ -443,25 +445,34 @@ def evaluate(
             when ``deterministic``).
         env: evaluate on this env (the caller closes it); default: :func:`make_eval_env`.
         episodes, num_envs, seed, deterministic, video_episodes: override ``cfg.eval``.
-        video: write world 0's first ``video_episodes`` episodes to this mp4.
+        video: write ``video_episodes`` episodes to this mp4, as a captioned grid of up to 9
+            worlds (:mod:`rewardlab.agents.evaluate`).
     """
     ev = cfg.eval
     episodes = ev.episodes if episodes is None else episodes
     seed = cfg.eval_seed() if seed is None else seed
+    video_episodes = ev.video_episodes if video_episodes is None else video_episodes
     own_env = env is None
     if env is None:
         env = make_eval_env(cfg, num_envs=num_envs, seed=seed)
+    frames = None
     try:
+        grid = video_grid(video_episodes, env.num_envs, episodes) if video else None
+        if grid is not None:  # all tiles in one GL pass, no shadows: ~10x cheaper per world
+            frames = EnvFrames(env, grid.tile)
         result = run_episodes(
             policy,
             env,
             episodes,
             deterministic=ev.deterministic if deterministic is None else deterministic,
             video_path=video,
-            video_episodes=ev.video_episodes if video_episodes is None else video_episodes,
+            video_episodes=video_episodes,
             seed=seed,
+            render=frames,
         )
     finally:
+        if frames is not None:
+            frames.close()
         if own_env:
             env.close()
     return EvalResult.from_dict(result)

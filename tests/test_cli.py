@@ -30,7 +30,7 @@ TINY = [
     "ppo.num_steps=32",
     "task_cfg.episode_steps=15",
     "eval.episodes=4",
-    "eval.video_episodes=1",
+    "eval.video_episodes=4",
 ]
 """A budget that trains in a few seconds on 2 cores: 2 iterations of 16 worlds x 32 steps."""
 
@@ -40,6 +40,17 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(argv))
     return code, out.getvalue(), err.getvalue()
+
+
+def _video_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an mp4."""
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(str(path), "ffmpeg")
+    try:
+        return tuple(reader.get_meta_data()["size"])
+    finally:
+        reader.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +81,7 @@ def test_train_leaves_a_complete_run_directory(run: dict[str, Any]) -> None:
     for name in ("policy.pt", "policy.onnx", "policy.json"):
         assert (d / "export" / name).stat().st_size > 0
     assert (d / "videos" / "eval.mp4").stat().st_size > 1000
+    assert _video_size(d / "videos" / "eval.mp4") == (480, 544)  # 2x2 worlds, captions below
     assert (d / "plots" / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads((d / "eval.json").read_text())
     assert result["episodes"] == 4 and 0.0 <= result["success_rate"] <= 1.0
@@ -157,10 +169,11 @@ def test_resume_continues_from_the_checkpoint(run: dict[str, Any], tmp_path: Pat
 @pytest.mark.smoke
 def test_play_and_export(run: dict[str, Any], tmp_path: Path) -> None:
     code, out, err = run_cli(
-        "play", f"run_dir={run['dir']}", "episodes=1", f"out={tmp_path / 'p.mp4'}"
+        "play", f"run_dir={run['dir']}", "episodes=2", f"out={tmp_path / 'p.mp4'}"
     )
     assert code == 0, err
     assert (tmp_path / "p.mp4").stat().st_size > 1000 and f"video: {tmp_path / 'p.mp4'}" in out
+    assert _video_size(tmp_path / "p.mp4") == (480, 272)  # two worlds side by side
     code, out, err = run_cli("export", f"run_dir={run['dir']}", f"out={tmp_path / 'exp'}")
     assert code == 0, err
     meta = json.loads((tmp_path / "exp" / "policy.json").read_text())
@@ -369,3 +382,38 @@ def test_learning_curve_title_names_the_task_once(
         run.metrics.write_text(json.dumps({"global_step": 1.0, "charts/success_rate": 0.5}) + "\n")
         assert pipeline.plot_run(cfg, run) == run.plots / "learning_curve.png"
     assert titles == ["cartpole_balance-20260101-120000", "cartpole_balance (cp)"]
+
+
+@pytest.mark.unit
+def test_the_video_is_a_captioned_grid_of_worlds(tmp_path: Path) -> None:
+    """The video once showed world 0 only (an 11-frame fall); now a grid of worlds, each held
+    on its last frame with a green (success) or red (failure) border and its outcome."""
+    import imageio.v2 as imageio
+
+    from rewardlab.agents.evaluate import video_grid
+
+    env = _FakeEnv([3, 4, 5, 6, 7])  # even lengths succeed: worlds 1 and 3
+    grid = video_grid(4, env.num_envs, 5)
+    assert grid is not None and (grid.cols, grid.rows, grid.episodes) == (2, 2, (1, 1, 1, 1))
+    result = evaluate(
+        lambda obs: torch.zeros(obs.shape[0], 1),
+        env,
+        episodes=5,
+        video_path=tmp_path / "grid.mp4",
+        video_episodes=4,
+    )
+    frames = [f for f in imageio.get_reader(str(tmp_path / "grid.mp4"), "ffmpeg")]  # noqa: C416 (len() is inf)
+    height, width = grid.size
+    assert frames[0].shape == (height, width, 3) == (2 * (240 + 32), 2 * 240, 3)
+    # 10 fps: one frame per step until the slowest shown world (6 steps) ends, then 1 s held
+    assert len(frames) == 1 + 6 + 10
+    last = frames[-1].astype(int)
+    for world, success in enumerate([False, True, False, True]):
+        r, c = divmod(world, 2)
+        border = last[r * 272 + 1, c * 240 + 120]  # the middle of the tile's top edge
+        assert (border[1] > border[0] + 60) == success, (world, border)
+        assert (border[0] > border[1] + 60) == (not success), (world, border)
+    assert result["video"] == str(tmp_path / "grid.mp4") and result["episodes"] == 5
+    assert video_grid(20, 32, 20).episodes == (3, 3, 2, 2, 2, 2, 2, 2, 2)  # at most 3x3
+    assert video_grid(2, 1, 2).episodes == (2,)  # one world: its episodes one after another
+    assert video_grid(0, 4, 4) is None
