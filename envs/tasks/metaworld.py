@@ -157,7 +157,7 @@ def _terms(task: SawyerTask, reach_scale: float, full: float) -> dict[str, Rewar
             "reach": (reach, 1.0),
             "progress": (joint_progress, 5.0),
             "success": (success_bonus, 5.0),
-            "effort": (action_l2, -0.01),
+            "effort": (action_l2, -0.001),
         }
     )
     terms["reach"] = dataclasses.replace(terms["reach"], params={"scale": reach_scale})
@@ -182,13 +182,13 @@ class ButtonPressConfig(SawyerConfig):
     """Upper corner (m, world) of that box (MetaWorld's obj_high)."""
     success_distance: float = 0.02
     """MetaWorld's success: |goal_y - obj_y| <= 0.02 m."""
-    reach_scale: float = 0.1
+    reach_scale: float = 0.25
     """Length scale (m) of the ``reach`` term 1 - tanh(tcp_to_obj / reach_scale)."""
     press_depth: float = 0.075
     """Button depth (m) at which the ``progress`` term saturates (success needs about 0.073 m:
     past the joint's 0.06 m soft limit)."""
     reward_weights: Mapping[str, float] = field(default_factory=dict)
-    """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.01)."""
+    """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.001)."""
 
 
 @register_task
@@ -255,13 +255,13 @@ class DrawerOpenConfig(SawyerConfig):
     """Upper corner (m, world) of that box (MetaWorld's obj_high: only x varies)."""
     success_distance: float = 0.03
     """MetaWorld's success: |handle - goal| <= 0.03 m."""
-    reach_scale: float = 0.1
+    reach_scale: float = 0.25
     """Length scale (m) of the ``reach`` term 1 - tanh(tcp_to_obj / reach_scale)."""
     open_distance: float = 0.16
     """Drawer opening (m) at which the ``progress`` term saturates (the joint's soft limit;
     MetaWorld's success needs the drawer at or slightly past it)."""
     reward_weights: Mapping[str, float] = field(default_factory=dict)
-    """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.01)."""
+    """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.001)."""
 
 
 @register_task
@@ -331,13 +331,13 @@ class WindowOpenConfig(SawyerConfig):
     """Upper corner (m, world) of that box (MetaWorld's obj_high)."""
     success_distance: float = 0.05
     """MetaWorld's success (TARGET_RADIUS): |handle.x - goal.x| <= 0.05 m."""
-    reach_scale: float = 0.1
+    reach_scale: float = 0.25
     """Length scale (m) of the ``reach`` term 1 - tanh(tcp_to_obj / reach_scale)."""
     open_distance: float = 0.2
     """Window opening (m) at which the ``progress`` term saturates (the joint's range; MetaWorld's
     success needs about 0.19)."""
     reward_weights: Mapping[str, float] = field(default_factory=dict)
-    """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.01)."""
+    """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.001)."""
 
 
 @register_task

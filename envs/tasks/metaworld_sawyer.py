@@ -81,6 +81,9 @@ OBS_PAD = 7
 class MetaWorldUnavailableError(FileNotFoundError):
     """The ``metaworld`` package (the Sawyer scene files) is not installed; one line saying how."""
 
+    missing_dependency = True
+    """An optional package is missing, not a bug: tests that reach it skip (tests/conftest.py)."""
+
 
 def assets_dir() -> Path:
     """The ``metaworld/assets`` folder of the installed ``metaworld`` distribution, found through
