@@ -25,6 +25,11 @@ ROS_PACKAGES = ros-rclpy ros-rmw-fastrtps-cpp ros-builtin-interfaces ros-std-msg
 
 export MUJOCO_GL ?= egl
 
+# MetaWorld's Sawyer scenes (the metaworld_* tasks read its asset files; RewardLab never imports
+# it). --no-deps: metaworld pins mujoco==3.3.0, which pip cannot install beside our mujoco>=4.0,
+# so it cannot be a pyproject extra (docs/metaworld.md). Empty METAWORLD= skips it.
+METAWORLD ?= metaworld==3.1.1
+
 # The tiers of `make test`, in any order: each is its own process and shares no state with another.
 TIERS ?= lint typecheck main ros
 
@@ -48,10 +53,12 @@ system-deps:
 install: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e .
+	$(if $(METAWORLD),$(BIN)/pip install --quiet --no-deps "$(METAWORLD)")
 
 install-test: $(BIN)/python system-deps
 	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
 	$(BIN)/pip install --quiet -e ".[test]"
+	$(if $(METAWORLD),$(BIN)/pip install --quiet --no-deps "$(METAWORLD)")
 
 train: install
 	$(BIN)/rewardlab train task=$(TASK) run_dir=$(RUN_DIR) $(TRAIN_ARGS)
