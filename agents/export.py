@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from rewardlab.core.files import atomic_write, sha256
+from rewardlab.core.sidecar import seal_sidecar
 
 FORMAT_VERSION = 1
 """Version of the ``policy.json`` layout; bumped on incompatible changes."""
@@ -102,6 +103,8 @@ def export_policy(
     meta["git_revision"] = git_revision if git_revision is not None else _git_revision()
     meta["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta.update(extra or {})
+    # Seal what a reader parses back from the file (deploy checks the seal and every file hash).
+    meta = seal_sidecar(json.loads(_json_text(meta)))
     paths["json"] = atomic_write(out / "policy.json", _json_text(meta))
     return paths
 

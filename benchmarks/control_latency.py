@@ -355,8 +355,6 @@ def main() -> None:
             check=True, cwd=REPO, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         args.policy = str(run_dir / "export")
-        # deploy requires sidecar_sha256, which the trainer's exporter does not write yet
-        subprocess.run([sys.executable, "-m", "rewardlab.deploy.policy", "seal", args.policy], check=True)  # fmt: skip
     inner(args)
 
 

@@ -29,19 +29,18 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rewardlab.core.sidecar import SIDECAR_HASH_KEY, seal_sidecar, sidecar_digest
+
 BACKENDS = ("auto", "onnx", "torch")
 SUPPORTED_FORMAT_VERSIONS = (1,)
 MODEL_FILES = {"onnx": "policy.onnx", "torch": "policy.pt"}
 """The model file each backend loads; every one present in a folder must be hashed in ``files``."""
-SIDECAR_HASH_KEY = "sidecar_sha256"
-"""Key of the sidecar's own hash in ``policy.json`` (see :func:`sidecar_digest`)."""
 MAX_SIDECAR_BYTES = 16 << 20
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -109,23 +108,6 @@ class Policy:
 
 def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sidecar_digest(meta: Mapping[str, Any]) -> str:
-    """SHA-256 of a sidecar's content: ``json.dumps`` of every key but ``sidecar_sha256``, with
-    ``sort_keys=True, separators=(",", ":")`` (ASCII), as parsed from ``policy.json`` (so
-    whitespace and key order in the file do not matter). Exporters write it as ``sidecar_sha256``.
-    """
-    body = {k: v for k, v in meta.items() if k != SIDECAR_HASH_KEY}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
-
-
-def seal_sidecar(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """``meta`` with ``sidecar_sha256`` set to :func:`sidecar_digest` of the rest."""
-    out = {k: v for k, v in meta.items() if k != SIDECAR_HASH_KEY}
-    out[SIDECAR_HASH_KEY] = sidecar_digest(out)
-    return out
 
 
 def _short(text: object, limit: int = 200) -> str:

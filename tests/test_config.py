@@ -307,6 +307,13 @@ def test_long_values_are_cut_in_messages() -> None:
     assert len(str(info.value)) <= 600 and "more)" in str(info.value)
 
 
+def test_list_item_errors_name_the_layer_that_set_the_list(tmp_path: Path) -> None:
+    path = _write(tmp_path / "mine.yaml", "ppo:\n  actor_hidden: [64, x]\n")
+    with pytest.raises(ConfigError) as info:
+        load_train_config([TASK], config_file=path)
+    assert info.value.source.endswith("mine.yaml") and info.value.key == "ppo.actor_hidden[1]"
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.yaml: file not found"):
         load_train_config([TASK], config_file=tmp_path / "nope.yaml")

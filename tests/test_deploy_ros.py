@@ -59,11 +59,6 @@ def arm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert (run_dir / "export" / "policy.json").exists()
-    # the trainer's exporter does not write sidecar_sha256 yet, which deploy requires (see
-    # test_deploy_core.py::test_trainer_export_loads_without_sealing); a no-op once it does
-    from rewardlab.deploy.policy import seal_export
-
-    seal_export(run_dir / "export")
     return run_dir
 
 

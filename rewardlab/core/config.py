@@ -290,7 +290,11 @@ class Sources:
         self._by_key[key] = source
 
     def of(self, key: str) -> str:
-        """The source of ``key``, else of its closest ancestor, else of any descendant."""
+        """The source of ``key``, else of its closest ancestor, else of any descendant.
+
+        List items (``key[2]``) belong to their list's key.
+        """
+        key = re.sub(r"\[\d+\]", "", key)
         k = key
         while k:
             if k in self._by_key:
