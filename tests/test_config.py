@@ -17,7 +17,14 @@ from rewardlab.config import (
     resolved_config_yaml,
     train_config_from_dict,
 )
-from rewardlab.core.config import ConfigError, field_docs, parse_overrides, parse_scalar
+from rewardlab.core.config import (
+    ConfigError,
+    build,
+    field_docs,
+    merge_layers,
+    parse_overrides,
+    parse_scalar,
+)
 from rewardlab.envs import task_names
 
 pytestmark = pytest.mark.unit
@@ -307,11 +314,15 @@ def test_long_values_are_cut_in_messages() -> None:
     assert len(str(info.value)) <= 600 and "more)" in str(info.value)
 
 
-def test_list_item_errors_name_the_layer_that_set_the_list(tmp_path: Path) -> None:
-    path = _write(tmp_path / "mine.yaml", "ppo:\n  actor_hidden: [64, x]\n")
+def test_list_item_errors_name_the_layer_that_set_the_list() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Lists:
+        xs: tuple[int, ...] = ()
+
+    merged, sources = merge_layers([("a.yaml", {"xs": [1, "x"]})], default_source="defaults")
     with pytest.raises(ConfigError) as info:
-        load_train_config([TASK], config_file=path)
-    assert info.value.source.endswith("mine.yaml") and info.value.key == "ppo.actor_hidden[1]"
+        build(Lists, merged, "", sources)
+    assert info.value.source == "a.yaml" and info.value.key == "xs[1]"
 
 
 def test_missing_file(tmp_path: Path) -> None:
