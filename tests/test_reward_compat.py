@@ -578,3 +578,124 @@ def test_reward_function_names():
     assert err.kind == "signature" and "compute_a_reward, compute_b_reward" in err.message
     err = compat.check_eureka("def helper(actions):\n    return actions\n", "cartpole_balance", [])  # fmt: skip
     assert err.kind == "signature" and "compute_<task>_reward" in err.message and "helper" in err.message  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# per-task foreign names: IsaacGymEnvs' obs_buf, model constants, DrEureka's legged_gym names
+
+
+def _ctx(task: str, state, env=None):
+    consts = compat.env_constants(task, env)
+    return StateDict({**compat._materialize(consts), **state}), compat.eureka_names(task, list(state))  # fmt: skip
+
+
+def test_model_constants_come_from_the_model():
+    from rewardlab.envs.robots import ANT, ARM3, HUMANOID
+
+    arm = compat.env_constants("arm_reach")
+    assert arm["dof_limits_lower"] == pytest.approx([lo for lo, _ in ARM3.joint_limits])
+    assert np.allclose(arm["dof_pos_limits"], ARM3.joint_limits)
+    hum = compat.env_constants("humanoid_stand")
+    assert hum["motor_efforts"] == pytest.approx(list(HUMANOID.gear))
+    assert hum["max_motor_effort"] == pytest.approx(max(HUMANOID.gear))
+    assert hum["termination_height"] == pytest.approx(1.0 - (1.475 - 1.285))
+    ant = compat.env_constants("ant_run")
+    assert ant["dof_limits_upper"] == pytest.approx([hi for _, hi in ANT.joint_limits])
+    assert ant["termination_height"] == pytest.approx(0.2) and ant["death_cost"] == -2.0
+
+
+def test_ant_obs_buf_in_isaacgymenvs_layout():
+    state, action, dt = _stepped_state("ant_run", steps=6)
+    ctx, names = _ctx("ant_run", state)
+    obs = compat.bind("obs_buf", names, ctx, action, dt)
+    assert obs.shape == (8, 60)
+    q = state["torso_quat"].double()
+    assert torch.allclose(obs[:, 0], state["torso_pos"][:, 2])
+    q_inv = q * torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64)
+    vel_loc = compat._quat_rotate(q_inv, state["torso_linvel"].double())
+    assert torch.allclose(obs[:, 1:4].double(), vel_loc, atol=1e-5)
+    assert torch.allclose(obs[:, 4:7], state["torso_angvel"])
+    assert torch.allclose(obs[:, 10], state["up_z"], atol=1e-5)
+    lo, hi = ctx["dof_limits_lower"], ctx["dof_limits_upper"]
+    assert torch.allclose(obs[:, 12:20], (2 * state["joint_pos"] - hi - lo) / (hi - lo), atol=1e-5)
+    assert torch.allclose(obs[:, 20:28], 0.2 * state["joint_vel"])
+    assert torch.isnan(obs[:, 28:52]).all() and torch.equal(obs[:, 52:60], action)
+    # reading the force-sensor columns by constant index is refused, naming them
+    code = "def compute_ant_reward(obs_buf, actions):\n    return obs_buf[:, 0] - obs_buf[:, 30:34].sum(-1), obs_buf[:, 0] < 0\n"  # fmt: skip
+    err = compat.check_eureka(code, "ant_run", list(state))
+    assert err.kind == "unknown_state" and "obs_buf[:, 30:34]" in err.message
+    assert "28:52 force sensors" in err.message and "no force-torque sensors" in err.message
+
+
+def test_isaacgymenvs_ant_file_loads_in_the_sandbox_and_matches_a_hand_computation():
+    from rewardlab.rewards.loader import load_reward_file
+
+    env = make_env("ant_run", num_envs=16, seed=2)
+    env.reset(seed=2)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(8):
+        action = torch.rand(16, env.action_dim, generator=gen) * 2 - 1
+        env.step(action)
+    state = env.state()
+    fn = load_reward_file(FOREIGN / "isaacgymenvs_ant.py", env)
+    try:
+        assert fn.style == "eureka" and fn.check.components == ["signal/terminate"]
+        assert len(fn.notes) == 4  # gymtorch, gymapi, torch_jit_utils *, VecTask
+        total, comps = fn(state, action)
+    finally:
+        fn.close()
+    ctx, names = _ctx("ant_run", state, env)
+    obs = compat.bind("obs_buf", names, ctx, action, env.control_dt).double()
+    pot = compat.bind("potentials", names, ctx, action, env.control_dt).double()
+    prev = compat.bind("prev_potentials", names, ctx, action, env.control_dt).double()
+    a = action.double()
+    ref = (
+        (pot - prev)
+        + 0.5
+        + 0.1 * (obs[:, 10] > 0.9).double()
+        + 0.5 * torch.clamp(obs[:, 11] / 0.9, max=1.0)
+        - 0.005 * (a * a).sum(-1)
+        - 0.05 * (a * obs[:, 20:28]).abs().sum(-1)
+        - 0.1 * (obs[:, 12:20].abs() > 0.98).double().sum(-1)
+    )
+    fallen = obs[:, 0] < 0.2
+    ref = torch.where(fallen, torch.full_like(ref, -2.0), ref)
+    assert torch.allclose(total.double(), ref, rtol=1e-4, atol=1e-3)
+    assert torch.equal(comps["signal/terminate"] > 0, fallen)
+
+
+def test_eureka_humanoid_file_loads_in_the_sandbox_with_its_components():
+    from rewardlab.rewards.loader import load_reward_file
+
+    env = make_env("humanoid_stand", num_envs=8, seed=4)
+    env.reset(seed=4)
+    action = torch.rand(8, env.action_dim, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    for _ in range(5):
+        env.step(action)
+    state = env.state()
+    fn = load_reward_file(FOREIGN / "eureka_humanoid.py", env)
+    try:
+        total, comps = fn(state, action)
+    finally:
+        fn.close()
+    assert list(comps) == ["height_reward", "upright_reward", "still_reward", "joint_speed_penalty", "action_penalty"]  # fmt: skip
+    height = torch.exp(-(state["torso_pos"][:, 2] - 1.3).abs() / 0.25)
+    assert torch.allclose(comps["height_reward"], height, atol=1e-5)
+    assert torch.allclose(comps["upright_reward"], state["torso_upright"].clamp(min=0), atol=1e-5)
+    assert torch.allclose(comps["still_reward"], torch.exp(-state["torso_linvel"][:, :2].norm(dim=-1)), atol=1e-5)  # fmt: skip
+    assert torch.allclose(total, sum(c * w for c, w in zip(comps.values(), [1, 0.5, 0.5, 1, 1], strict=True)), atol=1e-5)  # fmt: skip
+
+
+def test_legged_gym_names_on_the_torso_robots():
+    state, action, dt = _stepped_state("humanoid_walk", steps=7)
+    ctx, names = _ctx("humanoid_walk", state)
+    grav = compat.bind("projected_gravity", names, ctx, action, dt)
+    assert torch.allclose(grav, state["gravity_torso"], atol=1e-5)
+    base_lin_vel = compat.bind("base_lin_vel", names, ctx, action, dt)
+    assert torch.allclose(base_lin_vel.norm(dim=-1), state["torso_linvel"].norm(dim=-1), atol=1e-5)
+    torques = compat.bind("torques", names, ctx, action, dt)
+    from rewardlab.envs.robots import HUMANOID
+
+    assert torch.allclose(torques, action * torch.tensor(HUMANOID.gear))
+    err = compat.check_eureka("def compute_reward(commands, base_lin_vel):\n    return base_lin_vel[:, 0] - commands[:, 0], {}\n", "humanoid_walk", list(state))  # fmt: skip
+    assert err.kind == "unknown_state" and "'commands' is not available: the task has no velocity commands" in err.message  # fmt: skip

@@ -26,10 +26,13 @@ from rewardlab.envs.tasks.knowledge import (
     KNOWLEDGE,
     Binding,
     CameraSpec,
+    Columns,
+    Constant,
     MultiView,
     OptOut,
     Prompts,
     Script,
+    Unavailable,
     camera_bodies,
     declared,
     knowledge_gaps,
@@ -173,7 +176,10 @@ def test_task_declares_its_knowledge(task: str) -> None:
     for path, entry in (declared(cls, "text2reward_attrs") or {}).items():
         assert entry in spec, f"{task}: text2reward_attrs {path} -> {entry!r} is not a state entry"
     eureka = declared(cls, "eureka_names") or {}
-    assert all(isinstance(b, Binding) and b.doc for b in eureka.values())
+    assert all(
+        isinstance(b, Binding | Constant | Columns) and b.doc or isinstance(b, Unavailable) and b.reason
+        for b in eureka.values()
+    )  # fmt: skip
     assert all(k.isidentifier() for k in eureka), "Eureka names are Python argument names"
     scripts = declared(cls, "scripted_episodes") or {}
     if scripts:

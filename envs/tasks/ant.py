@@ -20,8 +20,8 @@ from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import ANT, ANT_FEET
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
-from rewardlab.envs.tasks.isaacgym_names import LOCOMOTION_EUREKA, T2R_LOCOMOTION
-from rewardlab.envs.tasks.knowledge import CameraSpec, OptOut, Prompts
+from rewardlab.envs.tasks.isaacgym_names import T2R_LOCOMOTION, locomotion_names
+from rewardlab.envs.tasks.knowledge import CameraSpec, Constant, OptOut, Prompts, Unavailable
 
 State = Mapping[str, torch.Tensor]
 
@@ -91,7 +91,16 @@ class AntRun(Task):
         ("a four-legged robot walking upright",),
         ("a four-legged robot flipped upside down",),
     )
-    eureka_names = LOCOMOTION_EUREKA
+    eureka_names = locomotion_names(
+        ANT.joint_names,
+        humanoid=False,
+        termination_height=Constant(
+            lambda task: float(task.cfg.healthy_z_range[0]),
+            "the task config's `healthy_z_range[0]`: the torso height (m) below which an episode terminates (IsaacGymEnvs' Ant: 0.31)",
+        ),
+        default_pose=ANT.default_pose,
+        feet=Unavailable("the state has the feet's heights only (`feet_height`)"),
+    )  # fmt: skip
     text2reward_attrs = {**T2R_LOCOMOTION, "robot.forward_velocity": "forward_vel"}
     scripted_episodes = OptOut(
         "no hand-written gait runs the ant; record an EpisodeSet from a trained policy instead"

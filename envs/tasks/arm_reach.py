@@ -30,13 +30,16 @@ from rewardlab.envs.robots import (
     ARM3_UPPER_ARM,
 )
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
-from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS
+from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS, joint_limits
 from rewardlab.envs.tasks.knowledge import (
     CameraSpec,
+    Constant,
     MultiView,
     Prompts,
     Script,
     ScriptedPolicy,
+    Unavailable,
+    constant,
     entry,
 )
 
@@ -176,6 +179,24 @@ class ArmReach(Task):
         "goal_pos": entry("target_pos"),
         "object_pos": entry("target_pos"),
         "target_position": entry("target_pos"),
+        # IsaacGymEnvs' FrankaCabinet names that a reach has (arm3 stands in for the Panda)
+        "franka_dof_pos": entry("joint_pos"),
+        "franka_dof_vel": entry("joint_vel"),
+        "dof_limits_lower": joint_limits(ARM3.joint_names, "lower"),
+        "dof_limits_upper": joint_limits(ARM3.joint_names, "upper"),
+        "franka_dof_lower_limits": joint_limits(ARM3.joint_names, "lower"),
+        "franka_dof_upper_limits": joint_limits(ARM3.joint_names, "upper"),
+        "dof_pos_limits": joint_limits(ARM3.joint_names),
+        "default_dof_pos": Constant(
+            lambda task: [list(ARM3.default_pose)], "`[1, 3]` the home pose (rad)"
+        ),  # fmt: skip
+        "dist_reward_scale": constant(2.0, "IsaacGymEnvs' FrankaCabinet.yaml default"),
+        "action_penalty_scale": constant(0.01, "IsaacGymEnvs' FrankaCabinet.yaml default"),
+        "franka_lfinger_pos": Unavailable("arm3 has no gripper fingers (franka_reach has)"),
+        "franka_rfinger_pos": Unavailable("arm3 has no gripper fingers (franka_reach has)"),
+        "obs_buf": Unavailable(
+            "arm_reach's observation is not FrankaCabinet's; read the named entries (dof_pos, hand_pos, goal_pos)"
+        ),  # fmt: skip
     }
     text2reward_attrs = {
         **T2R_JOINTS,

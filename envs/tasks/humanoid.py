@@ -26,8 +26,8 @@ from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import HUMANOID, HUMANOID_STANDING_HEAD_HEIGHT
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
-from rewardlab.envs.tasks.isaacgym_names import LOCOMOTION_EUREKA, T2R_LOCOMOTION
-from rewardlab.envs.tasks.knowledge import CameraSpec, OptOut, Prompts
+from rewardlab.envs.tasks.isaacgym_names import T2R_LOCOMOTION, locomotion_names
+from rewardlab.envs.tasks.knowledge import CameraSpec, Constant, OptOut, Prompts, entry
 
 State = Mapping[str, torch.Tensor]
 
@@ -119,7 +119,16 @@ class _Humanoid(Task):
     # From the side, following the torso in x and y at a fixed height: standing, kneeling,
     # sitting and lying bodies all fit (the shipped tiny CLIP was trained on this view).
     reward_camera = CameraSpec(3.2, 90.0, -10.0, (0.0, 0.0, 0.75), "torso", (True, True, False))
-    eureka_names = LOCOMOTION_EUREKA
+    eureka_names = locomotion_names(
+        HUMANOID.joint_names,
+        humanoid=True,
+        termination_height=Constant(
+            lambda task: float(task.cfg.fall_head_height) - (HUMANOID_STANDING_HEAD_HEIGHT - HUMANOID.base_height),
+            "the torso height (m) of an upright body whose head is at the config's `fall_head_height`, below which an episode terminates: fall_head_height - 0.19 (IsaacGymEnvs' Humanoid: 0.8)",
+        ),
+        default_pose=HUMANOID.default_pose,
+        feet=entry("feet_pos"),
+    )  # fmt: skip
     text2reward_attrs = {**T2R_LOCOMOTION, "robot.head_height": "head_height"}
     scripted_episodes = OptOut(
         "no hand-written controller holds a humanoid posture; record an EpisodeSet from a "

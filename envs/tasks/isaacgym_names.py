@@ -1,19 +1,33 @@
-"""IsaacGymEnvs and Text2Reward names shared by a family of tasks (robots with a free torso).
+"""IsaacGymEnvs, DrEureka and Text2Reward names shared by a family of tasks.
 
 A task declares its own ``eureka_names`` and ``text2reward_attrs``
 (:mod:`rewardlab.envs.tasks.knowledge`); the locomotion tasks (ant, humanoid) share the names of
-IsaacGymEnvs' Ant and Humanoid envs, computed here from the state entries they all have:
-``torso_pos``, ``torso_quat`` (w, x, y, z), ``torso_linvel`` (world), ``torso_angvel`` (torso
-frame), ``joint_pos``, ``joint_vel``.
+IsaacGymEnvs' Ant and Humanoid envs (and of DrEureka's legged_gym env), computed here from the
+state entries they all have: ``torso_pos``, ``torso_quat`` (w, x, y, z), ``torso_linvel``
+(world), ``torso_angvel`` (torso frame), ``joint_pos``, ``joint_vel``. The model constants any
+task may bind (joint limits, motor efforts of the task's joints) are built here too:
+:func:`joint_limits`, :func:`motor_efforts`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import mujoco
 import torch
 
-from rewardlab.envs.tasks.knowledge import Binding, entry
+from rewardlab.envs.tasks.knowledge import (
+    Binding,
+    Column,
+    Columns,
+    Constant,
+    ForeignName,
+    Unavailable,
+    constant,
+    entry,
+)
 
 State = Mapping[str, torch.Tensor]
 
@@ -147,3 +161,226 @@ T2R_LOCOMOTION: dict[str, str] = {
     "robot.torso_velocity": "torso_linvel",
 }
 """Text2Reward attributes of a robot with a free torso."""
+
+
+# -- model constants of a task's joints (any task) ------------------------------------------------
+
+
+def _joint_ids(model: mujoco.MjModel, names: Sequence[str]) -> list[int]:
+    ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, n) for n in names]
+    missing = [n for n, i in zip(names, ids, strict=True) if i < 0]
+    if missing:
+        raise ValueError(f"the model has no joint(s) {missing}")
+    return ids
+
+
+def joint_limits(names: Sequence[str], side: str | None = None) -> Constant:
+    """The position limits of joints ``names`` (in that order) from the task's model:
+    ``side="lower"`` / ``"upper"``: ``[n]`` (IsaacGymEnvs' ``dof_limits_lower``); ``None``:
+    ``[n, 2]`` (legged_gym's ``dof_pos_limits``). A joint without limits makes it unavailable."""
+    col = {"lower": 0, "upper": 1, None: None}[side]
+
+    def compute(task: Any) -> list:
+        m = task.model
+        ids = _joint_ids(m, names)
+        if not all(m.jnt_limited[i] for i in ids):
+            raise ValueError("a joint has no limits")
+        rng = [[float(m.jnt_range[i][0]), float(m.jnt_range[i][1])] for i in ids]
+        return rng if col is None else [r[col] for r in rng]
+
+    what = "`[n, 2]` (lower, upper)" if side is None else f"the {side} limits `[n]`"
+    return Constant(compute, f"{what} of the joints in `joint_pos` order, from the model's joint ranges (rad)")  # fmt: skip
+
+
+def motor_efforts(names: Sequence[str]) -> Constant:
+    """``[n]``: the torque (N m) action 1 commands on each joint of ``names``: gear times the
+    largest control of the motor that drives it (IsaacGymEnvs' ``motor_efforts``)."""
+
+    def compute(task: Any) -> list:
+        m = task.model
+        out = []
+        for j in _joint_ids(m, names):
+            acts = [a for a in range(m.nu) if int(m.actuator_trnid[a, 0]) == j]
+            if len(acts) != 1:
+                raise ValueError(f"joint {j} has {len(acts)} actuators")
+            lo, hi = m.actuator_ctrlrange[acts[0]]
+            if abs(lo + hi) > 1e-9:
+                raise ValueError("the control range is not symmetric")
+            out.append(float(m.actuator_gear[acts[0], 0] * hi))
+        return out
+
+    return Constant(compute, "`[n]` torque (N m) of action 1 per joint: the motor's gear times its control range")  # fmt: skip
+
+
+# -- IsaacGymEnvs' locomotion observation (obs_buf) and DrEureka's legged_gym names -----------------
+
+_UP = (0.0, 0.0, 1.0)
+
+
+def _quat_inv_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``v`` in the frame of unit quaternions ``q`` (w, x, y, z)."""
+    return quat_rotate_wxyz(q * q.new_tensor([1.0, -1.0, -1.0, -1.0]), v)
+
+
+def _euler(s: State) -> tuple[torch.Tensor, torch.Tensor]:
+    """Roll and yaw of the torso in ``[0, 2 pi)`` (IsaacGym's ``get_euler_xyz``)."""
+    w, x, y, z = s["torso_quat"].unbind(-1)
+    roll = torch.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+    yaw = torch.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+    return roll % (2 * math.pi), yaw % (2 * math.pi)
+
+
+def _wrap(x: torch.Tensor) -> torch.Tensor:
+    return torch.atan2(torch.sin(x), torch.cos(x))
+
+
+def _angle_to_target(s: State) -> torch.Tensor:
+    pos = s["torso_pos"]
+    walk = torch.atan2(-pos[:, 1], TARGET_X - pos[:, 0])
+    return walk - _euler(s)[1]
+
+
+def _dof_pos_scaled(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    lo, hi = s["dof_limits_lower"], s["dof_limits_upper"]
+    return (2.0 * s["joint_pos"] - hi - lo) / (hi - lo)
+
+
+def _torques(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
+    return a * s["motor_efforts"]
+
+
+def locomotion_obs(humanoid: bool, n: int, sensors: int, force_scale: float, vel_scale: float) -> Columns:  # fmt: skip
+    """IsaacGymEnvs' Ant (``humanoid=False``) or Humanoid observation ``obs_buf`` over ``n``
+    joints, column by column: torso height, local velocity, local angular velocity (Humanoid:
+    * 0.25), yaw, roll, angle to the target (Humanoid: wrapped to (-pi, pi]), up and heading
+    projections, scaled joint positions, joint velocities * ``vel_scale``, (Humanoid: joint
+    forces * ``force_scale``), force sensors (unavailable), actions."""
+    ang_scale = 0.25 if humanoid else 1.0
+    wrap = _wrap if humanoid else (lambda x: x)
+
+    def col(label: str, width: int, fn: Any) -> Column:
+        return Column(label, width, fn)
+
+    parts = [
+        col("torso height", 1, lambda s, a, dt: s["torso_pos"][:, 2]),
+        col(
+            "velocity (torso frame)",
+            3,
+            lambda s, a, dt: _quat_inv_rotate(s["torso_quat"], s["torso_linvel"]),
+        ),  # fmt: skip
+        col(
+            "angular velocity (torso frame)" + (" * 0.25" if humanoid else ""),
+            3,
+            lambda s, a, dt: s["torso_angvel"] * ang_scale,
+        ),  # fmt: skip
+        col("yaw", 1, lambda s, a, dt: wrap(_euler(s)[1])),
+        col("roll", 1, lambda s, a, dt: wrap(_euler(s)[0])),
+        col("angle to the target", 1, lambda s, a, dt: wrap(_angle_to_target(s))),
+        col("up_proj", 1, lambda s, a, dt: body_axis(s["torso_quat"], 2)[:, 2]),
+        col("heading_proj", 1, _heading_proj),
+        col("dof_pos scaled to [-1, 1] by the joint limits", n, _dof_pos_scaled),
+        col(f"dof_vel * {vel_scale}", n, lambda s, a, dt: s["joint_vel"] * vel_scale),
+    ]
+    if humanoid:
+        parts.append(col(f"dof_force * {force_scale} (the commanded torques)", n, lambda s, a, dt: _torques(s, a, dt) * force_scale))  # fmt: skip
+    parts.append(Column(f"force sensors * {force_scale}", sensors, None, "the model has no force-torque sensors"))  # fmt: skip
+    parts.append(col("actions", n, lambda s, a, dt: a))
+    name = "Humanoid" if humanoid else "Ant"
+    return Columns(tuple(parts), f"IsaacGymEnvs' {name} observation")
+
+
+def locomotion_names(
+    joints: Sequence[str],
+    *,
+    humanoid: bool,
+    termination_height: Constant,
+    default_pose: Sequence[float],
+    feet: ForeignName,
+) -> dict[str, ForeignName]:
+    """Every IsaacGymEnvs (Ant / Humanoid) and DrEureka (legged_gym) name of a torso robot whose
+    joints are ``joints`` (``joint_pos`` order): :data:`LOCOMOTION_EUREKA`, ``obs_buf`` in
+    IsaacGymEnvs' layout, the joint limits and motor efforts of the model, IsaacGymEnvs'
+    Ant.yaml / Humanoid.yaml reward settings (their default values), ``termination_height``
+    (the task's own fall threshold, as a torso height), and legged_gym's body-frame names."""
+    n = len(joints)
+    src = "Humanoid.yaml" if humanoid else "Ant.yaml"
+    cfg = (
+        {"up_weight": 0.1, "heading_weight": 0.5, "actions_cost_scale": 0.01, "energy_cost_scale": 0.05,
+         "joints_at_limit_cost_scale": 0.25, "death_cost": -1.0, "dof_vel_scale": 0.1,
+         "contact_force_scale": 0.01, "angular_velocity_scale": 0.25, "power_scale": 1.0}
+        if humanoid else
+        {"up_weight": 0.1, "heading_weight": 0.5, "actions_cost_scale": 0.005, "energy_cost_scale": 0.05,
+         "joints_at_limit_cost_scale": 0.1, "death_cost": -2.0, "dof_vel_scale": 0.2,
+         "contact_force_scale": 0.1, "power_scale": 1.0}
+    )  # fmt: skip
+    efforts = motor_efforts(joints)
+    out: dict[str, ForeignName] = {
+        **LOCOMOTION_EUREKA,
+        "obs_buf": locomotion_obs(
+            humanoid, n, 12 if humanoid else 24, cfg["contact_force_scale"], cfg["dof_vel_scale"]
+        ),  # fmt: skip
+        "dof_limits_lower": joint_limits(joints, "lower"),
+        "dof_limits_upper": joint_limits(joints, "upper"),
+        "motor_efforts": efforts,
+        "joint_gears": efforts,
+        "max_motor_effort": Constant(
+            lambda task: max(efforts.compute(task)), "the largest of `motor_efforts` (N m)"
+        ),  # fmt: skip
+        **{k: constant(v, f"IsaacGymEnvs' {src} default") for k, v in cfg.items()},
+        "termination_height": termination_height,
+        "inv_start_rot": Binding(
+            lambda s, a, dt: _rows(a, (0.0, 0.0, 0.0, 1.0)),
+            "`[N, 4]` (0, 0, 0, 1): the task starts facing +x, upright",
+        ),  # fmt: skip
+        "basis_vec0": Binding(
+            lambda s, a, dt: _rows(a, (1.0, 0.0, 0.0)), "`[N, 3]` (1, 0, 0): forward"
+        ),  # fmt: skip
+        "basis_vec1": Binding(lambda s, a, dt: _rows(a, _UP), "`[N, 3]` (0, 0, 1): up"),
+        "dof_force_tensor": Binding(
+            _torques,
+            "the joint torques the action commands, `actions * motor_efforts` (N m; MuJoCo's actuator force, not a measured joint force)",
+        ),  # fmt: skip
+        "dof_force": Binding(_torques, "as `dof_force_tensor`"),
+        # DrEureka's legged_gym env (env.<name>)
+        "base_pos": entry("torso_pos"),
+        "base_quat": Binding(
+            lambda s, a, dt: _xyzw(s["torso_quat"]), "`torso_quat` as (x, y, z, w)"
+        ),  # fmt: skip
+        "base_lin_vel": Binding(
+            lambda s, a, dt: _quat_inv_rotate(s["torso_quat"], s["torso_linvel"]),
+            "`torso_linvel` in the torso frame",
+        ),  # fmt: skip
+        "base_ang_vel": entry("torso_angvel"),
+        "projected_gravity": Binding(
+            lambda s, a, dt: _quat_inv_rotate(s["torso_quat"], _rows(a, (0.0, 0.0, -1.0))),
+            "gravity's direction (0, 0, -1) in the torso frame",
+        ),  # fmt: skip
+        "gravity_vec": Binding(
+            lambda s, a, dt: _rows(a, (0.0, 0.0, -1.0)), "`[N, 3]` (0, 0, -1)"
+        ),  # fmt: skip
+        "default_dof_pos": Constant(
+            lambda task: [list(default_pose)], "`[1, n]` the task's home joint positions"
+        ),  # fmt: skip
+        "dof_pos_limits": joint_limits(joints),
+        "torques": Binding(
+            _torques, "the joint torques the action commands, `actions * motor_efforts` (N m)"
+        ),  # fmt: skip
+        "torque_limits": efforts,
+        "foot_positions": feet,
+        "last_dof_vel": Unavailable("the state keeps no joint velocity of the previous step"),
+        "commands": Unavailable(
+            "the task has no velocity commands (it runs or stands as its description says)"
+        ),  # fmt: skip
+        "measured_heights": Unavailable(
+            "the ground is flat and not sampled (use the torso height)"
+        ),  # fmt: skip
+        "feet_air_time": Unavailable("the task has no contact sensing of the feet"),
+        "last_contacts": Unavailable("the task has no contact sensing of the feet"),
+        "feet_indices": Unavailable("the task has no contact sensing of the feet"),
+    }
+    return out
+
+
+def _rows(a: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
+    """``[N, len(values)]``: ``values`` in every row (a fresh tensor)."""
+    return torch.tensor(values, dtype=torch.float32, device=a.device).repeat(a.shape[0], 1)
