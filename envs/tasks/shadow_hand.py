@@ -454,7 +454,7 @@ class ShadowHandReorient(Task):
     def _new_goals(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
         goal_quat, _ = self._buffers(sim)
         quat = random_orientation(gen, len(env_ids), sim.qpos)
-        goal_quat[env_ids] = quat
+        goal_quat[env_ids] = quat.to(goal_quat.dtype)
         mocap = sim.derived.get("mocap_quat")
         if mocap is not None:  # drawn only: the native backend binds it live, others may copy
             mocap[env_ids, self._mocap] = quat.to(mocap.dtype)
@@ -536,6 +536,7 @@ class ShadowHandReorient(Task):
         goal_quat, goals = self._buffers(sim)
         o, v = self._obj_q, self._obj_v
         obj_pos, obj_quat = sim.qpos[:, o : o + 3], sim.qpos[:, o + 3 : o + 7]
+        goal_quat, goals = goal_quat.to(obj_pos.dtype), goals.to(obj_pos.dtype)
         obj_quat = obj_quat / torch.linalg.vector_norm(obj_quat, dim=-1, keepdim=True)
         # A free joint's angular velocity (qvel[3:6]) is in the body frame: rotate it to the world.
         angvel = quat_rotate(obj_quat, sim.qvel[:, v + 3 : v + 6])
