@@ -42,7 +42,7 @@ pytestmark = pytest.mark.smoke
 
 STEPS = 1000
 REPLAY_STEPS = 60
-SLOW = {"humanoid_stand": 4, "humanoid_walk": 4}  # worlds for the costly tasks; others get 8
+SLOW = {"humanoid_stand": 4, "humanoid_walk": 4, "shadow_hand_reorient": 4}  # costly: 4 worlds
 RENDER_SIZE = (72, 96)
 
 
