@@ -46,6 +46,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -310,29 +311,33 @@ def check_names(
     constants: Mapping[str, Any] | None,
     what: str,
     var_of: Mapping[str, str] | None = None,
+    shown: Mapping[str, str] | None = None,
 ) -> RewardError | None:
     """Every foreign name ``used`` (``(name, line)``) must be bound for ``task``: not unknown,
     not :class:`Unavailable`, a :class:`Constant` with a value (when ``constants`` is given),
     and no :class:`Columns` vector read at an unavailable column by constant index (the
-    variable holding it is ``var_of.get(name, name)``). All problems in one error."""
+    variable holding it is ``var_of.get(name, name)``; the error shows ``shown.get(name,
+    name)``). All problems in one error."""
     names = eureka_names(task, state_names)
     unknown: dict[str, UnknownName] = {}
     for name, line in used:
         b = names.get(name)
         if name in unknown:
             continue
+        text = (shown or {}).get(name, name)
         if b is None:
-            unknown[name] = UnknownName(name, line)
+            unknown[name] = UnknownName(text, line)
         elif isinstance(b, Unavailable):
-            unknown[name] = UnknownName(name, line, f"{b.reason} (task {task})")
+            unknown[name] = UnknownName(text, line, f"{b.reason} (task {task})")
         elif isinstance(b, Constant) and constants is not None and name not in constants:
-            unknown[name] = UnknownName(name, line, f"its value could not be computed for task {task}")  # fmt: skip
+            unknown[name] = UnknownName(text, line, f"its value could not be computed for task {task}")  # fmt: skip
         elif isinstance(b, Columns):
             for u in column_reads(fn, (var_of or {}).get(name, name), b):
                 unknown.setdefault(u.name, UnknownName(u.name, u.line, f"{u.reason} on task {task}"))  # fmt: skip
     if unknown:
         known = [k for k, v in names.items() if not isinstance(v, Unavailable)]
-        return unknown_names_error(list(unknown.values()), known, what)
+        prefix = "env." if shown else ""
+        return unknown_names_error(list(unknown.values()), [prefix + k for k in known], what, prefix)  # fmt: skip
     return None
 
 
@@ -500,7 +505,7 @@ def _self_paths(fn: ast.FunctionDef, self_name: str) -> list[tuple[str, int]]:
         for child in ast.iter_child_nodes(node):
             parents[child] = node
     for node in ast.walk(fn):
-        if isinstance(node, ast.Name) and node.id == self_name:
+        if isinstance(node, ast.Name) and node.id == self_name and isinstance(node.ctx, ast.Load):
             parts, cur = [], node
             while isinstance(parents.get(cur), ast.Attribute):
                 cur = parents[cur]
@@ -840,20 +845,276 @@ def _batched_agrees(batched: Callable, loop: Callable, data: dict, act: np.ndarr
 # ---------------------------------------------------------------------------------------------
 # DrEureka adapter
 
+_DR_SKIP = ("__init__", "load_env")
+"""Methods of DrEureka's reward class that only store the env (``self.env = env``)."""
+_DR_SETTINGS = ("scales", "reward_scales", "only_positive_rewards")
+"""Optional constants of a DrEureka / legged_gym reward file: per-term scales and clipping."""
 
-def dreureka_container(tree: ast.Module) -> Any:
-    """DrEureka's reward class of ``tree`` (``None``: none)."""
+
+@dataclass
+class DrEurekaShape:
+    """DrEureka's reward class (or its methods written as top-level functions of ``self``)."""
+
+    methods: dict[str, ast.FunctionDef]
+    """Method name -> definition (``compute_reward``, ``compute_success``, ``_reward_<term>``,
+    helpers); hoisted to module level before the code is checked and run."""
+    constants: list[str]
+    """Class-level constants (``target_velocity = 2.0``), read as ``self.<name>``."""
+    cls: ast.ClassDef | None
+    """The class, when the code has one."""
+
+    @property
+    def terms(self) -> list[str]:
+        """Term names of the ``_reward_<term>`` methods, sorted (as DrEureka's ``dir()`` lists
+        them)."""
+        return sorted(m[len("_reward_") :] for m in self.methods if m.startswith("_reward_"))
+
+
+def _is_dr_method(fn: ast.stmt) -> bool:
+    return isinstance(fn, ast.FunctionDef) and (fn.name in ("compute_reward", "compute_success") or fn.name.startswith("_reward_"))  # fmt: skip
+
+
+def dreureka_container(tree: ast.Module) -> DrEurekaShape | None:
+    """DrEureka's reward class of ``tree``: a class with ``compute_reward(self)`` or
+    ``_reward_<term>(self)`` methods (``class EurekaReward``), or such functions of ``self``
+    alone at the top level; ``None`` when the code has neither."""
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef) and any(_is_dr_method(b) for b in stmt.body):
+            methods = {b.name: b for b in stmt.body if isinstance(b, ast.FunctionDef) and b.name not in _DR_SKIP}  # fmt: skip
+            consts = [t.id for b in stmt.body if isinstance(b, ast.Assign) for t in b.targets if isinstance(t, ast.Name)]  # fmt: skip
+            return DrEurekaShape(methods, consts, stmt)
+    fns = [s for s in tree.body if _is_dr_method(s) and positional_params(s) == ["self"]]  # type: ignore[arg-type]
+    if fns:
+        methods = {s.name: s for s in tree.body if isinstance(s, ast.FunctionDef) and positional_params(s)[:1] == ["self"]}  # fmt: skip
+        return DrEurekaShape(methods, [], None)
     return None
 
 
-def check_dreureka(code: str, task: str | None, state_names: Collection[str], constants: Mapping[str, Any] | None = None) -> RewardError | None:  # fmt: skip
-    """Static checks of a DrEureka reward class."""
-    return RewardError("signature", "DrEureka reward classes are not supported yet")
+def _hoist(tree: ast.Module) -> DrEurekaShape | None:
+    """Replace DrEureka's class by its methods and constants at module level (in place; line
+    numbers kept), so that the allow-list checks them as functions and they run as such."""
+    shape = dreureka_container(tree)
+    if shape is None or shape.cls is None:
+        return shape
+    i = tree.body.index(shape.cls)
+    body = [b for b in shape.cls.body if not (isinstance(b, ast.FunctionDef) and b.name in _DR_SKIP)]  # fmt: skip
+    body = [b for b in body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+    tree.body[i : i + 1] = [b for b in body if not isinstance(b, ast.Pass)]
+    return shape
 
 
-def build_dreureka(code: str, task: str | None, state_names: Collection[str], dt: float, constants: Mapping[str, Any] | None = None, *, filename: str) -> Any:  # fmt: skip
-    """Build ``fn(state, action)`` from a DrEureka reward class."""
-    raise SandboxFailure(RewardError("signature", "DrEureka reward classes are not supported yet"))
+def _env_reads(fn: ast.FunctionDef, methods: Collection[str], consts: Collection[str]) -> tuple[list[tuple[str, int, str]], RewardError | None]:  # fmt: skip
+    """Foreign names a DrEureka method reads: ``self.env.<name>``, or ``env.<name>`` after
+    ``env = self.env``; as ``(name, line, shown)``. ``self.<method>`` and ``self.<constant>``
+    are the class's own; anything else about ``self`` or ``env`` is an error."""
+    aliases = {
+        t.id
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Attribute)
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"
+        and node.value.attr == "env"
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    reads: list[tuple[str, int, str]] = []
+    for root in ("self", *aliases):
+        for path, line in _self_paths(fn, root):
+            parts = path.split(".") if path else []
+            if root == "self":
+                if parts[:1] == ["env"]:
+                    parts = parts[1:]
+                    if not parts:
+                        continue  # `env = self.env` (checked below)
+                elif parts[:1] and (parts[0] in methods or parts[0] in consts):
+                    continue
+                else:
+                    shown = f"self.{path}" if path else "self"
+                    return (
+                        [],
+                        RewardError(
+                            "unknown_state",
+                            f"{shown}: DrEureka's reward reads the env as self.env.<name> (or env.<name> after env = self.env)",  # fmt: skip
+                            line,
+                        ),
+                    )
+            if not parts:
+                return [], RewardError("forbidden", f"'{root}' may only be used for attribute reads (env.<name>)", line)  # fmt: skip
+            reads.append((parts[0], line, "env." + ".".join(parts[:3])))
+    return reads, None
+
+
+def _dr_settings(tree: ast.Module) -> dict[str, Any]:
+    """``scales`` / ``reward_scales`` (``{term: scale}``) and ``only_positive_rewards`` given as
+    constants in the file (legged_gym's reward config), else nothing."""
+    out: dict[str, Any] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) and stmt.targets[0].id in _DR_SETTINGS:  # fmt: skip
+            try:
+                out[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+            except ValueError:
+                continue
+    if "reward_scales" in out:
+        out.setdefault("scales", out.pop("reward_scales"))
+    return out
+
+
+def check_dreureka(
+    code: str,
+    task: str | None,
+    state_names: Collection[str],
+    constants: Mapping[str, Any] | None = None,
+) -> RewardError | None:
+    """Static checks of a DrEureka reward class: the class is hoisted (:func:`_hoist`), the
+    allow-list checks its methods, every ``self.env.<name>`` must be bound for the task
+    (:func:`check_names`, all problems at once)."""
+    tree = parse_source(code)
+    if isinstance(tree, RewardError):
+        return tree
+    shape = _hoist(tree)
+    if shape is None:
+        return RewardError("signature", "no DrEureka reward: a class with compute_reward(self) or _reward_<term>(self) methods")  # fmt: skip
+    roots = {"self"} | {
+        t.id
+        for fn in shape.methods.values()
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Assign) and ast.unparse(node.value) == "self.env"
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
+    err = check_ast(tree, free_roots=roots)
+    if err:
+        return err
+    if "compute_reward" not in shape.methods and not shape.terms:
+        return RewardError("signature", "the reward class has neither compute_reward(self) nor _reward_<term>(self) methods")  # fmt: skip
+    used: list[tuple[str, int]] = []
+    shown: dict[str, str] = {}
+    for fn in shape.methods.values():
+        if positional_params(fn)[:1] != ["self"]:
+            return RewardError("signature", f"method {fn.name} must take self first", fn.lineno)
+        reads, err = _env_reads(fn, shape.methods, shape.constants)
+        if err:
+            return err
+        for name, line, text in reads:
+            used.append((name, line))
+            shown.setdefault(name, text)
+    for name in ("compute_reward", "compute_success", *(f"_reward_{t}" for t in shape.terms)):
+        fn = shape.methods.get(name)
+        if fn is not None and positional_params(fn) != ["self"]:
+            return RewardError("signature", f"{name}(self) takes no other argument", fn.lineno)
+    return check_names(used, tree, task, state_names, constants, "attribute", shown=shown)
+
+
+class _DrEnv:
+    """``self.env`` of a DrEureka reward: foreign names bound for one call, computed once."""
+
+    def __init__(self, names: Mapping[str, ForeignName], ctx: Mapping[str, Any], action: torch.Tensor, dt: float) -> None:  # fmt: skip
+        self.__dict__["_rl"] = (names, ctx, action, dt, {})
+
+    def __getattr__(self, name: str) -> Any:
+        names, ctx, action, dt, cache = self.__dict__["_rl"]
+        if name.startswith("_") or name not in names or isinstance(names[name], Unavailable):
+            raise AttributeError(f"env.{name} is not bound for this task")
+        if name not in cache:
+            cache[name] = bind(name, names, ctx, action, dt)
+        return cache[name]
+
+
+class _DrSelf:
+    """``self`` of a DrEureka reward's methods: ``self.env``, its methods and constants."""
+
+    def __init__(self, env: _DrEnv, namespace: Mapping[str, Any], methods: Collection[str], consts: Collection[str]) -> None:  # fmt: skip
+        self.__dict__["env"] = env
+        self.__dict__["_rl"] = (namespace, set(methods), set(consts))
+
+    def __getattr__(self, name: str) -> Any:
+        namespace, methods, consts = self.__dict__["_rl"]
+        if name in methods:
+            fn = namespace[name]
+            return lambda *args, **kwargs: fn(self, *args, **kwargs)
+        if name in consts:
+            return namespace[name]
+        raise AttributeError(f"self.{name} does not exist")
+
+
+def build_dreureka(
+    code: str,
+    task: str | None,
+    state_names: Collection[str],
+    dt: float,
+    constants: Mapping[str, Any] | None = None,
+    *,
+    filename: str,
+) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Build ``fn(state, action)`` from a DrEureka reward class, summed as DrEureka sums it.
+
+    - ``compute_reward(self)`` returning ``(total, {components})`` (DrEureka's forward
+      locomotion): that total and those components;
+    - otherwise the ``_reward_<term>(self)`` methods (DrEureka's globe walking): each term is a
+      component, the total their sum, terms whose name contains ``success`` are left out of it
+      (recorded as ``signal/<term>``); with legged_gym ``scales = {term: scale}`` in the file,
+      only terms with a non-zero scale count, each times ``scale * dt``, the sum clipped at 0
+      when ``only_positive_rewards = True``, and the ``termination`` term added after clipping;
+    - ``compute_success(self)``, when defined, becomes ``signal/success`` (DrEureka sums it into
+      its success metric).
+
+    ``self.env.<name>`` is bound through the task's foreign names (:func:`eureka_names`).
+    """
+    err = check_dreureka(code, task, state_names, constants)
+    if err:
+        raise SandboxFailure(err)
+    shape_box: list[DrEurekaShape] = []
+
+    def transform(tree: ast.Module) -> None:
+        shape = _hoist(tree)
+        assert shape is not None
+        shape_box.append(shape)
+
+    namespace = exec_source(code, filename, transform=transform, extra_globals=ISAACGYM_UTILS)
+    shape = shape_box[0]
+    settings = _dr_settings(ast.parse(code))
+    names = eureka_names(task, state_names)
+    consts = _materialize(constants)
+    scales = settings.get("scales")
+    if isinstance(scales, dict):
+        scales = {str(k): float(v) * dt for k, v in scales.items() if float(v) != 0.0}
+    else:
+        scales = None
+    only_positive = bool(settings.get("only_positive_rewards", False))
+
+    def compute_reward(
+        state: State, action: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        ctx = StateDict({**consts, **state})
+        me = _DrSelf(_DrEnv(names, ctx, action, dt), namespace, shape.methods, shape.constants)
+        comps: dict[str, torch.Tensor] = {}
+        if "compute_reward" in shape.methods:
+            out = foreign_output(namespace["compute_reward"](me), ctx, lambda n: _roles(n, None))
+            if not (isinstance(out, tuple) and len(out) == 2):
+                return out
+            total, comps = out[0], dict(out[1])
+        else:
+            terms = [t for t in shape.terms if scales is None or t in scales]
+            values = {t: namespace[f"_reward_{t}"](me).float() for t in terms}
+            if scales is not None:
+                parts = {t: v * scales[t] for t, v in values.items()}
+                total = sum((v for t, v in parts.items() if t != "termination"), torch.zeros(action.shape[0]))  # fmt: skip
+                if only_positive:
+                    total = torch.clamp(total, min=0.0)
+                if "termination" in parts:
+                    total = total + parts["termination"]
+                comps = parts
+            else:
+                comps = {t: v for t, v in values.items() if "success" not in t}
+                total = sum(comps.values(), torch.zeros(action.shape[0]))
+                comps.update({f"signal/{t}": v for t, v in values.items() if "success" in t})
+        if "compute_success" in shape.methods:
+            comps[SUCCESS] = namespace["compute_success"](me).float().reshape(-1)
+        return total, comps
+
+    compute_reward.terms = shape.terms  # type: ignore[attr-defined]
+    return compute_reward
 
 
 # ---------------------------------------------------------------------------------------------
@@ -934,7 +1195,10 @@ def foreign_doc(name: str, binding: Any, consts: Mapping[str, Any]) -> str:
         return f"constant: {value}{binding.doc}"
     if isinstance(binding, Columns):
         parts = [
-            f"{a}" + (f":{b}" if b - a > 1 else "") + f" {p.label}" + ("" if p.fn else " (**unavailable**: NaN)")  # fmt: skip
+            f"{a}"
+            + (f":{b}" if b - a > 1 else "")
+            + f" {p.label}"
+            + ("" if p.fn else " (**unavailable**: NaN)")  # fmt: skip
             for a, b, p in binding.spans()
         ]
         return f"`[N, {binding.width}]` {binding.doc}: " + ", ".join(parts)

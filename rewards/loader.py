@@ -28,7 +28,9 @@ without the sandbox otherwise refuses (:class:`SandboxUnavailable`, saying why).
 
 from __future__ import annotations
 
+import ast
 import sys
+import textwrap
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,26 @@ def _spec_of(env_or_spec: Any) -> tuple[list[str], str | None, float, Any]:
     raise TypeError(
         f"expected an env (with state_spec()), a state spec mapping or state names; got {type(env_or_spec).__name__}"  # fmt: skip
     )
+
+
+def dedent_snippet(code: str) -> str:
+    """``code`` without a common indentation, when that is what keeps it from parsing (a method
+    body pasted as written, e.g. DrEureka's ``*_rewardonly.py`` files); else ``code``. Line
+    numbers are unchanged."""
+    if not isinstance(code, str) or not code[:1].isspace():
+        return code
+    try:
+        ast.parse(code)
+    except IndentationError:
+        dedented = textwrap.dedent(code)
+        try:
+            ast.parse(dedented)
+        except (SyntaxError, ValueError):
+            return code
+        return dedented
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    return code
 
 
 def synthetic_states(spec: Mapping[str, Any], action_dim: int, n: int = 4096, seed: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
@@ -225,6 +247,7 @@ def compile_source(
         SandboxUnavailable: no OS sandbox here and ``sandbox`` is not ``none``.
     """
     mode = resolve_mode(sandbox)
+    code = dedent_snippet(code)
     style, builder, builder_args = prepare_source(code, state_names, task, control_dt, style, env=env)  # fmt: skip
     filename = filename or source_filename(code)
     if mode == "none":
@@ -317,6 +340,7 @@ def load_reward_source(
     if style not in STYLES:
         raise ValueError(f"unknown reward style {style!r}; allowed: {', '.join(STYLES)}")
     mode = resolve_mode(sandbox)
+    code = dedent_snippet(code)
     names, env_task, dt, env = _spec_of(env_or_state_spec)
     task = task or env_task
     filename = filename or source_filename(code)

@@ -130,11 +130,13 @@ FOREIGN_HELPER_MODULES = frozenset(
     {
         "isaacgym.torch_utils", "isaacgymenvs.utils.torch_jit_utils", "utils.torch_jit_utils",
         "torch_jit_utils", "isaacgym.gymtorch", "isaacgym.gymapi", "isaacgym",
+        "forward_locomotion.go1_gym.utils.math_utils", "globe_walking.go1_gym.utils.math_utils",
+        "go1_gym.utils.math_utils", "legged_gym.utils.math",
     }
 )  # fmt: skip
-"""Modules of IsaacGym / IsaacGymEnvs whose imports reward files carry (``from
-isaacgymenvs.utils.torch_jit_utils import *``): removed before the code runs, with a note; the
-names the rewards call from them are predefined (:data:`PREDEFINED_HELPERS`)."""
+"""Modules of IsaacGym / IsaacGymEnvs / DrEureka (legged_gym) whose imports reward files carry
+(``from isaacgymenvs.utils.torch_jit_utils import *``): removed before the code runs, with a
+note; the names the rewards call from them are predefined (:data:`PREDEFINED_HELPERS`)."""
 
 PREDEFINED_HELPERS = (
     "quat_mul", "quat_conjugate", "quat_rotate", "quat_rotate_inverse", "quat_apply",

@@ -699,3 +699,101 @@ def test_legged_gym_names_on_the_torso_robots():
     assert torch.allclose(torques, action * torch.tensor(HUMANOID.gear))
     err = compat.check_eureka("def compute_reward(commands, base_lin_vel):\n    return base_lin_vel[:, 0] - commands[:, 0], {}\n", "humanoid_walk", list(state))  # fmt: skip
     assert err.kind == "unknown_state" and "'commands' is not available: the task has no velocity commands" in err.message  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# DrEureka's reward class
+
+
+def test_dreureka_compute_reward_class_loads_in_the_sandbox_and_matches_a_hand_computation():
+    from rewardlab.rewards.loader import load_reward_file
+
+    env = make_env("ant_run", num_envs=8, seed=6)
+    env.reset(seed=6)
+    gen = torch.Generator().manual_seed(6)
+    for _ in range(6):
+        action = torch.rand(8, env.action_dim, generator=gen) * 2 - 1
+        env.step(action)
+    state = env.state()
+    fn = load_reward_file(FOREIGN / "dreureka_ant.py", env)
+    try:
+        assert fn.style == "dreureka"
+        total, comps = fn(state, action)
+    finally:
+        fn.close()
+    assert list(comps) == ["speed_reward", "flat_reward", "action_rate_penalty", "limit_penalty", "signal/success"]  # fmt: skip
+    vx = state["torso_linvel"][:, 0]
+    assert torch.allclose(comps["speed_reward"], torch.exp(-2.0 * (vx - 1.0).abs()), atol=1e-5)
+    g = state["torso_quat"]
+    w, x, y, z = g.unbind(-1)
+    gx, gy = -2 * (x * z - w * y), -2 * (y * z + w * x)  # gravity (0, 0, -1) in the torso frame
+    assert torch.allclose(comps["flat_reward"], torch.exp(-(gx**2 + gy**2)), atol=1e-5)
+    rate = -0.05 * ((action - state["prev_action"]) ** 2).sum(-1)
+    assert torch.allclose(comps["action_rate_penalty"], rate, atol=1e-5)
+    assert torch.allclose(comps["signal/success"], torch.exp(-((1.0 - vx) ** 2) / 0.25), atol=1e-5)
+    ref = comps["speed_reward"] + 0.5 * comps["flat_reward"] + comps["action_rate_penalty"] + comps["limit_penalty"]  # fmt: skip
+    assert torch.allclose(total, ref, atol=1e-5)
+    env.close()
+
+
+def test_dreureka_reward_terms_are_summed_as_dreureka_sums_them():
+    code = (FOREIGN / "dreureka_cartpole.py").read_text()
+    state, action, dt = _stepped_state("cartpole_balance", steps=4)
+    fn = compat.build_dreureka(code, "cartpole_balance", list(state), dt, compat.env_constants("cartpole_balance"), filename="d.py")  # fmt: skip
+    total, comps = fn(StateDict(state), action)
+    assert list(comps) == ["calm", "centered", "smooth_actions", "upright", "signal/success"]  # sorted, as dir()  # fmt: skip
+    angle, pos = state["pole_angle"], state["cart_pos"]
+    assert torch.allclose(comps["upright"], torch.exp(-4.0 * angle**2), atol=1e-6)
+    assert torch.allclose(comps["centered"], 0.2 * torch.exp(-(pos**2)), atol=1e-6)
+    calm = -0.01 * (state["cart_vel"] ** 2 + state["pole_angvel"] ** 2)
+    assert torch.allclose(comps["calm"], calm, atol=1e-6)
+    assert torch.allclose(total, sum(v for k, v in comps.items() if not k.startswith("signal/")), atol=1e-6)  # fmt: skip
+    assert torch.equal(comps["signal/success"], (angle.abs() < 0.25).float())
+
+
+def test_legged_gym_scales_times_dt_clipping_and_termination_after_it():
+    code = (FOREIGN / "dreureka_humanoid.py").read_text()
+    state, action, dt = _stepped_state("humanoid_stand", steps=5)
+    consts = compat.env_constants("humanoid_stand")
+    fn = compat.build_dreureka(code, "humanoid_stand", list(state), dt, consts, filename="d.py")
+    total, comps = fn(StateDict(state), action)
+    # zero scales (termination) are dropped; every term is scale * dt * value
+    assert set(comps) == {"base_height", "orientation", "lin_vel_xy", "ang_vel_xy", "torques", "action_rate", "alive"}  # fmt: skip
+    height = (state["torso_pos"][:, 2] - 1.28) ** 2
+    assert torch.allclose(comps["base_height"], -4.0 * dt * height, atol=1e-6)
+    assert torch.allclose(comps["alive"], torch.full_like(height, 2.0 * dt))
+    assert torch.allclose(total, torch.clamp(sum(comps.values()), min=0.0), atol=1e-6)
+    # without only_positive_rewards the sum is not clipped
+    unclipped = code.replace("only_positive_rewards = True", "only_positive_rewards = False").replace('"alive": 2.0', '"alive": 0.01')  # fmt: skip
+    fn = compat.build_dreureka(
+        unclipped, "humanoid_stand", list(state), dt, consts, filename="d.py"
+    )
+    total, comps = fn(StateDict(state), action)
+    assert torch.allclose(total, sum(comps.values()), atol=1e-6) and (total < 0).any()
+
+
+def test_dreureka_snippets_and_errors():
+    from rewardlab.rewards.loader import dedent_snippet
+
+    # DrEureka's *_rewardonly.py: the compute_reward method as written (indented)
+    snippet = "    def compute_reward(self):\n        env = self.env\n        r = torch.cos(env.dof_pos[:, 1])\n        return r, {'r': r}\n"  # fmt: skip
+    code = dedent_snippet(snippet)
+    assert compat.detect_style(code) == "dreureka"
+    state, action, dt = _stepped_state("cartpole_balance", steps=2)
+    fn = compat.build_dreureka(code, "cartpole_balance", list(state), dt, {}, filename="d.py")
+    total, _ = fn(StateDict(state), action)
+    assert torch.allclose(total, torch.cos(state["pole_angle"]))
+    bad = (
+        "class EurekaReward():\n    def __init__(self, env):\n        self.env = env\n"
+        "    def compute_reward(self):\n        env = self.env\n"
+        "        a = env.commands[:, 0] - env.base_lin_vel[:, 0]\n"
+        "        b = env.cfg.rewards.tracking_sigma\n"
+        "        return a * b + self.env.dof_poss[:, 0], {}\n"
+    )
+    err = compat.check_dreureka(bad, "ant_run", list(_stepped_state("ant_run", steps=1)[0]))
+    assert err.kind == "unknown_state" and err.line == 6 and "3 unknown names" in err.message
+    assert "'env.commands' is not available: the task has no velocity commands" in err.message
+    assert "'env.cfg.rewards.tracking_sigma' does not exist" in err.message
+    assert "'env.dof_poss' does not exist (did you mean 'env.dof_pos'?)" in err.message
+    stateful = bad.replace("        b = env.cfg.rewards.tracking_sigma\n", "        self.env.last_contacts = a\n        b = 1.0\n")  # fmt: skip
+    assert compat.check_dreureka(stateful, "ant_run", ["torso_pos"]).kind == "forbidden"
