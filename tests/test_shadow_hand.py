@@ -15,6 +15,7 @@ import torch
 
 from rewardlab.envs import make_env
 from rewardlab.envs.tasks import shadow_hand as sh
+from rewardlab.envs.tasks.knowledge import Binding, Constant, Unavailable
 from rewardlab.envs.tasks.shadow_hand import (
     EUREKA_NAMES,
     HandModelUnavailableError,
@@ -25,6 +26,7 @@ from rewardlab.envs.tasks.shadow_hand import (
     random_orientation,
     rotation_distance,
 )
+from rewardlab.rewards import compat
 
 pytestmark = pytest.mark.smoke
 
@@ -175,43 +177,63 @@ def test_max_consecutive_successes_ends_the_episode_as_a_success() -> None:
         env.close()
 
 
-# -- IsaacGymEnvs' reward, written as IsaacGymEnvs writes it ---------------------------------------
+# -- IsaacGymEnvs' reward: its signature and return, our own body ---------------------------------
+
+HAND_REWARD = """
+import torch
+from isaacgym.torch_utils import *
 
 
-def _isaacgym_quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    x1, y1, z1, w1 = a[:, 0], a[:, 1], a[:, 2], a[:, 3]
-    x2, y2, z2, w2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    ww = (z1 + x1) * (x2 + y2)
-    yy = (w1 - y1) * (w2 + z2)
-    zz = (w1 + y1) * (w2 - z2)
-    xx = ww + yy + zz
-    qq = 0.5 * (xx + (z1 - x1) * (x2 - y2))
-    w = qq - ww + (z1 - y1) * (y2 - z2)
-    x = qq - xx + (x1 + w1) * (x2 + w2)
-    y = qq - yy + (w1 - x1) * (y2 + z2)
-    z = qq - zz + (z1 + y1) * (w2 - x2)
-    return torch.stack([x, y, z, w], dim=-1)
-
-
+@torch.jit.script
 def compute_hand_reward(
-    object_pos, object_rot, target_pos, target_rot, actions,
+    rew_buf, reset_buf, reset_goal_buf, progress_buf, successes, consecutive_successes,
+    max_episode_length: float, object_pos, object_rot, target_pos, target_rot,
     dist_reward_scale: float, rot_reward_scale: float, rot_eps: float,
-    action_penalty_scale: float, success_tolerance: float, reach_goal_bonus: float,
-    fall_dist: float, fall_penalty: float, successes, reset_goal_buf,
-):  # fmt: skip
-    goal_dist = torch.norm(object_pos - target_pos, p=2, dim=-1)
-    conj = torch.cat([-target_rot[:, :3], target_rot[:, 3:]], dim=-1)
-    quat_diff = _isaacgym_quat_mul(object_rot, conj)
-    rot_dist = 2.0 * torch.asin(torch.clamp(torch.norm(quat_diff[:, 0:3], p=2, dim=-1), max=1.0))
-    dist_rew = goal_dist * dist_reward_scale
-    rot_rew = 1.0 / (torch.abs(rot_dist) + rot_eps) * rot_reward_scale
-    action_penalty = torch.sum(actions**2, dim=-1)
-    reward = dist_rew + rot_rew + action_penalty * action_penalty_scale
-    goal_resets = torch.where(torch.abs(rot_dist) <= success_tolerance, torch.ones_like(reset_goal_buf), reset_goal_buf)  # fmt: skip
+    actions, action_penalty_scale: float,
+    success_tolerance: float, reach_goal_bonus: float, fall_dist: float,
+    fall_penalty: float, max_consecutive_successes: int, av_factor: float, ignore_z_rot: bool
+):
+    tolerance = 2.0 * success_tolerance if ignore_z_rot else success_tolerance
+    dist = (object_pos - target_pos).norm(dim=-1)
+    relative = quat_mul(object_rot, quat_conjugate(target_rot))
+    angle = 2.0 * torch.asin(relative[:, 0:3].norm(dim=-1).clamp(max=1.0))
+    reached = (angle.abs() <= tolerance).float()
+    fell = (dist >= fall_dist).float()
+    reward = (
+        dist_reward_scale * dist
+        + rot_reward_scale / (angle.abs() + rot_eps)
+        + action_penalty_scale * (actions * actions).sum(dim=-1)
+        + reach_goal_bonus * reached
+        + fall_penalty * fell
+    )
+    goal_resets = torch.maximum(reached, reset_goal_buf)
     successes = successes + goal_resets
-    reward = torch.where(goal_resets == 1, reward + reach_goal_bonus, reward)
-    reward = torch.where(goal_dist >= fall_dist, reward + fall_penalty, reward)
-    return reward, goal_resets, successes
+    resets = torch.maximum(fell, reset_buf)
+    if max_consecutive_successes > 0:
+        resets = torch.where(successes >= max_consecutive_successes, torch.ones_like(resets), resets)
+    return reward, resets, goal_resets, progress_buf, successes, consecutive_successes
+"""
+
+
+def _hand_reward(names: dict, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """HAND_REWARD's function called in this process with the task's bound names."""
+    namespace: dict = {"quat_mul": compat.quat_mul, "quat_conjugate": compat.quat_conjugate, "torch": torch}  # fmt: skip
+    body = HAND_REWARD.split("@torch.jit.script\n", 1)[1]
+    exec(compile(body, "hand_reward", "exec"), namespace)
+    args = dict(names, actions=actions, rew_buf=names["rew_buf"], reset_buf=torch.zeros_like(actions[:, 0]), progress_buf=torch.zeros_like(actions[:, 0]), max_episode_length=250.0)  # fmt: skip
+    return namespace["compute_hand_reward"](**{k: args[k] for k in namespace["compute_hand_reward"].__code__.co_varnames[:23]})  # fmt: skip
+
+
+def _bound(env, state: dict, action: torch.Tensor) -> dict:
+    """The task's IsaacGymEnvs names, evaluated as the compat layer does (constants from the
+    env's task instance, unavailable names left out)."""
+    out = {}
+    for name, b in EUREKA_NAMES.items():
+        if isinstance(b, Constant):
+            out[name] = b.compute(env.task)
+        elif isinstance(b, Binding):
+            out[name] = b.fn(state, action, env.control_dt)
+    return out
 
 
 def test_default_reward_and_isaacgym_names_reproduce_compute_hand_reward() -> None:
@@ -234,16 +256,8 @@ def test_default_reward_and_isaacgym_names_reproduce_compute_hand_reward() -> No
             action = 0.3 * (torch.rand(4, env.action_dim, generator=gen) * 2 - 1)
             _, reward, _, _, _ = env.step(action)
             s = seen["state"]
-            names = {"object_pos": s["object_pos"], **{k: b.fn(s, action, env.control_dt) for k, b in EUREKA_NAMES.items()}}  # fmt: skip
-            args = [
-                "object_pos", "object_rot", "target_pos", "target_rot", "dist_reward_scale",
-                "rot_reward_scale", "rot_eps", "action_penalty_scale", "success_tolerance",
-                "reach_goal_bonus", "fall_dist", "fall_penalty",
-            ]  # fmt: skip
-            ref, goal_resets, successes = compute_hand_reward(
-                names["object_pos"], names["object_rot"], names["target_pos"], names["target_rot"], action,
-                *[names[a] for a in args[4:]], successes=names["successes"], reset_goal_buf=names["reset_goal_buf"],
-            )  # fmt: skip
+            names = {"object_pos": s["object_pos"], **_bound(env, s, action)}
+            ref, _, goal_resets, _, successes, _ = _hand_reward(names, action)
             torch.testing.assert_close(reward, ref, atol=1e-4, rtol=1e-5)
             torch.testing.assert_close(goal_resets, s["goal_reached"])
             torch.testing.assert_close(successes, s["goals_reached"])
@@ -273,6 +287,21 @@ def test_snapshot_resumes_goals_exactly() -> None:
 
 
 @pytest.mark.unit
+def test_isaacgym_constants_follow_the_task_config() -> None:
+    env = _env(n=2, success_tolerance=0.2, reach_goal_bonus=100.0)
+    try:
+        env.step(torch.zeros(2, env.action_dim))
+        names = _bound(env, env.state(), torch.zeros(2, env.action_dim))
+        assert names["success_tolerance"] == 0.2 and names["reach_goal_bonus"] == 100.0
+        assert names["ignore_z_rot"] is False and names["max_consecutive_successes"] == 0
+        lo, hi = names["shadow_hand_dof_lower_limits"], names["shadow_hand_dof_upper_limits"]
+        assert len(lo) == len(hi) == 24 and all(a < b for a, b in zip(lo, hi, strict=True))
+        assert isinstance(EUREKA_NAMES["fingertip_state"], Unavailable)
+    finally:
+        env.close()
+
+
+@pytest.mark.unit
 def test_quat_diff_state_is_object_times_conjugate_goal() -> None:
     env = _env(n=2)
     try:
@@ -282,4 +311,31 @@ def test_quat_diff_state_is_object_times_conjugate_goal() -> None:
         torch.testing.assert_close(s["quat_diff"].double(), ref, atol=1e-6, rtol=0)
         torch.testing.assert_close(s["rot_dist"].double(), rotation_distance(s["object_quat"].double(), s["goal_quat"].double()), atol=1e-5, rtol=0)  # fmt: skip
     finally:
+        env.close()
+
+
+def test_isaacgymenvs_compute_hand_reward_loads_as_written(tmp_path) -> None:
+    """IsaacGymEnvs' compute_hand_reward signature and 6-tuple return, pasted into a file with
+    its imports, loads through the reward loader (OS sandbox) and gives the task's reward."""
+    from rewardlab.rewards.errors import SandboxUnavailable
+    from rewardlab.rewards.loader import load_reward_file
+
+    path = tmp_path / "shadow_hand_reward.py"
+    path.write_text(HAND_REWARD)
+    env = _env(n=4)
+    try:
+        fn = load_reward_file(path, env)
+    except SandboxUnavailable as e:  # no bubblewrap here: foreign code is refused, by design
+        pytest.skip(str(e))
+    try:
+        gen = torch.Generator().manual_seed(4)
+        for _ in range(12):
+            action = 0.3 * (torch.rand(4, env.action_dim, generator=gen) * 2 - 1)
+            env.step(action)
+            state = env.state()
+            ours, _ = env.reward_fn(state, action)
+            theirs, _ = fn(state, action)
+            torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-5)
+    finally:
+        getattr(fn, "close", lambda: None)()
         env.close()

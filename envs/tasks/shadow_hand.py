@@ -49,8 +49,18 @@ import torch
 from rewardlab.core.reward import RewardTerm, action_l2
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
-from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS
-from rewardlab.envs.tasks.knowledge import Binding, CameraSpec, OptOut, Prompts, entry
+from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS, joint_limits
+from rewardlab.envs.tasks.knowledge import (
+    Binding,
+    CameraSpec,
+    Constant,
+    OptOut,
+    Prompts,
+    Unavailable,
+    config_value,
+    constant,
+    entry,
+)
 
 State = Mapping[str, torch.Tensor]
 
@@ -72,6 +82,7 @@ JOINTS = (
 """The hand's 24 joints (``robot0:<name>``), in ``joint_pos`` order: wrist, then first, middle,
 ring, little finger and thumb, each from the knuckle out (J0, the distal joint, is coupled to J1
 by a tendon in the four fingers)."""
+_JOINT_NAMES = tuple(f"robot0:{j}" for j in JOINTS)
 FINGERS = ("ff", "mf", "rf", "lf", "th")
 """Fingertip order of ``fingertip_pos`` / ``fingertip_touch``: first, middle, ring, little, thumb."""
 
@@ -261,9 +272,6 @@ class ShadowHandConfig(TaskConfig):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
 
 
-DEFAULTS = ShadowHandConfig()
-
-
 # -- reward terms --------------------------------------------------------------------------------
 
 
@@ -290,11 +298,8 @@ def fall(state: State, action: torch.Tensor) -> torch.Tensor:
 # -- IsaacGymEnvs names ----------------------------------------------------------------------------
 
 
-def _constant(name: str, value: float | int | bool) -> Binding:
-    return Binding(
-        lambda s, a, dt: value,
-        f"`{value!r}`: IsaacGymEnvs' `{name}` (ShadowHand.yaml), the task's default config",
-    )
+def _config(field: str, isaacgym: str) -> Constant:
+    return config_value(field, f"the task config's `{field}` (IsaacGymEnvs' `{isaacgym}`; same default)")  # fmt: skip
 
 
 def _pose(pos: str, quat: str) -> Binding:
@@ -308,7 +313,7 @@ def _zeros(doc: str) -> Binding:
     return Binding(lambda s, a, dt: torch.zeros_like(s["goal_dist"]), doc)
 
 
-EUREKA_NAMES: dict[str, Binding] = {
+EUREKA_NAMES: dict[str, Binding | Constant | Unavailable] = {
     "object_rot": Binding(
         lambda s, a, dt: _xyzw(s["object_quat"]), "`object_quat` as (x, y, z, w)"
     ),  # fmt: skip
@@ -328,27 +333,41 @@ EUREKA_NAMES: dict[str, Binding] = {
         "`goals_reached - goal_reached`: goals reached before this step (IsaacGymEnvs adds this step's itself)",
     ),  # fmt: skip
     "reset_goal_buf": _zeros("`[N]` zeros: a reached goal is redrawn before the next step"),
+    "rew_buf": _zeros(
+        "`[N]` zeros: IsaacGymEnvs' reward buffer, which compute_hand_reward overwrites"
+    ),  # fmt: skip
     "consecutive_successes": Binding(
         lambda s, a, dt: s["goals_reached"],
         "`goals_reached` (IsaacGymEnvs' running average over finished episodes is a logging value)",
     ),  # fmt: skip
-    "dist_reward_scale": _constant("distRewardScale", DEFAULTS.dist_reward_scale),
-    "rot_reward_scale": _constant("rotRewardScale", DEFAULTS.rot_reward_scale),
-    "rot_eps": _constant("rotEps", DEFAULTS.rot_eps),
-    "action_penalty_scale": _constant("actionPenaltyScale", DEFAULTS.action_penalty_scale),
-    "success_tolerance": _constant("successTolerance", DEFAULTS.success_tolerance),
-    "reach_goal_bonus": _constant("reachGoalBonus", DEFAULTS.reach_goal_bonus),
-    "fall_dist": _constant("fallDistance", DEFAULTS.fall_dist),
-    "fall_penalty": _constant("fallPenalty", DEFAULTS.fall_penalty),
-    "max_consecutive_successes": _constant(
-        "maxConsecutiveSuccesses", DEFAULTS.max_consecutive_successes
+    "shadow_hand_dof_lower_limits": joint_limits(_JOINT_NAMES, "lower"),
+    "shadow_hand_dof_upper_limits": joint_limits(_JOINT_NAMES, "upper"),
+    "dist_reward_scale": _config("dist_reward_scale", "distRewardScale"),
+    "rot_reward_scale": _config("rot_reward_scale", "rotRewardScale"),
+    "rot_eps": _config("rot_eps", "rotEps"),
+    "action_penalty_scale": _config("action_penalty_scale", "actionPenaltyScale"),
+    "success_tolerance": _config("success_tolerance", "successTolerance"),
+    "reach_goal_bonus": _config("reach_goal_bonus", "reachGoalBonus"),
+    "fall_dist": _config("fall_dist", "fallDistance"),
+    "fall_penalty": _config("fall_penalty", "fallPenalty"),
+    "max_consecutive_successes": _config(
+        "max_consecutive_successes", "maxConsecutiveSuccesses"
     ),  # fmt: skip
-    "av_factor": _constant("averFactor", 0.1),
-    "ignore_z_rot": _constant("ignore_z_rot (objectType == 'pen')", False),
+    "av_factor": constant(
+        0.1, "IsaacGymEnvs' `averFactor` (smooths its logged consecutive_successes)"
+    ),  # fmt: skip
+    "ignore_z_rot": constant(False, "IsaacGymEnvs' `ignore_z_rot` (True only for the pen)"),
+    "fingertip_state": Unavailable(
+        "fingertip orientations and velocities are not in the state; fingertip_pos has the positions"
+    ),  # fmt: skip
+    "obs_buf": Unavailable(
+        "IsaacGymEnvs' ShadowHand observation vector is not reproduced; use the named entries (object_rot, goal_rot, ...)"
+    ),  # fmt: skip
 }
 """IsaacGymEnvs ShadowHand names (``compute_hand_reward``'s arguments, Eureka's ``self.<name>``)
 beyond the state entries of the same name (``object_pos``, ``object_linvel``, ``object_angvel``,
-``goal_pos``, ``fingertip_pos``); constants are the task's defaults (IsaacGymEnvs' values)."""
+``goal_pos``, ``fingertip_pos``); reward settings are the task config's (IsaacGymEnvs' values by
+default). ``progress_buf``, ``reset_buf``, ``max_episode_length`` are every task's (compat)."""
 
 TEXT2REWARD_ATTRS: dict[str, str] = {
     **T2R_JOINTS,
