@@ -486,6 +486,7 @@ def plot(task: str, results: list[RunResult], threshold: float, out: Path, title
     ax.set_xlabel("training wall-clock seconds (evaluation excluded)")
     ax.set_ylabel("deterministic success (32 worlds)")
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0.0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)

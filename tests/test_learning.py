@@ -61,9 +61,10 @@ def test_ppo_solves_cartpole_balance(seed: int) -> None:
     assert rate >= CARTPOLE_BOUND
 
 
-# Seed table, ant_run at half its default budget (500k of 1M steps): see ANT_BOUND's note.
-ANT_STEPS = 500_000
-ANT_BOUND = 0.5
+# Seed table, ant_run at its default budget (1M steps, ~2 min on 2 idle cores): final success
+# 0.55-0.95 over seeds (half way, at 500k, 0.30-0.97: too early to bound). A random policy runs
+# ~0 m and never succeeds (>= 5 m in the 10 s episode).
+ANT_BOUND = 0.3
 ANT_DISTANCE_M = 3.0
 
 
@@ -94,7 +95,7 @@ def forward_distance(policy, num_envs: int = 64, seed: int = 10_000) -> torch.Te
 def test_ppo_makes_ant_run_forward() -> None:
     gen = torch.Generator().manual_seed(0)
     random_dist = forward_distance(lambda o: torch.rand(o.shape[0], 8, generator=gen) * 2 - 1)
-    runner, train_s = train("ant_run", 0, ANT_STEPS)
+    runner, train_s = train("ant_run", 0)
     rate = success_rate(runner, "ant_run", 0)
     dist = forward_distance(runner.inference_policy())
     print(
