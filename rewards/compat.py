@@ -487,14 +487,37 @@ TEXT2REWARD_ENTRIES = ("compute_dense_reward", "compute_sparse_reward", "compute
 """Function names the Text2Reward adapter looks for, in order."""
 
 
-def text2reward_attrs(task: str | None, state_names: Collection[str]) -> dict[str, str]:
-    """``self.<path>`` -> state entry for ``task``: every entry under its own name, then the
-    task's declared ``text2reward_attrs`` (only entries the state has)."""
-    out = {n: n for n in state_names}
-    for path, entry in (_task_declared(task, "text2reward_attrs") or {}).items():
-        if entry in state_names:
-            out.setdefault(path, entry)
+T2R = str | Binding | Unavailable
+"""How a task binds a Text2Reward attribute: a state entry's name, a :class:`Binding` computed
+from the state, or :class:`Unavailable`."""
+
+
+def text2reward_attrs(task: str | None, state_names: Collection[str]) -> dict[str, T2R]:
+    """``self.<path>`` -> how it is bound, for ``task``: every state entry under its own name,
+    then the task's declared ``text2reward_attrs`` (entries the state has, bindings, and
+    unavailable names). A path ending in ``()`` is a method (``env._get_pos_goal()``); it is
+    stored without the parentheses, in :func:`text2reward_methods`."""
+    out: dict[str, T2R] = {n: n for n in state_names}
+    for path, value in (_task_declared(task, "text2reward_attrs") or {}).items():
+        key = path[:-2] if path.endswith("()") else path
+        if isinstance(value, str) and value not in state_names:
+            continue
+        out.setdefault(key, value)
     return out
+
+
+def text2reward_methods(task: str | None) -> frozenset[str]:
+    """The declared Text2Reward paths that are methods (``"env._get_pos_goal"``): calling them
+    (with any arguments, which are ignored) returns the bound value."""
+    return frozenset(p[:-2] for p in (_task_declared(task, "text2reward_attrs") or {}) if p.endswith("()"))  # fmt: skip
+
+
+def text2reward_obs(task: str | None) -> Columns | None:
+    """The task's MetaWorld observation layout for ``compute_dense_reward(self, action, obs)``
+    (its optional ``text2reward_obs`` declaration), or ``None``."""
+    cls = _task_class(task)
+    value = getattr(cls, "text2reward_obs", None) if cls is not None else None
+    return value if isinstance(value, Columns) else None
 
 
 def _self_paths(fn: ast.FunctionDef, self_name: str) -> list[tuple[str, int]]:
@@ -522,8 +545,15 @@ def _t2r_entry(tree: ast.Module) -> ast.FunctionDef | None:
     return None
 
 
-def check_text2reward(code: str, task: str | None, state_names: Collection[str]) -> RewardError | None:  # fmt: skip
-    """Static checks of a Text2Reward-style reward: allow-list, ``(self, action)``, attributes."""
+def check_text2reward(
+    code: str,
+    task: str | None,
+    state_names: Collection[str],
+    constants: Mapping[str, Any] | None = None,
+) -> RewardError | None:
+    """Static checks of a Text2Reward-style reward: allow-list, ``(self, action)`` (ManiSkill) or
+    ``(self, action, obs)`` (MetaWorld, with the task's ``text2reward_obs``), every
+    ``self.<path>`` bound for the task (all problems at once, with their lines)."""
     tree = parse_source(code)
     if isinstance(tree, RewardError):
         return tree
@@ -537,9 +567,11 @@ def check_text2reward(code: str, task: str | None, state_names: Collection[str])
             "signature", f"no function named {' or '.join(TEXT2REWARD_ENTRIES)} defined"
         )
     params = positional_params(fn)
-    if len(params) < 1 or len(params) > 2:
+    if len(params) < 1 or len(params) > 3:
         return RewardError(
-            "signature", f"{fn.name}({', '.join(params)}) must take (self, action)", fn.lineno
+            "signature",
+            f"{fn.name}({', '.join(params)}) must take (self, action) or, as MetaWorld's, (self, action, obs)",  # fmt: skip
+            fn.lineno,
         )
     attrs = text2reward_attrs(task, state_names)
     prefixes = {p.rsplit(".", i)[0] for p in attrs for i in range(p.count(".") + 1)}
@@ -551,30 +583,51 @@ def check_text2reward(code: str, task: str | None, state_names: Collection[str])
             )
         # a chain may continue into methods of the value (self.goal_position.copy())
         parts = path.split(".")
-        known = any(".".join(parts[:k]) in attrs for k in range(1, len(parts) + 1))
-        if not known and path not in prefixes and f"self.{path}" not in unknown:
-            unknown[f"self.{path}"] = UnknownName(f"self.{path}", line)
+        hit = next((".".join(parts[:k]) for k in range(1, len(parts) + 1) if ".".join(parts[:k]) in attrs), None)  # fmt: skip
+        name = f"self.{path}"
+        if hit is not None and isinstance(attrs[hit], Unavailable):
+            unknown.setdefault(f"self.{hit}", UnknownName(f"self.{hit}", line, f"{attrs[hit].reason} (task {task})"))  # type: ignore[union-attr]  # fmt: skip
+        elif hit is None and path not in prefixes and name not in unknown:
+            unknown[name] = UnknownName(name, line)
+    if len(params) == 3:
+        obs = text2reward_obs(task)
+        if obs is None:
+            unknown[params[2]] = UnknownName(
+                params[2],
+                fn.lineno,
+                f"task {task} declares no MetaWorld observation (text2reward_obs); read self.<attributes> instead",  # fmt: skip
+            )
+        else:
+            for u in column_reads(fn, params[2], obs, batched=False):
+                unknown.setdefault(u.name, UnknownName(u.name, u.line, f"{u.reason} on task {task}"))  # fmt: skip
     if unknown:
-        return unknown_names_error(list(unknown.values()), [f"self.{p}" for p in attrs], "attribute", prefix="self.")  # fmt: skip
+        known = [f"self.{p}" for p, v in attrs.items() if not isinstance(v, Unavailable)]
+        return unknown_names_error(list(unknown.values()), known, "attribute", prefix="self.")
     return None
 
 
 class _Attrs:
-    """``self`` of a Text2Reward function: attribute paths resolved to state arrays."""
+    """``self`` of a Text2Reward function: attribute paths resolved to state arrays (and the
+    declared methods to functions returning them)."""
 
-    __slots__ = ("_data", "_prefix", "_index")
+    __slots__ = ("_rl_data", "_rl_prefix", "_rl_index", "_rl_methods")
 
-    def __init__(self, data: dict[str, Any], prefix: str, index: int | None) -> None:
-        self._data, self._prefix, self._index = data, prefix, index
+    def __init__(self, data: dict[str, Any], prefix: str, index: int | None, methods: frozenset[str] = frozenset()) -> None:  # fmt: skip
+        self._rl_data, self._rl_prefix, self._rl_index = data, prefix, index
+        self._rl_methods = methods
 
     def __getattr__(self, name: str) -> Any:
-        path = self._prefix + name
-        if path in self._data:
-            value = self._data[path]
-            return value if self._index is None else _item(value[self._index])
-        if any(k.startswith(path + ".") for k in self._data):
-            return _Attrs(self._data, path + ".", self._index)
-        known = ", ".join(f"self.{k}" for k in sorted(self._data))
+        path = self._rl_prefix + name
+        if path in self._rl_data:
+            value = self._rl_data[path]
+            if self._rl_index is not None and isinstance(value, np.ndarray):
+                value = _item(value[self._rl_index])
+            if path in self._rl_methods:
+                return lambda *args, **kwargs: value
+            return value
+        if any(k.startswith(path + ".") for k in self._rl_data):
+            return _Attrs(self._rl_data, path + ".", self._rl_index, self._rl_methods)
+        known = ", ".join(f"self.{k}" for k in sorted(self._rl_data))
         raise AttributeError(f"self.{path} does not exist; known: {known}")
 
 
@@ -758,7 +811,13 @@ def infer_components(tree: ast.Module, entry: str) -> list[str]:
 
 
 def build_text2reward(
-    code: str, task: str | None, state_names: Collection[str], *, filename: str
+    code: str,
+    task: str | None,
+    state_names: Collection[str],
+    dt: float = 0.02,
+    constants: Mapping[str, Any] | None = None,
+    *,
+    filename: str,
 ) -> Callable[[State, torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Build a batched ``fn(state, action)`` from a single-world Text2Reward function.
 
@@ -766,7 +825,7 @@ def build_text2reward(
     for the components. Picklable by reference for
     :func:`rewardlab.rewards.sandbox.trial_run`.
     """
-    err = check_text2reward(code, task, state_names)
+    err = check_text2reward(code, task, state_names, constants)
     if err:
         raise SandboxFailure(err)
     entry = _t2r_entry(ast.parse(code))
@@ -776,14 +835,21 @@ def build_text2reward(
         code, filename, transform=lambda tree: found.extend(infer_components(tree, entry.name))
     )
     fn = namespace[entry.name]
-    takes_action = len(positional_params(entry)) == 2
-    attrs = text2reward_attrs(task, state_names)
+    nparams = len(positional_params(entry))
+    attrs = {k: v for k, v in text2reward_attrs(task, state_names).items() if not isinstance(v, Unavailable)}  # fmt: skip
+    methods = text2reward_methods(task)
+    obs_layout = text2reward_obs(task) if nparams == 3 else None
+    consts = _materialize(constants)
     mode: dict[str, bool] = {}
 
     def call(data: dict[str, Any], index: int | None, act: np.ndarray) -> tuple[Any, dict]:
-        me = _Attrs(data, "", index)
+        me = _Attrs(data, "", index, methods)
         a = act if index is None else act[index]
-        out = fn(me, a) if takes_action else fn(me)
+        if nparams == 3:
+            obs = data[_OBS] if index is None else data[_OBS][index]
+            out = fn(me, a, obs)
+        else:
+            out = fn(me, a) if nparams == 2 else fn(me)
         return out if found else (out, {})
 
     def loop(data: dict[str, Any], act: np.ndarray, n: int) -> tuple[np.ndarray, dict]:
@@ -805,7 +871,15 @@ def build_text2reward(
     def compute_reward(
         state: State, action: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        data = {p: state[e].detach().cpu().numpy().astype(np.float64) for p, e in attrs.items()}
+        ctx = StateDict({**consts, **state})
+
+        def value(v: Any) -> Any:
+            v = state[v] if isinstance(v, str) else v.fn(ctx, action, dt)
+            return v.detach().cpu().numpy().astype(np.float64) if isinstance(v, torch.Tensor) else v  # fmt: skip
+
+        data = {p: value(v) for p, v in attrs.items()}
+        if obs_layout is not None:
+            data[_OBS] = obs_layout.fn(ctx, action, dt).detach().cpu().numpy().astype(np.float64)
         act = action.detach().cpu().numpy().astype(np.float64)
         n = act.shape[0]
         if "batched" not in mode:
@@ -828,6 +902,10 @@ def build_text2reward(
     return compute_reward
 
 
+_OBS = "\0obs"
+"""Key of MetaWorld's ``obs`` vector among a Text2Reward call's data (never an attribute)."""
+
+
 def _batched_agrees(batched: Callable, loop: Callable, data: dict, act: np.ndarray, n: int) -> bool:  # fmt: skip
     """Whether calling on the whole batch gives ``[N]`` values equal to per-world calls."""
     try:
@@ -837,7 +915,7 @@ def _batched_agrees(batched: Callable, loop: Callable, data: dict, act: np.ndarr
     if total.shape != (n,):
         return False
     k = min(n, 8)
-    ref_total, ref_parts = loop({p: v[:k] for p, v in data.items()}, act[:k], k)
+    ref_total, ref_parts = loop({p: v[:k] if isinstance(v, np.ndarray) and v.ndim else v for p, v in data.items()}, act[:k], k)  # fmt: skip
     pairs = [(total[:k], ref_total)] + [(parts[c][:k], ref_parts[c]) for c in ref_parts]
     return all(np.allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True) for a, b in pairs)
 
@@ -1219,12 +1297,17 @@ def mapping_markdown(tasks: Collection[str] | None = None) -> str:
         out.append("|---|---|")
         for name, binding in task_eureka_names(task).items():
             out.append(f"| `{name}` | {foreign_doc(name, binding, consts)} |")
-        t2r = [(k, v) for k, v in (declared(cls, "text2reward_attrs") or {}).items() if v in names]
-        if t2r:
+        t2r = [(k, v) for k, v in (declared(cls, "text2reward_attrs") or {}).items() if not isinstance(v, str) or v in names]  # fmt: skip
+        obs = text2reward_obs(task)
+        if t2r or obs is not None:
             out.append("")
-            out.append("| Text2Reward attribute | state entry |")
+            out.append("| Text2Reward attribute | bound to |")
             out.append("|---|---|")
-            out.extend(f"| `self.{k}` | `{v}` |" for k, v in t2r)
+            for k, v in t2r:
+                cell = f"`{v}`" if isinstance(v, str) else foreign_doc(k, v, consts)
+                out.append(f"| `self.{k}` | {cell} |")
+            if obs is not None:
+                out.append(f"| `obs` (MetaWorld's `compute_dense_reward(self, action, obs)`) | {foreign_doc('obs', obs, consts)} |")  # fmt: skip
         out.append("")
     return "\n".join(out)
 

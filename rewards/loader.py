@@ -181,8 +181,12 @@ def prepare_source(
             (task, tuple(names), float(control_dt), consts),
         )
     else:
-        err = compat.check_text2reward(code, task, names)
-        builder, builder_args = compat.build_text2reward, (task, tuple(names))
+        consts = compat.env_constants(task, env)
+        err = compat.check_text2reward(code, task, names, consts)
+        builder, builder_args = (
+            compat.build_text2reward,
+            (task, tuple(names), float(control_dt), consts),
+        )
     if err:
         raise SandboxFailure(err)
     return style, builder, builder_args
@@ -315,7 +319,9 @@ def load_reward_source(
             random actions to record states), or a ``state_spec()`` mapping, or state names.
         style: ``auto`` (see :func:`rewardlab.rewards.compat.detect_style`) or a style.
         limits: limits of the reward process (the trial: ``wall_seconds``, ``cpu_seconds``;
-            training: ``call_seconds`` per call, ``train_cpu_seconds``; memory, files).
+            training: ``call_seconds`` per call, ``train_cpu_seconds``; memory, files). The
+            speed check (``max_ms_per_call``) times a call on the env's ``num_envs`` worlds (at
+            most 4096; 4096 without an env): the batch the reward will be called with.
         states: recorded states with ``"action"`` for the trial run; default: recorded from the
             env's task, or standard-normal values of the spec's shapes if there is no env.
         task: task name for the compatibility maps when ``env_or_state_spec`` is not an env.
@@ -360,16 +366,22 @@ def load_reward_source(
             states = synthetic_states(spec, action_dim)
     import time
 
+    from rewardlab.rewards.trial import SPEED_BATCH
+
+    # the speed check times the batch the reward will be called with (the env's worlds)
+    speed = min(SPEED_BATCH, int(getattr(env, "num_envs", SPEED_BATCH) or SPEED_BATCH))
     t0 = time.perf_counter()
     if mode == "none":
         _warn_unsandboxed(filename)
         fn = _build_in_process(code, names, style, builder, builder_args, filename, check_finite, check_every)  # fmt: skip
-        result = evaluate_reward(fn, states, filename, limits.max_ms_per_call)
+        result = evaluate_reward(fn, states, filename, limits.max_ms_per_call, speed_batch=speed)
     else:
         fn = _start(code, names, style, task, dt, filename, limits, False, _constants(builder_args))
         try:
             fn.deadline = time.monotonic() + limits.wall_seconds  # type: ignore[attr-defined]
-            result = evaluate_reward(fn, states, filename, limits.max_ms_per_call)
+            result = evaluate_reward(
+                fn, states, filename, limits.max_ms_per_call, speed_batch=speed
+            )
         except BaseException:
             fn.close()  # type: ignore[attr-defined]
             raise

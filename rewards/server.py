@@ -206,7 +206,7 @@ def _build(spec: dict[str, Any]) -> Any:
         elif style == "dreureka":
             raw = compat.build_dreureka(code, task, tuple(names), dt, spec.get("constants"), filename=filename)  # fmt: skip
         elif style == "text2reward":
-            raw = compat.build_text2reward(code, task, tuple(names), filename=filename)
+            raw = compat.build_text2reward(code, task, tuple(names), dt, spec.get("constants"), filename=filename)  # fmt: skip
         else:
             raise ValueError(f"unknown style {style!r}")
     except SandboxFailure:

@@ -643,7 +643,10 @@ class _Checker:
     def attribute_error(self, node: ast.Attribute) -> RewardError | None:
         a = node.attr
         path = dotted(node)
-        if a.startswith("_"):
+        # a style's own check maps every chain of a free root (Text2Reward's self._target_pos,
+        # self.env._get_pos_goal): only names declared for the task pass it
+        free = path is not None and path.split(".")[0] in self.free_roots
+        if a.startswith("__") or a.startswith("_") and not free:
             return _forbidden(node, f"attribute {path or '<expr>.' + a!r} (names starting with '_')")  # fmt: skip
         if isinstance(node.ctx, ast.Store | ast.Del):
             return _forbidden(

@@ -109,8 +109,11 @@ def evaluate_reward(
     filename: str,
     max_ms_per_call: float,
     chunk: int = SPEED_BATCH,
+    speed_batch: int = SPEED_BATCH,
 ) -> CheckResult:
-    """Run the checks of :func:`trial_run` on an already built reward (in this process)."""
+    """Run the checks of :func:`trial_run` on an already built reward (in this process); the
+    speed check times calls on ``speed_batch`` worlds (the batch the reward will be called
+    with: an env's ``num_envs`` when the loader knows it, 4096 in a search's trial)."""
     states = dict(states)
     if "action" not in states:
         return CheckResult(False, RewardError("exception", "recorded states have no 'action'"))
@@ -157,7 +160,7 @@ def evaluate_reward(
     stats = {"total": _stats(torch.cat(totals))} if totals else {}
     stats.update({k: _stats(torch.cat(v)) for k, v in comps.items()})
     # speed: median of timed calls on a 4096-world batch
-    big = _speed_batch({**states, "action": action_all}, SPEED_BATCH)
+    big = _speed_batch({**states, "action": action_all}, speed_batch)
     big_action = big.pop("action")
     big_state = StateDict(big)
     times = []
@@ -179,7 +182,7 @@ def evaluate_reward(
             False,
             RewardError(
                 "too_slow",
-                f"one call on {SPEED_BATCH} worlds takes {ms:.1f} ms; the limit is "
+                f"one call on {speed_batch} worlds takes {ms:.1f} ms; the limit is "
                 f"{max_ms_per_call:g} ms",
             ),
             names,
@@ -197,13 +200,11 @@ def _style_of(builder: Any, builder_args: tuple, states: Mapping[str, Any]) -> t
         return "native", None, names, 0.02, None
     from rewardlab.rewards import compat
 
-    if builder in (compat.build_eureka, compat.build_dreureka):
-        task, names_, dt, *rest = builder_args
-        style = "eureka" if builder is compat.build_eureka else "dreureka"
-        return style, task, list(names_), float(dt), rest[0] if rest else None
-    if builder is compat.build_text2reward:
-        task, names_ = builder_args[:2]
-        return "text2reward", task, list(names_), 0.02, None
+    styles = {compat.build_eureka: "eureka", compat.build_dreureka: "dreureka", compat.build_text2reward: "text2reward"}  # fmt: skip
+    if builder in styles:
+        task, names_, *rest = builder_args
+        dt = float(rest[0]) if rest else 0.02
+        return styles[builder], task, list(names_), dt, rest[1] if len(rest) > 1 else None
     raise ValueError(f"unknown reward builder {builder!r}")
 
 

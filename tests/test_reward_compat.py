@@ -13,7 +13,7 @@ import torch
 from rewardlab.envs import get_task, make_env, task_names
 from rewardlab.envs.tasks import shipped_task_names
 from rewardlab.envs.tasks.isaacgym_names import body_axis
-from rewardlab.envs.tasks.knowledge import Columns, Constant, Unavailable, declared
+from rewardlab.envs.tasks.knowledge import Binding, Columns, Constant, Unavailable, declared
 from rewardlab.rewards import compat
 from rewardlab.rewards.sandbox import SandboxFailure, StateDict
 
@@ -66,8 +66,18 @@ def test_every_mapped_name_reads_real_state_entries(task):
         else:  # a constant or a per-model tensor (joint limits): a number or [k] values
             assert isinstance(value, int | float | torch.Tensor), (name, type(value))
             assert isinstance(binding, Constant) or name in ("num_envs", "dt") or not isinstance(value, torch.Tensor), name  # fmt: skip
+    attrs = compat.text2reward_attrs(task, list(state))
     for path, entry in (declared(get_task(task), "text2reward_attrs") or {}).items():
-        assert entry in state, f"{task}: self.{path} -> {entry!r} is not a state entry"
+        if isinstance(entry, str):
+            assert entry in state, f"{task}: self.{path} -> {entry!r} is not a state entry"
+        elif isinstance(entry, Binding):
+            value = entry.fn(ctx, action, dt)
+            assert isinstance(value, float) or value.shape[0] == n and torch.isfinite(value).all(), path  # fmt: skip
+        else:
+            assert isinstance(entry, Unavailable) and path.rstrip("()") in attrs, path
+    obs = compat.text2reward_obs(task)
+    if obs is not None:
+        assert obs.fn(ctx, action, dt).shape == (n, obs.width)
 
 
 def test_quaternion_helpers_match_mujoco():
@@ -197,7 +207,10 @@ def test_text2reward_unknown_attribute_is_named():
     assert "self.obj1.position" in err.message and "self.goal_position" in err.message
     # private attributes of the proxy are out of reach
     code = "def compute_dense_reward(self, action):\n    return self._data\n"
-    assert compat.check_text2reward(code, "arm_reach", ["ee_pos"]).kind == "forbidden"
+    assert compat.check_text2reward(code, "arm_reach", ["ee_pos"]).kind in (
+        "forbidden",
+        "unknown_state",
+    )
 
 
 def test_text2reward_build_rejects_bad_code():
@@ -797,3 +810,96 @@ def test_dreureka_snippets_and_errors():
     assert "'env.dof_poss' does not exist (did you mean 'env.dof_pos'?)" in err.message
     stateful = bad.replace("        b = env.cfg.rewards.tracking_sigma\n", "        self.env.last_contacts = a\n        b = 1.0\n")  # fmt: skip
     assert compat.check_dreureka(stateful, "ant_run", ["torso_pos"]).kind == "forbidden"
+
+
+# ---------------------------------------------------------------------------------------------
+# Text2Reward: ManiSkill (self, action) with its scipy import, MetaWorld (self, action, obs)
+
+
+def _arm_batch(n: int = 16, seed: int = 8):
+    env = make_env("arm_reach", num_envs=n, seed=seed)
+    env.reset(seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(10):
+        action = torch.rand(n, env.action_dim, generator=gen) * 2 - 1
+        env.step(action)
+    return env, env.state(), action
+
+
+def test_text2reward_maniskill_file_with_its_scipy_import_loads_in_the_sandbox():
+    from rewardlab.rewards.loader import load_reward_file
+
+    env, state, action = _arm_batch()
+    fn = load_reward_file(FOREIGN / "text2reward_maniskill_arm_reach.py", env)
+    try:
+        assert fn.style == "text2reward" and [n.name for n in fn.notes] == ["scipy.spatial.distance"]  # fmt: skip
+        total, comps = fn(state, action)
+    finally:
+        fn.close()
+    ee, goal, qvel = (state[k].double().numpy() for k in ("ee_pos", "target_pos", "joint_vel"))
+    a = np.clip(action.double().numpy(), -1, 1)
+    for i in range(state["ee_pos"].shape[0]):
+        d = np.linalg.norm(goal[i] - ee[i])
+        ref = 1 - np.tanh(5 * d)
+        if d < 0.05:
+            ref += 1.0 - 0.1 * np.linalg.norm(qvel[i])
+        ref -= 0.01 * (a[i] ** 2).sum()
+        assert total[i].item() == pytest.approx(ref, rel=1e-5, abs=1e-5)
+    assert torch.allclose(sum(comps.values()), total, atol=1e-5)
+    env.close()
+
+
+def test_text2reward_metaworld_signature_reads_obs_and_the_env():
+    from rewardlab.rewards.loader import load_reward_file
+
+    env, state, action = _arm_batch()
+    fn = load_reward_file(FOREIGN / "text2reward_metaworld_arm_reach.py", env)
+    try:
+        total, _ = fn(state, action)
+    finally:
+        fn.close()
+    d = state["distance"].double()
+    ref = -d + 0.5 * (d < 0.05).double() - 0.01 * action.double().norm(dim=-1)
+    assert torch.allclose(total.double(), ref, atol=1e-5)
+    # MetaWorld's drawer code reads the object columns arm_reach does not have: named, with why
+    drawer = (
+        "def compute_dense_reward(self, action, obs) -> float:\n"
+        "    dist_to_handle = np.linalg.norm(obs[:3] - obs[4:7])\n"
+        "    goal_diff = np.linalg.norm(obs[4:7] - self.env._get_pos_goal())\n"
+        "    gripper_penalty = 1.0 if obs[3] > -1 else 0.0\n"
+        "    return -dist_to_handle - goal_diff - gripper_penalty\n"
+    )
+    err = compat.check_text2reward(drawer, "arm_reach", list(state))
+    assert err.kind == "unknown_state" and err.line == 2
+    assert "obs[4:7]' is not available: columns 4:7 object 1 position (arm_reach has no object" in err.message  # fmt: skip
+    assert "obs[3]' is not available: columns 3:4 gripper distance (the task has no gripper)" in err.message  # fmt: skip
+    general = drawer.replace("obs[:3]", "self.robot.ee_position").replace("obs[4:7]", "self.obj1.position").replace("obs[3]", "self.robot.gripper_openness")  # fmt: skip
+    err = compat.check_text2reward(general, "arm_reach", list(state))
+    assert "'self.obj1.position' is not available: arm_reach has no object" in err.message
+    assert "'self.robot.gripper_openness' is not available: arm3 has no gripper" in err.message
+    # a task without a MetaWorld observation says so
+    err = compat.check_text2reward(drawer, "cartpole_balance", ["cart_pos"])
+    assert "declares no MetaWorld observation" in err.message
+    env.close()
+
+
+def test_text2reward_ant_abstraction_matches_a_hand_computation():
+    code = (FOREIGN / "text2reward_ant.py").read_text()
+    state, action, dt = _stepped_state("ant_run", steps=6)
+    fn = compat.build_text2reward(code, "ant_run", list(state), dt, {}, filename="t.py")
+    total, comps = fn(StateDict(state), action)
+    assert list(comps) == ["forward_reward", "healthy_reward", "spin_penalty", "control_cost"]
+    q = state["torso_quat"]
+    wz = compat._quat_rotate(q, state["torso_angvel"])[:, 2]
+    z = state["torso_pos"][:, 2]
+    healthy = ((z > 0.25) & (z < 1.0)).float()
+    ref = state["torso_linvel"][:, 0] + healthy - 0.05 * wz.abs() - 0.05 * (action**2).sum(-1)
+    assert torch.allclose(total, ref, atol=1e-5)
+
+
+def test_text2reward_private_attributes_pass_only_when_declared():
+    code = "def compute_dense_reward(self, action):\n    return -np.linalg.norm(self.tcp_center - self._target_pos)\n"  # fmt: skip
+    assert compat.check_text2reward(code, "arm_reach", ["ee_pos", "target_pos"]) is None
+    for bad in ("self._rl_data", "self._data", "self.__class__"):
+        err = compat.check_text2reward(code.replace("self._target_pos", bad), "arm_reach", ["ee_pos", "target_pos"])  # fmt: skip
+        assert err is not None and err.kind in ("unknown_state", "forbidden"), bad

@@ -20,7 +20,7 @@ from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import ANT, ANT_FEET
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
-from rewardlab.envs.tasks.isaacgym_names import T2R_LOCOMOTION, locomotion_names
+from rewardlab.envs.tasks.isaacgym_names import T2R_LOCOMOTION, locomotion_names, t2r_ant
 from rewardlab.envs.tasks.knowledge import CameraSpec, Constant, OptOut, Prompts, Unavailable
 
 State = Mapping[str, torch.Tensor]
@@ -101,7 +101,11 @@ class AntRun(Task):
         default_pose=ANT.default_pose,
         feet=Unavailable("the state has the feet's heights only (`feet_height`)"),
     )  # fmt: skip
-    text2reward_attrs = {**T2R_LOCOMOTION, "robot.forward_velocity": "forward_vel"}
+    text2reward_attrs = {
+        **T2R_LOCOMOTION,
+        "robot.forward_velocity": "forward_vel",
+        **t2r_ant(ANT.joint_names),
+    }
     scripted_episodes = OptOut(
         "no hand-written gait runs the ant; record an EpisodeSet from a trained policy instead"
     )

@@ -30,7 +30,7 @@ from rewardlab.envs.robots import (
     ARM3_UPPER_ARM,
 )
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
-from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS, joint_limits
+from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS, joint_limits, metaworld_obs
 from rewardlab.envs.tasks.knowledge import (
     CameraSpec,
     Constant,
@@ -207,7 +207,19 @@ class ArmReach(Task):
         "goal_pos": "target_pos",
         "goal_position": "target_pos",
         "goal.position": "target_pos",
+        # MetaWorld's env (Text2Reward's specific rewards) and its general abstraction
+        "env._get_pos_goal()": "target_pos",
+        "_target_pos": "target_pos",
+        "tcp_center": "ee_pos",
+        "robot.gripper_openness": Unavailable("arm3 has no gripper (franka_reach has one)"),
+        "agent.check_grasp()": Unavailable("arm3 has no gripper (franka_lift has one)"),
+        "robot.check_grasp()": Unavailable("arm3 has no gripper (franka_lift has one)"),
+        "obj1.position": Unavailable("arm_reach has no object, only a target point"),
+        "obj1.quaternion": Unavailable("arm_reach has no object, only a target point"),
     }
+    text2reward_obs = metaworld_obs(
+        "ee_pos", "target_pos", missing="arm_reach has no object, only a target point"
+    )
     scripted_episodes = {
         "reach": Script("success", reach_policy(1.0)),
         "halfway": Script("partial", reach_policy(0.5)),

@@ -146,10 +146,13 @@ LOCOMOTION_EUREKA: dict[str, Binding] = {
 T2R_JOINTS: dict[str, str] = {
     "robot.qpos": "joint_pos",
     "robot.qvel": "joint_vel",
+    "agent.robot.get_qpos()": "joint_pos",
+    "agent.robot.get_qvel()": "joint_vel",
     "last_action": "last_action",
     "prev_action": "prev_action",
 }
-"""Text2Reward attributes of a robot's joints and actions."""
+"""Text2Reward attributes of a robot's joints and actions (its Panda abstraction's
+``self.robot.qpos``; ManiSkill's ``self.agent.robot.get_qpos()``)."""
 
 T2R_LOCOMOTION: dict[str, str] = {
     **T2R_JOINTS,
@@ -384,3 +387,69 @@ def locomotion_names(
 def _rows(a: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
     """``[N, len(values)]``: ``values`` in every row (a fresh tensor)."""
     return torch.tensor(values, dtype=torch.float32, device=a.device).repeat(a.shape[0], 1)
+
+
+# -- Text2Reward's MetaWorld observation and its Ant abstraction -----------------------------------
+
+
+def metaworld_obs(
+    hand: str,
+    goal: str,
+    *,
+    gripper: str | None = None,
+    obj_pos: str | None = None,
+    obj_quat: str | None = None,
+    missing: str = "the task has no such object",
+) -> Columns:
+    """MetaWorld's 39-column observation (Text2Reward's ``obs`` of ``compute_dense_reward(self,
+    action, obs)``) from state entries: hand position, gripper distance, object 1 position and
+    quaternion (w, x, y, z as the state gives it), object 2 (MetaWorld pads it with zeros), the
+    previous frame's 18 values (not kept: unavailable) and the goal position. A part given as
+    ``None`` is unavailable, with ``missing`` as the reason."""
+
+    def part(label: str, width: int, name: str | None, why: str = missing) -> Column:
+        if name is None:
+            return Column(label, width, None, why)
+        return Column(label, width, lambda s, a, dt: s[name])
+
+    return Columns(
+        (
+            part("hand position", 3, hand),
+            part("gripper distance", 1, gripper, "the task has no gripper"),
+            part("object 1 position", 3, obj_pos),
+            part("object 1 quaternion", 4, obj_quat),
+            Column(
+                "object 2 position and quaternion (zeros)",
+                7,
+                lambda s, a, dt: torch.zeros(a.shape[0], 7, device=a.device),
+            ),  # fmt: skip
+            Column(
+                "the previous frame's hand, gripper and objects",
+                18,
+                None,
+                "the state keeps no previous frame",
+            ),  # fmt: skip
+            part("goal position", 3, goal),
+        ),
+        "MetaWorld's observation",
+    )
+
+
+def t2r_ant(joint_names: Sequence[str]) -> dict[str, Any]:
+    """Text2Reward's Ant abstraction (its AntPrompt): ``self.ant.torso.position_x`` ... (world
+    frame), ``self.ant.<leg>_leg_joint.angle`` / ``_ankle_joint`` for the hips and ankles in
+    ``joint_pos`` order (front left, front right, back left, back right), and ``self.dt``."""
+    out: dict[str, Any] = {"dt": Binding(lambda s, a, dt: float(dt), "the control step (s)")}
+    axes = "xyz"
+    for i, ax in enumerate(axes):
+        out[f"ant.torso.position_{ax}"] = Binding(lambda s, a, dt, i=i: s["torso_pos"][:, i], f"`torso_pos[:, {i}]`")  # fmt: skip
+        out[f"ant.torso.velocity_{ax}"] = Binding(lambda s, a, dt, i=i: s["torso_linvel"][:, i], f"`torso_linvel[:, {i}]`")  # fmt: skip
+        out[f"ant.torso.angular_velocity_{ax}"] = Binding(
+            lambda s, a, dt, i=i: _angvel_world(s)[:, i], f"`torso_angvel` in the world frame, [:, {i}]"
+        )  # fmt: skip
+    legs = ("front_left", "front_right", "back_left", "back_right")
+    for j in range(len(joint_names)):
+        leg, kind = legs[j // 2], ("leg", "ankle")[j % 2]
+        out[f"ant.{leg}_{kind}_joint.angle"] = Binding(lambda s, a, dt, j=j: s["joint_pos"][:, j], f"`joint_pos[:, {j}]`")  # fmt: skip
+        out[f"ant.{leg}_{kind}_joint.angular_velocity"] = Binding(lambda s, a, dt, j=j: s["joint_vel"][:, j], f"`joint_vel[:, {j}]`")  # fmt: skip
+    return out
