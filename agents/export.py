@@ -163,6 +163,10 @@ def policy_metadata(
             for i in range(model.nu)
         ]
         timestep = float(model.opt.timestep)
+    amap = getattr(env_task, "action_map", None)
+    if amap is not None and hasattr(amap, "describe"):  # the task's own action map (authoring)
+        action["scaling"] = "the task's action map: see action.map"
+        action["map"] = amap.describe()
 
     control_dt = float(getattr(env, "control_dt", 0.0)) or None
     return {

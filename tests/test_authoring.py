@@ -306,6 +306,10 @@ def test_action_map_drives_subsets_around_the_default_pose_with_one_gripper_acti
     assert c[0, 0].item() == pytest.approx(0.3) and c[0, 2].item() == pytest.approx(
         0.04
     )  # clipped, open
+    th = au.ActionMap((au.Gripper("al", 0.04, 0.0, binary=True, threshold=0.5),)).bind(m)
+    c = torch.zeros(3, 4, dtype=torch.float64)
+    th.apply(c, torch.tensor([[0.4], [0.6], [-1.0]]))
+    assert c[:, 2].tolist() == [0.04, 0.0, 0.04]  # closed only above the threshold
     with pytest.raises(ValueError, match="driven by two terms"):
         au.ActionMap((au.JointTargets(("ax",)), au.Gripper("ax", 0, 1))).bind(m)
     with pytest.raises(au.ModelNameError, match="allowed: al, ar, ax, az"):

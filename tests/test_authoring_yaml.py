@@ -354,3 +354,17 @@ def test_the_worked_example_in_docs_tasks_md_is_a_valid_task(tmp_path: Path) -> 
     cfg = load_train_config(["task=panda_pick_cube_yaml"])
     assert cfg.total_steps == 3_000_000 and cfg.num_envs == 128
     env.close()
+
+
+def test_rewardlab_tasks_lists_a_broken_authoring_file_as_one_line_and_goes_on(tmp_path: Path) -> None:  # fmt: skip
+    write_task(tmp_path, DOC, name="yaml_listed")
+    write_task(tmp_path, {**DOC, "reset": [{"kind": "teleport"}]}, name="yaml_broken_listed")
+    env = {**os.environ, "REWARDLAB_TASK_DIRS": str(tmp_path)}
+    cli = [sys.executable, "-m", "rewardlab.cli", "tasks"]
+    out = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    broken = [ln for ln in lines if ln.startswith("yaml_broken_listed:")]
+    assert len(broken) == 1 and "reset[0].kind: got 'teleport'" in broken[0], broken
+    assert any(ln.startswith("yaml_listed: obs 9, action 3") for ln in lines)
+    assert any(ln.startswith("franka_lift:") for ln in lines)

@@ -243,3 +243,17 @@ def test_ppo_learns_franka_reach(tmp_path: Path) -> None:
     result = train(run.cfg, run.run, resume=run.checkpoint, progress=False, log=lambda s: None)
     ev = evaluate(run.cfg, result.policy, episodes=32)
     assert ev.success_rate >= 0.8, ev.success_rate
+
+
+@pytest.mark.unit
+def test_an_exported_policy_says_how_the_task_maps_actions(tmp_path: Path) -> None:
+    from rewardlab.agents.export import export_policy
+
+    env = make_env("franka_lift", num_envs=2, seed=0, nthread=1)
+    env.reset()
+    paths = export_policy(torch.nn.Linear(env.obs_dim, env.action_dim), env, tmp_path, onnx=False)
+    meta = json.loads(Path(paths["json"]).read_text())
+    amap = meta["action"]["map"]
+    assert meta["action_dim"] == 4 and amap["kinds"] == ["task_space"] * 3 + ["gripper"]
+    assert amap["task_space"][0]["frame"] == "tcp" and amap["gripper"][0]["threshold"] == 0.5
+    env.close()

@@ -506,7 +506,11 @@ class Gripper:
     closed: float
     """Control at action +1."""
     binary: bool = False
-    """Snap to ``open`` (a <= 0) or ``closed`` (a > 0) instead of interpolating."""
+    """Snap to ``open`` (a <= threshold) or ``closed`` (a > threshold) instead of interpolating
+    (Isaac Lab's ``BinaryJointPositionAction``)."""
+    threshold: float = 0.0
+    """Action above which a binary gripper closes (e.g. 0.5: an untrained policy, whose actions
+    centre on 0, mostly keeps the hand open)."""
 
 
 @dataclass(frozen=True)
@@ -609,7 +613,7 @@ class BoundActionMap:
         scale: list[float] = []
         kinds: list[str] = []
         labels: list[str] = []
-        grip: list[tuple[int, float, float, bool]] = []
+        grip: list[tuple[int, float, float, bool, float]] = []
         used: set[int] = set()
         self._task_space: list[_BoundTaskSpace] = []
         for t in spec.terms:
@@ -648,7 +652,7 @@ class BoundActionMap:
                 scale.append(0.0)
                 kinds.append("gripper")
                 labels.append(t.actuator)
-                grip.append((len(ids) - 1, t.open, t.closed, t.binary))
+                grip.append((len(ids) - 1, t.open, t.closed, t.binary, t.threshold))
         self.action_dim = len(ids)
         """Length of the policy's action vector."""
         self.labels = tuple(labels)
@@ -661,7 +665,7 @@ class BoundActionMap:
         self.scale = torch.as_tensor([scale[c] for c in cols], dtype=torch.float64)
         self.relative = torch.as_tensor([kinds[c] == "relative" for c in cols])
         self.absolute = torch.as_tensor([kinds[c] == "absolute" for c in cols])
-        self._grip = [(cols.index(c), o, k, b) for c, o, k, b in grip]
+        self._grip = [(cols.index(c), o, k, b, th) for c, o, k, b, th in grip]
         self.kinds = tuple(kinds)
         held = [i for i in range(nu) if i not in used]
         self.held = torch.as_tensor(held, dtype=torch.long)
@@ -680,9 +684,9 @@ class BoundActionMap:
         cur = ctrl[:, ids]
         scale = self.scale.to(dev, dt)
         new = torch.where(self.relative.to(dev), cur + scale * a, self.default.to(dev, dt)[ids] + scale * a)  # fmt: skip
-        for col, open_, closed, binary in self._grip:
+        for col, open_, closed, binary, threshold in self._grip:
             g = a[:, col]
-            frac = (g > 0).to(dt) if binary else (g + 1.0) / 2.0
+            frac = (g > threshold).to(dt) if binary else (g + 1.0) / 2.0
             new[:, col] = open_ + frac * (closed - open_)
         new = torch.maximum(torch.minimum(new, self.hi.to(dev, dt)[ids]), self.lo.to(dev, dt)[ids])
         out[:, ids] = new
@@ -715,8 +719,8 @@ class BoundActionMap:
             "scale": self.scale.tolist(),
             "default": self.default.tolist(),
             "gripper": [
-                {"index": int(self._cols[c]), "open": o, "closed": k, "binary": b}
-                for c, o, k, b in self._grip
+                {"index": int(self._cols[c]), "open": o, "closed": k, "binary": b, "threshold": th}
+                for c, o, k, b, th in self._grip
             ],
             "task_space": [ts.describe() for ts in self._task_space],
             "held": self.held.tolist(),

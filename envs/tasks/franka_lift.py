@@ -7,7 +7,7 @@ floor at x = 0.5 m, fingers pointing down and open; uniform joint noise clipped 
 ranges) and the cube is placed uniformly within ``cube_range`` of (0.5, 0, 0.02) m. The policy
 moves the TCP (three actions, up to ``tcp_step`` m per control step each, inside a workspace
 box; the 7 arm joints follow by differential inverse kinematics keeping the hand pointing down:
-:class:`~.authoring.TaskSpaceTargets`) and the gripper with one action (-1 open .. +1 closed). An episode succeeds if the cube's centre is at least ``goal_height -
+:class:`~.authoring.TaskSpaceTargets`) and the gripper with one action (binary: closed above 0.5, else open). An episode succeeds if the cube's centre is at least ``goal_height -
 success_tolerance`` above the floor on its last step (it is held up); nothing terminates early.
 
 Contacts are MuJoCo ``contact`` sensors (:class:`~.authoring.Grasp`): ``grasped`` is 1 while
@@ -238,7 +238,9 @@ class FrankaLift(Task):
                 TaskSpaceTargets(
                     franka.TCP, franka.ARM_ACTUATORS, cfg.tcp_step, WORKSPACE_LOW, WORKSPACE_HIGH
                 ),  # fmt: skip
-                Gripper(franka.GRIPPER_ACTUATOR, open=franka.GRIPPER_OPEN, closed=0.0),
+                Gripper(
+                    franka.GRIPPER_ACTUATOR, franka.GRIPPER_OPEN, 0.0, binary=True, threshold=0.5
+                ),
             )
         ).bind(model, default)
         self.tcp = franka.TCP.bind(model)
@@ -318,7 +320,7 @@ class FrankaLift(Task):
             "left_touch": StateField((), "1", "contact", "1 while the left finger pad touches the cube, else 0."),
             "right_touch": StateField((), "1", "contact", "1 while the right finger pad touches the cube, else 0."),
             "grasped": StateField((), "1", "contact", "1 while both finger pads touch the cube (a grasp), else 0."),
-            "last_action": StateField((4,), "1", "actuator", "Action of the previous control step in [-1, 1]: TCP motion (x, y, z; times tcp_step m per step, the arm follows by inverse kinematics, the hand keeps pointing down), then the gripper (-1 open, +1 closed)."),
+            "last_action": StateField((4,), "1", "actuator", "Action of the previous control step in [-1, 1]: TCP motion (x, y, z; times tcp_step m per step, the arm follows by inverse kinematics, the hand keeps pointing down), then the gripper (closed above 0.5, else open)."),
         }  # fmt: skip
 
     def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:

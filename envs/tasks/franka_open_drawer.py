@@ -8,7 +8,7 @@ starts near a start pose (TCP at (0.62, 0, 0.38) m, fingers down; uniform joint 
 to the joint ranges) with the drawer closed. The policy moves the TCP (three actions, up to ``tcp_step`` m per
 control step each, inside a workspace box; the arm follows by differential inverse kinematics
 keeping the hand pointing down: :class:`~.authoring.TaskSpaceTargets`) and the gripper with one
-action (-1 open .. +1 closed); with the hand pointing down, the fingers close along x, so
+action (binary: closed above 0.5, else open); with the hand pointing down, the fingers close along x, so
 an open hand lowered over the bar straddles it and closing pinches it. An episode succeeds if the
 drawer is open at least ``success_opening`` on its last step; nothing terminates early.
 
@@ -245,7 +245,9 @@ class FrankaOpenDrawer(Task):
                 TaskSpaceTargets(
                     franka.TCP, franka.ARM_ACTUATORS, cfg.tcp_step, WORKSPACE_LOW, WORKSPACE_HIGH
                 ),  # fmt: skip
-                Gripper(franka.GRIPPER_ACTUATOR, open=franka.GRIPPER_OPEN, closed=0.0),
+                Gripper(
+                    franka.GRIPPER_ACTUATOR, franka.GRIPPER_OPEN, 0.0, binary=True, threshold=0.5
+                ),
             )
         ).bind(model, default)
         self.tcp = franka.TCP.bind(model)
@@ -326,7 +328,7 @@ class FrankaOpenDrawer(Task):
             "left_touch": StateField((), "1", "contact", "1 while the left finger pad touches the handle, else 0."),
             "right_touch": StateField((), "1", "contact", "1 while the right finger pad touches the handle, else 0."),
             "grasped": StateField((), "1", "contact", "1 while both finger pads touch the drawer's handle (a grasp), else 0."),
-            "last_action": StateField((4,), "1", "actuator", "Action of the previous control step in [-1, 1]: TCP motion (x, y, z; times tcp_step m per step, the arm follows by inverse kinematics, the hand keeps pointing down), then the gripper (-1 open, +1 closed)."),
+            "last_action": StateField((4,), "1", "actuator", "Action of the previous control step in [-1, 1]: TCP motion (x, y, z; times tcp_step m per step, the arm follows by inverse kinematics, the hand keeps pointing down), then the gripper (closed above 0.5, else open)."),
         }  # fmt: skip
 
     def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:

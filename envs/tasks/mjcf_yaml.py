@@ -1263,7 +1263,8 @@ _DOCS = {
     "frame_pos": "Position of frame {what}.",
     "frame_quat": "Orientation quaternion (w, x, y, z) of frame {what}.",
     "target": "Target {what}, drawn at every reset; fixed during an episode.",
-    "contact": "Contact of {what}: 1 touching, 0 not (force: the net contact force).",
+    "contact": "Contact of {what}: 1 touching, 0 not.",
+    "contact_force": "Net contact force (N) between {what}, of the control step's last physics substep; 0 when not touching.",
     "grasp": "Grasp: 1 when {what}, else 0.",
 }
 
@@ -1406,7 +1407,7 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
                 c = e.as_contact()
                 first = next(f"{k[:-1]} {getattr(c, k)}" for k in ("geom1", "body1", "subtree1") if getattr(c, k))  # fmt: skip
                 second = next((f"{k[:-1]} {getattr(c, k)}" for k in ("geom2", "body2", "subtree2") if getattr(c, k)), "anything")  # fmt: skip
-                what = f"{first} with {second}" + (" (net force, N)" if e.data == "force" else "")
+                what = f"{first} with {second}" if e.data == "found" else f"{first} and {second}"
         else:  # sensor
             sid = lookup(f"{key}.sensor", "sensor", str(e.sensor))
             dim = int(model.sensor_dim[sid])
@@ -1416,7 +1417,8 @@ def build_yaml_task(spec: YamlTaskSpec) -> type[YamlTask]:
                 what += " (an acceleration-stage sensor, e.g. touch: the value of the control step's last physics substep)"  # fmt: skip
         if e.axis is not None:
             what += f", {e.axis} component"
-        text = e.doc or _DOCS[e.kind].format(what=what)
+        doc_kind = "contact_force" if e.kind == "contact" and e.data == "force" else e.kind
+        text = e.doc or _DOCS[doc_kind].format(what=what)
         resolved.append(_Resolved(r.entry, r.shape, r.unit, r.frame, text, r.ids, r.hinge))
 
     shapes = {r.entry.name: r.shape for r in resolved}
