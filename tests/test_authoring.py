@@ -423,3 +423,82 @@ def test_the_probe_task_runs_with_its_gated_clipped_reward() -> None:
         expect = (st["cube_z"] * (st["grasped"] > 0.5)).clamp(0.0, 0.1)
         torch.testing.assert_close(rew, expect)
     env.close()
+
+
+MOCAP_XML = """
+<mujoco>
+  <worldbody>
+    <body name="hand_mocap" mocap="true" pos="0 0 0.5"/>
+    <body name="hand" pos="0 0 0.5"><freejoint/><geom type="box" size=".02 .02 .02" mass="0.2"/></body>
+    <body name="finger" pos="0 0 0.3"><joint name="f" type="slide" axis="1 0 0" range="0 0.04"/><geom size=".01"/></body>
+  </worldbody>
+  <equality><weld body1="hand_mocap" body2="hand"/></equality>
+  <actuator><position name="grip" joint="f" kp="100" ctrlrange="0 0.04"/></actuator>
+</mujoco>
+"""
+
+
+class MocapTask(GripperTask):
+    """A probe task: a mocap-welded hand moved by MocapDelta actions (MetaWorld's Sawyer)."""
+
+    name = "authoring_mocap_probe"
+    sim_fields = ("xpos", "mocap_pos", "mocap_quat")
+    model_fields = ()
+
+    def __init__(self, cfg: TaskConfig, model: mujoco.MjModel) -> None:
+        Task.__init__(self, cfg, model)
+        self.action_map = au.ActionMap(
+            (
+                au.MocapDelta("hand_mocap", 0.01, (-0.05, -1, 0), (0.05, 1, 1), (1, 0, 0, 0)),
+                au.Gripper("grip", 0.0, 0.04),
+            )
+        ).bind(model)
+
+    @classmethod
+    def load_model(cls) -> mujoco.MjModel:
+        return mujoco.MjModel.from_xml_string(MOCAP_XML)
+
+    def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
+        pass
+
+    def get_state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+    def state_spec(self) -> dict[str, StateField]:
+        return {"hand": StateField((3,), "m", "world", "hand"), "last_action": StateField((4,), "1", "actuator", "a")}  # fmt: skip
+
+    def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"hand": sim.xpos[:, int(self.model.body("hand").id)].float(), "last_action": last_action}  # fmt: skip
+
+    def observation(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return state["hand"]
+
+    def obs_layout(self) -> list[tuple[str, int]]:
+        return [("hand", 3)]
+
+    def success(self, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return state["hand"][:, 2] > 1.0
+
+    def reward_terms(self) -> dict[str, RewardTerm]:
+        return {"z": RewardTerm(lambda s, a: s["hand"][:, 2], 1.0)}
+
+
+def test_mocap_delta_moves_a_welded_hand_inside_its_box() -> None:
+    env = MujocoEnv(MocapTask, num_envs=2, seed=0, nthread=1)
+    env.reset()
+    assert env.action_dim == 4 and env.task.action_map.needs_sim
+    for _ in range(10):
+        env.step(torch.tensor([[1.0, 0.0, -1.0, 1.0], [0.0, 1.0, 0.0, -1.0]]))
+    mocap = env._batch.bind("mocap_pos")[:, 0]
+    np.testing.assert_allclose(mocap[0], [0.05, 0.0, 0.4], atol=1e-9)  # x clipped at 0.05
+    np.testing.assert_allclose(mocap[1], [0.0, 0.1, 0.5], atol=1e-9)
+    assert env.sim.ctrl[:, 0].tolist() == [0.04, 0.0]
+    for _ in range(20):
+        env.step(torch.zeros(2, 4))
+    np.testing.assert_allclose(
+        env.state()["hand"][0].numpy(), [0.05, 0.0, 0.4], atol=0.01
+    )  # welded
+    env.close()

@@ -550,6 +550,25 @@ class TaskSpaceTargets:
 
 
 @dataclass(frozen=True)
+class MocapDelta:
+    """Three actions move a mocap body (e.g. one welded to a hand, as MetaWorld's Sawyer):
+    ``mocap_pos += scale * a``, clipped to the ``low``..``high`` box; ``quat`` (w, x, y, z), when
+    given, is written as its orientation every step. The task lists ``mocap_pos`` (and
+    ``mocap_quat``) in its ``sim_fields``."""
+
+    body: str
+    """A mocap body (``mocap="true"``)."""
+    scale: float = 0.01
+    """Metres per unit action per control step."""
+    low: tuple[float, float, float] | None = None
+    """Lower corner (m, world) of the box the body is kept in; null: none."""
+    high: tuple[float, float, float] | None = None
+    """Upper corner of that box."""
+    quat: tuple[float, float, float, float] | None = None
+    """Orientation written every step; null: left as it is."""
+
+
+@dataclass(frozen=True)
 class ActionMap:
     """How the policy's actions become actuator controls (Isaac Lab's action terms).
 
@@ -558,7 +577,7 @@ class ActionMap:
     default control).
     """
 
-    terms: tuple[JointTargets | Gripper | TaskSpaceTargets, ...]
+    terms: tuple[JointTargets | Gripper | TaskSpaceTargets | MocapDelta, ...]
     """Action terms, in action order."""
     hold: Mapping[str, float] = field(default_factory=dict)
     """Control of actuators no term drives, by name; others hold their default control."""
@@ -615,8 +634,16 @@ class BoundActionMap:
         labels: list[str] = []
         grip: list[tuple[int, float, float, bool, float]] = []
         used: set[int] = set()
-        self._task_space: list[_BoundTaskSpace] = []
+        self._task_space: list[_BoundTaskSpace | _BoundMocap] = []
         for t in spec.terms:
+            if isinstance(t, MocapDelta):
+                self._task_space.append(_BoundMocap(t, model, len(ids)))
+                for axis in "xyz":
+                    ids.append(-1)
+                    scale.append(0.0)
+                    kinds.append("mocap")
+                    labels.append(f"{t.body}_{axis}")
+                continue
             if isinstance(t, TaskSpaceTargets):
                 acts = [lookup(model, "actuator", a) for a in t.actuators]
                 for i in acts:
@@ -726,6 +753,35 @@ class BoundActionMap:
             "held": self.held.tolist(),
             "hold": self.hold.tolist(),
         }
+
+
+class _BoundMocap:
+    """A :class:`MocapDelta` term resolved against a model."""
+
+    def __init__(self, spec: MocapDelta, model: mujoco.MjModel, col: int) -> None:
+        self.spec, self.col = spec, col
+        self.mocap = int(model.body_mocapid[lookup(model, "body", spec.body)])
+        if self.mocap < 0:
+            raise ValueError(f'MocapDelta: {spec.body!r} is not a mocap body (mocap="true")')
+
+    def write(self, ctrl: torch.Tensor, a: torch.Tensor, sim: SimView) -> None:
+        """Move the mocap body (``sim.mocap_pos`` is live state); controls are untouched."""
+        pos = sim.mocap_pos
+        p = pos[:, self.mocap] + self.spec.scale * a.clamp(-1.0, 1.0).to(pos.dtype)
+        if self.spec.low is not None:
+            p = torch.maximum(p, torch.as_tensor(self.spec.low, dtype=pos.dtype, device=pos.device))
+        if self.spec.high is not None:
+            p = torch.minimum(
+                p, torch.as_tensor(self.spec.high, dtype=pos.dtype, device=pos.device)
+            )
+        pos[:, self.mocap] = p
+        if self.spec.quat is not None:
+            q = sim.mocap_quat
+            q[:, self.mocap] = torch.as_tensor(self.spec.quat, dtype=q.dtype, device=q.device)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.spec
+        return {"mocap_body": s.body, "scale_m": s.scale, "low": s.low, "high": s.high, "quat": s.quat}  # fmt: skip
 
 
 class _BoundTaskSpace:
@@ -1149,6 +1205,7 @@ __all__ = [
     "Gripper",
     "JointPositions",
     "JointTargets",
+    "MocapDelta",
     "ModelNameError",
     "TargetPosition",
     "TaskSpaceTargets",
