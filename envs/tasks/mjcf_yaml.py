@@ -57,6 +57,15 @@ Reward term kinds (:data:`TERM_KINDS`), each ``{kind, weight, ...}`` (weight def
 ``cos`` (cos x, scalar), ``gaussian`` (exp(-sum (x - target)^2 / sigma), ``sigma`` > 0 required,
 ``target`` default 0), on ``state: name``; and ``action_l2``, ``action_rate_l2``, ``alive`` (1 per
 step) without a state.
+
+Authoring (:mod:`rewardlab.envs.tasks.authoring`; ``docs/tasks.md`` documents every key with a
+worked example): ``model: pkg:<package>/<path>`` reads an MJCF from an installed package;
+``frames`` (named points with offsets on bodies or sites), ``reset`` (events: ``joints``,
+``free_body``, ``target``, ``body_position``, ``body_mass``, ``geom_friction`` with
+``{uniform: [low, high]}`` / ``{gaussian: {std, mean}}`` draws), ``actions`` (``joint_targets``
+and ``gripper`` terms, ``hold``) and ``train`` (training defaults) sections; state kinds
+``frame_pos``, ``frame_quat``, ``target``, ``contact``, ``grasp`` and points ``{frame}``,
+``{target}``; term kinds ``tanh`` and ``product``, and ``when`` / ``clip`` on every term.
 """
 
 import dataclasses
