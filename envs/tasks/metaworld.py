@@ -31,6 +31,7 @@ from rewardlab.envs.tasks.base import SimView, register_task
 from rewardlab.envs.tasks.knowledge import CameraSpec, Prompts, Script, ScriptedPolicy, entry
 from rewardlab.envs.tasks.metaworld_sawyer import (
     EUREKA_SAWYER,
+    METAWORLD_OBS,
     TEXT2REWARD_METAWORLD,
     SawyerConfig,
     SawyerTask,
@@ -214,6 +215,7 @@ class MetaWorldButtonPress(SawyerTask):
     )
     eureka_names = {**EUREKA_SAWYER, "button_pos": entry("obj_pos"), "button_depth": entry("button_depth")}  # fmt: skip
     text2reward_attrs = TEXT2REWARD_METAWORLD
+    text2reward_obs = METAWORLD_OBS
     scripted_episodes = {
         "press": Script("success", press_policy(0.02)),
         "half_press": Script("partial", press_policy(-0.06)),
@@ -292,6 +294,7 @@ class MetaWorldDrawerOpen(SawyerTask):
         "drawer_opening": entry("drawer_opening"),
     }
     text2reward_attrs = TEXT2REWARD_METAWORLD
+    text2reward_obs = METAWORLD_OBS
     scripted_episodes = {
         "open": Script("success", drawer_policy(0.05)),
         "half_open": Script("partial", drawer_policy(-0.14, speed=0.3)),
@@ -367,6 +370,7 @@ class MetaWorldWindowOpen(SawyerTask):
         "window_opening": entry("window_opening"),
     }
     text2reward_attrs = TEXT2REWARD_METAWORLD
+    text2reward_obs = METAWORLD_OBS
     scripted_episodes = {
         "open": Script("success", window_policy(0.02)),
         "half_open": Script("partial", window_policy(-0.2)),

@@ -55,7 +55,7 @@ import torch
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, uniform
 from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS
-from rewardlab.envs.tasks.knowledge import Binding, entry
+from rewardlab.envs.tasks.knowledge import Binding, Column, Columns, entry
 
 State = Mapping[str, torch.Tensor]
 
@@ -173,31 +173,26 @@ class SawyerMocapActions:
 
     ``mocap_pos += action_scale * a[:3]``, clipped to ``[hand_low, hand_high]`` (m, world), with
     the hand's orientation held at (1, 0, 1, 0); the finger servos get ``ctrl = [grip, -grip]``
-    (-1 opens, +1 closes). The mocap target is live physics state (``sim.mocap_pos``): the map
-    keeps the view the task hands it at its first reset (:meth:`bind_sim`).
+    (-1 opens, +1 closes). The mocap target is live physics state: the env hands the map its
+    ``SimView`` (``needs_sim``).
     """
 
     action_dim = 4
     """Length of the policy's action."""
     labels = ("dx", "dy", "dz", "grip")
     """What each action element drives."""
+    needs_sim = True
+    """``apply`` takes the SimView (the mocap target is not a control)."""
 
     def __init__(self, model: mujoco.MjModel, cfg: SawyerConfig) -> None:
         self.hand = int(model.body_mocapid[_ids(model, mujoco.mjtObj.mjOBJ_BODY, ("mocap",))[0]])
         self.scale = float(cfg.action_scale)
         self.low = torch.tensor(cfg.hand_low, dtype=torch.float64)
         self.high = torch.tensor(cfg.hand_high, dtype=torch.float64)
-        self.mocap_pos: torch.Tensor | None = None
 
-    def bind_sim(self, sim: SimView) -> None:
-        """Keep the live ``mocap_pos`` view ``[N, nmocap, 3]`` of the backend."""
-        self.mocap_pos = sim.derived["mocap_pos"]
-
-    def apply(self, ctrl: torch.Tensor, action: torch.Tensor) -> None:
+    def apply(self, ctrl: torch.Tensor, action: torch.Tensor, sim: SimView) -> None:
         """Move the hand's mocap target and write the finger controls for ``action [N, 4]``."""
-        if self.mocap_pos is None:
-            raise RuntimeError("reset() before step(): the Sawyer's action map has no mocap view")
-        mp = self.mocap_pos
+        mp = sim.derived["mocap_pos"]
         a = action.to(mp.dtype)
         lo, hi = self.low.to(mp.device, mp.dtype), self.high.to(mp.device, mp.dtype)
         mp[:, self.hand] = torch.maximum(torch.minimum(mp[:, self.hand] + self.scale * a[:, :3], hi), lo)  # fmt: skip
@@ -411,7 +406,6 @@ class SawyerTask(Task):
         self._allocate(sim)
         assert self.obj_base is not None and self.goal is not None
         assert self._fresh is not None and self._succeeded is not None
-        self.action_map.bind_sim(sim)
         n = len(env_ids)
         qpos = self._settled_qpos.to(sim.qpos).repeat(n, 1)
         if self.cfg.reset_noise > 0:
@@ -570,12 +564,44 @@ TEXT2REWARD_METAWORLD: dict[str, str] = {
     "obj1.position": "obj_pos",
     "obj1.quaternion": "obj_quat",
     "goal_position": "goal_pos",
+    # MetaWorld's env itself (Text2Reward's "specific" rewards read self.env.<...>)
+    "env._get_pos_goal()": "goal_pos",
+    "_target_pos": "goal_pos",
+    "tcp_center": "tcp_pos",
 }
 """Text2Reward's MetaWorld abstraction (its MetaworldPrompt and metaworld_exp.py mapping:
 ``self.robot.ee_position`` = obs[:3], ``self.robot.gripper_openness`` = obs[3],
 ``self.obj1.position`` = obs[4:7], ``self.obj1.quaternion`` = obs[7:11], ``self.goal_position``
 = the env's goal). ``self.obj2`` is absent: these scenes have one object (MetaWorld's slots for a
 second object are zeros)."""
+
+
+def _col(label: str, width: int, name: str) -> Column:
+    return Column(label, width, lambda s, a, dt: s[name])
+
+
+def _zeros(label: str) -> Column:
+    return Column(label, 7, lambda s, a, dt: torch.zeros(a.shape[0], 7, device=a.device))
+
+
+METAWORLD_OBS = Columns(
+    (
+        _col("hand position", 3, "hand_pos"),
+        _col("gripper distance", 1, "gripper_opening"),
+        _col("object 1 position", 3, "obj_pos"),
+        _col("object 1 quaternion", 4, "obj_quat"),
+        _zeros("object 2 position and quaternion (zeros)"),
+        _col("previous hand position", 3, "prev_hand_pos"),
+        _col("previous gripper distance", 1, "prev_gripper_opening"),
+        _col("previous object 1 position", 3, "prev_obj_pos"),
+        _col("previous object 1 quaternion", 4, "prev_obj_quat"),
+        _zeros("previous object 2 (zeros)"),
+        _col("goal position", 3, "goal_pos"),
+    ),
+    "MetaWorld's 39-value observation, every column from the state (the task's own observation "
+    "without the hand clipping)",
+)
+"""Text2Reward's ``obs`` of ``compute_dense_reward(self, action, obs)`` on the Sawyer tasks."""
 
 EUREKA_SAWYER: dict[str, Binding] = {
     "dof_pos": entry("joint_pos"),
