@@ -9,6 +9,7 @@ install message the tasks give.
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import mujoco
 import pytest
@@ -227,6 +228,52 @@ def test_snapshot_resumes_bit_identically() -> None:
     other.load_state_dict(snap)
     for a, r in zip(acts[10:], ref, strict=True):
         assert torch.equal(other.step(a)[0], r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text2Reward's MetaWorld abstraction, through the sandboxed loader
+
+FIXTURES = Path(__file__).parent / "fixtures" / "metaworld"
+
+
+@needs_metaworld
+@pytest.mark.unit
+def test_text2reward_general_metaworld_reward_loads_and_reads_our_state() -> None:
+    from rewardlab.rewards.loader import load_reward_file
+
+    env = _env("metaworld_button_press", n=4, seed=3)
+    for _ in range(5):
+        env.step(torch.rand(4, 4) * 2 - 1)
+    st, a = env.state(), torch.rand(4, 4) * 2 - 1
+    fn = load_reward_file(FIXTURES / "text2reward_button_press.py", env)
+    try:
+        total, _ = fn(st, a)
+    finally:
+        fn.close()
+    hand, obj, goal = st["hand_pos"].double(), st["obj_pos"].double(), st["goal_pos"].double()
+    ref = -(hand - obj).norm(dim=-1) - 5.0 * (obj[:, 1] - goal[:, 1]).abs() - 0.01 * a.double().norm(dim=-1)  # fmt: skip
+    assert torch.allclose(total.double(), ref, atol=1e-5)
+
+
+@needs_metaworld
+@pytest.mark.unit
+def test_text2reward_specific_metaworld_reward_reads_the_39_value_obs_and_the_env() -> None:
+    from rewardlab.rewards.loader import load_reward_file
+
+    env = _env("metaworld_drawer_open", n=3, seed=4)
+    for _ in range(3):
+        env.step(torch.rand(3, 4) * 2 - 1)
+    obs, st, a = env.task.observation(env.state()), env.state(), torch.rand(3, 4) * 2 - 1
+    fn = load_reward_file(FIXTURES / "text2reward_drawer_open_specific.py", env)
+    try:
+        total, _ = fn(st, a)
+    finally:
+        fn.close()
+    o, goal = obs.double(), st["goal_pos"].double()
+    diff = (o[:, 4:7] - goal).norm(dim=-1)
+    moved = (o[:, 22:25] - goal).norm(dim=-1) - diff
+    ref = -(o[:, :3] - o[:, 4:7]).norm(dim=-1) - diff + 10.0 * moved - 0.001 * a.double().norm(dim=-1)  # fmt: skip
+    assert torch.allclose(total.double(), ref, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
