@@ -45,7 +45,7 @@ TOL_CONTACT = 2e-2
 """Relative tolerance, tasks with contacts (elliptic cone): float32 contact solves drift faster."""
 
 TASKS = task_names()
-IN_CONTACT = {"shadow_hand_reorient": 7}
+IN_CONTACT = {"shadow_hand_reorient": 7, "franka_lift": STEPS}  # franka_lift: a cube on the floor
 """Tasks whose worlds start in contact (a cube held in a hand) -> control steps compared: the
 onset of a new contact parts float32 and float64 solves at once (touch forces, then velocities;
 within 1e-4 before it), and the contact-free comparison does not apply."""
