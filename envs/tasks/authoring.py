@@ -27,7 +27,9 @@ The YAML route (:mod:`rewardlab.envs.tasks.mjcf_yaml`) builds the same objects f
 (``reset:``, ``actions:``, ``frames:``, ``contacts:`` sections and reward ``when`` / ``clip`` /
 ``product``); ``docs/tasks.md`` documents both. Backends: everything here runs on the ``mujoco``
 backend; on ``warp``, per-world object properties (:class:`BodyMass`, :class:`GeomFriction`) are
-refused at construction, and acceleration-stage contact values are not current.
+refused at construction; ``found`` contacts, grasps and :class:`TaskSpaceTargets` match the native
+backend (tests/test_warp_backend.py walks the Franka tasks); acceleration-stage values (``force``,
+touch) are not verified there.
 """
 
 from __future__ import annotations
