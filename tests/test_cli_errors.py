@@ -237,3 +237,94 @@ def test_a_rejected_reward_file_does_not_touch_an_existing_run(
         )
         assert "bad.py:1:" in one_line_error(code, err)
         assert _tree(cartpole_run) == before
+
+
+# -- item 7: config input that cannot hurt, through the command line ---------------------------------
+
+
+def _alias_bomb(last: str) -> str:
+    """Nine levels of nine aliases each (9^9 = 387 M values once expanded), the last line
+    ``last`` (which puts the bomb under a known key)."""
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(1, 9):
+        name, prev = chr(ord("a") + i), chr(ord("a") + i - 1)
+        lines.append(f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]")
+    return "\n".join([*lines, last]) + "\n"
+
+
+CONFIG_FILES = {
+    "alias_bomb_task": (_alias_bomb("task: *i"), ["bomb.yaml", "alias"]),
+    "alias_bomb_ppo": (_alias_bomb("ppo:\n  learning_rate: *i"), ["bomb.yaml", "alias"]),
+    "nested_brackets": ("task: " + "[" * 20000 + "]" * 20000 + "\n", ["bomb.yaml", "nested"]),
+    "not_utf8": (b"task: cartpole_balance\n# caf\xe9\n", ["bomb.yaml", "UTF-8"]),
+    "duplicate_keys": ("task: cartpole_balance\nnum_envs: 4\nnum_envs: 8\n", ["bomb.yaml", "duplicate key 'num_envs'"]),
+}  # fmt: skip
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("name", list(CONFIG_FILES))
+def test_a_hostile_config_file_is_one_line_naming_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    text, expected = CONFIG_FILES[name]
+    path = tmp_path / "bomb.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    code, _, err = run_cli(capsys, "train", "--config", str(path))
+    line = one_line_error(code, err)
+    for part in expected:
+        assert part in line, line
+    assert not (tmp_path / "runs").exists()
+
+
+SETTINGS = [
+    (["--config", "/dev/zero"], ["/dev/zero", "not a regular file"]),
+    (["task=" + "[" * 20000 + "]" * 20000], ["command line: task", "nested"]),
+    (["num_envs=99999999999999999999999"], ["num_envs", "64-bit integer"]),
+    (["num_envs=1000000000"], ["num_envs", "1000000000", "1048576"]),
+    (["num_envs=10**9"], ["num_envs", "'10**9'", "an integer"]),
+    (["run_dir=/etc/passwd"], ["run_dir", "/etc/passwd", "expected a directory"]),
+    (["ppo.learning_rate=.inf"], ["ppo.learning_rate", "inf", "finite"]),
+    (["ppo.clip_ratio=.inf"], ["ppo.clip_ratio", "inf", "finite"]),
+    (["ppo.desired_kl=.inf"], ["ppo.desired_kl", "inf", "finite"]),
+    (["ppo.learning_rate=.nan"], ["ppo.learning_rate", "nan", "finite"]),
+]  # fmt: skip
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("argv", "expected"), SETTINGS, ids=[a[-1][:40] for a, _ in SETTINGS])
+def test_a_hostile_setting_is_one_line_naming_the_key(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: list[str]
+) -> None:
+    code, _, err = run_cli(capsys, "train", "task=cartpole_balance", *argv)
+    line = one_line_error(code, err)
+    for part in expected:
+        assert part in line, line
+
+
+@pytest.mark.unit
+def test_the_num_envs_bound_is_max_num_envs(capsys: pytest.CaptureFixture[str]) -> None:
+    from rewardlab.config import MAX_NUM_ENVS
+
+    code, _, err = run_cli(capsys, "train", "task=cartpole_balance", f"num_envs={MAX_NUM_ENVS + 1}")
+    assert f"[1, {MAX_NUM_ENVS}]" in one_line_error(code, err)
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("where", ["--config", "reward=code:"])
+def test_a_fifo_is_refused_at_once(tmp_path: Path, where: str) -> None:
+    """Opening a FIFO for reading waits for a writer: the command hung before it could say
+    that it is not a regular file."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    words = ["--config", str(fifo), "task=cartpole_balance"] if where == "--config" else [*TINY, f"reward=code:{fifo}", f"run_dir={tmp_path / 'run'}"]  # fmt: skip
+    proc = subprocess.run(
+        [*console_script(), "train", *words], capture_output=True, text=True, timeout=120
+    )
+    line = one_line_error(proc.returncode, proc.stderr)
+    assert str(fifo) in line and "not a regular file" in line, line
+    assert not (tmp_path / "run").exists()

@@ -191,8 +191,13 @@ def read_config_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
     """
     source = display_path(path)
     try:
-        with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        with open(os.open(path, flags), "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError(str(path))
+            if not stat.S_ISREG(mode):
                 raise ConfigError(source, "", "not a regular file, expected a YAML file")
             data = f.read(limit + 1)
     except FileNotFoundError:

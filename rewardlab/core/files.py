@@ -108,8 +108,13 @@ def read_bytes_bounded(path: str | Path, limit: int, what: str = "file") -> byte
             ``/dev/zero``, a FIFO, a folder); the message names the path and the limit.
         OSError: it cannot be read.
     """
-    with open(path, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+    # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    with open(os.open(path, flags), "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if stat.S_ISDIR(mode):  # as open() says for a folder
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
             raise FileTooLargeError(f"{path}: not a regular file, expected a {what}")
         data = f.read(limit + 1)
     if len(data) > limit:
