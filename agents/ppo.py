@@ -446,10 +446,6 @@ class PPO:
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate
 
-    # The runner and agents/distributed.py still call this name; remove once they call
-    # set_learning_rate / load_state_dict.
-    _set_lr = set_learning_rate
-
     def state_dict(self) -> dict[str, Any]:
         """The algorithm's learned state, ``torch.save``-able (tensors and plain values only).
 
