@@ -19,6 +19,7 @@ pipeline passes a faster tiled renderer), cropped to square tiles of a modest si
 
 from __future__ import annotations
 
+import errno
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -385,7 +386,12 @@ VIDEO_QUALITY = 5
 def _open_video(path: str | Path, fps: float) -> Any:
     """An imageio mp4 writer (H.264 via imageio-ffmpeg); ``append_data(uint8 [H, W, 3])``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(
+            errno.ENOTDIR, "cannot write a video there: a parent folder is a file", str(path)
+        ) from None
     return imageio.get_writer(str(path), fps=fps, codec="libx264", quality=VIDEO_QUALITY)
 
 

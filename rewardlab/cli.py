@@ -39,6 +39,7 @@ from rewardlab.core.config import (
 )
 from rewardlab.core.files import DiskFullError
 from rewardlab.core.registry import UnknownNameError
+from rewardlab.rewards.errors import SandboxFailure
 from rewardlab.runs import RunDir, load_run_config
 
 if TYPE_CHECKING:  # an annotation only: the pipeline imports torch (see "Commands" below)
@@ -636,11 +637,44 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("\n[rewardlab] interrupted", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, DiskFullError) as e:  # ConfigError: ValueError
+    except BrokenPipeError:  # stdout's reader went away: main() ends quietly
+        raise
+    # ConfigError, CheckpointError, UnknownNameError, AgentUnavailableError: ValueError;
+    # DiskFullError, ConfigsNotFoundError: OSError; RewardFileError, RewardRuntimeError,
+    # SandboxUnavailable: SandboxFailure (kind, file:line)
+    except (ValueError, KeyError, OSError, SandboxFailure, MemoryError) as e:
         if args.debug:
             raise
-        print(error_line(args.command, e), file=sys.stderr)
+        print(error_line(args.command, _describe(args.command, e)), file=sys.stderr)
         return EXIT_USAGE
+    except RuntimeError as e:
+        if args.debug or not _out_of_memory(e):
+            raise
+        print(error_line(args.command, _describe(args.command, e)), file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (``MemoryError``, torch's CPU or CUDA
+    allocator)."""
+    text = str(error).lower()
+    return (
+        isinstance(error, MemoryError) or "can't allocate memory" in text or "out of memory" in text
+    )
+
+
+def _describe(command: str, error: BaseException) -> str | BaseException:
+    """The message of an error main() prints as one line."""
+    if _out_of_memory(error):
+        what = "num_envs, ppo.num_steps" if command == "train" else "num_envs, episodes"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"out of memory ({clip_text(detail, 240)}); lower {what}"
+    if isinstance(error, DiskFullError) or not isinstance(error, OSError):
+        return error
+    if error.errno is not None and error.strerror and error.filename:  # "path: reason"
+        second = f" -> {error.filename2}" if error.filename2 else ""
+        return f"{error.filename}{second}: {error.strerror}"
+    return error
 
 
 if __name__ == "__main__":

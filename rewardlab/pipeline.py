@@ -48,7 +48,7 @@ from rewardlab.core.config import (
     load_yaml,
     parse_overrides,
 )
-from rewardlab.core.files import atomic_write
+from rewardlab.core.files import DiskFullError, atomic_write
 from rewardlab.envs import make_env
 from rewardlab.envs.base import BatchedEnv
 from rewardlab.plots import (
@@ -252,9 +252,19 @@ def start_run(cfg: TrainConfig, dctx: DistContext | None = None) -> RunStart:
     # The run directory keeps what was used: the path and the device ``auto`` resolved to.
     cfg = dataclasses.replace(cfg, run_dir=str(run.root), device=cfg.resolved_device())
     if main:
-        write_run_files(run, cfg)
-        if cfg.sandbox == "none":  # the run directory says that its reward code ran unsandboxed
-            atomic_write(run.root / SANDBOX_NONE_FILE, NONE_WARNING + "\n")
+        try:
+            write_run_files(run, cfg)
+            if cfg.sandbox == "none":  # the run directory says its reward code ran unsandboxed
+                atomic_write(run.root / SANDBOX_NONE_FILE, NONE_WARNING + "\n")
+        except DiskFullError:
+            raise
+        except OSError as e:  # under a file, read-only, not permitted: one line, not a traceback
+            where = f" ({e.filename})" if e.filename and str(e.filename) != str(run.root) else ""
+            raise ConfigError(
+                str(run.root),
+                "",
+                f"run_dir: cannot write the run directory: {e.strerror or e}{where}",
+            ) from None
     if dctx is not None:
         dctx.barrier()
         cfg = dataclasses.replace(cfg, device=dctx.device(cfg.device))

@@ -13,8 +13,9 @@ import pytest
 
 from rewardlab.cli import main
 
-MAX_ERROR_CHARS = 600
-"""An error line longer than this is not "bounded" (the alias bomb once printed 312 M chars)."""
+MAX_ERROR_CHARS = 850
+"""An error line longer than this is not "bounded" (the alias bomb once printed 312 M chars):
+the CLI cuts messages to ``rewardlab.cli.MAX_ERROR_CHARS`` (800), plus its prefix."""
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -313,6 +314,23 @@ def test_the_num_envs_bound_is_max_num_envs(capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.smoke
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run_dir=/etc/passwd/run"],  # under a file: NotADirectoryError
+        ["run_dir=/proc/run"],  # cannot be created
+    ],
+    ids=["under_a_file", "not_creatable"],
+)
+def test_a_run_dir_that_cannot_be_made_is_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, _, err = run_cli(capsys, "train", *TINY, *argv)
+    line = one_line_error(code, err)
+    assert "run_dir" in line and argv[0].split("=", 1)[1] in line, line
+
+
+@pytest.mark.smoke
 @pytest.mark.parametrize("where", ["--config", "reward=code:"])
 def test_a_fifo_is_refused_at_once(tmp_path: Path, where: str) -> None:
     """Opening a FIFO for reading waits for a writer: the command hung before it could say
@@ -328,3 +346,122 @@ def test_a_fifo_is_refused_at_once(tmp_path: Path, where: str) -> None:
     line = one_line_error(proc.returncode, proc.stderr)
     assert str(fifo) in line and "not a regular file" in line, line
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["eval", "episodes=2", "video=true", "out=/etc/passwd/v.mp4"], "/etc/passwd"),
+        (["export", "out=/etc/passwd/export"], "/etc/passwd/export"),
+    ],
+    ids=["eval_video_under_a_file", "export_under_a_file"],
+)
+def test_an_output_path_that_cannot_be_written_is_one_line(
+    capsys: pytest.CaptureFixture[str], cartpole_run: Path, argv: list[str], expected: str
+) -> None:
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, argv[0], f"run_dir={cartpole_run}", *argv[1:])
+    line = one_line_error(code, err)
+    assert expected in line, line
+
+
+@pytest.mark.smoke
+def test_a_rollout_too_large_for_memory_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """8 worlds x 1e13 steps of rollout storage: more memory than any machine has."""
+    code, _, err = run_cli(
+        capsys, "train", *TINY, "ppo.num_steps=10000000000000", f"run_dir={tmp_path / 'r'}"
+    )
+    line = one_line_error(code, err)
+    assert "out of memory" in line and "num_envs" in line and "ppo.num_steps" in line, line
+
+
+# -- the errors of the new code, each one line through the command line --------------------------------
+
+
+LATE_FAILURE = """import torch
+
+CALLS = [0]
+
+
+def compute_reward(state, action):
+    CALLS[0] += 1
+    if CALLS[0] > 60:
+        raise ValueError("late failure")
+    return state["cart_pos"] * 1.0, {}
+"""
+"""Passes the loader's checks, then fails in training (past the checks' calls)."""
+
+
+@pytest.mark.smoke
+def test_a_reward_that_fails_in_training_is_one_line_naming_file_and_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    reward = tmp_path / "late.py"
+    reward.write_text(LATE_FAILURE)
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        *TINY,
+        "total_steps=2048",
+        f"reward=code:{reward}",
+        f"run_dir={tmp_path / 'r'}",
+    )
+    line = one_line_error(code, err)  # RewardRuntimeError: a SandboxFailure, not a ValueError
+    assert f"{reward}:9: exception: ValueError: late failure" in line, line
+
+
+@pytest.mark.smoke
+def test_a_corrupt_checkpoint_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, cartpole_run: Path
+) -> None:
+    garbage = tmp_path / "model_9.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "eval", f"run_dir={cartpole_run}", f"checkpoint={garbage}")
+    line = one_line_error(code, err)  # CheckpointError
+    assert str(garbage) in line and "corrupt checkpoint" in line, line
+
+
+@pytest.mark.unit
+def test_a_full_disk_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rewardlab import runs
+    from rewardlab.core.files import DiskFullError
+
+    def full(path: Path, data: object) -> Path:
+        raise DiskFullError(path)
+
+    monkeypatch.setattr(runs, "atomic_write", full)
+    run_dir = tmp_path / "r"
+    code, _, err = run_cli(capsys, "train", *TINY, f"run_dir={run_dir}")
+    line = one_line_error(code, err)
+    assert f"no space left on device while writing {run_dir}" in line, line
+
+
+@pytest.mark.unit
+def test_an_agent_whose_extra_is_missing_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rewardlab.agents.registry import AGENTS
+
+    monkeypatch.setitem(AGENTS._entries, "ghost", "rewardlab_no_such_module:GhostAgent")
+    code, _, err = run_cli(capsys, "train", *TINY, "agent=ghost")
+    line = one_line_error(code, err)  # AgentUnavailableError
+    assert "agent ghost" in line and "rewardlab_no_such_module" in line, line
+
+
+@pytest.mark.unit
+def test_an_install_without_its_configs_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rewardlab.core import resources
+
+    monkeypatch.delenv(resources.ENV_VAR, raising=False)
+    monkeypatch.setattr(resources, "_candidates", lambda: [tmp_path / "nowhere"])
+    code, _, err = run_cli(capsys, "train", "task=cartpole_balance")
+    line = one_line_error(code, err)  # ConfigsNotFoundError
+    assert "no sim_configs/ folder found" in line and str(tmp_path / "nowhere") in line, line
