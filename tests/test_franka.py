@@ -191,6 +191,8 @@ def test_every_franka_task_declares_its_knowledge_and_compat_names(task: str) ->
     state = env.state()
     for name, binding in cls.eureka_names.items():
         value = binding.fn(state, state["last_action"], env.control_dt)
+        if isinstance(value, float):  # a config constant (IsaacGymEnvs' reward scales)
+            continue
         assert isinstance(value, torch.Tensor) and value.shape[0] == 2, name
     for attr, entry in cls.text2reward_attrs.items():
         assert entry in state, (attr, entry)

@@ -136,6 +136,11 @@ def _constant(values: tuple[float, ...], doc: str) -> Binding:
     return Binding(fn, doc)
 
 
+def _scalar(value: float, source: str) -> Binding:
+    """A Python float (an IsaacGymEnvs config constant)."""
+    return Binding(lambda s, a, dt: value, f"{value} (IsaacGymEnvs FrankaCabinet: {source})")
+
+
 def _xyzw(name: str) -> Binding:
     def fn(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
         return s[name][:, [1, 2, 3, 0]]
@@ -199,6 +204,20 @@ class FrankaOpenDrawer(Task):
         "cabinet_dof_vel": _cabinet_dof("vel"),
         "drawer_pos": entry("drawer_opening"),
         "handle_pos": entry("handle_pos"),
+        # compute_franka_reward's scales, as IsaacGymEnvs' FrankaCabinet config sets them
+        # (Python scalars, as the function uses them).
+        **{
+            name: _scalar(value, cfg_key)
+            for name, value, cfg_key in (
+                ("dist_reward_scale", 2.0, "distRewardScale"),
+                ("rot_reward_scale", 0.5, "rotRewardScale"),
+                ("around_handle_reward_scale", 0.25, "aroundHandleRewardScale"),
+                ("open_reward_scale", 7.5, "openRewardScale"),
+                ("finger_dist_reward_scale", 5.0, "fingerDistRewardScale"),
+                ("action_penalty_scale", 0.01, "actionPenaltyScale"),
+                ("distX_offset", 0.04, "the env's distX_offset"),
+            )
+        },
     }
     text2reward_attrs = {
         **T2R_JOINTS,
