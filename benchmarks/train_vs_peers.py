@@ -102,8 +102,8 @@ def rsl_rl_train_cfg(task: str) -> dict[str, Any]:
 
 def _rsl_rl_vec_env_class() -> type:
     """:class:`RslRlVecEnv`, built on first use (rsl_rl is an optional, benchmark-only package)."""
-    from rsl_rl.env import VecEnv
-    from tensordict import TensorDict
+    from rsl_rl.env import VecEnv  # pyright: ignore[reportMissingImports]
+    from tensordict import TensorDict  # pyright: ignore[reportMissingImports]
 
     class RslRlVecEnv(VecEnv):
         """Our batched env as an rsl_rl ``VecEnv``: observations in a ``TensorDict`` under
@@ -194,7 +194,7 @@ class RslRl(Agent):
         import contextlib
         import io
 
-        from rsl_rl.runners import OnPolicyRunner as RslRunner
+        from rsl_rl.runners import OnPolicyRunner as RslRunner  # pyright: ignore[reportMissingImports]
 
         from rewardlab.envs import make_env
 
