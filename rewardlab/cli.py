@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rewardlab import __version__
-from rewardlab.config import TrainConfig
+from rewardlab.config import MAX_NUM_ENVS, TrainConfig
 from rewardlab.core.config import (
     COMMAND_LINE,
     build,
@@ -94,8 +94,8 @@ class EvalArgs:
         _check_run_args(self)
         if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes: got {self.episodes!r}, expected >= 1")
-        if self.num_envs is not None and self.num_envs < 1:
-            raise ValueError(f"num_envs: got {self.num_envs!r}, expected >= 1")
+        if self.num_envs is not None and not 1 <= self.num_envs <= MAX_NUM_ENVS:
+            raise ValueError(f"num_envs: got {self.num_envs!r}, expected in [1, {MAX_NUM_ENVS}]")
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from rewardlab import replay  # torch, MuJoCo, the sandbox: when it runs
 
     a: ReplayArgs = _command_args(ReplayArgs, args.overrides)
-    replay.replay(a.bag, a.reward, a.robot, a.task, a.json)
+    try:
+        replay.replay(a.bag, a.reward, a.robot, a.task, a.json)
+    except Exception as e:
+        if not type(e).__module__.startswith("rosbags"):
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__  # the bag reader's errors: one line
+        raise ValueError(
+            f"command line: bag: {a.bag!r} cannot be read as a rosbag2 recording ({msg})"
+        ) from None
     return 0
 
 

@@ -108,8 +108,10 @@ class EvalConfig:
             raise ValueError(f"episodes: got {self.episodes!r}, expected >= 1")
         if self.video_episodes < 0:
             raise ValueError(f"video_episodes: got {self.video_episodes!r}, expected >= 0")
-        if self.num_envs is not None and self.num_envs < 1:
-            raise ValueError(f"num_envs: got {self.num_envs!r}, expected >= 1 or null")
+        if self.num_envs is not None and not 1 <= self.num_envs <= MAX_NUM_ENVS:
+            raise ValueError(
+                f"num_envs: got {self.num_envs!r}, expected in [1, {MAX_NUM_ENVS}] or null"
+            )
 
     def resolved_num_envs(self) -> int:
         """Worlds of the eval env: ``num_envs`` or ``min(episodes, 32)``."""

@@ -583,8 +583,14 @@ def load_policy(
     """
     if checkpoint is not None:
         path = Path(checkpoint)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"command line: checkpoint: {str(checkpoint)!r} does not exist")
+        if not path.is_file():  # a folder, /dev/zero, a FIFO
+            raise ConfigError(
+                COMMAND_LINE,
+                "checkpoint",
+                f"{str(checkpoint)!r} is not a regular file, expected a checkpoint file",
+            )
     else:
         latest = run.latest_checkpoint()
         exported = run.export / "policy.pt"

@@ -465,3 +465,34 @@ def test_an_install_without_its_configs_is_one_line(
     code, _, err = run_cli(capsys, "train", "task=cartpole_balance")
     line = one_line_error(code, err)  # ConfigsNotFoundError
     assert "no sim_configs/ folder found" in line and str(tmp_path / "nowhere") in line, line
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["checkpoint=/dev/zero"], ["checkpoint", "/dev/zero", "not a regular file"]),
+        (["num_envs=1000000000"], ["num_envs", "1000000000", "1048576"]),
+    ],
+    ids=["checkpoint_dev_zero", "num_envs_1e9"],
+)
+def test_eval_refuses_hostile_settings_in_one_line(
+    capsys: pytest.CaptureFixture[str], cartpole_run: Path, argv: list[str], expected: list[str]
+) -> None:
+    capsys.readouterr()
+    code, _, err = run_cli(capsys, "eval", f"run_dir={cartpole_run}", *argv)
+    line = one_line_error(code, err)
+    for part in expected:
+        assert part in line, line
+
+
+@pytest.mark.unit
+def test_replay_of_a_folder_that_is_no_bag_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("rosbags")
+    code, _, err = run_cli(capsys, "replay", "bag=/dev/zero", "reward=task:arm_reach")
+    line = one_line_error(code, err)  # was a rosbags ReaderError traceback
+    assert "bag: '/dev/zero'" in line and "rosbag2" in line, line
+    code, _, err = run_cli(capsys, "replay", f"bag={tmp_path}", "reward=task:arm_reach")
+    assert str(tmp_path) in one_line_error(code, err)  # an empty folder: no metadata.yaml
