@@ -54,6 +54,7 @@ from rewardlab.envs.tasks.knowledge import (
     Prompts,
     Script,
     ScriptedPolicy,
+    constant,
     entry,
 )
 
@@ -138,11 +139,6 @@ def _constant(values: tuple[float, ...], doc: str) -> Binding:
     return Binding(fn, doc)
 
 
-def _scalar(value: float, source: str) -> Binding:
-    """A Python float (an IsaacGymEnvs config constant)."""
-    return Binding(lambda s, a, dt: value, f"{value} (IsaacGymEnvs FrankaCabinet: {source})")
-
-
 def _xyzw(name: str) -> Binding:
     def fn(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
         return s[name][:, [1, 2, 3, 0]]
@@ -209,7 +205,7 @@ class FrankaOpenDrawer(Task):
         # compute_franka_reward's scales, as IsaacGymEnvs' FrankaCabinet config sets them
         # (Python scalars, as the function uses them).
         **{
-            name: _scalar(value, cfg_key)
+            name: constant(value, f"IsaacGymEnvs FrankaCabinet's {cfg_key}")
             for name, value, cfg_key in (
                 ("dist_reward_scale", 2.0, "distRewardScale"),
                 ("rot_reward_scale", 0.5, "rotRewardScale"),
