@@ -368,3 +368,37 @@ def test_rewardlab_tasks_lists_a_broken_authoring_file_as_one_line_and_goes_on(t
     assert len(broken) == 1 and "reset[0].kind: got 'teleport'" in broken[0], broken
     assert any(ln.startswith("yaml_listed: obs 9, action 3") for ln in lines)
     assert any(ln.startswith("franka_lift:") for ln in lines)
+
+
+def test_a_touch_sensor_is_state_and_reads_the_weight_it_carries(tmp_path: Path) -> None:
+    """Touch sensors were refused (acceleration stage); they read the last substep's value."""
+    xml = GRIPPER_XML.replace(
+        '<geom name="cube" type="box" size=".02 .02 .02" mass="0.1" friction="1.5 .01 .001"/>',
+        '<geom name="cube" type="box" size=".02 .02 .02" mass="0.1" friction="1.5 .01 .001"/>'
+        '<site name="cube_skin" type="box" size=".021 .021 .021"/>',
+    ).replace("</actuator>", '</actuator><sensor><touch name="cube_touch" site="cube_skin"/></sensor>')  # fmt: skip
+    doc = {
+        **DOC,
+        "name": "yaml_touch",
+        "reset": [],
+        "state": {
+            "touch": {"kind": "sensor", "sensor": "cube_touch"},
+            "cube_z": DOC["state"]["cube_z"],
+        },  # fmt: skip
+        "observation": ["touch"],
+        "success": {"state": "cube_z", "op": ">", "value": 0.1},
+        "reward": {"alive": {"kind": "alive"}},
+        "eureka_names": {"opt_out": "probe"},
+        "text2reward_attrs": {"opt_out": "probe"},
+    }
+    (tmp_path / "gripper.xml").write_text(xml)
+    path = tmp_path / "yaml_touch.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    register_yaml_task(path)
+    env = make_env("yaml_touch", num_envs=2, seed=0, nthread=1)
+    env.reset()
+    assert "acceleration-stage" in env.state_spec()["touch"].doc
+    for _ in range(20):
+        env.step(torch.tensor([[0.0, 1.0, -1.0], [0.0, 1.0, -1.0]]))  # hand up, open: cube alone
+    np.testing.assert_allclose(env.state()["touch"].numpy(), 0.1 * 9.81, rtol=0.02)
+    env.close()
