@@ -90,7 +90,7 @@ ROWS: tuple[Row, ...] = (
     #     f"{PLAYGROUND}/franka_emika_panda/xmls/mjx_cabinet.xml"),
 )
 
-WORLDS = (64, 1024)
+WORLDS = (64, 256, 1024)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +164,18 @@ def measure_envpool(env_id: str, worlds: int, threads: int, seconds: float) -> d
 
     calls, elapsed = _timed(step, seconds, min_calls=3)
     env.close()
-    return {"env_steps_per_s": calls * worlds / elapsed, "substeps": substeps, "base_path": cfg.base_path}  # fmt: skip
+    import resource
+
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"env_steps_per_s": calls * worlds / elapsed, "substeps": substeps, "max_rss_mb": rss_mb}  # fmt: skip
+
+
+def available_mb() -> float:
+    """MemAvailable of this machine (MiB)."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1024.0
+    return float("inf")
 
 
 def envpool_assets(package: str) -> str:
@@ -252,6 +263,9 @@ class Cell:
     envpool_limit: list[float] = field(default_factory=list)
     envpool_limit_1t: list[float] = field(default_factory=list)
     envpool_limit_ours_mujoco: list[float] = field(default_factory=list)
+    envpool_rss_mb: list[float] = field(default_factory=list)
+    envpool_skipped: str = ""
+    """Why EnvPool was not run at this size (its projected memory), or empty."""
     frame_skip: int = 0
     envpool_substeps: int = 0
     loads: list[float] = field(default_factory=list)
@@ -271,22 +285,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     info = system_info()
     envpool_mujoco = ""
+    per_env_mb: dict[str, float] = {}
     results: dict[str, dict[int, Cell]] = {}
     for row in ROWS:
         assets = child(args.envpool_python, "--worker", "assets", "--package", row.asset_package)["path"]  # fmt: skip
         xml = str(Path(assets) / row.scene)
         our_model = get_task(row.task).load_model()
         their_model_here = mujoco.MjModel.from_xml_path(xml)
-        cells = results[row.name] = {n: Cell() for n in args.worlds}
+        cells = results[row.name] = {n: Cell() for n in sorted(args.worlds)}
+        code = f"import envpool, json; c = envpool.make_spec({row.envpool_id!r}).config; print(json.dumps([c.ctrl_dt, c.sim_dt]))"  # fmt: skip
+        out = subprocess.run([args.envpool_python, "-c", code], capture_output=True, text=True, check=True)  # fmt: skip
+        ctrl_dt, sim_dt = json.loads(out.stdout)
+        substeps = round(ctrl_dt / sim_dt)
         for rep in range(args.repeats):
-            for n in args.worlds:
+            for n in sorted(args.worlds):
                 c = cells[n]
                 c.loads.append(os.getloadavg()[0])
                 rate, c.frame_skip = measure_ours(row.task, n, args.threads, args.seconds)
                 c.ours_env.append(rate)
-                ep = child(args.envpool_python, "--worker", "envpool", "--id", row.envpool_id, "--worlds", str(n), "--threads", str(args.threads), "--seconds", str(args.seconds))  # fmt: skip
-                c.envpool_env.append(ep["env_steps_per_s"])
-                c.envpool_substeps = ep["substeps"]
+                # EnvPool keeps a model per env (LeapCubeReorient: ~65 MiB each): running it past
+                # the memory this shared machine has free would wake the OOM killer.
+                projected = per_env_mb.get(row.name, 0.0) * n
+                if projected > 0.6 * available_mb():
+                    c.envpool_skipped = f"not run: ~{projected / 1024:.0f} GiB projected ({per_env_mb[row.name]:.0f} MiB per env measured), {available_mb() / 1024:.0f} GiB available"  # fmt: skip
+                else:
+                    ep = child(args.envpool_python, "--worker", "envpool", "--id", row.envpool_id, "--worlds", str(n), "--threads", str(args.threads), "--seconds", str(args.seconds))  # fmt: skip
+                    c.envpool_env.append(ep["env_steps_per_s"])
+                    c.envpool_rss_mb.append(ep["max_rss_mb"])
+                    per_env_mb[row.name] = max(per_env_mb.get(row.name, 0.0), ep["max_rss_mb"] / n)
+                c.envpool_substeps = substeps
                 c.ours_limit.append(measure_rollout(our_model, n, args.threads, args.seconds, c.frame_skip))  # fmt: skip
                 raw = child(args.envpool_python, "--worker", "rollout", "--xml", xml, "--worlds", str(n), "--threads", str(args.threads), "--seconds", str(args.seconds), "--control-steps", str(c.envpool_substeps))  # fmt: skip
                 c.envpool_limit.append(raw["physics_steps_per_s"])
@@ -298,7 +325,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 print(
                     f"[{row.task} vs {row.envpool_id}] repeat {rep + 1}/{args.repeats}, {n} worlds: "
                     f"ours {c.ours_env[-1] * c.frame_skip:,.0f} physics steps/s (limit {c.ours_limit[-1]:,.0f}), "
-                    f"EnvPool {c.envpool_env[-1] * c.envpool_substeps:,.0f} (limit {c.envpool_limit[-1]:,.0f}), "
+                    f"EnvPool {c.envpool_env[-1] * c.envpool_substeps if c.envpool_env else float('nan'):,.0f} "
+                    f"(limit {c.envpool_limit[-1]:,.0f}) {c.envpool_skipped}, "
                     f"load {c.loads[-1]:.1f}",
                     flush=True,
                 )
@@ -329,6 +357,8 @@ def summarize(row: Row, n: int, c: dict[str, Any]) -> dict[str, float]:
         "normalized": ours_eff / their_eff,
         "raw_ratio": ours / theirs,
         "target": 1.0 if n >= 1024 else 0.8,
+        "envpool_rss_mb": med(c.get("envpool_rss_mb", [])),
+        "note": c.get("envpool_skipped", ""),
         "load": med(c["loads"]),
     }
 
@@ -378,6 +408,7 @@ def write_report(result: dict[str, Any], out: Path) -> str:
                     "normalized",
                     "target",
                     "raw ratio",
+                    "EnvPool memory (MiB)",
                 ],  # fmt: skip
                 [
                     [
@@ -393,6 +424,7 @@ def write_report(result: dict[str, Any], out: Path) -> str:
                         t["normalized"],
                         f">= {t['target']}",
                         t["raw_ratio"],
+                        t["note"] or t["envpool_rss_mb"],
                     ]
                     for t in table
                 ],  # fmt: skip

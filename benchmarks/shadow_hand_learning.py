@@ -44,7 +44,9 @@ def train(run_dir: Path, minutes: float, overrides: list[str]) -> dict[str, Any]
     """``rewardlab train`` under a wall-clock budget; returns wall and CPU seconds used."""
     cmd = [sys.executable, "-m", "rewardlab.cli", "train", f"task={TASK}", f"run_dir={run_dir}", "resume=false", "eval.video=false", *overrides]  # fmt: skip
     log = open(run_dir.parent / f"{run_dir.name}.log", "w")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    # SIGINT as in a terminal, even when this script runs in the background (where it is ignored).
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=restore_sigint)  # noqa: PLW1509
     t0, cpu, samples = time.time(), 0.0, []
     tck = os.sysconf("SC_CLK_TCK")
     while proc.poll() is None and time.time() - t0 < minutes * 60:
@@ -107,7 +109,9 @@ def evaluate(run_dir: Path, episodes: int, worlds: int) -> dict[str, Any]:
         for name, act in contenders.items():
             env.reset(seed=seed)
             results[name] = _episodes(env, act, episodes)
-        return {"checkpoint": str(loaded.path), "seed": seed, "worlds": worlds, "episodes": results}
+        meta = torch.load(loaded.path, weights_only=True, map_location="cpu")
+        at = {k: int(meta[k]) for k in ("iteration", "global_step") if k in meta}
+        return {"checkpoint": str(loaded.path), **at, "seed": seed, "worlds": worlds, "episodes": results}  # fmt: skip
     finally:
         env.close()
 
@@ -208,11 +212,15 @@ def main() -> None:
                 else ""
             )  # fmt: skip
             + f"; evaluation on {a.episodes} fresh episodes (seed {ev['seed']}, {ev['worlds']} worlds, "
-            f"checkpoint {Path(ev['checkpoint']).name}); git {info['git_rev']}, {info['date']}.",
+            f"checkpoint {Path(ev['checkpoint']).name}: iteration {ev.get('iteration', '?')}, "
+            f"{ev.get('global_step', 0):,} env steps); git {info['git_rev']}, {info['date']}.",
             "",
             table,
             "",
             f"![learning curve]({a.out.with_suffix('.png').name})",
+            "",
+            "The GPU budgets Isaac Gym, Isaac Lab and MuJoCo Playground report for this task class, "
+            "and what the GPU path would need: docs/shadow_hand.md.",
         ]
     )
     a.out.with_suffix(".md").write_text(text + "\n")
