@@ -144,7 +144,7 @@ def measure_rollout(model: Any, worlds: int, threads: int, seconds: float, contr
 
 def measure_envpool(env_id: str, worlds: int, threads: int, seconds: float) -> dict[str, Any]:
     """EnvPool's env steps/s (synchronous, uniform random actions) and its physics steps per env step."""
-    import envpool  # noqa: PLC0415 (the child process's own venv)
+    import envpool  # pyright: ignore[reportMissingImports]  # the child process's own venv
 
     env = envpool.make(env_id, env_type="gymnasium", num_envs=worlds, batch_size=worlds, num_threads=threads, seed=0)  # fmt: skip
     cfg = env.spec.config
