@@ -199,6 +199,9 @@ def test_distributions_sample_their_bounds_and_refuse_bad_values() -> None:
         au.Gaussian(-1.0).validate()
     with pytest.raises(ValueError, match="expected 1 or 3"):
         au.Uniform((0.0, 1.0), (1.0, 2.0)).sample(g, 2, 3)
+    m = gripper_model()
+    with pytest.raises(ValueError, match=r"FreeBodyPose.position: got low="):
+        au.EventManager(m, [au.FreeBodyPose("cube", au.Uniform(0.1, 0.0))], m.qpos0)
 
 
 # -- reset events -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ touch) are not verified there.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -449,6 +450,14 @@ class EventManager:
 
     def __init__(self, model: mujoco.MjModel, events: Sequence[Event], home: np.ndarray) -> None:
         self.home = torch.as_tensor(np.asarray(home, dtype=np.float64))
+        for e in events:  # distributions built in Python are checked here (YAML: when parsed)
+            for f in dataclasses.fields(e):
+                value = getattr(e, f.name)
+                if isinstance(value, Uniform | Gaussian):
+                    try:
+                        value.validate()
+                    except ValueError as err:
+                        raise ValueError(f"{type(e).__name__}.{f.name}: {err}") from None
         self._bound = [e.bind(model, np.asarray(home)) for e in events]
         self.buffers: dict[str, torch.Tensor] = {}
         """Per-world buffers ``[N, ...]`` (float64) the events wrote, by name."""
