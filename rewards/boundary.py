@@ -35,6 +35,7 @@ the user trusts; a loud warning).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -109,6 +110,13 @@ def interpreter_paths() -> tuple[str, ...]:
             spec = None
         if spec is not None and spec.submodule_search_locations:
             found += list(spec.submodule_search_locations)
+    # rewardlab's subpackages that are symlinks into the checkout (rewardlab/deploy -> ../deploy):
+    # the reward process imports the tasks, and tasks import whatever they read (deploy's robot
+    # configs), so every such folder is bound at its real place
+    for top in list(found):
+        if os.path.basename(top.rstrip("/")) == "rewardlab" and os.path.isdir(top):
+            with contextlib.suppress(OSError):
+                found += [e.path for e in os.scandir(top) if e.is_symlink() and e.is_dir()]
     # a folder reached through a symlink (rewardlab/rewards -> ../rewards) is bound at its
     # real place too, so that the link resolves inside the sandbox
     found += [os.path.realpath(p) for p in found]
