@@ -1,44 +1,34 @@
-"""Rewards written for other frameworks: Eureka / IsaacGymEnvs and Text2Reward.
+"""Rewards written for other frameworks, loaded as written: Eureka / IsaacGymEnvs, DrEureka and
+Text2Reward (``docs/rewards.md``, "Foreign rewards as written").
 
-**Eureka / IsaacGymEnvs style.** Eureka's LLM writes::
+Each style has a static check (``check_<style>``: the allow-list, the style's signature, every
+foreign name bound for the task, all problems at once) and a builder (``build_<style>``) that
+runs *inside the reward sandbox* and returns ``fn(state, action) -> (total, {name: [N]})``.
+Foreign names are bound through each task's own declarations
+(:mod:`rewardlab.envs.tasks.knowledge`: ``eureka_names``, ``text2reward_attrs``,
+``text2reward_obs``) plus the common names of :data:`_COMMON`; a name is a :class:`Binding`
+(computed from the state), a :class:`Constant` (computed in the trainer from the env's own task
+by :func:`env_constants` and sent to the sandbox as data), a :class:`Columns` vector (IsaacGymEnvs'
+``obs_buf``, MetaWorld's ``obs``) or :class:`Unavailable` (refused with its reason).
 
-    @torch.jit.script
-    def compute_reward(root_states: torch.Tensor, actions: torch.Tensor, dt: float
-                       ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        velocity = root_states[:, 7:10]
-        ...
-        return total, {"forward": forward}
+**Eureka / IsaacGymEnvs**: ``compute_reward(...)`` or ``compute_<task>_reward(...)`` whose
+arguments are bound by name; ``@torch.jit.script`` is removed (the function runs eagerly: TorchScript
+needs the source file and rejects much of what eager runs; on CPU eager is as fast for these few
+tensor ops -- ``benchmarks/results/sandbox_overhead.md``). Returns: a tensor, ``(total,
+{components})``, or IsaacGymEnvs' ``(reward, reset[, successes])`` (:func:`foreign_output`: the
+reset becomes the ``signal/terminate`` component the env honours, except on IsaacGymEnvs' own
+time-out steps; successes ``signal/success``).
 
-and Eureka calls it with the env attributes of the same names (``self.root_states``, ...). Here
-each argument is bound BY NAME through the task's own ``eureka_names`` (declared on the task,
-:mod:`rewardlab.envs.tasks.knowledge`; see :func:`eureka_names`): every native state
-entry under its own name, plus IsaacGymEnvs names (``root_states``, ``dof_pos``, ``up_vec``,
-``potentials``, ``actions``, ``dt``, ...) computed from the state. The ``@torch.jit.script``
-decorator is accepted and removed: the function runs eagerly (TorchScript needs the source file
-and rejects much of what eager runs; on CPU eager is as fast for these few tensor ops -- see
-``benchmarks/results/sandbox_overhead.md``). Its type comments are ignored.
+**DrEureka**: ``class EurekaReward`` with ``compute_reward(self)`` / ``_reward_<term>(self)``
+methods reading ``self.env.<name>``, hoisted into functions and summed as DrEureka sums them
+(:func:`build_dreureka`).
 
-**Text2Reward style.** Text2Reward's LLM writes a single-world numpy function::
+**Text2Reward**: a single-world numpy ``compute_dense_reward(self, action)`` (ManiSkill) or
+``(self, action, obs)`` (MetaWorld) reading ``self.<path>`` attributes; run batched when that
+agrees with per-world calls, else once per world; components inferred from the code's shape
+(:func:`infer_components`).
 
-    def compute_dense_reward(self, action) -> float:
-        distance = np.linalg.norm(self.robot.ee_position - self.goal_position)
-        return -distance
-
-reading attributes of ``self``. The task's ``text2reward_attrs`` map its attribute paths to
-state entries (every state entry is also ``self.<name>``). The adapter first calls the function
-once on the whole batch (attributes are ``[N, ...]`` arrays); if the result has shape ``[N]`` and
-agrees with per-world calls on a few worlds it keeps calling it batched, otherwise it loops over
-the worlds (correct for any code, e.g. ``np.linalg.norm`` without ``axis``, but slow:
-tens of microseconds per world). When the function ends in ``return`` of a sum of named terms
-(``return reach + 0.5 * bonus - penalty``, or through a variable assigned that sum), the terms
-become the components (:func:`infer_components`); otherwise components are empty.
-
-What this cannot do: Eureka names with no counterpart in our state (contact forces
-``vec_sensor_tensor``, ``dof_force_tensor``, ``progress_buf``) are rejected with an
-``unknown_state`` error listing the available names. ``prev_potentials`` is a first-order
-estimate (``potentials - velocity toward the target``), exact up to the change of speed within
-one step. Text2Reward's ManiSkill objects (``self.obj1``, grippers, cabinet links) exist for none
-of our tasks.
+The IsaacGym helpers foreign code calls unqualified are in :mod:`rewardlab.rewards.isaacgym_utils`.
 """
 
 from __future__ import annotations

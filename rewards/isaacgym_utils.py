@@ -202,4 +202,34 @@ IsaacGym's (x, y, z, w) quaternions; the names are
 :data:`rewardlab.rewards.static_check.PREDEFINED_HELPERS`."""
 
 
-__all__ = ["ISAACGYM_UTILS", *ISAACGYM_UTILS]
+__all__ = [
+    "ISAACGYM_UTILS",
+    "copysign",
+    "get_basis_vector",
+    "get_euler_xyz",
+    "my_quat_rotate",
+    "normalize",
+    "normalize_angle",
+    "quat_apply",
+    "quat_apply_yaw",
+    "quat_axis",
+    "quat_conjugate",
+    "quat_diff_rad",
+    "quat_from_angle_axis",
+    "quat_mul",
+    "quat_rotate",
+    "quat_rotate_inverse",
+    "quat_unit",
+    "saturate",
+    "scale",
+    "scale_transform",
+    "tensor_clamp",
+    "tf_apply",
+    "tf_combine",
+    "tf_inverse",
+    "tf_vector",
+    "to_torch",
+    "unscale",
+    "unscale_transform",
+    "wrap_to_pi",
+]

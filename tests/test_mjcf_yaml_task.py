@@ -86,6 +86,7 @@ def test_example_is_registered_and_runs() -> None:
         "tip_to_top",
         "last_action",
         "prev_action",
+        "episode_step",  # every simulated task's state ends with it (SimTaskEnv)
     ]
     # starts hanging down (keyframe "down")
     assert (s["angle"].abs() > 3.0).all() and (s["tip_height"] < 0.55).all()

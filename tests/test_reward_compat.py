@@ -232,6 +232,20 @@ def test_text2reward_build_rejects_bad_code():
         ),  # fmt: skip
         ("def compute_dense_reward(self, action):\n    return 0.0\n", "text2reward"),
         ("def compute_reward(self, action):\n    return 0.0\n", "text2reward"),
+        ("def compute_dense_reward(self, action, obs):\n    return 0.0\n", "text2reward"),
+        (
+            "def compute_ant_reward(obs_buf, reset_buf):\n    return obs_buf[:, 0], reset_buf\n",
+            "eureka",
+        ),  # fmt: skip
+        (
+            "class EurekaReward():\n    def compute_reward(self):\n        return self.env.dof_pos[:, 0], {}\n",
+            "dreureka",
+        ),  # fmt: skip
+        ("def _reward_up(self):\n    return self.env.dof_pos[:, 0]\n", "dreureka"),
+        (
+            "def compute_reward(self):\n    env = self.env\n    return env.dof_pos[:, 0], {}\n",
+            "dreureka",
+        ),  # fmt: skip
     ],
 )
 def test_style_detection(code, style):
@@ -903,3 +917,68 @@ def test_text2reward_private_attributes_pass_only_when_declared():
     for bad in ("self._rl_data", "self._data", "self.__class__"):
         err = compat.check_text2reward(code.replace("self._target_pos", bad), "arm_reach", ["ee_pos", "target_pos"])  # fmt: skip
         assert err is not None and err.kind in ("unknown_state", "forbidden"), bad
+
+
+# ---------------------------------------------------------------------------------------------
+# every foreign file loads unchanged the way `rewardlab train reward=code:FILE` loads it
+
+FOREIGN_FILES = {
+    "isaacgymenvs_cartpole.py": "cartpole_balance",
+    "isaacgymenvs_ant.py": "ant_run",
+    "eureka_humanoid.py": "humanoid_stand",
+    "eureka_arm_reach.py": "arm_reach",
+    "dreureka_ant.py": "ant_run",
+    "dreureka_cartpole.py": "cartpole_balance",
+    "dreureka_humanoid.py": "humanoid_stand",
+    "text2reward_maniskill_arm_reach.py": "arm_reach",
+    "text2reward_metaworld_arm_reach.py": "arm_reach",
+    "text2reward_ant.py": "ant_run",
+}
+
+
+def test_every_foreign_fixture_is_listed():
+    assert {p.name for p in FOREIGN.glob("*.py")} == set(FOREIGN_FILES)
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN_FILES))
+def test_foreign_file_loads_unchanged_through_the_train_pipeline(name):
+    from rewardlab.pipeline import make_train_env, train_config
+
+    task = FOREIGN_FILES[name]
+    cfg = train_config([f"task={task}", f"reward=code:{FOREIGN / name}", "num_envs=8"], None)
+    env = make_train_env(cfg, num_envs=8, seed=0)
+    try:
+        env.reset(seed=0)
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(3):
+            _, reward, _, _, info = env.step(torch.rand(8, env.action_dim, generator=gen) * 2 - 1)
+            assert reward.shape == (8,) and torch.isfinite(reward).all()
+        assert not any(k.startswith("reward/signal/") for k in info["log"])
+    finally:
+        if hasattr(env.reward_fn, "close"):
+            env.reward_fn.close()
+        env.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["isaacgymenvs_cartpole.py", "dreureka_cartpole.py"])
+def test_foreign_cartpole_rewards_train_to_the_tasks_success(name, tmp_path):
+    """An IsaacGymEnvs and a DrEureka reward file, as written, train cartpole_balance to its own
+    success through `rewardlab train reward=code:FILE` (100k steps, ~40 s each on the shared
+    2-core machine; measured: 1.00). In a subprocess: training in this process would patch
+    torch.optim.Adam.step (torch's own profiling hook), which the hostile corpus checks."""
+    import json
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "rewardlab.cli", "train", "task=cartpole_balance",
+        f"reward=code:{FOREIGN / name}", "total_steps=100000", "seed=1", f"run_dir={run_dir}",
+        "eval.video=false",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "note: import of" in done.stderr  # the IsaacGym / DrEureka imports are notes
+    result = json.loads((run_dir / "eval.json").read_text())
+    assert result["success_rate"] >= 0.8, result

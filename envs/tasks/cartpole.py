@@ -23,6 +23,7 @@ from rewardlab.envs.tasks.knowledge import (
     Prompts,
     Script,
     ScriptedPolicy,
+    Unavailable,
     config_value,
     entry,
     stacked,
@@ -125,6 +126,8 @@ class _Cartpole(Task):
         "reset_dist": config_value(
             "rail_limit", "the task config's `rail_limit` (m; IsaacGymEnvs' resetDist: 3.0)"
         ),  # fmt: skip
+        "dof_limits_lower": Unavailable("the pole's hinge has no limits"),
+        "dof_limits_upper": Unavailable("the pole's hinge has no limits"),
     }
     text2reward_attrs = {
         "cart_position": "cart_pos",
