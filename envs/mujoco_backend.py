@@ -163,5 +163,5 @@ class MujocoEnv(SimTaskEnv):
         ids_np = ids.numpy().astype(np.int32)
         for f, v in values.items():
             self._dr_fields[f][ids_np] = v.numpy()
-        if "body_mass" in values:  # derived constants (subtree masses, invweights, acc0) follow
+        if "body_mass" in values or "body_ipos" in values:  # derived constants follow
             self._batch.set_const(ids_np)

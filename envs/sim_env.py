@@ -237,7 +237,7 @@ class SimTaskEnv(BatchedEnv):
         self._state = self._full_state()
         obs = self.task.observation(self._state)
         if self._dr is not None:
-            obs = self._dr.noise(obs)
+            obs = self._dr.observe(obs)  # noise and latency
         return self._out(obs)
 
     @env_tensors
@@ -250,6 +250,8 @@ class SimTaskEnv(BatchedEnv):
             actions, self.num_envs, self.action_dim, self.sim_device, self.task.name
         )
         self._apply_action(action if self._dr is None else self._dr.delay(action))
+        if self._dr is not None:  # random pushes (domain_rand.push_interval)
+            self._dr.push(self.sim.qvel, self._ep_len)
         self._physics_step()
         self._prev_action, self._last_action = self._last_action, action
         self._ep_len += 1  # the state's episode_step counts this step (IsaacGymEnvs' progress_buf)
@@ -334,6 +336,9 @@ class SimTaskEnv(BatchedEnv):
             "prev_action": self._prev_action.cpu().clone(),
             "generator": self._gen.get_state(),
             "task": self.task.get_state_dict(),
+            # the state as the last step built it (a task may read buffers its after_step has
+            # moved on since, and derived fields such as actuator forces are not physics rows)
+            "state": {k: v.cpu().clone() for k, v in self._state.items()},
             **({"domain_rand": self._dr.state_dict()} if self._dr is not None else {}),
         }
 
@@ -448,9 +453,9 @@ class SimTaskEnv(BatchedEnv):
             obs = torch.where(done[:, None], fresh, obs)
         else:
             info["final_obs"] = obs
-        if self._dr is not None and self._dr.cfg.has_obs_noise:
+        if self._dr is not None and self._dr.cfg.transforms_obs:
             final = info["final_obs"]
-            obs = self._dr.noise(obs)
+            obs = self._dr.observe(obs)  # noise and latency
             if any_done:  # some world finished: its final_obs gets its own noise
                 info["final_obs"] = torch.where(done[:, None], self._dr.noise(final), obs)
             else:
@@ -483,7 +488,11 @@ class SimTaskEnv(BatchedEnv):
         self.task.load_state_dict(state["task"])
         if getattr(self.task, "target", None) is not None:  # task buffers follow the device
             self.task.target = self.task.target.to(dev)
-        self._state = self._full_state()
+        state_now = self._full_state()
+        saved = state.get("state")  # snapshots from before it was saved recompute it
+        if isinstance(saved, dict) and saved.keys() == state_now.keys():
+            state_now = {k: torch.as_tensor(v).to(dev, state_now[k].dtype).clone() for k, v in saved.items()}  # fmt: skip
+        self._state = state_now
 
     # -- helpers ---------------------------------------------------------------------------------
 

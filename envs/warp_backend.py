@@ -190,9 +190,13 @@ class WarpEnv(SimTaskEnv):
 
         default_ncon, default_nj = _njmax_default(self.model)
         data0 = mujoco.MjData(self.model)  # mj_resetData state: the row every reset starts from
+        # derived fields as the native backend's first reset leaves them (mujoco.batch runs
+        # mj_forward: e.g. actuator_force of servos at qpos0), so that both read alike at reset
+        mujoco.mj_forward(self.model, data0)
         try:
             with wp.ScopedDevice(self._wp_device):
-                batched = dr_fields + (_MASS_DERIVED if "body_mass" in dr_fields else ())
+                mass = {"body_mass", "body_ipos"} & set(dr_fields)
+                batched = dr_fields + (_MASS_DERIVED if mass else ())
                 self._m = mjw.put_model(self.model, batch_sizes={f: num_envs for f in batched})
                 self._d = mjw.put_data(
                     self.model,
@@ -361,7 +365,7 @@ class WarpEnv(SimTaskEnv):
         for f, v in values.items():
             rows = self._model_rows[f]
             rows[ids] = v.to(self.device, rows.dtype).reshape(len(ids), *rows.shape[1:])
-        if "body_mass" in values:  # derived constants (subtree masses, invweights) follow
+        if "body_mass" in values or "body_ipos" in values:  # derived constants follow
             groups = self._mjw.SetConstGroup.FIXED | self._mjw.SetConstGroup.INERT0
             with self._wp.ScopedDevice(self._wp_device), self._stream():
                 self._mjw.set_const(self._m, self._d, groups=groups)

@@ -260,3 +260,154 @@ def test_randomizer_torch_parts_stay_on_the_env_device(device: str):
     assert noisy.device.type == device and noisy.abs().sum() > 0
     dr.reset(torch.arange(4, device=device))
     assert torch.all(dr.delay(a1)[:4] == 0) and torch.equal(dr.delay(a1)[4:], a1[4:])
+
+
+# -- sim-to-real extensions: centre of mass, PD gains, observation latency, pushes, history ----
+
+
+def _go1(n: int = 4, seed: int = 0, **dr):
+    return make_env("go1_velocity", num_envs=n, seed=seed, nthread=1, domain_rand=DomainRandConfig(**dr))  # fmt: skip
+
+
+@pytest.mark.unit
+def test_new_config_errors_name_the_key():
+    for key, value, match in (
+        ("kp_scale", [0.0, 1.0], r"domain_rand.kp_scale: got \[0.0, 1.0\]"),
+        ("kd_scale", [1.2, 0.8], r"domain_rand.kd_scale"),
+        ("obs_delay", [2, 1], r"domain_rand.obs_delay: got \[2, 1\]"),
+        (
+            "com_offset",
+            [0.1, 0.1],
+            r"domain_rand.com_offset: got \[0.1, 0.1\].*a list of 3 numbers",
+        ),
+        ("com_offset", -0.01, r"domain_rand.com_offset"),
+        ("push_interval", -1, r"domain_rand.push_interval"),
+        ("push_velocity", float("nan"), r"domain_rand.push_velocity"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            build(DomainRandConfig, {key: value}, "domain_rand")
+    with pytest.raises(ValueError, match=r"com_bodies: unknown bodies \['trunkk'\]"):
+        _go1(com_offset=0.02, com_bodies=("trunkk",))
+    with pytest.raises(ValueError, match="no free body to push"):
+        _env(push_interval=5, push_velocity=1.0)  # the cart-pole has no free joint
+
+
+@pytest.mark.unit
+def test_com_offset_moves_only_the_named_bodies_per_world():
+    n = 8
+    env = _go1(n=n, com_offset=(0.03, 0.02, 0.01), com_bodies=("trunk",), resample_on_reset=False)
+    nominal = env.model.body_ipos.copy()
+    ipos = env._batch.expanded("body_ipos")
+    trunk = env.model.body("trunk").id
+    off = ipos[:, trunk] - nominal[trunk]
+    assert np.all(np.abs(off) <= np.array([0.03, 0.02, 0.01]) + 1e-12)
+    assert np.unique(off[:, 0]).size == n and np.abs(off).max() > 0.005
+    others = np.delete(ipos, trunk, axis=1)
+    assert np.array_equal(others, np.broadcast_to(np.delete(nominal, trunk, axis=0), others.shape))
+    # the world's model carries it: its subtree centre of mass moved with the trunk's
+    m = env._batch.get_model(2)
+    assert np.allclose(m.body_ipos[trunk], ipos[2, trunk])
+
+
+@pytest.mark.unit
+def test_kp_and_kd_scales_change_the_servo_gains_consistently():
+    """kp_scale scales gainprm[0] and -biasprm[1] together (the servo still holds its target),
+    kd_scale scales the servo's kv and the driven joint's damping (the Go1 models kd there),
+    and motor strength (actuator_gain_scale) multiplies both."""
+    n = 6
+    env = _go1(n=n, kp_scale=(0.8, 1.2), kd_scale=(0.5, 1.5), actuator_gain_scale=(0.9, 1.1))
+    m = env.model
+    gain, bias = env._batch.expanded("actuator_gainprm"), env._batch.expanded("actuator_biasprm")
+    damping = env._batch.expanded("dof_damping")
+    kp = gain[:, :, 0] / m.actuator_gainprm[:, 0]
+    assert np.allclose(-bias[:, :, 1], gain[:, :, 0])  # still a servo: force = kp (target - q)
+    assert kp.min() >= 0.8 * 0.9 - 1e-9 and kp.max() <= 1.2 * 1.1 + 1e-9 and np.unique(kp).size == kp.size  # fmt: skip
+    dofs = [int(m.jnt_dofadr[m.actuator_trnid[i, 0]]) for i in range(m.nu)]
+    kd = damping[:, dofs] / m.dof_damping[dofs]
+    assert kd.min() >= 0.5 - 1e-9 and kd.max() <= 1.5 + 1e-9 and np.unique(kd).size == kd.size
+    free = np.delete(damping, dofs, axis=1)  # the trunk's free joint keeps its (zero) damping
+    assert np.array_equal(free, np.broadcast_to(np.delete(m.dof_damping, dofs), free.shape))
+    # softer servos sag more under the robot's weight: worlds held at the default pose
+    env = _go1(n=n, kp_scale=(0.3, 1.7), resample_on_reset=False)
+    stiff = (env._batch.expanded("actuator_gainprm")[:, :, 0] / m.actuator_gainprm[:, 0]).mean(1)
+    env.reset()
+    for _ in range(50):
+        env.step(torch.zeros(n, 12))
+    h = env.state()["base_height"].numpy()
+    assert np.corrcoef(stiff, h)[0, 1] > 0.8, (stiff, h)
+
+
+@pytest.mark.unit
+def test_obs_delay_shows_older_observations():
+    g = torch.Generator().manual_seed(3)
+    actions = [torch.rand(8, 1, generator=g) * 2 - 1 for _ in range(12)]
+    plain, late = _env(seed=4), _env(seed=4, obs_delay=(2, 2))
+    first = plain.reset()
+    assert torch.equal(late.reset(), first)
+    seen_plain = [first] + [plain.step(a)[0] for a in actions]
+    seen_late = [first] + [late.step(a)[0] for a in actions]
+    assert torch.equal(seen_late[1], first) and torch.equal(seen_late[2], first)
+    for t in range(3, len(actions)):
+        fell = plain._ep_len < t  # (a world that reset restarts its own history)
+        assert torch.equal(seen_late[t][~fell], seen_plain[t - 2][~fell])
+    assert torch.equal(late.state()["cart_pos"], plain.state()["cart_pos"])  # the state is current
+
+
+@pytest.mark.unit
+def test_obs_delay_draws_per_world_and_survives_snapshots():
+    env = _env(n=16, seed=1, obs_delay=(0, 3), obs_noise_std=0.01)
+    assert torch.unique(env._dr.obs_delays).numel() > 1
+    g = torch.Generator().manual_seed(5)
+    actions = [torch.rand(16, 1, generator=g) * 2 - 1 for _ in range(40)]
+    env.reset()
+    _rollout(env, actions[:10])
+    snap = env.get_state_dict()
+    expected = _rollout(env, actions[10:])
+    other = _env(n=16, seed=7, obs_delay=(0, 3), obs_noise_std=0.01)
+    other.reset()
+    other.load_state_dict(snap)
+    assert torch.equal(_rollout(other, actions[10:]), expected)
+
+
+@pytest.mark.unit
+def test_pushes_change_the_base_velocity_on_schedule():
+    """Worlds are pushed on the step after every push_interval steps; before that the run is the
+    plain one, after it the base moves differently."""
+    plain, pushed = _go1(seed=2), _go1(seed=2, push_interval=3, push_velocity=1.0)
+    plain.reset()
+    pushed.reset()
+    zero = torch.zeros(4, 12)
+    for _ in range(3):
+        plain.step(zero)
+        pushed.step(zero)
+    assert torch.equal(plain.state()["base_lin_vel_world"], pushed.state()["base_lin_vel_world"])
+    plain.step(zero)
+    pushed.step(zero)
+    dv = pushed.state()["base_lin_vel_world"] - plain.state()["base_lin_vel_world"]
+    assert dv[:, :2].abs().max() > 0.1 and dv[:, :2].abs().max() <= 1.05
+    assert torch.unique(dv[:, 0]).numel() == 4  # one draw per world
+
+
+@pytest.mark.unit
+def test_observation_history_stacks_the_last_k():
+    from rewardlab.envs.randomization import ObservationHistory
+
+    with pytest.raises(ValueError, match="obs_history: got 0"):
+        ObservationHistory(0)
+    h = ObservationHistory(3)
+    o = [torch.full((2, 1), float(t)) for t in range(5)]
+    assert h.stack(o[0]).tolist() == [[0, 0, 0], [0, 0, 0]]  # a new episode repeats o_0
+    assert h.stack(o[0]).tolist() == [[0, 0, 0], [0, 0, 0]]  # stacking has no side effect
+    for t in (1, 2, 3):
+        h.push(o[t])  # the env's after_step, before the step's observation
+        expect = [float(t), float(max(t - 1, 0)), float(max(t - 2, 0))]
+        assert h.stack(o[t]).tolist() == [expect, expect]
+    h.clear(torch.tensor([1]))
+    assert h.stack(torch.tensor([[3.0], [0.0]])).tolist() == [[3, 2, 1], [0, 0, 0]]
+    saved = h.state_dict()
+    h.push(o[4])
+    assert h.stack(o[4]).tolist() == [[4, 3, 2], [4, 0, 0]]
+    h2 = ObservationHistory(3)
+    h2.load_state_dict(saved)
+    h2.push(o[4])
+    assert h2.stack(o[4]).tolist() == [[4, 3, 2], [4, 0, 0]]
