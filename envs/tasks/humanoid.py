@@ -25,6 +25,7 @@ import torch
 from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import HUMANOID, HUMANOID_STANDING_HEAD_HEIGHT
+from rewardlab.envs.tasks.authoring import ActionMap, BoundActionMap, JointTargets
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
 from rewardlab.envs.tasks.isaacgym_names import T2R_LOCOMOTION, locomotion_names
 from rewardlab.envs.tasks.knowledge import CameraSpec, Constant, OptOut, Prompts, entry
@@ -35,6 +36,8 @@ _SIDES = ("left", "right")
 # value of the tolerance terms at one margin away from their bound (as dm_control's tolerance)
 _MARGIN_VALUE = 0.1
 _GAUSS = math.sqrt(-2.0 * math.log(_MARGIN_VALUE))
+CONTROLS = ("torque", "pd")
+"""Values of ``HumanoidConfig.control``."""
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,29 @@ class HumanoidConfig(TaskConfig):
     reward_weights: Mapping[str, float] = field(default_factory=dict)
     """Overrides of the default term weights (stand: standing, upright, still, healthy, effort;
     walk: forward_speed, standing, upright, healthy, effort)."""
+    control: str = "torque"
+    """``torque``: one motor per joint, torque = action * gear (the classic MuJoCo humanoid);
+    ``pd``: the motors become position servos at the physics rate (kp = ``pd_stiffness`` *
+    gear, kd = ``pd_damping`` * kp, torque still limited to +-gear) and an action sets the
+    joint's target ``a * pd_action_scale * half its range`` around the standing pose, clipped to
+    the range (Peng & van de Panne 2017: PD targets learn faster than torques)."""
+    pd_stiffness: float = 2.0
+    """PD kp per N m of gear (1/rad): hip_y 240 N m/rad, knee 160, ankle 40 (``control: pd``)."""
+    pd_damping: float = 0.05
+    """PD kd as a fraction of kp (s) (``control: pd``)."""
+    pd_action_scale: float = 1.0
+    """Target offset per unit action as a fraction of each joint's half range (``control: pd``)."""
 
     def validate(self) -> None:
         super().validate()
+        if self.control not in CONTROLS:
+            raise ValueError(
+                f"control: got {self.control!r}, expected one of {', '.join(CONTROLS)}"
+            )
+        for name in ("pd_stiffness", "pd_damping", "pd_action_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
         for name in ("fall_head_height", "stand_height", "success_head_height", "walk_speed"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
@@ -109,6 +132,35 @@ def forward_speed(state: State, action: torch.Tensor, speed: float = 1.0) -> tor
     return torch.clamp(state["com_vel"][:, 0] / speed, -1.0, 1.0)
 
 
+def _pd_servos(model: mujoco.MjModel, cfg: HumanoidConfig) -> BoundActionMap:
+    """Turn the model's motors into position servos (in place: this env's model) and return the
+    action map that sets their targets around the standing pose (``HumanoidConfig.control``)."""
+    scale = []
+    for i in range(model.nu):
+        gear = float(model.actuator_gear[i, 0])
+        j = int(model.actuator_trnid[i, 0])
+        kp = cfg.pd_stiffness * gear
+        model.actuator_gear[i, 0] = 1.0
+        model.actuator_gaintype[i] = mujoco.mjtGain.mjGAIN_FIXED
+        model.actuator_gainprm[i, :] = 0.0
+        model.actuator_gainprm[i, 0] = kp
+        model.actuator_biastype[i] = mujoco.mjtBias.mjBIAS_AFFINE
+        model.actuator_biasprm[i, :] = 0.0
+        model.actuator_biasprm[i, 1:3] = (-kp, -cfg.pd_damping * kp)
+        model.actuator_forcelimited[i] = 1
+        model.actuator_forcerange[i] = (-gear, gear)
+        model.actuator_ctrllimited[i] = 1
+        model.actuator_ctrlrange[i] = model.jnt_range[j]
+        scale.append(cfg.pd_action_scale * float(model.jnt_range[j, 1] - model.jnt_range[j, 0]) / 2)
+    # the standing pose is qpos0 (every hinge at 0), which default_controls holds
+    return ActionMap((JointTargets((), scale=tuple(scale)),)).bind(model)
+
+
+_EFFORTS = Constant(
+    lambda task: list(HUMANOID.gear),
+    "`[n]` torque limit (N m) per joint: the motor's gear (action 1 with `control: torque`; the servo's torque limit with `control: pd`)",
+)  # fmt: skip
+
 # -- tasks -----------------------------------------------------------------------------------------
 
 
@@ -128,7 +180,13 @@ class _Humanoid(Task):
         ),
         default_pose=HUMANOID.default_pose,
         feet=entry("feet_pos"),
-    )  # fmt: skip
+    ) | {
+        # the joints' torque limits whatever the control mode (with `control: pd` the motors are
+        # servos whose gear is 1 and whose control range is the joint range)
+        "motor_efforts": _EFFORTS,
+        "joint_gears": _EFFORTS,
+        "max_motor_effort": Constant(lambda task: max(HUMANOID.gear), "the largest of `motor_efforts` (N m)"),
+    }  # fmt: skip
     text2reward_attrs = {**T2R_LOCOMOTION, "robot.head_height": "head_height"}
     scripted_episodes = OptOut(
         "no hand-written controller holds a humanoid posture; record an EpisodeSet from a "
@@ -161,6 +219,8 @@ class _Humanoid(Task):
         self._qpos0 = torch.as_tensor(model.qpos0.copy())
         self._qpos0[2] = HUMANOID.base_height
         self._qpos0[self._qpos_idx] = torch.as_tensor(HUMANOID.default_pose, dtype=torch.float64)
+        if cfg.control == "pd":
+            self.action_map = _pd_servos(model, cfg)
 
     @classmethod
     def default_config(cls) -> HumanoidConfig:
