@@ -280,9 +280,10 @@ def test_text2reward_specific_metaworld_reward_reads_the_39_value_obs_and_the_en
 # Learning (the Sawyer family in CI)
 
 
-# Measured budget and bound: benchmarks/results/metaworld.md (set after the learning runs).
-BUTTON_STEPS = 300_000
-BUTTON_EPISODE = 150
+# Budget and bound: benchmarks/results/metaworld.md. Seed 0 with the shipped config: deterministic
+# success 1.00 on 64 fresh episodes at 102k steps (and at 307k). 150k steps is 1.5x that; the
+# bound leaves 25 of 64 episodes of margin for another machine's rounding.
+BUTTON_STEPS = 150_000
 BUTTON_BOUND = 0.6
 
 
@@ -290,14 +291,13 @@ BUTTON_BOUND = 0.6
 @pytest.mark.slow
 def test_ppo_learns_button_press() -> None:
     """PPO with the task's reward and its sim_configs/train defaults presses the button (MetaWorld's
-    criterion) on 64 fresh episodes, deterministic actions; episodes cut to 150 steps (the
-    scripted press succeeds in ~50) so that the budget holds more of them."""
+    criterion, 500-step episodes) on 64 fresh episodes, deterministic actions."""
     from rewardlab.agents.evaluate import evaluate
     from rewardlab.agents.runner import OnPolicyRunner
     from rewardlab.config import load_train_config
 
     task, seed = "metaworld_button_press", 0
-    cfg = load_train_config({"task": task, "seed": seed, "task_cfg": {"episode_steps": BUTTON_EPISODE}})  # fmt: skip
+    cfg = load_train_config({"task": task, "seed": seed})
     env = make_env(task, num_envs=cfg.num_envs, cfg=cfg.task_config(), seed=seed, nthread=cfg.nthread)  # fmt: skip
     runner = OnPolicyRunner(env, cfg.ppo, seed=seed, log_every=25)
     runner.learn(BUTTON_STEPS)
@@ -306,5 +306,5 @@ def test_ppo_learns_button_press() -> None:
         rate = evaluate(runner.inference_policy(), eval_env, episodes=64, seed=10_000 + seed)["success_rate"]  # fmt: skip
     finally:
         eval_env.close()
-    print(f"{task}: success {rate:.2f} after {BUTTON_STEPS} steps")
+    print(f"{task}: deterministic success {rate:.2f} after {BUTTON_STEPS} steps")
     assert rate >= BUTTON_BOUND

@@ -141,9 +141,15 @@ def idle_policy() -> ScriptedPolicy:
 # -- reward terms --------------------------------------------------------------------------------
 
 
-def reach(state: State, action: torch.Tensor, scale: float = 0.1) -> torch.Tensor:
-    """``1 - tanh(tcp_to_obj / scale)``: the fingertips at the object's point."""
-    return closeness(state["tcp_to_obj"], scale)
+def reach(state: State, action: torch.Tensor, scale: float = 0.1, behind: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """``1 - tanh(d / scale)``: the fingertips at the object's point, ``d`` = ``tcp_to_obj`` with
+    ``behind`` times the fingertips' excess over the object point along +y (away from the robot)
+    added in quadrature: reaching round the far side of a handle pays less than its near side."""
+    d = state["tcp_to_obj"]
+    if behind:
+        over = (state["tcp_pos"][:, 1] - state["obj_pos"][:, 1]).clamp(min=0.0)
+        d = torch.sqrt(d * d + (behind * over) ** 2)
+    return closeness(d, scale)
 
 
 def joint_progress(state: State, action: torch.Tensor, entry: str = "", full: float = 1.0) -> torch.Tensor:  # fmt: skip
@@ -152,7 +158,7 @@ def joint_progress(state: State, action: torch.Tensor, entry: str = "", full: fl
     return (state[entry] / full).clamp(0.0, 1.0)
 
 
-def _terms(task: SawyerTask, reach_scale: float, full: float) -> dict[str, RewardTerm]:
+def _terms(task: SawyerTask, reach_scale: float, full: float, behind: float = 0.0) -> dict[str, RewardTerm]:  # fmt: skip
     terms = task._weighted(
         {
             "reach": (reach, 1.0),
@@ -161,7 +167,8 @@ def _terms(task: SawyerTask, reach_scale: float, full: float) -> dict[str, Rewar
             "effort": (action_l2, -0.001),
         }
     )
-    terms["reach"] = dataclasses.replace(terms["reach"], params={"scale": reach_scale})
+    params = {"scale": reach_scale, **({"behind": behind} if behind else {})}
+    terms["reach"] = dataclasses.replace(terms["reach"], params=params)
     terms["progress"] = dataclasses.replace(
         terms["progress"], params={"entry": task.joint_entry, "full": full}
     )
@@ -339,6 +346,9 @@ class WindowOpenConfig(SawyerConfig):
     open_distance: float = 0.2
     """Window opening (m) at which the ``progress`` term saturates (the joint's range; MetaWorld's
     success needs about 0.19)."""
+    reach_behind: float = 3.0
+    """Extra weight of the fingertips' distance beyond the handle point along +y in the ``reach``
+    term (between the handle and the glass, where pushing +x moves nothing)."""
     reward_weights: Mapping[str, float] = field(default_factory=dict)
     """Overrides of the default term weights: reach (1), progress (5), success (5), effort (-0.001)."""
 
@@ -395,4 +405,4 @@ class MetaWorldWindowOpen(SawyerTask):
         return (obj[:, 0] - goal[:, 0]).abs()
 
     def reward_terms(self) -> dict[str, RewardTerm]:
-        return _terms(self, self.cfg.reach_scale, self.cfg.open_distance)
+        return _terms(self, self.cfg.reach_scale, self.cfg.open_distance, self.cfg.reach_behind)
