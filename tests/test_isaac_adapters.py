@@ -598,5 +598,15 @@ def test_adapters_apply_obs_noise_and_action_delay():
     obs, *_ = noisy.step(torch.zeros(512, 1))
     clean = raw._get_observations()["policy"]
     assert abs((obs - clean).std().item() - 0.05) < 0.005
-    with pytest.raises(ValueError, match="need a MuJoCo model.*obs_noise_std and action_delay"):
+    # observation latency: one step late, the first observation repeated at the episode start
+    raw = CartpoleEnv(_Cfg(num_envs=8, episode_length_s=5.0))
+    late = IsaacLabEnv(raw, domain_rand=DomainRandConfig(obs_delay=(1, 1)), seed=1)
+    first = late.reset(seed=0).clone()
+    assert torch.equal(first, raw._get_observations()["policy"])
+    obs1, *_ = late.step(torch.full((8, 1), 0.5))
+    assert torch.equal(obs1, first)
+    clean1 = raw._get_observations()["policy"].clone()
+    obs2, *_ = late.step(torch.full((8, 1), 0.5))
+    assert torch.equal(obs2, clean1) and not torch.equal(obs2, raw._get_observations()["policy"])
+    with pytest.raises(ValueError, match="need a MuJoCo model.*obs_noise_std, obs_delay and action_delay"):  # fmt: skip
         IsaacGymEnv(_gym_cartpole(), domain_rand=DomainRandConfig(mass_scale=(0.8, 1.2)))

@@ -385,7 +385,13 @@ def test_ppo_learns_cartpole_balance_on_warp() -> None:
 
     # the task's own PPO settings (sim_configs/train/cartpole_balance.yaml), more worlds
     cfg = load_train_config(
-        {"task": "cartpole_balance", "backend": "warp", "seed": 0, "num_envs": WARP_PPO_ENVS, "ppo": {"num_steps": WARP_PPO_ROLLOUT}}  # fmt: skip
+        {
+            "task": "cartpole_balance",
+            "backend": "warp",
+            "seed": 0,
+            "num_envs": WARP_PPO_ENVS,
+            "ppo": {"num_steps": WARP_PPO_ROLLOUT},
+        }  # fmt: skip
     )
     env = make_env("cartpole_balance", num_envs=cfg.num_envs, backend="warp", seed=0)
     runner = OnPolicyRunner(env, cfg.ppo, seed=0, log_every=10)

@@ -93,10 +93,11 @@ class IsaacAdapterBase(BatchedEnv):
     def _noisy(
         self, obs: torch.Tensor, final_obs: torch.Tensor, done: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Observation noise on ``obs`` and ``final_obs`` (rows of unfinished worlds equal)."""
-        if self._dr is None or not self._dr.cfg.has_obs_noise:
+        """Observation noise and latency (``domain_rand.obs_delay``) on ``obs``, noise on
+        ``final_obs`` (rows of unfinished worlds equal); once per step and at reset."""
+        if self._dr is None or not self._dr.cfg.transforms_obs:
             return obs, final_obs
-        noisy = self._dr.noise(obs)
+        noisy = self._dr.observe(obs)
         if not bool(done.any()):
             return noisy, noisy
         return noisy, torch.where(done[:, None], self._dr.noise(final_obs), noisy)
