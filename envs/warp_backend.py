@@ -190,9 +190,6 @@ class WarpEnv(SimTaskEnv):
 
         default_ncon, default_nj = _njmax_default(self.model)
         data0 = mujoco.MjData(self.model)  # mj_resetData state: the row every reset starts from
-        # derived fields as the native backend's first reset leaves them (mujoco.batch runs
-        # mj_forward: e.g. actuator_force of servos at qpos0), so that both read alike at reset
-        mujoco.mj_forward(self.model, data0)
         try:
             with wp.ScopedDevice(self._wp_device):
                 mass = {"body_mass", "body_ipos"} & set(dr_fields)
@@ -205,6 +202,9 @@ class WarpEnv(SimTaskEnv):
                     nconmax=nconmax or default_ncon,
                     njmax=njmax or default_nj,
                 )
+                # derived fields as the native backend's first reset leaves them (mujoco.batch
+                # runs mj_forward: e.g. servo actuator_force at qpos0), so both read alike at reset
+                mjw.forward(self._m, self._d)
         except NotImplementedError as e:
             raise NotImplementedError(
                 f"task {self.task.name!r} ({task_cls.model_file}): MuJoCo Warp does not support "

@@ -156,24 +156,24 @@ def _binds() -> list[tuple[str, str]]:
     return binds
 
 
-def _bind_args(binds: list[tuple[str, str]]) -> list[str]:
+def _bind_args(binds: list[tuple[str, str]], made: Sequence[str] = ()) -> list[str]:
     """Arguments for ``binds``, each preceded by its missing parent folders made
     world-traversable (bwrap would create them with mode 0700, which the unprivileged user
-    could not enter)."""
+    could not enter); ``made``: folders that exist already (the scratch ``/tmp``)."""
     args: list[str] = []
-    made: set[str] = set()
+    done: set[str] = set(made)
     for flag, path in binds:
         if flag == "--ro-bind-try" and not os.path.exists(path):
             continue
         for parent in _parents(path):
-            if parent not in made:
+            if parent not in done:
                 args += ["--perms", "0755", "--dir", parent]
-                made.add(parent)
+                done.add(parent)
         if flag == "--symlink":
             args += [flag, os.readlink(path), path]
         else:
             args += [flag, path, path]
-        made.add(path)
+        done.add(path)
     return args
 
 
@@ -196,9 +196,13 @@ def bwrap_argv(
     ]  # fmt: skip
     for k, v in _ENV.items():
         argv += ["--setenv", k, v]
-    argv += _bind_args(_binds() + [("--ro-bind", os.path.abspath(p)) for p in extra_ro])
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+    # the scratch /tmp first: a venv or checkout that lives under /tmp is bound on top of it
+    # (mounted after, the tmpfs would hide it)
     argv += ["--size", str(scratch_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
+    argv += _bind_args(
+        _binds() + [("--ro-bind", os.path.abspath(p)) for p in extra_ro], made=("/tmp",)
+    )
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--remount-ro", "/", "--chdir", "/tmp"]
     if os.getuid() == 0:
         argv += ["--cap-drop", "ALL"]

@@ -194,6 +194,28 @@ def _user_env() -> dict[str, str]:
     return env
 
 
+CODE_REWARD = """
+import torch
+
+
+def compute_reward(state, action):
+    upright = torch.cos(state["pole_angle"])
+    return upright, {"upright": upright}
+"""
+SANDBOXED = """
+import sys
+import torch
+from rewardlab.envs import make_env
+from rewardlab.rewards.loader import load_reward_file
+env = make_env("cartpole_balance", num_envs=4, nthread=1)
+env.set_reward(load_reward_file(sys.argv[1], env))
+env.reset(seed=0)
+_, reward, *_ = env.step(torch.zeros(4, env.action_dim))
+print(float(reward.sum()))
+env.close()
+"""
+
+
 @pytest.mark.slow
 def test_make_train_in_a_fresh_venv_then_the_wheel_outside_the_checkout() -> None:
     """`make train` on a copy of the checkout (its own fresh venv, as on a clean machine) ends with
@@ -221,6 +243,15 @@ def test_make_train_in_a_fresh_venv_then_the_wheel_outside_the_checkout() -> Non
         checkout = json.loads(_run([python, "-c", DUMP], clone, env, 300))
         assert Path(checkout["package"]).is_relative_to(clone), checkout["package"]
         assert "pendulum_swingup" in checkout["tasks"] and checkout["robots"]
+        # a code reward runs in the OS sandbox from this venv, which lives under /tmp (the
+        # sandbox's own scratch /tmp once hid it: "setpriv: failed to execute .../python")
+        from rewardlab.rewards.boundary import unavailable_reason
+
+        if unavailable_reason() is None:
+            reward = work / "reward.py"
+            reward.write_text(CODE_REWARD)
+            total = _run([python, "-c", SANDBOXED, str(reward)], clone, env, 300).strip().splitlines()[-1]  # fmt: skip
+            assert float(total) == pytest.approx(4.0, abs=0.1), total
 
         # 2. the wheel of the same tree, in the same venv, used from outside the checkout
         dist = work / "dist"

@@ -44,11 +44,18 @@ TOL_SMOOTH = 1e-4
 TOL_CONTACT = 2e-2
 """Relative tolerance, tasks with contacts (elliptic cone): float32 contact solves drift faster."""
 
+TOL_WELD = 5e-2
+"""Relative tolerance, models with equality constraints (MetaWorld's Sawyer hangs from a stiff
+mocap weld): the weld's float32 solve moves the arm's joint velocities by a few hundredths."""
+
 TASKS = task_names()
 IN_CONTACT = {"shadow_hand_reorient": 7, "franka_lift": STEPS}  # franka_lift: a cube on the floor
 """Tasks whose worlds start in contact (a cube held in a hand) -> control steps compared: the
 onset of a new contact parts float32 and float64 solves at once (touch forces, then velocities;
 within 1e-4 before it), and the contact-free comparison does not apply."""
+IN_CONTACT |= {name: 5 for name in task_names() if name.startswith("metaworld_")}
+"""MetaWorld's Sawyer follows a mocap weld: float32 and float64 weld solves part by ~1e-2 per
+step in joint velocity (7e-2 by step 7), so 5 steps are compared at ``TOL_WELD``."""
 
 
 def has_contacts(model: mujoco.MjModel) -> bool:
@@ -98,6 +105,7 @@ def envs(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
     out: dict[str, object] = {"task": request.param, "default": pair(task_cls)}
     contacts = has_contacts(task_cls.load_model())
     out["contacts"] = contacts
+    out["tol"] = TOL_WELD if task_cls.load_model().neq else TOL_CONTACT if contacts else TOL_SMOOTH
     out["compare"] = pair(elliptic(task_cls)) if contacts else out["default"]
     yield out
     for key in ("default", "compare"):
@@ -131,7 +139,7 @@ def test_same_seed_gives_the_same_reset(envs: dict) -> None:
 @pytest.mark.smoke
 def test_same_actions_give_the_same_trajectory_and_reward_terms(envs: dict) -> None:
     native, warp = envs["compare"]
-    tol = TOL_CONTACT if envs["contacts"] else TOL_SMOOTH
+    tol = envs["tol"]
     native.reset(seed=5)
     warp.reset(seed=5)
     for t, a in enumerate(actions(native, IN_CONTACT.get(envs["task"], STEPS))):
@@ -166,6 +174,10 @@ def test_own_model_matches_without_contacts(envs: dict) -> None:
             f"{envs['task']}: joint friction loss is a constraint solved in "
             f"{native.model.opt.iterations} iteration(s): unconverged solves differ by design"
         )
+    if native.model.neq:
+        pytest.skip(
+            f"{envs['task']}: equality constraints (a weld) are solved without contacts too"
+        )
     native.reset(seed=7)
     snap = native.get_state_dict()
     model = native.model
@@ -198,7 +210,7 @@ def test_native_snapshot_loads_into_warp(envs: dict) -> None:
         assert rel_err(sn[k], sw[k]) < 1e-5, k
     native.step(acts[3])
     warp.step(acts[3])
-    tol = TOL_CONTACT if envs["contacts"] else TOL_SMOOTH
+    tol = envs["tol"]
     sn, sw = native.state(), warp.state()
     for k in sn:
         assert rel_err(sn[k], sw[k]) < tol, k
