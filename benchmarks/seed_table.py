@@ -308,17 +308,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--seeds", type=int, default=None, help="seeds 0..N-1 per task (default per task)"
     )
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="K/M: run only seeds with seed %% M == K (M processes share a sweep; each appends "
+        "to the same .jsonl), then report what the .jsonl holds",
+    )
     p.add_argument("--episodes", type=int, default=64)
     p.add_argument("--out", type=Path, default=RESULTS / "seed_table", help="path without suffix")
     p.add_argument("--report-only", action="store_true", help="only rewrite the table and plot")
     args = p.parse_args(argv)
+    try:
+        shard, shards = (int(x) for x in args.shard.split("/"))
+        if not 0 <= shard < shards:
+            raise ValueError
+    except ValueError:
+        p.error(f"--shard: got {args.shard!r}, expected K/M with 0 <= K < M")
     jsonl = args.out.with_suffix(".jsonl")
     runs = load_runs(jsonl)
     if not args.report_only:
         done = {(r["task"], r["seed"]) for r in runs}
         for task in args.tasks:
             for seed in range(args.seeds or DEFAULT_SEEDS.get(task, 10)):
-                if (task, seed) in done:
+                if (task, seed) in done or seed % shards != shard:
                     continue
                 print(f"{task} seed {seed} ...", flush=True)
                 r = run_one(task, seed, args.episodes)
