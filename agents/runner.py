@@ -279,6 +279,7 @@ class OnPolicyRunner:
             print(f"[ppo] continuing at iteration {self.iteration}: {'; '.join(notes)}", flush=True)
         from torch.utils.tensorboard import SummaryWriter
 
+        _after_existing_event_files(self.log_dir)
         # purge_step: TensorBoard readers also hide any older event at a later step.
         writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.global_step + 1)
         return writer, open(self.log_dir / "metrics.jsonl", "a", encoding="utf-8")
@@ -638,6 +639,24 @@ def truncate_metrics(path: str | Path, iteration: int) -> int:
     if dropped:
         atomic_write(path, "".join(keep))
     return dropped
+
+
+def _after_existing_event_files(log_dir: Path) -> None:
+    """Wait (at most about a second) until a new event file's name sorts after every existing
+    one. TensorBoard reads a folder's event files in name order; the names start with the
+    creation second, then host, pid and a per-process counter, so a file made in the same second
+    as an earlier one could sort before it (counter 10 < 9 as text, another pid) and its steps
+    would be read before the older file's: out of order, and purged from the display."""
+    stamps = []
+    for f in log_dir.glob("events.out.tfevents.*"):
+        part = f.name.split(".")[3:4]
+        if part and part[0].isdigit():
+            stamps.append(int(part[0]))
+    if not stamps:
+        return
+    newest, give_up = max(stamps), time.monotonic() + 1.5  # a file from the future: no wait
+    while int(time.time()) <= newest and time.monotonic() < give_up:
+        time.sleep(0.05)
 
 
 def truncate_tensorboard(log_dir: str | Path, global_step: int) -> int:

@@ -385,3 +385,24 @@ def test_purge_step_alone_hides_duplicates_from_tensorboard(tmp_path: Path) -> N
 def test_corrupt_bytes_in_memory_raise_checkpoint_error() -> None:
     with pytest.raises(CheckpointError, match="<checkpoint in memory>: corrupt checkpoint"):
         runner(None).load(io.BytesIO(b"not a checkpoint"))
+
+
+@pytest.mark.unit
+def test_a_new_tensorboard_file_is_named_after_the_existing_ones(tmp_path: Path) -> None:
+    """TensorBoard reads event files in name order, and a name starts with its creation second:
+    a writer opened in the same second as an earlier file (per-process counter 10 < 9 as text, or
+    another pid) would sort first and its steps would be read out of order. The runner waits for
+    the next second before it opens one."""
+    import time
+
+    from rewardlab.agents.runner import _after_existing_event_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now}.host.99999.9").write_bytes(b"")
+    _after_existing_event_files(tmp_path)
+    assert int(time.time()) > now
+    future = now + 3600  # a file from a machine whose clock runs ahead: no hour-long wait
+    (tmp_path / f"events.out.tfevents.{future}.host.1.0").write_bytes(b"")
+    start = time.monotonic()
+    _after_existing_event_files(tmp_path)
+    assert time.monotonic() - start < 3.0

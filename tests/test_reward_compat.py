@@ -964,8 +964,9 @@ def test_foreign_file_loads_unchanged_through_the_train_pipeline(name):
 @pytest.mark.parametrize("name", ["isaacgymenvs_cartpole.py", "dreureka_cartpole.py"])
 def test_foreign_cartpole_rewards_train_to_the_tasks_success(name, tmp_path):
     """An IsaacGymEnvs and a DrEureka reward file, as written, train cartpole_balance to its own
-    success through `rewardlab train reward=code:FILE` (100k steps, ~40 s each on the shared
-    2-core machine; measured: 1.00). In a subprocess: training in this process would patch
+    success through `rewardlab train reward=code:FILE` at the task's default budget (200k steps,
+    ~20 s of training; measured with the IsaacGymEnvs file: 1.00 on seeds 1 and 2, training
+    success 1.00 from ~140k steps; at 100k it was 0.00). In a subprocess: training in this process would patch
     torch.optim.Adam.step (torch's own profiling hook), which the hostile corpus checks."""
     import json
     import subprocess
@@ -974,7 +975,7 @@ def test_foreign_cartpole_rewards_train_to_the_tasks_success(name, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "rewardlab.cli", "train", "task=cartpole_balance",
-        f"reward=code:{FOREIGN / name}", "total_steps=100000", "seed=1", f"run_dir={run_dir}",
+        f"reward=code:{FOREIGN / name}", "total_steps=200000", "seed=1", f"run_dir={run_dir}",
         "eval.video=false",
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -494,7 +494,7 @@ def test_candidate_check_accepts_eureka_and_text2reward_replies(tmp_path):
 
 @pytest.mark.unit
 def test_malformed_eureka_reply_gets_structured_feedback(tmp_path):
-    """An Eureka reply with an argument our state lacks (``progress_buf``) is rejected before any
+    """An Eureka reply with an argument our state lacks (``pole_tip_force``; IsaacGymEnvs' ``progress_buf`` is bound now) is rejected before any
     training, with an error that names the argument and lists the available names."""
     with OpenAIServer(["unused"]) as srv:
         search = _trial_search(tmp_path, srv)
@@ -503,13 +503,13 @@ def test_malformed_eureka_reply_gets_structured_feedback(tmp_path):
     search._trial([c])
     assert c["status"] == "failed" and c["final"] and c["style"] == "eureka"
     err = c["error"]
-    assert err["kind"] == "unknown_state" and "progress_buf" in err["message"]
+    assert err["kind"] == "unknown_state" and "pole_tip_force" in err["message"]
     assert "pole_angle" in err["feedback"]  # the names it could have used
     saved = json.loads((tmp_path / "s" / "round_1" / "r1c0" / "result.json").read_text())
     assert saved["error"]["kind"] == "unknown_state" and saved["style"] == "eureka"
     # the reflection prompt of a round where everything failed answers that error
     msg = prompting.error_message(saved, [], None)
-    assert "progress_buf" in msg["content"]
+    assert "pole_tip_force" in msg["content"]
 
 
 @pytest.mark.unit
