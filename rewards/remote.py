@@ -342,12 +342,22 @@ class RemoteReward:
             err = RewardError(err.kind, err.message, err.line, err.traceback, self.filename)
         raise RewardRuntimeError(err)
 
+    def _timeout(self, what: str) -> RewardError:
+        """One message whichever limit stops the reward first: CPU time or wall clock (which one
+        wins depends on the machine's load), so that a reward gets the same error everywhere. A
+        search's reflection prompt quotes it, and replaying the search from its LLM cache needs
+        the prompt byte for byte."""
+        seconds = self.call_seconds if self.deadline is None else None
+        wall = f"{seconds:g} s per call" if seconds else "the trial's wall-clock limit"
+        cpu = f"{self._spec['cpu_seconds']:g} s of CPU time"
+        return self._error("timeout", f"no result within its limits ({wall}, {cpu}) while {what}; killed")  # fmt: skip
+
     def _death(self, status: dict[str, Any] | None, what: str) -> RewardError:
         if status is None:
             return self._error("crashed", f"the reward process stopped answering while {what}")
         sig = status.get("signal")
         if sig == signal.SIGXCPU:
-            return self._error("timeout", f"the reward used more than its CPU time limit while {what}")  # fmt: skip
+            return self._timeout(what)
         if sig in (signal.SIGSEGV, signal.SIGBUS):
             return self._error(
                 "crashed",
@@ -366,9 +376,7 @@ class RemoteReward:
             msg, _ = self._chan.recv(deadline)
         except ChannelError as exc:
             if exc.timeout:
-                seconds = self.call_seconds if self.deadline is None else None
-                limit = f"{seconds:g} s per call" if seconds else "the trial's wall-clock limit"
-                self._fail(self._error("timeout", f"no result within {limit} while {what} (killed)"))  # fmt: skip
+                self._fail(self._timeout(what))
             # it died (the host says how) or broke the protocol (then it is killed)
             status = self._end(wait=1.0)
             broke = status is not None and status.get("signal") == signal.SIGKILL and not self._died

@@ -38,6 +38,15 @@ _CTX_LOCK = threading.Lock()
 _CTX: Any = None
 
 
+def _timeout_message(limits: SandboxLimits) -> str:
+    """One message whichever limit stopped the worker first (CPU time or wall clock: which one
+    wins depends on the machine's load), so that the same work gets the same error everywhere."""
+    return (
+        f"did not finish within its limits ({limits.wall_seconds:g} s of wall time, "
+        f"{limits.cpu_seconds:g} s of CPU time); killed"
+    )
+
+
 def _mp_context() -> Any:
     """A forkserver context that preloads torch, so a worker starts in ~0.1 s, not seconds."""
     global _CTX
@@ -194,17 +203,13 @@ def run_in_worker(
         raise SandboxFailure(RewardError.from_dict(result.get("error")))
     if time.monotonic() >= deadline:
         raise SandboxFailure(
-            RewardError(
-                "timeout", f"did not finish within {limits.wall_seconds:g} s of wall time (killed)"
-            )  # fmt: skip
+            RewardError("timeout", _timeout_message(limits))  # fmt: skip
         )
     code = proc.exitcode
     if code is not None and code < 0:
         sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else -code
         if -code == signal.SIGXCPU:
-            raise SandboxFailure(
-                RewardError("timeout", f"used more than {limits.cpu_seconds:g} s of CPU time")
-            )
+            raise SandboxFailure(RewardError("timeout", _timeout_message(limits)))
         raise SandboxFailure(
             RewardError("memory", f"the worker process was killed by {sig} (out of memory?)")
         )
