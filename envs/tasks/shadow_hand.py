@@ -35,7 +35,6 @@ range (= IsaacGymEnvs' ``scale(actions, lower, upper)`` with ``actionsMovingAver
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import torch
 
 from rewardlab.core.reward import RewardTerm, action_l2
 from rewardlab.envs.base import StateField
+from rewardlab.envs.tasks.assets import AssetPackage
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
 from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS, joint_limits
 from rewardlab.envs.tasks.knowledge import (
@@ -68,6 +68,10 @@ HAND_PACKAGE = "gymnasium_robotics"
 """The registry package whose files hold the Shadow Hand model (never imported)."""
 HAND_EXTRA = "hand"
 """RewardLab's optional dependency group that installs it (``pip install 'rewardlab[hand]'``)."""
+HAND_ASSETS = AssetPackage(
+    HAND_PACKAGE, "gymnasium-robotics>=1.4", install=f"pip install 'rewardlab[{HAND_EXTRA}]'"
+)
+"""Where :data:`SCENE_FILE` is found (a missing package skips the task's tests cleanly)."""
 SCENE_FILE = "envs/assets/hand/manipulate_block.xml"
 """The scene (hand + cube + goal cube) inside that package."""
 
@@ -103,26 +107,13 @@ CAMERA_AZIMUTH, CAMERA_ELEVATION, CAMERA_DISTANCE = -60.0, -35.0, 0.45
 """The camera's direction (deg, MuJoCo's free-camera convention) and distance (m)."""
 
 
-class HandModelUnavailableError(ValueError):
-    """The Shadow Hand model's package is not installed (one line naming the extra)."""
-
-
 def hand_scene_file() -> Path:
     """Path of gymnasium-robotics' ``manipulate_block.xml``, found without importing the package.
 
     Raises:
-        HandModelUnavailableError: gymnasium-robotics is not installed.
+        MissingAssetsError: gymnasium-robotics is not installed.
     """
-    found = importlib.util.find_spec(HAND_PACKAGE)
-    roots = list(found.submodule_search_locations or []) if found is not None else []
-    for root in roots:
-        path = Path(root) / SCENE_FILE
-        if path.is_file():
-            return path
-    raise HandModelUnavailableError(
-        "shadow_hand_reorient needs the Shadow Hand model of gymnasium-robotics: "
-        f"pip install 'rewardlab[{HAND_EXTRA}]' (or pip install gymnasium-robotics)"
-    )
+    return HAND_ASSETS.file(SCENE_FILE, needed_by="the Shadow Hand tasks")
 
 
 def build_spec() -> mujoco.MjSpec:
