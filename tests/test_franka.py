@@ -34,7 +34,7 @@ def run_script(task: str, script: str, n: int = 4, seed: int = 1) -> dict[str, t
 @pytest.mark.unit
 def test_the_model_comes_from_the_registry_package_with_its_license() -> None:
     root = franka.asset_root()
-    spec = importlib.util.find_spec(franka.ASSET_PACKAGE)
+    spec = importlib.util.find_spec(franka.PACKAGE.module)
     assert spec is not None and str(root).startswith(str(Path(spec.origin).parent))
     assert "Apache License" in franka.license_file().read_text()[:200]
     repo = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_the_model_comes_from_the_registry_package_with_its_license() -> None:
 @pytest.mark.unit
 def test_a_missing_asset_package_is_one_line_naming_the_requirement(monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == franka.ASSET_PACKAGE else real(name, *a))  # fmt: skip
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == franka.PACKAGE.module else real(name, *a))  # fmt: skip
     with pytest.raises(franka.MissingAssetsError) as err:
         franka.asset_root()
     msg = str(err.value)

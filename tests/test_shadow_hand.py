@@ -6,6 +6,7 @@ tests/test_tasks_smoke.py and tests/test_adapters.py, which walk every task."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 
 import mujoco
@@ -15,10 +16,10 @@ import torch
 
 from rewardlab.envs import make_env
 from rewardlab.envs.tasks import shadow_hand as sh
+from rewardlab.envs.tasks.assets import MissingAssetsError
 from rewardlab.envs.tasks.knowledge import Binding, Constant, Unavailable
 from rewardlab.envs.tasks.shadow_hand import (
     EUREKA_NAMES,
-    HandModelUnavailableError,
     ShadowHandConfig,
     ShadowHandReorient,
     quat_conjugate,
@@ -68,12 +69,14 @@ def test_scene_is_composed_from_the_package_files() -> None:
 
 @pytest.mark.unit
 def test_a_missing_model_package_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sh.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(HandModelUnavailableError) as err:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == sh.HAND_PACKAGE else real(name, *a))  # fmt: skip
+    with pytest.raises(MissingAssetsError) as err:
         ShadowHandReorient.load_model()
     msg = str(err.value)
     assert "\n" not in msg and "rewardlab[hand]" in msg and "gymnasium-robotics" in msg
     assert isinstance(err.value, ValueError)  # the CLI prints ValueErrors as one line
+    assert err.value.missing_dependency  # tests that walk every task skip it
 
 
 @pytest.mark.unit

@@ -20,7 +20,8 @@ from rewardlab.envs.tasks.base import (
     task_names,
 )
 
-_LIBRARY = {"base", "knowledge", "isaacgym_names", "mjcf_yaml", "authoring", "assets"}  # register no task
+# modules that register no task
+_LIBRARY = {"base", "knowledge", "isaacgym_names", "mjcf_yaml", "authoring", "assets"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _LIBRARY and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
