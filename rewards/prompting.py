@@ -77,14 +77,15 @@ def extract_code(reply: str, entry_point: str = ENTRY_POINT) -> Extraction:
     version); if no block does, a reply that is itself Python defining it. Code that does not
     parse is still returned (the sandbox reports the syntax error with its line), but a reply
     whose blocks define no ``entry_point`` has no code. With the default ``entry_point``,
-    Text2Reward's ``compute_dense_reward``/``compute_sparse_reward`` count too (the search
-    detects the style, see :func:`rewardlab.rewards.loader.prepare_source`).
+    Text2Reward's ``compute_dense_reward``/``compute_sparse_reward`` and DrEureka's
+    ``_reward_<term>(self)`` methods count too (the search detects the style, see
+    :func:`rewardlab.rewards.loader.prepare_source`).
     """
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
-    names = [entry_point]
+    names = [re.escape(entry_point)]
     if entry_point == ENTRY_POINT:
-        names += ["compute_dense_reward", "compute_sparse_reward"]
-    alternatives = "|".join(re.escape(n) for n in names)
+        names += ["compute_dense_reward", "compute_sparse_reward", r"_reward_\w+"]
+    alternatives = "|".join(names)
     pattern = re.compile(rf"^\s*def\s+(?:{alternatives})\s*\(", re.M)
     candidates = [b for lang, b in blocks if lang in ("", "python", "py", "python3", "torch")]
     defining = [b for b in candidates if pattern.search(b)]

@@ -778,6 +778,44 @@ def test_dreureka_reward_terms_are_summed_as_dreureka_sums_them():
     assert torch.equal(comps["signal/success"], (angle.abs() < 0.25).float())
 
 
+def test_dreureka_go1_forward_reward_loads_in_the_sandbox_and_matches_a_hand_computation():
+    """DrEureka's own setting: its Go1 "run forward at 2 m/s" reward, as a class of scaled
+    `_reward_<term>` methods on legged_gym's names, loads unchanged on go1_velocity."""
+    from rewardlab.envs.tasks import go1
+    from rewardlab.rewards.loader import load_reward_file
+
+    env = make_env("go1_velocity", num_envs=8, seed=4, nthread=1)
+    env.reset(seed=4)
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(8):
+        action = torch.rand(8, env.action_dim, generator=gen) * 2 - 1
+        env.step(action)
+    state = env.state()
+    fn = load_reward_file(FOREIGN / "dreureka_go1.py", env)
+    try:
+        assert fn.style == "dreureka"
+        total, comps = fn(state, action)
+    finally:
+        fn.close()
+    terms = ["action_rate", "dof_limits", "flat_orientation", "forward_velocity", "height", "lateral_and_yaw", "torques"]  # fmt: skip
+    assert list(comps) == [*terms, "signal/success"]  # sorted, as DrEureka's dir()
+    vb, wb = state["base_lin_vel"], state["base_ang_vel"]
+    assert torch.allclose(comps["forward_velocity"], torch.exp(-((vb[:, 0] - 2.0) ** 2) / 0.5), atol=1e-5)  # fmt: skip
+    assert torch.allclose(comps["lateral_and_yaw"], -0.5 * (vb[:, 1] ** 2 + 0.5 * wb[:, 2] ** 2), atol=1e-5)  # fmt: skip
+    assert torch.allclose(comps["height"], -2.0 * (state["base_pos"][:, 2] - 0.27) ** 2, atol=1e-5)
+    rate = -0.01 * ((action - state["prev_action"]) ** 2).sum(-1)
+    assert torch.allclose(comps["action_rate"], rate, atol=1e-5)
+    assert torch.allclose(comps["torques"], -1e-4 * (state["joint_torque"] ** 2).sum(-1), atol=1e-5)
+    lim = torch.as_tensor(np.array([env.model.jnt_range[env.model.joint(j).id] for j in go1.JOINTS]), dtype=torch.float32)  # fmt: skip
+    q = state["joint_pos"]
+    out = (lim[:, 0] - q).clamp(min=0) + (q - lim[:, 1]).clamp(min=0)
+    assert torch.allclose(comps["dof_limits"], -out.sum(-1), atol=1e-5)
+    vx_world = state["base_lin_vel_world"][:, 0]  # root_states[:, 7]: world-frame x velocity
+    assert torch.allclose(comps["signal/success"], torch.exp(-((2.0 - vx_world) ** 2) / 0.25), atol=1e-5)  # fmt: skip
+    assert torch.allclose(total, sum(comps[t] for t in terms), atol=1e-5)
+    env.close()
+
+
 def test_legged_gym_scales_times_dt_clipping_and_termination_after_it():
     code = (FOREIGN / "dreureka_humanoid.py").read_text()
     state, action, dt = _stepped_state("humanoid_stand", steps=5)
@@ -930,6 +968,7 @@ FOREIGN_FILES = {
     "dreureka_ant.py": "ant_run",
     "dreureka_cartpole.py": "cartpole_balance",
     "dreureka_humanoid.py": "humanoid_stand",
+    "dreureka_go1.py": "go1_velocity",
     "text2reward_maniskill_arm_reach.py": "arm_reach",
     "text2reward_metaworld_arm_reach.py": "arm_reach",
     "text2reward_ant.py": "ant_run",

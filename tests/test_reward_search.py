@@ -82,6 +82,9 @@ def test_extract_code_variants():
     assert prompting.extract_code("def compute_reward(s, a):\n    return 4\n").code is not None
     # no code: a reason the LLM can act on
     assert prompting.extract_code(fixture("no_code")).problem.startswith("the reply has no")
+    # DrEureka's reward class of `_reward_<term>(self)` methods is reward code too
+    dre = "```python\nclass EurekaReward():\n    def _reward_up(self):\n        return self.env.dof_pos[:, 0]\n```"
+    assert "_reward_up" in prompting.extract_code(dre).code
     helper = "```python\ndef helper(x):\n    return x\n```"
     assert "none defines `compute_reward" in prompting.extract_code(helper).problem
     assert prompting.extract_code("   ").problem == "the reply was empty"
@@ -538,3 +541,43 @@ def test_search_without_nonzero_fitness_names_no_winner(tmp_path, monkeypatch, c
     report = (run_dir / "report.md").read_text()
     assert "## No winner" in report and "## Winner" not in report
     assert "| eureka | trained |" in report and "| native | trained |" in report
+
+
+@pytest.mark.slow
+def test_dreureka_go1_search_runs_end_to_end_with_safety_priors(tmp_path, capsys):
+    """DrEureka's setting from the shipped search config (sim_configs/search/go1_run_forward.yaml):
+    the sentence and DrEureka's deployment priors reach the LLM with the Go1's state schema; a
+    DrEureka-style ``class EurekaReward`` reply is checked in the sandbox, trains in a worker
+    process on go1_velocity with the command held at 2 m/s, and is scored by the task's own
+    success; a reply naming state the Go1 lacks is rejected before training. (The budget here is
+    a smoke budget: the fitness is measured, not expected to be high.)"""
+    from rewardlab.cli import main
+    from rewardlab.core.resources import configs_path
+    from rewardlab.search.cli import EXIT_NO_WINNER
+
+    reward = (Path(__file__).parent / "fixtures" / "foreign" / "dreureka_go1.py").read_text()
+    reply = "Track 2 m/s forward, stay level, with small deployment penalties.\n\n```python\n" + reward + "```\n"  # fmt: skip
+    run_dir = tmp_path / "s"
+    with OpenAIServer([reply, fixture("broken_unknown_state")]) as srv:
+        args = ["reward-search", "--config", str(configs_path("search", "go1_run_forward.yaml")),
+                f"run_dir={run_dir}", "rounds=1", "candidates=2", "halving=false",
+                "candidate_steps=3072", "eval_episodes=2", "winner_seeds=0", "videos=none",
+                "workers=1", "train.num_envs=16", f"llm.base_url={srv.base_url}",
+                "llm.model=test-model"]  # fmt: skip
+        code = main(args)
+        prompt = srv.requests[0]["messages"]
+    out = capsys.readouterr().out
+    assert code in (0, EXIT_NO_WINNER), out[-2000:]
+    text = "\n".join(m["content"] for m in prompt if isinstance(m["content"], str))
+    assert "make the robot run forward at 2 m/s" in text
+    assert "DrEureka's deployment priors" in text  # safety_priors: true in the config
+    assert "base_lin_vel" in text and "projected_gravity" in text  # the Go1's state schema
+    state = json.loads((run_dir / "search.json").read_text())
+    cands = {c["id"]: c for c in state["rounds"][0]["candidates"]}
+    good, bad = cands["r1c0"], cands["r1c1"]
+    assert good["style"] == "dreureka" and good["status"] == "trained", good
+    assert 0.0 <= good["fitness"] <= 1.0 and good["steps"] >= 3072
+    assert bad["status"] == "failed" and bad["error_kind"] == "unknown_state"
+    assert state["config"]["train"]["task_cfg"]["lin_vel_x"] == [2.0, 2.0]  # the held command
+    report = (run_dir / "report.md").read_text()
+    assert "| dreureka | trained |" in report
