@@ -262,53 +262,11 @@ def test_an_exported_policy_says_how_the_task_maps_actions(tmp_path: Path) -> No
     env.close()
 
 
-FOREIGN = {  # file -> (task, source), written in each framework's style for these tests
-    "isaacgymenvs_franka_cabinet.py": (
-        "franka_open_drawer",
-        """
-import torch
-from typing import Tuple
-from torch import Tensor
-
-
-@torch.jit.script
-def compute_franka_reward(
-    reset_buf, progress_buf, actions, cabinet_dof_pos,
-    franka_grasp_pos, drawer_grasp_pos, franka_grasp_rot, drawer_grasp_rot,
-    franka_lfinger_pos, franka_rfinger_pos,
-    gripper_forward_axis, drawer_inward_axis, gripper_up_axis, drawer_up_axis,
-    num_envs, dist_reward_scale, rot_reward_scale, around_handle_reward_scale, open_reward_scale,
-    finger_dist_reward_scale, action_penalty_scale, distX_offset, max_episode_length
-):
-    # type: (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, int, float, float, float, float, float, float, float, float) -> Tuple[Tensor, Tensor]
-    d = torch.norm(franka_grasp_pos - drawer_grasp_pos, p=2, dim=-1)
-    dist_reward = 1.0 / (1.0 + d ** 2)
-    dist_reward *= dist_reward
-    open_reward = cabinet_dof_pos[:, 3] * around_handle_reward_scale + cabinet_dof_pos[:, 3]
-    action_penalty = torch.sum(actions ** 2, dim=-1)
-    rewards = dist_reward_scale * dist_reward + open_reward_scale * open_reward - action_penalty_scale * action_penalty
-    reset_buf = torch.where(progress_buf >= max_episode_length - 1, torch.ones_like(reset_buf), reset_buf)
-    return rewards, reset_buf
-""",
-    ),
-    "text2reward_maniskill_lift.py": (
-        "franka_lift",
-        """
-import numpy as np
-from scipy.spatial import distance
-
-
-def compute_dense_reward(self, action) -> float:
-    ee_to_cube = np.linalg.norm(self.robot.ee_pose.p - self.cubeA.pose.p)
-    reaching_reward = 1 - np.tanh(10.0 * ee_to_cube)
-    is_grasped = self.robot.is_grasping
-    lift = np.clip(self.cubeA.pose.p[2] / self.goal_height, 0.0, 1.0)
-    reward = reaching_reward + 2.0 * is_grasped + 3.0 * is_grasped * lift
-    reward -= 0.01 * np.sum(action ** 2)
-    return reward
-""",
-    ),
+FOREIGN = {  # fixture file -> task; written in each framework's style for these tests
+    "isaacgymenvs_franka_cabinet.py": "franka_open_drawer",
+    "text2reward_maniskill_lift.py": "franka_lift",
 }
+FOREIGN_DIR = Path(__file__).parent / "fixtures" / "foreign"
 
 
 @pytest.mark.unit
@@ -322,9 +280,7 @@ def test_foreign_rewards_load_as_written_on_the_franka_tasks(name: str, tmp_path
 
     if shutil.which("bwrap") is None:
         pytest.skip("needs bubblewrap (make system-deps): rewards run in the OS sandbox")
-    task, code = FOREIGN[name]
-    path = tmp_path / name
-    path.write_text(code.lstrip())
+    task, path = FOREIGN[name], FOREIGN_DIR / name
     env = make_env(task, num_envs=2, seed=0, nthread=1)
     env.reset()
     fn = load_reward_file(path, env)

@@ -972,6 +972,8 @@ FOREIGN_FILES = {
     "text2reward_maniskill_arm_reach.py": "arm_reach",
     "text2reward_metaworld_arm_reach.py": "arm_reach",
     "text2reward_ant.py": "ant_run",
+    "isaacgymenvs_franka_cabinet.py": "franka_open_drawer",
+    "text2reward_maniskill_lift.py": "franka_lift",
 }
 
 

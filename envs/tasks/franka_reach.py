@@ -36,7 +36,14 @@ from rewardlab.envs.tasks.authoring import (
 )
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
 from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS
-from rewardlab.envs.tasks.knowledge import CameraSpec, Prompts, Script, ScriptedPolicy, entry
+from rewardlab.envs.tasks.knowledge import (
+    CameraSpec,
+    Prompts,
+    Script,
+    ScriptedPolicy,
+    constant,
+    entry,
+)
 
 State = Mapping[str, torch.Tensor]
 
@@ -115,6 +122,8 @@ class FrankaReach(Task):
         "goal_pos": entry("target_pos"),
         "target_pos": entry("target_pos"),
         "target_position": entry("target_pos"),
+        # IsaacGymEnvs FrankaCabinet's action penalty scale (Eureka's Franka rewards take it)
+        "action_penalty_scale": constant(0.01, "IsaacGymEnvs FrankaCabinet's actionPenaltyScale"),
     }
     text2reward_attrs = {
         **T2R_JOINTS,
