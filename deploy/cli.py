@@ -127,7 +127,8 @@ class SimRobotArgs:
     motor_delay_s: float = 0.0
     """Domain gap: delay (s) before a command reaches the servos."""
     episode_log: str | None = None
-    """Append one JSON line per reaching episode (target, final distance, success) to this file."""
+    """Append one JSON line per episode to this file (reaching: target, final distance, success;
+    locomotion: mean velocity tracking errors, displacement, fall, success)."""
     camera: bool = False
     """Publish rendered camera images on the robot config's ``topics.image``."""
     reset_on_target: bool = True

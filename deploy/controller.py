@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from rewardlab.deploy.actions import ActionMapper
-from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample
+from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample, TwistSample
 from rewardlab.deploy.observation import MalformedMessage, NotReady, ObservationBuilder, roll_pitch
 from rewardlab.deploy.robot_config import RobotConfig
 from rewardlab.deploy.safety import SafetyMonitor, SafetyState, Trip, TripEvent
@@ -94,7 +94,9 @@ class Controller:
         self.robot = robot
         self.control_rate_hz = float(rate)
         self.dt = 1.0 / self.control_rate_hz
-        self.obs = ObservationBuilder(policy.layout, robot, policy.obs_dim)
+        meta = getattr(policy, "meta", None)
+        ranges = meta.get("observation", {}).get("command_ranges") if isinstance(meta, dict) else None  # fmt: skip
+        self.obs = ObservationBuilder(policy.layout, robot, policy.obs_dim, ranges)
         self.mapper = ActionMapper(robot, policy.ctrl_mid, policy.ctrl_half)
         self.safety = SafetyMonitor()
         self.names = tuple(robot.joint_names)
@@ -145,6 +147,14 @@ class Controller:
     def on_target(self, sample: PointSample) -> None:
         """A target point arrived."""
         self._take(self.obs.update_target, sample, "target")
+
+    def on_cmd_vel(self, sample: TwistSample) -> None:
+        """A velocity command (``Twist``) arrived; it is in force for ``command_timeout_s``."""
+        self._take(self.obs.update_cmd_vel, sample, "cmd_vel")
+
+    def on_base_twist(self, sample: TwistSample) -> None:
+        """The base's measured velocity (``TwistStamped``, base frame) arrived."""
+        self._take(self.obs.update_base_twist, sample, "base_twist")
 
     def on_estop(self, engaged: bool, now: float | None = None) -> None:
         """The ``/estop`` topic: ``True`` damps at once (also in PASSIVE); ``False`` only allows
@@ -251,7 +261,7 @@ class Controller:
             return self._trip(now, *trip)
         q, qd = self.obs.position.copy(), self.obs.velocity.copy()
         try:
-            obs = self.obs.build(self.last_action)
+            obs = self.obs.build(self.last_action, now)
         except NotReady as e:  # an input vanished: cannot happen once started, but be safe
             return self._trip(now, Trip.STALE, _short(e))
         except Exception as e:  # noqa: BLE001 - fails closed
@@ -366,6 +376,12 @@ class Controller:
             if self.obs.imu is None:
                 return Trip.STALE, "no IMU sample"
             why = self._check_time("IMU", self.obs.imu.recv_time, now)
+            if why:
+                return Trip.STALE, why
+        if self.obs.needs_base_twist:
+            if self.obs.base_twist is None:
+                return Trip.STALE, "no base velocity sample"
+            why = self._check_time("base velocity", self.obs.base_twist.recv_time, now)
             if why:
                 return Trip.STALE, why
         if r.topics.heartbeat is not None:

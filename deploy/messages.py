@@ -91,6 +91,28 @@ class PointSample:
 
 
 @dataclass
+class TwistSample:
+    """One ``geometry_msgs/Twist`` (a velocity command, ``topics.cmd_vel``) or
+    ``geometry_msgs/TwistStamped`` (the trunk's measured velocity, ``topics.base_twist``)."""
+
+    linear: np.ndarray
+    """``[x, y, z]`` (m/s): for a command, forward, left, up in the robot's heading frame; for a
+    measurement, the base's velocity in the base (trunk) frame."""
+    angular: np.ndarray
+    """``[x, y, z]`` (rad/s) in the same frame (``z``: the yaw rate)."""
+    frame_id: str = ""
+    """Frame of the twist (``TwistStamped`` only; ``Twist`` has none)."""
+    stamp: float = 0.0
+    """Sender's time stamp (s); 0 for a ``Twist``, which has no header."""
+    recv_time: float = 0.0
+    """Receive time (s) on the controller's clock."""
+
+    def __post_init__(self) -> None:
+        self.linear = _arr(self.linear)
+        self.angular = _arr(self.angular)
+
+
+@dataclass
 class Command:
     """What the controller asks the transport to publish this tick.
 

@@ -18,8 +18,19 @@ torso_quat          4          IMU orientation, reordered to MuJoCo's ``w, x, y,
 base_quat           4          same as torso_quat
 torso_angvel        3          IMU angular velocity (rad/s, IMU frame)
 base_angvel         3          same as torso_angvel
+base_ang_vel        3          same as torso_angvel (legged_gym's name)
 projected_gravity   3          gravity direction in the IMU frame, R^T [0, 0, -1]
+base_lin_vel        3          ``TwistStamped.twist.linear`` on ``topics.base_twist`` (base frame)
+command             3          the latest ``Twist`` on ``topics.cmd_vel``: linear.x, linear.y,
+                               angular.z, each clipped into the command ranges; zero (stand
+                               still) before the first one and once it is older than
+                               ``command_timeout_s``
 ==================  =========  ============================================================
+
+A slice name may scale a term and name one derived form, as tasks write their layouts:
+``k * name`` (a number), ``(a, b, c) * name`` (one factor per component, as many as the
+width) and ``joint_pos - default_pose`` (= ``joint_pos_rel``), e.g. go1_velocity's
+``2 * base_lin_vel`` or ``(2, 2, 0.25) * command``.
 
 Other names (a task's ``torso_pos[z]``, ``cos(pole_angle)``...) have no robot-side source here:
 :class:`ObservationBuilder` refuses the policy when it is created, naming the slice.
@@ -35,11 +46,12 @@ a joint fresh.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
-from rewardlab.deploy.messages import ImuSample, JointStateSample, PointSample
+from rewardlab.deploy.messages import ImuSample, JointStateSample, PointSample, TwistSample
 from rewardlab.deploy.robot_config import KinematicsConfig, RobotConfig
 
 JOINT_TERMS = ("joint_pos", "joint_vel", "joint_pos_rel", "last_action")
@@ -49,11 +61,18 @@ VEC3_TERMS = (
     "ee_to_target",
     "torso_angvel",
     "base_angvel",
+    "base_ang_vel",
     "projected_gravity",
+    "base_lin_vel",
+    "command",
 )
 QUAT_TERMS = ("torso_quat", "base_quat")
 SUPPORTED_TERMS = JOINT_TERMS + VEC3_TERMS + QUAT_TERMS
-IMU_TERMS = ("torso_angvel", "base_angvel", "projected_gravity") + QUAT_TERMS
+DERIVED_TERMS = {"joint_pos - default_pose": "joint_pos_rel"}
+"""Expressions of a layout name that are a supported term under another name."""
+IMU_TERMS = ("torso_angvel", "base_angvel", "base_ang_vel", "projected_gravity") + QUAT_TERMS
+TWIST_TERMS = ("base_lin_vel",)
+COMMAND_TERMS = ("command",)
 TARGET_TERMS = ("target_pos", "ee_to_target")
 KINEMATIC_TERMS = ("ee_pos", "ee_to_target")
 
@@ -64,6 +83,42 @@ class ObservationError(ValueError):
 
 class MalformedMessage(ValueError):
     """A robot message that cannot be read as what its topic carries (nothing of it was applied)."""
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_SCALED = re.compile(rf"^\s*(?:(?P<scale>{_NUMBER}|\((?P<vec>[^()]*)\))\s*\*\s*)?(?P<term>.*?)\s*$")
+
+
+def parse_slice_name(name: str) -> tuple[str, float | tuple[float, ...] | None]:
+    """``"(2, 2, 0.25) * command"`` -> ``("command", (2.0, 2.0, 0.25))``; ``"0.05 * joint_vel"``
+    -> ``("joint_vel", 0.05)``; ``"joint_pos - default_pose"`` -> ``("joint_pos_rel", None)``.
+
+    Raises:
+        ObservationError: a scale that is not a number or a tuple of numbers, or a term with
+            no source on a robot.
+    """
+    m = _SCALED.match(name)
+    if m is None:
+        raise ObservationError(f"observation.layout: {name!r} is not 'term', 'k * term' or '(a, b, ...) * term'")  # fmt: skip
+    term = " ".join(m["term"].split())
+    term = DERIVED_TERMS.get(term, term)
+    scale: float | tuple[float, ...] | None = None
+    try:
+        if m["vec"] is not None:
+            scale = tuple(float(v) for v in m["vec"].split(",") if v.strip())
+            if not scale:
+                raise ValueError
+        elif m["scale"] is not None:
+            scale = float(m["scale"])
+    except ValueError:
+        raise ObservationError(f"observation.layout: {name!r}: the scale is not a number or a tuple of numbers") from None  # fmt: skip
+    if term not in SUPPORTED_TERMS:
+        raise ObservationError(
+            f"observation.layout: {name!r} has no source on a robot; supported: "
+            + ", ".join(SUPPORTED_TERMS)
+            + " (optionally 'k * term', '(a, b, ...) * term'; joint_pos - default_pose)"
+        )
+    return term, scale
 
 
 class NotReady(RuntimeError):
@@ -145,14 +200,18 @@ class ObservationBuilder:
         layout: the sidecar's ``observation.layout`` (``[{"name", "start", "width"}]``).
         robot: the robot config (joint names in policy order, default pose, kinematics).
         obs_dim: the policy's ``obs_dim`` (the layout must cover it exactly).
+        command_ranges: ``(low, high)`` per command component (vx, vy, yaw rate), e.g. the
+            sidecar's; ``None``: the robot config's ``command_limits``.
 
     Raises:
         ObservationError: a slice name with no robot-side source, a width that does not fit
             the robot, a layout that does not cover ``obs_dim``, ``ee_*`` without a kinematic
-            chain, IMU terms without ``topics.imu`` or target terms without ``topics.target``.
+            chain, IMU terms without ``topics.imu``, target terms without ``topics.target``,
+            ``base_lin_vel`` without ``topics.base_twist`` or ``command`` without
+            ``topics.cmd_vel``.
     """
 
-    def __init__(self, layout: Sequence[dict], robot: RobotConfig, obs_dim: int) -> None:
+    def __init__(self, layout: Sequence[dict], robot: RobotConfig, obs_dim: int, command_ranges: Sequence[Sequence[float]] | None = None) -> None:  # fmt: skip
         if not layout:
             raise ObservationError(
                 "policy.json has no observation.layout: cannot tell which robot quantity goes where"
@@ -161,6 +220,9 @@ class ObservationBuilder:
         self.robot = robot
         self.obs_dim = int(obs_dim)
         self.slices: list[tuple[str, int, int]] = []
+        """``(layout name, start, width)`` per slice."""
+        self.terms: list[tuple[str, np.ndarray | float | None]] = []
+        """``(term, scale)`` per slice (the parsed layout name)."""
         start = 0
         for i, item in enumerate(layout):
             try:
@@ -175,12 +237,13 @@ class ObservationBuilder:
                 raise ObservationError(
                     f"observation.layout: {name} starts at {item['start']}, expected {start}"
                 )
-            if name not in SUPPORTED_TERMS:
-                raise ObservationError(
-                    f"observation.layout: {name!r} has no source on a robot; supported: "
-                    + ", ".join(SUPPORTED_TERMS)
-                )
+            name_text = name
+            name, scale = parse_slice_name(name_text)
             expected = n if name in JOINT_TERMS else 4 if name in QUAT_TERMS else 3
+            if isinstance(scale, tuple) and len(scale) != width:
+                raise ObservationError(
+                    f"observation.layout: {name_text!r} has {len(scale)} factors for width {width}"
+                )
             if width != expected:
                 raise ObservationError(
                     f"observation.layout: {name!r} has width {width}, expected {expected} for robot {robot.name!r}"
@@ -197,16 +260,34 @@ class ObservationBuilder:
                 raise ObservationError(
                     f"observation.layout: {name!r} needs kinematics.chain in the robot config"
                 )
-            self.slices.append((name, start, width))
+            if name in TWIST_TERMS and robot.topics.base_twist is None:
+                raise ObservationError(
+                    f"observation.layout: {name!r} needs the base's velocity, but topics.base_twist is null"
+                )
+            if name in COMMAND_TERMS and robot.topics.cmd_vel is None:
+                raise ObservationError(
+                    f"observation.layout: {name!r} needs velocity commands, but topics.cmd_vel is null"
+                )
+            self.slices.append((name_text, start, width))
+            self.terms.append(
+                (name, np.asarray(scale, dtype=np.float64) if isinstance(scale, tuple) else scale)
+            )
             start += width
         if start != self.obs_dim:
             raise ObservationError(
                 f"observation.layout covers {start} values, the policy's obs_dim is {obs_dim}"
             )
-        names = {s[0] for s in self.slices}
+        names = {t[0] for t in self.terms}
         self.needs_imu = bool(names & set(IMU_TERMS))
         self.needs_target = bool(names & set(TARGET_TERMS))
         self.needs_velocity = "joint_vel" in names
+        self.needs_base_twist = bool(names & set(TWIST_TERMS))
+        ranges = command_ranges if command_ranges is not None else robot.command_limits
+        lim = np.asarray(ranges, dtype=np.float64).reshape(-1, 2) if len(ranges) else None
+        if lim is not None and (lim.shape != (3, 2) or not (np.isfinite(lim).all() and (lim[:, 0] <= lim[:, 1]).all())):  # fmt: skip
+            raise ObservationError(f"command ranges: got {np.asarray(ranges).tolist()}, expected 3 finite [low, high] (vx, vy, yaw rate)")  # fmt: skip
+        self.command_low = lim[:, 0] if lim is not None else np.full(3, -np.inf)
+        self.command_high = lim[:, 1] if lim is not None else np.full(3, np.inf)
 
         self._index = {name: i for i, name in enumerate(robot.joint_names)}
         self.position = np.full(n, np.nan)
@@ -225,6 +306,10 @@ class ObservationBuilder:
         """Joints named by a message that carried no positions (effort- or velocity-only)."""
         self.imu: ImuSample | None = None
         self.target: PointSample | None = None
+        self.base_twist: TwistSample | None = None
+        """Latest measured base velocity (``topics.base_twist``)."""
+        self.cmd_vel: TwistSample | None = None
+        """Latest velocity command (``topics.cmd_vel``)."""
         self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
         self._fk: _Chain | None = None
 
@@ -299,6 +384,49 @@ class ObservationBuilder:
             raise MalformedMessage(f"target: expected 3 values, got {sample.point.size}")
         self.target = sample
 
+    @staticmethod
+    def _check_twist(sample: TwistSample, what: str) -> None:
+        if sample.linear.shape != (3,) or sample.angular.shape != (3,):
+            raise MalformedMessage(
+                f"{what}: expected 3 linear and 3 angular values, got {sample.linear.size} and {sample.angular.size}"
+            )
+        if not (np.isfinite(sample.linear).all() and np.isfinite(sample.angular).all()):
+            raise MalformedMessage(
+                f"{what}: not finite: linear {sample.linear.tolist()}, angular {sample.angular.tolist()}"
+            )
+
+    def update_cmd_vel(self, sample: TwistSample) -> None:
+        """Take a velocity command (``Twist``).
+
+        Raises:
+            MalformedMessage: not 3 + 3 finite values (the previous command stays, and ages).
+        """
+        self._check_twist(sample, "cmd_vel")
+        self.cmd_vel = sample
+
+    def update_base_twist(self, sample: TwistSample) -> None:
+        """Take the base's measured velocity (``TwistStamped``, base frame).
+
+        Raises:
+            MalformedMessage: not 3 + 3 finite values.
+        """
+        self._check_twist(sample, "base_twist")
+        self.base_twist = sample
+
+    def command(self, now: float | None) -> np.ndarray:
+        """The velocity command ``[vx, vy, yaw rate]`` in force at ``now``: the latest ``Twist``'s
+        linear.x, linear.y, angular.z clipped into the command ranges; zero (stand still) when
+        none arrived, when it is older than ``command_timeout_s`` or received in the future,
+        or when ``now`` is not given."""
+        c = self.cmd_vel
+        if c is None or now is None:
+            return np.zeros(3)
+        age = now - c.recv_time
+        if not 0.0 <= age <= self.robot.command_timeout_s:  # NaN: zero too
+            return np.zeros(3)
+        v = np.array([c.linear[0], c.linear[1], c.angular[2]], dtype=np.float64)
+        return np.minimum(np.maximum(v, self.command_low), self.command_high)
+
     # -- state ----------------------------------------------------------------------------------
 
     def oldest_joint_recv(self) -> float:
@@ -318,6 +446,8 @@ class ObservationBuilder:
             out.append(f"imu ({self.robot.topics.imu})")
         if self.needs_target and self.target is None:
             out.append(f"target ({self.robot.topics.target})")
+        if self.needs_base_twist and self.base_twist is None:
+            out.append(f"base_twist ({self.robot.topics.base_twist})")
         return out
 
     def ee_pos(self) -> np.ndarray:
@@ -326,21 +456,24 @@ class ObservationBuilder:
             self._fk = _Chain(self.robot.kinematics, self.robot.joint_names)
         return self._fk(self.position)
 
-    def build(self, last_action: np.ndarray) -> np.ndarray:
-        """The observation ``[obs_dim]`` float64 from the latest inputs.
+    def build(self, last_action: np.ndarray, now: float | None = None) -> np.ndarray:
+        """The observation ``[obs_dim]`` float64 from the latest inputs (``now``: the controller
+        time, for the age of the velocity command; ``None``: command zero).
 
         Raises:
-            NotReady: some joint, the IMU or the target has not been received yet.
+            NotReady: some joint, the IMU, the target or the base velocity has not been
+                received yet.
         """
         if (
             self.joint_recv.min() == -np.inf
             or (self.needs_imu and self.imu is None)
             or (self.needs_target and self.target is None)
+            or (self.needs_base_twist and self.base_twist is None)
         ):
             raise NotReady(self.missing())
         obs = np.empty(self.obs_dim)
         ee = None
-        for name, start, width in self.slices:
+        for (name, scale), (_, start, width) in zip(self.terms, self.slices, strict=True):
             if name == "joint_pos":
                 v = self.position
             elif name == "joint_vel":
@@ -357,9 +490,13 @@ class ObservationBuilder:
             elif name in QUAT_TERMS:
                 x, y, z, w = self.imu.orientation
                 v = np.array([w, x, y, z])
-            elif name in ("torso_angvel", "base_angvel"):
+            elif name in ("torso_angvel", "base_angvel", "base_ang_vel"):
                 v = self.imu.angular_velocity
+            elif name == "base_lin_vel":
+                v = self.base_twist.linear
+            elif name == "command":
+                v = self.command(now)
             else:  # projected_gravity
                 v = quat_xyzw_to_matrix(self.imu.orientation).T @ np.array([0.0, 0.0, -1.0])
-            obs[start : start + width] = v
+            obs[start : start + width] = v if scale is None else scale * v
         return obs

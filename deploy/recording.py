@@ -134,7 +134,8 @@ class BagRecorder:
         """Record the robot's input topics received by a ``transport_dds.DdsNode`` (receive time)."""
         t = robot.topics
         topics = [(t.joint_states, "sensor_msgs/msg/JointState"), (t.imu, "sensor_msgs/msg/Imu"),
-                  (t.target, "geometry_msgs/msg/PointStamped"), (t.estop, "std_msgs/msg/Bool")]  # fmt: skip
+                  (t.target, "geometry_msgs/msg/PointStamped"), (t.estop, "std_msgs/msg/Bool"),
+                  (t.cmd_vel, "geometry_msgs/msg/Twist"), (t.base_twist, "geometry_msgs/msg/TwistStamped")]  # fmt: skip
         if image and t.image:
             kind = (
                 "sensor_msgs/msg/CompressedImage"

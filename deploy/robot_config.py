@@ -59,6 +59,13 @@ class TopicsConfig:
     heartbeats arrive (``heartbeat_timeout_s``). null: no heartbeat required."""
     target: str | None = "/target"
     """``geometry_msgs/PointStamped`` in: the goal of goal-conditioned policies (``target_pos``)."""
+    cmd_vel: str | None = None
+    """``geometry_msgs/Twist`` in (as ``teleop_twist_keyboard`` publishes on ``/cmd_vel``): the
+    velocity command of locomotion policies (``command``: linear.x, linear.y, angular.z); null:
+    none."""
+    base_twist: str | None = None
+    """``geometry_msgs/TwistStamped`` in: the base's (trunk's) measured velocity in the base
+    frame, from the robot's state estimator (``base_lin_vel``); null: none."""
     image: str | None = None
     """``sensor_msgs/Image`` (or ``.../compressed`` ``CompressedImage``) camera stream; null: none."""
     safety_state: str | None = "/rewardlab/safety_state"
@@ -110,6 +117,22 @@ class SimRobotConfig:
     """Mocap body moved onto the target (for renders); null: none."""
     imu_body: str | None = None
     """Body whose orientation and angular velocity the IMU reports (with ``topics.imu``)."""
+    base_body: str | None = None
+    """Floating-base robots: the body with the free joint (the trunk). It is reset upright at
+    ``base_height`` over the origin, its velocity is published on ``topics.base_twist``, and
+    its collision geoms touching the floor end a locomotion episode (a fall)."""
+    collide_bodies: tuple[str, ...] = ()
+    """Bodies whose collision geoms (group 3: Playground's feet-only Go1 has them collide with
+    nothing) are made to collide with the floor, as the Go1 task does."""
+    base_height: float = 0.3
+    """Height (m) of the base body at a reset (Go1: Playground's ``home`` keyframe, 0.278)."""
+    episode_s: float = 0.0
+    """Locomotion episodes: reset to the default pose every this many seconds (and on a fall);
+    0: no locomotion episodes."""
+    success_lin_vel_error: float = 0.25
+    """Locomotion success (m/s): episode mean of |cmd_xy - v_xy| (base frame) under this."""
+    success_yaw_rate_error: float = 0.5
+    """Locomotion success (rad/s): episode mean of |cmd_yaw - w_z| under this."""
     physics_rate_hz: float = 500.0
     """Physics and PD-loop rate."""
     publish_rate_hz: float = 250.0
@@ -180,6 +203,12 @@ class RobotConfig:
     """Policy rate; null: the policy sidecar's ``control_rate_hz``."""
     command_type: str = "position"
     """``position`` (Float64MultiArray) or ``trajectory`` (JointTrajectory)."""
+    command_limits: tuple[tuple[float, float], ...] = ()
+    """``(low, high)`` of the velocity command ``(vx, vy, yaw rate)`` (m/s, m/s, rad/s) read from
+    ``topics.cmd_vel``: each component is clipped into it (the ranges the policy trained on;
+    a policy sidecar's ``observation.command_ranges`` wins). Empty: no clipping."""
+    command_timeout_s: float = 0.5
+    """A velocity command older than this (by receive time) counts as zero: the robot stands."""
     auto_start: bool = True
     """Leave PASSIVE for RAMP by itself once every input is fresh (false: wait for ``start()``)."""
     topics: TopicsConfig = field(default_factory=TopicsConfig)
@@ -237,7 +266,16 @@ class RobotConfig:
             for j, v in enumerate(getattr(self, key)):
                 if not (math.isfinite(v) and v >= 0):
                     raise ValueError(f"{key}[{j}]: got {v}, expected a finite number >= 0")
-        positive = ("rate_limit", "stale_timeout_s", "heartbeat_timeout_s", "velocity_trip_ratio", "torque_trip_ratio")  # fmt: skip
+        if len(self.command_limits) not in (0, 3):
+            raise ValueError(
+                f"command_limits: got {len(self.command_limits)} ranges, expected 3 (vx, vy, yaw rate) or none"
+            )
+        for j, (lo, hi) in enumerate(self.command_limits):
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+                raise ValueError(
+                    f"command_limits[{j}]: got [{lo}, {hi}], expected finite lower <= upper"
+                )
+        positive = ("rate_limit", "stale_timeout_s", "command_timeout_s", "heartbeat_timeout_s", "velocity_trip_ratio", "torque_trip_ratio")  # fmt: skip
         for key in positive:
             v = getattr(self, key)
             if not (math.isfinite(v) and v > 0):
@@ -276,6 +314,14 @@ class RobotConfig:
             raise ValueError(
                 f"sim.target_joint_low: expected {n} values and as many in target_joint_high, "
                 f"got {len(s.target_joint_low)} and {len(s.target_joint_high)}"
+            )
+        if not s.episode_s >= 0:
+            raise ValueError(f"sim.episode_s: got {s.episode_s}, expected >= 0")
+        if not s.base_height > 0:
+            raise ValueError(f"sim.base_height: got {s.base_height}, expected > 0")
+        if s.episode_s > 0 and not s.base_body:
+            raise ValueError(
+                "sim.base_body: locomotion episodes (sim.episode_s > 0) need the base body"
             )
         if s.target_period_s < 0:
             raise ValueError(f"sim.target_period_s: got {s.target_period_s}, expected >= 0")

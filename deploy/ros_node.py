@@ -11,6 +11,9 @@ best-effort publishers alike):
 
 - ``topics.joint_states`` ``sensor_msgs/JointState``: mapped by joint name (any order, any subset);
 - ``topics.imu`` ``sensor_msgs/Imu``, ``topics.target`` ``geometry_msgs/PointStamped``;
+- ``topics.cmd_vel`` ``geometry_msgs/Twist`` (velocity commands, e.g. teleop_twist_keyboard's;
+  reliable and best-effort publishers alike) and ``topics.base_twist``
+  ``geometry_msgs/TwistStamped`` (the base's velocity from the state estimator);
 - ``topics.estop`` ``std_msgs/Bool``: ``true`` damps at once; ``topics.heartbeat``
   ``std_msgs/Header``: when configured, the robot only moves while heartbeats arrive;
 - ``~/reset`` and ``~/start`` ``std_msgs/Empty``: re-arm after a trip / leave PASSIVE when the
@@ -57,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from rewardlab.deploy.dds_env import apply_dds_environment
-from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample
+from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample, TwistSample
 
 TRIGGERS = ("joint_state", "timer")
 """When the control tick runs: on the first joint state after it falls due, or on a timer."""
@@ -228,6 +231,14 @@ class DeployNode:
             from geometry_msgs.msg import PointStamped
 
             self.node.create_subscription(PointStamped, topics.target, self._on_target, sensor)
+        if topics.cmd_vel:
+            from geometry_msgs.msg import Twist
+
+            self.node.create_subscription(Twist, topics.cmd_vel, self._on_cmd_vel, sensor)
+        if topics.base_twist:
+            from geometry_msgs.msg import TwistStamped
+
+            self.node.create_subscription(TwistStamped, topics.base_twist, self._on_base_twist, sensor)  # fmt: skip
         if topics.estop:
             self.node.create_subscription(Bool, topics.estop, self._on_estop, sensor)
         if topics.heartbeat:
@@ -296,6 +307,14 @@ class DeployNode:
             )
         )
 
+    def _on_cmd_vel_unlocked(self, msg: Any) -> None:
+        v, w = msg.linear, msg.angular
+        self.ctrl.on_cmd_vel(TwistSample(linear=np.array([v.x, v.y, v.z]), angular=np.array([w.x, w.y, w.z]), recv_time=time.monotonic()))  # fmt: skip
+
+    def _on_base_twist_unlocked(self, msg: Any) -> None:
+        v, w = msg.twist.linear, msg.twist.angular
+        self.ctrl.on_base_twist(TwistSample(linear=np.array([v.x, v.y, v.z]), angular=np.array([w.x, w.y, w.z]), frame_id=msg.header.frame_id, stamp=_stamp(msg.header), recv_time=time.monotonic()))  # fmt: skip
+
     def _on_estop_unlocked(self, msg: Any) -> None:
         self.ctrl.on_estop(bool(msg.data), time.monotonic())
         self._publish_status()
@@ -348,6 +367,16 @@ class DeployNode:
         self._guarded(f"{self.robot.topics.target} callback", self._on_target_unlocked, msg)
         if self.recorder is not None:
             self._record_input(self.robot.topics.target, "geometry_msgs/msg/PointStamped", msg)
+
+    def _on_cmd_vel(self, msg: Any) -> None:
+        self._guarded(f"{self.robot.topics.cmd_vel} callback", self._on_cmd_vel_unlocked, msg)
+        if self.recorder is not None:
+            self._record_input(self.robot.topics.cmd_vel, "geometry_msgs/msg/Twist", msg)
+
+    def _on_base_twist(self, msg: Any) -> None:
+        self._guarded(f"{self.robot.topics.base_twist} callback", self._on_base_twist_unlocked, msg)  # fmt: skip
+        if self.recorder is not None:
+            self._record_input(self.robot.topics.base_twist, "geometry_msgs/msg/TwistStamped", msg)
 
     def _on_estop(self, msg: Any) -> None:
         self._guarded(f"{self.robot.topics.estop} callback", self._on_estop_unlocked, msg)

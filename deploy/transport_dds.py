@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample
+from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample, TwistSample
 
 TYPESTORE = "ROS2_JAZZY"
 """rosbags typestore the message definitions come from."""
@@ -275,6 +275,40 @@ def point_from_msg(msg: Any, recv_time: float) -> PointSample:
     p = msg.point
     return PointSample(
         point=[p.x, p.y, p.z],
+        frame_id=msg.header.frame_id,
+        stamp=time_from_msg(msg.header.stamp),
+        recv_time=recv_time,
+    )
+
+
+def _vector3(v: Any) -> Any:
+    x, y, z = (float(a) for a in v)
+    return msg_class("geometry_msgs/msg/Vector3")(x=x, y=y, z=z)
+
+
+def twist_msg(linear: Any, angular: Any) -> Any:
+    """``geometry_msgs/Twist`` (a velocity command, as ``teleop_twist_keyboard`` sends it)."""
+    return msg_class("geometry_msgs/msg/Twist")(linear=_vector3(linear), angular=_vector3(angular))
+
+
+def twist_from_msg(msg: Any, recv_time: float) -> TwistSample:
+    """``geometry_msgs/Twist`` -> :class:`TwistSample` (no stamp: a ``Twist`` has no header)."""
+    v, w = msg.linear, msg.angular
+    return TwistSample(linear=[v.x, v.y, v.z], angular=[w.x, w.y, w.z], recv_time=recv_time)
+
+
+def twist_stamped_msg(linear: Any, angular: Any, stamp: float = 0.0, frame_id: str = "base") -> Any:  # fmt: skip
+    """``geometry_msgs/TwistStamped`` (the base's velocity in the base frame ``frame_id``)."""
+    return msg_class("geometry_msgs/msg/TwistStamped")(
+        header=header_msg(stamp, frame_id), twist=twist_msg(linear, angular)
+    )
+
+
+def twist_stamped_from_msg(msg: Any, recv_time: float) -> TwistSample:
+    v, w = msg.twist.linear, msg.twist.angular
+    return TwistSample(
+        linear=[v.x, v.y, v.z],
+        angular=[w.x, w.y, w.z],
         frame_id=msg.header.frame_id,
         stamp=time_from_msg(msg.header.stamp),
         recv_time=recv_time,
@@ -634,6 +668,10 @@ def run_dds_controller(
             node.subscribe(topics.imu, "sensor_msgs/msg/Imu", locked(lambda m, t: controller.on_imu(imu_from_msg(m, t))))  # fmt: skip
         if topics.target:
             node.subscribe(topics.target, "geometry_msgs/msg/PointStamped", locked(lambda m, t: controller.on_target(point_from_msg(m, t))))  # fmt: skip
+        if topics.cmd_vel:
+            node.subscribe(topics.cmd_vel, "geometry_msgs/msg/Twist", locked(lambda m, t: controller.on_cmd_vel(twist_from_msg(m, t))))  # fmt: skip
+        if topics.base_twist:
+            node.subscribe(topics.base_twist, "geometry_msgs/msg/TwistStamped", locked(lambda m, t: controller.on_base_twist(twist_stamped_from_msg(m, t))))  # fmt: skip
         if topics.estop:
             node.subscribe(topics.estop, "std_msgs/msg/Bool", locked(lambda m, t: controller.on_estop(bool(m.data), t)), qos="reliable")  # fmt: skip
         if topics.heartbeat:
