@@ -640,15 +640,17 @@ def run_sim_robot(
                 sim.step()
                 k = stats.steps = stats.steps + 1
                 if k % publish_every == 0 and not any(a <= sim.time < b for a, b in gaps.blackouts):
-                    q, qd, tau = sim.joint_state()
-                    outbox.append((now + gaps.latency_s, pub_js, dds.joint_state_msg(robot.joint_names, q, qd, tau, stamp=time.time())))  # fmt: skip
-                    stats.joint_states += 1
+                    # IMU and base velocity first: a deploy node that ticks on the joint state
+                    # (trigger=joint_state) then sees all three of this physics step
                     if pub_imu is not None:
                         ori, angvel = sim.imu()
                         outbox.append((now + gaps.latency_s, pub_imu, dds.imu_msg(ori, angvel, (0, 0, 9.81), stamp=time.time())))  # fmt: skip
                     if pub_twist is not None:
                         lin, ang = sim.base_twist()
                         outbox.append((now + gaps.latency_s, pub_twist, dds.twist_stamped_msg(lin, ang, stamp=time.time(), frame_id=robot.sim.base_body or "base")))  # fmt: skip
+                    q, qd, tau = sim.joint_state()
+                    outbox.append((now + gaps.latency_s, pub_js, dds.joint_state_msg(robot.joint_names, q, qd, tau, stamp=time.time())))  # fmt: skip
+                    stats.joint_states += 1
                 if (
                     pub_target is not None
                     and sim.target is not None
