@@ -274,7 +274,8 @@ def test_bad_base_body_and_model_package_are_named():
 def test_policy_walks_the_go1_sim_robot_through_the_controller():
     """0.5 m/s forward for two 10 s episodes: both succeed as in training (mean errors under
     0.25 m/s and 0.5 rad/s, no fall), the robot walks about 5 m per episode, the safety layer
-    stays in RUN. Measured (fixture policy): errors 0.07-0.10 m/s, 0.05-0.06 rad/s, 5.2-5.5 m."""
+    stays in RUN. Measured (fixture policy, 4 episodes): errors 0.08-0.11 m/s, 0.10 rad/s,
+    4.2-4.7 m along x."""
     sim, ctrl, episodes, states = walk(20.0, (0.5, 0.0, 0.0))
     assert ctrl.state == SafetyState.RUN, (ctrl.status(), ctrl.safety.events)
     assert set(states) == {"RAMP", "RUN"}, states
