@@ -732,22 +732,29 @@ def test_legged_gym_names_on_the_torso_robots():
 # DrEureka's reward class
 
 
-def test_dreureka_compute_reward_class_loads_in_the_sandbox_and_matches_a_hand_computation():
+def _dreureka_file_on_a_stepped_env(name: str, task: str, seed: int, steps: int):
+    """``(env, state, action, total, components)``: the DrEureka file ``name`` loaded (in the
+    sandbox) on ``task`` after ``steps`` random steps, called once; its style checked."""
     from rewardlab.rewards.loader import load_reward_file
 
-    env = make_env("ant_run", num_envs=8, seed=6)
-    env.reset(seed=6)
-    gen = torch.Generator().manual_seed(6)
-    for _ in range(6):
+    env = make_env(task, num_envs=8, seed=seed, nthread=1)
+    env.reset(seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
         action = torch.rand(8, env.action_dim, generator=gen) * 2 - 1
         env.step(action)
     state = env.state()
-    fn = load_reward_file(FOREIGN / "dreureka_ant.py", env)
+    fn = load_reward_file(FOREIGN / name, env)
     try:
         assert fn.style == "dreureka"
         total, comps = fn(state, action)
     finally:
         fn.close()
+    return env, state, action, total, comps
+
+
+def test_dreureka_compute_reward_class_loads_in_the_sandbox_and_matches_a_hand_computation():
+    env, state, action, total, comps = _dreureka_file_on_a_stepped_env("dreureka_ant.py", "ant_run", seed=6, steps=6)  # fmt: skip
     assert list(comps) == ["speed_reward", "flat_reward", "action_rate_penalty", "limit_penalty", "signal/success"]  # fmt: skip
     vx = state["torso_linvel"][:, 0]
     assert torch.allclose(comps["speed_reward"], torch.exp(-2.0 * (vx - 1.0).abs()), atol=1e-5)
@@ -782,21 +789,8 @@ def test_dreureka_go1_forward_reward_loads_in_the_sandbox_and_matches_a_hand_com
     """DrEureka's own setting: its Go1 "run forward at 2 m/s" reward, as a class of scaled
     `_reward_<term>` methods on legged_gym's names, loads unchanged on go1_velocity."""
     from rewardlab.envs.tasks import go1
-    from rewardlab.rewards.loader import load_reward_file
 
-    env = make_env("go1_velocity", num_envs=8, seed=4, nthread=1)
-    env.reset(seed=4)
-    gen = torch.Generator().manual_seed(4)
-    for _ in range(8):
-        action = torch.rand(8, env.action_dim, generator=gen) * 2 - 1
-        env.step(action)
-    state = env.state()
-    fn = load_reward_file(FOREIGN / "dreureka_go1.py", env)
-    try:
-        assert fn.style == "dreureka"
-        total, comps = fn(state, action)
-    finally:
-        fn.close()
+    env, state, action, total, comps = _dreureka_file_on_a_stepped_env("dreureka_go1.py", "go1_velocity", seed=4, steps=8)  # fmt: skip
     terms = ["action_rate", "dof_limits", "flat_orientation", "forward_velocity", "height", "lateral_and_yaw", "torques"]  # fmt: skip
     assert list(comps) == [*terms, "signal/success"]  # sorted, as DrEureka's dir()
     vb, wb = state["base_lin_vel"], state["base_ang_vel"]
