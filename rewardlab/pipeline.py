@@ -456,7 +456,7 @@ def evaluate(
         env: evaluate on this env (the caller closes it); default: :func:`make_eval_env`.
         episodes, num_envs, seed, deterministic, video_episodes: override ``cfg.eval``.
         video: write ``video_episodes`` episodes to this mp4, as a captioned grid of up to 9
-            worlds (:mod:`rewardlab.agents.evaluate`).
+            worlds (:mod:`rewardlab.agents.evaluate`), seen through the task's reward camera.
     """
     ev = cfg.eval
     episodes = ev.episodes if episodes is None else episodes
@@ -469,7 +469,8 @@ def evaluate(
     try:
         grid = video_grid(video_episodes, env.num_envs, episodes) if video else None
         if grid is not None:  # all tiles in one GL pass, no shadows: ~10x cheaper per world
-            frames = EnvFrames(env, grid.tile)
+            # the task's own camera (it follows a walking robot; the model's camera 0 does not)
+            frames = EnvFrames(env, grid.tile, cfg.task)
         result = run_episodes(
             policy,
             env,
