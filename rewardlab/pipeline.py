@@ -60,7 +60,7 @@ from rewardlab.plots import (
 from rewardlab.reward_kinds import REWARD_KINDS
 from rewardlab.rewards.boundary import NONE_WARNING
 from rewardlab.runs import RunDir, check_resumable, default_run_dir, git_info, write_run_files
-from rewardlab.vlm_reward.rendering import EnvFrames
+from rewardlab.vlm_reward.rendering import EnvFrames, video_camera
 
 SANDBOX_NONE_FILE = "SANDBOX_NONE.txt"
 """Written into a run directory trained with ``sandbox=none`` (reward code ran unsandboxed)."""
@@ -456,7 +456,7 @@ def evaluate(
         env: evaluate on this env (the caller closes it); default: :func:`make_eval_env`.
         episodes, num_envs, seed, deterministic, video_episodes: override ``cfg.eval``.
         video: write ``video_episodes`` episodes to this mp4, as a captioned grid of up to 9
-            worlds (:mod:`rewardlab.agents.evaluate`), seen through the task's reward camera.
+            worlds (:mod:`rewardlab.agents.evaluate`), seen through the task's ``video_camera``.
     """
     ev = cfg.eval
     episodes = ev.episodes if episodes is None else episodes
@@ -469,8 +469,8 @@ def evaluate(
     try:
         grid = video_grid(video_episodes, env.num_envs, episodes) if video else None
         if grid is not None:  # all tiles in one GL pass, no shadows: ~10x cheaper per world
-            # the task's own camera (it follows a walking robot; the model's camera 0 does not)
-            frames = EnvFrames(env, grid.tile, cfg.task)
+            # the task's video camera (a walking robot's follows it), else the model's camera 0
+            frames = EnvFrames(env, grid.tile, camera=video_camera(cfg.task))
         result = run_episodes(
             policy,
             env,

@@ -45,6 +45,17 @@ def reward_camera(task: str | None) -> Camera | None:
     return declared(cls, "reward_camera")
 
 
+def video_camera(task: str | None) -> Camera | None:
+    """The camera registered ``task`` declares for evaluation videos (``Task.video_camera``);
+    ``None``: the model's camera 0."""
+    if not task:
+        return None
+    try:
+        return getattr(get_task(task), "video_camera", None)
+    except KeyError:
+        return None
+
+
 _OFF_FLAGS = ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX")
 
 
@@ -225,10 +236,13 @@ class EnvFrames:
         env: a batched env.
         size: side of the square frames.
         task: task name, to pick its reward camera (:func:`reward_camera`).
+        camera: a camera to use instead (e.g. the task's :func:`video_camera`).
     """
 
-    def __init__(self, env: object, size: int, task: str | None = None) -> None:
-        self.env, self.size, self.task = env, int(size), task
+    def __init__(
+        self, env: object, size: int, task: str | None = None, camera: Camera | None = None
+    ) -> None:
+        self.env, self.size, self.task, self.camera = env, int(size), task, camera
         self.tiled: TiledRenderer | None = None
         model = getattr(env, "model", None)
         self._can_tile = isinstance(model, mujoco.MjModel)
@@ -239,7 +253,7 @@ class EnvFrames:
         if physics is not None:
             if self.tiled is None:
                 n = int(getattr(self.env, "num_envs", 64))
-                camera = reward_camera(self.task)
+                camera = self.camera if self.camera is not None else reward_camera(self.task)
                 self.tiled = TiledRenderer(self.env.model, self.size, camera, min(n, 64))  # type: ignore[attr-defined]
             return self.tiled.render_rows(physics, ids)
         frames = self.env.render(ids)  # type: ignore[attr-defined]
@@ -274,4 +288,5 @@ __all__ = [
     "env_physics",
     "resize_frames",
     "reward_camera",
+    "video_camera",
 ]

@@ -113,6 +113,10 @@ class Task:
     action_map: Any = None
     """How actions become controls (``authoring.BoundActionMap``); ``None``: one action per
     actuator, ``ctrl = mid + half * a`` over its control range."""
+    video_camera: ClassVar[Camera | None] = None
+    """The camera of evaluation videos (``rewardlab eval video=true``, the end of ``train``);
+    ``None``: the model's camera 0 (or MuJoCo's default free camera). A robot that walks away
+    from the origin declares one that follows it (``CameraSpec(..., track_body=...)``)."""
 
     # What the task knows about itself besides its physics (:mod:`.knowledge`): each is declared
     # here, in the task's own module, or opted out of with ``OptOut(reason)``; ``None`` is a gap

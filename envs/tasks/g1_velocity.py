@@ -135,6 +135,7 @@ class G1Velocity(VelocityTrackingTask):
     num_feet = 2
 
     reward_camera = CameraSpec(2.5, 135.0, -15.0, (0.0, 0.0, 0.0), track_body=g1.PELVIS)
+    video_camera = reward_camera  # follows the robot (the scene's camera 0 stays at the origin)
     prompts = Prompts(
         ("a humanoid robot walking",),
         ("a humanoid robot lying on the floor",),

@@ -107,6 +107,7 @@ class Go1Velocity(VelocityTrackingTask):
     extra_buffers = (("prev_qvel", (12,)),)
 
     reward_camera = CameraSpec(1.6, 135.0, -20.0, (0.0, 0.0, 0.0), track_body=go1.TRUNK)
+    video_camera = reward_camera  # follows the robot (the scene's camera 0 stays at the origin)
     prompts = Prompts(
         ("a four-legged robot dog walking on the ground",),
         ("a four-legged robot dog lying on the ground",),
