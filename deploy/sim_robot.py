@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardlab.deploy.observation import roll_pitch
 from rewardlab.deploy.robot_config import RobotConfig, load_robot_config
 
 
@@ -405,8 +406,7 @@ class SimRobot:
                 return True
         if self.robot.attitude_limit is not None:
             w, x, y, z = self.data.qpos[self.base_qpos + 3 : self.base_qpos + 7]
-            roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-            pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1.0, 1.0))
+            roll, pitch = roll_pitch(np.array([x, y, z, w]))  # the safety layer's own angles
             return bool(max(abs(roll), abs(pitch)) > self.robot.attitude_limit)
         return False
 

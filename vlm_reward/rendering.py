@@ -33,27 +33,26 @@ from rewardlab.envs import get_task
 from rewardlab.envs.tasks.knowledge import Camera, CameraSpec, MultiView, declared
 
 
-def reward_camera(task: str | None) -> Camera | None:
-    """The reward camera registered ``task`` declares; ``None`` when it opts out (or for no or
-    an unknown task): the model's camera 0 is used then."""
+def _task_class(task: str | None) -> type | None:
+    """The registered task class, or ``None`` (no task, or an unknown one)."""
     if not task:
         return None
     try:
-        cls = get_task(task)
+        return get_task(task)
     except KeyError:
         return None
-    return declared(cls, "reward_camera")
+
+
+def reward_camera(task: str | None) -> Camera | None:
+    """The reward camera registered ``task`` declares; ``None`` when it opts out (or for no or
+    an unknown task): the model's camera 0 is used then."""
+    return declared(_task_class(task), "reward_camera")
 
 
 def video_camera(task: str | None) -> Camera | None:
     """The camera registered ``task`` declares for evaluation videos (``Task.video_camera``);
     ``None``: the model's camera 0."""
-    if not task:
-        return None
-    try:
-        return getattr(get_task(task), "video_camera", None)
-    except KeyError:
-        return None
+    return getattr(_task_class(task), "video_camera", None)
 
 
 _OFF_FLAGS = ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX")
