@@ -18,8 +18,8 @@ and joints from ``policy.json``), hands it to :meth:`step`'s caller, and waits u
 networks, it crashed) makes the controller HOLD the robot; the episode then ends
 (``truncated``, ``info["safety"]`` says why) and the next one starts with the operator's reset.
 
-The state that rewards read is rebuilt from the observation slices (``joint_pos``,
-``target_pos``, ...) plus what follows from them (``ee_pos = target_pos - ee_to_target``,
+The state that rewards read is rebuilt from the observation slices under their terms' names with
+their scales undone (``joint_pos``, ``target_pos``, ``2 * base_lin_vel`` as ``base_lin_vel``, ...) plus what follows from them (``ee_pos = target_pos - ee_to_target``,
 ``distance``, ``prev_action``), under the task's own state schema; a reward that reads a name
 the robot cannot provide fails when it loads. Success and termination are the task's own.
 
@@ -42,6 +42,30 @@ from rewardlab.envs.base import BatchedEnv, StateField
 
 TRANSPORTS = ("rclpy", "dds")
 RESET_PROMPT = "[ros2 env] reset the robot for a new episode, then press Enter (a + Enter aborts): "
+
+
+def observation_parts(
+    obs: np.ndarray,
+    terms: list[tuple[str, float | np.ndarray | None]],
+    slices: list[tuple[str, int, int]],
+) -> dict[str, np.ndarray]:
+    """The observation's slices under their terms' names with their scales undone, as the state
+    that rewards read holds them: ``2 * base_lin_vel`` gives ``base_lin_vel`` (m/s), ``joint_pos -
+    default_pose`` gives ``joint_pos_rel``. A component scaled by 0 carries nothing and reads 0.
+
+    Args:
+        obs: one observation ``[obs_dim]``.
+        terms: ``(term, scale)`` per slice (:attr:`ObservationBuilder.terms`).
+        slices: ``(layout name, start, width)`` per slice (:attr:`ObservationBuilder.slices`).
+    """
+    parts: dict[str, np.ndarray] = {}
+    for (term, scale), (_, start, width) in zip(terms, slices, strict=True):
+        v = np.asarray(obs[start : start + width], dtype=np.float64)
+        if scale is not None:
+            k = np.broadcast_to(np.asarray(scale, dtype=np.float64), v.shape)
+            v = np.divide(v, k, out=np.zeros_like(v), where=k != 0)
+        parts[term] = v
+    return parts
 
 
 class RobotAbort(RuntimeError):
@@ -323,7 +347,7 @@ class Ros2Env(BatchedEnv):
 
     def _update_state(self, obs: np.ndarray) -> None:
         self._obs = obs
-        parts = {name: obs[s : s + w] for name, s, w in self.controller.obs.slices}
+        parts = observation_parts(obs, self.controller.obs.terms, self.controller.obs.slices)
         if "ee_to_target" in parts and "target_pos" in parts and "ee_pos" not in parts:
             parts["ee_pos"] = parts["target_pos"] - parts["ee_to_target"]
         if "ee_to_target" in parts and "distance" not in parts:

@@ -20,6 +20,7 @@ from rewardlab.deploy.policy import load_policy
 from rewardlab.deploy.robot_config import RobotConfigError, load_robot_config
 from rewardlab.deploy.safety import SafetyState
 from rewardlab.deploy.sim_robot import SimRobot
+from rewardlab.envs.ros2_backend import observation_parts
 
 EXPORT = Path(__file__).parent / "fixtures" / "deploy" / "go1_velocity_export"
 """go1_velocity policy (see the README there: how it was trained, its eval success)."""
@@ -122,6 +123,17 @@ def test_go1_layout_is_built_as_the_task_builds_it():
     np.testing.assert_allclose(o[24:36], 0.05 * qd)
     np.testing.assert_allclose(o[36:48], last)
     assert [s[0] for s in obs.slices] == [n for n, _ in GO1_LAYOUT]
+    # the ros2 env backend reads the same slices back as the state rewards read, in the task's
+    # units: scales undone, each under its term's name (on-robot fine-tuning of go1_velocity)
+    parts = observation_parts(o, obs.terms, obs.slices)
+    assert set(parts) == {"base_lin_vel", "base_ang_vel", "projected_gravity", "command", "joint_pos_rel", "joint_vel", "last_action"}  # fmt: skip
+    np.testing.assert_allclose(parts["base_lin_vel"], [0.4, -0.1, 0.02])
+    np.testing.assert_allclose(parts["base_ang_vel"], [0.1, -0.2, 0.3])
+    np.testing.assert_allclose(parts["command"], [0.6, 0.2, -0.7])
+    np.testing.assert_allclose(parts["joint_vel"], qd)
+    np.testing.assert_allclose(parts["joint_pos_rel"], q - np.asarray(robot.default_pose))
+    zeroed = observation_parts(o[:3], [("base_lin_vel", np.array([2.0, 0.0, 2.0]))], [("x", 0, 3)])
+    np.testing.assert_allclose(zeroed["base_lin_vel"], [0.4, 0.0, 0.02])
 
 
 @pytest.mark.unit
