@@ -44,7 +44,7 @@ import torch
 
 from rewardlab.core.reward import SUCCESS, TERMINATE
 from rewardlab.envs.tasks import get_task, shipped_task_names, task_names
-from rewardlab.envs.tasks.isaacgym_names import quat_rotate_wxyz as _quat_rotate  # noqa: F401 - compat._quat_rotate
+from rewardlab.envs.tasks.authoring import quat_rotate as _quat_rotate  # noqa: F401 - compat._quat_rotate
 from rewardlab.envs.tasks.knowledge import (
     Binding,
     Columns,

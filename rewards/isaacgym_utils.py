@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rewardlab.envs.tasks.isaacgym_names import quat_rotate_wxyz as _quat_rotate
+from rewardlab.envs.tasks.authoring import quat_rotate as _quat_rotate
 
 
 def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -258,11 +258,22 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
+def quat_conjugate(q: torch.Tensor) -> torch.Tensor:
+    """Conjugate (the inverse of a unit quaternion) of ``[..., 4]`` quaternions (w, x, y, z)."""
+    return torch.cat([q[..., :1], -q[..., 1:]], -1)
+
+
 def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Rotate ``v`` ``[..., 3]`` by unit quaternions ``q`` ``[..., 4]`` (w, x, y, z)."""
     u = q[..., 1:]
     t = 2.0 * torch.linalg.cross(u, v, dim=-1)
     return v + q[..., :1] * t + torch.linalg.cross(u, t, dim=-1)
+
+
+def quat_rotate_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``v`` ``[..., 3]`` (world) expressed in the frame of unit quaternions ``q`` ``[..., 4]``
+    (w, x, y, z): the rotation by ``q``'s conjugate."""
+    return quat_rotate(quat_conjugate(q), v)
 
 
 @dataclass(frozen=True)
@@ -1231,8 +1242,10 @@ __all__ = [
     "lookup",
     "model_names",
     "product",
+    "quat_conjugate",
     "quat_mul",
     "quat_rotate",
+    "quat_rotate_inverse",
     "scaled",
     "scalar_joints",
     "state_value",

@@ -25,7 +25,12 @@ import torch
 from rewardlab.core.reward import RewardTerm, action_l2, alive
 from rewardlab.envs.base import StateField
 from rewardlab.envs.robots import HUMANOID, HUMANOID_STANDING_HEAD_HEIGHT
-from rewardlab.envs.tasks.authoring import ActionMap, BoundActionMap, JointTargets
+from rewardlab.envs.tasks.authoring import (
+    ActionMap,
+    BoundActionMap,
+    JointTargets,
+    quat_rotate_inverse,
+)
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task
 from rewardlab.envs.tasks.isaacgym_names import T2R_LOCOMOTION, locomotion_names
 from rewardlab.envs.tasks.knowledge import CameraSpec, Constant, OptOut, Prompts, entry
@@ -94,13 +99,6 @@ class HumanoidConfig(TaskConfig):
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def quat_rotate_inverse(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Express world vectors ``v [N, 3]`` in the frame of unit quaternions ``q [N, 4]`` (w, x, y, z)."""
-    w, u = q[:, :1], q[:, 1:]
-    t = 2.0 * torch.cross(u, v, dim=-1)
-    return v - w * t + torch.cross(u, t, dim=-1)
 
 
 def tolerance_above(x: torch.Tensor, bound: float, margin: float) -> torch.Tensor:

@@ -18,6 +18,7 @@ from typing import Any
 import mujoco
 import torch
 
+from rewardlab.envs.tasks.authoring import quat_rotate, quat_rotate_inverse
 from rewardlab.envs.tasks.knowledge import (
     Binding,
     Column,
@@ -30,13 +31,6 @@ from rewardlab.envs.tasks.knowledge import (
 )
 
 State = Mapping[str, torch.Tensor]
-
-
-def quat_rotate_wxyz(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate ``v`` ``[N, 3]`` by unit quaternions ``q`` ``[N, 4]`` (w, x, y, z)."""
-    u = q[:, 1:]
-    t = 2.0 * torch.linalg.cross(u, v)
-    return v + q[:, :1] * t + torch.linalg.cross(u, t)
 
 
 def body_axis(q: torch.Tensor, i: int) -> torch.Tensor:
@@ -85,7 +79,7 @@ def _prev_potentials(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
 
 
 def _angvel_world(s: State) -> torch.Tensor:
-    return quat_rotate_wxyz(s["torso_quat"], s["torso_angvel"])
+    return quat_rotate(s["torso_quat"], s["torso_angvel"])
 
 
 def _root_states(s: State, a: torch.Tensor, dt: float) -> torch.Tensor:
@@ -220,11 +214,6 @@ def motor_efforts(names: Sequence[str]) -> Constant:
 _UP = (0.0, 0.0, 1.0)
 
 
-def _quat_inv_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``v`` in the frame of unit quaternions ``q`` (w, x, y, z)."""
-    return quat_rotate_wxyz(q * q.new_tensor([1.0, -1.0, -1.0, -1.0]), v)
-
-
 def _euler(s: State) -> tuple[torch.Tensor, torch.Tensor]:
     """Roll and yaw of the torso in ``[0, 2 pi)`` (IsaacGym's ``get_euler_xyz``)."""
     w, x, y, z = s["torso_quat"].unbind(-1)
@@ -269,7 +258,7 @@ def locomotion_obs(humanoid: bool, n: int, sensors: int, force_scale: float, vel
         col(
             "velocity (torso frame)",
             3,
-            lambda s, a, dt: _quat_inv_rotate(s["torso_quat"], s["torso_linvel"]),
+            lambda s, a, dt: quat_rotate_inverse(s["torso_quat"], s["torso_linvel"]),
         ),  # fmt: skip
         col(
             "angular velocity (torso frame)" + (" * 0.25" if humanoid else ""),
@@ -350,12 +339,12 @@ def locomotion_names(
             lambda s, a, dt: _xyzw(s["torso_quat"]), "`torso_quat` as (x, y, z, w)"
         ),  # fmt: skip
         "base_lin_vel": Binding(
-            lambda s, a, dt: _quat_inv_rotate(s["torso_quat"], s["torso_linvel"]),
+            lambda s, a, dt: quat_rotate_inverse(s["torso_quat"], s["torso_linvel"]),
             "`torso_linvel` in the torso frame",
         ),  # fmt: skip
         "base_ang_vel": entry("torso_angvel"),
         "projected_gravity": Binding(
-            lambda s, a, dt: _quat_inv_rotate(s["torso_quat"], _rows(a, (0.0, 0.0, -1.0))),
+            lambda s, a, dt: quat_rotate_inverse(s["torso_quat"], _rows(a, (0.0, 0.0, -1.0))),
             "gravity's direction (0, 0, -1) in the torso frame",
         ),  # fmt: skip
         "gravity_vec": Binding(

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from rewardlab.envs.base import StateField
+from rewardlab.envs.tasks.authoring import quat_rotate, quat_rotate_inverse
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.envs.tasks.isaacgym_names import joint_limits
 from rewardlab.envs.tasks.knowledge import (  # fmt: skip
@@ -83,18 +84,6 @@ class VelocityTrackingConfig(TaskConfig):
             raise ValueError(f"standing_fraction must be in [0, 1], got {self.standing_fraction}")
         if self.air_time_threshold < 0:
             raise ValueError(f"air_time_threshold must be >= 0, got {self.air_time_threshold}")
-
-
-def quat_inv_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``v`` ``[N, 3]`` (world) in the frame of unit quaternions ``q`` ``[N, 4]`` (w, x, y, z)."""
-    w, u = q[:, :1], -q[:, 1:]
-    t = 2.0 * torch.cross(u, v, dim=-1)
-    return v + w * t + torch.cross(u, t, dim=-1)
-
-
-def quat_conj(q: torch.Tensor) -> torch.Tensor:
-    """The conjugate (inverse of a unit quaternion) of ``q`` ``[N, 4]`` (w, x, y, z)."""
-    return torch.cat([q[:, :1], -q[:, 1:]], -1)
 
 
 def xyzw(q: torch.Tensor) -> torch.Tensor:
@@ -282,7 +271,7 @@ class VelocityTrackingTask(Task):
         quat = q[:, 3:7]
         lin_w = v[:, 0:3]
         ang_b = v[:, 3:6]  # MuJoCo's free joint: angular velocity in the body frame
-        lin_b = quat_inv_rotate(quat, lin_w)
+        lin_b = quat_rotate_inverse(quat, lin_w)
         down = torch.tensor([0.0, 0.0, -1.0], dtype=q.dtype, device=q.device).expand_as(lin_w)
         cmd = self._buf("command", q, 3)
         lin_err = torch.linalg.vector_norm(cmd[:, :2] - lin_b[:, :2], dim=-1)
@@ -298,8 +287,8 @@ class VelocityTrackingTask(Task):
             "base_lin_vel": lin_b.float(),
             "base_ang_vel": ang_b.float(),
             "base_lin_vel_world": lin_w.float(),
-            "base_ang_vel_world": quat_inv_rotate(quat_conj(quat), ang_b).float(),
-            "projected_gravity": quat_inv_rotate(quat, down).float(),
+            "base_ang_vel_world": quat_rotate(quat, ang_b).float(),
+            "projected_gravity": quat_rotate_inverse(quat, down).float(),
             "command": cmd.float(),
             "joint_pos": q[:, self._qpos_idx].float(),
             "joint_vel": v[:, self._qvel_idx].float(),
@@ -355,7 +344,5 @@ __all__ = [
     "VelocityTrackingConfig",
     "VelocityTrackingTask",
     "legged_gym_names",
-    "quat_conj",
-    "quat_inv_rotate",
     "xyzw",
 ]
