@@ -238,20 +238,27 @@ FIXTURES = Path(__file__).parent / "fixtures" / "metaworld"
 
 @needs_metaworld
 @pytest.mark.unit
-def test_text2reward_general_metaworld_reward_loads_and_reads_our_state() -> None:
+@pytest.mark.parametrize(
+    ("task", "file", "axis"),
+    [
+        ("metaworld_button_press", "text2reward_button_press.py", 1),  # pressed along y
+        ("metaworld_window_open", "text2reward_window_open.py", 0),  # slid along x
+    ],
+)
+def test_text2reward_general_metaworld_reward_loads_and_reads_our_state(task: str, file: str, axis: int) -> None:  # fmt: skip
     from rewardlab.rewards.loader import load_reward_file
 
-    env = _env("metaworld_button_press", n=4, seed=3)
+    env = _env(task, n=4, seed=3)
     for _ in range(5):
         env.step(torch.rand(4, 4) * 2 - 1)
     st, a = env.state(), torch.rand(4, 4) * 2 - 1
-    fn = load_reward_file(FIXTURES / "text2reward_button_press.py", env)
+    fn = load_reward_file(FIXTURES / file, env)
     try:
         total, _ = fn(st, a)
     finally:
         fn.close()
     hand, obj, goal = st["hand_pos"].double(), st["obj_pos"].double(), st["goal_pos"].double()
-    ref = -(hand - obj).norm(dim=-1) - 5.0 * (obj[:, 1] - goal[:, 1]).abs() - 0.01 * a.double().norm(dim=-1)  # fmt: skip
+    ref = -(hand - obj).norm(dim=-1) - 5.0 * (obj[:, axis] - goal[:, axis]).abs() - 0.01 * a.double().norm(dim=-1)  # fmt: skip
     assert torch.allclose(total.double(), ref, atol=1e-5)
 
 

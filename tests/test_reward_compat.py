@@ -968,6 +968,7 @@ FOREIGN_FILES = {
     "text2reward_ant.py": "ant_run",
     "isaacgymenvs_franka_cabinet.py": "franka_open_drawer",
     "text2reward_maniskill_lift.py": "franka_lift",
+    "eureka_shadow_hand.py": "shadow_hand_reorient",
 }
 
 

@@ -123,6 +123,30 @@ def test_goal_orientations_are_isaacgym_rotations_about_x_then_y() -> None:
     assert angles.max() > 2.5 and angles.min() < 0.5  # spread over large and small rotations
 
 
+@pytest.mark.unit
+def test_goal_angle_tilts_the_cube_by_that_angle_about_a_horizontal_axis() -> None:
+    """The reduced task: each goal is the cube's orientation at the draw, tilted by goal_angle about
+    a horizontal world axis of random heading (the goal's z axis leans by that angle)."""
+    gen = torch.Generator().manual_seed(5)
+    q = random_orientation(gen, 256, torch.zeros(1, dtype=torch.float64))
+    goal = sh.tilted(q, 0.3, gen)
+    torch.testing.assert_close(rotation_distance(goal, q), torch.full((256,), 0.3, dtype=torch.float64))  # fmt: skip
+    up = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand(256, 3)
+    turn = quat_mul(goal, quat_conjugate(q))  # the world-frame rotation that was applied
+    assert turn[:, 3].abs().max() < 1e-12  # no component about the vertical axis
+    lean = torch.acos((sh.quat_rotate(turn, up) * up).sum(-1).clamp(-1, 1))
+    torch.testing.assert_close(lean, torch.full((256,), 0.3, dtype=torch.float64))
+    headings = torch.atan2(turn[:, 2], turn[:, 1])
+    assert headings.max() - headings.min() > 5.0  # every direction
+    env = make_env(TASK, num_envs=8, cfg=ShadowHandConfig(goal_angle=0.3), nthread=1)
+    env.reset(seed=0)
+    st = env.state()
+    torch.testing.assert_close(rotation_distance(st["object_quat"].double(), st["goal_quat"].double()), torch.full((8,), 0.3, dtype=torch.float64), atol=1e-5, rtol=0)  # fmt: skip
+    env.close()
+    with pytest.raises(ValueError, match="goal_angle"):
+        ShadowHandConfig(goal_angle=4.0).validate()
+
+
 def test_a_reached_goal_is_counted_rewarded_and_redrawn() -> None:
     env = _env()
     try:

@@ -48,6 +48,7 @@ import torch
 from rewardlab.core.reward import RewardTerm, action_l2
 from rewardlab.envs.base import StateField
 from rewardlab.envs.tasks.assets import AssetPackage
+from rewardlab.envs.tasks.authoring import quat_conjugate, quat_mul, quat_rotate
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig, register_task, uniform
 from rewardlab.envs.tasks.isaacgym_names import T2R_JOINTS, joint_limits
 from rewardlab.envs.tasks.knowledge import (
@@ -146,33 +147,6 @@ def build_spec() -> mujoco.MjSpec:
 # -- quaternions (w, x, y, z) --------------------------------------------------------------------
 
 
-def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of ``[..., 4]`` quaternions (w, x, y, z)."""
-    w1, x1, y1, z1 = a.unbind(-1)
-    w2, x2, y2, z2 = b.unbind(-1)
-    return torch.stack(
-        [
-            w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-            w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-            w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-            w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-        ],
-        -1,
-    )
-
-
-def quat_conjugate(q: torch.Tensor) -> torch.Tensor:
-    """Conjugate (the inverse of a unit quaternion) of ``[..., 4]`` quaternions (w, x, y, z)."""
-    return torch.cat([q[..., :1], -q[..., 1:]], -1)
-
-
-def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Rotate ``v`` ``[..., 3]`` by unit quaternions ``q`` ``[..., 4]`` (w, x, y, z)."""
-    u = q[..., 1:]
-    t = 2.0 * torch.linalg.cross(u, v)
-    return v + q[..., :1] * t + torch.linalg.cross(u, t)
-
-
 def rotation_distance(q: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
     """Angle (rad, in [0, pi]) of the rotation between orientations ``q`` and ``goal`` ``[..., 4]``:
     ``2 asin(|vec(q * conj(goal))|)``, as IsaacGymEnvs' ``rot_dist``."""
@@ -189,6 +163,18 @@ def random_orientation(gen: torch.Generator, n: int, like: torch.Tensor) -> torc
     qx = torch.stack([torch.cos(hx), torch.sin(hx), zero, zero], -1)
     qy = torch.stack([torch.cos(hy), zero, torch.sin(hy), zero], -1)
     return quat_mul(qx, qy)
+
+
+def tilted(q: torch.Tensor, angle: float, gen: torch.Generator) -> torch.Tensor:
+    """Orientations ``q`` ``[n, 4]`` (w, x, y, z) turned by ``angle`` (rad) about a horizontal
+    world axis of uniformly random heading (the rotation is applied in the world frame)."""
+    heading = math.pi * uniform(gen, (q.shape[0],), q)
+    half = 0.5 * angle
+    s = math.sin(half) * torch.ones_like(heading)
+    turn = torch.stack(
+        [math.cos(half) * torch.ones_like(heading), s * torch.cos(heading), s * torch.sin(heading), torch.zeros_like(heading)], -1
+    )  # fmt: skip
+    return quat_mul(turn, q)
 
 
 def _xyzw(q: torch.Tensor) -> torch.Tensor:
@@ -215,6 +201,10 @@ class ShadowHandConfig(TaskConfig):
     """Half-width (m) of the uniform noise on the cube's initial position (``resetPositionNoise``)."""
     success_tolerance: float = 0.1
     """A goal is reached when the cube's orientation is within this angle (rad) of it."""
+    goal_angle: float = 0.0
+    """0 (default): each goal is a random orientation, drawn as IsaacGymEnvs draws them. > 0: a
+    reduced task (a curriculum stage, or a learning test on a small budget): each goal is the cube's
+    orientation when the goal is drawn, tilted by this angle (rad) about a random horizontal axis."""
     success_goals: int = 1
     """An episode succeeds when it reached at least this many goals (consecutive successes)."""
     max_consecutive_successes: int = 0
@@ -248,6 +238,8 @@ class ShadowHandConfig(TaskConfig):
             raise ValueError(f"object_position_noise must be in [0, 0.05] m, got {self.object_position_noise}")  # fmt: skip
         if not 0.0 < self.success_tolerance < math.pi:
             raise ValueError(f"success_tolerance must be in (0, pi) rad, got {self.success_tolerance}")  # fmt: skip
+        if not 0.0 <= self.goal_angle <= math.pi:
+            raise ValueError(f"goal_angle must be in [0, pi] rad (0: random goals), got {self.goal_angle}")  # fmt: skip
         if self.success_goals < 1:
             raise ValueError(f"success_goals must be >= 1, got {self.success_goals}")
         if self.max_consecutive_successes < 0:
@@ -463,7 +455,11 @@ class ShadowHandReorient(Task):
 
     def _new_goals(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
         goal_quat, _ = self._buffers(sim)
-        quat = random_orientation(gen, len(env_ids), sim.qpos)
+        if self.cfg.goal_angle > 0.0:
+            o = self._obj_q
+            quat = tilted(sim.qpos[env_ids, o + 3 : o + 7], self.cfg.goal_angle, gen)
+        else:
+            quat = random_orientation(gen, len(env_ids), sim.qpos)
         goal_quat[env_ids] = quat.to(goal_quat.dtype)
         mocap = sim.derived.get("mocap_quat")
         if mocap is not None:  # drawn only: the native backend binds it live, others may copy
