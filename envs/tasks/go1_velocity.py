@@ -32,7 +32,7 @@ import torch
 
 from rewardlab.core.reward import RewardTerm, action_rate_l2
 from rewardlab.envs.base import StateField
-from rewardlab.envs.tasks import go1
+from rewardlab.envs.tasks import go1, terrain
 from rewardlab.envs.tasks.authoring import (
     ActionMap,
     Contact,
@@ -52,6 +52,7 @@ from rewardlab.envs.tasks.knowledge import (
     Unavailable,
     entry,
 )
+from rewardlab.envs.tasks.terrain import TerrainGrid, curriculum_levels, spawn_clearance
 from rewardlab.envs.tasks.velocity_tracking import (
     LAST_ACTION,
     VelocityTrackingConfig,
@@ -259,3 +260,125 @@ class Go1Velocity(VelocityTrackingTask):
                 "termination": (lambda s, a: s["base_contact"], -2.0),
             }
         )
+
+
+# -- rough terrain with a curriculum ----------------------------------------------------------------
+
+TERRAIN = TerrainGrid()
+"""The rough variant's ground: 10 levels x 8 tiles of 4 m, bumps up to 6 cm (:mod:`.terrain`)."""
+
+
+@dataclass(frozen=True)
+class Go1RoughConfig(Go1VelocityConfig):
+    """Go1 velocity tracking on graded rough terrain (the ground: :data:`TERRAIN`)."""
+
+    curriculum: bool = True
+    """Terrain curriculum (legged_gym): a world starts at a level up to ``init_max_level`` and
+    moves up a level after an episode in which it walked farther than half a tile, down one
+    after walking less than half of what its commands asked for. Off: every episode starts on a
+    uniformly random level (for evaluation over all terrain)."""
+    init_max_level: int = 2
+    """Highest level a world starts at when the curriculum is on (legged_gym's
+    ``max_init_terrain_level``)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.init_max_level < TERRAIN.levels:
+            raise ValueError(f"init_max_level must be in [0, {TERRAIN.levels - 1}], got {self.init_max_level}")  # fmt: skip
+
+
+@register_task
+class Go1VelocityRough(Go1Velocity):
+    """Make the Unitree Go1 walk at a commanded velocity over rough ground, harder as it learns."""
+
+    name = "go1_velocity_rough"
+    extra_buffers = (("prev_qvel", (12,)), ("base_xy", (2,)))
+    prompts = Prompts(
+        ("a four-legged robot dog walking over bumpy ground",),
+        ("a four-legged robot dog lying on bumpy ground",),
+    )
+    eureka_names = {
+        **Go1Velocity.eureka_names,
+        "measured_heights": Unavailable(
+            "the policy is blind: terrain heights around the robot are not sampled; "
+            "env.base_height is the trunk's height above the ground under it"
+        ),  # fmt: skip
+    }
+
+    def __init__(self, cfg: Go1RoughConfig, model: mujoco.MjModel) -> None:
+        super().__init__(cfg, model)
+        self.cfg: Go1RoughConfig = cfg
+        self._ground = torch.as_tensor(TERRAIN.heights())
+
+    @classmethod
+    def default_config(cls) -> Go1RoughConfig:
+        return Go1RoughConfig()
+
+    @classmethod
+    def load_model(cls) -> mujoco.MjModel:
+        spec = go1.go1_scene(rough=True)
+        TERRAIN.apply(spec, "hfield")
+        # the flat scene's headlight and white sky (the rough scene's defaults render nearly black)
+        spec.visual.headlight.diffuse = [0.8, 0.8, 0.8]
+        spec.visual.headlight.ambient = [0.2, 0.2, 0.2]
+        spec.add_texture(type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT, rgb1=[1, 1, 1], rgb2=[1, 1, 1], width=800, height=800)  # fmt: skip
+        # a light checker (0.5 m squares) instead of the dark rock photo, so the bumps show
+        spec.add_texture(name="terrain", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, rgb1=[0.85, 0.85, 0.85], rgb2=[0.65, 0.65, 0.65], width=300, height=300)  # fmt: skip
+        material = spec.add_material(name="terrain", texrepeat=[2, 2], texuniform=True)
+        material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "terrain"
+        spec.geom(go1.FLOOR).material = "terrain"
+        add_contact_sensors(spec, [*FOOT_CONTACTS, BASE_CONTACT, *THIGH_CONTACTS])
+        return spec.compile()
+
+    @classmethod
+    def task_files(cls) -> list[Path]:
+        from rewardlab.core.resources import configs_path
+
+        return [Path(__file__).resolve(), Path(terrain.__file__).resolve(), Path(go1.__file__).resolve(), configs_path("robots", "go1.yaml"), *go1.model_files(rough=True)]  # fmt: skip
+
+    def _after_step_buffers(self, sim: SimView, state: State) -> None:
+        super()._after_step_buffers(sim, state)
+        self._buf("base_xy", sim.qpos, 2).copy_(sim.qpos[:, 0:2])  # copy_ converts the dtype
+
+    def reset(self, sim: SimView, env_ids: torch.Tensor, gen: torch.Generator) -> None:
+        """Move the worlds whose episodes ended through the curriculum (their last base position
+        against their spawn point), then spawn each world on a tile of its level."""
+        like, ids = sim.qpos, env_ids.to(sim.qpos.device)
+        level, started = self._buf("level", like), self._buf("started", like)
+        spawn = self._buf("spawn_xy", like, 2)
+        if self.cfg.curriculum:
+            ended = ids[started[ids] > 0]
+            if len(ended):
+                walked = torch.linalg.vector_norm(self._buf("base_xy", like, 2)[ended] - spawn[ended], dim=-1)  # fmt: skip
+                asked = torch.linalg.vector_norm(self._buf("command", like, 3)[ended, :2], dim=-1) * (self.cfg.episode_steps * self.control_dt)  # fmt: skip
+                level[ended] = curriculum_levels(level[ended], walked, asked, TERRAIN.tile_size, TERRAIN.levels, gen).to(level)  # fmt: skip
+            fresh, top = ids[started[ids] == 0], self.cfg.init_max_level
+        else:
+            fresh, top = ids, TERRAIN.levels - 1
+        if len(fresh):
+            level[fresh] = torch.randint(0, top + 1, (len(fresh),), generator=gen, device=gen.device).to(level)  # fmt: skip
+        column = torch.randint(0, TERRAIN.columns, (len(ids),), generator=gen, device=gen.device)
+        super().reset(sim, env_ids, gen)  # the pose around the origin, commands, zeroed buffers
+        q = sim.qpos[ids]
+        q[:, 0:2] += TERRAIN.tile_centers(level[ids], column).to(like)
+        q[:, 2] += TERRAIN.base_height + spawn_clearance(TERRAIN, level[ids]).to(like)
+        sim.qpos[ids] = q
+        spawn[ids] = q[:, 0:2].to(spawn)
+        self._buf("base_xy", like, 2)[ids] = q[:, 0:2].to(spawn)
+        started[ids] = 1.0
+
+    def episode_metrics(self, env_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``charts/terrain_level``: the level each ending episode was played on."""
+        return {"charts/terrain_level": self._buffers["level"][env_ids.to(self._buffers["level"].device)].float()}  # fmt: skip
+
+    def state_spec(self) -> dict[str, StateField]:
+        spec = super().state_spec()
+        spec["base_height"] = StateField((), "m", "world", f"Trunk height above the ground under it (standing about {self.cfg.base_height_target} m).")  # fmt: skip
+        return spec
+
+    def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = super().state(sim, last_action)
+        q = sim.qpos
+        ground = TERRAIN.height_at(q[:, 0:2], self._ground.to(q.device, q.dtype))
+        out["base_height"] = (q[:, 2] - ground).float()
+        return out
