@@ -15,6 +15,7 @@ builder does that, by joint name.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -138,3 +139,66 @@ class Command:
     """Receive time of the newest joint state the command is based on (latency measurements)."""
     reason: str = ""
     """Why the safety layer is holding or damping (empty while running)."""
+
+
+# -- ROS messages -> samples ----------------------------------------------------------------------
+# Each reads a ROS 2 message by its fields only, so the same function converts an rclpy message
+# and a rosbags (cyclonedds) one.
+
+
+def time_from_msg(msg: Any) -> float:
+    """``builtin_interfaces/Time`` -> seconds."""
+    return float(msg.sec) + float(msg.nanosec) * 1e-9
+
+
+def joint_state_from_msg(msg: Any, recv_time: float) -> JointStateSample:
+    """``sensor_msgs/JointState`` -> :class:`JointStateSample`."""
+    return JointStateSample(
+        names=tuple(msg.name),
+        position=msg.position,
+        velocity=msg.velocity,
+        effort=msg.effort,
+        stamp=time_from_msg(msg.header.stamp),
+        recv_time=recv_time,
+    )
+
+
+def imu_from_msg(msg: Any, recv_time: float) -> ImuSample:
+    """``sensor_msgs/Imu`` -> :class:`ImuSample` (orientation as ROS orders it: x, y, z, w)."""
+    o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    return ImuSample(
+        orientation=[o.x, o.y, o.z, o.w],
+        angular_velocity=[w.x, w.y, w.z],
+        linear_acceleration=[a.x, a.y, a.z],
+        stamp=time_from_msg(msg.header.stamp),
+        recv_time=recv_time,
+    )
+
+
+def point_from_msg(msg: Any, recv_time: float) -> PointSample:
+    """``geometry_msgs/PointStamped`` -> :class:`PointSample`."""
+    p = msg.point
+    return PointSample(
+        point=[p.x, p.y, p.z],
+        frame_id=msg.header.frame_id,
+        stamp=time_from_msg(msg.header.stamp),
+        recv_time=recv_time,
+    )
+
+
+def twist_from_msg(msg: Any, recv_time: float) -> TwistSample:
+    """``geometry_msgs/Twist`` -> :class:`TwistSample` (no stamp: a ``Twist`` has no header)."""
+    v, w = msg.linear, msg.angular
+    return TwistSample(linear=[v.x, v.y, v.z], angular=[w.x, w.y, w.z], recv_time=recv_time)
+
+
+def twist_stamped_from_msg(msg: Any, recv_time: float) -> TwistSample:
+    """``geometry_msgs/TwistStamped`` -> :class:`TwistSample` with its frame and stamp."""
+    v, w = msg.twist.linear, msg.twist.angular
+    return TwistSample(
+        linear=[v.x, v.y, v.z],
+        angular=[w.x, w.y, w.z],
+        frame_id=msg.header.frame_id,
+        stamp=time_from_msg(msg.header.stamp),
+        recv_time=recv_time,
+    )

@@ -60,7 +60,14 @@ from typing import Any
 import numpy as np
 
 from rewardlab.deploy.dds_env import apply_dds_environment
-from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample, TwistSample
+from rewardlab.deploy.messages import (
+    Command,
+    imu_from_msg,
+    joint_state_from_msg,
+    point_from_msg,
+    twist_from_msg,
+    twist_stamped_from_msg,
+)
 
 TRIGGERS = ("joint_state", "timer")
 """When the control tick runs: on the first joint state after it falls due, or on a timer."""
@@ -135,10 +142,6 @@ class LoopStats:
             "triggers": self.triggers,
             "summary": self.summary(),
         }
-
-
-def _stamp(header: Any) -> float:
-    return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
 
 
 def _exc(where: str, e: BaseException) -> str:
@@ -270,50 +273,22 @@ class DeployNode:
 
     def _on_joint_state_unlocked(self, msg: Any) -> None:
         now = time.monotonic()
-        self.ctrl.on_joint_state(
-            JointStateSample(
-                names=tuple(msg.name),
-                position=np.asarray(msg.position, dtype=np.float64),
-                velocity=np.asarray(msg.velocity, dtype=np.float64),
-                effort=np.asarray(msg.effort, dtype=np.float64),
-                stamp=_stamp(msg.header),
-                recv_time=now,
-            )
-        )
+        self.ctrl.on_joint_state(joint_state_from_msg(msg, now))
         if self.trigger == "joint_state" and now >= self._next_due:
             self._tick(now, "joint_state")
             self.timer.reset()  # the fallback fires one period from now, when the next is due
 
     def _on_imu_unlocked(self, msg: Any) -> None:
-        o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
-        self.ctrl.on_imu(
-            ImuSample(
-                orientation=np.array([o.x, o.y, o.z, o.w]),
-                angular_velocity=np.array([w.x, w.y, w.z]),
-                linear_acceleration=np.array([a.x, a.y, a.z]),
-                stamp=_stamp(msg.header),
-                recv_time=time.monotonic(),
-            )
-        )
+        self.ctrl.on_imu(imu_from_msg(msg, time.monotonic()))
 
     def _on_target_unlocked(self, msg: Any) -> None:
-        p = msg.point
-        self.ctrl.on_target(
-            PointSample(
-                point=np.array([p.x, p.y, p.z]),
-                frame_id=msg.header.frame_id,
-                stamp=_stamp(msg.header),
-                recv_time=time.monotonic(),
-            )
-        )
+        self.ctrl.on_target(point_from_msg(msg, time.monotonic()))
 
     def _on_cmd_vel_unlocked(self, msg: Any) -> None:
-        v, w = msg.linear, msg.angular
-        self.ctrl.on_cmd_vel(TwistSample(linear=np.array([v.x, v.y, v.z]), angular=np.array([w.x, w.y, w.z]), recv_time=time.monotonic()))  # fmt: skip
+        self.ctrl.on_cmd_vel(twist_from_msg(msg, time.monotonic()))
 
     def _on_base_twist_unlocked(self, msg: Any) -> None:
-        v, w = msg.twist.linear, msg.twist.angular
-        self.ctrl.on_base_twist(TwistSample(linear=np.array([v.x, v.y, v.z]), angular=np.array([w.x, w.y, w.z]), frame_id=msg.header.frame_id, stamp=_stamp(msg.header), recv_time=time.monotonic()))  # fmt: skip
+        self.ctrl.on_base_twist(twist_stamped_from_msg(msg, time.monotonic()))
 
     def _on_estop_unlocked(self, msg: Any) -> None:
         self.ctrl.on_estop(bool(msg.data), time.monotonic())

@@ -38,7 +38,19 @@ from typing import Any
 
 import numpy as np
 
-from rewardlab.deploy.messages import Command, ImuSample, JointStateSample, PointSample, TwistSample
+from rewardlab.deploy.messages import (  # noqa: F401 - the *_from_msg converters, re-exported
+    Command,
+    ImuSample,
+    JointStateSample,
+    PointSample,
+    TwistSample,
+    imu_from_msg,
+    joint_state_from_msg,
+    point_from_msg,
+    time_from_msg,
+    twist_from_msg,
+    twist_stamped_from_msg,
+)
 
 TYPESTORE = "ROS2_JAZZY"
 """rosbags typestore the message definitions come from."""
@@ -207,10 +219,6 @@ def time_msg(t: float) -> Any:
     )
 
 
-def time_from_msg(msg: Any) -> float:
-    return float(msg.sec) + float(msg.nanosec) * 1e-9
-
-
 def header_msg(stamp: float, frame_id: str = "") -> Any:
     return msg_class("std_msgs/msg/Header")(stamp=time_msg(stamp), frame_id=frame_id)
 
@@ -228,17 +236,6 @@ def joint_state_msg(
     )
 
 
-def joint_state_from_msg(msg: Any, recv_time: float) -> JointStateSample:
-    return JointStateSample(
-        names=tuple(msg.name),
-        position=msg.position,
-        velocity=msg.velocity,
-        effort=msg.effort,
-        stamp=time_from_msg(msg.header.stamp),
-        recv_time=recv_time,
-    )
-
-
 def imu_msg(orientation_xyzw: Any, angular_velocity: Any, linear_acceleration: Any, stamp: float = 0.0, frame_id: str = "imu") -> Any:  # fmt: skip
     q = [float(v) for v in orientation_xyzw]
     w, a = [float(v) for v in angular_velocity], [float(v) for v in linear_acceleration]
@@ -251,33 +248,12 @@ def imu_msg(orientation_xyzw: Any, angular_velocity: Any, linear_acceleration: A
     )
 
 
-def imu_from_msg(msg: Any, recv_time: float) -> ImuSample:
-    o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
-    return ImuSample(
-        orientation=[o.x, o.y, o.z, o.w],
-        angular_velocity=[w.x, w.y, w.z],
-        linear_acceleration=[a.x, a.y, a.z],
-        stamp=time_from_msg(msg.header.stamp),
-        recv_time=recv_time,
-    )
-
-
 def point_msg(point: Any, stamp: float = 0.0, frame_id: str = "world") -> Any:
     """``geometry_msgs/PointStamped``."""
     x, y, z = (float(v) for v in point)
     return msg_class("geometry_msgs/msg/PointStamped")(
         header=header_msg(stamp, frame_id),
         point=msg_class("geometry_msgs/msg/Point")(x=x, y=y, z=z),
-    )
-
-
-def point_from_msg(msg: Any, recv_time: float) -> PointSample:
-    p = msg.point
-    return PointSample(
-        point=[p.x, p.y, p.z],
-        frame_id=msg.header.frame_id,
-        stamp=time_from_msg(msg.header.stamp),
-        recv_time=recv_time,
     )
 
 
@@ -291,27 +267,10 @@ def twist_msg(linear: Any, angular: Any) -> Any:
     return msg_class("geometry_msgs/msg/Twist")(linear=_vector3(linear), angular=_vector3(angular))
 
 
-def twist_from_msg(msg: Any, recv_time: float) -> TwistSample:
-    """``geometry_msgs/Twist`` -> :class:`TwistSample` (no stamp: a ``Twist`` has no header)."""
-    v, w = msg.linear, msg.angular
-    return TwistSample(linear=[v.x, v.y, v.z], angular=[w.x, w.y, w.z], recv_time=recv_time)
-
-
 def twist_stamped_msg(linear: Any, angular: Any, stamp: float = 0.0, frame_id: str = "base") -> Any:  # fmt: skip
     """``geometry_msgs/TwistStamped`` (the base's velocity in the base frame ``frame_id``)."""
     return msg_class("geometry_msgs/msg/TwistStamped")(
         header=header_msg(stamp, frame_id), twist=twist_msg(linear, angular)
-    )
-
-
-def twist_stamped_from_msg(msg: Any, recv_time: float) -> TwistSample:
-    v, w = msg.twist.linear, msg.twist.angular
-    return TwistSample(
-        linear=[v.x, v.y, v.z],
-        angular=[w.x, w.y, w.z],
-        frame_id=msg.header.frame_id,
-        stamp=time_from_msg(msg.header.stamp),
-        recv_time=recv_time,
     )
 
 
