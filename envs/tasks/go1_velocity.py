@@ -17,6 +17,11 @@ tracking_ang_vel exp(-(cmd_yaw - w_z)^2 / sigma) (0.75), lin_vel_z v_z^2 (-2), a
 |w_xy|^2 (-0.05), orientation |g_xy|^2 (-2.5), base_height (h - base_height_target)^2 (-10),
 torques |tau|^2 (-2e-4), action_rate (-0.01), feet_air_time sum((t_air - 0.25) * touchdown)
 while commanded to move (0.5), collisions thighs on the floor (-1), termination (-2).
+
+``go1_velocity_rough`` is the same task on Playground's rough-terrain scene, its height field
+replaced by :data:`TERRAIN` (graded tiles of random bumps, :mod:`.terrain`), with legged_gym's
+terrain curriculum deciding which level each world spawns on; ``base_height`` is measured above
+the ground under the trunk. The observation is unchanged (a blind policy).
 """
 
 from __future__ import annotations
