@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -558,6 +559,17 @@ def _exc(where: str, e: BaseException) -> str:
     return " ".join(f"{where} raised {type(e).__name__}: {e}".split())[:240]
 
 
+def _stop_on_sigint(stop: threading.Event) -> Callable[[], None]:
+    """In the main thread, make Ctrl-C (SIGINT) set ``stop`` instead of raising
+    ``KeyboardInterrupt`` wherever the loop happens to be (mid-tick, or holding the lock the
+    subscription threads wait on, which then never let the node close: a deploy process once hung
+    on SIGINT); returns what restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
 def run_dds_controller(
     controller: Any,
     duration_s: float | None = None,
@@ -613,6 +625,8 @@ def run_dds_controller(
 
     previous_on_error = node.on_error
     node.on_error = report
+    stop = stop if stop is not None else threading.Event()
+    restore_signals = _stop_on_sigint(stop)
     try:
 
         def locked(fn: Callable[..., None]) -> Callable[[Any, float], None]:
@@ -666,10 +680,8 @@ def run_dds_controller(
             scheduled = t0 + k * dt
             now = time.monotonic()
             if scheduled > now:
-                time.sleep(scheduled - now)
-            if (stop is not None and stop.is_set()) or (
-                duration_s is not None and time.monotonic() - t0 >= duration_s
-            ):
+                stop.wait(scheduled - now)
+            if stop.is_set() or (duration_s is not None and time.monotonic() - t0 >= duration_s):
                 break
             with lock:
                 now = time.monotonic()  # after every sample the controller holds was received
@@ -705,6 +717,7 @@ def run_dds_controller(
     except KeyboardInterrupt:
         pass
     finally:
+        restore_signals()
         node.on_error = previous_on_error
         stats.trips = [
             f"{e.time:.3f} {e.kind.value} -> {e.state.value}: {e.reason}"
