@@ -384,6 +384,10 @@ class Go1VelocityRough(Go1Velocity):
     def state(self, sim: SimView, last_action: torch.Tensor) -> dict[str, torch.Tensor]:
         out = super().state(sim, last_action)
         q = sim.qpos
-        ground = TERRAIN.height_at(q[:, 0:2], self._ground.to(q.device, q.dtype))
+        if self._ground.device != q.device or self._ground.dtype != q.dtype:
+            self._ground = self._ground.to(
+                q.device, q.dtype
+            )  # once, not every step (warp: float32)
+        ground = TERRAIN.height_at(q[:, 0:2], self._ground)
         out["base_height"] = (q[:, 2] - ground).float()
         return out
