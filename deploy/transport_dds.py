@@ -714,8 +714,6 @@ def run_dds_controller(
             if time.monotonic() > t0 + k * dt:
                 stats.missed_deadlines += 1
                 k = max(k, int((time.monotonic() - t0) / dt) + 1)  # skip missed ticks, keep phase
-    except KeyboardInterrupt:
-        pass
     finally:
         restore_signals()
         node.on_error = previous_on_error
