@@ -193,8 +193,18 @@ class Go1Velocity(VelocityTrackingTask):
         return Go1VelocityConfig()
 
     @classmethod
+    def scene(cls) -> mujoco.MjSpec:
+        """The task's scene before its contact sensors are added (a variant edits the ground)."""
+        return go1.go1_scene()
+
+    @classmethod
+    def scene_files(cls) -> list[Path]:
+        """The files :meth:`scene` reads (recorded in run directories by :meth:`task_files`)."""
+        return go1.model_files()
+
+    @classmethod
     def load_model(cls) -> mujoco.MjModel:
-        spec = go1.go1_scene()
+        spec = cls.scene()
         add_contact_sensors(spec, [*FOOT_CONTACTS, BASE_CONTACT, *THIGH_CONTACTS])
         return spec.compile()
 
@@ -202,7 +212,7 @@ class Go1Velocity(VelocityTrackingTask):
     def task_files(cls) -> list[Path]:
         from rewardlab.core.resources import configs_path
 
-        return [Path(__file__).resolve(), Path(go1.__file__).resolve(), configs_path("robots", "go1.yaml"), *go1.model_files()]  # fmt: skip
+        return [Path(__file__).resolve(), Path(go1.__file__).resolve(), configs_path("robots", "go1.yaml"), *cls.scene_files()]  # fmt: skip
 
     def _after_step_buffers(self, sim: SimView, state: State) -> None:
         self._buf("prev_qvel", sim.qpos, 12).copy_(sim.qvel[:, self._qvel_idx])
@@ -320,7 +330,7 @@ class Go1VelocityRough(Go1Velocity):
         return Go1RoughConfig()
 
     @classmethod
-    def load_model(cls) -> mujoco.MjModel:
+    def scene(cls) -> mujoco.MjSpec:
         spec = go1.go1_scene(rough=True)
         TERRAIN.apply(spec, "hfield")
         # the flat scene's headlight and white sky (the rough scene's defaults render nearly black)
@@ -332,14 +342,11 @@ class Go1VelocityRough(Go1Velocity):
         material = spec.add_material(name="terrain", texrepeat=[2, 2], texuniform=True)
         material.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = "terrain"
         spec.geom(go1.FLOOR).material = "terrain"
-        add_contact_sensors(spec, [*FOOT_CONTACTS, BASE_CONTACT, *THIGH_CONTACTS])
-        return spec.compile()
+        return spec
 
     @classmethod
-    def task_files(cls) -> list[Path]:
-        from rewardlab.core.resources import configs_path
-
-        return [Path(__file__).resolve(), Path(terrain.__file__).resolve(), Path(go1.__file__).resolve(), configs_path("robots", "go1.yaml"), *go1.model_files(rough=True)]  # fmt: skip
+    def scene_files(cls) -> list[Path]:
+        return [Path(terrain.__file__).resolve(), *go1.model_files(rough=True)]
 
     def _after_step_buffers(self, sim: SimView, state: State) -> None:
         super()._after_step_buffers(sim, state)
