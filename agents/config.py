@@ -98,3 +98,98 @@ class PPOConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"ppo.{name}: got {getattr(self, name)!r}, expected {allowed}")
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Batched soft actor-critic hyper-parameters (``agent=sac``), for many parallel worlds.
+
+    One learner iteration steps every world ``num_steps`` times, storing the transitions in the
+    replay buffer, then runs the ``num_steps * updates_per_step`` gradient updates due (a
+    fraction carries over): critic, then actor and temperature every ``policy_delay``-th
+    update, then the Polyak target update.
+    """
+
+    num_steps: int = 4
+    """Control steps of every world per learner iteration (what ``checkpoint_every`` counts)."""
+    updates_per_step: float = 1.0
+    """Gradient updates per step of all worlds (the update-to-data ratio is
+    ``updates_per_step * batch_size / num_envs`` sampled transitions per collected one)."""
+    batch_size: int = 512
+    """Transitions per gradient update, drawn uniformly from the replay buffer."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions summed over worlds (``buffer_size // num_envs`` steps per
+    world; the oldest are overwritten). It lives on the learner device; ``latest.pt`` holds it
+    for an exact resume (numbered checkpoints hold the learner only)."""
+    learning_starts: int = 5_000
+    """Env steps (summed over worlds) of uniform random actions before updates begin."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics: ``target = (1 - tau) * target + tau * critic``."""
+    n_step: int = 1
+    """Steps of the return before bootstrapping (1: plain SAC); an episode end cuts it short."""
+    actor_learning_rate: float = 1e-3
+    """Adam learning rate of the actor."""
+    critic_learning_rate: float = 1e-3
+    """Adam learning rate of the twin critics."""
+    alpha_learning_rate: float = 1e-3
+    """Adam learning rate of the log-temperature (automatic entropy tuning)."""
+    init_alpha: float = 0.01
+    """Initial entropy temperature (small: batched runs make few updates per env step, so a
+    temperature starting at SB3's 1.0 takes long to fall and drowns small rewards)."""
+    autotune_alpha: bool = True
+    """Tune the temperature so that the policy's entropy tracks ``target_entropy``; false keeps
+    ``init_alpha``."""
+    target_entropy: float | None = None
+    """Entropy target (nats) of the temperature tuning; null: ``-action_dim``."""
+    policy_delay: int = 1
+    """Update the actor and the temperature every this many critic updates."""
+    max_grad_norm: float = 0.0
+    """Global gradient-norm clip of each network; 0: no clip."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor MLP."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of each critic MLP."""
+    activation: str = "relu"
+    """Hidden activation: ``elu``, ``tanh`` or ``relu``."""
+    normalize_obs: bool = True
+    """Running mean/std observation normalization (updated from collected observations,
+    exported with the policy; the std is floored at 0.1 as PPO's)."""
+    reward_scale: float = 1.0
+    """Multiplier of rewards before they are stored."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        floats = ("updates_per_step", "gamma", "tau", "actor_learning_rate",
+                  "critic_learning_rate", "alpha_learning_rate", "init_alpha", "max_grad_norm",
+                  "reward_scale")  # fmt: skip
+        for name in floats:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"sac.{name}: got {value!r}, expected a finite number")
+        te = self.target_entropy
+        checks = [
+            ("num_steps", self.num_steps >= 1, ">= 1"),
+            ("updates_per_step", self.updates_per_step >= 0.0, ">= 0"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("buffer_size", self.buffer_size >= 1, ">= 1"),
+            ("learning_starts", self.learning_starts >= 0, ">= 0"),
+            ("gamma", 0.0 <= self.gamma <= 1.0, "in [0, 1]"),
+            ("tau", 0.0 < self.tau <= 1.0, "in (0, 1]"),
+            ("n_step", self.n_step >= 1, ">= 1"),
+            ("actor_learning_rate", self.actor_learning_rate > 0.0, "> 0"),
+            ("critic_learning_rate", self.critic_learning_rate > 0.0, "> 0"),
+            ("alpha_learning_rate", self.alpha_learning_rate > 0.0, "> 0"),
+            ("init_alpha", self.init_alpha > 0.0, "> 0"),
+            ("target_entropy", te is None or (isinstance(te, int | float) and math.isfinite(te)), "a finite number or null"),
+            ("policy_delay", self.policy_delay >= 1, ">= 1"),
+            ("max_grad_norm", self.max_grad_norm >= 0.0, ">= 0 (0: no clip)"),
+            ("actor_hidden", all(int(h) >= 1 for h in self.actor_hidden), "widths >= 1"),
+            ("critic_hidden", all(int(h) >= 1 for h in self.critic_hidden), "widths >= 1"),
+            ("activation", self.activation in ("elu", "tanh", "relu"), "one of elu, tanh, relu"),
+            ("reward_scale", self.reward_scale > 0.0, "> 0"),
+        ]  # fmt: skip
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"sac.{name}: got {getattr(self, name)!r}, expected {allowed}")

@@ -115,6 +115,7 @@ class Agent(Protocol):
 AGENTS: Registry[type[Agent]] = Registry("agent")
 """Agent name -> class (``TrainConfig.agent``)."""
 AGENTS.register("ppo", "rewardlab.agents.ppo_agent:PPOAgent")
+AGENTS.register("sac", "rewardlab.agents.sac_agent:SACAgent")
 AGENTS.register("sb3_ppo", "rewardlab.agents.sb3:SB3PPOAgent")
 AGENTS.register("sb3_sac", "rewardlab.agents.sb3:SB3SACAgent")
 

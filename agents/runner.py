@@ -43,7 +43,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import torch
 
@@ -55,12 +55,246 @@ from rewardlab.agents.ppo import PPO
 from rewardlab.core.files import DiskFullError, atomic_write, remove_stale_temps
 from rewardlab.envs.base import BatchedEnv
 
-__all__ = ["CheckpointError", "OnPolicyRunner", "truncate_metrics", "truncate_tensorboard"]
+__all__ = [
+    "BaseRunner",
+    "CheckpointError",
+    "OnPolicyRunner",
+    "truncate_metrics",
+    "truncate_tensorboard",
+]
 
 CHECKPOINT_VERSION = 1
 
 
-class OnPolicyRunner:
+class BaseRunner:
+    """What every runner of this package shares: its log directory (``metrics.jsonl``,
+    TensorBoard, cut back on resume), progress lines, and atomic, indexed checkpoints with
+    resume (see the module docstring). Subclasses set the attributes below in ``__init__`` and
+    implement :meth:`state_dict` and :meth:`_restore`."""
+
+    log_prefix: ClassVar[str] = "runner"
+    """Prefix of printed lines (``[ppo] ...``)."""
+    env: BatchedEnv
+    log_dir: Path | None
+    keep_checkpoints: int
+    iteration: int
+    global_step: int
+    _recent: deque[dict[str, float]]
+    _interval: _Interval
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`load` restores: tensors and plain data only."""
+        raise NotImplementedError
+
+    def _restore(self, ckpt: dict[str, Any], path: str | Path, load_env: bool) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _episode_metrics(episodes: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+        if not episodes:
+            return {}
+        keys = [k for k in episodes[0] if k != "env_ids"]
+        cat = {k: torch.cat([e[k].reshape(-1) for e in episodes if k in e]) for k in keys}
+        out = {"charts/episodes": float(cat["return"].numel())} if "return" in cat else {}
+        names = {"return": "charts/episode_return", "length": "charts/episode_length"}
+        names["success"] = "charts/success_rate"
+        for k, v in cat.items():
+            out[names.get(k, k)] = float(v.double().mean())
+        return out
+
+    def _open_logs(self, progress: bool) -> tuple[Any, Any]:
+        """Open TensorBoard and ``metrics.jsonl`` after cutting the run back to this iteration.
+
+        Metrics rows, TensorBoard scalars and numbered checkpoints from after
+        :attr:`iteration` (written by a process that died before its next checkpoint, or a
+        future being rewritten from an older checkpoint) are removed, as are temp files of
+        interrupted writes, so every iteration appears once.
+        """
+        if self.log_dir is None:
+            return None, None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        notes = self._cut_back_to_iteration()
+        if notes and progress:
+            print(
+                f"[{self.log_prefix}] continuing at iteration {self.iteration}: {'; '.join(notes)}",
+                flush=True,
+            )
+        from torch.utils.tensorboard import SummaryWriter
+
+        _after_existing_event_files(self.log_dir)
+        # purge_step: TensorBoard readers also hide any older event at a later step.
+        writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.global_step + 1)
+        return writer, open(self.log_dir / "metrics.jsonl", "a", encoding="utf-8")
+
+    def _cut_back_to_iteration(self) -> list[str]:
+        """Remove what an earlier process wrote past this iteration; returns notes for the user."""
+        assert self.log_dir is not None
+        notes = []
+        ckpt_dir = self._checkpoint_dir()
+        temps = remove_stale_temps(ckpt_dir)
+        temps += remove_stale_temps(self.log_dir, "metrics.jsonl")
+        temps += remove_stale_temps(self.log_dir, "events.out.tfevents")
+        if temps:
+            notes.append(f"removed {len(temps)} temp file(s) of interrupted writes")
+        rows = truncate_metrics(self.log_dir / "metrics.jsonl", self.iteration)
+        if rows:
+            notes.append(f"dropped {rows} metrics.jsonl row(s) after iteration {self.iteration}")
+        events = truncate_tensorboard(self.log_dir, self.global_step)
+        if events:
+            notes.append(f"dropped {events} TensorBoard event(s) after step {self.global_step:,}")
+        gone = [p.name for p in checkpoints.forget_after(ckpt_dir, self.iteration)]
+        latest = ckpt_dir / checkpoints.LATEST_NAME
+        if latest.is_file():
+            try:
+                stale = int(checkpoints.load_checkpoint(latest)["iteration"]) > self.iteration
+                what = latest.name
+            except checkpoints.CheckpointError:
+                stale, what = True, f"{latest.name} (corrupt)"
+            if stale:
+                latest.unlink(missing_ok=True)
+                gone.append(what)
+        if gone:
+            notes.append("removed checkpoint(s) this run does not continue: " + ", ".join(gone))
+        return notes
+
+    def _write_metrics(self, row: dict[str, float], writer: Any, metrics_file: Any) -> None:
+        if "charts/episode_return" in row:
+            self._recent.append(row)
+        self._interval.add(row)
+        if metrics_file is not None:
+            try:
+                metrics_file.write(json.dumps(row) + "\n")
+                metrics_file.flush()
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise DiskFullError(metrics_file.name) from None
+                raise
+        if writer is not None:
+            step = int(row["global_step"])
+            for k, v in row.items():
+                if k not in ("iteration", "global_step"):
+                    writer.add_scalar(k, v, step)
+
+    def _progress_line(
+        self, row: dict[str, float], total_steps: int, session_steps: int, elapsed: float
+    ) -> str:
+        rate = session_steps / max(elapsed, 1e-9)
+        eta = max(total_steps - self.global_step, 0) / max(rate, 1e-9)
+        line = (
+            f"[{self.log_prefix}] it {self.iteration} | step {self.global_step:,}/{total_steps:,} "
+            f"| {rate:,.0f} steps/s | elapsed {_fmt_s(elapsed)} | ETA {_fmt_s(eta)}"
+        )
+        if self._recent:
+            ep = self._recent[-1]
+            age = self.iteration - int(ep["iteration"])
+            line += (
+                f" | return {ep['charts/episode_return']:.2f}"
+                f" | success {ep.get('charts/success_rate', float('nan')):.2f}"
+                f" | len {ep.get('charts/episode_length', float('nan')):.0f}"
+            )
+            if age:
+                line += f" (from it {int(ep['iteration'])})"
+        else:
+            line += " | no episode finished yet"
+        return line
+
+    def _checkpoint_dir(self) -> Path:
+        if self.log_dir is None:
+            raise ValueError("this runner has no log_dir")
+        return self.log_dir / "checkpoints"
+
+    def _save_checkpoints(self, writer: Any, metrics_file: Any) -> None:
+        """Write ``latest.pt`` and ``model_<it>.pt``, index them, prune old ones.
+
+        The logs are flushed first, so they cover every iteration up to the checkpoint. The
+        order (numbered, index and pruning, then latest) means a crash at any point leaves
+        ``latest.pt`` at a complete earlier checkpoint; resuming from it drops the newer
+        numbered file and index entry, which training then writes again.
+        """
+        if writer is not None:
+            writer.flush()
+        if metrics_file is not None:
+            metrics_file.flush()
+            os.fsync(metrics_file.fileno())
+        record = self._interval.record(self.iteration, self.global_step)
+        self._interval = _Interval(self.iteration + 1)
+        d = self._checkpoint_dir()
+        numbered, latest = self._checkpoint_bytes()
+        atomic_write(d / record.file, numbered)
+        checkpoints.update_index(d, record, self.keep_checkpoints)
+        atomic_write(d / checkpoints.LATEST_NAME, latest)
+
+    def _checkpoint_bytes(self) -> tuple[bytes, bytes]:
+        """The serialized ``(model_<it>.pt, latest.pt)`` of a checkpoint: both :meth:`state_dict`
+        here; an off-policy runner keeps its replay buffer in ``latest.pt`` only."""
+        data = checkpoints.to_bytes(self.state_dict())
+        return data, data
+
+    def save(self, path: str | Path) -> Path:
+        """Write a checkpoint atomically (serialized in memory, then
+        :func:`rewardlab.core.files.atomic_write`: temp file in the same folder, ``os.replace``).
+
+        A crash or interrupt while writing leaves any previous file at ``path`` intact.
+
+        Raises:
+            DiskFullError: no space left on the device (names ``path``; the old file is intact).
+        """
+        return atomic_write(Path(path), checkpoints.to_bytes(self.state_dict()))
+
+    def load(self, path: str | Path | IO[bytes], load_env: bool = True) -> None:
+        """Restore a checkpoint written by :meth:`save`, for an exact resume.
+
+        The file is loaded with ``torch.load(weights_only=True)`` only, never fully unpickled.
+
+        Args:
+            path: the checkpoint file (or a binary file object holding one).
+            load_env: also restore the env snapshot and the current observation (same task and
+                ``num_envs`` required). With ``False``, or when the checkpoint has no snapshot
+                or the env cannot restore one, the next :meth:`learn` starts new episodes.
+
+        Raises:
+            CheckpointError: the file is empty, truncated, damaged or not a checkpoint (a
+                ``ValueError`` naming it, and the newest checkpoint beside it that loads).
+            ValueError: the checkpoint's observation or action width differs from the env's.
+        """
+        try:
+            ckpt = checkpoints.load_checkpoint(path)
+        except checkpoints.CheckpointError as e:
+            if not isinstance(path, str | Path):
+                raise
+            raise checkpoints.CheckpointError(e.path, e.reason, _previous_hint(e.path)) from None
+        self._restore(ckpt, path if isinstance(path, str | Path) else _source_name(path), load_env)
+
+    def resume_if_possible(self, log_dir: str | Path | None = None) -> bool:
+        """Load the newest checkpoint of ``<log_dir>/checkpoints`` that loads.
+
+        That is ``latest.pt``, or, when it is corrupt (empty, truncated, damaged), the newest
+        ``model_<it>.pt`` that loads; a line on stdout then names the corrupt file and the
+        one used instead. ``log_dir`` defaults to this runner's.
+
+        Returns:
+            Whether a checkpoint was loaded.
+        """
+        root = Path(log_dir) if log_dir is not None else self.log_dir
+        if root is None:
+            return False
+        point, ckpt = checkpoints.newest_loadable(root / "checkpoints")
+        if (msg := point.message()) is not None:
+            print(f"[{self.log_prefix}] {msg}", flush=True)
+        if ckpt is None or point.path is None:
+            return False
+        self._restore(ckpt, point.path, load_env=True)
+        return True
+
+    def best_checkpoint(self) -> checkpoints.BestCheckpoint | None:
+        """The best checkpoint of this runner's log_dir so far (see
+        :data:`rewardlab.agents.checkpoints.BEST_METRIC`); ``None`` without one."""
+        if self.log_dir is None:
+            return None
+        return checkpoints.best_checkpoint(self._checkpoint_dir())
+
+
+class OnPolicyRunner(BaseRunner):
     """Trains a PPO policy on a batched env.
 
     Args:
@@ -81,6 +315,8 @@ class OnPolicyRunner:
             for small MLPs while the physics runs on its own native threads. This sets
             process-wide torch state.
     """
+
+    log_prefix = "ppo"
 
     def __init__(
         self,
@@ -248,141 +484,7 @@ class OnPolicyRunner:
                 alg.compute_returns(obs)
         return episodes
 
-    @staticmethod
-    def _episode_metrics(episodes: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-        if not episodes:
-            return {}
-        keys = [k for k in episodes[0] if k != "env_ids"]
-        cat = {k: torch.cat([e[k].reshape(-1) for e in episodes if k in e]) for k in keys}
-        out = {"charts/episodes": float(cat["return"].numel())} if "return" in cat else {}
-        names = {"return": "charts/episode_return", "length": "charts/episode_length"}
-        names["success"] = "charts/success_rate"
-        for k, v in cat.items():
-            out[names.get(k, k)] = float(v.double().mean())
-        return out
-
-    # -- logging ---------------------------------------------------------------------------------
-
-    def _open_logs(self, progress: bool) -> tuple[Any, Any]:
-        """Open TensorBoard and ``metrics.jsonl`` after cutting the run back to this iteration.
-
-        Metrics rows, TensorBoard scalars and numbered checkpoints from after
-        :attr:`iteration` (written by a process that died before its next checkpoint, or a
-        future being rewritten from an older checkpoint) are removed, as are temp files of
-        interrupted writes, so every iteration appears once.
-        """
-        if self.log_dir is None:
-            return None, None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        notes = self._cut_back_to_iteration()
-        if notes and progress:
-            print(f"[ppo] continuing at iteration {self.iteration}: {'; '.join(notes)}", flush=True)
-        from torch.utils.tensorboard import SummaryWriter
-
-        _after_existing_event_files(self.log_dir)
-        # purge_step: TensorBoard readers also hide any older event at a later step.
-        writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.global_step + 1)
-        return writer, open(self.log_dir / "metrics.jsonl", "a", encoding="utf-8")
-
-    def _cut_back_to_iteration(self) -> list[str]:
-        """Remove what an earlier process wrote past this iteration; returns notes for the user."""
-        assert self.log_dir is not None
-        notes = []
-        ckpt_dir = self._checkpoint_dir()
-        temps = remove_stale_temps(ckpt_dir)
-        temps += remove_stale_temps(self.log_dir, "metrics.jsonl")
-        temps += remove_stale_temps(self.log_dir, "events.out.tfevents")
-        if temps:
-            notes.append(f"removed {len(temps)} temp file(s) of interrupted writes")
-        rows = truncate_metrics(self.log_dir / "metrics.jsonl", self.iteration)
-        if rows:
-            notes.append(f"dropped {rows} metrics.jsonl row(s) after iteration {self.iteration}")
-        events = truncate_tensorboard(self.log_dir, self.global_step)
-        if events:
-            notes.append(f"dropped {events} TensorBoard event(s) after step {self.global_step:,}")
-        gone = [p.name for p in checkpoints.forget_after(ckpt_dir, self.iteration)]
-        latest = ckpt_dir / checkpoints.LATEST_NAME
-        if latest.is_file():
-            try:
-                stale = int(checkpoints.load_checkpoint(latest)["iteration"]) > self.iteration
-                what = latest.name
-            except checkpoints.CheckpointError:
-                stale, what = True, f"{latest.name} (corrupt)"
-            if stale:
-                latest.unlink(missing_ok=True)
-                gone.append(what)
-        if gone:
-            notes.append("removed checkpoint(s) this run does not continue: " + ", ".join(gone))
-        return notes
-
-    def _write_metrics(self, row: dict[str, float], writer: Any, metrics_file: Any) -> None:
-        if "charts/episode_return" in row:
-            self._recent.append(row)
-        self._interval.add(row)
-        if metrics_file is not None:
-            try:
-                metrics_file.write(json.dumps(row) + "\n")
-                metrics_file.flush()
-            except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise DiskFullError(metrics_file.name) from None
-                raise
-        if writer is not None:
-            step = int(row["global_step"])
-            for k, v in row.items():
-                if k not in ("iteration", "global_step"):
-                    writer.add_scalar(k, v, step)
-
-    def _progress_line(
-        self, row: dict[str, float], total_steps: int, session_steps: int, elapsed: float
-    ) -> str:
-        rate = session_steps / max(elapsed, 1e-9)
-        eta = max(total_steps - self.global_step, 0) / max(rate, 1e-9)
-        line = (
-            f"[ppo] it {self.iteration} | step {self.global_step:,}/{total_steps:,} "
-            f"| {rate:,.0f} steps/s | elapsed {_fmt_s(elapsed)} | ETA {_fmt_s(eta)}"
-        )
-        if self._recent:
-            ep = self._recent[-1]
-            age = self.iteration - int(ep["iteration"])
-            line += (
-                f" | return {ep['charts/episode_return']:.2f}"
-                f" | success {ep.get('charts/success_rate', float('nan')):.2f}"
-                f" | len {ep.get('charts/episode_length', float('nan')):.0f}"
-            )
-            if age:
-                line += f" (from it {int(ep['iteration'])})"
-        else:
-            line += " | no episode finished yet"
-        return line
-
     # -- checkpoints -----------------------------------------------------------------------------
-
-    def _checkpoint_dir(self) -> Path:
-        if self.log_dir is None:
-            raise ValueError("this runner has no log_dir")
-        return self.log_dir / "checkpoints"
-
-    def _save_checkpoints(self, writer: Any, metrics_file: Any) -> None:
-        """Write ``latest.pt`` and ``model_<it>.pt``, index them, prune old ones.
-
-        The logs are flushed first, so they cover every iteration up to the checkpoint. The
-        order (numbered, index and pruning, then latest) means a crash at any point leaves
-        ``latest.pt`` at a complete earlier checkpoint; resuming from it drops the newer
-        numbered file and index entry, which training then writes again.
-        """
-        if writer is not None:
-            writer.flush()
-        if metrics_file is not None:
-            metrics_file.flush()
-            os.fsync(metrics_file.fileno())
-        record = self._interval.record(self.iteration, self.global_step)
-        self._interval = _Interval(self.iteration + 1)
-        d = self._checkpoint_dir()
-        data = checkpoints.to_bytes(self.state_dict())
-        atomic_write(d / record.file, data)
-        checkpoints.update_index(d, record, self.keep_checkpoints)
-        atomic_write(d / checkpoints.LATEST_NAME, data)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`load` restores: tensors and plain data only.
@@ -418,41 +520,6 @@ class OnPolicyRunner:
             "obs": None if env_state is None else self._obs.detach().cpu(),
             "interval": dataclasses.asdict(self._interval),
         }
-
-    def save(self, path: str | Path) -> Path:
-        """Write a checkpoint atomically (serialized in memory, then
-        :func:`rewardlab.core.files.atomic_write`: temp file in the same folder, ``os.replace``).
-
-        A crash or interrupt while writing leaves any previous file at ``path`` intact.
-
-        Raises:
-            DiskFullError: no space left on the device (names ``path``; the old file is intact).
-        """
-        return atomic_write(Path(path), checkpoints.to_bytes(self.state_dict()))
-
-    def load(self, path: str | Path | IO[bytes], load_env: bool = True) -> None:
-        """Restore a checkpoint written by :meth:`save`, for an exact resume.
-
-        The file is loaded with ``torch.load(weights_only=True)`` only, never fully unpickled.
-
-        Args:
-            path: the checkpoint file (or a binary file object holding one).
-            load_env: also restore the env snapshot and the current observation (same task and
-                ``num_envs`` required). With ``False``, or when the checkpoint has no snapshot
-                or the env cannot restore one, the next :meth:`learn` starts new episodes.
-
-        Raises:
-            CheckpointError: the file is empty, truncated, damaged or not a checkpoint (a
-                ``ValueError`` naming it, and the newest checkpoint beside it that loads).
-            ValueError: the checkpoint's observation or action width differs from the env's.
-        """
-        try:
-            ckpt = checkpoints.load_checkpoint(path)
-        except checkpoints.CheckpointError as e:
-            if not isinstance(path, str | Path):
-                raise
-            raise checkpoints.CheckpointError(e.path, e.reason, _previous_hint(e.path)) from None
-        self._restore(ckpt, path if isinstance(path, str | Path) else _source_name(path), load_env)
 
     def _restore(self, ckpt: dict[str, Any], path: str | Path, load_env: bool) -> None:
         for key in ("obs_dim", "action_dim"):
@@ -490,34 +557,6 @@ class OnPolicyRunner:
         self._interval = (
             _Interval(**interval) if isinstance(interval, dict) else _Interval(self.iteration + 1)
         )
-
-    def resume_if_possible(self, log_dir: str | Path | None = None) -> bool:
-        """Load the newest checkpoint of ``<log_dir>/checkpoints`` that loads.
-
-        That is ``latest.pt``, or, when it is corrupt (empty, truncated, damaged), the newest
-        ``model_<it>.pt`` that loads; a line on stdout then names the corrupt file and the
-        one used instead. ``log_dir`` defaults to this runner's.
-
-        Returns:
-            Whether a checkpoint was loaded.
-        """
-        root = Path(log_dir) if log_dir is not None else self.log_dir
-        if root is None:
-            return False
-        point, ckpt = checkpoints.newest_loadable(root / "checkpoints")
-        if (msg := point.message()) is not None:
-            print(f"[ppo] {msg}", flush=True)
-        if ckpt is None or point.path is None:
-            return False
-        self._restore(ckpt, point.path, load_env=True)
-        return True
-
-    def best_checkpoint(self) -> checkpoints.BestCheckpoint | None:
-        """The best checkpoint of this runner's log_dir so far (see
-        :data:`rewardlab.agents.checkpoints.BEST_METRIC`); ``None`` without one."""
-        if self.log_dir is None:
-            return None
-        return checkpoints.best_checkpoint(self._checkpoint_dir())
 
     # -- the trained policy ----------------------------------------------------------------------
 

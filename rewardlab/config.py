@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.agents.config import PPOConfig
+from rewardlab.agents.config import PPOConfig, SACConfig
 from rewardlab.agents.registry import AGENTS as AGENT_REGISTRY
 from rewardlab.core import resources
 from rewardlab.core.config import (
@@ -141,16 +141,19 @@ class TrainConfig:
     resume: bool = True
     """Continue from the latest checkpoint when ``run_dir`` already has one."""
     agent: str = "ppo"
-    """Learner: ``ppo`` (batched, this package), ``sb3_ppo`` or ``sb3_sac`` (stable-baselines3)."""
+    """Learner: ``ppo`` or ``sac`` (batched, this package), ``sb3_ppo`` or ``sb3_sac``
+    (stable-baselines3)."""
     total_steps: int = 1_000_000
     """Environment steps (summed over worlds) to train for, counting those before a resume."""
     checkpoint_every: int = 50
-    """Learner iterations between checkpoints (``ppo``)."""
+    """Learner iterations between checkpoints (``ppo``, ``sac``)."""
     keep_checkpoints: int = 5
     """Numbered PPO checkpoints to keep besides the best one (checkpoints/index.json says which
     is best and why); 0 keeps all."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """Hyper-parameters of the ``ppo`` agent."""
+    sac: SACConfig = field(default_factory=SACConfig)
+    """Hyper-parameters of the ``sac`` agent."""
     sb3: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the stable-baselines3 algorithm (``sb3_ppo`` / ``sb3_sac``), plus
     ``normalize_obs`` / ``normalize_reward`` (SB3 ``VecNormalize``, default false)."""

@@ -183,7 +183,7 @@ ERRORS = [
     ([TASK, "run_dir=/etc/passwd"], ["command line", "run_dir", "/etc/passwd", "a directory"]),
     ([TASK, "--num_envs"], ["command line", "--num_envs", "num_envs=..."]),
     ([TASK, "backend=warp9"], ["command line", "backend", "'warp9'", "mujoco"]),
-    ([TASK, "agent=sac"], ["command line", "agent", "'sac'", "ppo, sb3_ppo, sb3_sac"]),
+    ([TASK, "agent=td3"], ["command line", "agent", "'td3'", "ppo, sac, sb3_ppo, sb3_sac"]),
     ([TASK, "device=gpu0"], ["command line", "device", "'gpu0'", "cpu"]),
     ([TASK, "eval.episodes=0"], ["command line", "eval.episodes", "0", ">= 1"]),
     ([TASK, "eval.vidoe=true"], ["command line", "eval.vidoe", "did you mean 'video'"]),
