@@ -193,3 +193,63 @@ class SACConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"sac.{name}: got {getattr(self, name)!r}, expected {allowed}")
+
+
+@dataclass(frozen=True)
+class BCConfig:
+    """Behaviour cloning (``agent=bc``): an MLP regressed onto demonstrated actions.
+
+    ``total_steps`` counts gradient steps for this agent (not env steps): one learner iteration
+    is ``steps_per_iteration`` minibatch updates; the env only runs for the periodic evaluation.
+    """
+
+    demos: str = ""
+    """Episode file(s) to clone (``rewardlab demos record``): one ``.npz``, or several separated
+    by commas (required by ``agent=bc``)."""
+    only_success: bool = True
+    """Train only on the episodes whose last step is the task's success."""
+    batch_size: int = 256
+    """Transitions per gradient step, drawn uniformly (with replacement) from the demos."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (fixed)."""
+    weight_decay: float = 0.0
+    """Adam(W) weight decay."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the policy MLP."""
+    activation: str = "elu"
+    """Hidden activation: ``elu``, ``tanh`` or ``relu``."""
+    normalize_obs: bool = True
+    """Normalize observations by the demos' mean/std (std floored at 0.1), exported with the
+    policy."""
+    steps_per_iteration: int = 100
+    """Gradient steps per learner iteration (one metrics row; ``checkpoint_every`` counts these
+    iterations)."""
+    eval_every: int = 10
+    """Iterations between evaluations of the task's own success in the training env
+    (deterministic actions; ``charts/success_rate``); 0: only at the end."""
+    eval_episodes: int = 16
+    """Episodes per periodic evaluation (one per world, at most the env's worlds)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        for name in ("learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"bc.{name}: got {value!r}, expected a finite number")
+        checks = [
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("learning_rate", self.learning_rate > 0.0, "> 0"),
+            ("weight_decay", self.weight_decay >= 0.0, ">= 0"),
+            ("hidden", all(int(h) >= 1 for h in self.hidden), "widths >= 1"),
+            ("activation", self.activation in ("elu", "tanh", "relu"), "one of elu, tanh, relu"),
+            ("steps_per_iteration", self.steps_per_iteration >= 1, ">= 1"),
+            ("eval_every", self.eval_every >= 0, ">= 0 (0: only at the end)"),
+            ("eval_episodes", self.eval_episodes >= 1, ">= 1"),
+        ]  # fmt: skip
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"bc.{name}: got {getattr(self, name)!r}, expected {allowed}")
+
+    def demo_files(self) -> list[str]:
+        """The episode files :attr:`demos` names."""
+        return [p.strip() for p in self.demos.split(",") if p.strip()]

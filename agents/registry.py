@@ -118,6 +118,7 @@ AGENTS.register("ppo", "rewardlab.agents.ppo_agent:PPOAgent")
 AGENTS.register("sac", "rewardlab.agents.sac_agent:SACAgent")
 AGENTS.register("sb3_ppo", "rewardlab.agents.sb3:SB3PPOAgent")
 AGENTS.register("sb3_sac", "rewardlab.agents.sb3:SB3SACAgent")
+AGENTS.register("bc", "rewardlab.agents.bc:BCAgent")
 
 
 class AgentUnavailableError(ValueError):

@@ -56,6 +56,7 @@ EXTRA_COMMAND_MODULES = (
     "rewardlab.search.cli",
     "rewardlab.vlm_commands",
     "rewardlab.deploy.cli",
+    "rewardlab.demo_commands",
 )
 """Modules whose ``add_commands(subparsers, formatter_class)`` add the other parts' commands."""
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.agents.config import PPOConfig, SACConfig
+from rewardlab.agents.config import BCConfig, PPOConfig, SACConfig
 from rewardlab.agents.registry import AGENTS as AGENT_REGISTRY
 from rewardlab.core import resources
 from rewardlab.core.config import (
@@ -141,8 +141,8 @@ class TrainConfig:
     resume: bool = True
     """Continue from the latest checkpoint when ``run_dir`` already has one."""
     agent: str = "ppo"
-    """Learner: ``ppo`` or ``sac`` (batched, this package), ``sb3_ppo`` or ``sb3_sac``
-    (stable-baselines3)."""
+    """Learner: ``ppo`` or ``sac`` (batched, this package), ``bc`` (behaviour cloning from
+    ``bc.demos``), ``sb3_ppo`` or ``sb3_sac`` (stable-baselines3)."""
     total_steps: int = 1_000_000
     """Environment steps (summed over worlds) to train for, counting those before a resume."""
     checkpoint_every: int = 50
@@ -154,6 +154,9 @@ class TrainConfig:
     """Hyper-parameters of the ``ppo`` agent."""
     sac: SACConfig = field(default_factory=SACConfig)
     """Hyper-parameters of the ``sac`` agent."""
+    bc: BCConfig = field(default_factory=BCConfig)
+    """Settings of the ``bc`` agent (behaviour cloning from ``bc.demos``; its ``total_steps``
+    counts gradient steps)."""
     sb3: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the stable-baselines3 algorithm (``sb3_ppo`` / ``sb3_sac``), plus
     ``normalize_obs`` / ``normalize_reward`` (SB3 ``VecNormalize``, default false)."""

@@ -25,7 +25,6 @@ episodes recorded by the user (:class:`EpisodeSet` from any policy).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -35,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from rewardlab.envs import get_task, make_env, task_names
-from rewardlab.envs.tasks.knowledge import OptOut, Script, declared
+from rewardlab.envs.demos import Episodes, concatenate, record_script, scripts_of
+from rewardlab.envs.tasks.knowledge import declared
 from rewardlab.vlm_reward.base import FrameScorer
-from rewardlab.vlm_reward.rendering import TiledRenderer, env_physics
+from rewardlab.vlm_reward.rendering import TiledRenderer
 
 # -- recording -------------------------------------------------------------------------------
 
@@ -54,65 +54,9 @@ def scripted_tasks() -> list[str]:
     return out
 
 
-@dataclasses.dataclass
-class EpisodeSet:
-    """Recorded episodes of one task: what is needed to redraw and judge every step."""
-
-    task: str
-    """Task name (its reward camera draws the frames)."""
-    physics: dict[str, np.ndarray]
-    """Field -> ``[E, T, ...]`` physics rows (``qpos``, ``mocap_pos``) of each step."""
-    length: np.ndarray
-    """``[E]`` valid steps of each episode (rows past it are padding)."""
-    success: np.ndarray
-    """``[E, T]`` the task's own success flag at each step."""
-    reward: np.ndarray
-    """``[E, T]`` the task's human-written reward of each step."""
-    kind: list[str]
-    """``[E]`` intended outcome of the script: success, partial or failure."""
-    script: list[str]
-    """``[E]`` script name."""
-
-    @property
-    def episode_success(self) -> np.ndarray:
-        """``[E]`` bool: the task's success holds on the episode's last valid step."""
-        return self.success[np.arange(len(self.length)), self.length - 1]
-
-    def save(self, path: str | Path) -> None:
-        """Write the set as one ``.npz``."""
-        arrays = {f"physics_{k}": v for k, v in self.physics.items()}
-        np.savez_compressed(
-            path,
-            task=self.task,
-            length=self.length,
-            success=self.success,
-            reward=self.reward,
-            kind=np.array(self.kind),
-            script=np.array(self.script),
-            **arrays,
-        )
-
-    @classmethod
-    def load(cls, path: str | Path) -> EpisodeSet:
-        """Read what :meth:`save` wrote.
-
-        Raises:
-            ValueError: the file is not an episode set (names the missing key).
-        """
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("task", "length", "success", "reward", "kind") if k not in z]
-            if missing:
-                raise ValueError(f"{path}: not a recorded episode set (missing {missing})")
-            physics = {k[len("physics_") :]: z[k] for k in z.files if k.startswith("physics_")}
-            return cls(
-                str(z["task"]),
-                physics,
-                z["length"],
-                z["success"],
-                z["reward"],
-                [str(s) for s in z["kind"]],
-                [str(s) for s in z["script"]],
-            )
+EpisodeSet = Episodes
+"""Recorded episodes: the one episode format of :mod:`rewardlab.envs.demos` (observations,
+actions, physics rows to redraw each frame, success, reward, kind, script)."""
 
 
 def record_episodes(
@@ -136,79 +80,30 @@ def record_episodes(
     Raises:
         ValueError: no scripts for ``task`` or an unknown script name.
     """
-    own = get_task(task).scripted_episodes
-    table: dict[str, Script] = dict(own) if own is not None and not isinstance(own, OptOut) else {}
-    if not table:
-        why = f" ({own.reason})" if isinstance(own, OptOut) else ""
-        raise ValueError(
-            f"task: no scripted episodes for {task!r}{why}; tasks with scripted episodes: "
-            f"{', '.join(scripted_tasks())} (or record an EpisodeSet from your own policy)"
-        )
+    table = scripts_of(
+        task,
+        lambda: (
+            f"tasks with scripted episodes: {', '.join(scripted_tasks())} "
+            "(or record an EpisodeSet from your own policy)"
+        ),
+    )
     names = scripts or list(table)
     unknown = [s for s in names if s not in table]
     if unknown:
         raise ValueError(f"scripts: unknown {unknown} for {task}; known: {list(table)}")
-    fields: dict[str, list[np.ndarray]] = {}
-    lengths, succ, rew, kinds, script_names = [], [], [], [], []
+    parts = []
     for k, name in enumerate(names):
-        kind, policy = table[name].kind, table[name].policy
         env = make_env(task, num_envs=episodes_per_script, nthread=1, seed=seed + 1000 * k)
-        env.reset(seed=seed + 1000 * k)
-        horizon = int(steps or min(env.max_episode_steps, 300))
-        rows: dict[str, list[np.ndarray]] = {}
-        s_hist, r_hist = [], []
-        n = episodes_per_script
-        ended = np.full(n, horizon)
-        streak = np.zeros(n, dtype=int)
-        alive = np.ones(n, dtype=bool)
-        for t in range(horizon):
-            physics = env_physics(env)
-            assert physics is not None, "recording needs a backend that snapshots its physics"
-            for f in ("qpos", "mocap_pos"):
-                if f in physics and physics[f].size:
-                    rows.setdefault(f, []).append(physics[f].copy())
-            state = env.state()
-            s_now = env.success().numpy().astype(bool)
-            r_now = env.reward_fn(state, state["last_action"])[0].numpy()
-            s_hist.append(s_now)
-            r_hist.append(r_now)
-            streak = np.where(s_now, streak + 1, 0)
-            finish = alive & (streak >= hold_steps)
-            ended[finish] = t + 1
-            alive &= ~finish
-            if not alive.any():
-                break
-            _, _, term, trunc, _ = env.step(policy(state, env))
-            # A world that terminates (balance: fell) ends its episode at the fall.
-            done = (term | trunc).numpy() & alive
-            ended[done] = t + 1
-            alive &= ~done
-            if not alive.any():
-                break
-        env.close()
-        t_len = len(s_hist)
-        for f, seq in rows.items():
-            fields.setdefault(f, []).append(np.stack(seq, 1))  # [n, T, ...]
-        lengths.append(np.minimum(ended, t_len))
-        succ.append(np.stack(s_hist, 1))
-        rew.append(np.stack(r_hist, 1))
-        kinds += [kind] * n
-        script_names += [name] * n
-    t_max = max(s.shape[1] for s in succ)
-
-    def pad(a: np.ndarray) -> np.ndarray:
-        width = [(0, 0), (0, t_max - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
-        return np.pad(a, width, mode="edge")
-
-    return EpisodeSet(
-        task,
-        {f: np.concatenate([pad(a) for a in seq]) for f, seq in fields.items()},
-        np.concatenate(lengths),
-        np.concatenate([pad(a) for a in succ]),
-        np.concatenate([pad(a) for a in rew]),
-        kinds,
-        script_names,
-    )
+        try:
+            horizon = int(steps or min(env.max_episode_steps, 300))
+            parts.append(
+                record_script(
+                    env, task, name, steps=horizon, hold_steps=hold_steps, seed=seed + 1000 * k
+                )
+            )
+        finally:
+            env.close()
+    return concatenate(parts)
 
 
 # -- metrics ---------------------------------------------------------------------------------
