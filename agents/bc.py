@@ -9,7 +9,9 @@ algorithm (:class:`BehaviourCloning`: mean-squared error of the action, Adam), t
 ``bc.steps_per_iteration`` minibatch updates, ``global_step`` in metrics and checkpoints is the
 number of updates done. The training env runs only for the evaluation every ``bc.eval_every``
 iterations (the task's own success, deterministic actions, ``charts/success_rate``), which also
-picks the best checkpoint (``checkpoints/index.json``).
+picks the best checkpoint (``checkpoints/index.json``) and, with ``bc.keep_best``, the policy
+that is returned and exported (the network of the best evaluation: BC from few demos overfits,
+its success falls while the loss still does).
 
 Checkpoints hold tensors and plain data (``weights_only`` loading): network, optimizer, the
 minibatch generator and torch's RNG, iteration and step, and the demos' hash, so a resumed run
@@ -199,6 +201,8 @@ class BCRunner:
         self.iteration = 0
         self.global_step = 0
         self._since_ckpt: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None
+        """``{"success", "iteration", "model"}`` of the best periodic evaluation so far."""
 
     def load_demos(self) -> None:
         """Load the demos and fix the observation normalizer from them (once)."""
@@ -242,6 +246,7 @@ class BCRunner:
                 t1 = time.perf_counter()
                 if last or (self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0):
                     row.update(self.evaluate())
+                    self._track_best(row)
                 t2 = time.perf_counter()
                 row["perf/learn_s"] = t1 - t0
                 row["perf/eval_s"] = t2 - t1
@@ -277,6 +282,16 @@ class BCRunner:
             if metrics is not None:
                 metrics.close()
         return history
+
+    def _track_best(self, row: dict[str, float]) -> None:
+        """Remember the network of the best evaluation (ties: the later one)."""
+        score = row["charts/success_rate"]
+        if self.best is None or score >= self.best["success"]:
+            self.best = {
+                "success": score,
+                "iteration": self.iteration,
+                "model": copy.deepcopy(self.net.state_dict()),
+            }
 
     def evaluate(self) -> dict[str, float]:
         """The task's own success of the deterministic policy on fresh episodes of the training
@@ -356,6 +371,7 @@ class BCRunner:
             "seed": self.seed,
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
             "demos_digest": self.storage.digest if self.storage is not None else None,
+            "best": self.best,
         }
 
     def load(self, source: str | Path | IO[bytes], check_demos: bool = True) -> None:
@@ -378,6 +394,7 @@ class BCRunner:
         self.alg.optimizer.load_state_dict(ckpt["optimizer"])
         self.iteration = int(ckpt["iteration"])
         self.global_step = int(ckpt["global_step"])
+        self.best = ckpt.get("best")
         self.generator.set_state(ckpt["rng"]["generator"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if check_demos:
@@ -389,13 +406,19 @@ class BCRunner:
                     "(resume=false starts over)"
                 )
 
-    def inference_policy(self) -> nn.Module:
-        """Raw observations -> deterministic actions in [-1, 1] (CPU copy, eval mode)."""
+    def inference_policy(self, best: bool = False) -> nn.Module:
+        """Raw observations -> deterministic actions in [-1, 1] (CPU copy, eval mode).
+
+        Args:
+            best: the network of the best periodic evaluation (:attr:`best`) instead of the
+                current one (the current one when there was no evaluation).
+        """
+        net = self.net
+        if best and self.best is not None:
+            net = copy.deepcopy(self.net)
+            net.load_state_dict(self.best["model"])
         module = InferencePolicy(
-            copy.deepcopy(self.net.normalizer),
-            copy.deepcopy(self.net.actor),
-            self.net.obs_dim,
-            self.net.action_dim,
+            copy.deepcopy(net.normalizer), copy.deepcopy(net.actor), net.obs_dim, net.action_dim
         )
         module = module.cpu().eval()
         for p in module.parameters():
@@ -409,7 +432,7 @@ class BCPolicy:
     stochastic = False
 
     def __init__(self, runner: BCRunner) -> None:
-        self.inference = runner.inference_policy()
+        self.inference = runner.inference_policy(best=runner.cfg.keep_best)
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         return self.inference(obs)

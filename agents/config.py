@@ -229,6 +229,11 @@ class BCConfig:
     (deterministic actions; ``charts/success_rate``); 0: only at the end."""
     eval_episodes: int = 16
     """Episodes per periodic evaluation (one per world, at most the env's worlds)."""
+    keep_best: bool = True
+    """The trained (exported, evaluated) policy is the network of the best periodic evaluation
+    (highest success; ties: the later one), not the last one: with few demos BC overfits and
+    its success falls while the loss still does. The evaluations use their own reset seed
+    (``seed + 20000``), not the final evaluation's."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
