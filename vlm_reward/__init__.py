@@ -8,6 +8,8 @@ against a goal stated in language.
 - :mod:`.progress`: progress and pairwise-delta models; :mod:`.judge`: generative VLM judges.
 - :mod:`.preference_model`, :mod:`.preference_data`, :mod:`.preference_training`,
   :mod:`.preference` (the scorer), :mod:`.preference_online`: RL-VLM-F preference rewards.
+- :mod:`.demonstrations`, :mod:`.perceptual`, :mod:`.ot_reward`: rewards from demonstrations
+  (perceptual step models, RAPL-style optimal-transport matching).
 - :mod:`.training`: ``wrap_env`` and the ``clip`` / ``vlm`` reward kinds.
 - :mod:`.evaluation`: value-order correlation, success AUROC (``rewardlab vlm-eval``).
 

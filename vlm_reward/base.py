@@ -61,6 +61,8 @@ _BUILTIN_MODULES = {
     "progress": "rewardlab.vlm_reward.progress",
     "judge": "rewardlab.vlm_reward.judge",
     "preference": "rewardlab.vlm_reward.preference",
+    "perceptual": "rewardlab.vlm_reward.perceptual",
+    "ot": "rewardlab.vlm_reward.ot_reward",
 }
 """Scorer name -> module that registers it when imported (imported lazily: torch models and
 HTTP clients load only when used)."""

@@ -19,6 +19,12 @@ SHAPING_MODES = ("auto", "on", "off")
 """Allowed ``VLMConfig.shaping`` values."""
 NORMALIZE_MODES = ("none", "running", "minmax")
 """Allowed ``VLMConfig.normalize`` values."""
+PERCEPTUAL_SPLITS = ("equal", "variance")
+"""Allowed ``VLMConfig.perceptual_split`` values."""
+PERCEPTUAL_COMBINES = ("progress", "weighted")
+"""Allowed ``VLMConfig.perceptual_combine`` values."""
+OT_MATCHES = ("frame", "trajectory")
+"""Allowed ``VLMConfig.ot_match`` values."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,8 @@ class VLMConfig:
 
     scorer: str = "clip"
     """Registry name of the frame scorer (``rewardlab.vlm_reward.base.SCORERS``): ``clip``
-    (VLM-RM goal/baseline score), and the progress, judge and preference scorers."""
+    (VLM-RM goal/baseline score), and the progress, judge and preference scorers, and
+    ``perceptual`` / ``ot`` (rewards from demonstrations, ``demos``)."""
     model: str = "rewardlab-tiny-clip"
     """open_clip architecture name (``ViT-B-32``, ``ViT-bigG-14``, ...) or the name of a model
     shipped under ``rewardlab/vlm_reward/models/`` (``rewardlab-tiny-clip``: a 1.8 M-parameter
@@ -151,6 +158,38 @@ class VLMConfig:
     ``rewardlab.vlm_reward.progress.save_progress_model``; null: the CLIP prompt-interpolation
     progress (baseline prompts describe the start, goal prompts the end)."""
 
+    demos: str | None = None
+    """Perceptual and OT scorers: demonstrations -- an episode file (``.npz`` of ``rewardlab
+    demos record``, or the ``episodes.npz`` of ``rewardlab vlm-eval``; its successful episodes
+    are the demonstrations, drawn with the task's reward camera) or a file those scorers fitted
+    and saved (it carries its own steps and features)."""
+    demo_episodes: int = 8
+    """Perceptual and OT scorers: use at most this many successful episodes of ``demos``."""
+    perceptual_steps: int = 8
+    """Perceptual scorer: steps ``K`` each demonstration is cut into (8: VOC 0.65 against 0.54
+    with 4 on arm_reach, equal on cart-pole swing-up; ``benchmarks/results/vlm_demo_rewards.md``)."""
+    perceptual_features: int = 32
+    """Perceptual scorer: encoder feature dimensions selected per step (``M``)."""
+    perceptual_split: str = "variance"
+    """Perceptual scorer: ``equal`` (steps of equal duration) or ``variance`` (cut where the
+    features change: least within-step squared deviation)."""
+    perceptual_combine: str = "progress"
+    """Perceptual scorer: ``progress`` (expected step under the step posterior, in [0, 1]) or
+    ``weighted`` (the paper's sum of step likelihoods weighted 2^(i-1))."""
+    ot_match: str = "frame"
+    """OT scorer: ``frame`` (each frame matched to the demonstrations' frames alone, entropic
+    soft-min of the cost: what training uses, one step at a time) or ``trajectory`` (Sinkhorn
+    plan between a whole episode and each demonstration; offline, ``rewardlab vlm-eval`` only)."""
+    ot_epsilon: float = 0.05
+    """OT scorer: entropic regularization of Sinkhorn and of the per-frame soft-min (in units
+    of the cosine cost, which lies in [0, 2])."""
+    ot_iterations: int = 100
+    """OT scorer: Sinkhorn iterations."""
+    ot_preference_pairs: int = 0
+    """OT scorer: RAPL-style preference alignment -- train a linear map of the embeddings on
+    this many pairs of the ``demos`` episode set's episodes, the one with the higher task
+    return preferred (a stand-in for a person's labels); 0: off (the frozen embeddings)."""
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and what was expected."""
         if not self.scorer:
@@ -233,6 +272,28 @@ class VLMConfig:
         for name in ("preference_checkpoint", "progress_checkpoint"):
             if getattr(self, name) == "":
                 raise ValueError(f"{name}: got '', expected a file path or null")
+        if self.demos == "":
+            raise ValueError("demos: got '', expected an episode set (.npz) or null")
+        for name in ("demo_episodes", "perceptual_features", "ot_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected >= 1")
+        if self.ot_preference_pairs < 0:
+            raise ValueError(
+                f"ot_preference_pairs: got {self.ot_preference_pairs!r}, expected >= 0"
+            )
+        if self.perceptual_steps < 2:
+            raise ValueError(f"perceptual_steps: got {self.perceptual_steps!r}, expected >= 2")
+        for name, allowed in (
+            ("perceptual_split", PERCEPTUAL_SPLITS),
+            ("perceptual_combine", PERCEPTUAL_COMBINES),
+            ("ot_match", OT_MATCHES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name}: got {getattr(self, name)!r}, expected one of {', '.join(allowed)}"
+                )
+        if not (math.isfinite(self.ot_epsilon) and self.ot_epsilon > 0):
+            raise ValueError(f"ot_epsilon: got {self.ot_epsilon!r}, expected a number > 0")
         for name in ("scale", "offset", "weight", "task_weight"):
             v = getattr(self, name)
             if not math.isfinite(v):

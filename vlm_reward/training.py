@@ -97,7 +97,13 @@ def wrap_env(
         raise ValueError(f"reward: wrap_env takes clip or vlm, got {kind!r}")
     task = env_task_name(env)
     cfg = resolve_config(cfg, task, kind)
-    return VLMRewardEnv(env, cfg, scorer if scorer is not None else make_scorer(cfg), task)
+    scorer = scorer if scorer is not None else make_scorer(cfg)
+    if getattr(scorer, "scores_whole_episodes", False):
+        raise ValueError(
+            f"vlm.ot_match: {cfg.ot_match!r} scores whole recorded episodes (rewardlab vlm-eval); "
+            "training scores one step at a time: use vlm.ot_match=frame"
+        )
+    return VLMRewardEnv(env, cfg, scorer, task)
 
 
 class VLMRewardEnv(BatchedEnv):
