@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,32 @@ class SACConfig:
 
 
 @dataclass(frozen=True)
+class ResidualSACConfig:
+    """Residual off-policy RL (``agent=residual_sac``): SAC learns a correction of a fixed base
+    policy: ``action = clip(base(o) + residual_scale * residual(o, base(o)), -1, 1)``."""
+
+    base_policy: str = ""
+    """The base policy: an export folder holding ``policy.pt`` (e.g. ``runs/bc/export``) or a
+    ``policy.pt`` file (TorchScript, raw observation -> action in ``[-1, 1]``); required by
+    ``agent=residual_sac`` (checked when training starts)."""
+    residual_scale: float = 0.1
+    """Scale of the residual action (the SAC action in ``[-1, 1]``) added to the base action."""
+    sparse_reward: bool = False
+    """Train on the task's success flag alone (reward 1 on steps where it holds, else 0)
+    instead of the env's reward."""
+    sac: SACConfig = field(default_factory=SACConfig)
+    """The residual's SAC settings (its actor sees the observation and the base action; the mean
+    of its last layer starts at zero, so training starts from the base policy)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        scale = self.residual_scale
+        if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"residual_scale: got {scale!r}, expected a finite number > 0")
+        self.sac.validate()
+
+
+@dataclass(frozen=True)
 class BCConfig:
     """Behaviour cloning (``agent=bc``): an MLP regressed onto demonstrated actions.
 
@@ -221,6 +247,12 @@ class BCConfig:
     normalize_obs: bool = True
     """Normalize observations by the demos' mean/std (std floored at 0.1), exported with the
     policy."""
+    ignore_obs: tuple[str, ...] = ("last_action", "prev_action")
+    """Observation layout entries (``rewardlab tasks`` lists a task's) that BC does not read:
+    their columns are zeroed inside the policy (the export still takes the whole observation).
+    The default drops the action history, which a clone otherwise copies instead of reading the
+    state (the "copycat" problem: the demonstrator's last action predicts its next one); names
+    a task's layout lacks are skipped."""
     steps_per_iteration: int = 100
     """Gradient steps per learner iteration (one metrics row; ``checkpoint_every`` counts these
     iterations)."""

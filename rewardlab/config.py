@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.agents.config import BCConfig, PPOConfig, SACConfig
+from rewardlab.agents.config import BCConfig, PPOConfig, ResidualSACConfig, SACConfig
 from rewardlab.agents.registry import AGENTS as AGENT_REGISTRY
 from rewardlab.core import resources
 from rewardlab.core.config import (
@@ -154,6 +154,9 @@ class TrainConfig:
     """Hyper-parameters of the ``ppo`` agent."""
     sac: SACConfig = field(default_factory=SACConfig)
     """Hyper-parameters of the ``sac`` agent."""
+    residual_sac: ResidualSACConfig = field(default_factory=ResidualSACConfig)
+    """Settings of the ``residual_sac`` agent (``base_policy``, ``residual_scale``,
+    ``sparse_reward``, and its own ``sac`` section)."""
     bc: BCConfig = field(default_factory=BCConfig)
     """Settings of the ``bc`` agent (behaviour cloning from ``bc.demos``; its ``total_steps``
     counts gradient steps)."""

@@ -228,3 +228,70 @@ def test_cli_trains_sac_into_a_run_dir_with_export(tmp_path: Path) -> None:
         assert (run / name).is_file(), name
     meta = (run / "export" / "policy.json").read_text()
     assert '"agent": "sac"' in meta
+
+
+def _base_export(tmp_path: Path, env) -> Path:
+    """A fixed base policy exported as agents/export.py writes one (a small linear map)."""
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(env.obs_dim, env.action_dim), torch.nn.Tanh())
+    export_policy(base, env, tmp_path / "base", git_revision="x", onnx=False)
+    return tmp_path / "base"
+
+
+def test_residual_sac_starts_as_the_base_policy_and_exports(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rewardlab.agents.config import ResidualSACConfig
+    from rewardlab.agents.policy import ExportedPolicy
+    from rewardlab.agents.registry import TrainSpec
+    from rewardlab.agents.residual_sac import ResidualEnv, ResidualSACAgent
+
+    env = small_env()
+    base_dir = _base_export(tmp_path, env)
+    base = ExportedPolicy(base_dir / "policy.pt")
+    cfg = ResidualSACConfig(base_policy=str(base_dir), residual_scale=0.2, sac=SMALL)
+    agent = ResidualSACAgent()
+    spec = TrainSpec(total_steps=1, hyperparams=cfg, progress=False)
+    runner, _ = agent.runner(env, spec)
+    obs = torch.randn(6, env.obs_dim)
+    from rewardlab.agents.residual_sac import ResidualSACPolicy
+
+    start = ResidualSACPolicy(runner, base.inference, 0.2)
+    torch.testing.assert_close(start(obs), base(obs))  # zero residual mean at the start
+    assert isinstance(runner.env, ResidualEnv) and runner.env.obs_dim == env.obs_dim + 1
+
+    spec = dataclasses.replace(spec, total_steps=8 * SMALL.num_steps * 12)
+    out = agent.train(env, spec, log=lambda _: None)
+    assert not torch.allclose(out.policy(obs), base(obs))  # the residual learned something
+    dev = (out.policy(obs) - base(obs)).abs().max()
+    assert float(dev) <= 0.2 + 1e-6  # bounded by residual_scale (before the clip)
+    export_policy(out.policy.inference, env, tmp_path / "res", git_revision="x")
+    scripted = ExportedPolicy(tmp_path / "res" / "policy.pt")
+    torch.testing.assert_close(scripted(obs), out.policy(obs))
+
+
+def test_residual_env_sparse_reward_is_the_success_flag(tmp_path: Path) -> None:
+    from rewardlab.agents.policy import ExportedPolicy
+    from rewardlab.agents.residual_sac import ResidualEnv
+
+    env = small_env()
+    base = ExportedPolicy(_base_export(tmp_path, env) / "policy.pt").inference
+    view = ResidualEnv(env, base, 0.1, sparse_reward=True)
+    obs = view.reset(seed=0)
+    assert obs.shape == (8, env.obs_dim + 1)
+    torch.testing.assert_close(obs[:, env.obs_dim :], base(obs[:, : env.obs_dim]))
+    for _ in range(25):  # past the 20-step time limit: final_obs carries the base action too
+        obs, reward, _, truncated, info = view.step(torch.zeros(8, 1))
+        assert torch.equal(reward, info["success"].float())
+        if "final_obs" in info:
+            assert info["final_obs"].shape == (8, env.obs_dim + 1)
+
+
+def test_residual_sac_without_a_base_policy_is_one_line(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rewardlab.cli", "train", "task=cartpole_balance",
+           "agent=residual_sac", f"residual_sac.base_policy={tmp_path / 'nothing'}",
+           "total_steps=100", f"run_dir={run}"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    assert "residual_sac.base_policy" in out.stderr and "Traceback" not in out.stderr

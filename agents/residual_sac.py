@@ -1,0 +1,230 @@
+"""Residual off-policy RL (``agent=residual_sac``): SAC learns a bounded correction of a fixed
+base policy (e.g. behaviour cloning's export), as in residual RL / RLPD-style fine-tuning.
+
+``action = clip(base(o) + residual_scale * r, -1, 1)`` with ``r ~ pi(. | o, base(o))`` the SAC
+policy's action. It is the plain batched SAC (:mod:`rewardlab.agents.sac`) trained on
+:class:`ResidualEnv`, a view of the env whose observation is ``[o, base(o)]`` and whose action
+is the residual ``r`` (optionally with the task's success flag as a sparse reward), so the
+replay buffer, exact resume and checkpoints are SAC's. The mean head of the residual actor
+starts at zero, so the first deterministic policy is the base policy. The exported module
+(:class:`ResidualInference`) holds the base policy and the residual: raw observation in, final
+action out, like every other policy.
+
+What it cannot do: demo-buffer mixing (RLPD's 50/50 batches of demonstrations) -- not built;
+a base policy other than an exported TorchScript ``policy.pt``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rewardlab.agents.config import ResidualSACConfig
+from rewardlab.agents.distributed import DistContext
+from rewardlab.agents.off_policy_runner import OffPolicyRunner
+from rewardlab.agents.policy import ExportedPolicy
+from rewardlab.agents.registry import TrainOutcome, TrainSpec
+from rewardlab.agents.sac import SACInference
+from rewardlab.agents.sac_agent import SACPolicy
+from rewardlab.envs.base import BatchedEnv, StateField
+
+
+def load_base_policy(path: str | Path) -> nn.Module:
+    """The TorchScript module of an export folder (its ``policy.pt``) or of a ``policy.pt``.
+
+    Raises:
+        FileNotFoundError: neither exists (one line naming the path).
+    """
+    p = Path(path)
+    file = p / "policy.pt" if p.is_dir() else p
+    if not str(path).strip() or not file.is_file():
+        raise FileNotFoundError(
+            f"residual_sac.base_policy: {str(path)!r} is neither an export folder with policy.pt "
+            "nor a policy.pt file"
+        )
+    return ExportedPolicy(file).inference
+
+
+class ResidualEnv(BatchedEnv):
+    """``env`` seen by the residual learner: observation ``[o, base(o)]``, action the residual.
+
+    Every other part of the env API (state, success, render, snapshots) is the wrapped env's.
+    """
+
+    def __init__(
+        self, env: BatchedEnv, base: nn.Module, scale: float, sparse_reward: bool = False
+    ) -> None:
+        self.env, self.base, self.scale, self.sparse_reward = env, base, float(scale), sparse_reward
+        self.num_envs, self.action_dim = env.num_envs, env.action_dim
+        self.obs_dim = env.obs_dim + env.action_dim
+        self.device = env.device
+        self.max_episode_steps, self.control_dt = env.max_episode_steps, env.control_dt
+        self._base_action: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def _with_base(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        base = self.base(obs.float().cpu()).to(obs.device).clamp(-1.0, 1.0)
+        return torch.cat([obs, base], dim=-1), base
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        obs, self._base_action = self._with_base(self.env.reset(seed=seed))
+        return obs
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        if self._base_action is None:
+            raise RuntimeError("call reset() before step()")
+        full = (self._base_action + self.scale * actions.to(self.device)).clamp(-1.0, 1.0)
+        obs, reward, terminated, truncated, info = self.env.step(full)
+        if self.sparse_reward:
+            success = info["success"] if "success" in info else self.env.success()
+            reward = success.to(reward.dtype)
+        obs, self._base_action = self._with_base(obs)
+        if "final_obs" in info:
+            info = dict(info, final_obs=self._with_base(info["final_obs"])[0])
+        return obs, reward, terminated, truncated, info
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return self.env.state()
+
+    def state_spec(self) -> dict[str, StateField]:
+        return self.env.state_spec()
+
+    def success(self) -> torch.Tensor:
+        return self.env.success()
+
+    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        return self.env.render(env_ids)
+
+    def get_state_dict(self) -> dict[str, Any]:
+        return self.env.get_state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env.load_state_dict(state)
+        self._base_action = None  # set by restore_obs() from the checkpoint's observation
+
+    def restore_obs(self, obs: torch.Tensor) -> None:
+        """Set the base action of a restored observation ``[o, base(o)]`` (after a resume)."""
+        self._base_action = obs[:, self.env.obs_dim :].to(self.device)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ResidualInference(nn.Module):
+    """Raw observation ``[B, obs_dim]`` -> ``clip(base(o) + scale * tanh(mean(o, base(o))))``."""
+
+    def __init__(self, base: nn.Module, residual: SACInference, scale: float) -> None:
+        super().__init__()
+        self.base = base
+        self.residual = residual
+        self.scale = float(scale)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        base = self.base(obs).clamp(-1.0, 1.0)
+        r = self.residual(torch.cat([obs, base], dim=-1))
+        return (base + self.scale * r).clamp(-1.0, 1.0)
+
+
+class ResidualSACPolicy:
+    """The residual SAC policy on raw observations (see :class:`ResidualInference`)."""
+
+    stochastic = True
+
+    def __init__(self, runner: OffPolicyRunner, base: nn.Module, scale: float, seed: int = 0):
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.residual = SACPolicy(runner, seed=seed)
+        # scripted here: the base is a loaded TorchScript module, which ONNX's tracer cannot
+        # call from inside a plain module (a scripted whole exports to TorchScript and ONNX)
+        module = ResidualInference(base, self.residual.inference, scale).eval()
+        with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript as deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            self.inference: nn.Module = torch.jit.script(module)
+        self.base, self.scale = base, float(scale)
+
+    @torch.no_grad()
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.inference(obs)
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        base = self.base(obs).clamp(-1.0, 1.0)
+        r = self.residual.sample(torch.cat([obs, base], dim=-1))
+        return (base + self.scale * r).clamp(-1.0, 1.0)
+
+
+class ResidualSACAgent:
+    """Residual SAC on a base policy (``agent=residual_sac``); settings:
+    ``TrainConfig.residual_sac`` (a ``ResidualSACConfig``)."""
+
+    config_key = "residual_sac"
+    resumable = True
+    distributed = False
+    checkpoint_suffix = ".pt"
+
+    def runner(self, env: BatchedEnv, spec: TrainSpec) -> tuple[OffPolicyRunner, nn.Module]:
+        """The SAC runner on the residual view of ``env``, and the base policy."""
+        cfg: ResidualSACConfig = spec.hyperparams
+        base = load_base_policy(cfg.base_policy)
+        view = ResidualEnv(env, base, cfg.residual_scale, cfg.sparse_reward)
+        runner = OffPolicyRunner(
+            view,
+            cfg.sac,
+            log_dir=spec.log_dir,
+            device=spec.device,
+            seed=spec.seed,
+            checkpoint_every=spec.checkpoint_every,
+            keep_checkpoints=spec.keep_checkpoints,
+        )
+        head = runner.alg.actor.net[-1]
+        assert isinstance(head, nn.Linear)
+        with torch.no_grad():  # the residual's mean starts at 0: the base policy as it is
+            head.weight[: env.action_dim].zero_()
+            head.bias[: env.action_dim].zero_()
+        return runner, base
+
+    def train(
+        self,
+        env: BatchedEnv,
+        spec: TrainSpec,
+        resume: Path | bytes | None = None,
+        dist: DistContext | None = None,
+        log: Callable[[str], None] = print,
+    ) -> TrainOutcome:
+        """Train (or continue) the residual; see :meth:`rewardlab.agents.registry.Agent.train`."""
+        if dist is not None:
+            raise ValueError("agent residual_sac cannot train in several processes (torchrun)")
+        runner, base = self.runner(env, spec)
+        if resume is not None:
+            runner.load(io.BytesIO(resume) if isinstance(resume, bytes) else resume)
+            view = runner.env
+            if isinstance(view, ResidualEnv) and runner._obs is not None:
+                view.restore_obs(runner._obs)
+            if isinstance(resume, Path):
+                log(f"[rewardlab] resuming from {resume} at step {runner.global_step:,}")
+        history = runner.learn(spec.total_steps, progress=spec.progress)
+        state = None
+        if spec.keep_state:
+            buf = io.BytesIO()
+            torch.save(runner.state_dict(replay=False), buf)
+            state = buf.getvalue()
+        cfg: ResidualSACConfig = spec.hyperparams
+        policy = ResidualSACPolicy(runner, base, cfg.residual_scale, seed=spec.sample_seed)
+        return TrainOutcome(policy, runner.global_step, history, state)
+
+    def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> ResidualSACPolicy:
+        """The policy of a residual SAC checkpoint for ``env`` (the base policy is loaded from
+        ``residual_sac.base_policy``)."""
+        runner, base = self.runner(env, dataclasses.replace(spec, log_dir=None))
+        runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, load_env=False)
+        cfg: ResidualSACConfig = spec.hyperparams
+        return ResidualSACPolicy(runner, base, cfg.residual_scale, seed=spec.sample_seed)
