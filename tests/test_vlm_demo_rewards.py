@@ -179,6 +179,10 @@ def test_demo_scorers_with_the_shipped_tiny_clip_on_arm_reach(tmp_path: Path) ->
     back, w = load_demo_embeddings(tmp_path / "ot.npz")
     assert [d.shape for d in back] == [d.shape for d in ot.demos]
     torch.testing.assert_close(w, torch.eye(w.shape[0]))
+    # preference alignment from the file's episodes (labels: the task's returns) runs through
+    # the config and gives a map other than the identity
+    tuned = make_scorer(VLMConfig(device="cpu", scorer="ot", demos=demos, ot_preference_pairs=8))
+    assert not torch.allclose(tuned.projection, torch.eye(tuned.projection.shape[0]))
     with pytest.raises(ValueError, match=r"vlm.demos: .*fit.npz holds 'rewardlab-perceptual', expected a 'rewardlab-ot-demos' fit"):  # fmt: skip
         make_scorer(VLMConfig(device="cpu", scorer="ot", demos=str(tmp_path / "fit.npz")))
 

@@ -200,6 +200,9 @@ def finetune_projection(
             "vlm.ot_preference_pairs: preference pairs need at least 2 episodes with different "
             "returns in vlm.demos"
         )
+    # plain copies: embeddings made under torch.inference_mode cannot enter autograd
+    episodes = [x.detach().float().clone() for x in episodes]
+    demos = [y.detach().float().clone() for y in demos]
     gen = torch.Generator().manual_seed(seed)
     a = torch.randint(0, len(r), (4 * pairs,), generator=gen)
     b = torch.randint(0, len(r), (4 * pairs,), generator=gen)
