@@ -51,20 +51,54 @@ STD_FLOOR = 0.1
 """Lower bound of the observation std (nearly constant features are not amplified)."""
 
 
+class ObsMask(nn.Module):
+    """Multiplies observations by a fixed 0/1 mask (the columns BC must not read)."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mask
+
+
+def obs_mask(env: BatchedEnv, ignore: tuple[str, ...]) -> torch.Tensor:
+    """``[obs_dim]``: 0 on the columns of the observation layout entries named in ``ignore``
+    (names the task's layout lacks are skipped), 1 elsewhere."""
+    mask = torch.ones(env.obs_dim)
+    layout = getattr(getattr(env, "task", None), "obs_layout", None)
+    if not ignore or not callable(layout):
+        return mask
+    start = 0
+    for name, width in layout():
+        if name in ignore:
+            mask[start : start + int(width)] = 0.0
+        start += int(width)
+    return mask
+
+
 class BCPolicyNet(nn.Module):
-    """Observation normalizer (fixed, from the demos) and an MLP with a tanh-free linear head.
+    """Observation normalizer (fixed, from the demos), the mask of ``bc.ignore_obs`` and an MLP.
 
     Args:
         obs_dim: observation width.
         action_dim: action width.
         cfg: hidden sizes and activation.
+        mask: ``[obs_dim]`` 0/1 (see :func:`obs_mask`); all ones by default.
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, cfg: BCConfig) -> None:
+    def __init__(
+        self, obs_dim: int, action_dim: int, cfg: BCConfig, mask: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
         self.normalizer = EmpiricalNormalization(obs_dim, eps=0.0)
-        self.actor = mlp(obs_dim, tuple(int(h) for h in cfg.hidden), action_dim, cfg.activation)
+        mask = torch.ones(obs_dim) if mask is None else mask
+        # the mask is the actor's first layer, so the export (normalizer, actor) carries it
+        self.actor = nn.Sequential(
+            ObsMask(mask),
+            mlp(obs_dim, tuple(int(h) for h in cfg.hidden), action_dim, cfg.activation),
+        )
 
     def set_normalization(self, obs: torch.Tensor) -> None:
         """Fix the normalizer to the mean and std (floored at :data:`STD_FLOOR`) of ``obs``."""
@@ -195,7 +229,9 @@ class BCRunner:
         self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.net = BCPolicyNet(env.obs_dim, env.action_dim, cfg).to(self.device)
+            self.net = BCPolicyNet(
+                env.obs_dim, env.action_dim, cfg, obs_mask(env, tuple(cfg.ignore_obs))
+            ).to(self.device)
         self.alg = BehaviourCloning(self.net, cfg, self.device)
         self.storage: DemoStorage | None = None
         self.iteration = 0

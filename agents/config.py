@@ -247,6 +247,12 @@ class BCConfig:
     normalize_obs: bool = True
     """Normalize observations by the demos' mean/std (std floored at 0.1), exported with the
     policy."""
+    ignore_obs: tuple[str, ...] = ("last_action", "prev_action")
+    """Observation layout entries (``rewardlab tasks`` lists a task's) that BC does not read:
+    their columns are zeroed inside the policy (the export still takes the whole observation).
+    The default drops the action history, which a clone can copy instead of reading the state
+    (the "copycat" problem; no measurable effect on the scripted demos of
+    ``benchmarks/results/bc_demos.md``); names a task's layout lacks are skipped."""
     steps_per_iteration: int = 100
     """Gradient steps per learner iteration (one metrics row; ``checkpoint_every`` counts these
     iterations)."""

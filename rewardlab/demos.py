@@ -128,6 +128,11 @@ def record_demos(a: DemosArgs) -> str:
             raise ConfigError(
                 COMMAND_LINE, "task", f"got {a.task!r}, but the policy was trained on {cfg.task!r}"
             )
+        if not a.deterministic and not getattr(policy, "stochastic", False):
+            raise ConfigError(
+                COMMAND_LINE, "deterministic",
+                f"false needs a stochastic policy; {name} is deterministic (bc, an export)",
+            )  # fmt: skip
         env = env_of(cfg)
         choose = policy if a.deterministic else policy.sample
 

@@ -204,6 +204,11 @@ def test_bc_resumes_exactly_and_refuses_other_demos(tmp_path: Path) -> None:
         torch.testing.assert_close(loaded(x), agent.load(ckpt, env, _spec(None, 80, demos))(x))
         with pytest.raises(ValueError, match="deterministic"):
             loaded.sample(x)
+        # bc.ignore_obs (default: the action history) is not read: arm_reach's last_action
+        moved = x.clone()
+        moved[:, 12:15] = torch.randn(5, 3)
+        torch.testing.assert_close(loaded(moved), loaded(x))
+        assert not torch.allclose(loaded(x + 1.0), loaded(x))
         other = _reach(4, steps=30, seed=9).save(tmp_path / "other.npz")
         with pytest.raises(ValueError, match="trained on other demos"):
             agent.train(env, _spec(tmp_path / "b", 120, other), resume=ckpt)
@@ -234,6 +239,15 @@ def test_train_agent_bc_runs_the_pipeline(tmp_path: Path) -> None:
     assert code == 0 and "resuming from" in text and "60 steps" in text, err
     code, text, err = run_cli("eval", f"run_dir={run}", "episodes=4")
     assert code == 0 and "success_rate:" in text, err
+    # the trained run as a demonstration source (its checkpoint, its own task config)
+    code, text, err = run_cli("demos", "record", "source=policy", f"policy={run}", "episodes=2",
+                              "steps=20", f"out={tmp_path / 'p.npz'}")  # fmt: skip
+    assert code == 0, err
+    eps = Episodes.load(tmp_path / "p.npz")
+    assert eps.script[0].endswith("latest.pt") and eps.meta["deterministic"] is True
+    code, _, err = run_cli("demos", "record", "source=policy", f"policy={run}",
+                           "deterministic=false", f"out={tmp_path / 'q.npz'}")  # fmt: skip
+    assert code == 2 and "deterministic" in err
 
 
 @pytest.mark.slow
