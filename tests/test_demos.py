@@ -235,6 +235,15 @@ def test_train_agent_bc_runs_the_pipeline(tmp_path: Path) -> None:
     assert code == 0, err
     meta = json.loads((run / "export" / "policy.json").read_text())
     assert meta["agent"] == "bc" and meta["observation"]["normalization"] is not None
+    # deploy loads it like any export (both runtimes give the exported module's actions)
+    from rewardlab.agents.policy import ExportedPolicy
+    from rewardlab.deploy.policy import load_policy as deploy_policy
+
+    obs = np.random.default_rng(0).normal(size=(1, 15)).astype(np.float32)
+    want = ExportedPolicy(run / "export" / "policy.pt")(torch.from_numpy(obs)).numpy()[0]
+    for backend in ("torch", "onnx"):
+        got = deploy_policy(run / "export", backend=backend)(obs[0])
+        np.testing.assert_allclose(got, want, atol=1e-5)
     code, text, err = run_cli(*base, "total_steps=60", f"bc.demos={demos}")
     assert code == 0 and "resuming from" in text and "60 steps" in text, err
     code, text, err = run_cli("eval", f"run_dir={run}", "episodes=4")
