@@ -300,7 +300,10 @@ def concatenate(parts: Sequence[Episodes]) -> Episodes:
         frames=frames,
         source=sources[0] if len(sources) == 1 else "+".join(sources),
         task_cfg=first.task_cfg,
-        meta={"parts": [p.meta for p in parts]},
+        meta={
+            "parts": [p.meta for p in parts],
+            **({"labels": "none"} if all(p.meta.get("labels") == "none" for p in parts) else {}),
+        },
     )
 
 

@@ -162,6 +162,8 @@ def test_episodes_from_a_deploy_bag(tmp_path: Path) -> None:
                               "task=arm_reach", f"out={out}")  # fmt: skip
     assert code == 0, err
     assert Episodes.load(out).script == [str(bag)]
+    two = episodes_from_bags([bag, bag], "arm_reach")  # unlabelled, however many bags
+    assert two.num_episodes == 2 and two.meta["labels"] == "none"
     empty = tmp_path / "empty"
     with BagRecorder(empty) as rec:
         rec.record_command(Command(names, np.zeros(3), "HOLD"), 0.1)
