@@ -24,12 +24,12 @@ import copy
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,8 +41,7 @@ from rewardlab.agents.distributed import DistContext
 from rewardlab.agents.evaluate import evaluate
 from rewardlab.agents.networks import EmpiricalNormalization, InferencePolicy, mlp
 from rewardlab.agents.registry import TrainOutcome, TrainSpec
-from rewardlab.agents.runner import truncate_metrics, truncate_tensorboard
-from rewardlab.core.files import atomic_write, remove_stale_temps
+from rewardlab.agents.runner import BaseRunner, _Interval
 from rewardlab.envs.base import BatchedEnv
 from rewardlab.envs.demos import Episodes, load_episodes
 
@@ -193,8 +192,11 @@ class BehaviourCloning:
         return float(loss.detach())
 
 
-class BCRunner:
-    """Trains a :class:`BCPolicyNet` on demos; metrics, evaluation and checkpoints in ``log_dir``.
+class BCRunner(BaseRunner):
+    """Trains a :class:`BCPolicyNet` on demos; metrics, evaluation and checkpoints in ``log_dir``
+    (logs, cut-back on resume, atomic indexed checkpoints and resume are
+    :class:`~rewardlab.agents.runner.BaseRunner`'s, as for PPO and SAC; the best checkpoint is
+    chosen by the periodic evaluations).
 
     Args:
         env: the training env (its task's demos; it runs only for evaluation).
@@ -206,6 +208,8 @@ class BCRunner:
         checkpoint_every: iterations between checkpoints (and at the end).
         keep_checkpoints: numbered checkpoints kept besides the best (0: all).
     """
+
+    log_prefix = "bc"
 
     def __init__(
         self,
@@ -236,7 +240,8 @@ class BCRunner:
         self.storage: DemoStorage | None = None
         self.iteration = 0
         self.global_step = 0
-        self._since_ckpt: list[dict[str, float]] = []
+        self._recent: deque[dict[str, float]] = deque(maxlen=1)
+        self._interval = _Interval(first_iteration=1)
         self.best: dict[str, Any] | None = None
         """``{"success", "iteration", "model"}`` of the best periodic evaluation so far."""
 
@@ -257,7 +262,7 @@ class BCRunner:
         history: list[dict[str, float]] = []
         if self.global_step >= total_steps:
             return history
-        writer, metrics = self._open_logs()
+        writer, metrics = self._open_logs(progress)
         per_it = self.cfg.steps_per_iteration
         start = time.perf_counter()
         try:
@@ -294,7 +299,7 @@ class BCRunner:
                         "NaN/Inf. The last checkpoint is untouched."
                     )
                 history.append(row)
-                self._write(row, writer, metrics)
+                self._write_metrics(row, writer, metrics)
                 if self.log_dir is not None and (
                     last or self.iteration % self.checkpoint_every == 0
                 ):
@@ -308,8 +313,7 @@ class BCRunner:
                     )
         except KeyboardInterrupt:
             if self.log_dir is not None:
-                path = self.log_dir / "checkpoints" / checkpoints.LATEST_NAME
-                atomic_write(path, checkpoints.to_bytes(self.state_dict()))
+                path = self.save(self._checkpoint_dir() / checkpoints.LATEST_NAME)
                 print(f"[bc] interrupted; saved {path}", flush=True)
             raise
         finally:
@@ -342,55 +346,7 @@ class BCRunner:
             "charts/episodes": float(out["episodes"]),
         }
 
-    # -- logs and checkpoints ------------------------------------------------------------------
-
-    def _open_logs(self) -> tuple[Any, Any]:
-        if self.log_dir is None:
-            return None, None
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_dir = self.log_dir / "checkpoints"
-        remove_stale_temps(ckpt_dir)
-        remove_stale_temps(self.log_dir, "metrics.jsonl")
-        truncate_metrics(self.log_dir / "metrics.jsonl", self.iteration)
-        truncate_tensorboard(self.log_dir, self.global_step)
-        checkpoints.forget_after(ckpt_dir, self.iteration)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=self.global_step + 1)
-        return writer, open(self.log_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
-
-    def _write(self, row: dict[str, float], writer: Any, metrics: Any) -> None:
-        self._since_ckpt.append(row)
-        if metrics is not None:
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-        if writer is not None:
-            for k, v in row.items():
-                if k not in ("iteration", "global_step"):
-                    writer.add_scalar(k, v, int(row["global_step"]))
-
-    def _save_checkpoints(self, writer: Any, metrics: Any) -> None:
-        if writer is not None:
-            writer.flush()
-        if metrics is not None:
-            metrics.flush()
-        evals = [r for r in self._since_ckpt if "charts/success_rate" in r]
-        first = int(self._since_ckpt[0]["iteration"]) if self._since_ckpt else self.iteration
-        self._since_ckpt = []
-        record = checkpoints.CheckpointRecord(
-            f"model_{self.iteration}.pt",
-            self.iteration,
-            self.global_step,
-            first,
-            int(sum(r["charts/episodes"] for r in evals)),
-            float(np.mean([r["charts/success_rate"] for r in evals])) if evals else None,
-            float(np.mean([r["charts/episode_return"] for r in evals])) if evals else None,
-        )
-        d = self.log_dir / "checkpoints"  # type: ignore[operator]
-        data = checkpoints.to_bytes(self.state_dict())
-        atomic_write(d / record.file, data)
-        checkpoints.update_index(d, record, self.keep_checkpoints)
-        atomic_write(d / checkpoints.LATEST_NAME, data)
+    # -- checkpoints -----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`load` restores (tensors and plain data)."""
@@ -408,17 +364,20 @@ class BCRunner:
             "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
             "demos_digest": self.storage.digest if self.storage is not None else None,
             "best": self.best,
+            "interval": dataclasses.asdict(self._interval),
         }
 
-    def load(self, source: str | Path | IO[bytes], check_demos: bool = True) -> None:
-        """Restore a checkpoint (``weights_only`` loading).
+    def _restore(self, ckpt: dict[str, Any], path: str | Path, load_env: bool) -> None:
+        """Restore a loaded checkpoint (:meth:`BaseRunner.load` reads it as data).
+
+        ``load_env`` means this run continues training: then the demos must be the ones the
+        checkpoint was trained on. ``False`` restores the policy only (evaluation, export).
 
         Raises:
-            CheckpointError: a damaged or foreign file.
-            ValueError: other widths, or (``check_demos``) other demos than it was trained on.
+            CheckpointError: not a BC checkpoint.
+            ValueError: other widths, or other demos than it was trained on.
         """
-        ckpt = checkpoints.load_checkpoint(source)
-        name = source if isinstance(source, str | Path) else "checkpoint"
+        name = path
         if ckpt.get("agent") != "bc":
             raise checkpoints.CheckpointError(name, "not a bc checkpoint")
         for key in ("obs_dim", "action_dim"):
@@ -433,7 +392,11 @@ class BCRunner:
         self.best = ckpt.get("best")
         self.generator.set_state(ckpt["rng"]["generator"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if check_demos:
+        interval = ckpt.get("interval")
+        self._interval = (
+            _Interval(**interval) if isinstance(interval, dict) else _Interval(self.iteration + 1)
+        )
+        if load_env:
             self.load_demos()
             assert self.storage is not None
             if ckpt.get("demos_digest") not in (None, self.storage.digest):
@@ -524,5 +487,5 @@ class BCAgent:
     def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> BCPolicy:
         """The policy of a BC checkpoint (or learner state bytes) for ``env``."""
         runner = self.runner(env, dataclasses.replace(spec, log_dir=None))
-        runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, check_demos=False)
+        runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, load_env=False)
         return BCPolicy(runner)
