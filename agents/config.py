@@ -290,3 +290,91 @@ class BCConfig:
     def demo_files(self) -> list[str]:
         """The episode files :attr:`demos` names."""
         return [p.strip() for p in self.demos.split(",") if p.strip()]
+
+
+IQL_REWARDS = ("task", "success")
+"""Values of :attr:`IQLConfig.reward`."""
+
+
+@dataclass(frozen=True)
+class IQLConfig:
+    """Implicit Q-Learning (``agent=iql``, Kostrikov et al. 2021): offline RL on recorded episodes.
+
+    ``total_steps`` counts gradient steps for this agent (not env steps), as for ``bc``: one
+    learner iteration is ``steps_per_iteration`` updates of the value, the twin Q and the actor;
+    the env only runs for the periodic evaluation.
+    """
+
+    demos: str = ""
+    """Episode file(s) to learn from (``rewardlab demos record``): one ``.npz``, or several
+    separated by commas (required by ``agent=iql``). All episodes are used, failures included."""
+    reward: str = "task"
+    """Reward of each transition: ``task`` (the episodes' recorded ``reward``, the task's own, of
+    the state reached) or ``success`` (1 where the task's success holds in the state reached,
+    else 0: sparse)."""
+    discount: float = 0.99
+    """Discount factor of the Q target ``r + discount * V(s')``."""
+    expectile: float = 0.8
+    """Expectile ``tau`` of the value regression onto ``min(Q1, Q2)`` (0.5: the mean; near 1:
+    the maximum over the data's actions)."""
+    beta: float = 3.0
+    """Inverse temperature of the advantage-weighted actor regression: weights
+    ``exp(beta * (Q - V))``, clipped at ``max_weight``."""
+    max_weight: float = 100.0
+    """Upper clip of the actor's advantage weights."""
+    polyak: float = 0.005
+    """Step of the target Q towards the online Q after every update."""
+    batch_size: int = 256
+    """Transitions per gradient step, drawn uniformly (with replacement)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the value, Q and actor (fixed)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer sizes of the actor, the value and each Q."""
+    activation: str = "elu"
+    """Hidden activation: ``elu``, ``tanh`` or ``relu``."""
+    normalize_obs: bool = True
+    """Normalize observations by the data's mean/std (std floored at 0.1), exported with the
+    policy."""
+    ignore_obs: tuple[str, ...] = ("last_action", "prev_action")
+    """Observation layout entries the actor does not read (zeroed inside it, as ``bc.ignore_obs``);
+    the critics read the whole observation."""
+    steps_per_iteration: int = 100
+    """Gradient steps per learner iteration (one metrics row; ``checkpoint_every`` counts these
+    iterations)."""
+    eval_every: int = 10
+    """Iterations between evaluations of the task's own success in the training env
+    (deterministic actions; ``charts/success_rate``); 0: only at the end."""
+    eval_episodes: int = 16
+    """Episodes per periodic evaluation (one per world, at most the env's worlds)."""
+    keep_best: bool = True
+    """The trained (exported, evaluated) policy is the actor of the best periodic evaluation
+    (highest success; ties: the later one), not the last one (as ``bc.keep_best``)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        for name in ("discount", "expectile", "beta", "max_weight", "polyak", "learning_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value)):
+                raise ValueError(f"iql.{name}: got {value!r}, expected a finite number")
+        checks = [
+            ("reward", self.reward in IQL_REWARDS, "one of " + ", ".join(IQL_REWARDS)),
+            ("discount", 0.0 <= self.discount < 1.0, "in [0, 1)"),
+            ("expectile", 0.0 < self.expectile < 1.0, "in (0, 1)"),
+            ("beta", self.beta >= 0.0, ">= 0"),
+            ("max_weight", self.max_weight > 0.0, "> 0"),
+            ("polyak", 0.0 < self.polyak <= 1.0, "in (0, 1]"),
+            ("batch_size", self.batch_size >= 1, ">= 1"),
+            ("learning_rate", self.learning_rate > 0.0, "> 0"),
+            ("hidden", all(int(h) >= 1 for h in self.hidden), "widths >= 1"),
+            ("activation", self.activation in ("elu", "tanh", "relu"), "one of elu, tanh, relu"),
+            ("steps_per_iteration", self.steps_per_iteration >= 1, ">= 1"),
+            ("eval_every", self.eval_every >= 0, ">= 0 (0: only at the end)"),
+            ("eval_episodes", self.eval_episodes >= 1, ">= 1"),
+        ]  # fmt: skip
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"iql.{name}: got {getattr(self, name)!r}, expected {allowed}")
+
+    def demo_files(self) -> list[str]:
+        """The episode files :attr:`demos` names."""
+        return [p.strip() for p in self.demos.split(",") if p.strip()]

@@ -119,6 +119,7 @@ AGENTS.register("sac", "rewardlab.agents.sac_agent:SACAgent")
 AGENTS.register("sb3_ppo", "rewardlab.agents.sb3:SB3PPOAgent")
 AGENTS.register("sb3_sac", "rewardlab.agents.sb3:SB3SACAgent")
 AGENTS.register("bc", "rewardlab.agents.bc:BCAgent")
+AGENTS.register("iql", "rewardlab.agents.iql:IQLAgent")
 AGENTS.register("residual_sac", "rewardlab.agents.residual_sac:ResidualSACAgent")
 
 

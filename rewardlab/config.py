@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rewardlab.agents.config import BCConfig, PPOConfig, ResidualSACConfig, SACConfig
+from rewardlab.agents.config import BCConfig, IQLConfig, PPOConfig, ResidualSACConfig, SACConfig
 from rewardlab.agents.registry import AGENTS as AGENT_REGISTRY
 from rewardlab.core import resources
 from rewardlab.core.config import (
@@ -160,6 +160,9 @@ class TrainConfig:
     bc: BCConfig = field(default_factory=BCConfig)
     """Settings of the ``bc`` agent (behaviour cloning from ``bc.demos``; its ``total_steps``
     counts gradient steps)."""
+    iql: IQLConfig = field(default_factory=IQLConfig)
+    """Settings of the ``iql`` agent (offline Implicit Q-Learning from ``iql.demos``; its
+    ``total_steps`` counts gradient steps)."""
     sb3: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the stable-baselines3 algorithm (``sb3_ppo`` / ``sb3_sac``), plus
     ``normalize_obs`` / ``normalize_reward`` (SB3 ``VecNormalize``, default false)."""

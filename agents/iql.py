@@ -1,0 +1,563 @@
+"""The ``iql`` agent: Implicit Q-Learning (Kostrikov et al. 2021) on recorded episodes.
+
+Offline RL from :class:`~rewardlab.envs.demos.Episodes` (successes, failures and partial
+episodes alike), split like the BC agent (:mod:`rewardlab.agents.bc`), whose data loading,
+observation normalization, evaluation, keep-best, checkpoints and export it mirrors:
+
+- the networks (:class:`IQLNet`): the observation normalizer (fixed, from the data), a
+  deterministic actor (the action mask of ``iql.ignore_obs`` + MLP, exported as the same
+  :class:`~rewardlab.agents.networks.InferencePolicy` BC and PPO export), a state value ``V`` and a
+  twin ``Q`` (:class:`~rewardlab.agents.sac.TwinQ`) with a Polyak-averaged target copy;
+- the storage (:class:`TransitionStorage`): ``(s, a, r, s', done)`` of every valid step that has
+  a next observation, with rewards from :func:`episode_rewards` (the seam for other rewards);
+- the algorithm (:class:`IQL`): the value regresses onto the target ``min(Q1, Q2)`` with the
+  asymmetric expectile loss (:func:`expectile_loss`), each Q onto ``r + discount * (1 - done) *
+  V(s')``, and the actor by advantage-weighted regression (:func:`awr_weights`: ``exp(beta *
+  (Q - V))`` clipped at ``max_weight``, times the squared action error -- the deterministic
+  actor's form of the weighted log-likelihood);
+- the runner (:class:`IQLRunner`, a :class:`~rewardlab.agents.runner.BaseRunner`).
+
+Rewards and terminals. Episode step ``t`` pairs observation ``s_t`` with action ``a_t``; the
+episodes' ``reward[t]`` and ``success[t]`` belong to the state ``s_t``, so the transition
+``(s_t, a_t, s_{t+1})`` earns ``reward[t+1]`` (``iql.reward=task``) or ``success[t+1]``
+(``iql.reward=success``); an episode's last valid step has no next observation and is not a
+transition. The episode format does not record whether an episode ended by the task's
+termination or by its time limit, so every transition bootstraps (``done = 0``): episode ends are
+treated as time-outs. The storage keeps a ``done`` column for sources that record termination.
+
+``total_steps`` counts gradient steps (one step = one update of V, Q and the actor), as for BC.
+Checkpoints hold tensors and plain data (``weights_only`` loading) and the data's hash, so a
+resumed run continues bit-identically (on the same machine) and refuses other data.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rewardlab.agents import checkpoints
+from rewardlab.agents.bc import STD_FLOOR, ObsMask, obs_mask
+from rewardlab.agents.config import IQLConfig
+from rewardlab.agents.distributed import DistContext
+from rewardlab.agents.evaluate import evaluate
+from rewardlab.agents.networks import EmpiricalNormalization, InferencePolicy, mlp
+from rewardlab.agents.registry import TrainOutcome, TrainSpec
+from rewardlab.agents.runner import BaseRunner, _Interval
+from rewardlab.agents.sac import TwinQ
+from rewardlab.envs.base import BatchedEnv
+from rewardlab.envs.demos import Episodes, load_episodes
+
+CHECKPOINT_VERSION = 1
+
+
+def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
+    """Mean asymmetric squared error ``|tau - 1(diff < 0)| * diff**2`` (``diff = target - V``):
+    errors where the target is above the value weigh ``tau``, below ``1 - tau``."""
+    weight = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return (weight * diff.square()).mean()
+
+
+def awr_weights(advantage: torch.Tensor, beta: float, max_weight: float) -> torch.Tensor:
+    """Advantage weights ``exp(beta * advantage)`` clipped at ``max_weight`` (no gradient)."""
+    return torch.exp(beta * advantage.detach()).clamp(max=max_weight)
+
+
+def episode_rewards(eps: Episodes, reward: str) -> np.ndarray:
+    """``[E, T]`` float32 reward of the state at each step of ``eps``.
+
+    The seam for rewards other than the recorded ones (code, CLIP, learned progress,
+    preference models): anything that maps the episodes to a per-state reward.
+
+    Args:
+        eps: the episodes.
+        reward: ``task`` (the recorded ``reward``) or ``success`` (the success flag, 0/1).
+
+    Raises:
+        ValueError: ``task`` on episodes without recorded rewards (``NaN``, e.g. from bags), or an
+            unknown name.
+    """
+    if reward == "success":
+        if eps.meta.get("labels") == "none":
+            raise ValueError("iql.reward: success needs labelled episodes (these have none)")
+        return eps.success.astype(np.float32)
+    if reward == "task":
+        mask = np.arange(eps.reward.shape[1])[None, :] < eps.length[:, None]
+        if np.isnan(eps.reward[mask]).any():
+            raise ValueError(
+                "iql.reward: task, but the episodes have no recorded reward (NaN; e.g. from a "
+                "bag); use iql.reward=success or label them"
+            )
+        return eps.reward.astype(np.float32)
+    raise ValueError(f"iql.reward: got {reward!r}, expected task or success")
+
+
+class IQLNet(nn.Module):
+    """Normalizer (fixed, from the data), deterministic actor, value and twin Q (+ target).
+
+    Args:
+        obs_dim: observation width.
+        action_dim: action width.
+        cfg: hidden sizes and activation.
+        mask: ``[obs_dim]`` 0/1 of the columns the actor reads (see
+            :func:`rewardlab.agents.bc.obs_mask`); all ones by default.
+    """
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, cfg: IQLConfig, mask: torch.Tensor | None = None
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.action_dim = int(obs_dim), int(action_dim)
+        hidden = tuple(int(h) for h in cfg.hidden)
+        self.normalizer = EmpiricalNormalization(obs_dim, eps=0.0)
+        mask = torch.ones(obs_dim) if mask is None else mask
+        self.actor = nn.Sequential(ObsMask(mask), mlp(obs_dim, hidden, action_dim, cfg.activation))
+        self.value = mlp(obs_dim, hidden, 1, cfg.activation)
+        self.q = TwinQ(obs_dim, action_dim, hidden, cfg.activation)
+        self.q_target = copy.deepcopy(self.q)
+        for p in self.q_target.parameters():
+            p.requires_grad_(False)
+
+    def set_normalization(self, obs: torch.Tensor) -> None:
+        """Fix the normalizer to the mean and std (floored at ``STD_FLOOR``) of ``obs``."""
+        mean = obs.double().mean(0)
+        var = obs.double().var(0, unbiased=False)
+        n = self.normalizer
+        n.mean.copy_(mean)
+        n.var.copy_(var)
+        n.std.copy_(var.sqrt().clamp_min(STD_FLOOR))
+        n.count.fill_(obs.shape[0])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic actions (unclamped) of raw observations."""
+        return self.actor(self.normalizer(obs))
+
+
+@dataclasses.dataclass
+class TransitionStorage:
+    """The data's transitions as tensors on the learner device."""
+
+    obs: torch.Tensor
+    """``[S, obs_dim]``."""
+    actions: torch.Tensor
+    """``[S, action_dim]`` in [-1, 1]."""
+    rewards: torch.Tensor
+    """``[S]``: reward of the state reached."""
+    next_obs: torch.Tensor
+    """``[S, obs_dim]``."""
+    dones: torch.Tensor
+    """``[S]`` 1 where the task terminated at the state reached (no bootstrap), else 0."""
+    episodes: int
+    """Episodes they came from."""
+    digest: str
+    """sha256 of the transitions (a resume checks it)."""
+
+    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """``(obs, actions, rewards, next_obs, dones)`` drawn uniformly with replacement."""
+        idx = torch.randint(
+            self.obs.shape[0], (batch,), generator=generator, device=generator.device
+        )
+        return (
+            self.obs[idx],
+            self.actions[idx],
+            self.rewards[idx],
+            self.next_obs[idx],
+            self.dones[idx],
+        )
+
+
+def transitions(eps: Episodes, rewards: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(obs, actions, rewards, next_obs, dones)`` of every step with a next observation.
+
+    Args:
+        eps: the episodes.
+        rewards: ``[E, T]`` reward of the state at each step (:func:`episode_rewards`).
+    """
+    t = np.arange(eps.observations.shape[1] - 1)[None, :]
+    mask = t < (eps.length[:, None] - 1)
+    obs, nxt = eps.observations[:, :-1][mask], eps.observations[:, 1:][mask]
+    act = eps.actions[:, :-1][mask]
+    rew = rewards[:, 1:][mask]
+    dones = np.zeros(len(rew), np.float32)  # episode ends are time-outs: see the module docstring
+    return obs, act, rew.astype(np.float32), nxt, dones
+
+
+def transition_storage(cfg: IQLConfig, env: BatchedEnv, device: torch.device) -> TransitionStorage:
+    """Load ``cfg.demos`` for ``env``'s task as transitions with ``cfg.reward``.
+
+    Raises:
+        ValueError: no data named, a bad file, another task, other widths, no transition, or no
+            reward (one line naming what is wrong).
+    """
+    files = cfg.demo_files()
+    if not files:
+        raise ValueError(
+            "iql.demos: required with agent=iql (an episode file: rewardlab demos record)"
+        )
+    eps = load_episodes(files)
+    task = getattr(getattr(env, "task", None), "name", None)
+    if task is not None and eps.task != task:
+        raise ValueError(f"iql.demos: {files[0]} holds episodes of {eps.task!r}, training {task!r}")
+    obs_dim, act_dim = eps.observations.shape[2], eps.actions.shape[2]
+    if (obs_dim, act_dim) != (env.obs_dim, env.action_dim):
+        raise ValueError(
+            f"iql.demos: episodes have obs/action widths {obs_dim}/{act_dim}, the env "
+            f"{env.obs_dim}/{env.action_dim} (recorded with another task config?)"
+        )
+    obs, act, rew, nxt, dones = transitions(eps, episode_rewards(eps, cfg.reward))
+    if len(obs) == 0:
+        raise ValueError(f"iql.demos: no transition in {', '.join(files)} (episodes of 1 step)")
+    digest = hashlib.sha256(b"".join(a.tobytes() for a in (obs, act, rew, nxt, dones))).hexdigest()
+
+    def put(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    return TransitionStorage(
+        put(obs), put(act).clamp(-1.0, 1.0), put(rew), put(nxt), put(dones), eps.num_episodes,
+        digest,
+    )  # fmt: skip
+
+
+class IQL:
+    """The updates (Adam at a fixed learning rate for the value, the Q pair and the actor)."""
+
+    def __init__(self, net: IQLNet, cfg: IQLConfig) -> None:
+        self.net, self.cfg = net, cfg
+        lr = cfg.learning_rate
+        self.v_optimizer = torch.optim.Adam(net.value.parameters(), lr=lr)
+        self.q_optimizer = torch.optim.Adam(net.q.parameters(), lr=lr)
+        self.actor_optimizer = torch.optim.Adam(net.actor.parameters(), lr=lr)
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """By name (checkpoints)."""
+        return {"value": self.v_optimizer, "q": self.q_optimizer, "actor": self.actor_optimizer}
+
+    def update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        """One step of V, Q, the actor and the target Q; returns the losses and statistics."""
+        obs, act, rew, nxt, done = batch
+        cfg, net = self.cfg, self.net
+        s, s2 = net.normalizer(obs), net.normalizer(nxt)
+        with torch.no_grad():
+            q_t = torch.minimum(*net.q_target(s, act))
+        v = net.value(s).squeeze(-1)
+        v_loss = expectile_loss(q_t - v, cfg.expectile)
+        self._step(self.v_optimizer, v_loss)
+        with torch.no_grad():
+            target = rew + cfg.discount * (1.0 - done) * net.value(s2).squeeze(-1)
+        q1, q2 = net.q(s, act)
+        q_loss = 0.5 * ((q1 - target).square().mean() + (q2 - target).square().mean())
+        self._step(self.q_optimizer, q_loss)
+        adv = q_t - v.detach()
+        w = awr_weights(adv, cfg.beta, cfg.max_weight)
+        err = (net.actor(s) - act).square().sum(-1)
+        actor_loss = (w * err).mean()
+        self._step(self.actor_optimizer, actor_loss)
+        with torch.no_grad():
+            for p, tp in zip(net.q.parameters(), net.q_target.parameters(), strict=True):
+                tp.lerp_(p, cfg.polyak)
+        return {
+            "losses/value": float(v_loss.detach()),
+            "losses/q": float(q_loss.detach()),
+            "losses/actor": float(actor_loss.detach()),
+            "losses/value_mean": float(v.detach().mean()),
+            "losses/advantage_mean": float(adv.mean()),
+            "losses/weight_mean": float(w.mean()),
+        }
+
+    @staticmethod
+    def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+class IQLRunner(BaseRunner):
+    """Trains an :class:`IQLNet` on recorded episodes; metrics, evaluation and checkpoints in
+    ``log_dir`` as :class:`~rewardlab.agents.bc.BCRunner` (same arguments)."""
+
+    log_prefix = "iql"
+
+    def __init__(
+        self,
+        env: BatchedEnv,
+        cfg: IQLConfig,
+        log_dir: Path | None = None,
+        device: str = "cpu",
+        seed: int = 0,
+        checkpoint_every: int = 50,
+        keep_checkpoints: int = 5,
+    ) -> None:
+        cfg.validate()
+        self.env, self.cfg = env, cfg
+        self.device = torch.device(device)
+        self.log_dir = log_dir
+        self.seed = int(seed)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.keep_checkpoints = int(keep_checkpoints)
+        if self.device.type == "cpu":
+            torch.set_num_threads(1)
+        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.net = IQLNet(
+                env.obs_dim, env.action_dim, cfg, obs_mask(env, tuple(cfg.ignore_obs))
+            ).to(self.device)
+        self.alg = IQL(self.net, cfg)
+        self.storage: TransitionStorage | None = None
+        self.iteration = 0
+        self.global_step = 0
+        self._recent: deque[dict[str, float]] = deque(maxlen=1)
+        self._interval = _Interval(first_iteration=1)
+        self.best: dict[str, Any] | None = None
+        """``{"success", "iteration", "model"}`` (the actor's state) of the best evaluation."""
+
+    def load_demos(self) -> None:
+        """Load the data and fix the observation normalizer from it (once)."""
+        if self.storage is not None:
+            return
+        self.storage = transition_storage(self.cfg, self.env, self.device)
+        if self.cfg.normalize_obs and self.iteration == 0:
+            self.net.set_normalization(self.storage.obs)
+
+    def learn(self, total_steps: int, progress: bool = True) -> list[dict[str, float]]:
+        """Train until ``total_steps`` gradient steps in total (those before a resume count)."""
+        self.load_demos()
+        assert self.storage is not None
+        history: list[dict[str, float]] = []
+        if self.global_step >= total_steps:
+            return history
+        writer, metrics = self._open_logs(progress)
+        start = time.perf_counter()
+        try:
+            while self.global_step < total_steps:
+                t0 = time.perf_counter()
+                n = min(self.cfg.steps_per_iteration, total_steps - self.global_step)
+                self.net.train()
+                stats: list[dict[str, float]] = []
+                for _ in range(n):
+                    batch = self.storage.sample(self.cfg.batch_size, self.generator)
+                    stats.append(self.alg.update(batch))
+                    self.global_step += 1
+                self.iteration += 1
+                last = self.global_step >= total_steps
+                row: dict[str, float] = {
+                    "iteration": float(self.iteration),
+                    "global_step": float(self.global_step),
+                    **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
+                    "charts/demo_transitions": float(self.storage.obs.shape[0]),
+                    "charts/demo_episodes": float(self.storage.episodes),
+                }
+                t1 = time.perf_counter()
+                if last or (self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0):
+                    row.update(self.evaluate())
+                    self._track_best(row)
+                t2 = time.perf_counter()
+                row["perf/learn_s"] = t1 - t0
+                row["perf/eval_s"] = t2 - t1
+                row["perf/grad_steps_per_s"] = n / max(t1 - t0, 1e-9)
+                row["perf/elapsed_s"] = t2 - start
+                bad = [k for k in ("losses/value", "losses/q", "losses/actor")
+                       if not math.isfinite(row[k])]  # fmt: skip
+                if bad:
+                    raise FloatingPointError(
+                        f"non-finite {bad[0]} at iteration {self.iteration}; check the episodes' "
+                        "rewards for NaN/Inf. The last checkpoint is untouched."
+                    )
+                history.append(row)
+                self._write_metrics(row, writer, metrics)
+                if self.log_dir is not None and (
+                    last or self.iteration % self.checkpoint_every == 0
+                ):
+                    self._save_checkpoints(writer, metrics)
+                if progress and ("charts/success_rate" in row or last):
+                    sr = row.get("charts/success_rate", float("nan"))
+                    print(
+                        f"[iql] it {self.iteration} | step {self.global_step:,}/{total_steps:,} "
+                        f"| q {row['losses/q']:.4f} | actor {row['losses/actor']:.4f} "
+                        f"| eval success {sr:.2f}",
+                        flush=True,
+                    )
+        except KeyboardInterrupt:
+            if self.log_dir is not None:
+                path = self.save(self._checkpoint_dir() / checkpoints.LATEST_NAME)
+                print(f"[iql] interrupted; saved {path}", flush=True)
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+            if metrics is not None:
+                metrics.close()
+        return history
+
+    def _track_best(self, row: dict[str, float]) -> None:
+        """Remember the actor of the best evaluation (ties: the later one)."""
+        score = row["charts/success_rate"]
+        if self.best is None or score >= self.best["success"]:
+            self.best = {
+                "success": score,
+                "iteration": self.iteration,
+                "model": copy.deepcopy(self.net.actor.state_dict()),
+            }
+
+    def evaluate(self) -> dict[str, float]:
+        """The task's own success of the deterministic actor on fresh episodes of the training
+        env (reset with a fixed seed, so evaluations are comparable and resume is exact)."""
+        episodes = min(self.cfg.eval_episodes, self.env.num_envs)
+        with torch.random.fork_rng(devices=[]):
+            out = evaluate(self.inference_policy(), self.env, episodes, seed=self.seed + 20_000)
+        return {
+            "charts/success_rate": float(out["success_rate"]),
+            "charts/episode_return": float(out["return_mean"]),
+            "charts/episode_length": float(out["length_mean"]),
+            "charts/episodes": float(out["episodes"]),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`load` restores (tensors and plain data)."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "agent": "iql",
+            "model": self.net.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.alg.optimizers().items()},
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "obs_dim": self.env.obs_dim,
+            "action_dim": self.env.action_dim,
+            "cfg": checkpoints.to_plain(dataclasses.asdict(self.cfg), "cfg"),
+            "seed": self.seed,
+            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
+            "demos_digest": self.storage.digest if self.storage is not None else None,
+            "best": self.best,
+            "interval": dataclasses.asdict(self._interval),
+        }
+
+    def _restore(self, ckpt: dict[str, Any], path: str | Path, load_env: bool) -> None:
+        """Restore a loaded checkpoint (``load_env``: training continues, so the data must be
+        the one it was trained on; ``False``: the policy only).
+
+        Raises:
+            CheckpointError: not an IQL checkpoint.
+            ValueError: other widths, or other data than it was trained on.
+        """
+        if ckpt.get("agent") != "iql":
+            raise checkpoints.CheckpointError(path, "not an iql checkpoint")
+        for key in ("obs_dim", "action_dim"):
+            if ckpt[key] != getattr(self.env, key):
+                raise ValueError(
+                    f"{path}: checkpoint has {key}={ckpt[key]}, env has {getattr(self.env, key)}"
+                )
+        self.net.load_state_dict(ckpt["model"])
+        for name, opt in self.alg.optimizers().items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+        self.iteration = int(ckpt["iteration"])
+        self.global_step = int(ckpt["global_step"])
+        self.best = ckpt.get("best")
+        self.generator.set_state(ckpt["rng"]["generator"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        interval = ckpt.get("interval")
+        self._interval = (
+            _Interval(**interval) if isinstance(interval, dict) else _Interval(self.iteration + 1)
+        )
+        if load_env:
+            self.load_demos()
+            assert self.storage is not None
+            if ckpt.get("demos_digest") not in (None, self.storage.digest):
+                raise ValueError(
+                    f"{path}: trained on other data than iql.demos={self.cfg.demos!r} with "
+                    f"iql.reward={self.cfg.reward} (resume=false starts over)"
+                )
+
+    def inference_policy(self, best: bool = False) -> nn.Module:
+        """Raw observations -> deterministic actions in [-1, 1] (CPU copy, eval mode).
+
+        Args:
+            best: the actor of the best periodic evaluation (:attr:`best`) instead of the
+                current one (the current one when there was no evaluation).
+        """
+        actor = copy.deepcopy(self.net.actor)
+        if best and self.best is not None:
+            actor.load_state_dict(self.best["model"])
+        module = InferencePolicy(
+            copy.deepcopy(self.net.normalizer), actor, self.net.obs_dim, self.net.action_dim
+        )
+        module = module.cpu().eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        return module
+
+
+class IQLPolicy:
+    """A trained IQL policy: deterministic only (the actor regresses onto actions)."""
+
+    stochastic = False
+
+    def __init__(self, runner: IQLRunner) -> None:
+        self.inference = runner.inference_policy(best=runner.cfg.keep_best)
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.inference(obs)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        raise ValueError("deterministic=false: an IQL policy is deterministic")
+
+
+class IQLAgent:
+    """Implicit Q-Learning (``agent=iql``); settings: ``TrainConfig.iql`` (an ``IQLConfig``)."""
+
+    config_key = "iql"
+    resumable = True
+    distributed = False
+    checkpoint_suffix = ".pt"
+
+    def runner(self, env: BatchedEnv, spec: TrainSpec) -> IQLRunner:
+        """The runner ``spec`` describes (nothing loaded or trained yet)."""
+        return IQLRunner(
+            env,
+            spec.hyperparams,
+            log_dir=spec.log_dir,
+            device=spec.device,
+            seed=spec.seed,
+            checkpoint_every=spec.checkpoint_every,
+            keep_checkpoints=spec.keep_checkpoints,
+        )
+
+    def train(
+        self,
+        env: BatchedEnv,
+        spec: TrainSpec,
+        resume: Path | bytes | None = None,
+        dist: DistContext | None = None,
+        log: Callable[[str], None] = print,
+    ) -> TrainOutcome:
+        """Learn from the episodes (``total_steps`` gradient steps); see
+        :meth:`rewardlab.agents.registry.Agent.train`."""
+        runner = self.runner(env, spec)
+        if resume is not None:
+            runner.load(io.BytesIO(resume) if isinstance(resume, bytes) else resume)
+            if isinstance(resume, Path):
+                log(f"[rewardlab] resuming from {resume} at gradient step {runner.global_step:,}")
+            if runner.global_step >= spec.total_steps:
+                log(
+                    f"[rewardlab] already trained {runner.global_step:,} >= "
+                    f"total_steps={spec.total_steps:,} gradient steps; raise total_steps to train more"
+                )
+        history = runner.learn(spec.total_steps, progress=spec.progress)
+        state = checkpoints.to_bytes(runner.state_dict()) if spec.keep_state else None
+        return TrainOutcome(IQLPolicy(runner), runner.global_step, history, state)
+
+    def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> IQLPolicy:
+        """The policy of an IQL checkpoint (or learner state bytes) for ``env``."""
+        runner = self.runner(env, dataclasses.replace(spec, log_dir=None))
+        runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, load_env=False)
+        return IQLPolicy(runner)
