@@ -336,8 +336,9 @@ class IQLConfig:
     """Normalize observations by the data's mean/std (std floored at 0.1), exported with the
     policy."""
     ignore_obs: tuple[str, ...] = ("last_action", "prev_action")
-    """Observation layout entries the actor does not read (zeroed inside it, as ``bc.ignore_obs``);
-    the critics read the whole observation."""
+    """Observation layout entries neither the actor nor the critics read (zeroed, as
+    ``bc.ignore_obs``): a scripted demonstrator's last action equals its next one, so a value that
+    reads it knows the action and the advantage ``Q - V`` carries no signal."""
     steps_per_iteration: int = 100
     """Gradient steps per learner iteration (one metrics row; ``checkpoint_every`` counts these
     iterations)."""

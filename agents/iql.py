@@ -123,6 +123,9 @@ class IQLNet(nn.Module):
         self.normalizer = EmpiricalNormalization(obs_dim, eps=0.0)
         mask = torch.ones(obs_dim) if mask is None else mask
         self.actor = nn.Sequential(ObsMask(mask), mlp(obs_dim, hidden, action_dim, cfg.activation))
+        # the critics skip the same columns: a script's last action equals its next one, so a
+        # value that reads it knows the action and the advantage carries no signal
+        self.critic_mask = ObsMask(mask)
         self.value = mlp(obs_dim, hidden, 1, cfg.activation)
         self.q = TwinQ(obs_dim, action_dim, hidden, cfg.activation)
         self.q_target = copy.deepcopy(self.q)
@@ -247,7 +250,7 @@ class IQL:
         """One step of V, Q, the actor and the target Q; returns the losses and statistics."""
         obs, act, rew, nxt, done = batch
         cfg, net = self.cfg, self.net
-        s, s2 = net.normalizer(obs), net.normalizer(nxt)
+        s, s2 = net.critic_mask(net.normalizer(obs)), net.critic_mask(net.normalizer(nxt))
         with torch.no_grad():
             q_t = torch.minimum(*net.q_target(s, act))
         v = net.value(s).squeeze(-1)
@@ -260,7 +263,7 @@ class IQL:
         self._step(self.q_optimizer, q_loss)
         adv = q_t - v.detach()
         w = awr_weights(adv, cfg.beta, cfg.max_weight)
-        err = (net.actor(s) - act).square().sum(-1)
+        err = (net.actor(net.normalizer(obs)) - act).square().sum(-1)
         actor_loss = (w * err).mean()
         self._step(self.actor_optimizer, actor_loss)
         with torch.no_grad():
