@@ -141,8 +141,9 @@ class TrainConfig:
     resume: bool = True
     """Continue from the latest checkpoint when ``run_dir`` already has one."""
     agent: str = "ppo"
-    """Learner: ``ppo`` or ``sac`` (batched, this package), ``bc`` (behaviour cloning from
-    ``bc.demos``), ``sb3_ppo`` or ``sb3_sac`` (stable-baselines3)."""
+    """Learner: ``ppo`` or ``sac`` (batched, this package), ``residual_sac`` (SAC correcting
+    ``residual_sac.base_policy``), ``bc`` (behaviour cloning from ``bc.demos``), ``iql`` (offline
+    RL from ``iql.demos``), ``sb3_ppo`` or ``sb3_sac`` (stable-baselines3)."""
     total_steps: int = 1_000_000
     """Environment steps (summed over worlds) to train for, counting those before a resume."""
     checkpoint_every: int = 50
