@@ -127,7 +127,8 @@ def test_train_evaluate_export_load(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_registries_name_agents_and_reward_kinds() -> None:
-    assert AGENT_NAMES == tuple(AGENTS.names()) == ("ppo", "sb3_ppo", "sb3_sac")
+    assert AGENT_NAMES == tuple(AGENTS.names())
+    assert AGENT_NAMES == ("ppo", "sac", "sb3_ppo", "sb3_sac", "bc", "iql", "residual_sac")
     assert REWARD_KINDS == tuple(REWARD_KIND_REGISTRY.names()) == ("task", "code", "clip", "vlm")
     with pytest.raises(UnknownNameError, match="did you mean 'ppo'"):
         AGENTS.get("pp0")
@@ -135,7 +136,7 @@ def test_registries_name_agents_and_reward_kinds() -> None:
         ({"reward": "clp"}, "did you mean 'clip'"),
         ({"reward": "code"}, "expected task, code:<file.py>, clip or vlm"),
         ({"reward": "task:x"}, "expected task, code:<file.py>, clip or vlm"),
-        ({"agent": "sb3_pp0"}, "agent: got 'sb3_pp0', expected one of ppo, sb3_ppo, sb3_sac"),
+        ({"agent": "sb3_pp0"}, "agent: got 'sb3_pp0', expected one of ppo, sac, sb3_ppo, sb3_sac, bc, iql, residual_sac"),
     ]
     for override, message in cases:
         with pytest.raises(ConfigError, match=message):
