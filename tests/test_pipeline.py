@@ -127,8 +127,8 @@ def test_train_evaluate_export_load(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_registries_name_agents_and_reward_kinds() -> None:
-    assert AGENT_NAMES == tuple(AGENTS.names())
-    assert AGENT_NAMES == ("ppo", "sac", "sb3_ppo", "sb3_sac", "bc", "iql", "residual_sac")
+    names = ("ppo", "sac", "sb3_ppo", "sb3_sac", "bc", "iql", "residual_sac")
+    assert AGENT_NAMES == tuple(AGENTS.names()) == names
     assert REWARD_KINDS == tuple(REWARD_KIND_REGISTRY.names()) == ("task", "code", "clip", "vlm")
     with pytest.raises(UnknownNameError, match="did you mean 'ppo'"):
         AGENTS.get("pp0")
