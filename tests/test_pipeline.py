@@ -136,7 +136,10 @@ def test_registries_name_agents_and_reward_kinds() -> None:
         ({"reward": "clp"}, "did you mean 'clip'"),
         ({"reward": "code"}, "expected task, code:<file.py>, clip or vlm"),
         ({"reward": "task:x"}, "expected task, code:<file.py>, clip or vlm"),
-        ({"agent": "sb3_pp0"}, "agent: got 'sb3_pp0', expected one of ppo, sac, sb3_ppo, sb3_sac, bc, iql, residual_sac"),
+        (
+            {"agent": "sb3_pp0"},
+            "agent: got 'sb3_pp0', expected one of ppo, sac, sb3_ppo, sb3_sac, bc, iql, residual_sac",
+        ),
     ]
     for override, message in cases:
         with pytest.raises(ConfigError, match=message):
