@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -426,31 +426,47 @@ class BCRunner(BaseRunner):
 
 
 class BCPolicy:
-    """A trained BC policy: deterministic only (a regression has no action distribution)."""
+    """A policy learnt from recorded episodes (BC, and IQL's actor): deterministic only (a
+    regression has no action distribution).
+
+    Args:
+        runner: the trained runner (``inference_policy(best=...)`` and ``cfg.keep_best``).
+        name: what :meth:`sample`'s error calls the policy.
+    """
 
     stochastic = False
 
-    def __init__(self, runner: BCRunner) -> None:
+    def __init__(self, runner: Any, name: str = "a behaviour-cloning policy") -> None:
         self.inference = runner.inference_policy(best=runner.cfg.keep_best)
+        self.name = name
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         return self.inference(obs)
 
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        raise ValueError("deterministic=false: a behaviour-cloning policy is deterministic")
+        raise ValueError(f"deterministic=false: {self.name} is deterministic")
 
 
 class BCAgent:
-    """Behaviour cloning (``agent=bc``); settings: ``TrainConfig.bc`` (a ``BCConfig``)."""
+    """Behaviour cloning (``agent=bc``); settings: ``TrainConfig.bc`` (a ``BCConfig``).
+
+    An agent that learns from recorded episodes in ``total_steps`` gradient steps (IQL) is this
+    class with another :attr:`runner_class` and :attr:`policy_name`.
+    """
 
     config_key = "bc"
     resumable = True
     distributed = False
     checkpoint_suffix = ".pt"
+    runner_class: ClassVar[Callable[..., Any]] = BCRunner
+    """Builds the runner: ``(env, cfg, log_dir, device, seed, checkpoint_every,
+    keep_checkpoints)`` as :class:`BCRunner`."""
+    policy_name: ClassVar[str] = "a behaviour-cloning policy"
+    """What the trained policy's ``sample`` error calls it."""
 
-    def runner(self, env: BatchedEnv, spec: TrainSpec) -> BCRunner:
+    def runner(self, env: BatchedEnv, spec: TrainSpec) -> Any:
         """The runner ``spec`` describes (nothing loaded or trained yet)."""
-        return BCRunner(
+        return self.runner_class(
             env,
             spec.hyperparams,
             log_dir=spec.log_dir,
@@ -468,7 +484,7 @@ class BCAgent:
         dist: DistContext | None = None,
         log: Callable[[str], None] = print,
     ) -> TrainOutcome:
-        """Clone the demos (``total_steps`` gradient steps); see
+        """Learn from the demos (``total_steps`` gradient steps); see
         :meth:`rewardlab.agents.registry.Agent.train`."""
         runner = self.runner(env, spec)
         if resume is not None:
@@ -482,10 +498,10 @@ class BCAgent:
                 )
         history = runner.learn(spec.total_steps, progress=spec.progress)
         state = checkpoints.to_bytes(runner.state_dict()) if spec.keep_state else None
-        return TrainOutcome(BCPolicy(runner), runner.global_step, history, state)
+        return TrainOutcome(BCPolicy(runner, self.policy_name), runner.global_step, history, state)
 
     def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> BCPolicy:
-        """The policy of a BC checkpoint (or learner state bytes) for ``env``."""
+        """The policy of a checkpoint of this agent (or learner state bytes) for ``env``."""
         runner = self.runner(env, dataclasses.replace(spec, log_dir=None))
         runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, load_env=False)
-        return BCPolicy(runner)
+        return BCPolicy(runner, self.policy_name)

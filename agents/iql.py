@@ -35,11 +35,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import io
 import math
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +46,10 @@ import torch
 from torch import nn
 
 from rewardlab.agents import checkpoints
-from rewardlab.agents.bc import STD_FLOOR, ObsMask, obs_mask
+from rewardlab.agents.bc import STD_FLOOR, BCAgent, ObsMask, obs_mask
 from rewardlab.agents.config import IQLConfig
-from rewardlab.agents.distributed import DistContext
 from rewardlab.agents.evaluate import evaluate
 from rewardlab.agents.networks import EmpiricalNormalization, InferencePolicy, mlp
-from rewardlab.agents.registry import TrainOutcome, TrainSpec
 from rewardlab.agents.runner import BaseRunner, _Interval
 from rewardlab.agents.sac import TwinQ
 from rewardlab.envs.base import BatchedEnv
@@ -500,67 +496,11 @@ class IQLRunner(BaseRunner):
         return module
 
 
-class IQLPolicy:
-    """A trained IQL policy: deterministic only (the actor regresses onto actions)."""
-
-    stochastic = False
-
-    def __init__(self, runner: IQLRunner) -> None:
-        self.inference = runner.inference_policy(best=runner.cfg.keep_best)
-
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.inference(obs)
-
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        raise ValueError("deterministic=false: an IQL policy is deterministic")
-
-
-class IQLAgent:
-    """Implicit Q-Learning (``agent=iql``); settings: ``TrainConfig.iql`` (an ``IQLConfig``)."""
+class IQLAgent(BCAgent):
+    """Implicit Q-Learning (``agent=iql``); settings: ``TrainConfig.iql`` (an ``IQLConfig``).
+    Training, resume and loading are :class:`~rewardlab.agents.bc.BCAgent`'s with the
+    :class:`IQLRunner`; the policy is its deterministic actor."""
 
     config_key = "iql"
-    resumable = True
-    distributed = False
-    checkpoint_suffix = ".pt"
-
-    def runner(self, env: BatchedEnv, spec: TrainSpec) -> IQLRunner:
-        """The runner ``spec`` describes (nothing loaded or trained yet)."""
-        return IQLRunner(
-            env,
-            spec.hyperparams,
-            log_dir=spec.log_dir,
-            device=spec.device,
-            seed=spec.seed,
-            checkpoint_every=spec.checkpoint_every,
-            keep_checkpoints=spec.keep_checkpoints,
-        )
-
-    def train(
-        self,
-        env: BatchedEnv,
-        spec: TrainSpec,
-        resume: Path | bytes | None = None,
-        dist: DistContext | None = None,
-        log: Callable[[str], None] = print,
-    ) -> TrainOutcome:
-        """Learn from the episodes (``total_steps`` gradient steps); see
-        :meth:`rewardlab.agents.registry.Agent.train`."""
-        runner = self.runner(env, spec)
-        if resume is not None:
-            runner.load(io.BytesIO(resume) if isinstance(resume, bytes) else resume)
-            if isinstance(resume, Path):
-                log(f"[rewardlab] resuming from {resume} at gradient step {runner.global_step:,}")
-            if runner.global_step >= spec.total_steps:
-                log(
-                    f"[rewardlab] already trained {runner.global_step:,} >= "
-                    f"total_steps={spec.total_steps:,} gradient steps; raise total_steps to train more"
-                )
-        history = runner.learn(spec.total_steps, progress=spec.progress)
-        state = checkpoints.to_bytes(runner.state_dict()) if spec.keep_state else None
-        return TrainOutcome(IQLPolicy(runner), runner.global_step, history, state)
-
-    def load(self, path: Path | bytes, env: BatchedEnv, spec: TrainSpec) -> IQLPolicy:
-        """The policy of an IQL checkpoint (or learner state bytes) for ``env``."""
-        runner = self.runner(env, dataclasses.replace(spec, log_dir=None))
-        runner.load(io.BytesIO(path) if isinstance(path, bytes) else path, load_env=False)
-        return IQLPolicy(runner)
+    runner_class = IQLRunner
+    policy_name = "an IQL policy"
