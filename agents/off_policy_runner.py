@@ -15,6 +15,15 @@ resumed run and the atomic, indexed checkpoints are :class:`~rewardlab.agents.ru
 as for PPO. ``latest.pt`` also holds the replay buffer, the env snapshot and every random state,
 so a run resumed from it continues bit-identically (same machine and thread counts); numbered
 ``model_<it>.pt`` files hold the learner only (a resume from one refills the buffer).
+
+A **real-time** env (``env.real_time``: a robot over ROS 2, :mod:`rewardlab.envs.ros2_backend`)
+cannot wait for gradient updates between steps: its controller gives each tick ``action_timeout_s``
+to answer and holds the robot otherwise. On such an env the runner collects only, and the
+updates due (the same ``updates_per_step`` update-to-data ratio, counted as above) and the
+checkpoints run between episodes, while the robot holds and before the next reset (the env calls
+the runner back: ``env.set_between_episodes``), as robot learners such as SERL update off the
+control loop. The updates due in the episode running when training stops are carried in the
+checkpoint (``update_credit``). Such an env has no snapshot, so a resume starts a new episode.
 """
 
 from __future__ import annotations
@@ -96,6 +105,13 @@ class OffPolicyRunner(BaseRunner):
         self._env_in_sync = True
         self._recent: deque[dict[str, float]] = deque(maxlen=1)
         self._interval = _Interval(first_iteration=1)
+        self.real_time = bool(getattr(env, "real_time", False))
+        """Updates and checkpoints run between episodes (see the module docstring)."""
+        self._pending: dict[str, float] = {}
+        self._checkpoint_due = False
+        self._logs: tuple[Any, Any] = (None, None)
+        if self.real_time:
+            getattr(env, "set_between_episodes")(self._between_episodes)  # noqa: B009
 
     # -- training --------------------------------------------------------------------------------
 
@@ -116,11 +132,13 @@ class OffPolicyRunner(BaseRunner):
         history: list[dict[str, float]] = []
         if self.global_step >= total_steps:
             return history
-        if self._obs is None:
-            self._obs = self.env.reset(seed=self.seed).to(self.device)
+        # the logs first: a real-time env's first tick waits for the first action from the reset on
         writer, metrics_file = self._open_logs(progress)
+        self._logs = (writer, metrics_file)
         session_start, session_steps = time.perf_counter(), 0
         try:
+            if self._obs is None:
+                self._obs = self.env.reset(seed=self.seed).to(self.device)
             while self.global_step < total_steps:
                 t0 = time.perf_counter()
                 episodes = self._collect(cfg.num_steps)
@@ -134,11 +152,11 @@ class OffPolicyRunner(BaseRunner):
                     and self.alg.buffer.num_transitions >= cfg.batch_size
                 ):
                     self.update_credit += cfg.num_steps * cfg.updates_per_step
-                    n = int(self.update_credit)
-                    self.update_credit -= n
-                    stats = self.alg.update(n)
-                    if n:
-                        stats["charts/updates"] = float(self.alg.num_updates)
+                    if not self.real_time:
+                        stats = self._run_updates()
+                if self._pending:  # a real-time env's updates, run between episodes
+                    stats.update(self._pending)
+                    self._pending = {}
                 t2 = time.perf_counter()
                 last = self.global_step >= total_steps
                 row: dict[str, float] = {
@@ -159,11 +177,15 @@ class OffPolicyRunner(BaseRunner):
                         f"({stats['losses/critic']}); check the reward for NaN/Inf. "
                         "The last checkpoint is untouched."
                     )
-                if self.log_dir is not None and (
-                    last
-                    or (self.checkpoint_every > 0 and self.iteration % self.checkpoint_every == 0)
-                ):
-                    self._save_checkpoints(writer, metrics_file)
+                due = self.checkpoint_every > 0 and self.iteration % self.checkpoint_every == 0
+                if self.log_dir is not None and (last or due):
+                    if self.real_time and not last:
+                        self._checkpoint_due = True  # written between episodes
+                    else:
+                        if self.real_time:  # the robot holds while the learner writes
+                            getattr(self.env, "hold")()  # noqa: B009
+                        self._save_checkpoints(writer, metrics_file)
+                        self._checkpoint_due = False
                 if progress and (last or self.iteration % self.log_every == 0):
                     elapsed = time.perf_counter() - session_start
                     print(self._progress_line(row, total_steps, session_steps, elapsed), flush=True)
@@ -174,11 +196,34 @@ class OffPolicyRunner(BaseRunner):
                 print(f"[sac] interrupted; saved {path}", flush=True)
             raise
         finally:
+            self._logs = (None, None)
             if writer is not None:
                 writer.close()
             if metrics_file is not None:
                 metrics_file.close()
         return history
+
+    def _run_updates(self) -> dict[str, float]:
+        """Run the whole updates due (``update_credit``); their loss statistics."""
+        n = int(self.update_credit)
+        self.update_credit -= n
+        stats = self.alg.update(n)
+        if n:
+            stats["charts/updates"] = float(self.alg.num_updates)
+        return stats
+
+    def _between_episodes(self) -> None:
+        """A real-time env's callback after each episode (the robot holds): the updates due and
+        a checkpoint due."""
+        t0 = time.perf_counter()
+        with torch.enable_grad():  # called from inside the env step of _collect (no_grad)
+            stats = self._run_updates()
+        if stats:
+            self._pending.update(stats)
+        if self._checkpoint_due and self.log_dir is not None:
+            self._save_checkpoints(*self._logs)
+            self._checkpoint_due = False
+        self._pending["perf/between_episodes_s"] = time.perf_counter() - t0
 
     def _collect(self, num_steps: int) -> list[dict[str, torch.Tensor]]:
         """Step every world ``num_steps`` times, storing the transitions; returns the

@@ -67,6 +67,16 @@ class ResidualEnv(BatchedEnv):
         self.device = env.device
         self.max_episode_steps, self.control_dt = env.max_episode_steps, env.control_dt
         self._base_action: torch.Tensor | None = None
+        self.real_time = bool(getattr(env, "real_time", False))
+        """The wrapped env runs on a robot's clock (see :mod:`rewardlab.envs.ros2_backend`)."""
+
+    def set_between_episodes(self, fn: Callable[[], None] | None) -> None:
+        """The wrapped real-time env's callback between episodes (the learner's updates)."""
+        getattr(self.env, "set_between_episodes")(fn)  # noqa: B009
+
+    def hold(self) -> None:
+        """Hold the wrapped real-time env's robot (see ``Ros2Env.hold``)."""
+        getattr(self.env, "hold")()  # noqa: B009
 
     @torch.no_grad()
     def _with_base(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,9 @@ and joints from ``policy.json``), hands it to :meth:`step`'s caller, and waits u
 ``action_timeout_s`` for the action. A learner that does not answer in time (it is updating its
 networks, it crashed) makes the controller HOLD the robot; the episode then ends
 (``truncated``, ``info["safety"]`` says why) and the next one starts with the operator's reset.
+A learner does its slow work between episodes instead: ``real_time`` tells it so, and
+:meth:`set_between_episodes` gives it the moment after each episode while the robot holds
+(the off-policy runner's updates and checkpoints run there).
 
 The state that rewards read is rebuilt from the observation slices under their terms' names with
 their scales undone (``joint_pos``, ``target_pos``, ``2 * base_lin_vel`` as ``base_lin_vel``, ...) plus what follows from them (``ee_pos = target_pos - ee_to_target``,
@@ -109,8 +112,12 @@ class _ActionSlot:
                 return nan
             want = self.pending = self.obs_id
             self._cv.notify_all()
-            ok = self._cv.wait_for(lambda: self._action_for == want, timeout=self.timeout_s)
+            ok = self._cv.wait_for(
+                lambda: self._action_for == want or self.mode != "learner", timeout=self.timeout_s
+            )
             self.pending = -1
+            if self.mode != "learner":  # stopped on purpose (episode end): hold, no timeout
+                return nan
             if not ok:
                 self.timeouts += 1
                 self.mode = "stopped"
@@ -124,6 +131,12 @@ class _ActionSlot:
             if not self._cv.wait_for(lambda: self.pending > after, timeout=timeout):
                 return None
             return self.pending, self._obs.copy()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        """Hold from now on: a tick waiting for an action gets NaN at once (not a timeout)."""
+        with self._cv:
+            self.mode = "stopped"
+            self._cv.notify_all()
 
     def put_action(self, obs_id: int, action: np.ndarray) -> None:
         with self._cv:
@@ -211,6 +224,7 @@ class Ros2Env(BatchedEnv):
         self._state: dict[str, torch.Tensor] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._between_episodes: Callable[[], None] | None = None
         self.transport = transport
         self._start_transport()
 
@@ -233,7 +247,7 @@ class Ros2Env(BatchedEnv):
 
     def close(self) -> None:
         """Stop the control loop (the robot's controller keeps the last command) and the node."""
-        self.slot.mode = "stopped"
+        self.slot.stop()
         self._stop.set()
         self._thread.join(timeout=5.0)
         if self._node is not None:
@@ -252,8 +266,15 @@ class Ros2Env(BatchedEnv):
     def _begin_episode(self) -> np.ndarray:
         """Hold, ask the operator, re-arm, soft-start with the exported policy, then hand control
         to the learner; returns the first observation the learner acts on."""
-        self.slot.mode = "stopped"
+        self.slot.stop()
         self._ask_reset()
+        # the robot holds (the first tick of the stopped slot) before the re-arm, so that every
+        # episode starts from PASSIVE with the soft start
+        deadline = time.monotonic() + self.start_timeout_s
+        while self.controller.state.value in ("RUN", "RAMP"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the robot did not hold: {self.controller.status()}")
+            time.sleep(self.control_dt / 4)
         with self._lock:
             self.controller.reset()
             self.slot.mode = "warmup"
@@ -322,6 +343,9 @@ class Ros2Env(BatchedEnv):
                 **{f"reward/{k}": torch.tensor([v]) for k, v in self._ep_terms.items()},
             }
             info["final_obs"] = final
+            self.slot.stop()  # the robot holds while the learner works
+            if self._between_episodes is not None:
+                self._between_episodes()
             obs = self._begin_episode()
         else:
             info["final_obs"] = final
@@ -332,6 +356,26 @@ class Ros2Env(BatchedEnv):
             torch.tensor([truncated], device=self.device),
             info,
         )
+
+    real_time = True
+    """Steps run on the robot's clock: a learner must answer each tick within the action
+    timeout, so it does its slow work (gradient updates, checkpoints) between episodes."""
+
+    def set_between_episodes(self, fn: Callable[[], None] | None) -> None:
+        """Run ``fn`` after each episode, while the robot holds and before the next reset (the
+        operator's prompt, the soft start): where an off-policy learner updates its networks
+        (:class:`~rewardlab.agents.off_policy_runner.OffPolicyRunner`); ``None``: nothing."""
+        self._between_episodes = fn
+
+    def hold(self) -> None:
+        """Hold the robot from the next tick on (the learner stops answering on purpose, e.g. to
+        write its last checkpoint); the next reset re-arms it."""
+        self.slot.stop()
+
+    @property
+    def learner_timeouts(self) -> int:
+        """Ticks on which the learner's action came too late (each held the robot)."""
+        return self.slot.timeouts
 
     def set_reward(self, reward_fn: Callable[..., Any] | None) -> None:
         """Use ``compute_reward(state, action) -> (total, components)`` from the next step on

@@ -119,6 +119,45 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class Ros2Config:
+    """The robot of ``backend=ros2`` (one world over ROS 2, the deploy controller and its safety
+    layer in the loop: :mod:`rewardlab.envs.ros2_backend`)."""
+
+    robot: str = "arm"
+    """Robot config name under ``sim_configs/robots/`` or a path to one (``rewardlab sim-robot
+    robot=arm`` simulates the same robot)."""
+    transport: str = "rclpy"
+    """``rclpy`` (a ROS 2 node) or ``dds`` (cyclonedds, no ROS install)."""
+    policy: str = ""
+    """Export folder whose ``policy.json`` gives the observation layout, action scaling and
+    control rate; empty: ``residual_sac.base_policy`` (``agent=residual_sac``)."""
+    prompt: bool = True
+    """Ask the operator (Enter) before each episode; false: start at once (the sim robot resets
+    itself)."""
+    action_timeout_s: float | None = None
+    """How long each control tick waits for the learner's action before the controller holds
+    the robot; null: three quarters of a control period."""
+    start_timeout_s: float = 60.0
+    """How long a reset waits for the robot's joint states before failing."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the field and the allowed values."""
+        from rewardlab.envs.ros2_backend import TRANSPORTS  # torch: see the module docstring
+
+        if self.transport not in TRANSPORTS:
+            raise ValueError(
+                f"transport: got {self.transport!r}, expected one of {', '.join(TRANSPORTS)}"
+            )
+        if not self.robot.strip():
+            raise ValueError("robot: got '', expected a robot config name or path")
+        t = self.action_timeout_s
+        if t is not None and not t > 0:
+            raise ValueError(f"action_timeout_s: got {t!r}, expected > 0 or null")
+        if not self.start_timeout_s > 0:
+            raise ValueError(f"start_timeout_s: got {self.start_timeout_s!r}, expected > 0")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run: task, simulator, learner, budget and evaluation."""
 
@@ -186,6 +225,8 @@ class TrainConfig:
     domain_rand: dict[str, Any] = field(default_factory=dict)
     """Domain randomization of the training env (``rewardlab.envs.randomization.DomainRandConfig``
     fields: masses, friction, actuator gains, observation noise, action delay); empty: none."""
+    ros2: Ros2Config = field(default_factory=Ros2Config)
+    """The robot of ``backend=ros2`` (robot config, transport, layout export, operator prompt)."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
@@ -212,6 +253,14 @@ class TrainConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {allowed}")
+        if self.backend == "ros2":
+            if self.num_envs != 1:
+                raise ValueError(f"num_envs: got {self.num_envs}, expected 1 with backend=ros2 (one robot)")  # fmt: skip
+            if not self.ros2_policy():
+                raise ValueError(
+                    "ros2.policy: got '', expected the export folder whose observation layout the "
+                    "robot's controller builds (with agent=residual_sac: residual_sac.base_policy)"
+                )
         kind = self.reward.partition(":")[0]
         if kind not in REWARD_KIND_REGISTRY:  # its argument is checked by _check_reward
             raise ValueError(
@@ -219,6 +268,12 @@ class TrainConfig:
                 f"{did_you_mean(kind, REWARD_KIND_REGISTRY.names())}"
             )
         _check_device(self.device)
+
+    def ros2_policy(self) -> str:
+        """The layout export of ``backend=ros2``: ``ros2.policy``, else the residual's base."""
+        if self.ros2.policy:
+            return self.ros2.policy
+        return self.residual_sac.base_policy if self.agent == "residual_sac" else ""
 
     def task_config(self) -> Any:
         """The task's config dataclass with ``task_cfg`` applied (a ``TaskConfig``)."""

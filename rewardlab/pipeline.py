@@ -73,6 +73,16 @@ Log = Callable[[str], None]
 
 
 def _backend_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    if cfg.backend == "ros2":  # one robot over ROS 2 (cfg.ros2); the operator resets it
+        r = cfg.ros2
+        return {
+            "policy": cfg.ros2_policy(),
+            "robot": r.robot,
+            "transport": r.transport,
+            "prompt": input if r.prompt else None,
+            "action_timeout_s": r.action_timeout_s,
+            "start_timeout_s": r.start_timeout_s,
+        }
     return {"nthread": cfg.nthread} if cfg.backend == "mujoco" else {}
 
 
@@ -118,6 +128,8 @@ def make_eval_env(
         num_envs: worlds; default ``cfg.eval.resolved_num_envs()``.
         seed: default ``cfg.eval_seed()`` (never the training stream).
     """
+    if cfg.backend == "ros2":  # the robot: one world
+        num_envs = 1
     return make_env(
         cfg.task,
         num_envs=cfg.eval.resolved_num_envs() if num_envs is None else num_envs,
@@ -533,7 +545,10 @@ def export(
     """
     module = getattr(policy, "inference", policy)
     meta = {"agent": cfg.agent, **({"run_dir": str(run.root)} if run is not None else {}), **extra}
-    env = make_eval_env(cfg, num_envs=1, seed=cfg.seed)  # the task, robot and rates it records
+    # the task, robot and rates it records; a ros2 run's from simulation (the robot's layout is
+    # its policy's, simulated: see TrainConfig.ros2_policy)
+    sim = cfg if cfg.backend != "ros2" else dataclasses.replace(cfg, backend="mujoco")
+    env = make_eval_env(sim, num_envs=1, seed=cfg.seed)
     try:
         paths = export_policy(
             module,
@@ -652,8 +667,8 @@ def finish_run(cfg: TrainConfig, run: RunDir, result: TrainResult, log: Log = pr
     plot the learning curve, into the run directory."""
     exported = export(cfg, result.policy, run.export, run=run, global_step=result.global_step)
     log(f"[rewardlab] exported {', '.join(str(p) for p in exported.paths())}")
-    video = run.videos / "eval.mp4" if cfg.eval.video else None
-    ev = evaluate(cfg, result.policy, video=video)
+    video = run.videos / "eval.mp4" if cfg.eval.video and cfg.backend != "ros2" else None
+    ev = evaluate(cfg, result.policy, video=video)  # ros2: on the robot, no camera for a video
     write_eval_json(run.eval_json, ev, source="training", global_step=result.global_step)
     return RunOutputs(exported, ev, plot_run(cfg, run))
 
