@@ -11,6 +11,12 @@ change of machine load hits every agent alike; 1 torch thread each):
 * ``sb3_sac``: stable-baselines3 SAC on our env through ``Sb3VecEnv`` with what
   ``agent=sb3_sac`` uses (``rewardlab.agents.sb3.default_hyperparams``: SB3's defaults, one
   gradient step per vectorized step); one iteration = 4 steps of every world.
+* ``sb3_sac_tuned``: SB3's SAC with our SAC's settings for the task (same worlds, gradient
+  steps per env step, batch, networks, learning rate, initial temperature, n-step returns,
+  random steps, Polyak rate, observation normalization by ``VecNormalize``); one iteration =
+  ``sac.num_steps`` steps of every world and its gradient steps.
+
+The interleaved loop is :func:`_interleaved.run_interleaved` (shared with ``train_vs_peers.py``).
 
 Every ``--eval-every-s`` seconds of an agent's training (evaluation excluded) its deterministic
 policy runs the first episode of 32 worlds of one fixed-seed evaluation env; the first time the
@@ -23,16 +29,17 @@ Usage::
     python benchmarks/sac_vs_peers.py                                   # arm_reach, franka_reach
     python benchmarks/sac_vs_peers.py --tasks arm_reach --seeds 0 1 2 --max-s 300
     python benchmarks/sac_vs_peers.py --quick                           # smoke run
+    python benchmarks/sac_vs_peers.py --tasks ant_run --agents sac --set sac.batch_size=1024
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,21 +47,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, contention_note, markdown_table, system_info, write_json  # noqa: E402
-from train_vs_peers import Agent, Ours  # noqa: E402
-from train_vs_sb3 import Evaluator, TrainClock  # noqa: E402
+from _interleaved import Agent, RunResult, run_interleaved  # noqa: E402
+from train_vs_peers import Ours  # noqa: E402
+from train_vs_sb3 import Evaluator  # noqa: E402
 
-AGENTS = ("sac", "ppo", "sb3_sac")
+AGENTS = ("sac", "ppo", "sb3_sac", "sb3_sac_tuned")
+EVAL_EVERY_S = {"ant_run": 20.0}
+"""Seconds of training between evaluations where not ``--eval-every-s`` (default 10 s)."""
 
 
 class OurSac(Agent):
     name = "sac"
 
-    def __init__(self, task: str, seed: int) -> None:
+    def __init__(self, task: str, seed: int, overrides: Sequence[str] = ()) -> None:
         from rewardlab.agents.off_policy_runner import OffPolicyRunner
         from rewardlab.config import load_train_config
         from rewardlab.envs import make_env
 
-        cfg = load_train_config({"task": task, "seed": seed, "agent": "sac"})
+        cfg = load_train_config([f"task={task}", f"seed={seed}", "agent=sac", *overrides])
         self.env = make_env(task, num_envs=cfg.num_envs, cfg=cfg.task_config(), seed=seed)
         self.runner = OffPolicyRunner(self.env, cfg.sac, log_dir=None, seed=seed)
         s = cfg.sac
@@ -112,79 +122,84 @@ class Sb3Sac(Agent):
         self.venv.close()
 
 
-@dataclass
-class RunResult:
-    """One agent on one task with one seed."""
+class Sb3SacTuned(Sb3Sac):
+    """SB3's SAC with our SAC's settings for the task, as far as SB3 can express them."""
 
-    agent: str
-    task: str
-    seed: int
-    config: str
-    curve: list[dict[str, float]] = field(default_factory=list)
-    reached_s: float | None = None
-    reached_steps: int | None = None
-    train_s: float = 0.0
-    env_steps: int = 0
-    final_success: float = float("nan")
-    load_1min: list[float] = field(default_factory=list)
+    name = "sb3_sac_tuned"
+
+    def __init__(self, task: str, seed: int, overrides: Sequence[str] = ()) -> None:  # type: ignore[override]
+        from stable_baselines3 import SAC
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        from rewardlab.config import load_train_config
+        from rewardlab.envs import make_env
+        from rewardlab.envs.adapters.sb3 import Sb3VecEnv
+
+        cfg = load_train_config([f"task={task}", f"seed={seed}", "agent=sac", *overrides])
+        s = cfg.sac
+        updates = s.num_steps * s.updates_per_step
+        if updates != int(updates):
+            raise ValueError(f"sac.num_steps * sac.updates_per_step must be whole for SB3, got {updates:g}")  # fmt: skip
+        self.env = make_env(task, num_envs=cfg.num_envs, cfg=cfg.task_config(), seed=seed)
+        hp: dict[str, Any] = {
+            "learning_rate": s.critic_learning_rate,
+            "buffer_size": s.buffer_size,
+            "learning_starts": s.learning_starts,
+            "batch_size": s.batch_size,
+            "tau": s.tau,
+            "gamma": s.gamma,
+            "train_freq": s.num_steps,
+            "gradient_steps": int(updates),
+            "n_steps": s.n_step,
+            "ent_coef": f"auto_{s.init_alpha:g}" if s.autotune_alpha else s.init_alpha,
+            "policy_kwargs": {
+                "net_arch": {"pi": list(s.actor_hidden), "qf": list(s.critic_hidden)},
+                "activation_fn": {
+                    "relu": torch.nn.ReLU,
+                    "elu": torch.nn.ELU,
+                    "tanh": torch.nn.Tanh,
+                }[s.activation],
+            },  # fmt: skip
+            "device": "cpu",
+        }
+        self.venv = Sb3VecEnv(self.env)
+        if s.normalize_obs:
+            self.venv = VecNormalize(self.venv, norm_obs=True, norm_reward=False, clip_obs=10.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            self.model = SAC("MlpPolicy", self.venv, seed=seed, verbose=0, **hp)
+        self.per_iter = s.num_steps * cfg.num_envs
+        shown = {k: v for k, v in hp.items() if k not in ("policy_kwargs", "device")}
+        self.config = (
+            f"SB3 SAC via Sb3VecEnv, {cfg.num_envs} worlds, our SAC's settings: {shown}, "
+            f"net_arch pi {list(s.actor_hidden)} qf {list(s.critic_hidden)} {s.activation}"
+            f"{', VecNormalize(obs)' if s.normalize_obs else ''} (one learning rate for all)"
+        )
 
 
 def run_seed(task: str, seed: int, args: argparse.Namespace, threshold: float) -> list[RunResult]:
     """Train every agent on ``task`` with ``seed``, one iteration each in turn."""
-    from rewardlab.agents.evaluate import evaluate
     from rewardlab.config import load_train_config
-    from rewardlab.envs import make_env
 
     num_envs = load_train_config({"task": task}).num_envs
     evaluator = Evaluator(task, 32)
     contenders: list[Agent] = []
     for name in args.agents:
         if name == "sac":
-            contenders.append(OurSac(task, seed))
+            contenders.append(OurSac(task, seed, args.set))
         elif name == "ppo":
             contenders.append(Ours(task, seed))
             contenders[-1].name = "ppo"
+        elif name == "sb3_sac_tuned":
+            contenders.append(Sb3SacTuned(task, seed, args.set))
         else:
             contenders.append(Sb3Sac(task, seed, num_envs, args.budget_steps))
-    torch.set_num_threads(1)
-    results = {a.name: RunResult(a.name, task, seed, a.config) for a in contenders}
-    clocks = {a.name: TrainClock() for a in contenders}
-    next_eval = {a.name: 0.0 for a in contenders}
-    active = list(contenders)
-    while active:
-        for agent in list(active):
-            r, clock = results[agent.name], clocks[agent.name]
-            clock.start()
-            agent.step()
-            clock.pause()
-            done = agent.env_steps >= args.budget_steps or clock.elapsed >= args.max_s
-            if clock.elapsed >= next_eval[agent.name] or done:
-                point = {"wall_s": clock.elapsed, "env_steps": float(agent.env_steps),
-                         **evaluator(agent.policy())}  # fmt: skip
-                r.curve.append(point)
-                r.load_1min.append(os.getloadavg()[0])
-                if r.reached_s is None and point["success_rate"] >= threshold:
-                    r.reached_s, r.reached_steps = clock.elapsed, agent.env_steps
-                every = args.eval_every_s * (5 if r.reached_s is not None else 1)
-                next_eval[agent.name] = clock.elapsed + every
-                print(
-                    f"    [{task} {agent.name} seed {seed}] {clock.elapsed:7.1f} s "
-                    f"{agent.env_steps:>9,} steps  success {point['success_rate']:.2f}  "
-                    f"return {point['return']:8.1f}",
-                    flush=True,
-                )
-            if done:
-                r.train_s, r.env_steps = clock.elapsed, agent.env_steps
-                eval_env = make_env(task, num_envs=64, seed=10_000 + seed)
-                res = evaluate(agent.policy(), eval_env, episodes=64, seed=10_000 + seed)
-                eval_env.close()
-                r.final_success = res["success_rate"]
-                print(
-                    f"    [{task} {agent.name} seed {seed}] final {r.final_success:.2f}", flush=True
-                )
-                agent.close()
-                active.remove(agent)
-    return list(results.values())
+    every = args.eval_every_s or EVAL_EVERY_S.get(task, 10.0)
+    try:
+        return run_interleaved(task, seed, contenders, evaluator, threshold, args.budget_steps,
+                               every, max_s=args.max_s)  # fmt: skip
+    finally:
+        evaluator.close()
 
 
 def summarize(results: list[RunResult], thresholds: dict[str, float]) -> list[dict[str, Any]]:
@@ -230,7 +245,7 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
         "work, so absolute seconds are several times an idle machine's; the agents share the "
         "load alike). Time to threshold: training seconds (evaluation excluded) until the "
         "deterministic policy first succeeds on >= the task's success threshold of 32 evaluation "
-        f"worlds (evaluated every {args.eval_every_s:g} s of training). Each agent stops at "
+        f"worlds (evaluated every {_every(args)} of training). Each agent stops at "
         f"{args.budget_steps:,} env steps or {args.max_s:g} s of training; final success: its "
         "policy then, on 64 fresh episodes.",
     ]
@@ -275,6 +290,12 @@ def report(rows: list[dict[str, Any]], info: dict[str, Any], args: argparse.Name
     return "\n".join(lines) + "\n"
 
 
+def _every(args: argparse.Namespace) -> str:
+    if args.eval_every_s is not None:
+        return f"{args.eval_every_s:g} s"
+    return ", ".join(f"{t}: {EVAL_EVERY_S.get(t, 10.0):g} s" for t in args.tasks)
+
+
 def plot(task: str, results: list[RunResult], threshold: float, out: Path) -> None:
     import matplotlib
 
@@ -282,7 +303,8 @@ def plot(task: str, results: list[RunResult], threshold: float, out: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    colors = {"sac": "tab:blue", "ppo": "tab:green", "sb3_sac": "tab:orange"}
+    colors = {"sac": "tab:blue", "ppo": "tab:green", "sb3_sac": "tab:orange",
+              "sb3_sac_tuned": "tab:red"}  # fmt: skip
     seen = set()
     for r in results:
         if r.task != task or not r.curve:
@@ -308,12 +330,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--budget-steps", type=int, default=1_000_000, help="env steps per agent")
     p.add_argument("--max-s", type=float, default=240.0, help="training seconds per agent")
-    p.add_argument("--eval-every-s", type=float, default=10.0)
+    p.add_argument("--eval-every-s", type=float, default=None, help="default: 10 s (ant_run 20 s)")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="overrides of our SAC's config (sac and sb3_sac_tuned), e.g. sac.n_step=3",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run: 20 s per agent, one seed")
     p.add_argument("--out", type=Path, default=None, help="output path without suffix")
     args = p.parse_args(argv)
     if args.quick:
         args.max_s, args.seeds, args.eval_every_s = 20.0, args.seeds[:1], 5.0
+
     args.out = args.out or RESULTS / ("sac_vs_peers_quick" if args.quick else "sac_vs_peers")
     from rewardlab.envs.tasks import get_task
 

@@ -31,11 +31,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, contention_note, markdown_table, system_info, write_json  # noqa: E402
-from train_vs_sb3 import Evaluator, TrainClock  # noqa: E402
+from _interleaved import Agent, RunResult, run_interleaved  # noqa: E402
+from train_vs_sb3 import Evaluator  # noqa: E402
 
 AGENTS = ("ours", "rsl_rl", "sb3")
 RATIO_TARGET = 2.0
@@ -137,23 +136,6 @@ def _rsl_rl_vec_env_class() -> type:
 
 # ---------------------------------------------------------------------------------------------
 # Agents: one training iteration per step(), the deterministic policy on demand
-
-
-class Agent:
-    """One contender: ``step()`` trains one iteration; ``policy()`` is its deterministic policy."""
-
-    name = ""
-    env_steps = 0
-    config = ""
-
-    def step(self) -> None:
-        raise NotImplementedError
-
-    def policy(self) -> Any:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
 
 
 class Ours(Agent):
@@ -271,77 +253,18 @@ def make_agent(name: str, task: str, seed: int, num_envs: int) -> Agent:
 # The interleaved run
 
 
-@dataclass
-class RunResult:
-    """One agent on one task with one seed."""
-
-    agent: str
-    task: str
-    seed: int
-    config: str
-    curve: list[dict[str, float]] = field(default_factory=list)
-    """Evaluations: ``wall_s`` (training seconds), ``env_steps``, ``success_rate``, ``return``."""
-    reached_s: float | None = None
-    reached_steps: int | None = None
-    train_s: float = 0.0
-    env_steps: int = 0
-    final_success: float = float("nan")
-    load_1min: list[float] = field(default_factory=list)
-
-
 def run_seed(
     task: str, seed: int, agents: list[str], budget: int, eval_every_s: float, evaluator: Evaluator,
     threshold: float, episodes: int,
 ) -> list[RunResult]:  # fmt: skip
     """Train every agent on ``task`` with ``seed`` to ``budget`` env steps, one iteration each in turn."""
-    from rewardlab.agents.evaluate import evaluate
-    from rewardlab.envs import make_env
-
     ours = Ours(task, seed) if "ours" in agents else None
     num_envs = ours.env.num_envs if ours is not None else 64
     contenders: list[Agent] = [
         ours if a == "ours" else make_agent(a, task, seed, num_envs) for a in agents
     ]  # type: ignore[misc]
-    torch.set_num_threads(1)
-    results = {a.name: RunResult(a.name, task, seed, a.config) for a in contenders}
-    clocks = {a.name: TrainClock() for a in contenders}
-    next_eval = {a.name: 0.0 for a in contenders}
-    active = list(contenders)
-    while active:
-        for agent in list(active):
-            r, clock = results[agent.name], clocks[agent.name]
-            clock.start()
-            agent.step()
-            clock.pause()
-            done = agent.env_steps >= budget
-            if clock.elapsed >= next_eval[agent.name] or done:
-                point = {"wall_s": clock.elapsed, "env_steps": float(agent.env_steps),
-                         **evaluator(agent.policy())}  # fmt: skip
-                r.curve.append(point)
-                r.load_1min.append(os.getloadavg()[0])
-                if r.reached_s is None and point["success_rate"] >= threshold:
-                    r.reached_s, r.reached_steps = clock.elapsed, agent.env_steps
-                # after the threshold, a sparser curve (the final policy is judged apart)
-                every = eval_every_s * (5 if r.reached_s is not None else 1)
-                next_eval[agent.name] = clock.elapsed + every
-                print(
-                    f"    [{agent.name} seed {seed}] {clock.elapsed:7.1f} s {agent.env_steps:>9,} steps  "
-                    f"success {point['success_rate']:.2f}  return {point['return']:8.1f}",
-                    flush=True,
-                )
-            if done:
-                r.train_s, r.env_steps = clock.elapsed, agent.env_steps
-                eval_env = make_env(task, num_envs=64, seed=10_000 + seed)
-                res = evaluate(agent.policy(), eval_env, episodes=episodes, seed=10_000 + seed)
-                eval_env.close()
-                r.final_success = res["success_rate"]
-                print(
-                    f"    [{agent.name} seed {seed}] final success {r.final_success:.2f}",
-                    flush=True,
-                )
-                agent.close()
-                active.remove(agent)
-    return list(results.values())
+    return run_interleaved(task, seed, contenders, evaluator, threshold, budget, eval_every_s,
+                           episodes=episodes)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------
