@@ -418,14 +418,20 @@ def kneeling(
     head: float = 1.15,
     knee: float = 0.1,
 ) -> torch.Tensor:
-    """Dense kneel posture term in [0, 1]: pelvis and head near their kneeling heights and the
-    lower knee near the floor (each a Gaussian tolerance, multiplied)."""
+    """Dense kneel posture term in [0, 1]: the mean of three Gaussian tolerances, pelvis and head
+    near their kneeling heights and the lower knee near the floor.
+
+    A mean, not a product: at the standing pose the three read about 0.09, 0.18 and 0.28, so the
+    term (0.18) points down towards kneeling; the product this replaced (knee width 0.15 m: 1e-4)
+    gave PPO no gradient (with it, 2M steps of PD control stood for the whole episode and never
+    knelt: benchmarks/results/locomotion.md).
+    """
     low_knee = state["knee_height"].min(-1).values
     return (
         torch.exp(-(((state["pelvis_height"] - pelvis) / 0.2) ** 2))
-        * torch.exp(-(((state["head_height"] - head) / 0.25) ** 2))
-        * torch.exp(-((torch.clamp(low_knee - knee, min=0.0) / 0.15) ** 2))
-    )
+        + torch.exp(-(((state["head_height"] - head) / 0.25) ** 2))
+        + torch.exp(-((torch.clamp(low_knee - knee, min=0.0) / 0.3) ** 2))
+    ) / 3.0
 
 
 @register_task
