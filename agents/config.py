@@ -292,7 +292,7 @@ class BCConfig:
         return [p.strip() for p in self.demos.split(",") if p.strip()]
 
 
-IQL_REWARDS = ("task", "success")
+IQL_REWARDS = ("task", "success", "preference")
 """Values of :attr:`IQLConfig.reward`."""
 
 
@@ -310,8 +310,12 @@ class IQLConfig:
     separated by commas (required by ``agent=iql``). All episodes are used, failures included."""
     reward: str = "task"
     """Reward of each transition: ``task`` (the episodes' recorded ``reward``, the task's own, of
-    the state reached) or ``success`` (1 where the task's success holds in the state reached,
-    else 0: sparse)."""
+    the state reached), ``success`` (1 where the task's success holds in the state reached,
+    else 0: sparse) or ``preference`` (RL-VLM-F: the reward model ``reward_model`` scores each
+    step's frame, redrawn from the episode's physics rows or read from its recorded frames)."""
+    reward_model: str = ""
+    """``reward=preference``: the reward ensemble ``rewardlab vlm-prefs`` trained
+    (``OUT/reward.pt``)."""
     discount: float = 0.99
     """Discount factor of the Q target ``r + discount * V(s')``."""
     expectile: float = 0.8
@@ -326,9 +330,10 @@ class IQLConfig:
     """Step of the target Q towards the online Q after every update."""
     batch_size: int = 256
     """Transitions per gradient step, drawn uniformly (with replacement)."""
-    learning_rate: float = 3e-4
-    """Adam learning rate of the value, Q and actor (fixed)."""
-    hidden: tuple[int, ...] = (256, 256)
+    learning_rate: float = 1e-3
+    """Adam learning rate of the value, Q and actor (fixed; 3e-4, the paper's for 10^6 steps,
+    left the actor short of BC's fit in a few thousand steps: benchmarks/results/iql.md)."""
+    hidden: tuple[int, ...] = (128, 128)
     """Hidden layer sizes of the actor, the value and each Q."""
     activation: str = "elu"
     """Hidden activation: ``elu``, ``tanh`` or ``relu``."""
@@ -375,6 +380,11 @@ class IQLConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"iql.{name}: got {getattr(self, name)!r}, expected {allowed}")
+        if self.reward == "preference" and not self.reward_model:
+            raise ValueError(
+                "iql.reward_model: required with iql.reward=preference (the reward.pt of "
+                "rewardlab vlm-prefs)"
+            )
 
     def demo_files(self) -> list[str]:
         """The episode files :attr:`demos` names."""

@@ -38,6 +38,7 @@ import hashlib
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,20 +71,46 @@ def awr_weights(advantage: torch.Tensor, beta: float, max_weight: float) -> torc
     return torch.exp(beta * advantage.detach()).clamp(max=max_weight)
 
 
-def episode_rewards(eps: Episodes, reward: str) -> np.ndarray:
+RewardSource = Callable[[Episodes, str], np.ndarray]
+"""``source(episodes, model) -> [E, T]`` float32 reward of the state at each step (``model``:
+``iql.reward_model``)."""
+
+REWARD_SOURCES: dict[str, RewardSource] = {}
+"""Rewards beyond the recorded ones, by ``iql.reward`` name. Layers above the agents register
+theirs (``rewardlab.offline_rewards`` registers ``preference``: a ``vlm-prefs`` reward model
+scoring each step's frame), since this layer knows neither renderers nor reward models."""
+
+
+def register_reward_source(name: str, source: RewardSource) -> None:
+    """Make ``iql.reward=name`` call ``source`` (see :data:`REWARD_SOURCES`)."""
+    REWARD_SOURCES[name] = source
+
+
+def episode_rewards(eps: Episodes, reward: str, model: str = "") -> np.ndarray:
     """``[E, T]`` float32 reward of the state at each step of ``eps``.
 
     The seam for rewards other than the recorded ones (code, CLIP, learned progress,
-    preference models): anything that maps the episodes to a per-state reward.
+    preference models): anything that maps the episodes to a per-state reward
+    (:data:`REWARD_SOURCES`).
 
     Args:
         eps: the episodes.
-        reward: ``task`` (the recorded ``reward``) or ``success`` (the success flag, 0/1).
+        reward: ``task`` (the recorded ``reward``), ``success`` (the success flag, 0/1) or a
+            registered source (``preference``).
+        model: the source's model file (``iql.reward_model``).
 
     Raises:
-        ValueError: ``task`` on episodes without recorded rewards (``NaN``, e.g. from bags), or an
-            unknown name.
+        ValueError: ``task`` on episodes without recorded rewards (``NaN``, e.g. from bags), an
+            unknown or unregistered name, or what the source refuses (one line).
     """
+    if reward in REWARD_SOURCES:
+        out = np.asarray(REWARD_SOURCES[reward](eps, model), np.float32)
+        if out.shape != eps.success.shape or not np.isfinite(out).all():
+            raise ValueError(
+                f"iql.reward: {reward} gave rewards of shape {out.shape} (finite: "
+                f"{bool(np.isfinite(out).all())}), expected finite values of {eps.success.shape}"
+            )
+        return out
     if reward == "success":
         if eps.meta.get("labels") == "none":
             raise ValueError("iql.reward: success needs labelled episodes (these have none)")
@@ -96,7 +123,13 @@ def episode_rewards(eps: Episodes, reward: str) -> np.ndarray:
                 "bag); use iql.reward=success or label them"
             )
         return eps.reward.astype(np.float32)
-    raise ValueError(f"iql.reward: got {reward!r}, expected task or success")
+    if reward == "preference":
+        raise ValueError(
+            "iql.reward: preference is registered by rewardlab.offline_rewards (the application "
+            "imports it; import it before training from Python)"
+        )
+    known = ", ".join(["task", "success", *REWARD_SOURCES])
+    raise ValueError(f"iql.reward: got {reward!r}, expected one of {known}")
 
 
 class IQLNet(nn.Module):
@@ -214,7 +247,7 @@ def transition_storage(cfg: IQLConfig, env: BatchedEnv, device: torch.device) ->
             f"iql.demos: episodes have obs/action widths {obs_dim}/{act_dim}, the env "
             f"{env.obs_dim}/{env.action_dim} (recorded with another task config?)"
         )
-    obs, act, rew, nxt, dones = transitions(eps, episode_rewards(eps, cfg.reward))
+    obs, act, rew, nxt, dones = transitions(eps, episode_rewards(eps, cfg.reward, cfg.reward_model))
     if len(obs) == 0:
         raise ValueError(f"iql.demos: no transition in {', '.join(files)} (episodes of 1 step)")
     digest = hashlib.sha256(b"".join(a.tobytes() for a in (obs, act, rew, nxt, dones))).hexdigest()

@@ -420,6 +420,44 @@ def record(
     )
 
 
+def perturbed(act: Act, noise: float = 0.0, epsilon: float = 0.0, seed: int = 0) -> Act:
+    """``act`` with exploration noise, for mixed-quality data (D4RL's "medium-replay" style).
+
+    Each step, each world's action gets ``N(0, noise)`` added to every component; with
+    probability ``epsilon`` a world's action is replaced by one drawn uniformly from ``[-1, 1]``.
+    The recorded action is the perturbed one (what the env was given, clamped to [-1, 1]).
+
+    Args:
+        act: the batched policy.
+        noise: std of the Gaussian noise (action units, [-1, 1] range); 0: none.
+        epsilon: probability of a uniformly random action per world and step; 0: never.
+        seed: seed of the noise (its own generator: the env's and torch's stay untouched).
+
+    Raises:
+        ValueError: ``noise < 0`` or ``epsilon`` outside ``[0, 1]``.
+    """
+    if not noise >= 0.0:
+        raise ValueError(f"noise: got {noise!r}, expected >= 0")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon: got {epsilon!r}, expected in [0, 1]")
+    if noise == 0.0 and epsilon == 0.0:
+        return act
+    gen = torch.Generator().manual_seed(int(seed) + 7_777)
+
+    def noisy(
+        obs: torch.Tensor, state: Mapping[str, torch.Tensor], env: BatchedEnv
+    ) -> torch.Tensor:
+        a = act(obs, state, env).detach().cpu().float()
+        if noise > 0.0:
+            a = a + noise * torch.randn(a.shape, generator=gen)
+        if epsilon > 0.0:
+            pick = torch.rand(a.shape[0], 1, generator=gen) < epsilon
+            a = torch.where(pick, torch.rand(a.shape, generator=gen) * 2.0 - 1.0, a)
+        return a.clamp(-1.0, 1.0)
+
+    return noisy
+
+
 def scripts_of(task: str, hint: Callable[[], str] | None = None) -> dict[str, Script]:
     """The scripted policies ``task`` declares (``Task.scripted_episodes``).
 
@@ -450,8 +488,11 @@ def record_script(
     hold_steps: int | None = None,
     seed: int = 0,
     task_cfg: Mapping[str, Any] | None = None,
+    noise: float = 0.0,
+    epsilon: float = 0.0,
 ) -> Episodes:
-    """One episode per world of ``env`` from the task's scripted policy ``script``.
+    """One episode per world of ``env`` from the task's scripted policy ``script``
+    (``noise``/``epsilon``: exploration noise on its actions, see :func:`perturbed`).
 
     Raises:
         ValueError: the task has no such script (the message lists its scripts).
@@ -464,9 +505,12 @@ def record_script(
     def act(obs: torch.Tensor, state: Mapping[str, torch.Tensor], env: BatchedEnv) -> torch.Tensor:
         return policy(dict(state), env)
 
+    noisy = noise > 0.0 or epsilon > 0.0
     return record(
-        env, act, task=task, source="script", name=script, kind=table[script].kind,
-        steps=steps, hold_steps=hold_steps, seed=seed, task_cfg=task_cfg,
+        env, perturbed(act, noise, epsilon, seed), task=task, source="script", name=script,
+        kind=table[script].kind, steps=steps, hold_steps=hold_steps,
+        seed=seed, task_cfg=task_cfg,
+        meta={"noise": noise, "epsilon": epsilon} if noisy else None,
     )  # fmt: skip
 
 

@@ -53,6 +53,12 @@ class DemosArgs:
     episode's end."""
     seed: int = 0
     """Seed of the recorded episodes' resets."""
+    noise: float = 0.0
+    """``source=script|policy``: std of Gaussian noise added to every action (action units, the
+    [-1, 1] range), for mixed-quality data; 0: none (``rewardlab.envs.demos.perturbed``)."""
+    epsilon: float = 0.0
+    """``source=script|policy``: probability per world and step of a uniformly random action
+    instead of the policy's (epsilon-greedy style); 0: never."""
     only_success: bool = False
     """Keep only the episodes whose last step is a success (script, policy)."""
     out: str = ""
@@ -78,6 +84,12 @@ class DemosArgs:
             raise ValueError(f"episodes: got {self.episodes!r}, expected >= 1")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps: got {self.steps!r}, expected >= 1")
+        if not self.noise >= 0.0:
+            raise ValueError(f"noise: got {self.noise!r}, expected >= 0")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"epsilon: got {self.epsilon!r}, expected in [0, 1]")
+        if self.source == "bag" and (self.noise or self.epsilon):
+            raise ValueError("noise, epsilon: only with source=script or source=policy")
         if self.hold_steps is not None and self.hold_steps < 1:
             raise ValueError(f"hold_steps: got {self.hold_steps!r}, expected >= 1")
 

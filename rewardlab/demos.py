@@ -22,7 +22,14 @@ from rewardlab.config import TrainConfig, train_config_from_dict
 from rewardlab.core.config import COMMAND_LINE, ConfigError
 from rewardlab.demo_commands import DemosArgs
 from rewardlab.envs.base import BatchedEnv
-from rewardlab.envs.demos import Episodes, episodes_from_bags, record, record_script, scripts_of
+from rewardlab.envs.demos import (
+    Episodes,
+    episodes_from_bags,
+    perturbed,
+    record,
+    record_script,
+    scripts_of,
+)
 from rewardlab.runs import RunDir, load_run_config
 
 
@@ -114,7 +121,7 @@ def record_demos(a: DemosArgs) -> str:
         try:
             eps = record_script(
                 env, a.task, script, steps=steps, hold_steps=hold, seed=a.seed,
-                task_cfg=cfg.task_cfg,
+                task_cfg=cfg.task_cfg, noise=a.noise, epsilon=a.epsilon,
             )  # fmt: skip
         finally:
             env.close()
@@ -141,9 +148,10 @@ def record_demos(a: DemosArgs) -> str:
 
         try:
             eps = record(
-                env, act, task=cfg.task, source="policy", name=name, kind="policy",
-                steps=steps, hold_steps=hold, seed=a.seed, task_cfg=cfg.task_cfg,
-                meta={"deterministic": a.deterministic},
+                env, perturbed(act, a.noise, a.epsilon, a.seed), task=cfg.task, source="policy",
+                name=name, kind="policy", steps=steps, hold_steps=hold, seed=a.seed,
+                task_cfg=cfg.task_cfg,
+                meta={"deterministic": a.deterministic, "noise": a.noise, "epsilon": a.epsilon},
             )  # fmt: skip
         finally:
             env.close()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewardlab import offline_rewards  # noqa: F401  (registers iql.reward=preference)
 from rewardlab.agents.distributed import DistContext, init_from_env
 from rewardlab.agents.evaluate import evaluate as run_episodes
 from rewardlab.agents.evaluate import video_grid

@@ -15,7 +15,9 @@ import torch
 
 from rewardlab.agents.config import IQLConfig
 from rewardlab.agents.iql import (
+    IQL,
     IQLAgent,
+    IQLNet,
     awr_weights,
     episode_rewards,
     expectile_loss,
@@ -24,7 +26,7 @@ from rewardlab.agents.iql import (
 from rewardlab.agents.registry import TrainSpec
 from rewardlab.cli import main
 from rewardlab.envs import make_env
-from rewardlab.envs.demos import Episodes, concatenate, record_script
+from rewardlab.envs.demos import Episodes, concatenate, perturbed, record_script
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -91,7 +93,7 @@ def test_transitions_pair_each_step_with_the_reward_of_the_state_reached() -> No
     ("field", "value", "message"),
     [
         ("expectile", 1.0, "iql.expectile: got 1.0, expected in (0, 1)"),
-        ("reward", "clip", "iql.reward: got 'clip', expected one of task, success"),
+        ("reward", "clip", "iql.reward: got 'clip', expected one of task, success, preference"),
         ("discount", 1.0, "iql.discount: got 1.0, expected in [0, 1)"),
         ("beta", float("nan"), "iql.beta: got nan, expected a finite number"),
         ("polyak", 0.0, "iql.polyak: got 0.0, expected in (0, 1]"),
@@ -178,3 +180,91 @@ def test_train_agent_iql_runs_the_pipeline(tmp_path: Path) -> None:
     assert code == 0 and "resuming from" in text and "60 steps" in text, err
     code, text, err = run_cli("eval", f"run_dir={run}", "episodes=4")
     assert code == 0 and "success_rate:" in text, err
+
+
+def _bandit(beta: float, seed: int = 0, steps: int = 300) -> float:
+    """Mean action of an IQL actor trained on a one-step bandit: from any state the behaviour
+    takes -0.5 (reward 0) three times in four and +0.5 (reward 1) once in four."""
+    torch.manual_seed(seed)
+    cfg = IQLConfig(beta=beta, discount=0.5, hidden=(16, 16), learning_rate=3e-3, polyak=0.05)
+    net = IQLNet(2, 1, cfg)
+    net.set_normalization(torch.randn(512, 2))
+    alg = IQL(net, cfg)
+    g = torch.Generator().manual_seed(seed)
+    n = 128
+    for _ in range(steps):
+        obs = torch.randn(n, 2, generator=g)
+        good = torch.rand(n, generator=g) < 0.25
+        act = torch.where(good, 0.5, -0.5)[:, None]
+        # every transition ends the episode (done = 1): Q is the reward alone
+        alg.update((obs, act, good.float(), torch.randn(n, 2, generator=g), torch.ones(n)))
+    with torch.no_grad():
+        return float(net(torch.randn(256, 2, generator=g)).mean())
+
+
+@pytest.mark.unit
+def test_iql_advantage_weighting_picks_the_better_action_of_a_bandit() -> None:
+    # beta = 0 is behaviour cloning: the data's mean action, -0.25; IQL's advantage weights
+    # (Q - V > 0 for +0.5, whose Q = 1, above V's 0.8-expectile of the mixture) move it towards
+    # +0.5. A sign error in the expectile or the advantage, or rewards of the wrong step, sends it
+    # the other way.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert _bandit(0.0) == pytest.approx(-0.25, abs=0.08)
+        assert _bandit(3.0) > 0.2
+        assert _bandit(10.0) > 0.4
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.unit
+def test_recorders_perturb_actions_for_mixed_quality_data() -> None:
+    env = make_env("arm_reach", num_envs=4, nthread=1, seed=0)
+    try:
+        clean = record_script(env, "arm_reach", "reach", steps=12, seed=5)
+        again = record_script(env, "arm_reach", "reach", steps=12, seed=5)
+        noisy = record_script(env, "arm_reach", "reach", steps=12, seed=5, noise=0.3)
+        rand = record_script(env, "arm_reach", "reach", steps=12, seed=5, epsilon=1.0)
+    finally:
+        env.close()
+    np.testing.assert_array_equal(clean.actions, again.actions)
+    np.testing.assert_array_equal(clean.observations[:, 0], noisy.observations[:, 0])
+    diff = noisy.actions - clean.actions
+    assert 0.15 < float(diff[:, 0].std()) < 0.45 and np.abs(noisy.actions).max() <= 1.0
+    # epsilon = 1: uniform actions, nothing like the script's constant joint targets
+    assert float(rand.actions.std()) > 0.45 and rand.meta["epsilon"] == 1.0
+    assert noisy.meta["noise"] == 0.3 and "noise" not in clean.meta
+    for bad, message in (({"noise": -0.1}, "noise: got -0.1"), ({"epsilon": 2.0}, "epsilon")):
+        with pytest.raises(ValueError, match=message):
+            perturbed(lambda o, s, e: o, **bad)  # type: ignore[arg-type]
+    code, _, err = run_cli("demos", "record", "task=arm_reach", "out=x.npz", "epsilon=1.5")
+    assert code == 2 and "epsilon: got 1.5, expected in [0, 1]" in err and err.count("\n") == 1
+
+
+@pytest.mark.unit
+def test_iql_reward_preference_scores_each_steps_frame(tmp_path: Path) -> None:
+    from rewardlab.offline_rewards import preference_rewards
+    from rewardlab.vlm_reward.preference_model import RewardEnsemble, save_ensemble
+    from rewardlab.vlm_reward.rendering import TiledRenderer
+
+    eps = _mixed(1, steps=5).select([0, 2])
+    eps.length[1] = 3
+    model = tmp_path / "reward.pt"
+    save_ensemble(RewardEnsemble(2, image_size=16, width=4, seed=1), model)
+    rew = episode_rewards(eps, "preference", str(model))
+    assert rew.shape == (2, 5) and rew.dtype == np.float32
+    assert rew[1, 3] == rew[1, 4] == rew[1, 2]  # padding repeats the last valid step
+    assert len(np.unique(rew[0])) > 1  # the arm moves: its frames differ
+    # recorded frames (a bag's) are scored as they are: the same frames give the same rewards
+    renderer = TiledRenderer.for_task("arm_reach", 16)
+    try:
+        eps.frames = np.stack([renderer.render_rows({f: v[e] for f, v in eps.physics.items()}).numpy()
+                               for e in range(2)])  # fmt: skip
+    finally:
+        renderer.close()
+    np.testing.assert_allclose(preference_rewards(eps, str(model)), rew, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="iql.reward_model: 'nope.pt' is not a file"):
+        episode_rewards(eps, "preference", "nope.pt")
+    with pytest.raises(ValueError, match="iql.reward_model: required with iql.reward=preference"):
+        IQLConfig(reward="preference").validate()
