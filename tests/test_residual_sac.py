@@ -162,13 +162,13 @@ class SimulatedRobot(BatchedEnv):
 
 @pytest.mark.unit
 def test_off_policy_runner_updates_a_real_time_env_only_between_episodes(tmp_path: Path) -> None:
-    robot = SimulatedRobot(episode_steps=30)
-    cfg = SACConfig(learning_starts=40, batch_size=32, updates_per_step=1.5,
+    robot = SimulatedRobot(episode_steps=20)
+    cfg = SACConfig(learning_starts=40, batch_size=32, updates_per_step=1.5, buffer_size=1000,
                     actor_hidden=(32,), critic_hidden=(32,))  # fmt: skip
     runner = OffPolicyRunner(robot, cfg, log_dir=tmp_path, seed=0, checkpoint_every=5)
     robot.runner = runner
     try:
-        history = runner.learn(200, progress=False)
+        history = runner.learn(130, progress=False)
     finally:
         robot.close()
     assert robot.between is not None and runner.real_time
@@ -177,7 +177,7 @@ def test_off_policy_runner_updates_a_real_time_env_only_between_episodes(tmp_pat
         assert a0 == b0 or ended, robot.steps
         assert b1 == a0, robot.steps
     ends = [i for i, (_, _, ended) in enumerate(robot.steps) if ended]
-    assert len(ends) == 6  # 200 steps of 30-step episodes
+    assert len(ends) == 6  # 130 steps of 20-step episodes
     # the update-to-data ratio is kept: all updates due before the last episode end ran there
     # (iterations of num_steps=4 steps earn 4 * 1.5 from step 40 on, i.e. from iteration 10)
     last_iteration = ends[-1] // cfg.num_steps + 1  # the hook runs inside that iteration
