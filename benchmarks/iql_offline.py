@@ -226,9 +226,17 @@ def main() -> None:
     if a.prefs:
         prefs(a.root, a.queries, a.every, a.tie, a.flip, a.epochs)
     extra = {}
+    from rewardlab.agents.config import BCConfig, IQLConfig
+
+    fields = {f.name for c in (IQLConfig, BCConfig) for f in dataclasses.fields(c)}
     for kv in a.set:
-        k, v = kv.split("=", 1)
-        val = json.loads(v)
+        k, sep, v = kv.partition("=")
+        if not sep or k not in fields:
+            p.error(f"--set {kv!r}: expected KEY=VALUE with KEY a field of IQLConfig/BCConfig (e.g. beta=1.5)")  # fmt: skip
+        try:
+            val = json.loads(v)
+        except json.JSONDecodeError:
+            p.error(f"--set {kv!r}: the value is not JSON (e.g. beta=1.5, hidden=[128,128])")
         extra[k] = tuple(val) if isinstance(val, list) else val
     for name in a.run or []:
         for seed in a.seeds:
