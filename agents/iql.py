@@ -35,9 +35,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import math
-import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,17 +43,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from rewardlab.agents import checkpoints
-from rewardlab.agents.bc import STD_FLOOR, BCAgent, ObsMask, obs_mask
+from rewardlab.agents.bc import BCAgent, ObsMask, obs_mask
 from rewardlab.agents.config import IQLConfig
-from rewardlab.agents.evaluate import evaluate
-from rewardlab.agents.networks import EmpiricalNormalization, InferencePolicy, mlp
-from rewardlab.agents.runner import BaseRunner, _Interval
+from rewardlab.agents.networks import EmpiricalNormalization, mlp
+from rewardlab.agents.offline_runner import OfflineRunner, fix_normalization, load_task_episodes
 from rewardlab.agents.sac import TwinQ
 from rewardlab.envs.base import BatchedEnv
-from rewardlab.envs.demos import Episodes, load_episodes
-
-CHECKPOINT_VERSION = 1
+from rewardlab.envs.demos import Episodes
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -162,14 +155,9 @@ class IQLNet(nn.Module):
             p.requires_grad_(False)
 
     def set_normalization(self, obs: torch.Tensor) -> None:
-        """Fix the normalizer to the mean and std (floored at ``STD_FLOOR``) of ``obs``."""
-        mean = obs.double().mean(0)
-        var = obs.double().var(0, unbiased=False)
-        n = self.normalizer
-        n.mean.copy_(mean)
-        n.var.copy_(var)
-        n.std.copy_(var.sqrt().clamp_min(STD_FLOOR))
-        n.count.fill_(obs.shape[0])
+        """Fix the normalizer to the mean and std (floored at
+        :data:`~rewardlab.agents.offline_runner.STD_FLOOR`) of ``obs``."""
+        fix_normalization(self.normalizer, obs)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic actions (unclamped) of raw observations."""
@@ -233,20 +221,7 @@ def transition_storage(cfg: IQLConfig, env: BatchedEnv, device: torch.device) ->
             reward (one line naming what is wrong).
     """
     files = cfg.demo_files()
-    if not files:
-        raise ValueError(
-            "iql.demos: required with agent=iql (an episode file: rewardlab demos record)"
-        )
-    eps = load_episodes(files)
-    task = getattr(getattr(env, "task", None), "name", None)
-    if task is not None and eps.task != task:
-        raise ValueError(f"iql.demos: {files[0]} holds episodes of {eps.task!r}, training {task!r}")
-    obs_dim, act_dim = eps.observations.shape[2], eps.actions.shape[2]
-    if (obs_dim, act_dim) != (env.obs_dim, env.action_dim):
-        raise ValueError(
-            f"iql.demos: episodes have obs/action widths {obs_dim}/{act_dim}, the env "
-            f"{env.obs_dim}/{env.action_dim} (recorded with another task config?)"
-        )
+    eps = load_task_episodes("iql.demos", "iql", files, env)
     obs, act, rew, nxt, dones = transitions(eps, episode_rewards(eps, cfg.reward, cfg.reward_model))
     if len(obs) == 0:
         raise ValueError(f"iql.demos: no transition in {', '.join(files)} (episodes of 1 step)")
@@ -314,219 +289,53 @@ class IQL:
         optimizer.step()
 
 
-class IQLRunner(BaseRunner):
+class IQLRunner(OfflineRunner):
     """Trains an :class:`IQLNet` on recorded episodes; metrics, evaluation and checkpoints in
-    ``log_dir`` as :class:`~rewardlab.agents.bc.BCRunner` (same arguments)."""
+    ``log_dir`` as :class:`~rewardlab.agents.bc.BCRunner` (the loop is
+    :class:`~rewardlab.agents.offline_runner.OfflineRunner`'s; ``cfg`` an :class:`IQLConfig`)."""
 
     log_prefix = "iql"
+    loss_keys = ("losses/value", "losses/q", "losses/actor")
+    data_hint = "the episodes' rewards"
+    progress_keys = (("q", "losses/q"), ("actor", "losses/actor"))
+    cfg: IQLConfig
+    net: IQLNet
+    alg: IQL
 
-    def __init__(
-        self,
-        env: BatchedEnv,
-        cfg: IQLConfig,
-        log_dir: Path | None = None,
-        device: str = "cpu",
-        seed: int = 0,
-        checkpoint_every: int = 50,
-        keep_checkpoints: int = 5,
-    ) -> None:
-        cfg.validate()
-        self.env, self.cfg = env, cfg
-        self.device = torch.device(device)
-        self.log_dir = log_dir
-        self.seed = int(seed)
-        self.checkpoint_every = max(1, int(checkpoint_every))
-        self.keep_checkpoints = int(keep_checkpoints)
-        if self.device.type == "cpu":
-            torch.set_num_threads(1)
-        self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            self.net = IQLNet(
-                env.obs_dim, env.action_dim, cfg, obs_mask(env, tuple(cfg.ignore_obs))
-            ).to(self.device)
+    def _build(self, cfg: IQLConfig) -> None:
+        self.cfg = cfg
+        self.net = IQLNet(
+            self.env.obs_dim, self.env.action_dim, cfg, obs_mask(self.env, tuple(cfg.ignore_obs))
+        ).to(self.device)
         self.alg = IQL(self.net, cfg)
-        self.storage: TransitionStorage | None = None
-        self.iteration = 0
-        self.global_step = 0
-        self._recent: deque[dict[str, float]] = deque(maxlen=1)
-        self._interval = _Interval(first_iteration=1)
-        self.best: dict[str, Any] | None = None
-        """``{"success", "iteration", "model"}`` (the actor's state) of the best evaluation."""
 
-    def load_demos(self) -> None:
-        """Load the data and fix the observation normalizer from it (once)."""
-        if self.storage is not None:
-            return
-        self.storage = transition_storage(self.cfg, self.env, self.device)
-        if self.cfg.normalize_obs and self.iteration == 0:
-            self.net.set_normalization(self.storage.obs)
+    def _make_storage(self) -> TransitionStorage:
+        return transition_storage(self.cfg, self.env, self.device)
 
-    def learn(self, total_steps: int, progress: bool = True) -> list[dict[str, float]]:
-        """Train until ``total_steps`` gradient steps in total (those before a resume count)."""
-        self.load_demos()
-        assert self.storage is not None
-        history: list[dict[str, float]] = []
-        if self.global_step >= total_steps:
-            return history
-        writer, metrics = self._open_logs(progress)
-        start = time.perf_counter()
-        try:
-            while self.global_step < total_steps:
-                t0 = time.perf_counter()
-                n = min(self.cfg.steps_per_iteration, total_steps - self.global_step)
-                self.net.train()
-                stats: list[dict[str, float]] = []
-                for _ in range(n):
-                    batch = self.storage.sample(self.cfg.batch_size, self.generator)
-                    stats.append(self.alg.update(batch))
-                    self.global_step += 1
-                self.iteration += 1
-                last = self.global_step >= total_steps
-                row: dict[str, float] = {
-                    "iteration": float(self.iteration),
-                    "global_step": float(self.global_step),
-                    **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]},
-                    "charts/demo_transitions": float(self.storage.obs.shape[0]),
-                    "charts/demo_episodes": float(self.storage.episodes),
-                }
-                t1 = time.perf_counter()
-                if last or (self.cfg.eval_every and self.iteration % self.cfg.eval_every == 0):
-                    row.update(self.evaluate())
-                    self._track_best(row)
-                t2 = time.perf_counter()
-                row["perf/learn_s"] = t1 - t0
-                row["perf/eval_s"] = t2 - t1
-                row["perf/grad_steps_per_s"] = n / max(t1 - t0, 1e-9)
-                row["perf/elapsed_s"] = t2 - start
-                bad = [k for k in ("losses/value", "losses/q", "losses/actor")
-                       if not math.isfinite(row[k])]  # fmt: skip
-                if bad:
-                    raise FloatingPointError(
-                        f"non-finite {bad[0]} at iteration {self.iteration}; check the episodes' "
-                        "rewards for NaN/Inf. The last checkpoint is untouched."
-                    )
-                history.append(row)
-                self._write_metrics(row, writer, metrics)
-                if self.log_dir is not None and (
-                    last or self.iteration % self.checkpoint_every == 0
-                ):
-                    self._save_checkpoints(writer, metrics)
-                if progress and ("charts/success_rate" in row or last):
-                    sr = row.get("charts/success_rate", float("nan"))
-                    print(
-                        f"[iql] it {self.iteration} | step {self.global_step:,}/{total_steps:,} "
-                        f"| q {row['losses/q']:.4f} | actor {row['losses/actor']:.4f} "
-                        f"| eval success {sr:.2f}",
-                        flush=True,
-                    )
-        except KeyboardInterrupt:
-            if self.log_dir is not None:
-                path = self.save(self._checkpoint_dir() / checkpoints.LATEST_NAME)
-                print(f"[iql] interrupted; saved {path}", flush=True)
-            raise
-        finally:
-            if writer is not None:
-                writer.close()
-            if metrics is not None:
-                metrics.close()
-        return history
+    def _update(self, batch: tuple[torch.Tensor, ...]) -> dict[str, float]:
+        return self.alg.update(batch)
 
-    def _track_best(self, row: dict[str, float]) -> None:
-        """Remember the actor of the best evaluation (ties: the later one)."""
-        score = row["charts/success_rate"]
-        if self.best is None or score >= self.best["success"]:
-            self.best = {
-                "success": score,
-                "iteration": self.iteration,
-                "model": copy.deepcopy(self.net.actor.state_dict()),
-            }
+    def _optimizer_state(self) -> dict[str, Any]:
+        return {"optimizers": {k: o.state_dict() for k, o in self.alg.optimizers().items()}}
 
-    def evaluate(self) -> dict[str, float]:
-        """The task's own success of the deterministic actor on fresh episodes of the training
-        env (reset with a fixed seed, so evaluations are comparable and resume is exact)."""
-        episodes = min(self.cfg.eval_episodes, self.env.num_envs)
-        with torch.random.fork_rng(devices=[]):
-            out = evaluate(self.inference_policy(), self.env, episodes, seed=self.seed + 20_000)
-        return {
-            "charts/success_rate": float(out["success_rate"]),
-            "charts/episode_return": float(out["return_mean"]),
-            "charts/episode_length": float(out["length_mean"]),
-            "charts/episodes": float(out["episodes"]),
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything :meth:`load` restores (tensors and plain data)."""
-        return {
-            "version": CHECKPOINT_VERSION,
-            "agent": "iql",
-            "model": self.net.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in self.alg.optimizers().items()},
-            "iteration": self.iteration,
-            "global_step": self.global_step,
-            "obs_dim": self.env.obs_dim,
-            "action_dim": self.env.action_dim,
-            "cfg": checkpoints.to_plain(dataclasses.asdict(self.cfg), "cfg"),
-            "seed": self.seed,
-            "rng": {"generator": self.generator.get_state(), "torch": torch.get_rng_state()},
-            "demos_digest": self.storage.digest if self.storage is not None else None,
-            "best": self.best,
-            "interval": dataclasses.asdict(self._interval),
-        }
-
-    def _restore(self, ckpt: dict[str, Any], path: str | Path, load_env: bool) -> None:
-        """Restore a loaded checkpoint (``load_env``: training continues, so the data must be
-        the one it was trained on; ``False``: the policy only).
-
-        Raises:
-            CheckpointError: not an IQL checkpoint.
-            ValueError: other widths, or other data than it was trained on.
-        """
-        if ckpt.get("agent") != "iql":
-            raise checkpoints.CheckpointError(path, "not an iql checkpoint")
-        for key in ("obs_dim", "action_dim"):
-            if ckpt[key] != getattr(self.env, key):
-                raise ValueError(
-                    f"{path}: checkpoint has {key}={ckpt[key]}, env has {getattr(self.env, key)}"
-                )
-        self.net.load_state_dict(ckpt["model"])
+    def _load_optimizer_state(self, ckpt: dict[str, Any]) -> None:
         for name, opt in self.alg.optimizers().items():
             opt.load_state_dict(ckpt["optimizers"][name])
-        self.iteration = int(ckpt["iteration"])
-        self.global_step = int(ckpt["global_step"])
-        self.best = ckpt.get("best")
-        self.generator.set_state(ckpt["rng"]["generator"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        interval = ckpt.get("interval")
-        self._interval = (
-            _Interval(**interval) if isinstance(interval, dict) else _Interval(self.iteration + 1)
-        )
-        if load_env:
-            self.load_demos()
-            assert self.storage is not None
-            if ckpt.get("demos_digest") not in (None, self.storage.digest):
-                raise ValueError(
-                    f"{path}: trained on other data than iql.demos={self.cfg.demos!r} with "
-                    f"iql.reward={self.cfg.reward} (resume=false starts over)"
-                )
 
-    def inference_policy(self, best: bool = False) -> nn.Module:
-        """Raw observations -> deterministic actions in [-1, 1] (CPU copy, eval mode).
+    def _best_state(self) -> dict[str, torch.Tensor]:
+        return self.net.actor.state_dict()  # the critics are not part of the policy
 
-        Args:
-            best: the actor of the best periodic evaluation (:attr:`best`) instead of the
-                current one (the current one when there was no evaluation).
-        """
+    def _policy_parts(self, best: dict[str, torch.Tensor] | None) -> tuple[nn.Module, nn.Module]:
         actor = copy.deepcopy(self.net.actor)
-        if best and self.best is not None:
-            actor.load_state_dict(self.best["model"])
-        module = InferencePolicy(
-            copy.deepcopy(self.net.normalizer), actor, self.net.obs_dim, self.net.action_dim
+        if best is not None:
+            actor.load_state_dict(best)
+        return copy.deepcopy(self.net.normalizer), actor
+
+    def _data_mismatch(self, path: str | Path) -> str:
+        return (
+            f"{path}: trained on other data than iql.demos={self.cfg.demos!r} with "
+            f"iql.reward={self.cfg.reward} (resume=false starts over)"
         )
-        module = module.cpu().eval()
-        for p in module.parameters():
-            p.requires_grad_(False)
-        return module
 
 
 class IQLAgent(BCAgent):
