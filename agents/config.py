@@ -38,6 +38,13 @@ class PPOConfig:
     desired_kl: float = 0.01
     """KL (nats, mean over samples) one update should move the policy by: the target of the
     adaptive schedule and the unit of ``kl_stop_ratio``."""
+    desired_kl_final: float = 0.0
+    """When > 0, ``desired_kl`` is annealed linearly to this value between the training fractions
+    ``kl_anneal_start`` and 1: large policy steps early for sample efficiency, small ones late so
+    that the final policy holds. 0: constant ``desired_kl``."""
+    kl_anneal_start: float = 0.0
+    """Training fraction in ``[0, 1)`` where the anneal to ``desired_kl_final`` begins (before it
+    the bound is ``desired_kl``)."""
     kl_stop_ratio: float = 2.0
     """End an update early (skip its remaining minibatches and epochs) once the KL between the
     current and the rollout policy exceeds ``kl_stop_ratio * desired_kl``, for every schedule
@@ -68,7 +75,7 @@ class PPOConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""
         floats = ("gamma", "lam", "clip_ratio", "value_coef", "entropy_coef", "learning_rate",
-                  "desired_kl", "kl_stop_ratio", "min_learning_rate", "max_learning_rate",
+                  "desired_kl", "desired_kl_final", "kl_anneal_start", "kl_stop_ratio", "min_learning_rate", "max_learning_rate",
                   "max_grad_norm", "init_noise_std")  # fmt: skip
         for name in floats:
             value = getattr(self, name)
@@ -84,6 +91,8 @@ class PPOConfig:
             ("learning_rate", self.learning_rate > 0.0, "> 0"),
             ("schedule", self.schedule in ("adaptive", "linear", "fixed"), "one of adaptive, linear, fixed"),
             ("desired_kl", self.desired_kl > 0.0, "> 0"),
+            ("desired_kl_final", self.desired_kl_final >= 0.0, ">= 0 (0: constant desired_kl)"),
+            ("kl_anneal_start", 0.0 <= self.kl_anneal_start < 1.0, "in [0, 1)"),
             ("kl_stop_ratio", self.kl_stop_ratio == 0.0 or self.kl_stop_ratio >= 1.0, "0 (off) or >= 1"),
             ("min_learning_rate", self.min_learning_rate > 0.0, "> 0"),
             ("max_learning_rate", self.max_learning_rate >= self.min_learning_rate, ">= min_learning_rate"),
@@ -98,6 +107,15 @@ class PPOConfig:
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"ppo.{name}: got {getattr(self, name)!r}, expected {allowed}")
+
+    def kl_target(self, progress: float) -> float:
+        """The KL bound of an update at training fraction ``progress`` in ``[0, 1]``
+        (``desired_kl``, annealed to ``desired_kl_final`` when that is set)."""
+        if self.desired_kl_final <= 0.0:
+            return self.desired_kl
+        start = self.kl_anneal_start
+        p = min(max((progress - start) / (1.0 - start), 0.0), 1.0)
+        return self.desired_kl + p * (self.desired_kl_final - self.desired_kl)
 
 
 @dataclass(frozen=True)

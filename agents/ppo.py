@@ -161,15 +161,22 @@ class RewardNormalizer(nn.Module):
 
 
 def paced_learning_rate(
-    lr: float, kl: float, steps_done: int, steps_planned: int, cfg: PPOConfig
+    lr: float,
+    kl: float,
+    steps_done: int,
+    steps_planned: int,
+    cfg: PPOConfig,
+    desired_kl: float | None = None,
 ) -> float:
     """The adaptive schedule's next rate, given the KL after ``steps_done`` of an update's steps.
 
-    The target is paced: ``desired_kl * steps_done / steps_planned``. ``lr / 1.5`` when ``kl`` is
+    The target is paced: ``desired_kl * steps_done / steps_planned`` (``desired_kl``: this
+    update's bound, :meth:`PPOConfig.kl_target`; default ``cfg.desired_kl``). ``lr / 1.5`` when ``kl`` is
     over twice the target, ``lr * 1.5`` when under half of it, else ``lr``; clamped to
     ``[min_learning_rate, max_learning_rate]``.
     """
-    target = cfg.desired_kl * steps_done / steps_planned
+    bound = cfg.desired_kl if desired_kl is None else desired_kl
+    target = bound * steps_done / steps_planned
     if kl > 2.0 * target:
         lr = lr / 1.5
     elif kl < target / 2.0:
@@ -344,9 +351,12 @@ class PPO:
           target instead of the whole ``desired_kl`` at every step).
         - **early stop**: once the KL exceeds ``kl_stop_ratio * desired_kl``, the rest of the
           update (all epochs) is skipped, for every schedule (SB3's ``target_kl``).
+        - with ``desired_kl_final`` set, ``desired_kl`` above is this update's annealed bound
+          (:meth:`PPOConfig.kl_target` of ``progress``).
 
         Args:
-            progress: fraction of training done in ``[0, 1]``, for the ``linear`` schedule.
+            progress: fraction of training done in ``[0, 1]``, for the ``linear`` schedule and
+                the KL anneal.
 
         Returns:
             Means over the minibatch steps taken: ``losses/value``, ``losses/policy``,
@@ -358,7 +368,8 @@ class PPO:
         cfg = self.cfg
         if cfg.schedule == "linear":
             self.set_learning_rate(cfg.learning_rate * max(1.0 - progress, 0.0))
-        kl_stop = cfg.kl_stop_ratio * cfg.desired_kl if cfg.kl_stop_ratio > 0 else math.inf
+        desired_kl = cfg.kl_target(progress)
+        kl_stop = cfg.kl_stop_ratio * desired_kl if cfg.kl_stop_ratio > 0 else math.inf
         adaptive = cfg.schedule == "adaptive"
         planned = cfg.num_epochs * cfg.num_minibatches
         sums = torch.zeros(4, device=self.device)
@@ -372,7 +383,7 @@ class PPO:
                     kl = float(self._mean_over_ranks(kl_t.mean()))  # one host sync
                 if adaptive:
                     self.set_learning_rate(
-                        paced_learning_rate(self.learning_rate, kl, n, planned, cfg)
+                        paced_learning_rate(self.learning_rate, kl, n, planned, cfg, desired_kl)
                     )
                 if kl > kl_stop:
                     stopped = True
@@ -412,6 +423,7 @@ class PPO:
         out["losses/minibatch_steps"] = float(n)
         out["losses/early_stop"] = float(stopped)
         out["charts/learning_rate"] = self.learning_rate
+        out["charts/desired_kl"] = desired_kl
         out["charts/action_std"] = float(self.policy.action_std.detach().mean())
         return out
 

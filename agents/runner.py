@@ -364,6 +364,10 @@ class OnPolicyRunner(BaseRunner):
         """Seed of the env's first reset (per rank in a distributed run)."""
         self.num_envs_total = env.num_envs
         """Worlds per rollout over all processes (``global_step`` counts their steps)."""
+        self.schedule_steps: int | None = None
+        """Env steps the schedules (``linear`` learning rate, ``desired_kl_final`` anneal) count
+        training progress against; ``None``: the ``total_steps`` of each :meth:`learn` call. Set
+        it when training in several :meth:`learn` calls (benchmarks that stop to evaluate)."""
         self._obs: torch.Tensor | None = None
         self._env_in_sync = True  # False while env.step() has run but self._obs is stale
         self._recent: deque[dict[str, float]] = deque(maxlen=1)
@@ -406,7 +410,9 @@ class OnPolicyRunner(BaseRunner):
                 t0 = time.perf_counter()
                 episodes = self._collect(self.cfg.num_steps)
                 t1 = time.perf_counter()
-                stats = self.alg.update(progress=self.global_step / total_steps)
+                stats = self.alg.update(
+                    progress=self.global_step / (self.schedule_steps or total_steps)
+                )
                 t2 = time.perf_counter()
                 self.iteration += 1
                 self.global_step += steps_per_iter

@@ -54,6 +54,7 @@ def run_one(
     runner = OnPolicyRunner(env, cfg.ppo, log_dir=None, seed=seed)
     per_iter = cfg.num_envs * cfg.ppo.num_steps
     end = budget or max_steps
+    runner.schedule_steps = end  # schedules count progress against the run, not each chunk
     train_s, next_eval = 0.0, eval_steps
     reached: tuple[int, float] | None = None
     curve: list[tuple[int, float, float]] = []

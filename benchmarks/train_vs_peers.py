@@ -150,11 +150,14 @@ class Ours(Agent):
         self.budget = int(cfg.total_steps)
         self.env = make_env(task, num_envs=cfg.num_envs, cfg=cfg.task_config(), seed=seed)
         self.runner = OnPolicyRunner(self.env, cfg.ppo, log_dir=None, seed=seed)
+        self.runner.schedule_steps = self.budget  # one learn call per iteration: count the run
         self.per_iter = cfg.num_envs * cfg.ppo.num_steps
         p = cfg.ppo
         self.config = (
             f"OnPolicyRunner, {cfg.num_envs} worlds, num_steps {p.num_steps}, lr {p.learning_rate:g} "
-            f"({p.schedule}, desired_kl {p.desired_kl:g}, early stop at {p.kl_stop_ratio:g}x), "
+            f"({p.schedule}, desired_kl {p.desired_kl:g}"
+            + (f" annealed to {p.desired_kl_final:g}" if p.desired_kl_final > 0 else "")
+            + f", early stop at {p.kl_stop_ratio:g}x), "
             f"{p.num_epochs} epochs x {p.num_minibatches} minibatches, actor {list(p.actor_hidden)}"
         )
 

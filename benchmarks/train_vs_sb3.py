@@ -267,6 +267,7 @@ def run_ours(task: str, seed: int, tracker_args: dict[str, Any], budget_s: float
         nthread=cfg.nthread,
     )
     runner = OnPolicyRunner(env, cfg.ppo, log_dir=None, seed=seed)
+    runner.schedule_steps = int(cfg.total_steps)  # one learn call per iteration: count the run
     p = cfg.ppo
     result = RunResult(
         "ours",

@@ -481,6 +481,35 @@ def test_update_stops_once_the_kl_bound_is_exceeded() -> None:
     assert bounded["losses/approx_kl"] > 0.02  # it stopped because the bound was exceeded
 
 
+def test_annealed_kl_bound_moves_from_desired_kl_to_desired_kl_final() -> None:
+    """desired_kl_final anneals the bound linearly in training progress; the update's early stop
+    reads the annealed bound (same greedy update as above: it stops sooner at the end)."""
+    cfg = PPOConfig(desired_kl=0.05, desired_kl_final=0.01)
+    assert [cfg.kl_target(p) for p in (0.0, 0.5, 1.0, 2.0)] == pytest.approx(
+        [0.05, 0.03, 0.01, 0.01]
+    )
+    assert PPOConfig(desired_kl=0.02).kl_target(0.9) == 0.02  # 0: constant
+    late = PPOConfig(desired_kl=0.05, desired_kl_final=0.01, kl_anneal_start=0.5)
+    assert [late.kl_target(p) for p in (0.0, 0.5, 0.75, 1.0)] == pytest.approx(
+        [0.05, 0.05, 0.03, 0.01]
+    )
+    with pytest.raises(ValueError, match="ppo.kl_anneal_start"):
+        PPOConfig(kl_anneal_start=1.0).validate()
+    with pytest.raises(ValueError, match="ppo.desired_kl_final"):
+        PPOConfig(desired_kl_final=-0.01).validate()
+    greedy = dict(SMALL_CFG.__dict__, schedule="fixed", learning_rate=1e-3, num_epochs=8,
+                  num_minibatches=4, desired_kl=0.2, desired_kl_final=0.01, init_noise_std=0.05)  # fmt: skip
+    steps = {}
+    for progress in (0.0, 1.0):  # same seed: both runners reach the second update identically
+        r = OnPolicyRunner(small_env(num_envs=16), PPOConfig(**greedy), seed=1, num_threads=1)
+        r.learn(16 * greedy["num_steps"], progress=False)
+        r._collect(greedy["num_steps"])
+        stats = r.alg.update(progress=progress)
+        assert stats["charts/desired_kl"] == pytest.approx(0.2 if progress == 0.0 else 0.01)
+        steps[progress] = stats["losses/minibatch_steps"]
+    assert steps[1.0] < steps[0.0], steps
+
+
 def test_update_kl_is_the_kl_of_the_whole_update() -> None:
     """``losses/approx_kl`` is KL(rollout policy || updated policy) over the rollout."""
     r = OnPolicyRunner(small_env(num_envs=16), SMALL_CFG, seed=1, num_threads=1)
