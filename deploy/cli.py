@@ -133,6 +133,10 @@ class SimRobotArgs:
     """Publish rendered camera images on the robot config's ``topics.image``."""
     reset_on_target: bool = True
     """Reset the arm near its home pose with each new target (an arm_reach episode)."""
+    episodes_on_request: bool = False
+    """New episodes (target, arm reset) only when the ``ros2`` env requests one on the robot
+    config's ``topics.episode_request``, never on the clock (``sim.target_period_s``); false:
+    the robot config's ``sim.episodes_on_request``."""
     local_only: bool = False
     """DDS discovery and traffic on loopback only (use it outside a network namespace)."""
 
@@ -462,6 +466,7 @@ def _cmd_sim_robot(ns: argparse.Namespace) -> int:
             argv += [flag, str(value)]
     argv += ["--camera"] if args.camera else []
     argv += [] if args.reset_on_target else ["--no-reset"]
+    argv += ["--episodes-on-request"] if args.episodes_on_request else []
     argv += ["--local-only"] if args.local_only else []
     return int(sim_robot.main(argv) or 0)
 

@@ -180,8 +180,14 @@ class Controller:
         """Allow PASSIVE -> RAMP (needed when the robot config has ``auto_start: false``)."""
         self._start_requested = True
 
-    def reset(self) -> bool:
-        """Re-arm after a trip (HOLD/DAMP -> PASSIVE); refused while the e-stop is engaged."""
+    def reset(self, start: bool | None = None) -> bool:
+        """Re-arm after a trip (HOLD/DAMP -> PASSIVE); refused while the e-stop is engaged.
+
+        Args:
+            start: whether PASSIVE may go on to RAMP by itself; ``None``: the robot config's
+                ``auto_start`` after a trip, unchanged otherwise. ``False`` keeps the robot
+                PASSIVE (nothing commanded) until :meth:`start`, e.g. while a sim robot resets.
+        """
         was_stopped = self.safety.state in (SafetyState.HOLD, SafetyState.DAMP)
         ok = self.safety.reset()
         if ok and was_stopped:
@@ -189,6 +195,8 @@ class Controller:
             self.hold_pose = None
             self.last_command = None
             self.last_rejection = None
+        if ok and start is not None:
+            self._start_requested = bool(start)
         return ok
 
     def fault(self, reason: str, now: float | None = None) -> None:

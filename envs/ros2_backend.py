@@ -26,13 +26,23 @@ their scales undone (``joint_pos``, ``target_pos``, ``2 * base_lin_vel`` as ``ba
 ``distance``, ``prev_action``), under the task's own state schema; a reward that reads a name
 the robot cannot provide fails when it loads. Success and termination are the task's own.
 
+Resets without a person (``prompt=None``, ``ros2.prompt=false``): with the robot config's
+``topics.episode_request`` (the arm's has it), each reset asks the sim robot for a new episode
+(``std_msgs/UInt32``, a token) while the controller is PASSIVE (nothing commanded, so the sim
+robot's reset pose stays), waits up to ``start_timeout_s`` for the token on
+``topics.episode_started`` and for a target and joint states received after it, then soft-starts.
+With ``rewardlab sim-robot episodes_on_request=true`` the sim robot starts episodes only then,
+so each of the env's episodes has one target from its first step (``info["episode"]
+["charts/episode_targets"]`` counts the targets the learner saw; more than one is reported once,
+with what to do). Without the topic the reset is at once (the sim robot's own clock decides).
+
 Not supported: more than one world, snapshots (``get_state_dict``), rendering without a camera
-topic (``render`` raises), resets without a person or a sim robot (``prompt=None`` resets at
-once: only for the sim robot, which resets itself).
+topic (``render`` raises), resets of a real robot without a person.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -155,12 +165,15 @@ class Ros2Env(BatchedEnv):
         robot: robot config name or path (``sim_configs/robots/``).
         transport: ``rclpy`` or ``dds``.
         reward_fn: ``compute_reward(state, action) -> (total, components)``; the task's when None.
-        prompt: asks the operator before each episode (``input`` by default); ``None``: no prompt.
+        prompt: asks the operator before each episode (``input`` by default); ``None``: no prompt
+            (a sim robot: the reset is requested on ``topics.episode_request`` when the robot
+            config has it, see the module docstring).
         action_timeout_s: how long a tick waits for the learner's action before holding the robot;
             default: three quarters of a control period.
         device: torch device of the returned tensors.
         seed: unused (a robot has no seed); accepted for the ``make_env`` signature.
-        start_timeout_s: how long a reset waits for the robot's inputs before failing.
+        start_timeout_s: how long a reset waits for the robot's inputs (and the sim robot's
+            answer to a reset request) before failing.
     """
 
     def __init__(
@@ -225,23 +238,49 @@ class Ros2Env(BatchedEnv):
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._between_episodes: Callable[[], None] | None = None
+        topics = self.robot_cfg.topics
+        self.request_resets = prompt is None and bool(topics.episode_request and topics.episode_started)  # fmt: skip
+        """Each reset asks the sim robot for a new episode (``topics.episode_request``)."""
+        self._token = random.getrandbits(32)
+        self._answer_cv = threading.Condition()
+        self._answer: tuple[int, float] | None = None
+        self._publish_request: Callable[[int], None] | None = None
+        self._dds_node: Any = None
+        self._target: np.ndarray | None = None
+        self._targets = 0
+        self.episodes_with_target_changes = 0
+        """Episodes in which the target the learner saw changed (the robot's own clock)."""
         self.transport = transport
         self._start_transport()
 
     # -- transport -------------------------------------------------------------------------------
 
     def _start_transport(self) -> None:
+        topics = self.robot_cfg.topics
         if self.transport == "rclpy":
             from rewardlab.deploy.ros_node import DeployNode
 
             self._node = DeployNode(self.controller, node_name="rewardlab_ros2_env", trigger="timer", log=self.log, log_every_s=0)  # fmt: skip
             self._lock = self._node.lock
+            if self.request_resets:
+                from rclpy.qos import QoSProfile, ReliabilityPolicy
+                from std_msgs.msg import UInt32
+
+                qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+                pub = self._node.node.create_publisher(UInt32, topics.episode_request, qos)
+                self._node.node.create_subscription(UInt32, topics.episode_started, lambda m: self._on_answer(int(m.data)), qos)  # fmt: skip
+                self._publish_request = lambda token: pub.publish(UInt32(data=token))
             target = lambda: self._node.spin(stop=self._stop)  # noqa: E731
         else:
-            from rewardlab.deploy.transport_dds import run_dds_controller
+            from rewardlab.deploy import transport_dds as dds
 
             self._node = None
-            target = lambda: run_dds_controller(self.controller, stop=self._stop)  # noqa: E731
+            self._dds_node = node = dds.DdsNode()
+            if self.request_resets:
+                write = node.publisher(topics.episode_request, "std_msgs/msg/UInt32", qos="reliable")  # fmt: skip
+                node.subscribe(topics.episode_started, "std_msgs/msg/UInt32", lambda m, t: self._on_answer(int(m.data)), qos="reliable")  # fmt: skip
+                self._publish_request = lambda token: write(dds.new_msg("std_msgs/msg/UInt32", data=token))  # fmt: skip
+            target = lambda: dds.run_dds_controller(self.controller, stop=self._stop, node=node)  # noqa: E731
         self._thread = threading.Thread(target=target, name="ros2-env-transport", daemon=True)
         self._thread.start()
 
@@ -253,6 +292,16 @@ class Ros2Env(BatchedEnv):
         if self._node is not None:
             self._node.close()
             self._node = None
+        if self._dds_node is not None:
+            self._dds_node.close()
+            self._dds_node = None
+
+    def _on_answer(self, token: int) -> None:
+        """``topics.episode_started`` (transport thread): the sim robot started the episode of
+        request ``token``."""
+        with self._answer_cv:
+            self._answer = (token, time.monotonic())
+            self._answer_cv.notify_all()
 
     # -- episodes --------------------------------------------------------------------------------
 
@@ -263,9 +312,57 @@ class Ros2Env(BatchedEnv):
         if str(answer).strip().lower() in ("a", "abort", "q"):
             raise RobotAbort("aborted by the operator at the reset prompt")
 
+    def _request_episode(self) -> None:
+        """Ask the sim robot for a new episode (``topics.episode_request``) and wait for its
+        answer, then for a target and joint states received after it (the new target, the reset
+        pose). The controller stays PASSIVE meanwhile: nothing it commands pulls the arm back."""
+        topics = self.robot_cfg.topics
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:  # PASSIVE, not starting by itself (it may have been starting just now)
+            with self._lock:
+                self.controller.reset(start=False)
+                if self.controller.state.value == "PASSIVE":
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the robot did not stop for the reset: {self.controller.status()}")  # fmt: skip
+            time.sleep(self.control_dt / 4)
+        self._token = token = (self._token + 1) % 2**32
+        assert self._publish_request is not None
+        answered = None
+        while answered is None:
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(
+                    f"no answer on {topics.episode_started} to the reset request on "
+                    f"{topics.episode_request} within {self.start_timeout_s} s: is the sim robot "
+                    "running on this ROS_DOMAIN_ID (rewardlab sim-robot robot=... episodes_on_request=true)?"
+                )
+            self._publish_request(token)  # again every 0.5 s: the first may precede discovery
+            with self._answer_cv:
+                self._answer_cv.wait_for(
+                    lambda: self._answer is not None and self._answer[0] == token,
+                    timeout=max(0.0, min(0.5, deadline - now)),
+                )
+                if self._answer is not None and self._answer[0] == token:
+                    answered = self._answer[1]
+        while True:
+            with self._lock:
+                target = self.controller.obs.target
+                fresh = bool(np.min(self.controller.obs.joint_recv) > answered) and (
+                    target is None or not self.controller.obs.needs_target or target.recv_time > answered
+                )  # fmt: skip
+            if fresh:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no joint states or target after the sim robot's answer within {self.start_timeout_s} s: {self.controller.status()}"
+                )  # fmt: skip
+            time.sleep(self.control_dt / 4)
+
     def _begin_episode(self) -> np.ndarray:
-        """Hold, ask the operator, re-arm, soft-start with the exported policy, then hand control
-        to the learner; returns the first observation the learner acts on."""
+        """Hold, ask the operator (or the sim robot), re-arm, soft-start with the exported
+        policy, then hand control to the learner; returns the first observation the learner
+        acts on."""
         self.slot.stop()
         self._ask_reset()
         # the robot holds (the first tick of the stopped slot) before the re-arm, so that every
@@ -275,6 +372,8 @@ class Ros2Env(BatchedEnv):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the robot did not hold: {self.controller.status()}")
             time.sleep(self.control_dt / 4)
+        if self.request_resets:
+            self._request_episode()
         with self._lock:
             self.controller.reset()
             self.slot.mode = "warmup"
@@ -296,6 +395,7 @@ class Ros2Env(BatchedEnv):
         self._t, self._ep_return, self._ep_terms = 0, 0.0, {}
         self._prev_action = np.zeros(self.action_dim)
         self._last_action = np.zeros(self.action_dim)
+        self._target, self._targets = None, 0
         self._update_state(obs)
         return obs
 
@@ -342,6 +442,10 @@ class Ros2Env(BatchedEnv):
                 "env_ids": torch.tensor([0]),
                 **{f"reward/{k}": torch.tensor([v]) for k, v in self._ep_terms.items()},
             }
+            if self._targets:
+                info["episode"]["charts/episode_targets"] = torch.tensor([float(self._targets)])
+                if self._targets > 1:
+                    self._target_changed()
             info["final_obs"] = final
             self.slot.stop()  # the robot holds while the learner works
             if self._between_episodes is not None:
@@ -389,9 +493,24 @@ class Ros2Env(BatchedEnv):
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(x, dtype=torch.float32, device=self.device)
 
+    def _target_changed(self) -> None:
+        self.episodes_with_target_changes += 1
+        if self.episodes_with_target_changes == 1:
+            how = (
+                "start the sim robot with episodes_on_request=true"
+                if self.request_resets
+                else "set topics.episode_request/episode_started in the robot config and start the sim robot with episodes_on_request=true"
+            )  # fmt: skip
+            self.log(
+                f"[ros2 env] the target changed during an episode ({self._targets} targets): the "
+                f"robot draws targets on its own clock, so rewards may belong to another target; {how}"
+            )
+
     def _update_state(self, obs: np.ndarray) -> None:
         self._obs = obs
         parts = observation_parts(obs, self.controller.obs.terms, self.controller.obs.slices)
+        if "target_pos" in parts and (self._target is None or not np.array_equal(parts["target_pos"], self._target)):  # fmt: skip
+            self._target, self._targets = parts["target_pos"].copy(), self._targets + 1
         if "ee_to_target" in parts and "target_pos" in parts and "ee_pos" not in parts:
             parts["ee_pos"] = parts["target_pos"] - parts["ee_to_target"]
         if "ee_to_target" in parts and "distance" not in parts:

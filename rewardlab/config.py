@@ -132,13 +132,16 @@ class Ros2Config:
     """Export folder whose ``policy.json`` gives the observation layout, action scaling and
     control rate; empty: ``residual_sac.base_policy`` (``agent=residual_sac``)."""
     prompt: bool = True
-    """Ask the operator (Enter) before each episode; false: start at once (the sim robot resets
-    itself)."""
+    """Ask the operator (Enter) before each episode; false: no operator (the sim robot): each
+    reset asks the sim robot for a new episode on the robot config's ``topics.episode_request``
+    and waits for its answer (run it as ``rewardlab sim-robot episodes_on_request=true``, so that
+    it changes the target only then); without that topic, start at once."""
     action_timeout_s: float | None = None
     """How long each control tick waits for the learner's action before the controller holds
     the robot; null: three quarters of a control period."""
     start_timeout_s: float = 60.0
-    """How long a reset waits for the robot's joint states before failing."""
+    """How long a reset waits for the robot's joint states (and the sim robot's answer to a
+    reset request) before failing."""
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field and the allowed values."""

@@ -7,11 +7,15 @@ arm_reach demos, 500 gradient steps, last network (tests/test_residual_sac.py's 
 checks the path end to end (episodes complete on the robot's clock with the deploy controller
 and its safety layer in the loop, the updates run between episodes at the configured
 update-to-data ratio, checkpoints and the export are written), not learning
-(benchmarks/results/residual_sac.md has the measured run).
+(benchmarks/results/residual_sac.md has the measured run); and that each of the env's episodes
+has one target: the sim robot runs with ``episodes_on_request=true`` and starts an episode only
+when the env's reset requests one (on its own 3 s clock the target changed in the middle of the
+env's episodes, whose reset, soft start and updates take longer than 3 s).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -37,7 +41,9 @@ def test_residual_sac_fine_tunes_over_ros2_on_the_sim_robot(tmp_path: Path) -> N
     robot.write_text(yaml.safe_dump(dict(arm, stale_timeout_s=1.0)))
     run = tmp_path / "run"
     with RosNamespace(log_dir=tmp_path / "logs") as ns:
-        ns.popen([py, "-m", "rewardlab.cli", "sim-robot", f"robot={robot}", "seed=3"], "sim")
+        sim_log = tmp_path / "sim_episodes.jsonl"
+        ns.popen([py, "-m", "rewardlab.cli", "sim-robot", f"robot={robot}", "seed=3",
+                  "episodes_on_request=true", f"episode_log={sim_log}"], "sim")  # fmt: skip
         res = ns.run(
             [py, "-m", "rewardlab.cli", "train", "task=arm_reach", "agent=residual_sac",
              "backend=ros2", f"ros2.robot={robot}", "ros2.transport=dds", "ros2.prompt=false",
@@ -59,6 +65,20 @@ def test_residual_sac_fine_tunes_over_ros2_on_the_sim_robot(tmp_path: Path) -> N
     episodes = [r for r in rows if "charts/episode_length" in r]
     assert len(episodes) == 2, episodes
     assert all(r["charts/episode_length"] == 150 for r in episodes), episodes
+    # one target per episode: the learner's observations never saw the target change, and the
+    # sim robot started episodes only on the env's reset requests (none on its clock): the one
+    # drawn at its start, then the training env's three resets (the third begins the episode
+    # training stopped in), then the evaluation env's (the log has those a later one finished)
+    assert all(r["charts/episode_targets"] == 1.0 for r in episodes), episodes
+    assert "target changed" not in out, out[-3000:]
+    sim_eps = [json.loads(line) for line in sim_log.read_text().splitlines()]
+    tokens = [e["request"] for e in sim_eps]
+    assert len(sim_eps) >= 4 and tokens[0] is None and None not in tokens[1:], sim_eps
+    assert tokens[1:4] == [(tokens[1] + k) % 2**32 for k in range(3)], sim_eps
+    starts = [e["start_time"] for e in sim_eps[1:4]]
+    assert all(b - a >= 150 * 0.02 for a, b in itertools.pairwise(starts)), (
+        sim_eps
+    )  # whole episodes
     # updates run only between episodes (the rows of iterations in which an episode ended), and
     # as many as the update-to-data ratio makes due (updates_per_step per step from
     # LEARNING_STARTS on)

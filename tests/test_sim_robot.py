@@ -234,3 +234,112 @@ def test_sim_robot_topics_over_dds_with_camera():
     assert frames.frame.shape == (120, 160, 3) and frames.frame.std() > 5
     assert len(states) > 300 and states[-1].names == robot.joint_names
     assert targets and targets[-1].frame_id == "world" and 0.0 < targets[-1].point[2] < 0.8
+
+
+# -------------------------------------------------------------------------------------------------
+# Episodes on request (the ros2 env's resets, ros2.prompt=false)
+
+
+def _run(sim: SimRobot, seconds: float) -> list[int]:
+    """Step the sim robot as run_sim_robot's loop does (a due episode first); returns the tokens
+    answered on topics.episode_started."""
+    answers = []
+    for _ in range(round(seconds * sim.robot.sim.physics_rate_hz)):
+        if sim.episode_due():
+            sim.new_episode()
+        sim.step()
+        token = sim.answer()
+        if token is not None:
+            answers.append(token)
+    return answers
+
+
+@pytest.mark.unit
+def test_episodes_on_request_only_and_scored_at_the_next_request():
+    robot = load_robot_config("arm")
+    assert robot.topics.episode_request and robot.sim.target_period_s == 3.0
+    sim = SimRobot(robot, seed=2, episodes_on_request=True)
+    assert _run(sim, 10.0) == []  # one target (drawn at the start), never on the clock
+    assert len(sim.episodes) == 1 and sim.episodes[0].request is None
+    first = sim.target.copy()
+    sim.apply_command(np.array([1.0, 1.0, 1.5]))  # the arm moves away from its reset pose
+    _run(sim, 1.0)
+    before = sim.distance()
+    assert sim.request_episode(7)
+    assert sim.answer() is None  # answered once the new episode has started
+    assert _run(sim, 0.002) == [7]
+    assert len(sim.episodes) == 2 and not np.allclose(sim.target, first)
+    done, new = sim.episodes
+    assert done.final_distance == pytest.approx(before, abs=1e-3)  # scored at the request
+    assert done.success == (done.final_distance < robot.sim.success_distance)
+    assert new.request == 7 and new.target == sim.target.tolist()
+    q = sim.joint_state()[0]  # the arm was reset near home with the new target
+    assert np.all(np.abs(q - robot.default_pose) <= robot.sim.reset_noise + 0.01)
+    # a repeat of the running episode's request (its answer was lost): answered again, no reset
+    assert not sim.request_episode(7)
+    assert _run(sim, 5.0) == [7] and len(sim.episodes) == 2
+    assert sim.request_episode(8) and _run(sim, 0.01) == [8] and len(sim.episodes) == 3
+
+
+@pytest.mark.unit
+def test_clock_episodes_also_start_on_request_and_count_from_it():
+    sim = SimRobot(load_robot_config("arm"), seed=0)  # the default: a target every 3 s
+    _run(sim, 1.0)
+    assert len(sim.episodes) == 1
+    sim.request_episode(1)
+    assert _run(sim, 2.9) == [1] and len(sim.episodes) == 2  # not at t = 3 s: 3 s from t = 1
+    _run(sim, 0.2)
+    assert len(sim.episodes) == 3 and sim.episodes[2].start_time == pytest.approx(4.0, abs=0.01)
+    assert sim.episodes[2].request is None
+
+
+@pytest.mark.unit
+def test_episodes_on_request_config_errors_are_one_line(tmp_path, capsys):
+    from rewardlab.cli import main
+    from rewardlab.deploy.robot_config import RobotConfigError
+
+    with pytest.raises(RobotConfigError, match=r"sim.episodes_on_request: true needs topics.episode_request"):  # fmt: skip
+        load_robot_config("arm", {"sim": {"episodes_on_request": True}, "topics": {"episode_request": None, "episode_started": None}})  # fmt: skip
+    with pytest.raises(RobotConfigError, match=r"topics.episode_started: set .* together"):
+        load_robot_config("arm", {"topics": {"episode_started": None}})
+    with pytest.raises(RobotConfigError, match=r"topics.episode_request.*absolute topic name"):
+        load_robot_config("arm", {"topics": {"episode_request": "reset"}})
+    no_topics = load_robot_config("arm", {"topics": {"episode_request": None, "episode_started": None}})  # fmt: skip
+    with pytest.raises(ValueError, match="episodes on request need topics.episode_request"):
+        SimRobot(no_topics, episodes_on_request=True)
+    import yaml
+
+    robot = tmp_path / "arm.yaml"
+    arm = yaml.safe_load((REPO / "sim_configs" / "robots" / "arm.yaml").read_text())
+    arm["topics"].update(episode_request=None, episode_started=None)
+    robot.write_text(yaml.safe_dump(arm))
+    assert main(["sim-robot", f"robot={robot}", "episodes_on_request=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "topics.episode_request" in err, err
+
+
+@pytest.mark.unit
+def test_controller_stays_passive_while_the_sim_robot_resets():
+    """The ros2 env's request reset: reset(start=False) after the hold commands nothing (a HOLD
+    command would pull the arm back from the sim robot's reset pose) until start()."""
+    robot = load_robot_config("arm")
+    ctrl = Controller(load_policy(EXPORT), robot)
+    sim = SimRobot(robot, seed=0, episodes_on_request=True)
+    sim.new_episode()
+
+    def tick(t: float):
+        q, qd, tau = sim.joint_state()
+        ctrl.on_joint_state(JointStateSample(robot.joint_names, q, qd, tau, recv_time=t))
+        ctrl.on_target(PointSample(sim.target, recv_time=t))
+        return ctrl.tick(t)
+
+    assert tick(0.0) is not None and ctrl.state.value == "RAMP"
+    ctrl.on_estop(True, 0.01)
+    ctrl.on_estop(False, 0.01)
+    assert tick(0.02) is not None and ctrl.state.value == "DAMP"
+    assert ctrl.reset(start=False) and ctrl.state.value == "PASSIVE"
+    for k in range(5):
+        assert tick(0.04 + 0.02 * k) is None and ctrl.state.value == "PASSIVE"
+    assert "start()" in ctrl.status()
+    ctrl.start()
+    assert tick(0.2) is not None and ctrl.state.value == "RAMP"
