@@ -115,6 +115,10 @@ class SimTaskEnv(BatchedEnv):
     """``[N]`` float32: sum of the rewards of each world's current episode."""
     _ep_terms: dict[str, torch.Tensor]
     """Reward term name -> ``[N]`` float32 episode sum (created on the first step)."""
+    _ep_sums: torch.Tensor | None
+    """``[1 + T, N]`` float32 whose rows ``_ep_return`` and the ``_ep_terms`` values are (views),
+    so that a step adds all its terms and a reset zeroes all sums in one op each; ``None`` until
+    the first step and whenever ``_ep_terms`` was replaced (gathered again at the next step)."""
     _state: dict[str, torch.Tensor] | None
     """The full state after the last step or reset; ``None`` before the first reset."""
     _renderer: mujoco.Renderer | None
@@ -179,6 +183,7 @@ class SimTaskEnv(BatchedEnv):
         self._ep_len = torch.zeros(n, dtype=torch.long, device=self.sim_device)
         self._ep_return = torch.zeros(n, **f32)
         self._ep_terms = {}
+        self._ep_sums = None
         self._signals: dict[str, torch.Tensor] = {}
         self._state = None
         self._renderer = None
@@ -351,6 +356,7 @@ class SimTaskEnv(BatchedEnv):
         """Replace the reward (an LLM-written or VLM reward under the same contract)."""
         self.reward_fn = reward_fn
         self._ep_terms = {}
+        self._ep_sums = None
 
     # -- the shared steps of the template --------------------------------------------------------
 
@@ -391,9 +397,12 @@ class SimTaskEnv(BatchedEnv):
         self._prev_action[ids] = 0.0
         self._forward(ids)
         self._ep_len[ids] = 0
-        self._ep_return[ids] = 0.0
-        for v in self._ep_terms.values():
-            v[ids] = 0.0
+        if self._ep_sums is not None:  # the return and every term sum at once
+            self._ep_sums[:, ids] = 0.0
+        else:
+            self._ep_return[ids] = 0.0
+            for v in self._ep_terms.values():
+                v[ids] = 0.0
 
     def _end_step(
         self,
@@ -418,17 +427,24 @@ class SimTaskEnv(BatchedEnv):
             resets, and ``info`` (see :meth:`BatchedEnv.step`).
         """
         self._ep_return += reward
-        for name, value in terms.items():
-            acc = self._ep_terms.get(name)
-            if acc is None:
-                acc = self._ep_terms[name] = torch.zeros_like(self._ep_return)
-            acc += value
+        stacked = torch.stack(list(terms.values())) if terms else None
+        if self._ep_sums is None or tuple(terms) != tuple(self._ep_terms):
+            # the first step, a new or a missing term, a loaded snapshot: term by term
+            for name, value in terms.items():
+                acc = self._ep_terms.get(name)
+                if acc is None:
+                    acc = self._ep_terms[name] = torch.zeros_like(self._ep_return)
+                acc += value
+            self._gather_ep_sums()
+        elif stacked is not None and stacked.dtype == self._ep_sums.dtype and stacked.shape[1:] == self._ep_sums.shape[1:]:  # fmt: skip
+            self._ep_sums[1:] += stacked  # every term at once (the same elementwise adds)
+        else:
+            for name, value in terms.items():
+                self._ep_terms[name] += value
         obs = self.task.observation(state)
         done = terminated | truncated
         # One device-to-host transfer per step: whether any world finished, and the log means.
-        stats = [done.any().double()] + (
-            [torch.stack(list(terms.values())).mean(-1)] if terms else []
-        )
+        stats = [done.any().double()] + ([stacked.mean(-1)] if stacked is not None else [])
         host = torch.cat([s.reshape(-1).double() for s in stats]).tolist()  # exact floats
         any_done, means = bool(host[0]), host[1:]
         info: dict[str, Any] = {
@@ -438,12 +454,18 @@ class SimTaskEnv(BatchedEnv):
         if any_done:
             ids = done.nonzero().squeeze(-1)
             info["final_obs"] = obs.clone()
+            if self._ep_sums is not None:  # one gather for the return and the term sums
+                ended = self._ep_sums[:, ids].unbind(0)
+                ret, ended_terms = ended[0], dict(zip(self._ep_terms, ended[1:], strict=True))
+            else:
+                ret = self._ep_return[ids].clone()
+                ended_terms = {k: v[ids].clone() for k, v in self._ep_terms.items()}
             info["episode"] = {
                 "env_ids": ids,
-                "return": self._ep_return[ids].clone(),
+                "return": ret,
                 "length": self._ep_len[ids].clone(),
                 "success": success[ids],
-                **{f"reward/{k}": v[ids].clone() for k, v in self._ep_terms.items()},
+                **{f"reward/{k}": v for k, v in ended_terms.items()},
                 **{k: v[ids].clone() for k, v in self._signals.items()},  # on the last step
                 **self.task.episode_metrics(ids),
             }
@@ -461,6 +483,17 @@ class SimTaskEnv(BatchedEnv):
             else:
                 info["final_obs"] = obs
         return obs, state, info
+
+    def _gather_ep_sums(self) -> None:
+        """Copy the episode return and term sums into one :attr:`_ep_sums` matrix and make them
+        views of its rows (left as they are unless all are alike: ``[N]``, one dtype)."""
+        like = self._ep_return
+        if any(v.dtype != like.dtype or v.shape != like.shape or v.device != like.device for v in self._ep_terms.values()):  # fmt: skip
+            self._ep_sums = None
+            return
+        sums = torch.stack([like, *self._ep_terms.values()])
+        self._ep_sums, self._ep_return = sums, sums[0]
+        self._ep_terms = dict(zip(self._ep_terms, sums[1:].unbind(0), strict=True))
 
     # -- snapshots -------------------------------------------------------------------------------
 
@@ -482,6 +515,7 @@ class SimTaskEnv(BatchedEnv):
         self._ep_terms = {
             k: torch.as_tensor(v).to(dev).clone() for k, v in state["ep_terms"].items()
         }
+        self._ep_sums = None
         self._last_action = torch.as_tensor(state["last_action"]).to(dev, torch.float32).clone()
         self._prev_action = torch.as_tensor(state["prev_action"]).to(dev, torch.float32).clone()
         self._gen.set_state(state["generator"])

@@ -86,10 +86,14 @@ class Uniform:
 
     def sample(self, gen: torch.Generator, n: int, dim: int) -> torch.Tensor:
         """``[n, dim]`` float64 draws on the generator's device."""
-        lo = _as_vec(self.low, dim, "low").to(gen.device)
-        hi = _as_vec(self.high, dim, "high").to(gen.device)
+        key = (dim, gen.device)
+        cache = self.__dict__.setdefault("_bounds", {})  # per instance (frozen: not a field)
+        if key not in cache:
+            lo = _as_vec(self.low, dim, "low").to(gen.device)
+            cache[key] = (lo, _as_vec(self.high, dim, "high").to(gen.device) - lo)
+        lo, span = cache[key]
         u = torch.rand((n, dim), generator=gen, device=gen.device, dtype=torch.float64)
-        return lo + (hi - lo) * u
+        return lo + span * u
 
 
 @dataclass(frozen=True)
@@ -225,7 +229,7 @@ class JointPositions:
 
         def apply(sim: SimView, ids_: torch.Tensor, gen: torch.Generator, buf: dict[str, torch.Tensor]) -> None:  # fmt: skip
             n = len(ids_)
-            q = base.to(sim.qpos.device).repeat(n, 1)
+            q = base.to(sim.qpos.device).expand(n, k)  # read-only: each use makes a new tensor
             if self.position is not None:
                 q = q + self.position.sample(gen, n, k).to(q.device)
             q = torch.maximum(torch.minimum(q, hi.to(q.device)), lo.to(q.device))
@@ -302,10 +306,10 @@ class FreeBodyPose:
 
         def apply(sim: SimView, ids: torch.Tensor, gen: torch.Generator, buf: dict[str, torch.Tensor]) -> None:  # fmt: skip
             n, dev = len(ids), sim.qpos.device
-            pos = pos0.to(dev).repeat(n, 1)
+            pos = pos0.to(dev).expand(n, 3)  # read-only (the draws below make new tensors)
             if self.position is not None:
                 pos = pos + self.position.sample(gen, n, 3).to(dev)
-            quat = quat0.to(dev).repeat(n, 1)
+            quat = quat0.to(dev).expand(n, 4)
             if self.yaw is not None:
                 quat = quat_mul(_yaw_quat(self.yaw.sample(gen, n, 1).to(dev)[:, 0]), quat)
             sim.qpos[ids, qa : qa + 3] = pos.to(sim.qpos.dtype)
@@ -718,26 +722,55 @@ class BoundActionMap:
         self.kinds = tuple(kinds)
         held = [i for i in range(nu) if i not in used]
         self.held = torch.as_tensor(held, dtype=torch.long)
+        self._consts: dict[tuple[torch.device, torch.dtype], dict[str, Any]] = {}
+        """Per (device, dtype): the constants :meth:`to_ctrl` reads every step, indexed once."""
+
+    def _constants(self, dev: torch.device, dt: torch.dtype) -> dict[str, Any]:
+        """:meth:`to_ctrl`'s per-actuator constants on ``dev`` in ``dt`` (made on first use)."""
+        c = self._consts.get((dev, dt))
+        if c is None:
+            ids = self.ids.to(dev)
+            cols = self._cols.tolist()
+            c = self._consts[(dev, dt)] = {
+                "ids": ids,
+                # the action columns (all of them, in order: a plain view)
+                "cols": slice(None) if cols == list(range(self.action_dim)) else self._cols.to(dev),
+                # every actuator, in order: the new controls are the whole ctrl row
+                "all": self.ids.tolist() == list(range(self.nu)) and not self._task_space,
+                "any_relative": bool(self.relative.any()),
+                "relative": self.relative.to(dev),
+                "scale": self.scale.to(dev, dt),
+                "default": self.default.to(dev, dt)[ids],
+                "hi": self.hi.to(dev, dt)[ids],
+                "lo": self.lo.to(dev, dt)[ids],
+            }
+        return c
 
     def to_ctrl(self, ctrl: torch.Tensor, action: torch.Tensor, sim: SimView | None = None) -> torch.Tensor:  # fmt: skip
         """The controls ``[N, nu]`` for ``action`` ``[N, action_dim]`` given the current ``ctrl``
         (and the physics ``sim``, which task-space terms need)."""
         dt, dev = ctrl.dtype, ctrl.device
-        out = ctrl.clone()
+        c = self._constants(dev, dt)
+        whole = c["all"] and not len(self.held)
+        out = ctrl if whole else ctrl.clone()  # whole: ctrl is only read, new becomes out
         for ts in self._task_space:
             if sim is None:
                 raise ValueError("a task-space action term needs the physics view (sim)")
             ts.write(out, action[:, ts.col : ts.col + 3].to(dt), sim)
-        a = action[:, self._cols.to(action.device)].to(dt)
-        ids = self.ids.to(dev)
-        cur = ctrl[:, ids]
-        scale = self.scale.to(dev, dt)
-        new = torch.where(self.relative.to(dev), cur + scale * a, self.default.to(dev, dt)[ids] + scale * a)  # fmt: skip
+        cols = c["cols"]
+        a = (action[:, cols] if isinstance(cols, slice) else action[:, cols.to(action.device)]).to(dt)  # fmt: skip
+        scale, ids = c["scale"], c["ids"]
+        if c["any_relative"]:
+            new = torch.where(c["relative"], ctrl[:, ids] + scale * a, c["default"] + scale * a)
+        else:  # what torch.where picks when no term is relative
+            new = c["default"] + scale * a
         for col, open_, closed, binary, threshold in self._grip:
             g = a[:, col]
             frac = (g > threshold).to(dt) if binary else (g + 1.0) / 2.0
             new[:, col] = open_ + frac * (closed - open_)
-        new = torch.maximum(torch.minimum(new, self.hi.to(dev, dt)[ids]), self.lo.to(dev, dt)[ids])
+        new = torch.maximum(torch.minimum(new, c["hi"]), c["lo"])
+        if whole:
+            return new
         out[:, ids] = new
         if len(self.held):
             held = self.held.to(dev)
@@ -751,11 +784,12 @@ class BoundActionMap:
     def reset(self, ctrl: torch.Tensor, env_ids: torch.Tensor) -> None:
         """Reset worlds' controls to the default pose (what ``relative`` terms start from) and
         the held actuators to their hold values."""
-        c = self.default.to(ctrl.device, ctrl.dtype).repeat(len(env_ids), 1)
+        c = self.default.to(ctrl.device, ctrl.dtype)
         if len(self.held):
+            c = c.clone()
             held = self.held.to(ctrl.device)
-            c[:, held] = self.hold.to(ctrl.device, ctrl.dtype)[held]
-        ctrl[env_ids] = c
+            c[held] = self.hold.to(ctrl.device, ctrl.dtype)[held]
+        ctrl[env_ids] = c  # one row for every world
 
     def describe(self) -> dict[str, Any]:
         """The map as plain data (for an exported policy's sidecar)."""
@@ -1033,6 +1067,39 @@ class BoundContact:
         return torch.linalg.vector_norm(sim.sensordata[:, self.adr + 1 : self.adr + 4], dim=-1)
 
 
+class ContactGroup:
+    """Several bound contacts read as one ``[N, k]`` tensor.
+
+    ``value(sim)`` equals ``torch.stack([c.value(sim) for c in contacts], -1)`` exactly; when
+    every contact is a ``found`` sensor it is one gather (a slice when the sensors are adjacent)
+    instead of ``3 k + 1`` small tensor ops per read.
+
+    Args:
+        contacts: the bound contacts, in column order.
+    """
+
+    def __init__(self, contacts: Sequence[BoundContact]) -> None:
+        self.contacts = tuple(contacts)
+        """The contacts, one column each."""
+        adr = [c.adr for c in self.contacts]
+        found = bool(adr) and all(c.contact.data == "found" for c in self.contacts)
+        self._cols: slice | torch.Tensor | None = None
+        if found:
+            adjacent = adr == list(range(adr[0], adr[0] + len(adr)))
+            self._cols = slice(adr[0], adr[0] + len(adr)) if adjacent else torch.as_tensor(adr)
+
+    def value(self, sim: SimView) -> torch.Tensor:
+        """``[N, k]``: each contact's :meth:`BoundContact.value`, in order."""
+        data = sim.sensordata
+        if isinstance(self._cols, slice):
+            return (data[:, self._cols] > 0).to(data.dtype)
+        if self._cols is not None:
+            if self._cols.device != data.device:
+                self._cols = self._cols.to(data.device)
+            return (data[:, self._cols] > 0).to(data.dtype)
+        return torch.stack([c.value(sim) for c in self.contacts], -1)
+
+
 def add_contact_sensors(spec: mujoco.MjSpec, contacts: Sequence[Contact]) -> None:
     """Add one MuJoCo ``contact`` sensor per contact to ``spec`` (before compiling).
 
@@ -1213,6 +1280,7 @@ __all__ = [
     "BodyPosition",
     "BoundActionMap",
     "BoundContact",
+    "ContactGroup",
     "BoundFrame",
     "BoundGrasp",
     "Contact",

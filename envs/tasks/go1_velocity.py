@@ -41,6 +41,7 @@ from rewardlab.envs.tasks import go1, terrain
 from rewardlab.envs.tasks.authoring import (
     ActionMap,
     Contact,
+    ContactGroup,
     EventManager,
     FreeBodyPose,
     JointPositions,
@@ -180,8 +181,9 @@ class Go1Velocity(VelocityTrackingTask):
         self._feet_site = torch.as_tensor([lookup(model, "site", f) for f in go1.FEET])
         self._feet = [c.bind(model) for c in FOOT_CONTACTS]
         self._base = BASE_CONTACT.bind(model)
-        self._thighs = [c.bind(model) for c in THIGH_CONTACTS]
+        self._thighs = ContactGroup([c.bind(model) for c in THIGH_CONTACTS])
         self._default = torch.as_tensor(self.default_pose, dtype=torch.float32)
+        self._cmd_scale = torch.tensor([2.0, 2.0, 0.25])
         self.kp = np.asarray(self.robot.kp, dtype=np.float64)
         self.kd = np.asarray(self.robot.kd, dtype=np.float64)
         self.effort_limits = np.asarray(self.robot.effort_limits, dtype=np.float64)
@@ -233,19 +235,21 @@ class Go1Velocity(VelocityTrackingTask):
             **self.tracking_state(sim),
             "prev_joint_vel": self._buf("prev_qvel", sim.qpos, 12).float(),
             "base_contact": self._base.value(sim).float(),
-            "thigh_contact": torch.stack([c.value(sim) for c in self._thighs], -1).sum(-1).float(),
+            "thigh_contact": self._thighs.value(sim).sum(-1).float(),
             "last_action": last_action,
         }
 
     def observation(self, state: State) -> torch.Tensor:
-        cmd_scale = torch.tensor([2.0, 2.0, 0.25], device=state["command"].device)
+        dev = state["command"].device
+        if self._cmd_scale.device != dev:  # once (warp: the GPU), not every step
+            self._cmd_scale, self._default = self._cmd_scale.to(dev), self._default.to(dev)
         return torch.cat(
             [
                 2.0 * state["base_lin_vel"],
                 0.25 * state["base_ang_vel"],
                 state["projected_gravity"],
-                cmd_scale * state["command"],
-                state["joint_pos"] - self._default.to(state["joint_pos"].device),
+                self._cmd_scale * state["command"],
+                state["joint_pos"] - self._default,
                 0.05 * state["joint_vel"],
                 state["last_action"],
             ],

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 
 from rewardlab.envs.base import StateField
-from rewardlab.envs.tasks.authoring import quat_rotate, quat_rotate_inverse
+from rewardlab.envs.tasks.authoring import ContactGroup, quat_conjugate, quat_rotate
 from rewardlab.envs.tasks.base import SimView, Task, TaskConfig
 from rewardlab.envs.tasks.isaacgym_names import joint_limits
 from rewardlab.envs.tasks.knowledge import (  # fmt: skip
@@ -84,6 +84,19 @@ class VelocityTrackingConfig(TaskConfig):
             raise ValueError(f"standing_fraction must be in [0, 1], got {self.standing_fraction}")
         if self.air_time_threshold < 0:
             raise ValueError(f"air_time_threshold must be >= 0, got {self.air_time_threshold}")
+
+
+def _columns(idx: torch.Tensor) -> slice | torch.Tensor:
+    """``idx`` (a 1-d index tensor) as a slice when it is a run of consecutive indices."""
+    cols = [int(i) for i in idx]
+    if cols and cols == list(range(cols[0], cols[0] + len(cols))):
+        return slice(cols[0], cols[0] + len(cols))
+    return idx
+
+
+def _take(x: torch.Tensor, cols: slice | torch.Tensor) -> torch.Tensor:
+    """``x[:, cols]`` (an index tensor follows ``x`` to its device)."""
+    return x[:, cols] if isinstance(cols, slice) else x[:, cols.to(x.device)]
 
 
 def xyzw(q: torch.Tensor) -> torch.Tensor:
@@ -172,6 +185,14 @@ class VelocityTrackingTask(Task):
         self._lo = torch.tensor([c.lin_vel_x[0], c.lin_vel_y[0], c.yaw_rate[0]], dtype=torch.float64)  # fmt: skip
         self._hi = torch.tensor([c.lin_vel_x[1], c.lin_vel_y[1], c.yaw_rate[1]], dtype=torch.float64)  # fmt: skip
         self._buffers: dict[str, torch.Tensor] = {}
+        # Per-step reads, resolved once: index tensors that are runs become slices, the feet's
+        # contact sensors one gather, the gravity direction a cached constant.
+        self._qpos_cols = _columns(self._qpos_idx)
+        self._qvel_cols = _columns(self._qvel_idx)
+        self._act_cols = _columns(self._act_idx)
+        self._feet_cols = _columns(self._feet_site)
+        self._feet_group = ContactGroup(self._feet)
+        self._down: torch.Tensor | None = None
 
     # -- per-world buffers: commands, air time, episode error sums --------------------------------
 
@@ -268,17 +289,27 @@ class VelocityTrackingTask(Task):
     def tracking_state(self, sim: SimView) -> dict[str, torch.Tensor]:
         """The entries of :meth:`tracking_spec` from ``sim``."""
         q, v = sim.qpos, sim.qvel
+        n = q.shape[0]
         quat = q[:, 3:7]
         lin_w = v[:, 0:3]
         ang_b = v[:, 3:6]  # MuJoCo's free joint: angular velocity in the body frame
-        lin_b = quat_rotate_inverse(quat, lin_w)
-        down = torch.tensor([0.0, 0.0, -1.0], dtype=q.dtype, device=q.device).expand_as(lin_w)
+        down = self._down
+        if down is None or down.dtype != q.dtype or down.device != q.device:
+            down = self._down = torch.tensor([0.0, 0.0, -1.0], dtype=q.dtype, device=q.device)
+        # The three frame changes in one quat_rotate call over [N, 3] stacks (the same
+        # elementwise arithmetic as quat_rotate_inverse(quat, lin_w), quat_rotate_inverse(quat,
+        # down) and quat_rotate(quat, ang_b) one by one, so the same values bit for bit).
+        conj = quat_conjugate(quat)
+        rotated = quat_rotate(
+            torch.stack([conj, conj, quat], 1), torch.stack([lin_w, down.expand(n, 3), ang_b], 1)
+        )
+        lin_b, gravity, ang_w = rotated.unbind(1)
         cmd = self._buf("command", q, 3)
         lin_err = torch.linalg.vector_norm(cmd[:, :2] - lin_b[:, :2], dim=-1)
         yaw_err = (cmd[:, 2] - ang_b[:, 2]).abs()
         count = self._buf("count", q) + 1.0
         sums = self._buf("err_sum", q, 2)
-        contact = torch.stack([c.value(sim) for c in self._feet], -1)
+        contact = self._feet_group.value(sim)
         air = self._buf("air", q, self.num_feet)
         return {
             "base_pos": q[:, 0:3].float(),
@@ -287,13 +318,13 @@ class VelocityTrackingTask(Task):
             "base_lin_vel": lin_b.float(),
             "base_ang_vel": ang_b.float(),
             "base_lin_vel_world": lin_w.float(),
-            "base_ang_vel_world": quat_rotate(quat, ang_b).float(),
-            "projected_gravity": quat_rotate_inverse(quat, down).float(),
+            "base_ang_vel_world": ang_w.float(),
+            "projected_gravity": gravity.float(),
             "command": cmd.float(),
-            "joint_pos": q[:, self._qpos_idx].float(),
-            "joint_vel": v[:, self._qvel_idx].float(),
-            "joint_torque": sim.actuator_force[:, self._act_idx].float(),
-            "foot_pos": sim.site_xpos[:, self._feet_site].float(),
+            "joint_pos": _take(q, self._qpos_cols).float(),
+            "joint_vel": _take(v, self._qvel_cols).float(),
+            "joint_torque": _take(sim.actuator_force, self._act_cols).float(),
+            "foot_pos": _take(sim.site_xpos, self._feet_cols).float(),
             "foot_contact": contact.float(),
             "feet_air_time": (air + self.control_dt).float(),
             "first_contact": ((contact > 0.5) & (air > 0)).float(),
