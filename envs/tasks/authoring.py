@@ -244,22 +244,33 @@ class JointPositions:
 def _yaw_quat(yaw: torch.Tensor) -> torch.Tensor:
     """``[n, 4]`` (w, x, y, z) rotations by ``yaw`` ``[n]`` about the world z axis."""
     z = torch.zeros_like(yaw)
-    return torch.stack([torch.cos(yaw / 2), z, z, torch.sin(yaw / 2)], -1)
+    half = yaw / 2
+    return torch.stack([torch.cos(half), z, z, torch.sin(half)], -1)
+
+
+# quat_mul's product table: column k of the result is a_k times b's components in this order,
+# with these signs (k = x, y, z; k = w is a_w * b).
+_QUAT_PERM = torch.tensor([[1, 0, 3, 2], [2, 3, 0, 1], [3, 2, 1, 0]])
+_QUAT_SIGN = torch.tensor([[-1.0, 1.0, -1.0, 1.0], [-1.0, 1.0, 1.0, -1.0], [-1.0, -1.0, 1.0, 1.0]])
+_quat_consts: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Hamilton product of ``[..., 4]`` (w, x, y, z) quaternions."""
-    aw, ax, ay, az = a.unbind(-1)
-    bw, bx, by, bz = b.unbind(-1)
-    return torch.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        -1,
-    )
+    """Hamilton product of ``[..., 4]`` (w, x, y, z) quaternions.
+
+    Each component is ``a_w b_. (+-) a_x b_. (+-) a_y b_. (+-) a_z b_.``, summed left to right
+    (``w = a_w b_w - a_x b_x - a_y b_y - a_z b_z``, ...), computed for all four components at
+    once: a sign flip and adding the negation are exact, so the values are bit for bit those of
+    the component-by-component formula.
+    """
+    key = (b.device, b.dtype)
+    consts = _quat_consts.get(key)
+    if consts is None:
+        consts = _quat_consts[key] = (_QUAT_PERM.to(b.device), _QUAT_SIGN.to(b.device, b.dtype))
+    perm, sign = consts
+    a, b = torch.broadcast_tensors(a, b)
+    products = a[..., 1:, None] * b[..., perm] * sign  # [..., 3 (a_x, a_y, a_z), 4]
+    return a[..., :1] * b + products[..., 0, :] + products[..., 1, :] + products[..., 2, :]
 
 
 def quat_conjugate(q: torch.Tensor) -> torch.Tensor:
