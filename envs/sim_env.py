@@ -398,7 +398,7 @@ class SimTaskEnv(BatchedEnv):
         self._forward(ids)
         self._ep_len[ids] = 0
         if self._ep_sums is not None:  # the return and every term sum at once
-            self._ep_sums[:, ids] = 0.0
+            self._ep_sums.index_fill_(1, ids, 0.0)
         else:
             self._ep_return[ids] = 0.0
             for v in self._ep_terms.values():
@@ -455,7 +455,7 @@ class SimTaskEnv(BatchedEnv):
             ids = done.nonzero().squeeze(-1)
             info["final_obs"] = obs.clone()
             if self._ep_sums is not None:  # one gather for the return and the term sums
-                ended = self._ep_sums[:, ids].unbind(0)
+                ended = self._ep_sums.index_select(1, ids).unbind(0)
                 ret, ended_terms = ended[0], dict(zip(self._ep_terms, ended[1:], strict=True))
             else:
                 ret = self._ep_return[ids].clone()
