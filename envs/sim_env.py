@@ -470,9 +470,13 @@ class SimTaskEnv(BatchedEnv):
                 **self.task.episode_metrics(ids),
             }
             self._reset_worlds(ids)
-            state = self._full_state()
-            fresh = self.task.observation(state)
+            after = self._full_state()
+            fresh = self.task.observation(after)
             obs = torch.where(done[:, None], fresh, obs)
+            # The worlds that reset start their new episode; the others keep the state this step
+            # built (what the reward, success and observation saw), not one recomputed after the
+            # task's after_step moved its buffers on (contact timers, previous velocities).
+            state = {k: _rows_where(done, v, state[k]) for k, v in after.items()}
         else:
             info["final_obs"] = obs
         if self._dr is not None and self._dr.cfg.transforms_obs:
@@ -549,3 +553,8 @@ class SimTaskEnv(BatchedEnv):
         if "episode" in info:
             info["episode"] = {k: move(v) for k, v in info["episode"].items()}
         return info
+
+
+def _rows_where(rows: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a`` where ``rows`` ``[N]`` is true, else ``b`` (``[N, ...]`` each, same shape)."""
+    return torch.where(rows.view(-1, *([1] * (a.dim() - 1))), a, b)
