@@ -120,6 +120,9 @@ class BatchedEnv(abc.ABC):
         """Named physical quantities of the task, each ``[N, *StateField.shape]`` float32.
 
         This is what reward functions read; see :meth:`state_spec` for shapes, frames and units.
+        After :meth:`step`: for a world that reset, the first state of its new episode; for
+        every other world, the state that step's reward and observation were computed from
+        (whether or not other worlds reset).
         """
 
     @abc.abstractmethod
