@@ -109,7 +109,6 @@ class OffPolicyRunner(BaseRunner):
         """Updates and checkpoints run between episodes (see the module docstring)."""
         self._pending: dict[str, float] = {}
         self._checkpoint_due = False
-        self._logs: tuple[Any, Any] = (None, None)
         if self.real_time:
             getattr(env, "set_between_episodes")(self._between_episodes)  # noqa: B009
 
@@ -133,10 +132,8 @@ class OffPolicyRunner(BaseRunner):
         if self.global_step >= total_steps:
             return history
         # the logs first: a real-time env's first tick waits for the first action from the reset on
-        writer, metrics_file = self._open_logs(progress)
-        self._logs = (writer, metrics_file)
-        session_start, session_steps = time.perf_counter(), 0
-        try:
+        with self._learning_session(progress) as (writer, metrics_file):
+            session_start, session_steps = time.perf_counter(), 0
             if self._obs is None:
                 self._obs = self.env.reset(seed=self.seed).to(self.device)
             while self.global_step < total_steps:
@@ -189,18 +186,6 @@ class OffPolicyRunner(BaseRunner):
                 if progress and (last or self.iteration % self.log_every == 0):
                     elapsed = time.perf_counter() - session_start
                     print(self._progress_line(row, total_steps, session_steps, elapsed), flush=True)
-        except KeyboardInterrupt:
-            if self.log_dir is not None:
-                path = self._checkpoint_dir() / checkpoints.LATEST_NAME
-                self.save(path)
-                print(f"[sac] interrupted; saved {path}", flush=True)
-            raise
-        finally:
-            self._logs = (None, None)
-            if writer is not None:
-                writer.close()
-            if metrics_file is not None:
-                metrics_file.close()
         return history
 
     def _run_updates(self) -> dict[str, float]:

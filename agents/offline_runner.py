@@ -223,10 +223,9 @@ class OfflineRunner(BaseRunner):
         history: list[dict[str, float]] = []
         if self.global_step >= total_steps:
             return history
-        writer, metrics = self._open_logs(progress)
         cfg = self.cfg
-        start = time.perf_counter()
-        try:
+        with self._learning_session(progress) as (writer, metrics):
+            start = time.perf_counter()
             while self.global_step < total_steps:
                 t0 = time.perf_counter()
                 n = min(cfg.steps_per_iteration, total_steps - self.global_step)
@@ -273,16 +272,6 @@ class OfflineRunner(BaseRunner):
                         f"{self.global_step:,}/{total_steps:,} {fields}| eval success {sr:.2f}",
                         flush=True,
                     )
-        except KeyboardInterrupt:
-            if self.log_dir is not None:
-                path = self.save(self._checkpoint_dir() / checkpoints.LATEST_NAME)
-                print(f"[{self.log_prefix}] interrupted; saved {path}", flush=True)
-            raise
-        finally:
-            if writer is not None:
-                writer.close()
-            if metrics is not None:
-                metrics.close()
         return history
 
     def _track_best(self, row: dict[str, float]) -> None:

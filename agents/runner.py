@@ -31,6 +31,7 @@ says which is best and why (:func:`rewardlab.agents.checkpoints.best_checkpoint`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -41,6 +42,7 @@ import os
 import time
 import warnings
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -81,6 +83,8 @@ class BaseRunner:
     global_step: int
     _recent: deque[dict[str, float]]
     _interval: _Interval
+    _logs: tuple[Any, Any] = (None, None)
+    """``(writer, metrics_file)`` while :meth:`learn` runs (see :meth:`_learning_session`)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything :meth:`load` restores: tensors and plain data only."""
@@ -101,6 +105,27 @@ class BaseRunner:
         for k, v in cat.items():
             out[names.get(k, k)] = float(v.double().mean())
         return out
+
+    @contextlib.contextmanager
+    def _learning_session(self, progress: bool) -> Iterator[tuple[Any, Any]]:
+        """One :meth:`learn` call's logs: opens them (:meth:`_open_logs`) and yields
+        ``(writer, metrics_file)``, also kept in :attr:`_logs` meanwhile; on ``KeyboardInterrupt``
+        saves ``checkpoints/latest.pt`` (with a log dir) and re-raises; always closes them."""
+        writer, metrics_file = self._open_logs(progress)
+        self._logs = (writer, metrics_file)
+        try:
+            yield writer, metrics_file
+        except KeyboardInterrupt:
+            if self.log_dir is not None:
+                path = self.save(self._checkpoint_dir() / checkpoints.LATEST_NAME)
+                print(f"[{self.log_prefix}] interrupted; saved {path}", flush=True)
+            raise
+        finally:
+            self._logs = (None, None)
+            if writer is not None:
+                writer.close()
+            if metrics_file is not None:
+                metrics_file.close()
 
     def _open_logs(self, progress: bool) -> tuple[Any, Any]:
         """Open TensorBoard and ``metrics.jsonl`` after cutting the run back to this iteration.
@@ -403,9 +428,8 @@ class OnPolicyRunner(BaseRunner):
             return history
         if self._obs is None:
             self._obs = self.env.reset(seed=self.env_seed).to(self.device)
-        writer, metrics_file = self._open_logs(progress)
-        session_start, session_steps = time.perf_counter(), 0
-        try:
+        with self._learning_session(progress) as (writer, metrics_file):
+            session_start, session_steps = time.perf_counter(), 0
             while self.global_step < total_steps:
                 t0 = time.perf_counter()
                 episodes = self._collect(self.cfg.num_steps)
@@ -445,17 +469,6 @@ class OnPolicyRunner(BaseRunner):
                 if progress and (last or self.iteration % self.log_every == 0):
                     elapsed = time.perf_counter() - session_start
                     print(self._progress_line(row, total_steps, session_steps, elapsed), flush=True)
-        except KeyboardInterrupt:
-            if self.log_dir is not None:
-                path = self._checkpoint_dir() / "latest.pt"
-                self.save(path)
-                print(f"[ppo] interrupted; saved {path}", flush=True)
-            raise
-        finally:
-            if writer is not None:
-                writer.close()
-            if metrics_file is not None:
-                metrics_file.close()
         return history
 
     def _collect(self, num_steps: int) -> list[dict[str, torch.Tensor]]:
