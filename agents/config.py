@@ -227,6 +227,15 @@ class ResidualSACConfig:
     sparse_reward: bool = False
     """Train on the task's success flag alone (reward 1 on steps where it holds, else 0)
     instead of the env's reward."""
+    demos: str = ""
+    """Episode file(s) (``rewardlab demos record``; several separated by commas) whose
+    transitions are mixed into every update's batch, RLPD-style (Ball et al. 2023); empty: none.
+    Needs ``sparse_reward``: a demo transition earns the recorded success of the state it led
+    to. Its residual action is the one that reproduces the demonstrated action on the base
+    (``(a - base(o)) / residual_scale``, clipped to ``[-1, 1]``; training prints the share
+    clipped)."""
+    demo_ratio: float = 0.5
+    """Share of each batch drawn from ``demos`` (RLPD: 0.5), in ``[0, 1)``."""
     sac: SACConfig = field(default_factory=SACConfig)
     """The residual's SAC settings (its actor sees the observation and the base action; the mean
     of its last layer starts at zero, so training starts from the base policy)."""
@@ -236,7 +245,19 @@ class ResidualSACConfig:
         scale = self.residual_scale
         if not (isinstance(scale, int | float) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"residual_scale: got {scale!r}, expected a finite number > 0")
+        ratio = self.demo_ratio
+        if not (isinstance(ratio, int | float) and 0.0 <= ratio < 1.0):
+            raise ValueError(f"residual_sac.demo_ratio: got {ratio!r}, expected a number in [0, 1)")
+        if self.demo_files() and not self.sparse_reward:
+            raise ValueError(
+                "residual_sac.demos: needs residual_sac.sparse_reward=true (demonstrations are "
+                "labelled with their recorded success, the sparse reward)"
+            )
         self.sac.validate()
+
+    def demo_files(self) -> list[str]:
+        """The episode files :attr:`demos` names."""
+        return [p.strip() for p in self.demos.split(",") if p.strip()]
 
 
 @dataclass(frozen=True)

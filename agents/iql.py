@@ -198,19 +198,17 @@ class TransitionStorage:
 
 
 def transitions(eps: Episodes, rewards: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(obs, actions, rewards, next_obs, dones)`` of every step with a next observation.
+    """``(obs, actions, rewards, next_obs, dones)`` of every step with a next observation
+    (:meth:`~rewardlab.envs.demos.Episodes.step_transitions`; ``dones`` all 0: see the module
+    docstring).
 
     Args:
         eps: the episodes.
         rewards: ``[E, T]`` reward of the state at each step (:func:`episode_rewards`).
     """
-    t = np.arange(eps.observations.shape[1] - 1)[None, :]
-    mask = t < (eps.length[:, None] - 1)
-    obs, nxt = eps.observations[:, :-1][mask], eps.observations[:, 1:][mask]
-    act = eps.actions[:, :-1][mask]
-    rew = rewards[:, 1:][mask]
-    dones = np.zeros(len(rew), np.float32)  # episode ends are time-outs: see the module docstring
-    return obs, act, rew.astype(np.float32), nxt, dones
+    tr = eps.step_transitions(rewards)
+    dones = np.zeros(len(tr), np.float32)  # episode ends are time-outs: see the module docstring
+    return tr.obs, tr.actions, tr.rewards, tr.next_obs, dones
 
 
 def transition_storage(cfg: IQLConfig, env: BatchedEnv, device: torch.device) -> TransitionStorage:

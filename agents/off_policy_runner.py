@@ -297,6 +297,15 @@ class OffPolicyRunner(BaseRunner):
                 f"{path}: SAC config differs from the checkpoint's in {diff}; using the new one",
                 stacklevel=3,
             )
+        saved_demos = ckpt.get("demo_digest")
+        if load_env and saved_demos != self.alg.demo_digest:
+            had = "no demonstrations" if saved_demos is None else "other demonstrations"
+            has = "none" if self.alg.demo_digest is None else "these"
+            raise ValueError(
+                f"{path}: the run was trained with {had} mixed into its batches, this one has "
+                f"{has} (the demos setting or its files changed); resume with the same demos "
+                "or start a new run_dir"
+            )
         self._obs = None
         if load_env and ckpt.get("env") is not None:
             try:

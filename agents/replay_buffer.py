@@ -7,12 +7,15 @@ bootstrapped from the state it was cut in), ``terminated`` (no bootstrap) and ``
 (``terminated | truncated``: an n-step return stops there). Observations are stored raw and
 normalized when sampled, with the learner's current statistics.
 
+:meth:`ReplayBuffer.of_transitions` holds fixed transitions instead (demonstrations, for RLPD-style
+batches that mix them with the online data: :func:`mix`).
+
 What it cannot do: prioritized replay, image observations, or sequences for recurrent policies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Any
 
 import torch
@@ -20,7 +23,7 @@ import torch
 _FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "done")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ReplayBatch:
     """Sampled transitions, flat ``[B, ...]``; n-step targets are
     ``rewards + discount * (1 - terminated) * V(next_obs)``."""
@@ -76,6 +79,42 @@ class ReplayBuffer:
         """Slot the next :meth:`add` writes."""
         self.size = 0
         """Steps per world stored (at most ``capacity``)."""
+
+    @classmethod
+    def of_transitions(
+        cls,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        rewards: torch.Tensor,
+        next_obs: torch.Tensor,
+        episode_end: torch.Tensor,
+        device: str | torch.device = "cpu",
+    ) -> ReplayBuffer:
+        """A full buffer of fixed transitions ``[S, ...]`` in episode order (demonstrations).
+
+        They are stored as one world's ``S`` steps; an n-step return stops after a step with
+        ``episode_end`` (the last transition must have it) and bootstraps from its ``next_obs``
+        (recorded episodes do not say whether they terminated: their ends count as time-outs).
+
+        Raises:
+            ValueError: no transition, mismatched lengths, or the last one not an episode end.
+        """
+        s = int(rewards.shape[0])
+        if s == 0:
+            raise ValueError("replay buffer of transitions: got none")
+        lengths = {len(obs), len(actions), len(next_obs), len(episode_end)}
+        if lengths != {s}:
+            raise ValueError(f"replay buffer of transitions: lengths {sorted(lengths)} and {s}")
+        if not bool(episode_end[-1]):
+            raise ValueError("replay buffer of transitions: the last one must end its episode")
+        buf = cls(1, s, int(obs.shape[1]), int(actions.shape[1]), device)
+        buf.obs[:, 0] = obs.to(buf.device, torch.float32)
+        buf.actions[:, 0] = actions.to(buf.device, torch.float32)
+        buf.rewards[:, 0] = rewards.to(buf.device, torch.float32)
+        buf.next_obs[:, 0] = next_obs.to(buf.device, torch.float32)
+        buf.done[:, 0] = episode_end.to(buf.device, torch.bool)
+        buf.pos, buf.size = 0, s
+        return buf
 
     @property
     def num_transitions(self) -> int:
@@ -142,6 +181,26 @@ class ReplayBuffer:
             discount=discount,
         )
 
+    def sample_mixed(
+        self,
+        demos: ReplayBuffer | None,
+        demo_ratio: float,
+        batch_size: int,
+        generator: torch.Generator,
+        n_step: int = 1,
+        gamma: float = 0.99,
+    ) -> ReplayBatch:
+        """:meth:`sample`, with ``round(demo_ratio * batch_size)`` of the transitions drawn from
+        ``demos`` instead (RLPD's symmetric sampling: Ball et al. 2023); the plain sample when
+        ``demos`` is ``None``."""
+        n_demo = 0 if demos is None else int(round(demo_ratio * batch_size))
+        if demos is None or n_demo == 0:
+            return self.sample(batch_size, generator, n_step, gamma)
+        return mix(
+            self.sample(batch_size - n_demo, generator, n_step, gamma),
+            demos.sample(n_demo, generator, n_step, gamma),
+        )
+
     def state_dict(self) -> dict[str, Any]:
         """The stored steps (only the filled slots) and the write position: tensors and ints."""
         state: dict[str, Any] = {"pos": self.pos, "size": self.size, "capacity": self.capacity}
@@ -173,3 +232,13 @@ class ReplayBuffer:
             mine[:size] = saved.to(self.device)
         self.pos = int(state["pos"])
         self.size = size
+
+
+def mix(*batches: ReplayBatch) -> ReplayBatch:
+    """The batches' transitions as one batch (concatenated in order)."""
+    return ReplayBatch(
+        **{
+            f.name: torch.cat([getattr(b, f.name) for b in batches])
+            for f in dataclasses.fields(ReplayBatch)
+        }
+    )

@@ -10,27 +10,35 @@ starts at zero, so the first deterministic policy is the base policy. The export
 (:class:`ResidualInference`) holds the base policy and the residual: raw observation in, final
 action out, like every other policy.
 
-What it cannot do: demo-buffer mixing (RLPD's 50/50 batches of demonstrations) -- not built;
-a base policy other than an exported TorchScript ``policy.pt``.
+Demonstrations (``residual_sac.demos``, with ``sparse_reward``): their transitions, seen through
+the same view (:meth:`ResidualEnv.view_transitions`) and labelled with their recorded success,
+fill a fixed buffer from which ``demo_ratio`` of every batch is drawn, as RLPD mixes offline data
+50/50 into online batches (Ball et al. 2023; without its critic ensemble and layer norm).
+
+What it cannot do: a base policy other than an exported TorchScript ``policy.pt``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from rewardlab.agents.config import ResidualSACConfig
 from rewardlab.agents.distributed import DistContext
 from rewardlab.agents.off_policy_runner import OffPolicyRunner
+from rewardlab.agents.offline_runner import load_task_episodes
 from rewardlab.agents.policy import ExportedPolicy
 from rewardlab.agents.registry import TrainOutcome, TrainSpec
+from rewardlab.agents.replay_buffer import ReplayBuffer
 from rewardlab.agents.sac import SACInference
 from rewardlab.agents.sac_agent import SACPolicy
 from rewardlab.envs.base import BatchedEnv, StateField
@@ -83,6 +91,28 @@ class ResidualEnv(BatchedEnv):
         base = self.base(obs.float().cpu()).to(obs.device).clamp(-1.0, 1.0)
         return torch.cat([obs, base], dim=-1), base
 
+    @torch.no_grad()
+    def view_transitions(
+        self, obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Recorded transitions of the wrapped env as the residual learner sees them.
+
+        Args:
+            obs: ``[S, obs_dim]`` observations the actions were taken on.
+            actions: ``[S, action_dim]`` the actions, in ``[-1, 1]``.
+            next_obs: ``[S, obs_dim]`` observations they led to.
+
+        Returns:
+            ``([o, base(o)], r, [o', base(o')], clipped)``: ``r = (a - base(o)) / scale``
+            clipped to ``[-1, 1]``, the residual that reproduces ``a`` where it can, and
+            ``clipped`` ``[S]`` bool, where it cannot (``|a - base(o)| > scale`` in some joint).
+        """
+        view, base = self._with_base(obs.to(self.device))
+        next_view, _ = self._with_base(next_obs.to(self.device))
+        raw = (actions.to(self.device) - base) / self.scale
+        r = raw.clamp(-1.0, 1.0)
+        return view, r, next_view, (raw != r).any(dim=-1)
+
     def reset(self, seed: int | None = None) -> torch.Tensor:
         obs, self._base_action = self._with_base(self.env.reset(seed=seed))
         return obs
@@ -127,6 +157,45 @@ class ResidualEnv(BatchedEnv):
 
     def close(self) -> None:
         self.env.close()
+
+
+def demo_replay(
+    cfg: ResidualSACConfig, env: BatchedEnv, view: ResidualEnv, device: torch.device
+) -> tuple[ReplayBuffer, str, float]:
+    """The transitions of ``cfg.demos`` as the residual learner stores them.
+
+    Each transition earns the recorded success of the state it led to (times the SAC
+    ``reward_scale``, as online rewards are stored), seen through ``view``.
+
+    Returns:
+        The buffer (on ``device``), the sha256 of its contents and the share of demo actions the
+        residual cannot reproduce (clipped).
+
+    Raises:
+        ValueError: a bad file, another task or widths, episodes without success labels (bags)
+            or without a transition (one line).
+    """
+    files = cfg.demo_files()
+    eps = load_task_episodes("residual_sac.demos", "residual_sac", files, env)
+    if eps.meta.get("labels") == "none":
+        raise ValueError(
+            f"residual_sac.demos: {files[0]} has no success labels (recorded from a bag); "
+            "label the episodes first"
+        )
+    tr = eps.step_transitions(eps.success.astype(np.float32))
+    if len(tr) == 0:
+        raise ValueError(f"residual_sac.demos: no transition in {', '.join(files)}")
+    obs, nxt = torch.from_numpy(tr.obs), torch.from_numpy(tr.next_obs)
+    view_obs, residual, view_next, clipped = view.view_transitions(
+        obs, torch.from_numpy(tr.actions), nxt
+    )
+    rewards = torch.from_numpy(tr.rewards) * cfg.sac.reward_scale
+    ends = torch.from_numpy(tr.episode_end.copy())
+    buf = ReplayBuffer.of_transitions(view_obs, residual, rewards, view_next, ends, device)
+    digest = hashlib.sha256(
+        b"".join(t.cpu().numpy().tobytes() for t in (view_obs, residual, rewards, view_next, ends))
+    ).hexdigest()
+    return buf, digest, float(clipped.float().mean())
 
 
 class ResidualInference(nn.Module):
@@ -181,8 +250,11 @@ class ResidualSACAgent:
     distributed = False
     checkpoint_suffix = ".pt"
 
-    def runner(self, env: BatchedEnv, spec: TrainSpec) -> tuple[OffPolicyRunner, nn.Module]:
-        """The SAC runner on the residual view of ``env``, and the base policy."""
+    def runner(
+        self, env: BatchedEnv, spec: TrainSpec, log: Callable[[str], None] | None = None
+    ) -> tuple[OffPolicyRunner, nn.Module]:
+        """The SAC runner on the residual view of ``env``, and the base policy; with ``log``
+        (training), also the demonstrations of ``residual_sac.demos`` in its batches."""
         cfg: ResidualSACConfig = spec.hyperparams
         base = load_base_policy(cfg.base_policy)
         view = ResidualEnv(env, base, cfg.residual_scale, cfg.sparse_reward)
@@ -200,6 +272,14 @@ class ResidualSACAgent:
         with torch.no_grad():  # the residual's mean starts at 0: the base policy as it is
             head.weight[: env.action_dim].zero_()
             head.bias[: env.action_dim].zero_()
+        if log is not None and cfg.demo_files():
+            demos, digest, clipped = demo_replay(cfg, env, view, runner.device)
+            runner.alg.set_demos(demos, cfg.demo_ratio, digest)
+            log(
+                f"[rewardlab] residual_sac.demos: {demos.size:,} transitions, "
+                f"{cfg.demo_ratio:.0%} of every batch; {clipped:.0%} of their actions lie beyond "
+                f"the residual's reach (residual_scale {cfg.residual_scale:g}) and are clipped"
+            )
         return runner, base
 
     def train(
@@ -213,7 +293,7 @@ class ResidualSACAgent:
         """Train (or continue) the residual; see :meth:`rewardlab.agents.registry.Agent.train`."""
         if dist is not None:
             raise ValueError("agent residual_sac cannot train in several processes (torchrun)")
-        runner, base = self.runner(env, spec)
+        runner, base = self.runner(env, spec, log=log)
         if resume is not None:
             runner.load(io.BytesIO(resume) if isinstance(resume, bytes) else resume)
             view = runner.env

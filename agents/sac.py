@@ -178,6 +178,33 @@ class SAC:
         self.buffer = ReplayBuffer(num_envs, capacity, obs_dim, action_dim, dev)
         self.num_updates = 0
         """Gradient updates of the critic so far."""
+        self.demos: ReplayBuffer | None = None
+        """Fixed demonstration transitions mixed into every batch (:meth:`set_demos`)."""
+        self.demo_ratio = 0.0
+        """Share of each batch drawn from :attr:`demos`."""
+        self.demo_digest: str | None = None
+        """sha256 of the demonstration transitions (a resume checks it); ``None``: no demos."""
+
+    def set_demos(self, demos: ReplayBuffer, ratio: float, digest: str) -> None:
+        """Draw ``ratio`` of every update's batch from ``demos`` (RLPD-style symmetric sampling;
+        their rewards as stored: scaled like the online ones by the caller).
+
+        Args:
+            demos: fixed transitions (:meth:`ReplayBuffer.of_transitions`) on :attr:`device`.
+            ratio: share of each batch, in ``[0, 1)``.
+            digest: what identifies them in checkpoints (a sha256).
+
+        Raises:
+            ValueError: ``ratio`` out of range, or other observation/action widths.
+        """
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"demo ratio: got {ratio!r}, expected a number in [0, 1)")
+        if (demos.obs_dim, demos.action_dim) != (self.obs_dim, self.action_dim):
+            raise ValueError(
+                f"demos have obs/action widths {demos.obs_dim}/{demos.action_dim}, the agent "
+                f"{self.obs_dim}/{self.action_dim}"
+            )
+        self.demos, self.demo_ratio, self.demo_digest = demos, float(ratio), digest
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -225,7 +252,8 @@ class SAC:
     # -- updates ---------------------------------------------------------------------------------
 
     def update(self, num_updates: int) -> dict[str, float]:
-        """Run ``num_updates`` gradient updates on batches from the replay buffer.
+        """Run ``num_updates`` gradient updates on batches from the replay buffer (a
+        ``demo_ratio`` share of each from the demonstrations, when :meth:`set_demos` gave some).
 
         Returns:
             Means over the updates: ``losses/critic``, ``losses/actor``, ``losses/alpha``,
@@ -234,8 +262,13 @@ class SAC:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for _ in range(num_updates):
-            batch = self.buffer.sample(
-                self.cfg.batch_size, self.generator, self.cfg.n_step, self.cfg.gamma
+            batch = self.buffer.sample_mixed(
+                self.demos,
+                self.demo_ratio,
+                self.cfg.batch_size,
+                self.generator,
+                self.cfg.n_step,
+                self.cfg.gamma,
             )
             stats = self.update_step(batch)
             for k, v in stats.items():
@@ -304,8 +337,9 @@ class SAC:
 
     def state_dict(self, replay: bool = True) -> dict[str, Any]:
         """The learned state (tensors and plain values): networks, targets, normalizer,
-        temperature (under ``model``), optimizers, update count, and the replay buffer when
-        ``replay``."""
+        temperature (under ``model``), optimizers, update count, the demonstrations' digest,
+        and the replay buffer when ``replay`` (the demonstrations themselves are reloaded from
+        their files)."""
         return {
             "model": {
                 "actor": self.actor.state_dict(),
@@ -318,6 +352,7 @@ class SAC:
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "num_updates": self.num_updates,
+            "demo_digest": self.demo_digest,
             "replay": self.buffer.state_dict() if replay else None,
         }
 

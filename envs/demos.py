@@ -64,6 +64,26 @@ class EpisodeFormatError(ValueError):
     """A file that is not an episode file of this format (one line naming the file and why)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Transitions:
+    """Flat transitions ``(s_t, a_t, r_{t+1}, s_{t+1})`` of episodes, in episode order
+    (:meth:`Episodes.step_transitions`); ``S`` transitions."""
+
+    obs: np.ndarray
+    """``[S, obs_dim]`` float32 observation the action was taken on."""
+    actions: np.ndarray
+    """``[S, A]`` float32 action, in ``[-1, 1]``."""
+    rewards: np.ndarray
+    """``[S]`` float32 reward of the state the action led to."""
+    next_obs: np.ndarray
+    """``[S, obs_dim]`` float32 observation the action led to."""
+    episode_end: np.ndarray
+    """``[S]`` bool: the episode's last transition (no later step of it follows)."""
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+
 @dataclasses.dataclass
 class Episodes:
     """Recorded episodes of one task (see the module docstring for the shapes)."""
@@ -116,6 +136,27 @@ class Episodes:
         """``(obs [S, obs_dim], actions [S, A])`` of every valid step (``S`` = :attr:`steps`)."""
         mask = np.arange(self.observations.shape[1])[None, :] < self.length[:, None]
         return self.observations[mask], self.actions[mask]
+
+    def step_transitions(self, rewards: np.ndarray) -> Transitions:
+        """Every valid step that has a next observation, as flat transitions.
+
+        Step ``t``'s ``reward[t]`` and ``success[t]`` belong to the state ``s_t``, so the
+        transition ``(s_t, a_t, s_{t+1})`` earns ``rewards[:, t + 1]``; an episode's last valid
+        step has no next observation and is not a transition.
+
+        Args:
+            rewards: ``[E, T]`` reward of the state at each step (e.g. :attr:`reward`, or
+                :attr:`success` as 0/1).
+        """
+        t = np.arange(self.observations.shape[1] - 1)[None, :]
+        mask = t < (self.length[:, None] - 1)
+        return Transitions(
+            obs=self.observations[:, :-1][mask],
+            actions=self.actions[:, :-1][mask],
+            rewards=np.asarray(rewards, np.float32)[:, 1:][mask],
+            next_obs=self.observations[:, 1:][mask],
+            episode_end=np.broadcast_to(t == self.length[:, None] - 2, mask.shape)[mask],
+        )
 
     def select(self, index: np.ndarray | Sequence[int]) -> Episodes:
         """The episodes at ``index`` (a bool mask or indices), metadata kept."""
