@@ -41,7 +41,7 @@ from rewardlab.agents.registry import TrainOutcome, TrainSpec
 from rewardlab.agents.replay_buffer import ReplayBuffer
 from rewardlab.agents.sac import SACInference
 from rewardlab.agents.sac_agent import SACPolicy
-from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.base import BatchedEnv, EnvWrapper
 
 
 def load_base_policy(path: str | Path) -> nn.Module:
@@ -60,31 +60,22 @@ def load_base_policy(path: str | Path) -> nn.Module:
     return ExportedPolicy(file).inference
 
 
-class ResidualEnv(BatchedEnv):
+class ResidualEnv(EnvWrapper):
     """``env`` seen by the residual learner: observation ``[o, base(o)]``, action the residual.
 
-    Every other part of the env API (state, success, render, snapshots) is the wrapped env's.
+    Every other part of the env API (state, success, render, snapshots, a real-time env's
+    ``hold`` and ``set_between_episodes``) is the wrapped env's (:class:`EnvWrapper`).
     """
 
     def __init__(
         self, env: BatchedEnv, base: nn.Module, scale: float, sparse_reward: bool = False
     ) -> None:
-        self.env, self.base, self.scale, self.sparse_reward = env, base, float(scale), sparse_reward
-        self.num_envs, self.action_dim = env.num_envs, env.action_dim
+        super().__init__(env)
+        self.base, self.scale, self.sparse_reward = base, float(scale), sparse_reward
         self.obs_dim = env.obs_dim + env.action_dim
-        self.device = env.device
-        self.max_episode_steps, self.control_dt = env.max_episode_steps, env.control_dt
         self._base_action: torch.Tensor | None = None
         self.real_time = bool(getattr(env, "real_time", False))
         """The wrapped env runs on a robot's clock (see :mod:`rewardlab.envs.ros2_backend`)."""
-
-    def set_between_episodes(self, fn: Callable[[], None] | None) -> None:
-        """The wrapped real-time env's callback between episodes (the learner's updates)."""
-        getattr(self.env, "set_between_episodes")(fn)  # noqa: B009
-
-    def hold(self) -> None:
-        """Hold the wrapped real-time env's robot (see ``Ros2Env.hold``)."""
-        getattr(self.env, "hold")()  # noqa: B009
 
     @torch.no_grad()
     def _with_base(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,21 +123,6 @@ class ResidualEnv(BatchedEnv):
             info = dict(info, final_obs=self._with_base(info["final_obs"])[0])
         return obs, reward, terminated, truncated, info
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return self.env.state()
-
-    def state_spec(self) -> dict[str, StateField]:
-        return self.env.state_spec()
-
-    def success(self) -> torch.Tensor:
-        return self.env.success()
-
-    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
-        return self.env.render(env_ids)
-
-    def get_state_dict(self) -> dict[str, Any]:
-        return self.env.get_state_dict()
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.env.load_state_dict(state)
         self._base_action = None  # set by restore_obs() from the checkpoint's observation
@@ -154,9 +130,6 @@ class ResidualEnv(BatchedEnv):
     def restore_obs(self, obs: torch.Tensor) -> None:
         """Set the base action of a restored observation ``[o, base(o)]`` (after a resume)."""
         self._base_action = obs[:, self.env.obs_dim :].to(self.device)
-
-    def close(self) -> None:
-        self.env.close()
 
 
 def demo_replay(

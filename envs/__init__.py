@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.base import BatchedEnv, EnvWrapper, StateField
 from rewardlab.envs.tasks import TaskConfig, broken_tasks, get_task, task_names
 
 BACKENDS = ("mujoco", "warp", "ros2")
@@ -55,6 +55,7 @@ def make_env(
 __all__ = [
     "BACKENDS",
     "BatchedEnv",
+    "EnvWrapper",
     "StateField",
     "broken_tasks",
     "get_task",

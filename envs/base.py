@@ -160,3 +160,68 @@ class BatchedEnv(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources (renderers, threads)."""
+
+
+class EnvWrapper(BatchedEnv):
+    """A view of another batched env that changes part of its API and forwards the rest.
+
+    A subclass overrides what it changes (the observation, the action, the reward: typically
+    :meth:`reset` and :meth:`step`); everything else -- ``state``, ``state_spec``, ``success``,
+    ``render``, ``describe``, snapshots, ``close`` and any attribute this class lacks (``task``,
+    ``model``, a real-time env's ``hold``, ...) -- is the wrapped env's. The sizes are copied at
+    construction; a subclass that changes a width sets it after ``super().__init__``.
+
+    Args:
+        env: the wrapped env (:attr:`env`).
+    """
+
+    def __init__(self, env: BatchedEnv) -> None:
+        self.env = env
+        self.num_envs, self.obs_dim, self.action_dim = env.num_envs, env.obs_dim, env.action_dim
+        self.device = env.device
+        self.max_episode_steps, self.control_dt = env.max_episode_steps, env.control_dt
+
+    @property
+    def unwrapped(self) -> BatchedEnv:
+        """The innermost env (through every wrapper)."""
+        env = self.env
+        return env.unwrapped if isinstance(env, EnvWrapper) else env
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        return self.env.reset(seed=seed)
+
+    def step(
+        self, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        return self.env.step(actions)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return self.env.state()
+
+    def state_spec(self) -> dict[str, StateField]:
+        return self.env.state_spec()
+
+    def success(self) -> torch.Tensor:
+        return self.env.success()
+
+    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
+        return self.env.render(env_ids)
+
+    def describe(self) -> str:
+        return self.env.describe()
+
+    def get_state_dict(self) -> dict[str, Any]:
+        return self.env.get_state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.env.load_state_dict(state)
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # called only for attributes not found normally; "env" itself is never forwarded (an
+        # instance being built or unpickled has none yet: no infinite recursion)
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)

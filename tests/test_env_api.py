@@ -265,3 +265,33 @@ def test_state_of_a_world_does_not_depend_on_other_worlds_resetting():
                 assert torch.equal(v[keep], seen[-1][k][keep]), k
             checked += 1
     assert checked >= 3, "too few steps where some but not all worlds reset: weak test"
+
+
+def test_env_wrapper_changes_what_it_overrides_and_forwards_the_rest():
+    from rewardlab.envs import EnvWrapper
+
+    class Doubled(EnvWrapper):  # the reward doubled, nothing else
+        def step(self, actions):
+            obs, reward, term, trunc, info = self.env.step(actions)
+            return obs, 2.0 * reward, term, trunc, info
+
+    inner, twin = make_env("cartpole_balance", num_envs=3), make_env("cartpole_balance", num_envs=3)
+    env = Doubled(Doubled(inner))
+    assert (env.num_envs, env.obs_dim, env.action_dim) == (3, inner.obs_dim, inner.action_dim)
+    assert env.unwrapped is inner and env.task is inner.task  # attributes forwarded
+    torch.testing.assert_close(env.reset(seed=1), twin.reset(seed=1))
+    snapshot = env.get_state_dict()
+    a = torch.full((3, 1), 0.5)
+    _, reward, *_ = env.step(a)
+    _, twin_reward, *_ = twin.step(a)
+    torch.testing.assert_close(reward, 4.0 * twin_reward)
+    torch.testing.assert_close(env.state()["cart_pos"], twin.state()["cart_pos"])
+    assert torch.equal(env.success(), twin.success())
+    assert env.describe() == twin.describe() and env.state_spec() == twin.state_spec()
+    env.load_state_dict(snapshot)  # forwarded to the innermost env
+    _, again, *_ = env.step(a)
+    torch.testing.assert_close(again, reward)
+    with pytest.raises(AttributeError):
+        _ = env.no_such_attribute
+    env.close()
+    twin.close()
