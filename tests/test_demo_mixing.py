@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rewardlab.agents.config import ResidualSACConfig, SACConfig
+from rewardlab.agents.config import ResidualSACConfig
 from rewardlab.agents.export import export_policy
 from rewardlab.agents.off_policy_runner import OffPolicyRunner
 from rewardlab.agents.policy import ExportedPolicy
@@ -22,25 +22,10 @@ from rewardlab.agents.replay_buffer import ReplayBuffer
 from rewardlab.agents.residual_sac import ResidualEnv, ResidualSACAgent
 from rewardlab.config import load_train_config
 from rewardlab.core.config import ConfigError
-from rewardlab.envs import make_env
 from rewardlab.envs.demos import Episodes, record
-from rewardlab.envs.tasks.base import get_task, replace_config
+from tests.test_sac import SMALL, small_env
 
 pytestmark = pytest.mark.unit
-
-SMALL = SACConfig(
-    num_steps=2,
-    batch_size=32,
-    buffer_size=4000,
-    learning_starts=64,
-    actor_hidden=(16,),
-    critic_hidden=(16,),
-)
-
-
-def small_env(num_envs: int = 8):
-    cfg = replace_config(get_task("cartpole_balance").default_config(), episode_steps=20)
-    return make_env("cartpole_balance", num_envs=num_envs, cfg=cfg, seed=0, nthread=1)
 
 
 def hand_episodes() -> Episodes:
