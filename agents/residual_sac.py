@@ -133,9 +133,10 @@ class ResidualEnv(EnvWrapper):
 
 
 def demo_replay(
-    cfg: ResidualSACConfig, env: BatchedEnv, view: ResidualEnv, device: torch.device
+    cfg: ResidualSACConfig, view: ResidualEnv, device: torch.device
 ) -> tuple[ReplayBuffer, str, float]:
-    """The transitions of ``cfg.demos`` as the residual learner stores them.
+    """The transitions of ``cfg.demos`` (episodes of ``view.env``'s task) as the residual
+    learner stores them.
 
     Each transition earns the recorded success of the state it led to (times the SAC
     ``reward_scale``, as online rewards are stored), seen through ``view``.
@@ -149,7 +150,7 @@ def demo_replay(
             or without a transition (one line).
     """
     files = cfg.demo_files()
-    eps = load_task_episodes("residual_sac.demos", "residual_sac", files, env)
+    eps = load_task_episodes("residual_sac.demos", "residual_sac", files, view.env)
     if eps.meta.get("labels") == "none":
         raise ValueError(
             f"residual_sac.demos: {files[0]} has no success labels (recorded from a bag); "
@@ -223,11 +224,8 @@ class ResidualSACAgent:
     distributed = False
     checkpoint_suffix = ".pt"
 
-    def runner(
-        self, env: BatchedEnv, spec: TrainSpec, log: Callable[[str], None] | None = None
-    ) -> tuple[OffPolicyRunner, nn.Module]:
-        """The SAC runner on the residual view of ``env``, and the base policy; with ``log``
-        (training), also the demonstrations of ``residual_sac.demos`` in its batches."""
+    def runner(self, env: BatchedEnv, spec: TrainSpec) -> tuple[OffPolicyRunner, nn.Module]:
+        """The SAC runner on the residual view of ``env``, and the base policy."""
         cfg: ResidualSACConfig = spec.hyperparams
         base = load_base_policy(cfg.base_policy)
         view = ResidualEnv(env, base, cfg.residual_scale, cfg.sparse_reward)
@@ -245,15 +243,24 @@ class ResidualSACAgent:
         with torch.no_grad():  # the residual's mean starts at 0: the base policy as it is
             head.weight[: env.action_dim].zero_()
             head.bias[: env.action_dim].zero_()
-        if log is not None and cfg.demo_files():
-            demos, digest, clipped = demo_replay(cfg, env, view, runner.device)
-            runner.alg.set_demos(demos, cfg.demo_ratio, digest)
-            log(
-                f"[rewardlab] residual_sac.demos: {demos.size:,} transitions, "
-                f"{cfg.demo_ratio:.0%} of every batch; {clipped:.0%} of their actions lie beyond "
-                f"the residual's reach (residual_scale {cfg.residual_scale:g}) and are clipped"
-            )
         return runner, base
+
+    @staticmethod
+    def add_demos(
+        runner: OffPolicyRunner, cfg: ResidualSACConfig, log: Callable[[str], None]
+    ) -> None:
+        """Mix the transitions of ``cfg.demos`` (if any) into the runner's batches; one line on
+        ``log`` says how many and the share of demo actions the residual cannot reproduce."""
+        view = runner.env
+        if not cfg.demo_files() or not isinstance(view, ResidualEnv):
+            return
+        demos, digest, clipped = demo_replay(cfg, view, runner.device)
+        runner.alg.set_demos(demos, cfg.demo_ratio, digest)
+        log(
+            f"[rewardlab] residual_sac.demos: {demos.size:,} transitions, "
+            f"{cfg.demo_ratio:.0%} of every batch; {clipped:.0%} of their actions lie beyond "
+            f"the residual's reach (residual_scale {cfg.residual_scale:g}) and are clipped"
+        )
 
     def train(
         self,
@@ -266,7 +273,8 @@ class ResidualSACAgent:
         """Train (or continue) the residual; see :meth:`rewardlab.agents.registry.Agent.train`."""
         if dist is not None:
             raise ValueError("agent residual_sac cannot train in several processes (torchrun)")
-        runner, base = self.runner(env, spec, log=log)
+        runner, base = self.runner(env, spec)
+        self.add_demos(runner, spec.hyperparams, log)
         if resume is not None:
             runner.load(io.BytesIO(resume) if isinstance(resume, bytes) else resume)
             view = runner.env

@@ -176,7 +176,9 @@ def test_demo_mixing_resumes_exactly_and_refuses_other_demos(tmp_path: Path) -> 
     def runner(run: Path | None, c: ResidualSACConfig = cfg) -> OffPolicyRunner:
         spec = TrainSpec(total_steps=1, hyperparams=c, log_dir=run, progress=False, seed=3,
                          checkpoint_every=3)  # fmt: skip
-        return agent.runner(small_env(), spec, log=lines.append)[0]
+        r = agent.runner(small_env(), spec)[0]
+        agent.add_demos(r, c, lines.append)
+        return r
 
     full = runner(None)
     assert full.alg.demos is not None and full.alg.demos.num_transitions > 0
