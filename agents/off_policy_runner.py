@@ -42,7 +42,7 @@ from rewardlab.agents import checkpoints
 from rewardlab.agents.config import SACConfig
 from rewardlab.agents.runner import BaseRunner, _Interval, _plain
 from rewardlab.agents.sac import SAC, SACInference
-from rewardlab.envs.base import BatchedEnv
+from rewardlab.envs.base import BatchedEnv, as_real_time
 
 CHECKPOINT_VERSION = 1
 
@@ -105,12 +105,13 @@ class OffPolicyRunner(BaseRunner):
         self._env_in_sync = True
         self._recent: deque[dict[str, float]] = deque(maxlen=1)
         self._interval = _Interval(first_iteration=1)
-        self.real_time = bool(getattr(env, "real_time", False))
+        self._robot = as_real_time(env)
+        self.real_time = self._robot is not None
         """Updates and checkpoints run between episodes (see the module docstring)."""
         self._pending: dict[str, float] = {}
         self._checkpoint_due = False
-        if self.real_time:
-            getattr(env, "set_between_episodes")(self._between_episodes)  # noqa: B009
+        if self._robot is not None:
+            self._robot.set_between_episodes(self._between_episodes)
 
     # -- training --------------------------------------------------------------------------------
 
@@ -179,8 +180,8 @@ class OffPolicyRunner(BaseRunner):
                     if self.real_time and not last:
                         self._checkpoint_due = True  # written between episodes
                     else:
-                        if self.real_time:  # the robot holds while the learner writes
-                            getattr(self.env, "hold")()  # noqa: B009
+                        if self._robot is not None:  # the robot holds while the learner writes
+                            self._robot.hold()
                         self._save_checkpoints(writer, metrics_file)
                         self._checkpoint_due = False
                 if progress and (last or self.iteration % self.log_every == 0):

@@ -11,8 +11,9 @@ is zero), ``truncated`` means the time limit cut the episode short.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -160,6 +161,32 @@ class BatchedEnv(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release native resources (renderers, threads)."""
+
+
+@runtime_checkable
+class RealTimeEnv(Protocol):
+    """An env on a robot's clock (``backend=ros2``, :mod:`rewardlab.envs.ros2_backend`): a learner
+    must answer each tick within the action timeout, so it does its slow work between episodes.
+    """
+
+    real_time: bool
+    """True: steps run on the robot's clock."""
+
+    def set_between_episodes(self, fn: Callable[[], None] | None) -> None:
+        """Run ``fn`` after each episode while the robot holds (``None``: nothing)."""
+        ...
+
+    def hold(self) -> None:
+        """Hold the robot from the next tick on (the next reset re-arms it)."""
+        ...
+
+
+def as_real_time(env: BatchedEnv) -> RealTimeEnv | None:
+    """``env`` as a :class:`RealTimeEnv` when it runs on a robot's clock (``env.real_time``),
+    else ``None``."""
+    if isinstance(env, RealTimeEnv) and bool(env.real_time):
+        return env
+    return None
 
 
 class EnvWrapper(BatchedEnv):
