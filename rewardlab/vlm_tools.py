@@ -82,7 +82,9 @@ def vlm_eval(a: VLMEvalArgs, vcfg: VLMConfig, log: Callable[[str], None] = print
         f"[vlm-eval] scoring {int(episodes.length.sum())} frames with {vcfg.scorer} "
         f"({vcfg.model}); goal {list(vcfg.goal_prompts)}, baseline {list(vcfg.baseline_prompts)}"
     )
-    report, scores = evaluate(scorer, episodes, a.frame_stride, vcfg.interpolate)
+    report, scores = evaluate(
+        scorer, episodes, a.frame_stride, vcfg.interpolate, vcfg.render_size, vcfg.camera_zoom
+    )
     report["scorer"] = {
         "scorer": vcfg.scorer,
         "model": vcfg.model,

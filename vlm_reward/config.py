@@ -79,8 +79,19 @@ class VLMConfig:
     """Torch device of the model: ``cpu``, ``cuda``, ``cuda:1``, or ``auto`` (cuda when
     available)."""
     render_size: int | None = None
-    """Side of the square frames rendered for scoring; ``None``: the scorer's ``image_size``
-    (the model's input size), so that no resize is needed."""
+    """Side of the square frames rendered for scoring (and for drawing ``demos``); ``None``: the
+    scorer's ``image_size`` (the model's input size), so that no resize is needed. Larger frames
+    are resized to the model's input (antialiased)."""
+    camera_zoom: float = 1.0
+    """Narrow the reward camera's field of view this many times (``tan(fovy / 2)`` divided by
+    it, every view of a multi-view camera alike): the frame shows the middle ``1 / zoom`` of each
+    view at the full resolution, so that small displacements near what the camera centres on
+    (e.g. a target it tracks) span more pixels, at the cost of what lies outside. Applies to the
+    frames scored in training, to demonstrations drawn for ``demos`` and to ``rewardlab
+    vlm-eval``; frames from an env's own ``render`` (no tiled renderer) or a recording's camera
+    are centre-cropped to ``1 / zoom`` instead. 1: the camera as the task declares it. 2 on
+    arm_reach doubles the perceptual score's rise from 5 cm to 1 cm but halves it from 10 cm
+    to 5 cm, and PPO trained worse on it (``benchmarks/results/vlm_demo_rewards.md``)."""
     frame_stride: int = 1
     """Score the worlds every k-th control step only (all together, plus at every step the
     worlds that just reset); in training a skipped step holds each world's last score. Divides
@@ -234,6 +245,8 @@ class VLMConfig:
             self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
         ):
             raise ValueError(f"device: got {self.device!r}, expected auto, cpu, cuda or cuda:<i>")
+        if not (math.isfinite(self.camera_zoom) and self.camera_zoom > 0):
+            raise ValueError(f"camera_zoom: got {self.camera_zoom!r}, expected a number > 0")
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride: got {self.frame_stride!r}, expected >= 1")
         if self.shaping not in SHAPING_MODES:

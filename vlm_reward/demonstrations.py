@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from rewardlab.vlm_reward.evaluation import EpisodeSet
-from rewardlab.vlm_reward.rendering import TiledRenderer, resize_frames
+from rewardlab.vlm_reward.rendering import TiledRenderer, resize_frames, zoom_frames
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 """``uint8 [n, H, W, 3]`` frames -> ``float32 [n, D]`` features on the CPU."""
@@ -54,17 +54,20 @@ def load_demo_frames(
     max_episodes: int = 8,
     key: str = "vlm.demos",
     successes_only: bool = True,
+    zoom: float = 1.0,
 ) -> DemoFrames:
     """Render the successful episodes of the episode set at ``path`` with the task's reward
     camera at ``image_size`` pixels.
 
     Args:
         path: an ``EpisodeSet`` ``.npz``.
-        image_size: side of the frames (the encoder's input size).
+        image_size: side of the frames (the encoder's input size, or ``vlm.render_size``).
         max_episodes: use at most this many successful episodes (the first ones).
         key: the setting named in errors.
         successes_only: ``False``: every episode of the file (``max_episodes`` ignored), e.g.
             to label preference pairs by their returns.
+        zoom: the reward camera's zoom (``vlm.camera_zoom``; recorded camera frames are
+            centre-cropped to ``1 / zoom``).
 
     Raises:
         FileNotFoundError: no such file.
@@ -90,9 +93,9 @@ def load_demo_frames(
     own = getattr(eps, "frames", None)  # a source with camera frames (a bag) and no physics
     if own is not None and not any(v.size for v in eps.physics.values()):
         frames = [torch.as_tensor(own[i, : int(eps.length[i])]) for i in ok]
-        frames = [resize_frames(f, image_size) for f in frames]
+        frames = [resize_frames(zoom_frames(f, zoom), image_size) for f in frames]
         return DemoFrames(eps.task, frames, *_labels(eps, ok))
-    renderer = TiledRenderer.for_task(eps.task, image_size)
+    renderer = TiledRenderer.for_task(eps.task, image_size, zoom=zoom)
     try:
         frames = [
             renderer.render_rows({f: v[i, : int(eps.length[i])] for f, v in eps.physics.items()})
@@ -119,6 +122,15 @@ def clip_encoder(cfg: Any) -> tuple[Encoder, int]:
 
     clip = make_scorer(replace(cfg, scorer="clip", goal_prompts=("a frame",), alpha=0.0))
     return clip.embed_images, int(clip.image_size)  # type: ignore[attr-defined]
+
+
+def demo_frame_options(cfg: Any, image_size: int) -> dict[str, Any]:
+    """:func:`load_demo_frames` arguments that draw demonstrations as training draws its frames:
+    ``image_size`` (``vlm.render_size`` when set, else the encoder's input) and ``zoom``."""
+    return {
+        "image_size": int(getattr(cfg, "render_size", None) or image_size),
+        "zoom": float(getattr(cfg, "camera_zoom", 1.0)),
+    }
 
 
 def read_fit(path: str | Path, kind: str, key: str = "vlm.demos") -> dict[str, np.ndarray]:

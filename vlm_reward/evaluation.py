@@ -183,14 +183,22 @@ def score_episode(
 
 
 def evaluate(
-    scorer: FrameScorer, episodes: EpisodeSet, stride: int = 1, interpolate: bool = True
+    scorer: FrameScorer,
+    episodes: EpisodeSet,
+    stride: int = 1,
+    interpolate: bool = True,
+    render_size: int | None = None,
+    zoom: float = 1.0,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Score every recorded episode and compute the metrics of the module doc.
+    """Score every recorded episode and compute the metrics of the module doc; frames are drawn
+    at ``render_size`` (``None``: the scorer's input size) with the reward camera's ``zoom``
+    (``vlm.render_size``, ``vlm.camera_zoom``).
 
     Returns:
         ``(report, scores)``: the metrics as a JSON-able dict, and each episode's scores.
     """
-    renderer = TiledRenderer.for_task(episodes.task, scorer.image_size)
+    size = render_size or scorer.image_size
+    renderer = TiledRenderer.for_task(episodes.task, size, zoom=zoom)
     t0 = time.perf_counter()
     scores = [score_episode(scorer, episodes, i, stride, renderer, interpolate) for i in range(len(episodes.length))]  # fmt: skip
     seconds = time.perf_counter() - t0

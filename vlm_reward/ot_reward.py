@@ -50,6 +50,7 @@ from rewardlab.vlm_reward.base import check_frames, register_scorer
 from rewardlab.vlm_reward.demonstrations import (
     Encoder,
     clip_encoder,
+    demo_frame_options,
     demos_path,
     is_episode_set,
     load_demo_frames,
@@ -356,13 +357,14 @@ def demos_from_config(
     path = demos_path(cfg, "ot")
     if not is_episode_set(path):
         return load_demo_embeddings(path)
-    demos = load_demo_frames(path, image_size, cfg.demo_episodes)
+    draw = demo_frame_options(cfg, image_size)
+    demos = load_demo_frames(path, max_episodes=cfg.demo_episodes, **draw)
     with torch.inference_mode():
         embedded = [encoder(f).float().cpu() for f in demos.frames]
     pairs = int(getattr(cfg, "ot_preference_pairs", 0))
     if pairs <= 0:
         return embedded, None
-    every = load_demo_frames(path, image_size, key="vlm.demos", successes_only=False)
+    every = load_demo_frames(path, key="vlm.demos", successes_only=False, **draw)
     with torch.inference_mode():
         episodes = [encoder(f).float().cpu() for f in every.frames]
     w, stats = finetune_projection(embedded, episodes, every.returns, pairs, epsilon=cfg.ot_epsilon)

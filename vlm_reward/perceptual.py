@@ -55,6 +55,7 @@ from rewardlab.vlm_reward.config import PERCEPTUAL_COMBINES, PERCEPTUAL_SPLITS
 from rewardlab.vlm_reward.demonstrations import (
     Encoder,
     clip_encoder,
+    demo_frame_options,
     demos_path,
     is_episode_set,
     load_demo_frames,
@@ -298,7 +299,9 @@ def fit_from_config(cfg: Any, encoder: Encoder, image_size: int) -> PerceptualFi
     path = demos_path(cfg, "perceptual")
     if not is_episode_set(path):
         return PerceptualFit.load(path)
-    demos = load_demo_frames(path, image_size, cfg.demo_episodes)
+    demos = load_demo_frames(
+        path, max_episodes=cfg.demo_episodes, **demo_frame_options(cfg, image_size)
+    )
     with torch.inference_mode():
         feats = [encoder(f).float().cpu() for f in demos.frames]
     return fit_perceptual(

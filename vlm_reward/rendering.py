@@ -76,9 +76,13 @@ class TiledRenderer:
         size: side of each square frame in pixels.
         camera: reward camera; ``None``: model camera 0, or the default free camera.
         max_tiles: worlds drawn per read-back (a larger batch is drawn in several passes).
+        zoom: narrow every view's field of view this many times (``tan(fovy / 2)`` divided by
+            it; an orthographic view's extent likewise): the frame shows the middle ``1 / zoom``
+            of the view at the full ``size`` (``vlm.camera_zoom``). 1: the camera as declared.
 
     Raises:
         RuntimeError: no OpenGL context can be made (set ``MUJOCO_GL=egl`` on a headless Linux).
+        ValueError: a size under 8 px, a bad number of views, or a zoom that is not > 0.
     """
 
     def __init__(
@@ -87,7 +91,10 @@ class TiledRenderer:
         size: int,
         camera: Camera | None = None,
         max_tiles: int = 64,
+        zoom: float = 1.0,
     ) -> None:
+        if not (math.isfinite(zoom) and zoom > 0):
+            raise ValueError(f"camera zoom: got {zoom!r}, expected a number > 0")
         if size < 8:
             raise ValueError(f"render size: got {size}, expected >= 8 pixels")
         specs = camera.views if isinstance(camera, MultiView) else (camera,)
@@ -100,6 +107,8 @@ class TiledRenderer:
         model.vis.quality.numstacks = min(int(model.vis.quality.numstacks), 6)
         planes = model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE
         model.geom_size[planes, 2] = np.maximum(model.geom_size[planes, 2], 5.0)
+        if zoom != 1.0:
+            _zoom_views(model, zoom)
         self.model, self.size = model, int(size)
         self.cols = max(1, min(max_tiles, int(math.ceil(math.sqrt(max_tiles)))))
         self.rows = int(math.ceil(max_tiles / self.cols))
@@ -148,10 +157,13 @@ class TiledRenderer:
         self._buf = np.empty((h, w, 3), np.uint8)
 
     @classmethod
-    def for_task(cls, task: str, size: int, max_tiles: int = 64) -> TiledRenderer:
+    def for_task(
+        cls, task: str, size: int, max_tiles: int = 64, zoom: float = 1.0
+    ) -> TiledRenderer:
         """A renderer of registered ``task``'s model with its reward camera
-        (:func:`reward_camera`; the model's camera 0 when the task opts out)."""
-        return cls(get_task(task).load_model(), size, reward_camera(task), max_tiles)
+        (:func:`reward_camera`; the model's camera 0 when the task opts out), ``zoom`` as in
+        the class doc."""
+        return cls(get_task(task).load_model(), size, reward_camera(task), max_tiles, zoom)
 
     def render_rows(
         self, physics: dict[str, np.ndarray], ids: list[int] | None = None
@@ -216,6 +228,22 @@ class TiledRenderer:
             self.close()
 
 
+def _zoom_views(model: mujoco.MjModel, zoom: float) -> None:
+    """Narrow the free camera's and every model camera's view ``zoom`` times, in place."""
+
+    def narrow(fovy: float, ortho: bool) -> float:
+        if ortho:  # fovy is the view's height in length units
+            return fovy / zoom
+        return math.degrees(2.0 * math.atan(math.tan(math.radians(fovy) / 2.0) / zoom))
+
+    g = model.vis.global_
+    g.fovy = narrow(float(g.fovy), bool(g.orthographic))
+    ortho = int(mujoco.mjtProjection.mjPROJ_ORTHOGRAPHIC)
+    for i in range(model.ncam):
+        proj = int(model.cam_projection[i]) if hasattr(model, "cam_projection") else 0
+        model.cam_fovy[i] = narrow(float(model.cam_fovy[i]), proj == ortho)
+
+
 def env_physics(env: object) -> dict[str, np.ndarray] | None:
     """The physics rows of a batched env (``get_state_dict()["physics"]``), or ``None`` when the
     env cannot snapshot itself."""
@@ -236,12 +264,22 @@ class EnvFrames:
         size: side of the square frames.
         task: task name, to pick its reward camera (:func:`reward_camera`).
         camera: a camera to use instead (e.g. the task's :func:`video_camera`).
+        zoom: as :class:`TiledRenderer`'s; frames from ``env.render`` are centre-cropped to
+            ``1 / zoom`` instead (:func:`zoom_frames`).
     """
 
     def __init__(
-        self, env: object, size: int, task: str | None = None, camera: Camera | None = None
+        self,
+        env: object,
+        size: int,
+        task: str | None = None,
+        camera: Camera | None = None,
+        zoom: float = 1.0,
     ) -> None:
+        if not (math.isfinite(zoom) and zoom > 0):
+            raise ValueError(f"camera zoom: got {zoom!r}, expected a number > 0")
         self.env, self.size, self.task, self.camera = env, int(size), task, camera
+        self.zoom = float(zoom)
         self.tiled: TiledRenderer | None = None
         model = getattr(env, "model", None)
         self._can_tile = isinstance(model, mujoco.MjModel)
@@ -253,16 +291,27 @@ class EnvFrames:
             if self.tiled is None:
                 n = int(getattr(self.env, "num_envs", 64))
                 camera = self.camera if self.camera is not None else reward_camera(self.task)
-                self.tiled = TiledRenderer(self.env.model, self.size, camera, min(n, 64))  # type: ignore[attr-defined]
+                self.tiled = TiledRenderer(self.env.model, self.size, camera, min(n, 64), self.zoom)  # type: ignore[attr-defined]  # fmt: skip
             return self.tiled.render_rows(physics, ids)
         frames = self.env.render(ids)  # type: ignore[attr-defined]
-        return resize_frames(frames, self.size)
+        return resize_frames(zoom_frames(frames, self.zoom), self.size)
 
     def close(self) -> None:
         """Free the GL context."""
         if self.tiled is not None:
             self.tiled.close()
             self.tiled = None
+
+
+def zoom_frames(frames: torch.Tensor, zoom: float) -> torch.Tensor:
+    """The middle ``1 / zoom`` (height and width) of ``[n, H, W, 3]`` frames; as they are for a
+    zoom of 1 or less."""
+    if zoom <= 1.0:
+        return frames
+    h, w = frames.shape[1:3]
+    ch, cw = max(1, round(h / zoom)), max(1, round(w / zoom))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return frames[:, top : top + ch, left : left + cw]
 
 
 def resize_frames(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -286,6 +335,7 @@ __all__ = [
     "TiledRenderer",
     "env_physics",
     "resize_frames",
+    "zoom_frames",
     "reward_camera",
     "video_camera",
 ]

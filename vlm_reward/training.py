@@ -119,7 +119,7 @@ class VLMRewardEnv(BatchedEnv):
         self.action_dim, self.device = env.action_dim, env.device
         self.max_episode_steps, self.control_dt = env.max_episode_steps, env.control_dt
         size = int(cfg.render_size or scorer.image_size)
-        self.frames = EnvFrames(env, size, task)
+        self.frames = EnvFrames(env, size, task, zoom=cfg.camera_zoom)
         self.shaping = cfg.shaping_on(bool(scorer.progress_like))
         self.reward = ScoreReward(
             env.num_envs,
