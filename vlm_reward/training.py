@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from rewardlab.core.config import build
-from rewardlab.envs.base import BatchedEnv, StateField
+from rewardlab.envs.base import BatchedEnv, EnvWrapper
 from rewardlab.vlm_reward.base import FrameScorer, make_scorer
 from rewardlab.vlm_reward.config import VLMConfig
 from rewardlab.vlm_reward.prompts import with_task_prompts
@@ -106,18 +106,17 @@ def wrap_env(
     return VLMRewardEnv(env, cfg, scorer, task)
 
 
-class VLMRewardEnv(BatchedEnv):
+class VLMRewardEnv(EnvWrapper):
     """A batched env whose reward is a VLM score of its rendered frames (see the module doc).
 
     Every other part of the env API is the wrapped env's (``state``, ``success``, ``render``,
-    ``describe``, snapshots); attributes not defined here are looked up on the wrapped env.
+    ``describe``, attributes not defined here: :class:`~rewardlab.envs.base.EnvWrapper`); its
+    snapshots add the reward's running state.
     """
 
     def __init__(self, env: BatchedEnv, cfg: VLMConfig, scorer: FrameScorer, task: str | None):
-        self.env, self.cfg, self.scorer, self.task_name = env, cfg, scorer, task
-        self.num_envs, self.obs_dim = env.num_envs, env.obs_dim
-        self.action_dim, self.device = env.action_dim, env.device
-        self.max_episode_steps, self.control_dt = env.max_episode_steps, env.control_dt
+        super().__init__(env)
+        self.cfg, self.scorer, self.task_name = cfg, scorer, task
         size = int(cfg.render_size or scorer.image_size)
         self.frames = EnvFrames(env, size, task, zoom=cfg.camera_zoom)
         self.shaping = cfg.shaping_on(bool(scorer.progress_like))
@@ -257,21 +256,6 @@ class VLMRewardEnv(BatchedEnv):
             v[ids] = 0.0
         return ep
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return self.env.state()
-
-    def state_spec(self) -> dict[str, StateField]:
-        return self.env.state_spec()
-
-    def success(self) -> torch.Tensor:
-        return self.env.success()
-
-    def render(self, env_ids: torch.Tensor | list[int] | None = None) -> torch.Tensor:
-        return self.env.render(env_ids)
-
-    def describe(self) -> str:
-        return self.env.describe()
-
     def get_state_dict(self) -> dict[str, Any]:
         """The wrapped env's snapshot plus the reward's running state (scores, normalizer,
         potentials, episode sums), so that a resumed run continues exactly."""
@@ -303,12 +287,6 @@ class VLMRewardEnv(BatchedEnv):
             self._pool = None
         self.frames.close()
         self.env.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for attributes not found normally: task, model, set_reward, ...
-        if name == "env":
-            raise AttributeError(name)
-        return getattr(self.env, name)
 
     def timing_shares(self) -> dict[str, float]:
         """Seconds and shares of wall time in env stepping, rendering and scoring so far."""
