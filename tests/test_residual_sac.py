@@ -38,7 +38,7 @@ from rewardlab.agents.residual_sac import ResidualEnv
 from rewardlab.cli import main
 from rewardlab.config import load_train_config
 from rewardlab.core.config import ConfigError
-from rewardlab.envs import BatchedEnv, StateField, get_task, make_env
+from rewardlab.envs import EnvWrapper, get_task, make_env
 from rewardlab.envs.demos import record_script
 
 DEMOS = 8
@@ -103,10 +103,10 @@ def test_residual_sac_lifts_a_weak_bc_base_on_arm_reach(tmp_path: Path, seed: in
 # -- a real-time env: the learner updates between episodes --------------------------------------
 
 
-class SimulatedRobot(BatchedEnv):
+class SimulatedRobot(EnvWrapper):
     """One arm_reach world that behaves like the ros2 backend towards a learner: ``real_time``,
-    calls ``set_between_episodes``' callback after each episode, and records, for every step,
-    the learner's update count when the step began and when it returned."""
+    calls ``set_between_episodes``' callback after each episode, has no snapshot, and records,
+    for every step, the learner's update count when the step began and when it returned."""
 
     real_time = True
 
@@ -114,10 +114,7 @@ class SimulatedRobot(BatchedEnv):
         cfg = dataclasses.replace(
             get_task("arm_reach").default_config(), episode_steps=episode_steps
         )
-        self.env = make_env("arm_reach", num_envs=1, cfg=cfg, nthread=1)
-        self.num_envs, self.obs_dim, self.action_dim = 1, self.env.obs_dim, self.env.action_dim
-        self.device, self.control_dt = self.env.device, self.env.control_dt
-        self.max_episode_steps = episode_steps
+        super().__init__(make_env("arm_reach", num_envs=1, cfg=cfg, nthread=1))
         self.between: Callable[[], None] | None = None
         self.runner: OffPolicyRunner | None = None
         self.steps: list[tuple[int, int, bool]] = []
@@ -132,9 +129,6 @@ class SimulatedRobot(BatchedEnv):
     def _updates(self) -> int:
         return self.runner.alg.num_updates if self.runner is not None else 0
 
-    def reset(self, seed: int | None = None) -> torch.Tensor:
-        return self.env.reset(seed=seed)
-
     def step(self, actions: torch.Tensor) -> Any:
         before = self._updates()
         obs, reward, terminated, truncated, info = self.env.step(actions)
@@ -144,20 +138,8 @@ class SimulatedRobot(BatchedEnv):
         self.steps.append((before, self._updates(), ended))
         return obs, reward, terminated, truncated, info
 
-    def state(self) -> dict[str, torch.Tensor]:
-        return self.env.state()
-
-    def state_spec(self) -> dict[str, StateField]:
-        return self.env.state_spec()
-
-    def success(self) -> torch.Tensor:
-        return self.env.success()
-
-    def render(self, env_ids: Any = None) -> torch.Tensor:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self.env.close()
+    def get_state_dict(self) -> dict[str, Any]:
+        raise NotImplementedError("a robot has no snapshot")
 
 
 @pytest.mark.unit
