@@ -21,7 +21,6 @@ continues bit-identically (on the same machine) and refuses other demos.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -135,7 +134,7 @@ def demo_storage(cfg: BCConfig, env: BatchedEnv, device: torch.device) -> DemoSt
             "trains on all)"
         )
     obs, act = eps.transitions()
-    digest = hashlib.sha256(obs.tobytes() + act.tobytes()).hexdigest()
+    digest = checkpoints.data_digest(obs, act)
     return DemoStorage(
         torch.from_numpy(obs).to(device),
         torch.from_numpy(act).clamp(-1.0, 1.0).to(device),

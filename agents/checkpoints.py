@@ -21,6 +21,7 @@ record says so, and a caller that evaluates checkpoints can pick by its own numb
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -71,6 +72,15 @@ class CheckpointError(ValueError):
 
 
 # -- plain data in, plain data out -------------------------------------------------------------
+
+
+def data_digest(*arrays: np.ndarray | torch.Tensor) -> str:
+    """sha256 of the arrays' bytes, in order: what identifies a learner's fixed data (demos) in
+    its checkpoints, so that a resume can refuse other data."""
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update((a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a).tobytes())
+    return h.hexdigest()
 
 
 def to_plain(obj: Any, where: str = "checkpoint") -> Any:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardlab.agents import checkpoints
 from rewardlab.agents.bc import BCAgent, ObsMask, obs_mask
 from rewardlab.agents.config import IQLConfig
 from rewardlab.agents.networks import EmpiricalNormalization, mlp
@@ -223,7 +223,7 @@ def transition_storage(cfg: IQLConfig, env: BatchedEnv, device: torch.device) ->
     obs, act, rew, nxt, dones = transitions(eps, episode_rewards(eps, cfg.reward, cfg.reward_model))
     if len(obs) == 0:
         raise ValueError(f"iql.demos: no transition in {', '.join(files)} (episodes of 1 step)")
-    digest = hashlib.sha256(b"".join(a.tobytes() for a in (obs, act, rew, nxt, dones))).hexdigest()
+    digest = checkpoints.data_digest(obs, act, rew, nxt, dones)
 
     def put(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)

@@ -21,7 +21,6 @@ What it cannot do: a base policy other than an exported TorchScript ``policy.pt`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import warnings
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rewardlab.agents import checkpoints
 from rewardlab.agents.config import ResidualSACConfig
 from rewardlab.agents.distributed import DistContext
 from rewardlab.agents.off_policy_runner import OffPolicyRunner
@@ -166,9 +166,7 @@ def demo_replay(
     rewards = torch.from_numpy(tr.rewards) * cfg.sac.reward_scale
     ends = torch.from_numpy(tr.episode_end.copy())
     buf = ReplayBuffer.of_transitions(view_obs, residual, rewards, view_next, ends, device)
-    digest = hashlib.sha256(
-        b"".join(t.cpu().numpy().tobytes() for t in (view_obs, residual, rewards, view_next, ends))
-    ).hexdigest()
+    digest = checkpoints.data_digest(view_obs, residual, rewards, view_next, ends)
     return buf, digest, float(clipped.float().mean())
 
 
