@@ -193,7 +193,7 @@ class ReplayBuffer:
         """:meth:`sample`, with ``round(demo_ratio * batch_size)`` of the transitions drawn from
         ``demos`` instead (RLPD's symmetric sampling: Ball et al. 2023); the plain sample when
         ``demos`` is ``None``."""
-        n_demo = 0 if demos is None else int(round(demo_ratio * batch_size))
+        n_demo = int(round(demo_ratio * batch_size))
         if demos is None or n_demo == 0:
             return self.sample(batch_size, generator, n_step, gamma)
         return mix(
