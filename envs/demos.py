@@ -117,6 +117,21 @@ class Episodes:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
     """More JSON data (seed, deterministic, labels, ...)."""
 
+    def __repr__(self) -> str:
+        """One line: task, source, episodes, steps, success share, which arrays (and shapes).
+
+        The dataclass default printed every array in full (megabytes for a few episodes).
+        """
+        shapes = {"observations": self.observations.shape, "actions": self.actions.shape}
+        if self.frames is not None:
+            shapes["frames"] = self.frames.shape
+        arrays = ", ".join(f"{k}={list(v)}" for k, v in shapes.items())
+        ok = float(self.episode_success.mean()) if self.num_episodes else 0.0
+        return (
+            f"Episodes(task={self.task!r}, source={self.source!r}, episodes={self.num_episodes}, "
+            f"steps={int(self.length.sum())}, success={ok:.2f}, {arrays})"
+        )
+
     @property
     def num_episodes(self) -> int:
         """``E``."""

@@ -75,6 +75,10 @@ def test_scripted_episodes_round_trip_as_data(tmp_path: Path) -> None:
     assert EpisodeSet is Episodes  # vlm-eval's episode sets are this format
     both = load_episodes([path, path])
     assert both.num_episodes == 8 and both.select([0, 5]).num_episodes == 2
+    # printed as one short line, not every array in full
+    line = repr(both)
+    assert "\n" not in line and len(line) < 200, line
+    assert "episodes=8" in line and f"steps={2 * int(eps.length.sum())}" in line
 
 
 @pytest.mark.unit
