@@ -13,10 +13,21 @@ Phases (each reads what the one before wrote under ``--root``):
    from their physics rows with the task's reward camera), a reward ensemble trained by
    ``rewardlab vlm-prefs``' code (``rewardlab.vlm_tools.run_prefs``), and the episodes relabelled
    with it (``iql.reward=preference``'s function, saved once as ``relabelled.npz`` so the seeds
-   do not redraw 14k frames each). No VLM runs here (no hosted model, no local VLM shipped): the
-   labeller is an *oracle* that prefers the frame whose state has the higher true task reward
-   (ties within ``--tie`` unsure), with ``--flip`` of its answers flipped at random as a stand-in
-   for a VLM's mistakes. The table says which.
+   do not redraw 14k frames each). No generative VLM runs here (no hosted model, no weights
+   reachable), so the labeller is one of (``--labeller``):
+
+   - ``oracle``: prefers the frame whose state has the higher true task reward (ties within
+     ``--tie`` unsure), with ``--flip`` of its answers flipped at random as a stand-in for a
+     VLM's mistakes;
+   - ``clip``: a real vision-language model, the shipped tiny CLIP, *served behind the
+     OpenAI-compatible chat API* (``tests/openai_server.py`` over real HTTP on 127.0.0.1): the
+     labels come from ``rewardlab vlm-prefs``' own judge (``vlm.judge_base_url=...``, PNG
+     ``data:`` URLs, RL-VLM-F's question, the reply parsed), and the server answers the
+     question with the VLM-RM CLIP score of the two images it was sent (``--clip-tie``: unsure
+     below that score gap). Its labels' agreement with the true reward's order is reported.
+
+   Outputs: ``prefs/`` and ``relabelled.npz`` (oracle), ``prefs_clip/`` and
+   ``relabelled_clip.npz`` (clip); the learners ``iql-pref`` / ``iql-pref-clip`` read them.
 3. ``--run``: each learner on each seed (``--seeds``), ``--steps`` gradient steps, no keep-best
    (the last network: offline RL picks no policy by online evaluation), evaluated on 64 episodes
    of reset seed 999. Rows append to ``benchmarks/results/iql_offline.jsonl``.
@@ -26,6 +37,7 @@ Usage::
 
     python benchmarks/iql_offline.py --root /tmp/iql --record /tmp/iql/sac
     python benchmarks/iql_offline.py --root /tmp/iql --prefs --queries 1000
+    python benchmarks/iql_offline.py --root /tmp/iql --prefs --labeller clip --queries 1000
     python benchmarks/iql_offline.py --root /tmp/iql --run iql-true iql-pref bc-all bc-success \
         --seeds 0 1 2
     python benchmarks/iql_offline.py --table
@@ -39,6 +51,8 @@ import hashlib
 import json
 import os
 import statistics
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,8 +113,67 @@ class OracleLabeller:
         return torch.from_numpy(labels)
 
 
-def prefs(root: Path, queries: int, every: int, tie: float, flip: float, epochs: int) -> None:
-    """Phase 2: oracle-labelled preferences -> reward ensemble -> relabelled episodes."""
+class ClipResponder:
+    """A vision-language model behind the chat API: the shipped tiny CLIP answers RL-VLM-F's
+    question ("is the goal better achieved in image 1 or image 2?") from the two images of the
+    request, by their VLM-RM CLIP reward with the task's prompts; ``tie``: unsure below that
+    reward gap. A question with one image gets the score as ``{"progress": ...}``."""
+
+    def __init__(self, task: str, tie: float) -> None:
+        from rewardlab.vlm_reward.base import make_scorer
+        from rewardlab.vlm_reward.config import VLMConfig
+        from rewardlab.vlm_reward.training import resolve_config
+
+        cfg = resolve_config(VLMConfig(device="cpu", scorer="clip"), task, "vlm")
+        self.goal = cfg.goal_prompts[0]
+        self.scorer = make_scorer(cfg)
+        self.tie = tie
+        self.lock = threading.Lock()  # one forward at a time (the server answers in threads)
+
+    def __call__(self, req) -> str:  # noqa: ANN001 - tests/openai_server.ChatRequest
+        import base64
+        import io
+
+        import imageio.v3 as iio
+        import torch
+
+        if self.goal not in req.text():
+            return "I cannot tell what the goal is.\n-1"
+        images = [
+            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))) for u in req.images()
+        ]
+        with self.lock, torch.inference_mode():
+            score = self.scorer.score(torch.from_numpy(np.stack(images))).tolist()
+        if len(score) == 1:
+            return f'{{"progress": {min(max(score[0], 0.0), 1.0):.4f}}}'
+        a, b = score[0], score[-1]
+        if abs(b - a) < self.tie:
+            return "They look equally close to the goal.\n-1"
+        return "Image 2 is closer to the goal.\n1" if b > a else "Image 1 is closer to the goal.\n0"
+
+
+def label_agreement(prefs_file: Path, value: dict[bytes, float]) -> dict:
+    """How the labels in ``prefs.pt`` agree with the true task reward's order of each pair
+    (pairs whose true rewards are equal are left out)."""
+    from rewardlab.vlm_reward.preference_data import PreferenceDataset
+
+    ds = PreferenceDataset.load(prefs_file)
+
+    def truth(frames) -> np.ndarray:  # noqa: ANN001
+        return np.array([value[hashlib.sha1(f.numpy().tobytes()).digest()] for f in frames])
+
+    ra, rb = truth(ds.frames_a), truth(ds.frames_b)
+    labels = ds.labels.numpy()
+    sure = np.isin(labels, (0.0, 1.0)) & (ra != rb)
+    right = (labels[sure] == 1) == (rb[sure] > ra[sure])
+    return {"pairs": len(labels), "unsure": int((labels == -1).sum()),
+            "agreement": round(float(right.mean()), 3) if sure.any() else None}  # fmt: skip
+
+
+def prefs(root: Path, queries: int, every: int, tie: float, flip: float, epochs: int,
+          labeller_kind: str = "oracle", clip_tie: float = 0.0) -> None:  # fmt: skip
+    """Phase 2: preferences (oracle or CLIP-over-HTTP labels) -> reward ensemble -> relabelled
+    episodes."""
     import torch
 
     from rewardlab.envs.demos import load_episodes
@@ -123,22 +196,38 @@ def prefs(root: Path, queries: int, every: int, tie: float, flip: float, epochs:
     finally:
         renderer.close()
     pool, truth = np.concatenate(frames), np.concatenate(rewards)
-    out = root / "prefs"
+    suffix = "" if labeller_kind == "oracle" else f"_{labeller_kind}"
+    out = root / f"prefs{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(torch.from_numpy(pool), root / "pool.pt")
-    labeller = OracleLabeller(pool, truth, tie, flip)
+    oracle = OracleLabeller(pool, truth, tie, flip)
     args = PrefsArgs(task=eps.task, out=str(out), frames=str(root / "pool.pt"), queries=queries,
                      epochs=epochs, seed=0)  # fmt: skip
-    metrics = run_prefs(args, labeller=labeller)  # type: ignore[arg-type]
+    if labeller_kind == "oracle":
+        metrics = run_prefs(args, labeller=oracle)  # type: ignore[arg-type]
+        labels = {"oracle": oracle.stats}
+    else:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from openai_server import OpenAIServer
+
+        with OpenAIServer(ClipResponder(eps.task, clip_tie), models=["rewardlab-tiny-clip"]) as srv:
+            vlm = {"judge_base_url": srv.base_url, "judge_model": "rewardlab-tiny-clip",
+                   "judge_image_size": 64, "judge_concurrency": 2}  # fmt: skip
+            metrics = run_prefs(dataclasses.replace(args, vlm=vlm))  # the CLI's own judge
+            requests = len(srv.requests)
+        labels = {"labeller": "tiny CLIP over HTTP", "clip_tie": clip_tie, "requests": requests}
+    labels["agreement_with_task_reward"] = label_agreement(out / "prefs.pt", oracle.value)
     relabelled = preference_rewards(eps, str(out / "reward.pt"))
     mask = np.arange(eps.reward.shape[1])[None, :] < eps.length[:, None]
     corr = float(np.corrcoef(relabelled[mask], eps.reward[mask])[0, 1])
     dataclasses.replace(eps, reward=relabelled, meta={**eps.meta, "reward": "preference"}).save(
-        root / "relabelled.npz"
+        root / f"relabelled{suffix}.npz"
     )
     info = {"pool": len(pool), "queries": queries, "tie": tie, "flip": flip, **metrics,
-            "oracle": labeller.stats, "pearson_with_task_reward": corr}  # fmt: skip
-    (root / "prefs.json").write_text(json.dumps(info, indent=2) + "\n")
+            **labels, "pearson_with_task_reward": corr,
+            "reward_std": float(relabelled[mask].std()),
+            "task_reward_std": float(eps.reward[mask].std())}  # fmt: skip
+    (root / f"prefs{suffix}.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info))
 
 
@@ -146,6 +235,7 @@ LEARNERS = {
     # name: (agent, data, settings)
     "iql-true": ("iql", "data", {}),
     "iql-pref": ("iql", "relabelled", {}),
+    "iql-pref-clip": ("iql", "relabelled_clip", {}),
     "iql-success-reward": ("iql", "data", {"reward": "success"}),
     "bc-all": ("bc", "data", {"only_success": False}),
     "bc-success": ("bc", "data", {"only_success": True}),
@@ -163,7 +253,7 @@ def run_one(root: Path, name: str, seed: int, steps: int, extra: dict) -> dict:
     from rewardlab.envs import make_env
 
     agent, data, settings = LEARNERS[name]
-    demos = data_files(root) if data == "data" else str(root / "relabelled.npz")
+    demos = data_files(root) if data == "data" else str(root / f"{data}.npz")
     settings = {**settings, **extra}
     env = make_env("arm_reach", num_envs=16, nthread=1, seed=seed)
     load0, t0 = os.getloadavg()[0], time.perf_counter()
@@ -214,6 +304,8 @@ def main() -> None:
     p.add_argument("--tie", type=float, default=0.01)
     p.add_argument("--flip", type=float, default=0.1)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--labeller", choices=["oracle", "clip"], default="oracle")
+    p.add_argument("--clip-tie", type=float, default=0.0)
     p.add_argument("--run", nargs="*", choices=list(LEARNERS), help="phase 3")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=3000)
@@ -224,7 +316,7 @@ def main() -> None:
     if a.record:
         record(a.root, a.record, a.episodes)
     if a.prefs:
-        prefs(a.root, a.queries, a.every, a.tie, a.flip, a.epochs)
+        prefs(a.root, a.queries, a.every, a.tie, a.flip, a.epochs, a.labeller, a.clip_tie)
     extra = {}
     from rewardlab.agents.config import BCConfig, IQLConfig
 
