@@ -18,11 +18,14 @@ status 2 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -204,6 +207,39 @@ def _print_eval(result: EvalResult) -> None:
     print(f"success_rate: {result.success_rate:.2f}")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while training (a scheduler's preemption, ``timeout``, ``docker stop``,
+    ``kill``): handled like Ctrl-C, so the learner saves ``latest.pt`` on the way out; the
+    command then exits with 143 (128 + SIGTERM)."""
+
+
+@contextlib.contextmanager
+def _sigterm_saves() -> Iterator[None]:
+    """Turn the first SIGTERM into :class:`Terminated` while the block runs.
+
+    Python's default for SIGTERM ends the process on the spot, losing every iteration since
+    the last periodic checkpoint. A second SIGTERM while the checkpoint is being written is
+    ignored (SIGKILL still works). Off the main thread (signal handlers cannot be set there)
+    nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, then export, evaluate and plot into the run directory.
 
@@ -229,7 +265,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"[rewardlab] task {cfg.task}, agent {cfg.agent}, {cfg.num_envs} worlds on {cfg.backend}/{cfg.device}, {cfg.total_steps:,} steps"
         )
         try:
-            result = pipeline.train(cfg, run, env=env, resume=start.checkpoint, dctx=dctx)
+            with _sigterm_saves():
+                result = pipeline.train(cfg, run, env=env, resume=start.checkpoint, dctx=dctx)
         except KeyboardInterrupt:
             print(f"[rewardlab] continue with: rewardlab train run_dir={run.root}", file=sys.stderr)
             raise
@@ -643,6 +680,9 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print("\n[rewardlab] terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("\n[rewardlab] interrupted", file=sys.stderr)
         return 130

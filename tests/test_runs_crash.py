@@ -206,3 +206,48 @@ def test_sigkill_at_random_moments_then_resume_leaves_a_clean_exact_run(tmp_path
     b = torch.load(run / "final_params.pt", weights_only=True)
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs from the uninterrupted run {ctx}"
+
+
+def test_sigterm_saves_the_current_iteration_and_the_run_continues(tmp_path: Path) -> None:
+    """``rewardlab train`` stopped with SIGTERM (a scheduler, ``timeout``, ``docker stop``)
+    saves ``latest.pt`` at the iteration it was on, says how to continue and exits 143; the
+    next ``rewardlab train run_dir=...`` resumes from that iteration (nothing lost since the
+    last periodic checkpoint, which the default of Python's SIGTERM would lose)."""
+    from rewardlab.agents.checkpoints import load_checkpoint
+
+    run = tmp_path / "run"
+    words = [f"run_dir={run}", "num_envs=16", "ppo.num_steps=16", "ppo.num_epochs=1",
+             "ppo.actor_hidden=[16]", "ppo.critic_hidden=[16]", "checkpoint_every=1000",
+             "eval.episodes=4", "eval.video=false"]  # fmt: skip
+    cmd = [sys.executable, "-m", "rewardlab.cli", "train", "task=cartpole_balance"]
+    proc = subprocess.Popen(
+        [*cmd, "total_steps=100000000", *words],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _STARTED.append(proc)
+    deadline = time.monotonic() + 120
+    while len(_rows(run)) < 5:
+        assert proc.poll() is None, f"training ended early: {proc.communicate()[0]}"
+        assert time.monotonic() < deadline, "training made no progress"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "terminated (SIGTERM)" in out and f"rewardlab train run_dir={run}" in out, out
+    assert "Traceback" not in out, out
+    last = _rows(run)[-1]["iteration"]
+    saved = load_checkpoint(run / "checkpoints" / "latest.pt")["iteration"]
+    assert saved >= last >= 5, (saved, last)
+    # continue a little past the saved iteration: the first new row follows it
+    steps = (saved + 2) * 16 * 16
+    done = subprocess.run(
+        [sys.executable, "-m", "rewardlab.cli", "train", f"total_steps={steps}", *words],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    iterations = [r["iteration"] for r in _rows(run)]
+    assert iterations == sorted(set(iterations)) and iterations[-1] == saved + 2, iterations
