@@ -51,11 +51,14 @@ def test_zoomed_render_is_the_middle_of_the_declared_view() -> None:
 
 @pytest.mark.unit
 def test_zoom_settings_are_checked_and_crop_recorded_frames() -> None:
-    for bad, why in ((0.0, "a number > 0"), (-1.0, "a number > 0"), (float("nan"), "a finite")):
+    bad_zooms = [(0.0, "a number >= 1"), (-1.0, "a number >= 1"), (0.5, "a number >= 1")]
+    for bad, why in [*bad_zooms, (float("nan"), "a finite")]:
         with pytest.raises(ConfigError, match=f"vlm.camera_zoom: got .*, expected {why}"):
             build(VLMConfig, {"camera_zoom": bad}, "vlm")
-    with pytest.raises(ValueError, match="camera zoom: got 0"):
-        TiledRenderer.for_task("arm_reach", 16, zoom=0)
+    # a zoom under 1 would widen the tiled view but not env.render's or recorded frames
+    for zoom in (0, 0.5):
+        with pytest.raises(ValueError, match=f"camera zoom: got {zoom}, expected a number >= 1"):
+            TiledRenderer.for_task("arm_reach", 16, zoom=zoom)
     frames = torch.arange(2 * 8 * 12 * 3, dtype=torch.int64).reshape(2, 8, 12, 3).to(torch.uint8)
     torch.testing.assert_close(zoom_frames(frames, 2.0), frames[:, 2:6, 3:9])
     assert zoom_frames(frames, 1.0) is frames

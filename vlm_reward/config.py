@@ -245,8 +245,11 @@ class VLMConfig:
             self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")
         ):
             raise ValueError(f"device: got {self.device!r}, expected auto, cpu, cuda or cuda:<i>")
-        if not (math.isfinite(self.camera_zoom) and self.camera_zoom > 0):
-            raise ValueError(f"camera_zoom: got {self.camera_zoom!r}, expected a number > 0")
+        if not (math.isfinite(self.camera_zoom) and self.camera_zoom >= 1.0):
+            raise ValueError(
+                f"camera_zoom: got {self.camera_zoom!r}, expected a number >= 1 (1: the camera "
+                "as declared; a zoom only narrows the view)"
+            )
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride: got {self.frame_stride!r}, expected >= 1")
         if self.shaping not in SHAPING_MODES:

@@ -82,7 +82,8 @@ class TiledRenderer:
 
     Raises:
         RuntimeError: no OpenGL context can be made (set ``MUJOCO_GL=egl`` on a headless Linux).
-        ValueError: a size under 8 px, a bad number of views, or a zoom that is not > 0.
+        ValueError: a size under 8 px, a bad number of views, or a zoom under 1 (see
+            :func:`check_zoom`).
     """
 
     def __init__(
@@ -93,8 +94,7 @@ class TiledRenderer:
         max_tiles: int = 64,
         zoom: float = 1.0,
     ) -> None:
-        if not (math.isfinite(zoom) and zoom > 0):
-            raise ValueError(f"camera zoom: got {zoom!r}, expected a number > 0")
+        check_zoom(zoom)
         if size < 8:
             raise ValueError(f"render size: got {size}, expected >= 8 pixels")
         specs = camera.views if isinstance(camera, MultiView) else (camera,)
@@ -276,8 +276,7 @@ class EnvFrames:
         camera: Camera | None = None,
         zoom: float = 1.0,
     ) -> None:
-        if not (math.isfinite(zoom) and zoom > 0):
-            raise ValueError(f"camera zoom: got {zoom!r}, expected a number > 0")
+        check_zoom(zoom)
         self.env, self.size, self.task, self.camera = env, int(size), task, camera
         self.zoom = float(zoom)
         self.tiled: TiledRenderer | None = None
@@ -303,9 +302,27 @@ class EnvFrames:
             self.tiled = None
 
 
+def check_zoom(zoom: float) -> float:
+    """``zoom`` as a float, if it is a finite number >= 1.
+
+    A zoom only narrows the view: frames that come from ``env.render`` or a recording are
+    cropped (:func:`zoom_frames`) and cannot be widened, so a zoom under 1 would widen the
+    tiled renderer's view but not theirs, and the same reward would see different frames.
+
+    Raises:
+        ValueError: not finite, or under 1.
+    """
+    if not (math.isfinite(zoom) and zoom >= 1.0):
+        raise ValueError(
+            f"camera zoom: got {zoom!r}, expected a number >= 1 (1: the camera as declared; "
+            "a zoom only narrows the view)"
+        )
+    return float(zoom)
+
+
 def zoom_frames(frames: torch.Tensor, zoom: float) -> torch.Tensor:
     """The middle ``1 / zoom`` (height and width) of ``[n, H, W, 3]`` frames; as they are for a
-    zoom of 1 or less."""
+    zoom of 1."""
     if zoom <= 1.0:
         return frames
     h, w = frames.shape[1:3]
@@ -335,6 +352,7 @@ __all__ = [
     "TiledRenderer",
     "env_physics",
     "resize_frames",
+    "check_zoom",
     "zoom_frames",
     "reward_camera",
     "video_camera",
