@@ -141,7 +141,11 @@ class MujocoEnv(SimTaskEnv):
             rows[ids_np] = self._initial_row[f]
 
     def _forward(self, ids: torch.Tensor) -> None:
-        self._batch.forward(ids.numpy().astype(np.int32), stage=mujoco.mjtStage.mjSTAGE_VEL)
+        # mj_forward in full: the acceleration stage too, so that its readings (actuator_force
+        # behind `joint_torque`, touch sensors) describe the reset state, as a stepped world's
+        # describe its last substep. At mjSTAGE_VEL they kept whatever the world held before,
+        # which differed run to run. The next step recomputes them with the new controls.
+        self._batch.forward(ids.numpy().astype(np.int32))
 
     def _physics_snapshot(self) -> dict[str, Any]:
         out = {f: rows.copy() for f, rows in self._rows.items()}

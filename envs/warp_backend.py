@@ -307,13 +307,24 @@ class WarpEnv(SimTaskEnv):
         self._forward_all()
 
     def _forward_all(self) -> None:
-        """Position and velocity stages for every world (after rows were written)."""
+        """Position and velocity stages for every world (after rows were written), and the
+        actuator forces at that state (see :meth:`_forward_calls`)."""
         wp = self._wp
         with wp.ScopedDevice(self._wp_device), self._stream():
             if self._forward_graph is not None:
                 wp.capture_launch(self._forward_graph)
             else:
-                self._mjw.step1(self._m, self._d)
+                self._forward_calls()
+
+    def _forward_calls(self) -> None:
+        """``step1`` and ``fwd_actuation``: a reset world's ``actuator_force`` (the tasks'
+        ``joint_torque``) then describes its reset state, as the native backend's full
+        ``mj_forward`` of reset worlds does, instead of the world's last substep before the
+        reset. The rest of the acceleration stage (the constraint solve, touch sensors) is not
+        recomputed: it would cost most of a physics step on every step where a world resets.
+        The next step's ``step2`` recomputes the forces with the new controls."""
+        self._mjw.step1(self._m, self._d)
+        self._mjw.fwd_actuation(self._m, self._d)
 
     def _stream(self) -> Any:
         """Run Warp on torch's current stream, so that torch and Warp work stay ordered."""
@@ -352,7 +363,7 @@ class WarpEnv(SimTaskEnv):
                     self._physics_calls()
                 self._step_graph = cap.graph
                 with wp.ScopedCapture() as cap:
-                    self._mjw.step1(self._m, self._d)
+                    self._forward_calls()
                 self._forward_graph = cap.graph
         finally:
             if enabled:
