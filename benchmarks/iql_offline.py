@@ -131,19 +131,12 @@ class ClipResponder:
         self.lock = threading.Lock()  # one forward at a time (the server answers in threads)
 
     def __call__(self, req) -> str:  # noqa: ANN001 - tests/openai_server.ChatRequest
-        import base64
-        import io
-
-        import imageio.v3 as iio
         import torch
 
         if self.goal not in req.text():
             return "I cannot tell what the goal is.\n-1"
-        images = [
-            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))) for u in req.images()
-        ]
         with self.lock, torch.inference_mode():
-            score = self.scorer.score(torch.from_numpy(np.stack(images))).tolist()
+            score = self.scorer.score(torch.from_numpy(np.stack(req.pixels()))).tolist()
         if len(score) == 1:
             return f'{{"progress": {min(max(score[0], 0.0), 1.0):.4f}}}'
         a, b = score[0], score[-1]

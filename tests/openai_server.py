@@ -82,6 +82,26 @@ class ChatRequest:
                 urls += [p["image_url"]["url"] for p in c if p.get("type") == "image_url"]
         return urls
 
+    def pixels(self) -> list[Any]:
+        """The inline images decoded to ``uint8 [H, W, 3]`` numpy arrays, in order (what a VLM
+        server does first with them).
+
+        Raises:
+            ValueError: an image that is not a PNG or JPEG ``data:`` URL.
+        """
+        import base64
+        import io
+
+        import imageio.v3 as iio  # only here: the server itself needs the standard library alone
+
+        out = []
+        for url in self.images():
+            head, _, b64 = url.partition(",")
+            if head not in ("data:image/png;base64", "data:image/jpeg;base64"):
+                raise ValueError(f"not an inline PNG/JPEG image: {head[:60]!r}")
+            out.append(iio.imread(io.BytesIO(base64.b64decode(b64))))
+        return out
+
 
 @dataclass
 class Fault:

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
-import imageio.v3 as iio
-import numpy as np
 import pytest
 import torch
 from openai_server import ChatRequest, Fault, OpenAIServer
@@ -27,16 +22,9 @@ pytestmark = pytest.mark.unit
 GOAL = "the square is bright"
 
 
-def decode(url: str) -> np.ndarray:
-    """A ``data:`` URL back to pixels (what a real VLM server does first)."""
-    head, b64 = url.split(",", 1)
-    assert head in ("data:image/png;base64", "data:image/jpeg;base64"), head
-    return iio.imread(io.BytesIO(base64.b64decode(b64)))
-
-
 def brightness_judge(req: ChatRequest) -> str:
     """Answers from the pixels it is sent: progress = mean brightness / 255."""
-    images = [decode(u) for u in req.images()]
+    images = req.pixels()
     assert GOAL in req.text(), "the goal must be in the prompt"
     if len(images) == 1:
         v = images[0].mean() / 255.0
@@ -93,7 +81,7 @@ def test_compare_frames_and_clips_over_http():
 
 def test_signed_delta_and_its_antisymmetric_form_over_http():
     def biased_delta_judge(req: ChatRequest) -> str:
-        a, b = (decode(u).mean() / 255.0 for u in req.images())
+        a, b = (px.mean() / 255.0 for px in req.pixels())
         assert "How much closer" in req.text()
         return f'Image 2 vs Image 1.\n{{"delta": {b - a + 0.1:.4f}}}'  # an order bias of +0.1
 

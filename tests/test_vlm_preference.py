@@ -3,12 +3,9 @@ model that learns cartpole's 'upright' ranking from a judge answering over real 
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import math
 
-import imageio.v3 as iio
 import pytest
 import torch
 from openai_server import ChatRequest, OpenAIServer
@@ -139,9 +136,8 @@ def test_ensemble_learns_upright_ranking_from_http_judge(tmp_path):
     def judge_responder(req: ChatRequest) -> str:
         assert "pole" in req.text()
         ups = []
-        for url in req.images():
-            png = base64.b64decode(url.split(",", 1)[1])
-            ups.append(uprightness[_key(iio.imread(io.BytesIO(png)).copy())])
+        for px in req.pixels():
+            ups.append(uprightness[_key(px.copy())])
         a, b = ups
         if abs(a - b) < 0.02:
             return "They look the same to me.\n-1"
@@ -204,10 +200,7 @@ def test_vlm_prefs_command_end_to_end_and_resume(tmp_path, capsys):
     from rewardlab.cli import main
 
     def brighter(req: ChatRequest) -> str:
-        a, b = (
-            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
-            for u in req.images()
-        )
+        a, b = (px.mean() for px in req.pixels())
         return "1" if b > a else "0"
 
     out = tmp_path / "prefs"
@@ -248,10 +241,7 @@ def test_online_preference_loop_labels_trains_and_resumes(tmp_path):
     labelled by the judge over HTTP, the ensemble retrains, and a new run continues."""
 
     def brighter(req: ChatRequest) -> str:
-        a, b = (
-            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
-            for u in req.images()
-        )
+        a, b = (px.mean() for px in req.pixels())
         return "Image 2 is brighter.\n1" if b > a else "Image 1 is brighter.\n0"
 
     def solid_batch(n: int, seed: int) -> torch.Tensor:
@@ -299,10 +289,7 @@ def test_online_rounds_in_background_and_failed_rounds(tmp_path):
     from openai_server import Fault
 
     def darker(req: ChatRequest) -> str:
-        a, b = (
-            iio.imread(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).mean()
-            for u in req.images()
-        )
+        a, b = (px.mean() for px in req.pixels())
         return "0" if a < b else "1"
 
     g = torch.Generator().manual_seed(0)
