@@ -98,11 +98,14 @@ class OracleLabeller:
         self.rng = np.random.default_rng(0)
         self.stats = {"asked": 0, "unsure": 0, "flipped": 0}
 
+    def rewards(self, frames) -> np.ndarray:  # noqa: ANN001 - uint8 [B, H, W, 3] tensor
+        """The true task reward of each frame (looked up by its bytes)."""
+        return np.array([self.value[hashlib.sha1(f.numpy().tobytes()).digest()] for f in frames])
+
     def compare(self, a, b):  # noqa: ANN001, ANN201 - the Labeller protocol
         import torch
 
-        ra = np.array([self.value[hashlib.sha1(f.numpy().tobytes()).digest()] for f in a])
-        rb = np.array([self.value[hashlib.sha1(f.numpy().tobytes()).digest()] for f in b])
+        ra, rb = self.rewards(a), self.rewards(b)
         labels = (rb > ra).astype(np.float32)
         flip = self.rng.random(len(labels)) < self.flip
         labels[flip] = 1.0 - labels[flip]
@@ -145,17 +148,13 @@ class ClipResponder:
         return "Image 2 is closer to the goal.\n1" if b > a else "Image 1 is closer to the goal.\n0"
 
 
-def label_agreement(prefs_file: Path, value: dict[bytes, float]) -> dict:
+def label_agreement(prefs_file: Path, oracle: OracleLabeller) -> dict:
     """How the labels in ``prefs.pt`` agree with the true task reward's order of each pair
     (pairs whose true rewards are equal are left out)."""
     from rewardlab.vlm_reward.preference_data import PreferenceDataset
 
     ds = PreferenceDataset.load(prefs_file)
-
-    def truth(frames) -> np.ndarray:  # noqa: ANN001
-        return np.array([value[hashlib.sha1(f.numpy().tobytes()).digest()] for f in frames])
-
-    ra, rb = truth(ds.frames_a), truth(ds.frames_b)
+    ra, rb = oracle.rewards(ds.frames_a), oracle.rewards(ds.frames_b)
     labels = ds.labels.numpy()
     sure = np.isin(labels, (0.0, 1.0)) & (ra != rb)
     right = (labels[sure] == 1) == (rb[sure] > ra[sure])
@@ -209,7 +208,7 @@ def prefs(root: Path, queries: int, every: int, tie: float, flip: float, epochs:
             metrics = run_prefs(dataclasses.replace(args, vlm=vlm))  # the CLI's own judge
             requests = len(srv.requests)
         labels = {"labeller": "tiny CLIP over HTTP", "clip_tie": clip_tie, "requests": requests}
-    labels["agreement_with_task_reward"] = label_agreement(out / "prefs.pt", oracle.value)
+    labels["agreement_with_task_reward"] = label_agreement(out / "prefs.pt", oracle)
     relabelled = preference_rewards(eps, str(out / "reward.pt"))
     mask = np.arange(eps.reward.shape[1])[None, :] < eps.length[:, None]
     corr = float(np.corrcoef(relabelled[mask], eps.reward[mask])[0, 1])
