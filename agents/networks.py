@@ -9,11 +9,65 @@ action noise, or separate (asymmetric) actor and critic observations.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
+
+def _exp_elu(x: torch.Tensor) -> torch.Tensor:
+    """``x`` where ``x > 0``, else ``exp(x) - 1``: exactly one of the two terms is non-zero."""
+    return torch.exp(x.clamp(max=0.0)).sub_(1.0).add_(x.clamp(min=0.0))
+
+
+class _ExpELUFunction(torch.autograd.Function):
+    """ELU (alpha 1) from ``exp``; the backward is torch's own, from the saved output."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = _exp_elu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.elu_backward(grad, 1.0, 1.0, 1.0, True, y)
+
+
+class ELU(nn.ELU):
+    """``nn.ELU()`` (alpha 1), computed as ``exp(x) - 1`` for ``x <= 0`` outside export.
+
+    On CPU, torch's ELU forward evaluates ``expm1`` one element at a time (about 9 ns per
+    element on an AVX-512 machine with torch 2.14, against under 1 ns for the vectorized
+    ``exp``), and its backward from the input is slower still, so with the small networks of
+    robot control the activation cost more than the matrix products. This forward uses ``exp``
+    and the backward torch's ELU gradient from the saved output. On ``[512, 128]`` the forward
+    takes 0.09 ms against 0.57 ms, forward and backward 0.17 ms against 0.65 ms, and a PPO
+    update of ant_run 77 ms against 122 ms (``benchmarks/results/activation_speed.md``).
+    ``exp(x) - 1`` differs from ``expm1(x)`` by at most ~6e-8 (absolute), far below what
+    training resolves. Scripting, tracing and ONNX export see plain ``F.elu`` (an ``Elu``
+    node), so exported policies are standard.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(alpha=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - see the class
+        if torch.jit.is_scripting():
+            return nn.functional.elu(x)
+        return self._eager(x)
+
+    @torch.jit.unused
+    def _eager(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return nn.functional.elu(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            return _ExpELUFunction.apply(x)
+        return _exp_elu(x)
+
+
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def mlp(

@@ -13,7 +13,7 @@ import torch
 
 from rewardlab.agents import runner as runner_module
 from rewardlab.agents.config import PPOConfig
-from rewardlab.agents.networks import EmpiricalNormalization
+from rewardlab.agents.networks import ELU, EmpiricalNormalization
 from rewardlab.agents.ppo import (
     LossInputs,
     LossSettings,
@@ -144,6 +144,30 @@ def test_observation_std_floor_keeps_constant_features_bounded() -> None:
     norm.update(torch.full((100, 1), 0.999))
     assert float(norm.std) == pytest.approx(0.1, rel=1e-6)
     assert float(norm(torch.tensor([[0.97]]))) == pytest.approx(-0.29, abs=1e-3)
+
+
+def test_elu_matches_torch_elu_in_value_gradient_and_export(tmp_path: Path) -> None:
+    # values on both sides of 0, large ones (exp must not overflow into the x > 0 branch)
+    x = torch.cat([torch.linspace(-30.0, 30.0, 601), torch.tensor([0.0, -0.0, 1e-8, -1e-8])])
+    x64 = x.double().requires_grad_()
+    torch.autograd.gradcheck(ELU(), (x64,))
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-7)):
+        a, b = x.to(dtype).requires_grad_(), x.to(dtype).requires_grad_()
+        ya, yb = ELU()(a), torch.nn.functional.elu(b)
+        torch.testing.assert_close(ya, yb, rtol=0.0, atol=tol)
+        g = torch.randn(x.shape, dtype=dtype)
+        ya.backward(g)
+        yb.backward(g)
+        assert a.grad is not None and b.grad is not None
+        torch.testing.assert_close(a.grad, b.grad, rtol=0.0, atol=tol)
+    with torch.no_grad():  # the inference path (no autograd) computes the same values
+        torch.testing.assert_close(ELU()(x), torch.nn.functional.elu(x), rtol=0.0, atol=2e-7)
+    # scripted, traced and exported modules are plain ELU
+    assert "elu" in torch.jit.script(ELU()).code
+    assert "elu" in str(torch.jit.trace(ELU(), x).graph)
+    onnx = pytest.importorskip("onnx")
+    torch.onnx.export(ELU(), (x,), str(tmp_path / "elu.onnx"), dynamo=False)
+    assert [n.op_type for n in onnx.load(str(tmp_path / "elu.onnx")).graph.node] == ["Elu"]
 
 
 def test_gae_applies_the_reward_scale_before_the_bootstrap() -> None:
