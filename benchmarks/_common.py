@@ -74,6 +74,18 @@ def run_for(fn: Callable[[], None], seconds: float, min_calls: int = 2) -> tuple
             return calls, elapsed
 
 
+def quiet_sb3_logger(model: Any) -> None:
+    """Give an SB3 model a logger that writes nothing and makes no directory.
+
+    Without one, every ``model.learn()`` call configures SB3's default logger, which creates an
+    empty ``<tmp>/SB3-<date-time>`` directory: one per training iteration when a benchmark
+    calls ``learn`` iteration by iteration (over a thousand for one interleaved ant_run run).
+    """
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
+
+
 # ---------------------------------------------------------------------------------------------
 # System facts and result files
 

@@ -46,7 +46,14 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, contention_note, markdown_table, system_info, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    contention_note,
+    markdown_table,
+    quiet_sb3_logger,
+    system_info,
+    write_json,
+)
 from _interleaved import Agent, RunResult, run_interleaved  # noqa: E402
 from train_vs_peers import Ours  # noqa: E402
 from train_vs_sb3 import Evaluator  # noqa: E402
@@ -106,6 +113,7 @@ class Sb3Sac(Agent):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             self.model = SAC("MlpPolicy", self.venv, seed=seed, verbose=0, **hp)
+        quiet_sb3_logger(self.model)
         self.per_iter = 4 * num_envs
         self.config = f"SB3 SAC via Sb3VecEnv, {num_envs} worlds, {hp} (SB3 defaults otherwise)"
 
@@ -168,6 +176,7 @@ class Sb3SacTuned(Sb3Sac):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             self.model = SAC("MlpPolicy", self.venv, seed=seed, verbose=0, **hp)
+        quiet_sb3_logger(self.model)
         self.per_iter = s.num_steps * cfg.num_envs
         shown = {k: v for k, v in hp.items() if k not in ("policy_kwargs", "device")}
         self.config = (

@@ -41,7 +41,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, contention_note, markdown_table, system_info, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    contention_note,
+    markdown_table,
+    quiet_sb3_logger,
+    system_info,
+    write_json,
+)
 from _interleaved import Agent, RunResult, run_interleaved  # noqa: E402
 from train_vs_sb3 import Evaluator  # noqa: E402
 
@@ -228,6 +235,7 @@ class Sb3(Agent):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             self.model = PPO("MlpPolicy", self.venv, seed=seed, verbose=0, **hp)
+        quiet_sb3_logger(self.model)
         self.per_iter = hp["n_steps"] * num_envs
         self.config = f"SB3 PPO via Sb3VecEnv, {num_envs} worlds, {hp}, VecNormalize(obs, reward)"
 

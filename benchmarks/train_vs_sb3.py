@@ -53,6 +53,7 @@ from _common import (  # noqa: E402
     gym_spec,
     make_port,
     markdown_table,
+    quiet_sb3_logger,
     system_info,
     write_json,
 )
@@ -345,6 +346,7 @@ def run_sb3(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # zoo's batch_size > n_steps warning
         model = PPO("MlpPolicy", venv, seed=seed, verbose=0, **hp)
+    quiet_sb3_logger(model)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as train_sb3 and OnPolicyRunner do
     try:
