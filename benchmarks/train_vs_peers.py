@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import warnings
@@ -165,7 +166,9 @@ class Ours(Agent):
             f"({p.schedule}, desired_kl {p.desired_kl:g}"
             + (f" annealed to {p.desired_kl_final:g}" if p.desired_kl_final > 0 else "")
             + f", early stop at {p.kl_stop_ratio:g}x), "
-            f"{p.num_epochs} epochs x {p.num_minibatches} minibatches, actor {list(p.actor_hidden)}"
+            f"{p.num_epochs} epochs x {p.num_minibatches} minibatches, actor "
+            f"{list(p.actor_hidden)} critic {list(p.critic_hidden)} {p.activation}, initial "
+            f"action std {p.init_noise_std:g}"
         )
 
     def step(self) -> None:
@@ -334,7 +337,8 @@ def report(
         "",
         f"{info['date']}, {info['cpu_model']}, {info['cpu_count']} cores, git {info['git_rev']}, "
         f"torch {info['torch']} (1 intra-op thread for every agent), rsl-rl-lib "
-        f"{_version('rsl-rl-lib')}, stable-baselines3 {_version('stable-baselines3')}, mujoco {info['mujoco']}. "
+        f"{info.get('rsl_rl_lib') or _version('rsl-rl-lib')}, stable-baselines3 "
+        f"{_version('stable-baselines3')}, mujoco {info['mujoco']}. "
         "Written by `benchmarks/train_vs_peers.py`.",
         "",
         f"Seeds {args.seeds}. Per seed the agents train **interleaved** (one iteration each in "
@@ -429,6 +433,47 @@ def plot(task: str, results: list[RunResult], threshold: float, out: Path, title
     plt.close(fig)
 
 
+def merge(args: argparse.Namespace) -> None:
+    """Write one report from the ``.json`` files of runs made with the same settings."""
+    from rewardlab.envs.tasks import get_task
+
+    docs = [json.loads(path.read_text()) for path in args.merge]
+    for key in ("eval_every_s", "budget_steps", "episodes", "quick"):
+        values = {json.dumps(d["settings"].get(key)) for d in docs}
+        if len(values) > 1:
+            raise SystemExit(f"--merge: the runs differ in {key} ({', '.join(sorted(values))})")
+    results = [RunResult(**run) for d in docs for run in d["runs"]]
+    settings = docs[0]["settings"]
+    args.seeds = sorted({r.seed for r in results})
+    args.eval_every_s, args.quick = settings["eval_every_s"], settings["quick"]
+    thresholds = {r.task: float(get_task(r.task).success_threshold) for r in results}
+    info = dict(docs[0]["system"])
+    info["merged_from"] = [
+        f"{path.name} (git {d['system']['git_rev']}, {d['system']['date']})"
+        for path, d in zip(args.merge, docs, strict=True)
+    ]
+    rows = summarize(results, thresholds)
+    loads = [x for r in results for x in r.load_1min] or [float("nan")]
+    text = report(rows, info, args, loads)
+    text = text.replace(
+        "Written by `benchmarks/train_vs_peers.py`.",
+        "Written by `benchmarks/train_vs_peers.py --merge` from runs made at the same time: "
+        + "; ".join(info["merged_from"])
+        + ".",
+        1,
+    )
+    out = args.out or RESULTS / "train_vs_peers"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text)
+    write_json(out.with_suffix(".json"), {"system": info, "settings": settings, "summary": rows,
+               "runs": [vars(r) for r in results]})  # fmt: skip
+    for task in thresholds:
+        title = f"{task}: deterministic success vs training time, seeds {args.seeds}"
+        plot(task, results, thresholds[task], out.parent / f"{out.name}_{task}.png", title)
+    print(text)
+    print(f"wrote {out.with_suffix('.md')}, .json, _<task>.png")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -443,7 +488,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--episodes", type=int, default=64, help="episodes of the final evaluation")
     p.add_argument("--quick", action="store_true", help="smoke run: 30k steps, one seed")
     p.add_argument("--out", type=Path, default=None, help="output path without suffix")
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="trains nothing: combine the .json files of earlier runs of this script (e.g. one "
+        "process per seed, same settings) into one table, plot and .json at --out",
+    )
     args = p.parse_args(argv)
+    if args.merge:
+        merge(args)
+        return
     if args.quick:
         args.budget_steps, args.seeds = args.budget_steps or 30_000, args.seeds[:1]
     args.out = args.out or RESULTS / ("train_vs_peers_quick" if args.quick else "train_vs_peers")
@@ -451,6 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     from rewardlab.envs.tasks import get_task
 
     info = system_info()
+    info["rsl_rl_lib"] = _version("rsl-rl-lib")
     thresholds = {t: float(get_task(t).success_threshold) for t in args.tasks}
     results: list[RunResult] = []
     for task in args.tasks:
