@@ -346,7 +346,7 @@ def report(
         f"median {statistics.median(loads):.1f}, max {max(loads):.1f} (2 cores shared with other work). "
         "Time to threshold: training seconds (evaluation excluded) until the deterministic policy "
         "first succeeds on >= the task's success threshold of 32 evaluation worlds (evaluated every "
-        f"{args.eval_every_s or EVAL_EVERY_S} s of training). Final success: the policy at the end of "
+        f"{_eval_period(args, rows)} of training). Final success: the policy at the end of "
         "the env-step budget on 64 fresh episodes.",
     ]
     if args.quick:
@@ -394,6 +394,14 @@ def report(
     ]
     lines += [f"- **{r['task']} / {r['agent']}**: {r['config']}" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _eval_period(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+    """``"5 s"`` when ``--eval-every-s`` was given, else each reported task's default."""
+    if args.eval_every_s:
+        return f"{args.eval_every_s:g} s"
+    tasks = dict.fromkeys(r["task"] for r in rows)
+    return ", ".join(f"{EVAL_EVERY_S[t]:g} s ({t})" for t in tasks)
 
 
 def _version(dist: str) -> str:
