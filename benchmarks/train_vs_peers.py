@@ -338,8 +338,7 @@ def report(
         f"{info['date']}, {info['cpu_model']}, {info['cpu_count']} cores, git {info['git_rev']}, "
         f"torch {info['torch']} (1 intra-op thread for every agent), rsl-rl-lib "
         f"{info.get('rsl_rl_lib') or _version('rsl-rl-lib')}, stable-baselines3 "
-        f"{_version('stable-baselines3')}, mujoco {info['mujoco']}. "
-        "Written by `benchmarks/train_vs_peers.py`.",
+        f"{_version('stable-baselines3')}, mujoco {info['mujoco']}. " + _written_by(info),
         "",
         f"Seeds {args.seeds}. Per seed the agents train **interleaved** (one iteration each in "
         "turn, one process), so machine load hits all alike; 1-min load average during the runs: "
@@ -394,6 +393,35 @@ def report(
     ]
     lines += [f"- **{r['task']} / {r['agent']}**: {r['config']}" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _written_by(info: dict[str, Any]) -> str:
+    if "merged_from" not in info:
+        return "Written by `benchmarks/train_vs_peers.py`."
+    return (
+        "Written by `benchmarks/train_vs_peers.py --merge` from runs made at the same time: "
+        + "; ".join(info["merged_from"])
+        + "."
+    )
+
+
+def write_report(
+    out: Path,
+    results: list[RunResult],
+    thresholds: dict[str, float],
+    info: dict[str, Any],
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+) -> str:
+    """Write ``out.md`` and ``out.json`` for ``results``; returns the markdown."""
+    rows = summarize(results, thresholds)
+    loads = [x for r in results for x in r.load_1min] or [float("nan")]
+    text = report(rows, info, args, loads)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(text)
+    write_json(out.with_suffix(".json"), {"system": info, "settings": settings, "summary": rows,
+               "runs": [vars(r) for r in results]})  # fmt: skip
+    return text
 
 
 def _eval_period(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
@@ -460,21 +488,8 @@ def merge(args: argparse.Namespace) -> None:
         f"{path.name} (git {d['system']['git_rev']}, {d['system']['date']})"
         for path, d in zip(args.merge, docs, strict=True)
     ]
-    rows = summarize(results, thresholds)
-    loads = [x for r in results for x in r.load_1min] or [float("nan")]
-    text = report(rows, info, args, loads)
-    text = text.replace(
-        "Written by `benchmarks/train_vs_peers.py`.",
-        "Written by `benchmarks/train_vs_peers.py --merge` from runs made at the same time: "
-        + "; ".join(info["merged_from"])
-        + ".",
-        1,
-    )
     out = args.out or RESULTS / "train_vs_peers"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(text)
-    write_json(out.with_suffix(".json"), {"system": info, "settings": settings, "summary": rows,
-               "runs": [vars(r) for r in results]})  # fmt: skip
+    text = write_report(out, results, thresholds, info, args, settings)
     for task in thresholds:
         title = f"{task}: deterministic success vs training time, seeds {args.seeds}"
         plot(task, results, thresholds[task], out.parent / f"{out.name}_{task}.png", title)
@@ -528,15 +543,10 @@ def main(argv: list[str] | None = None) -> None:
             )
             results += run_seed(task, seed, args.agents, budget, args.eval_every_s or EVAL_EVERY_S[task],
                                 evaluator, thresholds[task], args.episodes)  # fmt: skip
-            rows = summarize(results, thresholds)
-            loads = [x for r in results for x in r.load_1min] or [float("nan")]
-            text = report(rows, info, args, loads)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.with_suffix(".md").write_text(
-                text
-            )  # after every seed: partial results survive
-            write_json(args.out.with_suffix(".json"), {"system": info, "settings": {k: v for k, v in vars(args).items() if k != "out"},
-                       "summary": rows, "runs": [vars(r) for r in results]})  # fmt: skip
+            settings = {k: v for k, v in vars(args).items() if k != "out"}
+            write_report(
+                args.out, results, thresholds, info, args, settings
+            )  # partial results survive
         evaluator.close()
         title = f"{task}: deterministic success vs training time, seeds {args.seeds}"
         plot(
