@@ -46,14 +46,17 @@ def py() -> str:
 
 @pytest.fixture(scope="module")
 def arm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with an arm_reach policy trained by ``rewardlab train`` (export + eval)."""
+    """A run directory with an arm_reach policy trained by ``rewardlab train`` (export + eval),
+    at the task's default budget (500k steps, ~1 min): the seed table's 1.00 on 10 of 10 seeds.
+    At 300k steps the policy's precision depended on rounding: after the ELU change it no longer
+    held the seed-6 target within 0.03 m under the sim robot's motor delay."""
     reuse = os.environ.get("REWARDLAB_TEST_ARM_EXPORT")
     if reuse:
         return Path(reuse)
     run_dir = tmp_path_factory.mktemp("arm_reach_run")
     res = subprocess.run(
         [sys.executable, "-m", "rewardlab.cli", "train", "task=arm_reach", f"run_dir={run_dir}",
-         "total_steps=300000", "eval.video=false", "seed=0"],
+         "eval.video=false", "seed=0"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )  # fmt: skip
